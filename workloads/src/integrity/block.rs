@@ -142,14 +142,15 @@ pub fn parse_header(b: &[u8]) -> Option<Header> {
 }
 
 /// Parses the header and proves the block is internally consistent: our magic and version,
-/// the block size it claims equals its length, and its sha256 matches. Such a block was written
+/// the block size it claims equals its length, its sha256 and its header check match. Such a block was written
 /// by pvcheck exactly like this — possibly somewhere else or at another time.
 pub fn parse_valid(b: &[u8]) -> Option<Header> {
     let h = parse_header(b)?;
     if h.version != FORMAT_VERSION || h.block_size as usize != b.len() {
         return None;
     }
-    (sha_of(b)[..] == b[SHA_AT..CHECK_AT]).then_some(h)
+    let check = u64::from_le_bytes(b[CHECK_AT..HEADER_LEN].try_into().unwrap());
+    (header_check(b) == check && sha_of(b)[..] == b[SHA_AT..CHECK_AT]).then_some(h)
 }
 
 #[cfg(test)]

@@ -139,6 +139,7 @@ fn run_verify(dir: &Path, ledger: &Ledger, threads: usize) {
         volume_id: None,
         threads,
         full_hash: false,
+        buffered: false,
     };
     let r = verify::verify(&p).expect("verify");
     assert!(r.clean, "bench dataset must verify clean");

@@ -58,7 +58,7 @@ pub struct Header {
 
 /// Checks that a block size is usable: a multiple of 512, at least 512, at most 64 MiB.
 pub fn valid_block_size(bs: u64) -> bool {
-    bs >= SECTOR as u64 && bs % SECTOR as u64 == 0 && bs <= (64 << 20)
+    bs >= SECTOR as u64 && bs.is_multiple_of(SECTOR as u64) && bs <= (64 << 20)
 }
 
 fn put_fields(dst: &mut [u8], id: &BlockId, block_size: usize) {

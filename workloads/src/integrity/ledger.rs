@@ -118,7 +118,7 @@ impl Ledger {
                 format!("{} is not a multiple of 512 in 512B..64MiB", l.block_size),
             ));
         }
-        if l.size == 0 || l.size % l.block_size != 0 {
+        if l.size == 0 || !l.size.is_multiple_of(l.block_size) {
             return Err(bad(
                 "size",
                 format!(

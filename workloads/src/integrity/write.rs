@@ -38,7 +38,7 @@ pub fn write(p: &WriteParams) -> Result<Ledger, Error> {
             ),
         ));
     }
-    if p.size == 0 || p.size % p.block_size != 0 {
+    if p.size == 0 || !p.size.is_multiple_of(p.block_size) {
         return Err(Error::usage(
             "--size",
             format!(

@@ -669,3 +669,24 @@ fn bad_input_gets_one_line_naming_the_problem_and_exit_2() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("no unit"), "{}", r.stderr);
 }
+
+#[test]
+fn buffered_reads_say_why_and_find_the_same_damage() {
+    let f = fixture();
+    let (path, rel, _) = f.large();
+    let (code, r) = f.verify(&["--buffered"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        r.read_mode,
+        pvcheck_workloads::integrity::report::ReadMode::Buffered
+    );
+    assert!(
+        r.read_mode_reason
+            .as_deref()
+            .unwrap()
+            .contains("--buffered")
+    );
+    f.put(&path, 2 * 4096, &[0u8; 4096]);
+    let (_, r) = f.verify(&["--buffered", "--threads", "2"]);
+    assert_only(&r, DamageKind::Zeroed, &rel, 2 * 4096);
+}

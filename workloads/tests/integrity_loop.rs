@@ -67,6 +67,19 @@ fn ext4_loop_mount_verifies_with_o_direct_and_sees_damage_written_behind_the_cac
         (r.damage_total, r.damage[0].kind, r.damage[0].offset),
         (1, DamageKind::Zeroed, 16 * 4096)
     );
+    // selftest on the same filesystem, with O_DIRECT reads, leaves nothing behind
+    let st = agent(&["selftest", "--dir", m.point.to_str().unwrap()]);
+    assert_eq!(st.code, 0, "{}\n{}", st.stderr, st.stdout);
+    let st: pvcheck_workloads::integrity::report::SelftestReport =
+        serde_json::from_str(&st.stdout).unwrap();
+    assert!(st.passed);
+    assert_eq!(st.verify.read_mode, ReadMode::Direct);
+    let mut left: Vec<_> = std::fs::read_dir(&m.point)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["lost+found", "pvcheck-data"]);
     // a read-only filesystem: write is refused with the errno, verify still works (it never writes)
     sh("mount", &["-o", "remount,ro", m.point.to_str().unwrap()]);
     let sub = m.point.join("lost+found");

@@ -63,7 +63,7 @@ pub fn generate(seed: u64, size: u64, bs: u64, p: &LayoutParams) -> Result<Layou
             p.algorithm
         ));
     }
-    if p.small_budget > size || p.small_budget % bs != 0 {
+    if p.small_budget > size || !p.small_budget.is_multiple_of(bs) {
         return Err(format!(
             "small_budget {} is not a multiple of the block size within size",
             p.small_budget
@@ -71,8 +71,8 @@ pub fn generate(seed: u64, size: u64, bs: u64, p: &LayoutParams) -> Result<Layou
     }
     if p.small_budget > 0
         && (p.small_min == 0
-            || p.small_min % bs != 0
-            || p.small_max % bs != 0
+            || !p.small_min.is_multiple_of(bs)
+            || !p.small_max.is_multiple_of(bs)
             || p.small_min > p.small_max)
     {
         return Err(format!(

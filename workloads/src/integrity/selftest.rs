@@ -34,7 +34,7 @@ impl Drop for Scratch {
 }
 
 pub fn selftest(dir: &Path, size: u64, threads: usize) -> Result<SelftestReport, Error> {
-    if size < (512 << 10) || size % BS != 0 {
+    if size < (512 << 10) || !size.is_multiple_of(BS) {
         return Err(Error::usage(
             "--size",
             "selftest needs at least 512KiB, in whole 4KiB blocks",
@@ -80,6 +80,7 @@ pub fn selftest(dir: &Path, size: u64, threads: usize) -> Result<SelftestReport,
         volume_id: None,
         threads,
         full_hash: false,
+        buffered: false,
     };
     let clean_before = verify::verify(&vp)?.clean;
     let mut injected = inject(&sub, &ledger, seed)?;

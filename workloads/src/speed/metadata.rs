@@ -13,6 +13,7 @@ use super::clock::now_ns;
 use super::engine::{Control, Progress};
 use super::error::Error;
 use super::latency::LatencyHistogram;
+use super::stats::{CpuTimes, ThreadCpuWindow};
 
 pub const OPS: [&str; 4] = ["create", "stat", "rename", "unlink"];
 
@@ -28,6 +29,7 @@ pub struct MetaOutput {
     pub ops: [OpStats; 4],
     pub error: Option<Error>,
     pub inflight_at_exit: u64,
+    pub thread_cpu: CpuTimes,
 }
 
 impl MetaOutput {
@@ -37,6 +39,7 @@ impl MetaOutput {
             a.sum_ns += b.sum_ns;
         }
         self.inflight_at_exit += o.inflight_at_exit;
+        self.thread_cpu = self.thread_cpu.add(o.thread_cpu);
         if self.error.is_none() {
             self.error = o.error;
         }
@@ -71,6 +74,7 @@ pub fn run(mut plan: MetaPlan) -> MetaOutput {
         })
         .collect();
     let mut done = 0u64;
+    let mut cpu = ThreadCpuWindow::default();
     'outer: loop {
         // Phase by phase over the batch, so each op meets a directory of realistic size.
         for (k, op) in OPS.iter().enumerate() {
@@ -91,6 +95,7 @@ pub fn run(mut plan: MetaPlan) -> MetaOutput {
                     _ => unlink(b),
                 };
                 let t1 = now_ns();
+                cpu.tick(t1, ctl.measure_start_ns, ctl.deadline_ns);
                 plan.progress.inflight.store(0, Ordering::Relaxed);
                 done += 1;
                 plan.progress.done.store(done, Ordering::Relaxed);
@@ -111,6 +116,7 @@ pub fn run(mut plan: MetaPlan) -> MetaOutput {
             }
         }
     }
+    out.thread_cpu = cpu.finish();
     out
 }
 

@@ -419,6 +419,7 @@ fn base_result(
     lat: LatencySummary,
     hist: String,
     lat_sum_ns: u128,
+    thread_cpu: CpuTimes,
     mut warnings: Vec<String>,
 ) -> BenchResult {
     let secs = watch.runtime_ns as f64 / 1e9;
@@ -430,7 +431,7 @@ fn base_result(
             spec.sample_interval.as_secs_f64()
         ));
     }
-    let cpu = CpuResult::new(watch.cpu, secs, io_count);
+    let cpu = CpuResult::new(watch.cpu, thread_cpu, secs, io_count);
     if cpu.util_pct > 60.0 {
         warnings.push(format!(
             "the CPU was {:.0} % busy: latencies may include CPU queuing (kbench asks for at least 40 % idle)",
@@ -530,6 +531,7 @@ fn build_io_result(
         lat,
         hist,
         data_sum + o.sync_sum_ns,
+        o.thread_cpu,
         warnings,
     );
     if j.rw.reads() {
@@ -662,6 +664,7 @@ fn run_metadata(spec: &JobSpec, pool: Arc<DataPool>) -> Result<BenchResult, Erro
         all.summary(Some(sum)),
         all.encode(),
         sum,
+        o.thread_cpu,
         Vec::new(),
     );
     r.metadata = Some(MetadataResult {

@@ -19,6 +19,7 @@ use super::job::{EngineChoice, JobKind};
 use super::latency::LatencyHistogram;
 use super::offsets::Offsets;
 use super::result::EngineKind;
+use super::stats::CpuTimes;
 
 /// Shared between the runner and every worker of a run.
 #[derive(Debug)]
@@ -77,6 +78,8 @@ pub struct WorkerOutput {
     pub error: Option<Error>,
     /// I/Os still in flight when the worker returned (abandoned).
     pub inflight_at_exit: u64,
+    /// The worker thread's own CPU time in the measured window.
+    pub thread_cpu: CpuTimes,
 }
 
 impl WorkerOutput {
@@ -88,6 +91,7 @@ impl WorkerOutput {
         self.write_sum_ns += o.write_sum_ns;
         self.sync_sum_ns += o.sync_sum_ns;
         self.inflight_at_exit += o.inflight_at_exit;
+        self.thread_cpu = self.thread_cpu.add(o.thread_cpu);
         if self.error.is_none() {
             self.error = o.error;
         }

@@ -9,6 +9,7 @@ use crate::speed::buffers::AlignedBuf;
 use crate::speed::clock::now_ns;
 use crate::speed::error::Error;
 use crate::speed::offsets::SplitMix;
+use crate::speed::stats::ThreadCpuWindow;
 
 /// Runs one slot. `plan.iodepth` is ignored here: the runner starts one thread per slot.
 pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
@@ -21,6 +22,7 @@ pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
     let mut done = 0u64;
     let mut syncs = 0u64;
     let fd = plan.fd;
+    let mut cpu = ThreadCpuWindow::default();
     loop {
         if ctl.stop.load(Ordering::Relaxed) || ctl.abandon.load(Ordering::Relaxed) {
             break;
@@ -47,6 +49,7 @@ pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
             }
         };
         let t1 = now_ns();
+        cpu.tick(t1, measure_start, deadline);
         plan.progress.inflight.store(0, Ordering::Relaxed);
         done += 1;
         plan.progress.done.store(done, Ordering::Relaxed);
@@ -108,5 +111,6 @@ pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
             }
         }
     }
+    out.thread_cpu = cpu.finish();
     out
 }

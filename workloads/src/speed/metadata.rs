@@ -22,6 +22,8 @@ pub const OPS: [&str; 4] = ["create", "stat", "rename", "unlink"];
 pub struct OpStats {
     pub hist: LatencyHistogram,
     pub sum_ns: u128,
+    /// In-window part of the ops' durations (see `WorkerOutput::busy_ns`).
+    pub busy_ns: u128,
 }
 
 #[derive(Debug, Default)]
@@ -37,6 +39,7 @@ impl MetaOutput {
         for (a, b) in self.ops.iter_mut().zip(o.ops) {
             a.hist.add(&b.hist);
             a.sum_ns += b.sum_ns;
+            a.busy_ns += b.busy_ns;
         }
         self.inflight_at_exit += o.inflight_at_exit;
         self.thread_cpu = self.thread_cpu.add(o.thread_cpu);
@@ -112,6 +115,7 @@ pub fn run(mut plan: MetaPlan) -> MetaOutput {
                 if t1 >= ctl.measure_start_ns && t1 <= ctl.deadline_ns {
                     out.ops[k].hist.record(t1 - t0);
                     out.ops[k].sum_ns += (t1 - t0) as u128;
+                    out.ops[k].busy_ns += (t1 - t0.max(ctl.measure_start_ns)) as u128;
                 }
             }
         }

@@ -165,7 +165,8 @@ pub struct BenchResult {
     pub sync: Option<SyncResult>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<MetadataResult>,
-    /// Average I/Os in flight (sum of latencies / measured time, Little's law), all jobs together.
+    /// Average I/Os in flight over the measured window, all jobs together: the in-window part
+    /// of every completed I/O's time in flight, divided by the window.
     pub qd_achieved: f64,
     pub cpu: CpuResult,
     /// Coefficient of variation of IOPS sampled every `sample_interval_s`; null below 2 samples.

@@ -418,7 +418,7 @@ fn base_result(
     bytes: u64,
     lat: LatencySummary,
     hist: String,
-    lat_sum_ns: u128,
+    busy_ns: u128,
     thread_cpu: CpuTimes,
     mut warnings: Vec<String>,
 ) -> BenchResult {
@@ -470,7 +470,7 @@ fn base_result(
         sync: None,
         metadata: None,
         qd_achieved: if watch.runtime_ns > 0 {
-            lat_sum_ns as f64 / watch.runtime_ns as f64
+            busy_ns as f64 / watch.runtime_ns as f64
         } else {
             0.0
         },
@@ -530,7 +530,7 @@ fn build_io_result(
         bytes,
         lat,
         hist,
-        data_sum + o.sync_sum_ns,
+        o.busy_ns,
         o.thread_cpu,
         warnings,
     );
@@ -640,9 +640,11 @@ fn run_metadata(spec: &JobSpec, pool: Arc<DataPool>) -> Result<BenchResult, Erro
     let secs = watch.runtime_ns as f64 / 1e9;
     let mut all = LatencyHistogram::new();
     let mut sum = 0u128;
+    let mut busy = 0u128;
     for op in &o.ops {
         all.add(&op.hist);
         sum += op.sum_ns;
+        busy += op.busy_ns;
     }
     let op_rate = |k: usize| {
         let s = &o.ops[k];
@@ -663,7 +665,7 @@ fn run_metadata(spec: &JobSpec, pool: Arc<DataPool>) -> Result<BenchResult, Erro
         creates * j.bs,
         all.summary(Some(sum)),
         all.encode(),
-        sum,
+        busy,
         o.thread_cpu,
         Vec::new(),
     );

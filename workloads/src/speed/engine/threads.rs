@@ -76,6 +76,7 @@ pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
         let in_window = t1 >= measure_start && t1 <= deadline;
         if in_window {
             let lat = t1 - t0;
+            out.busy_ns += (t1 - t0.max(measure_start)) as u128;
             if read {
                 out.read.record(lat);
                 out.read_sum_ns += lat as u128;
@@ -107,6 +108,7 @@ pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
                 if s1 >= measure_start && s1 <= deadline {
                     out.sync.record(s1 - s0);
                     out.sync_sum_ns += (s1 - s0) as u128;
+                    out.busy_ns += (s1 - s0.max(measure_start)) as u128;
                 }
             }
         }

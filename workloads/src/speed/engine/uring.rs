@@ -172,7 +172,8 @@ pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
                         sync_due = false;
                         sync_start = now;
                     }
-                } else {
+                } else if !sync_inflight {
+                    // fdatasync is a barrier: writes resume once it has completed.
                     while let Some(slot) = free.pop() {
                         let s = slot as usize;
                         let read = match plan.read_pct {
@@ -264,6 +265,7 @@ pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
                         let lat = now - sync_start;
                         out.sync.record(lat);
                         out.sync_sum_ns += lat as u128;
+                        out.busy_ns += (now - sync_start.max(measure_start)) as u128;
                     }
                     continue;
                 }
@@ -294,6 +296,7 @@ pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
                 }
                 if in_window {
                     let lat = now - start_ns[s];
+                    out.busy_ns += (now - start_ns[s].max(measure_start)) as u128;
                     if w {
                         out.write.record(lat);
                         out.write_sum_ns += lat as u128;

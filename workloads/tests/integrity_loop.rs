@@ -106,7 +106,7 @@ fn ext4_loop_mount_verifies_with_o_direct_and_sees_damage_written_behind_the_cac
 }
 
 #[test]
-fn enospc_during_write_is_one_line_naming_the_errno() {
+fn a_dataset_larger_than_the_free_space_is_refused_with_enospc_before_writing() {
     let root = tempfile::Builder::new()
         .prefix("pvcheck-integrity-enospc-")
         .tempdir()
@@ -132,6 +132,9 @@ fn enospc_during_write_is_one_line_naming_the_errno() {
     );
     assert_eq!(r.stderr.trim_end().lines().count(), 1, "{}", r.stderr);
     assert!(r.stdout.is_empty(), "no ledger for a failed write");
+    // refused before the first byte: the volume is not left full of a partial dataset
+    assert!(r.stderr.contains("needs"), "{}", r.stderr);
+    assert!(!m.point.join("pvcheck-data").exists());
 }
 
 #[test]

@@ -361,6 +361,12 @@ fn selftest_injects_every_kind_and_passes() {
     for k in DamageKind::ALL {
         assert_eq!(rep.verify.counts.get(k), 1, "{k:?}");
     }
+    assert!(
+        rep.acks.passed && rep.acks.injected.reported,
+        "{:#?}",
+        rep.acks
+    );
+    assert_eq!(rep.acks.verify.acks.as_ref().unwrap().missing, 1);
     // it cleans up after itself and leaves the directory as it found it
     assert_eq!(std::fs::read_dir(&s.dir).unwrap().count(), 0);
 }

@@ -214,4 +214,18 @@ pub struct SelftestReport {
     pub clean_before_injection: bool,
     /// The verify report after injection.
     pub verify: VerifyReport,
+    /// The same proof for `verify --acks`.
+    pub acks: AcksSelftest,
+}
+
+/// `selftest`'s check of the durability log and acknowledgements.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcksSelftest {
+    pub passed: bool,
+    /// Every acknowledged record verified intact before the injection.
+    pub clean_before_injection: bool,
+    pub injected: Injection,
+    /// `verify --acks` after the injection.
+    pub verify: VerifyReport,
 }

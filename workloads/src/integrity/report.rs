@@ -21,7 +21,7 @@ pub enum DamageKind {
     Misdirected,
     /// Sectors of different generations of this block inside one block.
     Torn,
-    /// Not a pvcheck block at all.
+    /// Not a pvcheck block at all, or one of another dataset with another block size or version.
     Foreign,
     /// A dataset file (or an acknowledged durability record) is absent.
     Missing,

@@ -63,7 +63,7 @@ impl LocalPlatform {
 fn leftover(run_id: &str, r: &Record) -> Leftover {
     let (kind, what) = match &r.resource {
         Resource::Dir { path } => ("dir", path.display().to_string()),
-        Resource::SharedDir { path } => ("dir", path.display().to_string()),
+        Resource::SharedDir { path } => ("shared-dir", path.display().to_string()),
         Resource::Image { path } => ("image", path.display().to_string()),
         Resource::Loop { image } => (
             "loop",
@@ -172,10 +172,11 @@ impl Platform for LocalPlatform {
                     )
                 };
                 let reg = reg.as_ref().unwrap_or(&self.registry);
-                Ok(reg
-                    .present(class.as_deref(), false)
-                    .map_err(reg_err)?
+                // A shared parent directory belongs to no class's volume: the end of the run removes it.
+                let present = reg.present(class.as_deref(), false).map_err(reg_err)?;
+                Ok(present
                     .iter()
+                    .filter(|r| !matches!(r.resource, Resource::SharedDir { .. }))
                     .map(|r| leftover(run_id, r))
                     .collect())
             }

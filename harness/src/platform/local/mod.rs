@@ -79,7 +79,7 @@ fn leftover(run_id: &str, r: &Record) -> Leftover {
         ),
         Resource::Mount { path } => ("mount", path.display().to_string()),
         Resource::Process { pid, .. } => ("process", format!("pid {pid}")),
-        Resource::Kept { volume } => ("kept", volume.clone()),
+        Resource::Kept { kept } => ("kept", kept.clone()),
     };
     Leftover {
         run_id: run_id.into(),
@@ -147,6 +147,11 @@ impl Platform for LocalPlatform {
             agent: self.agent.clone(),
             upgrade: class.upgrade.clone(),
             upgrade_timeout: class.timeouts.upgrade.0,
+            upgrade_cwd: class
+                .file
+                .parent()
+                .filter(|d| d.is_dir())
+                .map(std::path::Path::to_path_buf),
             attached: None,
             requested: req.size,
             done: false,

@@ -117,7 +117,7 @@ pub fn check(ctx: &CheckCtx, workload: &str) -> Result<Verdict, Failure> {
         ],
         ctx.agent_timeout(),
     );
-    let out = agent_json::run(pod.as_mut(), &call, workload)?;
+    let out = agent_json::run(ctx, pod.as_mut(), &call, workload)?;
     let result = agent_json::parse(&out, workload);
     if let Ok(v) = &result {
         // Kept whole, histograms included, so runs can be merged and compared later.

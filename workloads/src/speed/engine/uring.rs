@@ -327,6 +327,12 @@ pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
     plan.progress
         .inflight
         .store(out.inflight_at_exit, Ordering::Relaxed);
+    if out.inflight_at_exit == 0 {
+        // Release the registered file now: the ring itself is torn down asynchronously after
+        // close, and until then it would keep the device claimed (the next O_EXCL open fails).
+        let _ = ring.submitter().unregister_files();
+        let _ = ring.submitter().unregister_buffers();
+    }
     if out.inflight_at_exit > 0 {
         // The kernel may still write into these buffers: never give them back.
         std::mem::forget(ring);

@@ -14,7 +14,9 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use super::job::JobParams;
 
 pub const ALIGN: usize = 4096;
-const MIN_POOL: u64 = 16 << 20;
+/// 2 MiB: larger than the blocks storage compresses independently (up to 1 MiB records), small
+/// enough to stay in cache like fio's per-I/O buffers, so neither tool pays cold-memory copies.
+const MIN_POOL: u64 = 2 << 20;
 
 /// A zeroed, page-aligned heap buffer.
 pub struct AlignedBuf {
@@ -63,7 +65,7 @@ impl Drop for AlignedBuf {
 }
 
 /// Pool size for a job: 4 × everything that can be in flight (so a region is reused only long
-/// after its write completed), at least 16 MiB so data repeats rarely.
+/// after its write completed), at least [`MIN_POOL`].
 pub fn pool_len(job: &JobParams) -> u64 {
     let inflight = job.bs as u128 * job.iodepth as u128 * job.jobs as u128;
     (inflight * 4)

@@ -185,30 +185,44 @@ fn open_device(spec: &JobSpec, dev: &Path) -> Result<Prepared, Error> {
     if j.direct {
         flags |= libc::O_DIRECT;
     }
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(flags)
-        .open(dev)
-        .map_err(|source| {
-            if is_read_only(&source) {
-                Error::ReadOnly {
-                    path: dev.to_path_buf(),
-                    source,
-                }
-            } else if source.raw_os_error() == Some(libc::EBUSY) {
-                Error::TargetInvalid {
-                    path: dev.to_path_buf(),
-                    msg: "device is in use (mounted or held by another program)".into(),
-                }
-            } else {
-                Error::Target {
-                    path: dev.to_path_buf(),
-                    what: "cannot open device",
-                    source,
-                }
+    // A previous run's io_uring may still hold the device for a moment while the kernel tears
+    // its ring down: retry EBUSY briefly before calling the device busy.
+    let open = || {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(flags)
+            .open(dev)
+    };
+    let mut tries = 0;
+    let file = loop {
+        match open() {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 40 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
             }
-        })?;
+            r => break r,
+        }
+    };
+    let file = file.map_err(|source| {
+        if is_read_only(&source) {
+            Error::ReadOnly {
+                path: dev.to_path_buf(),
+                source,
+            }
+        } else if source.raw_os_error() == Some(libc::EBUSY) {
+            Error::TargetInvalid {
+                path: dev.to_path_buf(),
+                msg: "device is in use (mounted or held by another program)".into(),
+            }
+        } else {
+            Error::Target {
+                path: dev.to_path_buf(),
+                what: "cannot open device",
+                source,
+            }
+        }
+    })?;
     let fd = file.as_raw_fd();
     // Linux lets a read-only device be opened for writing and fails each write: ask first.
     let mut ro: libc::c_int = 0;

@@ -161,8 +161,9 @@ pub fn assert_plausible_io(r: &BenchResult, raw: &serde_json::Value) {
         r.cpu
     );
     assert!(r.iops_samples.len() >= 2, "samples {:?}", r.iops_samples);
+    // A single interval may see no completion (a slow fdatasync), never all of them.
     assert!(
-        r.iops_samples.iter().all(|s| *s > 0.0),
+        r.iops_samples.iter().all(|s| *s >= 0.0) && r.iops_samples.iter().any(|s| *s > 0.0),
         "{:?}",
         r.iops_samples
     );

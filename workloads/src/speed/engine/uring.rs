@@ -131,6 +131,7 @@ pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
     let mut is_write = vec![false; depth];
     let mut offset_of = vec![0u64; depth];
     let mut free: Vec<u32> = (0..depth as u32).rev().collect();
+    let mut batch: Vec<u32> = Vec::with_capacity(depth);
     let mut inflight = 0usize;
     let mut mix = SplitMix::new(plan.mix_seed);
     let mut writes_since_sync = 0u32;
@@ -148,8 +149,9 @@ pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
     // The split borrows the ring; scoped so the ring can be leaked afterwards if needed.
     {
         let (submitter, mut sq, mut cq) = ring.split();
-        let mut now = now_ns();
+        let mut now;
         loop {
+            now = now_ns();
             if !stopping && (now >= deadline || ctl.stop.load(Ordering::Relaxed)) {
                 stopping = true;
             }
@@ -170,7 +172,7 @@ pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
                         let _ = unsafe { sq.push(&e) };
                         sync_inflight = true;
                         sync_due = false;
-                        sync_start = now;
+                        sync_start = 0; // stamped just before submission
                     }
                 } else if !sync_inflight {
                     // fdatasync is a barrier: writes resume once it has completed.
@@ -203,7 +205,7 @@ pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
                             free.push(slot);
                             break;
                         }
-                        start_ns[s] = now;
+                        batch.push(slot);
                         is_write[s] = !read;
                         offset_of[s] = off;
                         inflight += 1;
@@ -219,6 +221,17 @@ pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
                 }
             }
             sq.sync();
+            // Stamp the batch as late as possible: just before the syscall that submits it.
+            if !batch.is_empty() || sync_inflight && sync_start == 0 {
+                let t = now_ns();
+                for &b in &batch {
+                    start_ns[b as usize] = t;
+                }
+                batch.clear();
+                if sync_inflight && sync_start == 0 {
+                    sync_start = t;
+                }
+            }
             plan.progress.inflight.store(
                 (inflight + sync_inflight as usize) as u64,
                 Ordering::Relaxed,
@@ -314,6 +327,12 @@ pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
     plan.progress
         .inflight
         .store(out.inflight_at_exit, Ordering::Relaxed);
+    if out.inflight_at_exit == 0 {
+        // Release the registered file now: the ring itself is torn down asynchronously after
+        // close, and until then it would keep the device claimed (the next O_EXCL open fails).
+        let _ = ring.submitter().unregister_files();
+        let _ = ring.submitter().unregister_buffers();
+    }
     if out.inflight_at_exit > 0 {
         // The kernel may still write into these buffers: never give them back.
         std::mem::forget(ring);

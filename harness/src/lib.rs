@@ -1,3 +1,15 @@
 //! pvcheck: provisions a volume per storage class, runs the agent on it, and turns what the
-//! agent reports into trials, results and a verdict. See ARCHITECTURE.md for the code map.
+//! agent reports into trials, results and a verdict.
+//!
+//! - [`config`]: storage-class files (strict YAML).
+//! - [`platform`]: the boundary to where volumes come from ([`platform::Platform`],
+//!   [`platform::Volume`], [`platform::Pod`]) and the local platform.
+//! - [`registry`]: everything a run creates, recorded before it is created, removed at the end.
+//! - [`exit_code`]: the documented exit codes.
+
+pub mod config;
+pub mod exit_code;
 pub mod platform;
+pub mod registry;
+pub mod signals;
+pub mod sys;

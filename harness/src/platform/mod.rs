@@ -1,1 +1,190 @@
+//! The platform boundary: where volumes come from and where the agent runs.
+//!
+//! Checks (`crate::checks`) only ever talk to these traits, so the same checks run on the local
+//! platform (directories, loop-mounted images, flexVolume drivers) and on a Kubernetes platform
+//! (PVCs and pods).
+//!
+//! - [`Platform`]: provisions a [`Volume`] for a class, says how many nodes it has (checks that
+//!   need two nodes are ignored with that reason where there is one), and finds what runs left
+//!   behind ([`Platform::leftovers`]) for the `cleanup` check and `pvcheck cleanup`.
+//! - [`Volume`]: one provisioned volume. [`Volume::start_pod`] attaches and mounts it and gives a
+//!   place where the agent runs ([`Pod`]); [`Volume::stop_pod`] ends the agent, unmounts and
+//!   detaches. Recreating a pod is `stop_pod` + `start_pod`: on the local platform that is a real
+//!   unmount and mount, on Kubernetes a pod deletion (waiting for the detach) and a new pod.
+//!   [`Volume::upgrade`] runs one upgrade step between phases, [`Volume::expand`] grows the volume,
+//!   [`Volume::snapshot`] takes a point-in-time copy and restores it as a new volume,
+//!   [`Volume::destroy`] removes everything, [`Volume::keep`] leaves it for a human.
+//! - [`Pod`]: runs the agent to completion ([`Pod::run_agent`]) or in the background
+//!   ([`Pod::spawn_agent`], for the durability check's SIGKILL), and reports the capacity seen
+//!   from inside.
+//!
+//! Files the agent reads (ledgers, acknowledgement lists) live on the harness side, off the
+//! volume; an [`AgentCall`] names them as inputs and the platform makes them visible to the agent.
+//! Everything a platform creates is recorded in the run registry (`crate::registry`) with the
+//! run id before it is created, so it can be removed on failure, timeout, Ctrl-C, or by a later
+//! `pvcheck cleanup` after a crash.
+
+mod agent;
+mod error;
 pub mod local;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use agent::{AgentCall, AgentOutput};
+pub use error::PlatformError;
+
+use crate::config::ClassSpec;
+
+/// What a check asks for.
+#[derive(Debug, Clone)]
+pub struct VolumeRequest {
+    pub run_id: String,
+    /// Unique within the run, `[a-z0-9-]` (e.g. `ext4-loop-recreate`); part of the volume id.
+    pub name: String,
+    /// Bytes the check needs to be able to write; the volume's usable capacity must be at least this.
+    pub size: u64,
+}
+
+/// Capacity as seen from inside a pod (statfs of the mounted volume).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Capacity {
+    /// Size of the filesystem.
+    pub total_bytes: u64,
+    /// What an unprivileged writer can still use.
+    pub available_bytes: u64,
+}
+
+/// One step of an upgrade (`upgrade` for the command or the new driver, `rollback` back to the old one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpgradeStep {
+    /// Short name used in trial output (`upgrade`, `rollback`).
+    pub name: String,
+}
+
+/// Something a run created and did not remove, found by [`Platform::leftovers`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Leftover {
+    pub run_id: String,
+    /// The class whose volume it belonged to, when known.
+    pub class: Option<String>,
+    /// `dir`, `image`, `loop`, `mount`, `process`, … (platform specific).
+    pub kind: String,
+    /// A description a human can act on (path, device, pid).
+    pub what: String,
+}
+
+/// Which runs [`Platform::leftovers`] looks at.
+#[derive(Debug, Clone)]
+pub enum RunFilter {
+    /// One run (the current one, for the `cleanup` check), optionally one class of it.
+    Run {
+        run_id: String,
+        class: Option<String>,
+    },
+    /// Every run whose pvcheck process is gone (crashed or killed), for `pvcheck cleanup`.
+    Dead,
+}
+
+/// Where volumes come from.
+pub trait Platform: Send + Sync {
+    /// `local`, `kubernetes`.
+    fn name(&self) -> &'static str;
+    /// Nodes volumes can be attached on. Checks that need two are ignored when this is 1.
+    fn node_count(&self) -> usize;
+    /// `Err(reason)` when this platform cannot use the class here (no root for loop devices,
+    /// missing mkfs, no `local:` section): its trials are ignored with that reason.
+    fn usable(&self, class: &ClassSpec) -> Result<(), String>;
+    /// Creates a volume of the class. It is not attached until [`Volume::start_pod`].
+    fn provision(
+        &self,
+        class: &ClassSpec,
+        req: &VolumeRequest,
+    ) -> Result<Box<dyn Volume>, PlatformError>;
+    /// What runs matching `filter` left behind (nothing is removed).
+    fn leftovers(&self, filter: &RunFilter) -> Result<Vec<Leftover>, PlatformError>;
+    /// Removes what runs matching `filter` left behind, and only that; returns what it removed.
+    fn remove_leftovers(&self, filter: &RunFilter) -> Result<Vec<Leftover>, PlatformError>;
+    /// Facts about the platform for the run's fingerprint (kernel, node, versions).
+    fn fingerprint(&self) -> serde_json::Value;
+}
+
+/// One provisioned volume.
+pub trait Volume: Send {
+    /// Unique id (also given to the agent as `--volume-id`).
+    fn id(&self) -> &str;
+    /// The volume's part of the environment fingerprint: filesystem, mount options, size, driver.
+    fn fingerprint(&self) -> serde_json::Value;
+    /// Attaches and mounts the volume and starts a place where the agent runs.
+    fn start_pod(&mut self) -> Result<Box<dyn Pod>, PlatformError>;
+    /// Ends every agent process of the pod, unmounts and detaches.
+    fn stop_pod(&mut self, pod: Box<dyn Pod>) -> Result<(), PlatformError>;
+    /// The upgrade steps this volume's class defines, in order (empty: no upgrade).
+    fn upgrade_steps(&self) -> Vec<UpgradeStep>;
+    /// Runs one upgrade step with the pod's agent stopped, then remounts: returns the new pod.
+    fn upgrade(
+        &mut self,
+        pod: Box<dyn Pod>,
+        step: &UpgradeStep,
+    ) -> Result<Box<dyn Pod>, PlatformError>;
+    /// Grows the volume (and its filesystem) to `new_size` bytes, online where a pod runs.
+    fn expand(&mut self, new_size: u64) -> Result<(), PlatformError>;
+    /// Takes a point-in-time copy now and restores it as a new volume named `name`.
+    fn snapshot(&mut self, name: &str) -> Result<Box<dyn Volume>, PlatformError>;
+    /// Leaves the volume (mounted if a pod ran) for a human; returns where it is.
+    fn keep(self: Box<Self>) -> String;
+    /// Removes everything the volume consists of.
+    fn destroy(self: Box<Self>) -> Result<(), PlatformError>;
+}
+
+/// A place where the agent runs with the volume mounted.
+pub trait Pod: Send {
+    /// The mounted volume, as the agent sees it (its `--dir`).
+    fn data_dir(&self) -> &Path;
+    /// Capacity of the mounted volume, seen from inside.
+    fn capacity(&self) -> Result<Capacity, PlatformError>;
+    /// Runs the agent to completion (killed after `call.timeout`).
+    fn run_agent(&mut self, call: &AgentCall) -> Result<AgentOutput, PlatformError>;
+    /// Starts the agent in the background; its stdout goes to `stdout_to` (a harness-side file,
+    /// off the volume) as it is written, so what it printed before a kill is kept.
+    fn spawn_agent(
+        &mut self,
+        call: &AgentCall,
+        stdout_to: &Path,
+    ) -> Result<Box<dyn AgentProcess>, PlatformError>;
+}
+
+/// An agent started with [`Pod::spawn_agent`].
+pub trait AgentProcess: Send {
+    /// SIGKILL, as a node crash or an OOM kill would.
+    fn kill(&mut self) -> Result<(), PlatformError>;
+    /// Waits (at most `timeout`, then kills) and returns what it printed on stderr and how it ended;
+    /// `stdout` in the result is empty (it went to the file).
+    fn wait(&mut self, timeout: Duration) -> Result<AgentOutput, PlatformError>;
+}
+
+/// Where the agent binary is: `pvcheck` itself (`pvcheck agent …`) or a `pvcheck-agent` given
+/// with `--agent PATH`.
+#[derive(Debug, Clone)]
+pub struct AgentBinary {
+    pub path: PathBuf,
+    /// Arguments before the subcommand (`["agent"]` for pvcheck itself, none for pvcheck-agent).
+    pub prefix: Vec<String>,
+}
+
+impl AgentBinary {
+    /// The running `pvcheck` binary, used as `pvcheck agent …`.
+    pub fn current() -> std::io::Result<Self> {
+        Ok(Self {
+            path: std::env::current_exe()?,
+            prefix: vec!["agent".into()],
+        })
+    }
+    /// A separate `pvcheck-agent` binary.
+    pub fn external(path: PathBuf) -> Self {
+        Self {
+            path,
+            prefix: Vec::new(),
+        }
+    }
+}

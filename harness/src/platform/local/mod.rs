@@ -1,1 +1,251 @@
+//! The local platform: volumes are directories, loop-mounted images or flexVolume drivers on this
+//! machine, and a "pod" is an agent process beside the mount. One node.
+//!
+//! - [`backend::Backend`]: how one kind of volume is created, attached, mounted and removed;
+//!   implementations [`dir::DirBackend`], [`loopfs::LoopBackend`] and (issue 5) `flexvolume`.
+//! - [`volume::LocalVolume`]: the generic volume over any backend: pods, recreation (the agent
+//!   ends, the volume is unmounted and mounted again), the class's upgrade command, snapshots.
+//! - Everything is recorded in the run [`Registry`] before it is created (see `crate::registry`).
+
+pub mod backend;
+pub mod dir;
 pub mod flexvolume;
+pub mod loopfs;
+pub mod volume;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backend::{Backend, BackendCtx};
+use volume::LocalVolume;
+
+use super::{AgentBinary, Leftover, Platform, PlatformError, RunFilter, Volume, VolumeRequest};
+use crate::config::{ClassSpec, LocalKind};
+use crate::registry::{Record, Registry, Resource};
+use crate::sys;
+
+/// The local platform of one run.
+pub struct LocalPlatform {
+    registry: Arc<Registry>,
+    state_dir: PathBuf,
+    agent: AgentBinary,
+}
+
+impl LocalPlatform {
+    pub fn new(registry: Arc<Registry>, state_dir: PathBuf, agent: AgentBinary) -> Self {
+        Self {
+            registry,
+            state_dir,
+            agent,
+        }
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    fn backend_for(&self, class: &ClassSpec) -> Result<Box<dyn Backend>, PlatformError> {
+        match &class.local {
+            Some(LocalKind::Dir(d)) => Ok(Box::new(dir::DirBackend::new(d.value.clone()))),
+            Some(LocalKind::Loop(l)) => Ok(Box::new(loopfs::LoopBackend::new(l.clone()))),
+            // The flexVolume backend (issue 5) plugs in here.
+            Some(LocalKind::Flexvolume(_)) => Err(PlatformError::Unsupported(
+                "flexvolume classes are not available in this build".into(),
+            )),
+            None => Err(PlatformError::Unsupported(format!(
+                "class {} has no `local:` section",
+                class.name()
+            ))),
+        }
+    }
+}
+
+fn leftover(run_id: &str, r: &Record) -> Leftover {
+    let (kind, what) = match &r.resource {
+        Resource::Dir { path } => ("dir", path.display().to_string()),
+        Resource::SharedDir { path } => ("dir", path.display().to_string()),
+        Resource::Image { path } => ("image", path.display().to_string()),
+        Resource::Loop { image } => (
+            "loop",
+            format!(
+                "{} (backing {})",
+                sys::loop_devices_of(image)
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                image.display()
+            ),
+        ),
+        Resource::Mount { path } => ("mount", path.display().to_string()),
+        Resource::Process { pid, .. } => ("process", format!("pid {pid}")),
+        Resource::Kept { volume } => ("kept", volume.clone()),
+    };
+    Leftover {
+        run_id: run_id.into(),
+        class: r.class.clone(),
+        kind: kind.into(),
+        what,
+    }
+}
+
+impl Platform for LocalPlatform {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn node_count(&self) -> usize {
+        1
+    }
+
+    fn usable(&self, class: &ClassSpec) -> Result<(), String> {
+        match &class.local {
+            None => Err("no `local:` section: the class is for another platform".into()),
+            Some(LocalKind::Dir(_)) => Ok(()),
+            Some(LocalKind::Loop(l)) => {
+                if !sys::is_root() {
+                    return Err("loop classes need root (losetup and mount)".into());
+                }
+                if sys::which(l.fs.mkfs()).is_none() {
+                    return Err(format!("{} is not installed", l.fs.mkfs()));
+                }
+                if sys::which("losetup").is_none() {
+                    return Err("losetup is not installed".into());
+                }
+                Ok(())
+            }
+            Some(LocalKind::Flexvolume(_)) => {
+                Err("flexvolume classes are not available in this build".into())
+            }
+        }
+    }
+
+    fn provision(
+        &self,
+        class: &ClassSpec,
+        req: &VolumeRequest,
+    ) -> Result<Box<dyn Volume>, PlatformError> {
+        let volume = format!("{}-{}", req.run_id, req.name);
+        let work_dir = self
+            .registry
+            .volume_dir(&volume)
+            .map_err(|e| PlatformError::Registry(e.to_string()))?;
+        let ctx = BackendCtx {
+            registry: self.registry.clone(),
+            run_id: req.run_id.clone(),
+            class: class.name().to_string(),
+            mount_point: work_dir.join("mnt"),
+            work_dir,
+            volume,
+            step_timeout: class.timeouts.provision.0.max(Duration::from_secs(1)),
+        };
+        let mut backend = self.backend_for(class)?;
+        let created = backend.create(&ctx);
+        let mut vol = LocalVolume {
+            ctx,
+            backend,
+            agent: self.agent.clone(),
+            upgrade: class.upgrade.clone(),
+            upgrade_timeout: class.timeouts.upgrade.0,
+            attached: None,
+            requested: req.size,
+            done: false,
+        };
+        if let Err(e) = created {
+            vol.done = true;
+            let _ = vol.backend.destroy(&vol.ctx);
+            return Err(e);
+        }
+        Ok(Box::new(vol))
+    }
+
+    fn leftovers(&self, filter: &RunFilter) -> Result<Vec<Leftover>, PlatformError> {
+        let reg_err = |e: crate::registry::RegistryError| PlatformError::Registry(e.to_string());
+        match filter {
+            RunFilter::Run { run_id, class } => {
+                let reg = if run_id == self.registry.run_id() {
+                    None
+                } else {
+                    Some(
+                        Registry::open(&self.state_dir.join("runs").join(run_id))
+                            .map_err(reg_err)?,
+                    )
+                };
+                let reg = reg.as_ref().unwrap_or(&self.registry);
+                Ok(reg
+                    .present(class.as_deref(), false)
+                    .map_err(reg_err)?
+                    .iter()
+                    .map(|r| leftover(run_id, r))
+                    .collect())
+            }
+            RunFilter::Dead => {
+                let mut out = Vec::new();
+                for dir in Registry::dead_runs(&self.state_dir).map_err(reg_err)? {
+                    let reg = Registry::open(&dir).map_err(reg_err)?;
+                    out.extend(
+                        reg.present(None, true)
+                            .map_err(reg_err)?
+                            .iter()
+                            .map(|r| leftover(reg.run_id(), r)),
+                    );
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    fn remove_leftovers(&self, filter: &RunFilter) -> Result<Vec<Leftover>, PlatformError> {
+        let reg_err = |e: crate::registry::RegistryError| PlatformError::Registry(e.to_string());
+        let mut removed = Vec::new();
+        let mut failures = Vec::new();
+        let mut one = |reg: &Registry,
+                       class: Option<&str>,
+                       include_kept: bool,
+                       remove_dir: bool|
+         -> Result<(), PlatformError> {
+            let (ok, failed) = reg.remove_present(class, include_kept).map_err(reg_err)?;
+            removed.extend(ok.iter().map(|r| leftover(reg.run_id(), r)));
+            failures.extend(
+                failed
+                    .into_iter()
+                    .map(|(r, e)| format!("{}: {e}", leftover(reg.run_id(), &r).what)),
+            );
+            if remove_dir && failures.is_empty() {
+                reg.remove_run_dir().map_err(reg_err)?;
+            }
+            Ok(())
+        };
+        match filter {
+            RunFilter::Run { run_id, class } if run_id == self.registry.run_id() => {
+                one(&self.registry, class.as_deref(), false, false)?
+            }
+            RunFilter::Run { run_id, class } => {
+                let reg =
+                    Registry::open(&self.state_dir.join("runs").join(run_id)).map_err(reg_err)?;
+                one(&reg, class.as_deref(), false, false)?
+            }
+            RunFilter::Dead => {
+                for dir in Registry::dead_runs(&self.state_dir).map_err(reg_err)? {
+                    let reg = Registry::open(&dir).map_err(reg_err)?;
+                    one(&reg, None, true, true)?;
+                }
+            }
+        }
+        if !failures.is_empty() {
+            return Err(PlatformError::Other(format!(
+                "could not remove: {}",
+                failures.join("; ")
+            )));
+        }
+        Ok(removed)
+    }
+
+    fn fingerprint(&self) -> serde_json::Value {
+        let host = nix::sys::utsname::uname()
+            .map(|u| u.nodename().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        serde_json::json!({ "platform": "local", "node": host, "kernel": sys::kernel_release() })
+    }
+}

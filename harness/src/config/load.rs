@@ -1,0 +1,209 @@
+//! Reading class files: strict parsing, then the checks serde cannot do (names, paths, kinds).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::error::ConfigError;
+use super::spec::{ClassSpec, LocalKind};
+
+/// The default class file, compiled in so `pvcheck run` works from any directory.
+pub const DEFAULT_CLASSES: &str = include_str!("../../../storageclasses/local.yaml");
+/// How the built-in file is named in messages and results.
+pub const DEFAULT_CLASSES_NAME: &str = "<built-in storageclasses/local.yaml>";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClassFile {
+    classes: Vec<ClassSpec>,
+}
+
+/// Loads the built-in default classes. Relative paths in it would be relative to the current
+/// directory; it has none.
+pub fn load_default() -> Result<Vec<ClassSpec>, ConfigError> {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let classes = parse_str(DEFAULT_CLASSES, Path::new(DEFAULT_CLASSES_NAME), &cwd)?;
+    check_unique(&classes)?;
+    Ok(classes)
+}
+
+/// Loads and checks every file; names must be unique across all of them.
+pub fn load_files(files: &[PathBuf]) -> Result<Vec<ClassSpec>, ConfigError> {
+    let mut all = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            ConfigError::new(file, None, None, format!("cannot read class file: {e}"))
+        })?;
+        let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = if base.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base
+        };
+        all.extend(parse_str(&text, file, &base)?);
+    }
+    check_unique(&all)?;
+    Ok(all)
+}
+
+/// Parses one class file's text. `file` names it in errors; `base` resolves relative paths.
+pub fn parse_str(text: &str, file: &Path, base: &Path) -> Result<Vec<ClassSpec>, ConfigError> {
+    if text.trim().is_empty()
+        || text
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
+        return Err(ConfigError::new(
+            file,
+            None,
+            None,
+            "the file is empty: expected `classes:` with at least one class",
+        ));
+    }
+    let parsed: ClassFile = serde_saphyr::from_str(text).map_err(|e| {
+        let line = e.location().map(|l| l.line());
+        ConfigError::new(file, line, None, e.to_string())
+    })?;
+    if parsed.classes.is_empty() {
+        return Err(ConfigError::new(
+            file,
+            None,
+            Some("classes".into()),
+            "no classes defined",
+        ));
+    }
+    let mut out = Vec::with_capacity(parsed.classes.len());
+    for (i, mut class) in parsed.classes.into_iter().enumerate() {
+        class.file = file.to_path_buf();
+        check_class(&mut class, i, file, base)?;
+        out.push(class);
+    }
+    Ok(out)
+}
+
+fn check_class(
+    class: &mut ClassSpec,
+    index: usize,
+    file: &Path,
+    base: &Path,
+) -> Result<(), ConfigError> {
+    let name = class.name.value.clone();
+    let field = |f: &str| Some(format!("classes[{index}].{f}"));
+    let line = class.line();
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(ConfigError::new(
+            file,
+            Some(line),
+            field("name"),
+            format!("{name:?} is not a valid class name: use only a-z, 0-9 and '-'"),
+        ));
+    }
+    match &mut class.local {
+        Some(LocalKind::Dir(dir)) => {
+            let at = dir.referenced.line();
+            dir.value = resolve(base, &dir.value);
+            // The directory itself may be created by pvcheck (e.g. /dev/shm/pvcheck), its parent must exist.
+            let parent_exists = dir.value.parent().is_some_and(Path::is_dir);
+            if !dir.value.is_dir() && !parent_exists {
+                return Err(ConfigError::new(
+                    file,
+                    Some(at),
+                    field("local.dir"),
+                    format!(
+                        "{} does not exist (nor does its parent)",
+                        dir.value.display()
+                    ),
+                ));
+            }
+            if class.capabilities.expansion || class.capabilities.snapshot {
+                return Err(ConfigError::new(
+                    file,
+                    Some(line),
+                    field("capabilities"),
+                    "a dir class cannot expand or snapshot: set expansion and snapshot to false or use a loop class",
+                ));
+            }
+        }
+        Some(LocalKind::Loop(l)) => {
+            if l.size.bytes() < (16 << 20) {
+                return Err(ConfigError::new(
+                    file,
+                    Some(line),
+                    field("local.loop.size"),
+                    format!(
+                        "{} is too small for a filesystem: use at least 16MiB",
+                        l.size
+                    ),
+                ));
+            }
+            if let Some(d) = &mut l.image_dir {
+                *d = resolve(base, d);
+                if !d.is_dir() {
+                    return Err(ConfigError::new(
+                        file,
+                        Some(line),
+                        field("local.loop.image_dir"),
+                        format!("{} is not a directory", d.display()),
+                    ));
+                }
+            }
+        }
+        Some(LocalKind::Flexvolume(f)) => {
+            f.driver.value = resolve(base, &f.driver.value);
+            if !f.driver.value.is_file() {
+                return Err(ConfigError::new(
+                    file,
+                    Some(f.driver.referenced.line()),
+                    field("local.flexvolume.driver"),
+                    format!("{} does not exist", f.driver.value.display()),
+                ));
+            }
+        }
+        None => {}
+    }
+    if let Some(u) = &class.upgrade
+        && u.command.is_none()
+        && u.ready.is_some()
+    {
+        return Err(ConfigError::new(
+            file,
+            Some(line),
+            field("upgrade.ready"),
+            "`ready` without `command`: say what the upgrade does",
+        ));
+    }
+    Ok(())
+}
+
+fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+fn check_unique(classes: &[ClassSpec]) -> Result<(), ConfigError> {
+    let mut seen: HashMap<&str, &ClassSpec> = HashMap::new();
+    for c in classes {
+        if let Some(first) = seen.insert(c.name(), c) {
+            return Err(ConfigError::new(
+                &c.file,
+                Some(c.line()),
+                Some("name".into()),
+                format!(
+                    "duplicate class name {:?} (first defined at {}:{})",
+                    c.name(),
+                    first.file.display(),
+                    first.line()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! The shape of a storage class, as deserialized (strictly) from YAML.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use pvcheck_workloads::units::{Dur, Size};
+use serde::{Deserialize, Serialize};
+use serde_saphyr::Spanned;
+
+use super::flexvolume::FlexvolumeSpec;
+
+/// One storage class. Fields are the public contract of the class file (issue 4): new fields may
+/// be added, existing ones are never renamed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassSpec {
+    /// Unique, `[a-z0-9-]`, used in trial names (`<class>::<check>`).
+    pub name: Spanned<String>,
+    /// How the local platform makes a volume of this class. A class without it (one written for
+    /// another platform) is ignored on the local platform, with that reason.
+    #[serde(default)]
+    pub local: Option<LocalKind>,
+    #[serde(default)]
+    pub capabilities: Capabilities,
+    /// Run between the write and the verify of `integrity::upgrade`.
+    #[serde(default)]
+    pub upgrade: Option<UpgradeSpec>,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    /// The YAML file this class came from (set by the loader).
+    #[serde(skip)]
+    pub file: PathBuf,
+}
+
+impl ClassSpec {
+    pub fn name(&self) -> &str {
+        &self.name.value
+    }
+    /// The line of the class's `name:` in its file.
+    pub fn line(&self) -> u64 {
+        self.name.referenced.line()
+    }
+    /// The class parameters as they go into a run's environment fingerprint.
+    pub fn parameters(&self) -> serde_json::Value {
+        let local = match &self.local {
+            None => serde_json::Value::Null,
+            Some(LocalKind::Dir(p)) => serde_json::json!({ "dir": p.value }),
+            Some(LocalKind::Loop(l)) => serde_json::json!({ "loop": l }),
+            Some(LocalKind::Flexvolume(f)) => serde_json::json!({ "flexvolume": {
+                "driver": f.driver.value, "fs_type": f.fs_type,
+                // Option values may be secrets: only their names go into results.
+                "options": f.options.keys().collect::<Vec<_>>(),
+            }}),
+        };
+        serde_json::json!({
+            "name": self.name(),
+            "file": self.file,
+            "local": local,
+            "capabilities": self.capabilities,
+            "upgrade": self.upgrade.as_ref().map(|u| serde_json::json!({ "command": u.command, "ready": u.ready })),
+            "timeouts": self.timeouts,
+        })
+    }
+}
+
+/// The kinds of local volumes (`local: { dir: … }`, `local: { loop: … }`, `local: { flexvolume: … }`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LocalKind {
+    /// Each volume is a fresh subdirectory of this directory.
+    Dir(Spanned<PathBuf>),
+    /// Each volume is a fresh image file, formatted and loop-mounted.
+    Loop(LoopSpec),
+    /// A flexVolume driver (issue 5).
+    Flexvolume(FlexvolumeSpec),
+}
+
+impl LocalKind {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LocalKind::Dir(_) => "dir",
+            LocalKind::Loop(_) => "loop",
+            LocalKind::Flexvolume(_) => "flexvolume",
+        }
+    }
+}
+
+/// `local: { loop: { fs: ext4, size: 1GiB, mkfs_options: [], mount_options: [] } }`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoopSpec {
+    pub fs: FsType,
+    /// The image size, i.e. the volume's capacity before the filesystem takes its share.
+    pub size: Size,
+    #[serde(default)]
+    pub mkfs_options: Vec<String>,
+    #[serde(default)]
+    pub mount_options: Vec<String>,
+    /// Where images go (default: the run's state directory). Relative to the YAML file.
+    #[serde(default)]
+    pub image_dir: Option<PathBuf>,
+}
+
+/// Filesystems a loop class can be formatted with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsType {
+    Ext4,
+    Xfs,
+    Btrfs,
+}
+
+impl FsType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FsType::Ext4 => "ext4",
+            FsType::Xfs => "xfs",
+            FsType::Btrfs => "btrfs",
+        }
+    }
+    /// The mkfs program for this filesystem.
+    pub fn mkfs(self) -> &'static str {
+        match self {
+            FsType::Ext4 => "mkfs.ext4",
+            FsType::Xfs => "mkfs.xfs",
+            FsType::Btrfs => "mkfs.btrfs",
+        }
+    }
+}
+
+/// What a class can do beyond reading and writing.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capabilities {
+    #[serde(default)]
+    pub expansion: bool,
+    #[serde(default)]
+    pub snapshot: bool,
+}
+
+/// `upgrade:`: what happens to the driver between the write and the verify.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeSpec {
+    /// A shell command (`sh -c`), run with the volume still mounted and the agent stopped; env
+    /// `PVCHECK_CLASS`, `PVCHECK_RUN_ID`, `PVCHECK_VOLUME_DIR`. Then the volume is remounted.
+    #[serde(default)]
+    pub command: Option<String>,
+    /// Polled (every 200 ms) until it exits 0, within `timeouts.upgrade`.
+    #[serde(default)]
+    pub ready: Option<String>,
+}
+
+/// Per-class time limits, so slow drivers get the time they need (kubernetes#88848).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// Until a new volume is usable.
+    #[serde(default = "default_provision")]
+    pub provision: Dur,
+    /// For `upgrade.command` plus `upgrade.ready`.
+    #[serde(default = "default_upgrade")]
+    pub upgrade: Dur,
+    /// For one agent run (write, verify, bench, …).
+    #[serde(default = "default_agent")]
+    pub agent: Dur,
+}
+
+fn default_provision() -> Dur {
+    Dur(Duration::from_secs(120))
+}
+fn default_upgrade() -> Dur {
+    Dur(Duration::from_secs(600))
+}
+fn default_agent() -> Dur {
+    Dur(Duration::from_secs(600))
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            provision: default_provision(),
+            upgrade: default_upgrade(),
+            agent: default_agent(),
+        }
+    }
+}

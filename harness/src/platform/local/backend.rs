@@ -1,0 +1,107 @@
+//! How one kind of local volume is made, attached, mounted and removed.
+//!
+//! [`super::LocalVolume`] implements the generic parts once (the pod as an agent process,
+//! recreation as unmount + mount, the upgrade command, the registry bookkeeping) on top of a
+//! [`Backend`]: `dir` (a fresh subdirectory), `loop` (image + mkfs + loop mount) and
+//! `flexvolume` (a driver called as kubelet calls it, in `flexvolume/`).
+//!
+//! Contract for implementations:
+//! - record every resource in the registry (`ctx.registry.record` inside `ctx.registry.begin()`)
+//!   *before* creating it, with `ctx.class` and `ctx.volume`, so a crash never leaks it;
+//! - `attach_mount` and `unmount_detach` are called alternately, starting with `attach_mount`;
+//!   `unmount_detach` is also called on a half-attached volume and must tolerate that;
+//! - `destroy` is called once, after `unmount_detach`, and removes what `create` made.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::platform::{PlatformError, UpgradeStep};
+use crate::registry::{Registry, Resource};
+
+/// What a backend needs from the volume around it.
+#[derive(Debug, Clone)]
+pub struct BackendCtx {
+    pub registry: Arc<Registry>,
+    pub run_id: String,
+    pub class: String,
+    /// The volume id (unique in the run).
+    pub volume: String,
+    /// Harness-side directory of this volume (`<state>/runs/<run>/volumes/<volume>`), off the volume.
+    pub work_dir: PathBuf,
+    /// The pod's mount point (an empty directory under `work_dir`).
+    pub mount_point: PathBuf,
+    /// Limit for a single attach/mount/mkfs/… step.
+    pub step_timeout: Duration,
+}
+
+impl BackendCtx {
+    /// Records `resource` for this volume; the returned guard must live until it is created.
+    pub fn record(&self, resource: Resource) -> Result<crate::registry::Op<'_>, PlatformError> {
+        let op = self
+            .registry
+            .begin()
+            .map_err(|_| PlatformError::Interrupted)?;
+        self.registry
+            .record(&op, resource, Some(&self.class), Some(&self.volume))
+            .map_err(|e| PlatformError::Registry(e.to_string()))?;
+        Ok(op)
+    }
+}
+
+/// One kind of local volume.
+pub trait Backend: Send {
+    /// `dir`, `loop`, `flexvolume`.
+    fn kind(&self) -> &'static str;
+    /// Creates the storage (directory; image + mkfs; driver init). Called once.
+    fn create(&mut self, ctx: &BackendCtx) -> Result<(), PlatformError>;
+    /// Attaches and mounts; returns the directory the agent uses (the mount point, or for `dir`
+    /// the volume's directory itself).
+    fn attach_mount(&mut self, ctx: &BackendCtx) -> Result<PathBuf, PlatformError>;
+    /// Unmounts and detaches (tolerates a half-attached volume).
+    fn unmount_detach(&mut self, ctx: &BackendCtx) -> Result<(), PlatformError>;
+    /// Upgrade steps this backend brings itself (a flexVolume driver swap); the class's
+    /// `upgrade.command` is handled by the volume, not here.
+    fn upgrade_steps(&self) -> Vec<UpgradeStep> {
+        Vec::new()
+    }
+    /// Performs one of [`Backend::upgrade_steps`]; called while unmounted and detached.
+    fn upgrade(&mut self, _ctx: &BackendCtx, step: &UpgradeStep) -> Result<(), PlatformError> {
+        Err(PlatformError::Unsupported(format!(
+            "{} volumes have no upgrade step {:?}",
+            self.kind(),
+            step.name
+        )))
+    }
+    /// Grows the volume and its filesystem to `new_size`; `mounted` is the mount point when attached.
+    fn expand(
+        &mut self,
+        _ctx: &BackendCtx,
+        _mounted: Option<&Path>,
+        _new_size: u64,
+    ) -> Result<(), PlatformError> {
+        Err(PlatformError::Unsupported(format!(
+            "{} volumes cannot be expanded",
+            self.kind()
+        )))
+    }
+    /// Takes a point-in-time copy and returns a backend over the copy, for the volume `new`
+    /// (already created: `create` is not called on it).
+    fn snapshot(
+        &mut self,
+        _ctx: &BackendCtx,
+        _mounted: Option<&Path>,
+        _new: &BackendCtx,
+    ) -> Result<Box<dyn Backend>, PlatformError> {
+        Err(PlatformError::Unsupported(format!(
+            "{} volumes cannot be snapshotted",
+            self.kind()
+        )))
+    }
+    /// Removes what `create` made.
+    fn destroy(&mut self, ctx: &BackendCtx) -> Result<(), PlatformError>;
+    /// This volume's fingerprint: filesystem, mount options, size, driver version, …
+    fn fingerprint(&self) -> serde_json::Value;
+    /// Where the volume's data is, for `--keep-on-failure` messages.
+    fn location(&self) -> String;
+}

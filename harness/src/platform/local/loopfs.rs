@@ -1,0 +1,293 @@
+//! `local: { loop: { fs, size, mkfs_options, mount_options } }`: a fresh sparse image per volume,
+//! formatted with mkfs and loop-mounted. Recreating the pod is a real unmount, `losetup -d`,
+//! `losetup` and mount; expansion grows the image, `losetup -c` and the filesystem online;
+//! a snapshot is a copy of the image taken with the filesystem frozen.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::backend::{Backend, BackendCtx};
+use crate::config::{FsType, LoopSpec};
+use crate::platform::PlatformError;
+use crate::registry::Resource;
+use crate::sys;
+
+pub struct LoopBackend {
+    spec: LoopSpec,
+    image: Option<PathBuf>,
+    size: u64,
+    device: Option<PathBuf>,
+    mounted: Option<PathBuf>,
+    /// Restored from a snapshot: XFS refuses two mounts with one UUID unless told `nouuid`.
+    from_snapshot: bool,
+    /// Mount options as the kernel reports them at the last mount.
+    effective_options: Option<String>,
+    mkfs_version: Option<String>,
+}
+
+impl LoopBackend {
+    pub fn new(spec: LoopSpec) -> Self {
+        let size = spec.size.bytes();
+        Self {
+            spec,
+            image: None,
+            size,
+            device: None,
+            mounted: None,
+            from_snapshot: false,
+            effective_options: None,
+            mkfs_version: None,
+        }
+    }
+
+    fn image(&self) -> Result<&Path, PlatformError> {
+        self.image
+            .as_deref()
+            .ok_or_else(|| PlatformError::Other("loop volume not created".into()))
+    }
+
+    fn image_path(&self, ctx: &BackendCtx) -> PathBuf {
+        match &self.spec.image_dir {
+            Some(d) => d.join(format!("{}.img", ctx.volume)),
+            None => ctx.work_dir.join("image"),
+        }
+    }
+
+    fn mount_options(&self) -> Vec<String> {
+        let mut o = self.spec.mount_options.clone();
+        if self.from_snapshot && self.spec.fs == FsType::Xfs && !o.iter().any(|x| x == "nouuid") {
+            o.push("nouuid".into());
+        }
+        o
+    }
+}
+
+/// `mkfs.ext4 -V` and friends print their version on stdout or stderr.
+fn mkfs_version(fs: FsType) -> Option<String> {
+    let flag = if fs == FsType::Btrfs {
+        "--version"
+    } else {
+        "-V"
+    };
+    let out = sys::run(
+        Command::new(fs.mkfs()).arg(flag),
+        std::time::Duration::from_secs(10),
+    )
+    .ok()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.lines()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.trim().to_string())
+}
+
+impl Backend for LoopBackend {
+    fn kind(&self) -> &'static str {
+        "loop"
+    }
+
+    fn create(&mut self, ctx: &BackendCtx) -> Result<(), PlatformError> {
+        let image = self.image_path(ctx);
+        {
+            let _op = ctx.record(Resource::Image {
+                path: image.clone(),
+            })?;
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&image)
+                .map_err(|e| PlatformError::io(format!("create image {}", image.display()), e))?;
+            f.set_len(self.size)
+                .map_err(|e| PlatformError::io(format!("size image {}", image.display()), e))?;
+        }
+        self.image = Some(image.clone());
+        let mut c = Command::new(self.spec.fs.mkfs());
+        match self.spec.fs {
+            FsType::Ext4 => c.args(["-F", "-q"]),
+            FsType::Xfs => c.args(["-f", "-q"]),
+            FsType::Btrfs => c.args(["-f", "-q"]),
+        };
+        c.args(&self.spec.mkfs_options).arg(&image);
+        sys::run_ok(&mut c, ctx.step_timeout)?;
+        self.mkfs_version = mkfs_version(self.spec.fs);
+        Ok(())
+    }
+
+    fn attach_mount(&mut self, ctx: &BackendCtx) -> Result<PathBuf, PlatformError> {
+        let image = self.image()?.to_path_buf();
+        let dev = {
+            let _op = ctx.record(Resource::Loop {
+                image: image.clone(),
+            })?;
+            let out = sys::run_ok(
+                Command::new("losetup")
+                    .args(["--find", "--show"])
+                    .arg(&image),
+                ctx.step_timeout,
+            )?;
+            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+        };
+        self.device = Some(dev.clone());
+        let mp = ctx.mount_point.clone();
+        {
+            let _op = ctx.record(Resource::Mount { path: mp.clone() })?;
+            std::fs::create_dir_all(&mp)
+                .map_err(|e| PlatformError::io(format!("mkdir {}", mp.display()), e))?;
+            let mut c = Command::new("mount");
+            c.args(["-t", self.spec.fs.as_str()]);
+            let opts = self.mount_options();
+            if !opts.is_empty() {
+                c.arg("-o").arg(opts.join(","));
+            }
+            c.arg(&dev).arg(&mp);
+            sys::run_ok(&mut c, ctx.step_timeout)?;
+        }
+        self.mounted = Some(mp.clone());
+        self.effective_options = sys::mount_options(&mp);
+        Ok(mp)
+    }
+
+    fn unmount_detach(&mut self, ctx: &BackendCtx) -> Result<(), PlatformError> {
+        if let Some(mp) = self.mounted.take() {
+            sys::umount(&mp)?;
+        } else if sys::is_mounted(&ctx.mount_point) {
+            sys::umount(&ctx.mount_point)?; // half-attached: mount ran but we did not see it succeed
+        }
+        self.device = None;
+        if let Some(image) = &self.image {
+            sys::remove_resource(&Resource::Loop {
+                image: image.clone(),
+            })
+            .map_err(PlatformError::Other)?;
+        }
+        Ok(())
+    }
+
+    fn expand(
+        &mut self,
+        ctx: &BackendCtx,
+        mounted: Option<&Path>,
+        new_size: u64,
+    ) -> Result<(), PlatformError> {
+        if new_size <= self.size {
+            return Err(PlatformError::Unsupported(format!(
+                "cannot shrink from {} to {} bytes",
+                self.size, new_size
+            )));
+        }
+        let image = self.image()?.to_path_buf();
+        let Some(dev) = self.device.clone() else {
+            return Err(PlatformError::Unsupported(
+                "loop volumes are expanded online: start a pod first".into(),
+            ));
+        };
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&image)
+            .map_err(|e| PlatformError::io(image.display().to_string(), e))?;
+        f.set_len(new_size)
+            .map_err(|e| PlatformError::io(format!("grow {}", image.display()), e))?;
+        self.size = new_size;
+        sys::run_ok(
+            Command::new("losetup").arg("-c").arg(&dev),
+            ctx.step_timeout,
+        )?;
+        match self.spec.fs {
+            FsType::Ext4 => sys::run_ok(Command::new("resize2fs").arg(&dev), ctx.step_timeout)?,
+            FsType::Xfs => {
+                let mp = mounted.ok_or_else(|| {
+                    PlatformError::Unsupported("xfs grows only while mounted".into())
+                })?;
+                sys::run_ok(Command::new("xfs_growfs").arg(mp), ctx.step_timeout)?
+            }
+            FsType::Btrfs => {
+                let mp = mounted.ok_or_else(|| {
+                    PlatformError::Unsupported("btrfs grows only while mounted".into())
+                })?;
+                sys::run_ok(
+                    Command::new("btrfs")
+                        .args(["filesystem", "resize", "max"])
+                        .arg(mp),
+                    ctx.step_timeout,
+                )?
+            }
+        };
+        Ok(())
+    }
+
+    fn snapshot(
+        &mut self,
+        ctx: &BackendCtx,
+        mounted: Option<&Path>,
+        new: &BackendCtx,
+    ) -> Result<Box<dyn Backend>, PlatformError> {
+        let image = self.image()?.to_path_buf();
+        let mut copy = LoopBackend::new(self.spec.clone());
+        copy.size = self.size;
+        copy.from_snapshot = true;
+        copy.mkfs_version = self.mkfs_version.clone();
+        let target = copy.image_path(new);
+        // Freeze so the copy is one point in time with everything acknowledged in it.
+        if let Some(mp) = mounted {
+            sys::run_ok(Command::new("fsfreeze").arg("-f").arg(mp), ctx.step_timeout)?;
+        }
+        let copied = (|| {
+            let _op = new.record(Resource::Image {
+                path: target.clone(),
+            })?;
+            sys::run_ok(
+                Command::new("cp")
+                    .arg("--sparse=always")
+                    .arg(&image)
+                    .arg(&target),
+                ctx.step_timeout,
+            )
+        })();
+        if let Some(mp) = mounted {
+            let thawed = sys::run_ok(Command::new("fsfreeze").arg("-u").arg(mp), ctx.step_timeout);
+            thawed?;
+        }
+        copied?;
+        copy.image = Some(target);
+        Ok(Box::new(copy))
+    }
+
+    fn destroy(&mut self, ctx: &BackendCtx) -> Result<(), PlatformError> {
+        self.unmount_detach(ctx)?;
+        if let Some(image) = self.image.take() {
+            sys::remove_resource(&Resource::Image { path: image }).map_err(PlatformError::Other)?;
+        }
+        let _ = std::fs::remove_dir(&ctx.mount_point);
+        Ok(())
+    }
+
+    fn fingerprint(&self) -> serde_json::Value {
+        serde_json::json!({
+            "fs": self.spec.fs.as_str(),
+            "size_bytes": self.size,
+            "mkfs_options": self.spec.mkfs_options,
+            "mount_options": self.mount_options(),
+            "effective_mount_options": self.effective_options,
+            "mkfs_version": self.mkfs_version,
+            "image": self.image,
+            "from_snapshot": self.from_snapshot,
+        })
+    }
+
+    fn location(&self) -> String {
+        let mut s = format!(
+            "image {}",
+            self.image
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        );
+        if let Some(d) = &self.device {
+            s.push_str(&format!(" on {}", d.display()));
+        }
+        s
+    }
+}

@@ -1,0 +1,485 @@
+//! A local volume over any [`Backend`], and its pod: an agent process beside the mount.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::backend::{Backend, BackendCtx};
+use crate::config::UpgradeSpec;
+use crate::platform::{
+    AgentBinary, AgentCall, AgentOutput, AgentProcess, Capacity, PlatformError, Pod, UpgradeStep,
+    Volume,
+};
+use crate::registry::Resource;
+use crate::{signals, sys};
+
+/// The name of the step that runs the class's `upgrade.command`.
+pub const COMMAND_STEP: &str = "upgrade";
+
+/// A local volume: a backend plus the generic pod, recreation and upgrade logic.
+pub struct LocalVolume {
+    pub(super) ctx: BackendCtx,
+    pub(super) backend: Box<dyn Backend>,
+    pub(super) agent: AgentBinary,
+    pub(super) upgrade: Option<UpgradeSpec>,
+    pub(super) upgrade_timeout: Duration,
+    /// The directory the agent uses while attached.
+    pub(super) attached: Option<PathBuf>,
+    pub(super) requested: u64,
+    /// Destroyed or kept: Drop leaves it alone.
+    pub(super) done: bool,
+}
+
+impl Drop for LocalVolume {
+    fn drop(&mut self) {
+        // A volume dropped without destroy() (a panicking check) is still removed.
+        if !self.done {
+            self.done = true;
+            let _ = self.detach();
+            let _ = self.backend.destroy(&self.ctx);
+        }
+    }
+}
+
+impl LocalVolume {
+    fn detach(&mut self) -> Result<(), PlatformError> {
+        if self.attached.take().is_some() {
+            self.backend.unmount_detach(&self.ctx)?;
+        }
+        Ok(())
+    }
+
+    /// Runs the class's upgrade command, then polls `ready`, both within the upgrade timeout.
+    fn run_upgrade_command(
+        &self,
+        spec: &UpgradeSpec,
+        volume_dir: &Path,
+    ) -> Result<(), PlatformError> {
+        let deadline = Instant::now() + self.upgrade_timeout;
+        let env = |c: &mut Command| {
+            c.env("PVCHECK_CLASS", &self.ctx.class)
+                .env("PVCHECK_RUN_ID", &self.ctx.run_id)
+                .env("PVCHECK_VOLUME_DIR", volume_dir)
+                .env("PVCHECK_VOLUME_ID", &self.ctx.volume);
+        };
+        if let Some(command) = &spec.command {
+            let mut c = Command::new("sh");
+            c.arg("-c").arg(command);
+            env(&mut c);
+            let out = self.run_recorded(
+                &mut c,
+                deadline.saturating_duration_since(Instant::now()),
+                command,
+            )?;
+            if !out.status.success() {
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                return Err(PlatformError::Command {
+                    command: format!("upgrade.command {command:?}"),
+                    status: sys::exit_status_string(&out.status),
+                    stderr: stderr
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                });
+            }
+        }
+        if let Some(ready) = &spec.ready {
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(PlatformError::Timeout {
+                        command: format!("upgrade.ready {ready:?}"),
+                        limit: self.upgrade_timeout,
+                    });
+                }
+                let mut c = Command::new("sh");
+                c.arg("-c").arg(ready);
+                env(&mut c);
+                match self.run_recorded(&mut c, left, ready) {
+                    Ok(out) if out.status.success() => break,
+                    Ok(_) => std::thread::sleep(Duration::from_millis(200).min(left)),
+                    Err(PlatformError::Timeout { .. }) => {
+                        return Err(PlatformError::Timeout {
+                            command: format!("upgrade.ready {ready:?}"),
+                            limit: self.upgrade_timeout,
+                        });
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a shell command recorded in the registry (so Ctrl-C or a crash cannot leave it running).
+    fn run_recorded(
+        &self,
+        c: &mut Command,
+        limit: Duration,
+        what: &str,
+    ) -> Result<std::process::Output, PlatformError> {
+        c.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = {
+            let op = self
+                .ctx
+                .registry
+                .begin()
+                .map_err(|_| PlatformError::Interrupted)?;
+            let child = sys::spawn_group(c)
+                .map_err(|e| PlatformError::io(format!("cannot start {what:?}"), e))?;
+            record_process(&self.ctx, &op, child.id() as i32)?;
+            child
+        };
+        match sys::wait_captured(&mut child, limit, what, &signals::interrupted) {
+            Err(PlatformError::Timeout { limit, .. }) => Err(PlatformError::Timeout {
+                command: what.to_string(),
+                limit,
+            }),
+            other => other,
+        }
+    }
+}
+
+fn record_process(
+    ctx: &BackendCtx,
+    op: &crate::registry::Op<'_>,
+    pid: i32,
+) -> Result<(), PlatformError> {
+    let start_time = sys::process_start_time(pid).unwrap_or(0);
+    ctx.registry
+        .record(
+            op,
+            Resource::Process { pid, start_time },
+            Some(&ctx.class),
+            Some(&ctx.volume),
+        )
+        .map_err(|e| PlatformError::Registry(e.to_string()))
+}
+
+impl Volume for LocalVolume {
+    fn id(&self) -> &str {
+        &self.ctx.volume
+    }
+
+    fn fingerprint(&self) -> serde_json::Value {
+        let mut fp = self.backend.fingerprint();
+        if let Some(o) = fp.as_object_mut() {
+            o.insert("kind".into(), self.backend.kind().into());
+            o.insert("volume_id".into(), self.ctx.volume.clone().into());
+            o.insert("requested_bytes".into(), self.requested.into());
+        }
+        fp
+    }
+
+    fn start_pod(&mut self) -> Result<Box<dyn Pod>, PlatformError> {
+        if self.attached.is_some() {
+            return Err(PlatformError::Other(format!(
+                "volume {} already has a pod",
+                self.ctx.volume
+            )));
+        }
+        let dir = match self.backend.attach_mount(&self.ctx) {
+            Ok(d) => d,
+            Err(e) => {
+                // Half-attached (loop device set up, mount failed): undo what was done.
+                let _ = self.backend.unmount_detach(&self.ctx);
+                return Err(e);
+            }
+        };
+        self.attached = Some(dir.clone());
+        Ok(Box::new(LocalPod {
+            ctx: self.ctx.clone(),
+            agent: self.agent.clone(),
+            dir,
+            children: Vec::new(),
+        }))
+    }
+
+    fn stop_pod(&mut self, pod: Box<dyn Pod>) -> Result<(), PlatformError> {
+        // Ending the pod ends its processes (LocalPod's Drop), then the volume is unmounted.
+        drop(pod);
+        self.detach()
+    }
+
+    fn upgrade_steps(&self) -> Vec<UpgradeStep> {
+        let mut steps = Vec::new();
+        if self.upgrade.as_ref().is_some_and(|u| u.command.is_some()) {
+            steps.push(UpgradeStep {
+                name: COMMAND_STEP.into(),
+            });
+        }
+        steps.extend(self.backend.upgrade_steps());
+        steps
+    }
+
+    fn upgrade(
+        &mut self,
+        pod: Box<dyn Pod>,
+        step: &UpgradeStep,
+    ) -> Result<Box<dyn Pod>, PlatformError> {
+        let dir = pod.data_dir().to_path_buf();
+        drop(pod); // the agent stops before the upgrade, as a pod would be deleted
+        let is_command =
+            step.name == COMMAND_STEP && self.upgrade.as_ref().is_some_and(|u| u.command.is_some());
+        if is_command {
+            // Drivers are replaced while volumes are mounted: run the command with the volume mounted.
+            let spec = self
+                .upgrade
+                .clone()
+                .ok_or_else(|| PlatformError::Other("no upgrade".into()))?;
+            self.run_upgrade_command(&spec, &dir)?;
+            self.detach()?;
+        } else {
+            self.detach()?;
+            self.backend.upgrade(&self.ctx, step)?;
+        }
+        self.start_pod()
+    }
+
+    fn expand(&mut self, new_size: u64) -> Result<(), PlatformError> {
+        let mounted = self
+            .attached
+            .is_some()
+            .then(|| self.ctx.mount_point.clone());
+        self.backend.expand(&self.ctx, mounted.as_deref(), new_size)
+    }
+
+    fn snapshot(&mut self, name: &str) -> Result<Box<dyn Volume>, PlatformError> {
+        let volume = format!("{}-{name}", self.ctx.volume);
+        let work_dir = self
+            .ctx
+            .registry
+            .volume_dir(&volume)
+            .map_err(|e| PlatformError::Registry(e.to_string()))?;
+        let new_ctx = BackendCtx {
+            volume,
+            mount_point: work_dir.join("mnt"),
+            work_dir,
+            ..self.ctx.clone()
+        };
+        let mounted = self
+            .attached
+            .is_some()
+            .then(|| self.ctx.mount_point.clone());
+        let backend = self
+            .backend
+            .snapshot(&self.ctx, mounted.as_deref(), &new_ctx)?;
+        Ok(Box::new(LocalVolume {
+            ctx: new_ctx,
+            backend,
+            agent: self.agent.clone(),
+            upgrade: self.upgrade.clone(),
+            upgrade_timeout: self.upgrade_timeout,
+            attached: None,
+            requested: self.requested,
+            done: false,
+        }))
+    }
+
+    fn keep(mut self: Box<Self>) -> String {
+        self.done = true;
+        let op = self.ctx.registry.begin();
+        if let Ok(op) = &op {
+            let _ = self.ctx.registry.record(
+                op,
+                Resource::Kept {
+                    volume: self.ctx.volume.clone(),
+                },
+                Some(&self.ctx.class),
+                Some(&self.ctx.volume),
+            );
+        }
+        let mut s = format!(
+            "volume {} kept: {}",
+            self.ctx.volume,
+            self.backend.location()
+        );
+        if let Some(d) = &self.attached {
+            s.push_str(&format!(", mounted at {}", d.display()));
+        }
+        s.push_str(&format!(
+            "; ledgers and acks in {}; remove with `pvcheck cleanup`",
+            self.ctx.work_dir.display()
+        ));
+        // Not destroyed: the registry entry keeps it out of the end-of-run removal.
+        s
+    }
+
+    fn destroy(mut self: Box<Self>) -> Result<(), PlatformError> {
+        self.done = true;
+        let detached = self.detach();
+        let destroyed = self.backend.destroy(&self.ctx);
+        detached.and(destroyed)
+    }
+}
+
+/// The local "pod": agent processes started beside the mount; ending it kills them.
+struct LocalPod {
+    ctx: BackendCtx,
+    agent: AgentBinary,
+    dir: PathBuf,
+    /// Background agents (pid), killed when the pod ends.
+    children: Vec<i32>,
+}
+
+impl LocalPod {
+    fn command(&self, call: &AgentCall) -> Command {
+        let mut c = Command::new(&self.agent.path);
+        c.args(&self.agent.prefix).args(&call.args);
+        for (flag, path) in &call.inputs {
+            c.arg(flag).arg(path); // the agent runs on this machine: harness paths are its paths
+        }
+        c.stdin(Stdio::null());
+        c
+    }
+
+    fn spawn(&mut self, c: &mut Command) -> Result<(Child, String), PlatformError> {
+        let line = sys::command_line(c);
+        let op = self
+            .ctx
+            .registry
+            .begin()
+            .map_err(|_| PlatformError::Interrupted)?;
+        let child = sys::spawn_group(c)
+            .map_err(|e| PlatformError::io(format!("cannot start `{line}`"), e))?;
+        record_process(&self.ctx, &op, child.id() as i32)?;
+        Ok((child, line))
+    }
+}
+
+impl Pod for LocalPod {
+    fn data_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn capacity(&self) -> Result<Capacity, PlatformError> {
+        let (total_bytes, available_bytes) = sys::statvfs(&self.dir)
+            .map_err(|e| PlatformError::io(format!("statfs {}", self.dir.display()), e))?;
+        Ok(Capacity {
+            total_bytes,
+            available_bytes,
+        })
+    }
+
+    fn run_agent(&mut self, call: &AgentCall) -> Result<AgentOutput, PlatformError> {
+        let mut c = self.command(call);
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let start = Instant::now();
+        let (mut child, line) = self.spawn(&mut c)?;
+        let out = sys::wait_captured(&mut child, call.timeout, &line, &signals::interrupted)?;
+        use std::os::unix::process::ExitStatusExt;
+        Ok(AgentOutput {
+            command: line,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            code: out.status.code(),
+            signal: out.status.signal(),
+            elapsed: start.elapsed(),
+        })
+    }
+
+    fn spawn_agent(
+        &mut self,
+        call: &AgentCall,
+        stdout_to: &Path,
+    ) -> Result<Box<dyn AgentProcess>, PlatformError> {
+        let mut c = self.command(call);
+        let out = File::create(stdout_to)
+            .map_err(|e| PlatformError::io(stdout_to.display().to_string(), e))?;
+        let err_path = stdout_to.with_extension("stderr");
+        let err = File::create(&err_path)
+            .map_err(|e| PlatformError::io(err_path.display().to_string(), e))?;
+        c.stdout(out).stderr(err);
+        let (child, line) = self.spawn(&mut c)?;
+        self.children.push(child.id() as i32);
+        Ok(Box::new(LocalAgentProcess {
+            child,
+            line,
+            err_path,
+            start: Instant::now(),
+        }))
+    }
+}
+
+impl Drop for LocalPod {
+    fn drop(&mut self) {
+        for pid in self.children.drain(..) {
+            if let Some(start_time) = sys::process_start_time(pid) {
+                let _ = sys::remove_resource(&Resource::Process { pid, start_time });
+            }
+        }
+    }
+}
+
+struct LocalAgentProcess {
+    child: Child,
+    line: String,
+    err_path: PathBuf,
+    start: Instant,
+}
+
+impl AgentProcess for LocalAgentProcess {
+    fn kill(&mut self) -> Result<(), PlatformError> {
+        // SIGKILL to the agent alone, exactly the crash being simulated.
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .or_else(|e| {
+            if e == nix::errno::Errno::ESRCH {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
+        .map_err(|e| PlatformError::Other(format!("kill {}: {e}", self.child.id())))
+    }
+
+    fn wait(&mut self, timeout: Duration) -> Result<AgentOutput, PlatformError> {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(st) = self
+                .child
+                .try_wait()
+                .map_err(|e| PlatformError::io("wait", e))?
+            {
+                break st;
+            }
+            if Instant::now() >= deadline || signals::interrupted() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                if signals::interrupted() {
+                    return Err(PlatformError::Interrupted);
+                }
+                return Err(PlatformError::Timeout {
+                    command: self.line.clone(),
+                    limit: timeout,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        use std::os::unix::process::ExitStatusExt;
+        Ok(AgentOutput {
+            command: self.line.clone(),
+            stdout: String::new(),
+            stderr: std::fs::read_to_string(&self.err_path).unwrap_or_default(),
+            code: status.code(),
+            signal: status.signal(),
+            elapsed: self.start.elapsed(),
+        })
+    }
+}
+
+impl Drop for LocalAgentProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,383 @@
+//! Small, checked wrappers over the system: processes, mounts, loop devices, commands with timeouts.
+//!
+//! Everything here is what the run registry needs to tell whether a recorded resource is still
+//! present and to remove it, plus running external commands (mkfs, losetup, mount, upgrade
+//! commands) with a time limit, in their own process group so a timeout kills all of it.
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+
+use crate::platform::PlatformError;
+use crate::registry::Resource;
+
+/// Field 22 of /proc/PID/stat (start time in clock ticks since boot): with the pid, it names a
+/// process uniquely, so a recycled pid is never mistaken for ours.
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    // rest starts at field 3; start time is field 22.
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let state = f.first()?;
+    if *state == "Z" || *state == "X" {
+        return None; // a zombie is gone for our purposes
+    }
+    f.get(19)?.parse().ok()
+}
+
+/// Mount points currently mounted (from /proc/self/mountinfo, octal escapes decoded).
+pub fn mount_points() -> Vec<PathBuf> {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape_mount(p)))
+        .collect()
+}
+
+/// The mount options of the mount at `path` (`rw,relatime` + superblock options), if mounted.
+pub fn mount_options(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let line = text.lines().rev().find(|l| {
+        l.split(' ')
+            .nth(4)
+            .is_some_and(|p| Path::new(&unescape_mount(p)) == path)
+    })?;
+    let opts = line.split(' ').nth(5)?;
+    let super_opts = line.split(" - ").nth(1)?.split(' ').nth(2).unwrap_or("");
+    Some(format!("{opts},{super_opts}"))
+}
+
+fn unescape_mount(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn is_mounted(path: &Path) -> bool {
+    mount_points().iter().any(|p| p == path)
+}
+
+/// True when anything is mounted at or below `dir`.
+pub fn mounted_below(dir: &Path) -> bool {
+    mount_points().iter().any(|p| p.starts_with(dir))
+}
+
+/// Loop devices whose backing file is `image` (from /sys/block/loop*/loop/backing_file).
+pub fn loop_devices_of(image: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/sys/block") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("loop") {
+            continue;
+        }
+        if let Ok(b) = std::fs::read_to_string(e.path().join("loop/backing_file")) {
+            let b = b.trim_end_matches('\n');
+            // A deleted backing file shows as "path (deleted)".
+            let b = b.strip_suffix(" (deleted)").unwrap_or(b);
+            if Path::new(b) == image {
+                out.push(PathBuf::from("/dev").join(&name));
+            }
+        }
+    }
+    out
+}
+
+/// Whether a recorded resource is still there.
+pub fn resource_present(r: &Resource) -> bool {
+    match r {
+        Resource::Dir { path } | Resource::SharedDir { path } => path.is_dir(),
+        Resource::Image { path } => path.exists(),
+        Resource::Loop { image } => !loop_devices_of(image).is_empty(),
+        Resource::Mount { path } => is_mounted(path),
+        Resource::Process { pid, start_time } => process_start_time(*pid) == Some(*start_time),
+        Resource::Kept { .. } => false,
+    }
+}
+
+/// Removes a recorded resource, if it is still what was recorded. The error is one line.
+pub fn remove_resource(r: &Resource) -> Result<(), String> {
+    match r {
+        Resource::Process { pid, start_time } => {
+            if process_start_time(*pid) != Some(*start_time) {
+                return Ok(());
+            }
+            // Our children run in their own process group (pgid = pid): kill all of it.
+            let _ = killpg(Pid::from_raw(*pid), Signal::SIGKILL);
+            let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while process_start_time(*pid) == Some(*start_time) {
+                if Instant::now() > deadline {
+                    return Err(format!("process {pid} survives SIGKILL"));
+                }
+                thread::sleep(Duration::from_millis(10));
+            }
+            Ok(())
+        }
+        Resource::Mount { path } => {
+            // A mount may be stacked; unmount until nothing is left at the path.
+            for _ in 0..8 {
+                if !is_mounted(path) {
+                    return Ok(());
+                }
+                umount(path).map_err(|e| e.to_string())?;
+            }
+            Err(format!("{}: still mounted", path.display()))
+        }
+        Resource::Loop { image } => {
+            for dev in loop_devices_of(image) {
+                let out = run(
+                    Command::new("losetup").arg("-d").arg(&dev),
+                    Duration::from_secs(30),
+                )
+                .map_err(|e| e.to_string())?;
+                check_output("losetup -d", &out).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        }
+        Resource::Image { path } => match std::fs::remove_file(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        },
+        Resource::Dir { path } => {
+            if mounted_below(path) {
+                return Err(format!(
+                    "{}: something is still mounted below it; not removing",
+                    path.display()
+                ));
+            }
+            match std::fs::remove_dir_all(path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(format!("{}: {e}", path.display())),
+            }
+        }
+        Resource::SharedDir { path } => {
+            // Shared by runs: removed only when empty; not empty means another run uses it.
+            let _ = std::fs::remove_dir(path);
+            Ok(())
+        }
+        Resource::Kept { .. } => Ok(()),
+    }
+}
+
+/// `umount PATH`, retried briefly while the kernel still sees it busy (a just-killed process).
+pub fn umount(path: &Path) -> Result<(), PlatformError> {
+    let mut last = None;
+    for _ in 0..50 {
+        match nix::mount::umount(path) {
+            Ok(()) => return Ok(()),
+            Err(nix::errno::Errno::EBUSY) => {
+                last = Some(nix::errno::Errno::EBUSY);
+                thread::sleep(Duration::from_millis(100));
+            }
+            Err(nix::errno::Errno::EINVAL) if !is_mounted(path) => return Ok(()),
+            Err(e) => {
+                return Err(PlatformError::Other(format!(
+                    "umount {}: {e}",
+                    path.display()
+                )));
+            }
+        }
+    }
+    Err(PlatformError::Other(format!(
+        "umount {}: {} (still busy after 5s)",
+        path.display(),
+        last.map(|e| e.to_string()).unwrap_or_default()
+    )))
+}
+
+/// The command line of `cmd`, for messages and for reproducing by hand.
+pub fn command_line(cmd: &Command) -> String {
+    let mut s = shell_quote(&cmd.get_program().to_string_lossy());
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&shell_quote(&a.to_string_lossy()));
+    }
+    s
+}
+
+/// Quotes a word for sh when it needs it.
+pub fn shell_quote(w: &str) -> String {
+    if !w.is_empty()
+        && w.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
+    {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
+    }
+}
+
+/// Starts `cmd` in its own process group (so a timeout can kill everything it started).
+pub fn spawn_group(cmd: &mut Command) -> std::io::Result<Child> {
+    cmd.process_group(0).spawn()
+}
+
+/// Runs `cmd` to completion with stdout and stderr captured; kills its process group after `limit`.
+pub fn run(cmd: &mut Command, limit: Duration) -> Result<Output, PlatformError> {
+    let line = command_line(cmd);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child =
+        spawn_group(cmd).map_err(|e| PlatformError::io(format!("cannot start `{line}`"), e))?;
+    wait_captured(&mut child, limit, &line, &|| false)
+}
+
+/// Waits for a child whose stdout and stderr are piped, reading both; kills its process group
+/// after `limit` or as soon as `stop()` says so (interruption).
+pub fn wait_captured(
+    child: &mut Child,
+    limit: Duration,
+    line: &str,
+    stop: &dyn Fn() -> bool,
+) -> Result<Output, PlatformError> {
+    let out_reader = child.stdout.take().map(|mut s| {
+        thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = s.read_to_end(&mut v);
+            v
+        })
+    });
+    let err_reader = child.stderr.take().map(|mut s| {
+        thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = s.read_to_end(&mut v);
+            v
+        })
+    });
+    let deadline = Instant::now() + limit;
+    let pid = Pid::from_raw(child.id() as i32);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break Ok(st),
+            Ok(None) => {}
+            Err(e) => break Err(PlatformError::io(format!("waiting for `{line}`"), e)),
+        }
+        let interrupted = stop();
+        if Instant::now() >= deadline || interrupted {
+            let _ = killpg(pid, Signal::SIGKILL);
+            let _ = child.kill();
+            let _ = child.wait();
+            // Readers end once every process holding the pipes is gone.
+            let _ = out_reader.map(|h| h.join());
+            let _ = err_reader.map(|h| h.join());
+            if interrupted {
+                return Err(PlatformError::Interrupted);
+            }
+            return Err(PlatformError::Timeout {
+                command: line.to_string(),
+                limit,
+            });
+        }
+        thread::sleep(Duration::from_millis(5));
+    };
+    let status = status?;
+    // Anything the command left in its group (a daemonized child) holding our pipes: end it.
+    let _ = killpg(pid, Signal::SIGKILL);
+    let stdout = out_reader.and_then(|h| h.join().ok()).unwrap_or_default();
+    let stderr = err_reader.and_then(|h| h.join().ok()).unwrap_or_default();
+    Ok(Output {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+/// Turns a non-zero exit into [`PlatformError::Command`] with the command's stderr.
+pub fn check_output(line: &str, out: &Output) -> Result<(), PlatformError> {
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    Err(PlatformError::Command {
+        command: line.to_string(),
+        status: exit_status_string(&out.status),
+        stderr,
+    })
+}
+
+pub fn exit_status_string(st: &std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (st.code(), st.signal()) {
+        (Some(c), _) => format!("exit {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        _ => "unknown status".into(),
+    }
+}
+
+/// Runs `cmd` and requires success.
+pub fn run_ok(cmd: &mut Command, limit: Duration) -> Result<Output, PlatformError> {
+    let line = command_line(cmd);
+    let out = run(cmd, limit)?;
+    check_output(&line, &out)?;
+    Ok(out)
+}
+
+/// Whether `prog` is found on PATH (or is an executable path).
+pub fn which(prog: &str) -> Option<PathBuf> {
+    let p = Path::new(prog);
+    if p.components().count() > 1 {
+        return is_executable(p).then(|| p.to_path_buf());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path)
+        .chain(["/sbin".into(), "/usr/sbin".into()])
+        .map(|d| d.join(prog))
+        .find(|c| is_executable(c))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// `uname -r`.
+pub fn kernel_release() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// statvfs of `path`: (total, available) bytes.
+pub fn statvfs(path: &Path) -> std::io::Result<(u64, u64)> {
+    let s = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from)?;
+    let f = s.fragment_size() as u64;
+    Ok((s.blocks() as u64 * f, s.blocks_available() as u64 * f))
+}

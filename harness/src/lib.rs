@@ -13,3 +13,8 @@ pub mod platform;
 pub mod registry;
 pub mod signals;
 pub mod sys;
+pub mod checks;
+pub mod profile;
+pub mod report;
+pub mod run;
+pub mod cli;

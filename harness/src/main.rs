@@ -1,18 +1,26 @@
-//! `pvcheck`: a thin command line over the `pvcheck` library.
+//! `pvcheck`: a thin command line over the `pvcheck` library. Exit codes: see `pvcheck::exit_code`.
 
 use std::process::ExitCode;
 
+use clap::Parser;
+
 fn main() -> ExitCode {
     let mut args = std::env::args_os();
-    let prog = args.next().unwrap_or_default();
+    let _prog = args.next();
     let rest: Vec<_> = args.collect();
     // `pvcheck agent …` is the agent built in, so one binary is enough on a node.
-    if rest.first().is_some_and(|a| a == "agent") {
+    if rest.first().is_some_and(|a| a == "agent") && rest.len() > 1 {
         return pvcheck_workloads::cli::main(
             std::iter::once("pvcheck agent".into()).chain(rest.into_iter().skip(1)),
         );
     }
-    let _ = prog;
-    eprintln!("pvcheck: not implemented yet");
-    ExitCode::from(2)
+    let cli = match pvcheck::cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { pvcheck::exit_code::USAGE } else { pvcheck::exit_code::OK };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    ExitCode::from(pvcheck::cli::main(cli))
 }

@@ -61,10 +61,7 @@ pub fn parse_str(text: &str, file: &Path, base: &Path) -> Result<Vec<ClassSpec>,
             "the file is empty: expected `classes:` with at least one class",
         ));
     }
-    let parsed: ClassFile = serde_saphyr::from_str(text).map_err(|e| {
-        let line = e.location().map(|l| l.line());
-        ConfigError::new(file, line, None, e.to_string())
-    })?;
+    let parsed: ClassFile = serde_saphyr::from_str(text).map_err(|e| parse_error(text, file, &e))?;
     if parsed.classes.is_empty() {
         return Err(ConfigError::new(
             file,
@@ -181,11 +178,34 @@ fn check_class(
 }
 
 fn resolve(base: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
+    let joined = if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+    joined.components().filter(|c| !matches!(c, std::path::Component::CurDir)).collect()
+}
+
+/// One line from the parser's error: its first line without the location prefix (we print the
+/// location ourselves), plus the field, taken from the YAML key the error points at.
+fn parse_error(text: &str, file: &Path, e: &serde_saphyr::Error) -> ConfigError {
+    let loc = e.location();
+    let full = e.to_string();
+    let first = full.lines().next().unwrap_or("").trim();
+    // "error: line 4 column 5: unknown field …" → "unknown field …"
+    let msg = first.strip_prefix("error: ").unwrap_or(first);
+    let msg = match msg.strip_prefix("line ") {
+        Some(rest) => rest.split_once(": ").map(|(_, m)| m).unwrap_or(msg),
+        None => msg,
+    };
+    let field = loc.and_then(|l| key_at(text, l.line(), l.column()));
+    let field = if msg.contains("unknown field") { None } else { field };
+    ConfigError::new(file, loc.map(|l| l.line()), field, msg.to_string())
+}
+
+/// The YAML key whose value starts at (line, column), 1-based: `size` for `{ fs: ext4, size: 1024 }`.
+fn key_at(text: &str, line: u64, column: u64) -> Option<String> {
+    let l = text.lines().nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
+    let before: String = l.chars().take(usize::try_from(column).ok()?.saturating_sub(1)).collect();
+    let before = before.trim_end().strip_suffix(':')?;
+    let key: String = before.chars().rev().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').collect();
+    (!key.is_empty()).then(|| key.chars().rev().collect())
 }
 
 fn check_unique(classes: &[ClassSpec]) -> Result<(), ConfigError> {

@@ -113,6 +113,9 @@ pub trait Platform: Send + Sync {
 pub trait Volume: Send {
     /// Unique id (also given to the agent as `--volume-id`).
     fn id(&self) -> &str;
+    /// Nominal capacity in bytes (the image size, the PVC's capacity; for a plain directory the
+    /// size of the filesystem holding it).
+    fn size(&self) -> u64;
     /// The volume's part of the environment fingerprint: filesystem, mount options, size, driver.
     fn fingerprint(&self) -> serde_json::Value;
     /// Attaches and mounts the volume and starts a place where the agent runs.

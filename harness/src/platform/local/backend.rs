@@ -100,6 +100,10 @@ pub trait Backend: Send {
     }
     /// Removes what `create` made.
     fn destroy(&mut self, ctx: &BackendCtx) -> Result<(), PlatformError>;
+    /// Nominal size in bytes, when the backend has one (an image); None for a plain directory.
+    fn size(&self) -> Option<u64> {
+        None
+    }
     /// This volume's fingerprint: filesystem, mount options, size, driver version, …
     fn fingerprint(&self) -> serde_json::Value;
     /// Where the volume's data is, for `--keep-on-failure` messages.

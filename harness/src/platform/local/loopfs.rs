@@ -264,6 +264,10 @@ impl Backend for LoopBackend {
         Ok(())
     }
 
+    fn size(&self) -> Option<u64> {
+        Some(self.size)
+    }
+
     fn fingerprint(&self) -> serde_json::Value {
         serde_json::json!({
             "fs": self.spec.fs.as_str(),

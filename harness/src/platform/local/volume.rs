@@ -166,6 +166,13 @@ impl Volume for LocalVolume {
         &self.ctx.volume
     }
 
+    fn size(&self) -> u64 {
+        self.backend.size().unwrap_or_else(|| {
+            let dir = self.attached.clone().unwrap_or_else(|| PathBuf::from(self.backend.location()));
+            sys::statvfs(&dir).map(|(total, _)| total).unwrap_or(0)
+        })
+    }
+
     fn fingerprint(&self) -> serde_json::Value {
         let mut fp = self.backend.fingerprint();
         if let Some(o) = fp.as_object_mut() {

@@ -1,0 +1,42 @@
+//! Running the agent and reading its JSON, with failures that say what ran and what it said.
+
+use serde_json::Value;
+
+use super::Failure;
+use crate::platform::{AgentCall, AgentOutput, Pod};
+
+/// Runs the agent; an agent that could not even start, or timed out, is a failure.
+pub fn run(pod: &mut dyn Pod, call: &AgentCall, what: &str) -> Result<AgentOutput, Failure> {
+    pod.run_agent(call).map_err(|e| Failure::from(e).context(what))
+}
+
+/// Parses the agent's stdout as one JSON value.
+pub fn parse(out: &AgentOutput, what: &str) -> Result<Value, Failure> {
+    serde_json::from_str(out.stdout.trim()).map_err(|e| {
+        Failure::new(format!(
+            "{what}: the agent printed no valid JSON ({e}); {}; stderr: {}\ncommand: {}",
+            out.status(),
+            out.stderr_line(),
+            out.command
+        ))
+    })
+}
+
+/// Runs the agent and requires exit 0 and JSON on stdout.
+pub fn run_ok(pod: &mut dyn Pod, call: &AgentCall, what: &str) -> Result<(AgentOutput, Value), Failure> {
+    let out = run(pod, call, what)?;
+    if out.code != Some(0) {
+        return Err(Failure::new(format!("{what}: the agent failed ({}): {}\ncommand: {}", out.status(), out.stderr_line(), out.command)));
+    }
+    let v = parse(&out, what)?;
+    Ok((out, v))
+}
+
+/// `v[a][b]…` as f64, if present.
+pub fn f64_at(v: &Value, path: &[&str]) -> Option<f64> {
+    let mut cur = v;
+    for p in path {
+        cur = cur.get(*p)?;
+    }
+    cur.as_f64()
+}

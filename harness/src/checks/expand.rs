@@ -1,0 +1,43 @@
+//! `expand`: grow a volume that holds data, online; the new size must show from inside and the
+//! data must verify unchanged, also after a recreate.
+
+use super::integrity::{self, Expect};
+use super::{CheckCtx, Failure, Verdict, recreate};
+
+pub fn check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
+    let size = ctx.profile.dataset_bytes() + ctx.profile.dataset_bytes() / 4 + (8 << 20);
+    ctx.with_volume("", size, |vol| {
+        let mut pod = vol.start_pod()?;
+        let ledger = ctx.work_dir.join("ledger-1.json");
+        integrity::write(ctx, vol, pod.as_mut(), &ledger)?;
+        let before = pod.capacity()?;
+        let old = vol.size();
+        let new = old + old / 2;
+        vol.expand(new).map_err(|e| Failure::from(e).context(&format!("expanding from {old} to {new} bytes")))?;
+        let after = pod.capacity()?;
+        ctx.metric("size_before", old.into());
+        ctx.metric("size_after", new.into());
+        ctx.metric("fs_total_before", before.total_bytes.into());
+        ctx.metric("fs_total_after", after.total_bytes.into());
+        // The filesystem must have grown by most of what was added (metadata takes a share).
+        let grown = after.total_bytes.saturating_sub(before.total_bytes);
+        if grown < (new - old) * 8 / 10 {
+            return Err(Failure::new(format!(
+                "volume {} expanded from {old} to {new} bytes, but the filesystem seen from inside grew by {grown} bytes only ({} → {})",
+                vol.id(), before.total_bytes, after.total_bytes
+            )));
+        }
+        integrity::verify(ctx, vol, pod.as_mut(), Expect::Ledger(&ledger), "verify after expansion")?;
+        pod = recreate(vol, pod)?;
+        let remounted = pod.capacity()?;
+        if remounted.total_bytes < after.total_bytes {
+            return Err(Failure::new(format!(
+                "volume {}: after a recreate the filesystem is {} bytes, {} before the recreate: the expansion did not persist",
+                vol.id(), remounted.total_bytes, after.total_bytes
+            )));
+        }
+        integrity::verify(ctx, vol, pod.as_mut(), Expect::Ledger(&ledger), "verify after expansion and recreate")?;
+        vol.stop_pod(pod)?;
+        Ok(Verdict::Passed)
+    })
+}

@@ -1,0 +1,276 @@
+//! `integrity::recreate`, `integrity::durability`, `integrity::selftest`, `integrity::upgrade`.
+//!
+//! Ledgers and acknowledgement lists are kept harness-side (in the trial's work directory, off
+//! the volume); the agent gets them as inputs. A failed verify names the damage kind, file,
+//! offset and generations, the seed and volume id, and the command that reproduces the verify.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rand::RngExt;
+use serde_json::Value;
+
+use super::{CheckCtx, Failure, Verdict, agent_json, recreate};
+use crate::platform::{AgentCall, Pod, Volume};
+use pvcheck_workloads::units::format_size;
+
+/// How much of the verify report's damage list goes into a failure message.
+const DAMAGE_SHOWN: usize = 5;
+
+fn size_for(ctx: &CheckCtx) -> u64 {
+    // The dataset, plus room for the filesystem's and the agent's own files.
+    ctx.profile.dataset_bytes() + ctx.profile.dataset_bytes() / 4 + (8 << 20)
+}
+
+fn dir_arg(pod: &dyn Pod) -> String {
+    pod.data_dir().display().to_string()
+}
+
+/// `write` → ledger file (generation 1).
+pub fn write(ctx: &CheckCtx, vol: &dyn Volume, pod: &mut dyn Pod, ledger: &Path) -> Result<Value, Failure> {
+    let call = AgentCall::new(
+        [
+            "write".to_string(), "--dir".into(), dir_arg(pod),
+            "--size".into(), format_size(ctx.profile.dataset_bytes()),
+            "--seed".into(), ctx.seed().to_string(),
+            "--volume-id".into(), CheckCtx::agent_volume_id(vol).to_string(),
+            "--threads".into(), "2".into(),
+        ],
+        ctx.agent_timeout(),
+    );
+    let (out, v) = agent_json::run_ok(pod, &call, "write")?;
+    std::fs::write(ledger, out.stdout.as_bytes()).map_err(|e| Failure::new(format!("saving the ledger {}: {e}", ledger.display())))?;
+    ctx.metric("write_seconds", out.elapsed.as_secs_f64().into());
+    Ok(v)
+}
+
+/// `rewrite` of a fraction of the blocks → the extended ledger in `next`.
+pub fn rewrite(ctx: &CheckCtx, vol: &dyn Volume, pod: &mut dyn Pod, ledger: &Path, next: &Path) -> Result<(), Failure> {
+    let call = AgentCall::new(
+        [
+            "rewrite".to_string(), "--dir".into(), dir_arg(pod),
+            "--fraction".into(), ctx.profile.rewrite_fraction().to_string(),
+            "--volume-id".into(), CheckCtx::agent_volume_id(vol).to_string(),
+            "--threads".into(), "2".into(),
+        ],
+        ctx.agent_timeout(),
+    )
+    .input("--ledger", ledger);
+    let (out, _) = agent_json::run_ok(pod, &call, "rewrite")?;
+    std::fs::write(next, out.stdout.as_bytes()).map_err(|e| Failure::new(format!("saving the ledger {}: {e}", next.display())))?;
+    ctx.metric("rewrite_seconds", out.elapsed.as_secs_f64().into());
+    Ok(())
+}
+
+/// What to verify against.
+pub enum Expect<'a> {
+    Ledger(&'a Path),
+    Acks(&'a Path),
+}
+
+/// `verify`: Ok(report) when clean; a failure naming the damage otherwise.
+pub fn verify(ctx: &CheckCtx, vol: &dyn Volume, pod: &mut dyn Pod, expect: Expect<'_>, when: &str) -> Result<Value, Failure> {
+    let agent_vol = CheckCtx::agent_volume_id(vol);
+    let mut call = AgentCall::new(
+        ["verify".to_string(), "--dir".into(), dir_arg(pod), "--volume-id".into(), agent_vol.to_string(), "--threads".into(), "2".into()],
+        ctx.agent_timeout(),
+    );
+    call = match expect {
+        Expect::Ledger(l) => call.input("--ledger", l),
+        Expect::Acks(a) => call.input("--acks", a),
+    };
+    let out = agent_json::run(pod, &call, when)?;
+    let report = match out.code {
+        Some(0) | Some(1) => agent_json::parse(&out, when)?,
+        _ => {
+            return Err(Failure::new(format!(
+                "{when}: verify could not run ({}): {}\nvolume {} (agent volume id {agent_vol}), seed {}\nreproduce: {}",
+                out.status(), out.stderr_line(), vol.id(), ctx.seed(), out.command
+            )));
+        }
+    };
+    ctx.metric(&format!("verify_{}", when.replace(' ', "_")), summary(&report));
+    let clean = report.get("clean").and_then(Value::as_bool);
+    if clean == Some(true) && out.code == Some(0) {
+        return Ok(report);
+    }
+    Err(damage_failure(ctx, vol, &report, when, &out.command))
+}
+
+/// The verify report without the histogram-sized parts, for metrics.
+fn summary(report: &Value) -> Value {
+    let mut r = report.clone();
+    if let Some(o) = r.as_object_mut() {
+        o.remove("damage");
+    }
+    r
+}
+
+/// A failure message naming kind, file, offset, generations, seed, volume and the command.
+pub fn damage_failure(ctx: &CheckCtx, vol: &dyn Volume, report: &Value, when: &str, command: &str) -> Failure {
+    let damage = report.get("damage").and_then(Value::as_array).cloned().unwrap_or_default();
+    let total = report.get("damage_total").and_then(Value::as_u64).unwrap_or(damage.len() as u64);
+    let mut msg = format!(
+        "{when}: {total} damaged block(s) on volume {} (agent volume id {}), seed {}",
+        vol.id(),
+        CheckCtx::agent_volume_id(vol),
+        report.get("seed").and_then(Value::as_u64).unwrap_or(ctx.seed())
+    );
+    if let Some(counts) = report.get("counts").and_then(Value::as_object) {
+        let nonzero: Vec<String> = counts.iter().filter(|(_, n)| n.as_u64().unwrap_or(0) > 0).map(|(k, n)| format!("{k}={n}")).collect();
+        if !nonzero.is_empty() {
+            msg.push_str(&format!(" [{}]", nonzero.join(", ")));
+        }
+    }
+    if let Some(acks) = report.get("acks") {
+        msg.push_str(&format!("\n  acknowledged records: {} required, {} missing", acks.get("required").unwrap_or(&Value::Null), acks.get("missing").unwrap_or(&Value::Null)));
+    }
+    for d in damage.iter().take(DAMAGE_SHOWN) {
+        msg.push_str(&format!("\n  {}", describe_damage(d)));
+    }
+    if damage.len() > DAMAGE_SHOWN {
+        msg.push_str(&format!("\n  … {} more in the result file", total.saturating_sub(DAMAGE_SHOWN as u64)));
+    }
+    msg.push_str(&format!("\nreproduce: {command}"));
+    let kinds: Vec<Value> = damage.iter().filter_map(|d| d.get("kind").cloned()).collect();
+    Failure::new(msg).with_details(serde_json::json!({
+        "when": when,
+        "volume_id": vol.id(),
+        "agent_volume_id": CheckCtx::agent_volume_id(vol),
+        "seed": report.get("seed").cloned().unwrap_or(ctx.seed().into()),
+        "kinds": kinds,
+        "counts": report.get("counts"),
+        "damage_total": total,
+        "damage": damage,
+        "acks": report.get("acks"),
+        "reproduce": command,
+    }))
+}
+
+/// `corrupt at pvcheck-data/f3 offset 8192: expected generation 1, found 1 (detail)`.
+pub fn describe_damage(d: &Value) -> String {
+    let s = |k: &str| d.get(k).map(|v| match v { Value::String(s) => s.clone(), Value::Null => "-".into(), v => v.to_string() }).unwrap_or_else(|| "-".into());
+    let mut line = format!(
+        "{} at {} offset {}: expected generation {}, found {}",
+        s("kind"), s("file"), s("offset"), s("expected_generation"), s("found_generation")
+    );
+    if let Some(detail) = d.get("detail").and_then(Value::as_str).filter(|x| !x.is_empty()) {
+        line.push_str(&format!(" ({detail})"));
+    }
+    line
+}
+
+fn path(ctx: &CheckCtx, name: &str) -> PathBuf {
+    ctx.work_dir.join(name)
+}
+
+/// write → recreate → verify → rewrite → recreate → verify.
+pub fn recreate_check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
+    ctx.with_volume("", size_for(ctx), |vol| {
+        let mut pod = vol.start_pod()?;
+        let l1 = path(ctx, "ledger-1.json");
+        let l2 = path(ctx, "ledger-2.json");
+        write(ctx, vol, pod.as_mut(), &l1)?;
+        pod = recreate(vol, pod)?;
+        verify(ctx, vol, pod.as_mut(), Expect::Ledger(&l1), "verify after recreate")?;
+        rewrite(ctx, vol, pod.as_mut(), &l1, &l2)?;
+        pod = recreate(vol, pod)?;
+        verify(ctx, vol, pod.as_mut(), Expect::Ledger(&l2), "verify after rewrite and recreate")?;
+        vol.stop_pod(pod)?;
+        Ok(Verdict::Passed)
+    })
+}
+
+/// acknowledged-record stream → SIGKILL at a random moment → recreate → every acknowledged record present.
+pub fn durability_check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
+    ctx.with_volume("", size_for(ctx), |vol| {
+        let mut pod = vol.start_pod()?;
+        let acks = path(ctx, "acks.txt");
+        let (lo, hi) = ctx.profile.kill_window();
+        let call = AgentCall::new(
+            [
+                "durability".to_string(), "--dir".into(), dir_arg(pod.as_ref()),
+                "--seed".into(), ctx.seed().to_string(),
+                "--volume-id".into(), CheckCtx::agent_volume_id(vol).to_string(),
+                // Far longer than the kill window: the kill, not the end of the stream, stops it.
+                "--duration".into(), format!("{}s", hi.as_secs() * 10 + 60),
+            ],
+            ctx.agent_timeout(),
+        );
+        let mut child = pod.spawn_agent(&call, &acks)?;
+        let after = Duration::from_millis(rand::rng().random_range(lo.as_millis() as u64..=hi.as_millis() as u64));
+        std::thread::sleep(after);
+        child.kill()?;
+        let out = child.wait(Duration::from_secs(30))?;
+        if out.signal != Some(9) {
+            return Err(Failure::new(format!(
+                "the durability stream ended before the kill ({}): {}\ncommand: {}",
+                out.status(), out.stderr_line(), out.command
+            )));
+        }
+        let acked = std::fs::read_to_string(&acks).map(|s| s.lines().filter(|l| !l.trim().is_empty()).count()).unwrap_or(0);
+        ctx.metric("killed_after_seconds", after.as_secs_f64().into());
+        ctx.metric("acknowledged_records", acked.into());
+        if acked == 0 {
+            return Err(Failure::new(format!(
+                "no record was acknowledged in the {:.1}s before the kill: nothing to check (stderr: {})\ncommand: {}",
+                after.as_secs_f64(), out.stderr_line(), out.command
+            )));
+        }
+        drop(child);
+        pod = recreate(vol, pod)?;
+        verify(ctx, vol, pod.as_mut(), Expect::Acks(&acks), "verify of acknowledged records after SIGKILL and recreate")?;
+        vol.stop_pod(pod)?;
+        Ok(Verdict::Passed)
+    })
+}
+
+/// The agent's self-test on this volume: proves the checker is not blind here.
+pub fn selftest_check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
+    ctx.with_volume("", 64 << 20, |vol| {
+        let mut pod = vol.start_pod()?;
+        let call = AgentCall::new(["selftest".to_string(), "--dir".into(), dir_arg(pod.as_ref())], ctx.agent_timeout());
+        let out = agent_json::run(pod.as_mut(), &call, "selftest")?;
+        if let Ok(v) = agent_json::parse(&out, "selftest") {
+            let mut v = v;
+            if let Some(o) = v.as_object_mut() {
+                o.remove("verify");
+            }
+            ctx.metric("selftest", v);
+        }
+        if out.code != Some(0) {
+            return Err(Failure::new(format!(
+                "the agent's self-test failed on volume {} ({}): {}\nreproduce: {}",
+                vol.id(), out.status(), out.stderr_line(), out.command
+            )));
+        }
+        vol.stop_pod(pod)?;
+        Ok(Verdict::Passed)
+    })
+}
+
+/// write → upgrade → verify → rewrite → recreate → verify (→ each further step, e.g. rollback → verify).
+pub fn upgrade_check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
+    ctx.with_volume("", size_for(ctx), |vol| {
+        let steps = vol.upgrade_steps();
+        if steps.is_empty() {
+            return Ok(Verdict::Ignored("the class defines no upgrade step".into()));
+        }
+        let mut pod = vol.start_pod()?;
+        let mut ledger = path(ctx, "ledger-1.json");
+        write(ctx, vol, pod.as_mut(), &ledger)?;
+        for (i, step) in steps.iter().enumerate() {
+            pod = vol.upgrade(pod, step).map_err(|e| Failure::from(e).context(&format!("upgrade step {:?}", step.name)))?;
+            verify(ctx, vol, pod.as_mut(), Expect::Ledger(&ledger), &format!("verify after {}", step.name))?;
+            if i == 0 {
+                let next = path(ctx, "ledger-2.json");
+                rewrite(ctx, vol, pod.as_mut(), &ledger, &next)?;
+                ledger = next;
+                pod = recreate(vol, pod)?;
+                verify(ctx, vol, pod.as_mut(), Expect::Ledger(&ledger), &format!("verify after {}, rewrite and recreate", step.name))?;
+            }
+        }
+        vol.stop_pod(pod)?;
+        Ok(Verdict::Passed)
+    })
+}

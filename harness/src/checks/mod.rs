@@ -1,0 +1,218 @@
+//! The checks: each (class × check) is one trial named `<class>::<check>`.
+//!
+//! A check gets a [`CheckCtx`] (platform, class, run, profile) and returns [`Verdict`] or a
+//! [`Failure`]. It talks only to the platform traits and to the agent, whose JSON it reads
+//! (`serde_json::Value`, fields taken by name). Every volume a check provisions goes through
+//! [`CheckCtx::with_volume`], which destroys it afterwards, or with `--keep-on-failure` keeps a
+//! failed one and says where it is.
+
+pub mod agent_json;
+pub mod cleanup;
+pub mod expand;
+pub mod integrity;
+pub mod provision;
+pub mod snapshot;
+pub mod speed;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::Digest;
+
+use crate::config::ClassSpec;
+use crate::platform::{Platform, PlatformError, Pod, Volume, VolumeRequest};
+use crate::profile::Profile;
+
+/// Every check, in the order trials are listed and run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    Provision,
+    Recreate,
+    Durability,
+    Selftest,
+    Upgrade,
+    Expand,
+    Snapshot,
+    Speed(String),
+    Cleanup,
+}
+
+impl Check {
+    /// The part of the trial name after `<class>::`.
+    pub fn name(&self) -> String {
+        match self {
+            Check::Provision => "provision".into(),
+            Check::Recreate => "integrity::recreate".into(),
+            Check::Durability => "integrity::durability".into(),
+            Check::Selftest => "integrity::selftest".into(),
+            Check::Upgrade => "integrity::upgrade".into(),
+            Check::Expand => "expand".into(),
+            Check::Snapshot => "snapshot".into(),
+            Check::Speed(w) => format!("speed::{w}"),
+            Check::Cleanup => "cleanup".into(),
+        }
+    }
+    /// Every check for `class`, speed workloads from [`speed::workloads`].
+    pub fn all() -> Vec<Check> {
+        let mut v = vec![Check::Provision, Check::Recreate, Check::Durability, Check::Selftest, Check::Upgrade, Check::Expand, Check::Snapshot];
+        v.extend(speed::workloads().iter().map(|w| Check::Speed((*w).to_string())));
+        v.push(Check::Cleanup);
+        v
+    }
+    /// A short, volume-name-safe tag.
+    pub fn tag(&self) -> String {
+        self.name().replace("integrity::", "").replace("::", "-")
+    }
+    /// Why the class cannot run this check, if it cannot (the trial is ignored with that reason).
+    pub fn unsupported(&self, class: &ClassSpec, platform: &dyn Platform) -> Option<String> {
+        match self {
+            Check::Upgrade => {
+                let has = class.upgrade.as_ref().is_some_and(|u| u.command.is_some()) || matches!(class.local, Some(crate::config::LocalKind::Flexvolume(_)));
+                (!has).then(|| "the class defines no `upgrade`".to_string())
+            }
+            Check::Expand => (!class.capabilities.expansion).then(|| "capability `expansion` is off for this class".into()),
+            Check::Snapshot => (!class.capabilities.snapshot).then(|| "capability `snapshot` is off for this class".into()),
+            _ => {
+                let _ = platform;
+                None
+            }
+        }
+    }
+}
+
+/// How a check ended when it did not fail.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    Passed,
+    /// Found at run time that it cannot run (the reason is shown).
+    Ignored(String),
+}
+
+/// A failed check: a message for the terminal and details for the result file.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// Several lines: what failed, the damage (kind, file, offset, generations), seed, volume id,
+    /// and the command that reproduces it by hand.
+    pub message: String,
+    pub details: serde_json::Value,
+}
+
+impl Failure {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self { message: message.into(), details: serde_json::Value::Null }
+    }
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = details;
+        self
+    }
+    pub fn context(mut self, what: &str) -> Self {
+        self.message = format!("{what}: {}", self.message);
+        self
+    }
+}
+
+impl From<PlatformError> for Failure {
+    fn from(e: PlatformError) -> Self {
+        Failure::new(e.to_string())
+    }
+}
+
+/// What a check records beyond pass/fail: metrics (the agent's JSON and timings) and the volume.
+#[derive(Debug, Default)]
+pub struct TrialData {
+    pub metrics: serde_json::Map<String, serde_json::Value>,
+    /// Fingerprint of the (first) volume the check used.
+    pub volume: Option<serde_json::Value>,
+}
+
+/// Everything a check needs.
+pub struct CheckCtx {
+    pub platform: Arc<dyn Platform>,
+    pub class: Arc<ClassSpec>,
+    pub run_id: String,
+    pub run_seed: u64,
+    pub profile: Profile,
+    pub keep_on_failure: bool,
+    /// Harness-side directory for this trial's ledgers and acks (off the volume).
+    pub work_dir: PathBuf,
+    pub data: Mutex<TrialData>,
+    /// The check's name, for seeds and volume names.
+    pub check: Check,
+    /// Kept volumes are reported here.
+    pub kept: Arc<Mutex<Vec<String>>>,
+    /// The shared speed volumes of the run.
+    pub speed: Arc<speed::SpeedVolumes>,
+}
+
+impl CheckCtx {
+    /// The seed of this trial: derived from the run seed and the trial name, so `--seed` reproduces it.
+    pub fn seed(&self) -> u64 {
+        derive_u64(&format!("{}:{}::{}", self.run_seed, self.class.name(), self.check.name()))
+    }
+
+    /// The u64 volume id the agent stamps in every block (derived from the platform's volume id).
+    pub fn agent_volume_id(volume: &dyn Volume) -> u64 {
+        derive_u64(volume.id())
+    }
+
+    pub fn agent_timeout(&self) -> Duration {
+        self.class.timeouts.agent.0
+    }
+
+    pub fn metric(&self, key: &str, value: serde_json::Value) {
+        self.data.lock().unwrap_or_else(|e| e.into_inner()).metrics.insert(key.into(), value);
+    }
+
+    /// Provisions a volume named `<class>-<tag>[-suffix]`, runs `f`, and destroys it (or keeps it
+    /// on failure with --keep-on-failure, adding where it is to the failure message).
+    pub fn with_volume<T>(&self, suffix: &str, size: u64, f: impl FnOnce(&mut dyn Volume) -> Result<T, Failure>) -> Result<T, Failure> {
+        let name = if suffix.is_empty() { format!("{}-{}", self.class.name(), self.check.tag()) } else { format!("{}-{}-{suffix}", self.class.name(), self.check.tag()) };
+        let req = VolumeRequest { run_id: self.run_id.clone(), name, size };
+        let start = Instant::now();
+        let mut vol = self.platform.provision(&self.class, &req).map_err(|e| Failure::from(e).context("provision"))?;
+        self.metric("provision_seconds", start.elapsed().as_secs_f64().into());
+        {
+            let mut d = self.data.lock().unwrap_or_else(|e| e.into_inner());
+            if d.volume.is_none() {
+                d.volume = Some(vol.fingerprint());
+            }
+        }
+        let result = f(vol.as_mut());
+        self.finish_volume(vol, result)
+    }
+
+    /// Destroys `vol` after `result`, or keeps it when `result` failed and --keep-on-failure is set.
+    pub fn finish_volume<T>(&self, vol: Box<dyn Volume>, result: Result<T, Failure>) -> Result<T, Failure> {
+        match result {
+            Err(mut failure) if self.keep_on_failure => {
+                let where_ = vol.keep();
+                failure.message.push_str(&format!("\n{where_}"));
+                self.kept.lock().unwrap_or_else(|e| e.into_inner()).push(where_);
+                Err(failure)
+            }
+            Err(failure) => {
+                if let Err(e) = vol.destroy() {
+                    return Err(Failure::new(format!("{}\nand removing the volume failed: {e}", failure.message)).with_details(failure.details));
+                }
+                Err(failure)
+            }
+            Ok(v) => {
+                vol.destroy().map_err(|e| Failure::from(e).context("removing the volume"))?;
+                Ok(v)
+            }
+        }
+    }
+}
+
+/// Recreates the pod: the agent ends, the volume is unmounted (detached) and mounted again.
+pub fn recreate(vol: &mut dyn Volume, pod: Box<dyn Pod>) -> Result<Box<dyn Pod>, Failure> {
+    vol.stop_pod(pod).map_err(|e| Failure::from(e).context("stopping the pod"))?;
+    vol.start_pod().map_err(|e| Failure::from(e).context("starting the pod again"))
+}
+
+/// First 8 bytes of sha256(s), as a u64.
+pub fn derive_u64(s: &str) -> u64 {
+    let h = sha2::Sha256::digest(s.as_bytes());
+    u64::from_le_bytes(h[..8].try_into().unwrap_or([0; 8]))
+}

@@ -1,0 +1,109 @@
+//! `speed::<workload>`: the agent's standard matrix, one job at a time, on one volume per class.
+//!
+//! The speed trials of a class share one volume ([`SpeedVolumes`]), provisioned by the first and
+//! destroyed after the last (the scheduler knows how many run), so the matrix measures the
+//! volume, not provisioning. The scheduler also guarantees no other trial runs meanwhile.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+use super::{CheckCtx, Failure, Verdict, agent_json};
+use crate::platform::{AgentCall, Pod, Volume, VolumeRequest};
+
+/// The workload names of the agent's standard matrix, in the order they run (issue 3).
+/// The one place they are listed in the harness: once the speed engine is merged this becomes
+/// `&pvcheck_workloads::speed::matrix::NAMES`.
+pub fn workloads() -> &'static [&'static str] {
+    &[
+        "randread-4k-qd64",
+        "randwrite-4k-qd64",
+        "randread-4k-qd1",
+        "randwrite-4k-qd1",
+        "read-1m-qd16",
+        "write-1m-qd16",
+        "randrw70-4k-qd64",
+        "fsync-latency",
+        "metadata",
+    ]
+}
+
+/// A class's shared speed volume with its running pod.
+type Shared = (Box<dyn Volume>, Box<dyn Pod>);
+
+/// The shared speed volumes of a run, per class.
+#[derive(Default)]
+pub struct SpeedVolumes {
+    by_class: Mutex<HashMap<String, Shared>>,
+}
+
+impl SpeedVolumes {
+    /// Stops and destroys the class's speed volume (after its last speed trial).
+    pub fn release(&self, class: &str) -> Result<(), Failure> {
+        let taken = self.by_class.lock().unwrap_or_else(|e| e.into_inner()).remove(class);
+        if let Some((mut vol, pod)) = taken {
+            let stopped = vol.stop_pod(pod);
+            let destroyed = vol.destroy();
+            stopped?;
+            destroyed?;
+        }
+        Ok(())
+    }
+
+    /// Destroys every remaining speed volume (end of run, interruption).
+    pub fn release_all(&self) {
+        let all: Vec<_> = self.by_class.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
+        for (_, (mut vol, pod)) in all {
+            let _ = vol.stop_pod(pod);
+            let _ = vol.destroy();
+        }
+    }
+}
+
+pub fn check(ctx: &CheckCtx, workload: &str) -> Result<Verdict, Failure> {
+    let mut guard = ctx.speed.by_class.lock().unwrap_or_else(|e| e.into_inner());
+    if !guard.contains_key(ctx.class.name()) {
+        let req = VolumeRequest { run_id: ctx.run_id.clone(), name: format!("{}-speed", ctx.class.name()), size: ctx.profile.speed_bytes() };
+        let mut vol = ctx.platform.provision(&ctx.class, &req).map_err(|e| Failure::from(e).context("provision"))?;
+        let pod = match vol.start_pod() {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = vol.destroy();
+                return Err(Failure::from(e).context("starting the pod"));
+            }
+        };
+        guard.insert(ctx.class.name().to_string(), (vol, pod));
+    }
+    let Some((vol, pod)) = guard.get_mut(ctx.class.name()) else {
+        return Err(Failure::new("speed volume vanished"));
+    };
+    ctx.data.lock().unwrap_or_else(|e| e.into_inner()).volume = Some(vol.fingerprint());
+    let cap = pod.capacity()?;
+    if cap.available_bytes < ctx.profile.speed_bytes() {
+        return Err(Failure::new(format!(
+            "volume {} has {} bytes available, the {} profile's speed matrix needs {}",
+            vol.id(), cap.available_bytes, ctx.profile.name(), ctx.profile.speed_bytes()
+        )));
+    }
+    let call = AgentCall::new(
+        ["bench".to_string(), "--workload".into(), workload.into(), "--profile".into(), ctx.profile.name().into(), "--dir".into(), pod.data_dir().display().to_string()],
+        ctx.agent_timeout(),
+    );
+    let out = agent_json::run(pod.as_mut(), &call, workload)?;
+    let result = agent_json::parse(&out, workload);
+    if let Ok(v) = &result {
+        // Kept whole, histograms included, so runs can be merged and compared later.
+        ctx.metric("bench", v.clone());
+    }
+    if out.code != Some(0) {
+        let status = result.as_ref().ok().and_then(|v| v.get("status")).and_then(Value::as_str).unwrap_or("").to_string();
+        return Err(Failure::new(format!(
+            "{workload} on volume {}: the agent reported {} ({}): {}\nreproduce: {}",
+            vol.id(), if status.is_empty() { "an error".into() } else { status }, out.status(), out.stderr_line(), out.command
+        )));
+    }
+    result?;
+    Ok(Verdict::Passed)
+}
+

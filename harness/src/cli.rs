@@ -1,0 +1,218 @@
+//! The command line: `pvcheck run`, `pvcheck cleanup`, `pvcheck agent …` (the agent built in).
+//!
+//! Thin: parses flags into [`crate::run::RunOptions`] and hands over. Bad input gets one line on
+//! stderr and exit 2 (see [`crate::exit_code`]).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use libtest_mimic::{Arguments, ColorSetting, FormatSetting};
+
+use crate::config;
+use crate::exit_code;
+use crate::platform::local::LocalPlatform;
+use crate::platform::{AgentBinary, Platform, RunFilter};
+use crate::profile::Profile;
+use crate::registry::{self, Registry};
+use crate::run::{self, RunOptions};
+
+/// pvcheck: does a storage class keep every acknowledged byte, is it as fast as yesterday,
+/// and does its driver behave as Kubernetes expects.
+#[derive(Debug, Parser)]
+#[command(name = "pvcheck", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the checks of every class as tests (`<class>::<check>`), write a result file.
+    Run(RunArgs),
+    /// Remove what crashed or killed runs left behind (and only that).
+    Cleanup(CleanupArgs),
+    /// The agent, built in (`pvcheck agent --help`).
+    Agent,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Class file (YAML); repeatable. Default: the built-in storageclasses/local.yaml.
+    #[arg(long = "classes", value_name = "FILE")]
+    pub classes: Vec<PathBuf>,
+    /// How much work each check does.
+    #[arg(long, value_enum, default_value = "quick")]
+    pub profile: Profile,
+    /// Results root: the run is written to DIR/runs/<UTC timestamp>-<run id>.json.
+    #[arg(long, value_name = "DIR", default_value = "results")]
+    pub results: PathBuf,
+    /// A pvcheck-agent binary to run instead of the built-in agent (`pvcheck agent`).
+    #[arg(long, value_name = "PATH")]
+    pub agent: Option<PathBuf>,
+    /// Keep a failed check's volume (mounted) and its ledgers, and print where they are.
+    #[arg(long)]
+    pub keep_on_failure: bool,
+    /// Where runs record what they create (default /var/lib/pvcheck for root).
+    #[arg(long, value_name = "DIR", env = "PVCHECK_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Base seed of the run (default random; printed in the result file) to reproduce a run's data.
+    #[arg(long)]
+    pub seed: Option<u64>,
+
+    // libtest's flags, with cargo test's meaning.
+    /// List the trials instead of running them.
+    #[arg(long)]
+    pub list: bool,
+    /// Match FILTER (and --skip) exactly instead of as a substring.
+    #[arg(long)]
+    pub exact: bool,
+    /// Skip trials whose names contain FILTER (repeatable).
+    #[arg(long, value_name = "FILTER")]
+    pub skip: Vec<String>,
+    /// Run only trials flagged ignored (pvcheck flags none: a check a class cannot do runs and reports "ignored" with the reason).
+    #[arg(long)]
+    pub ignored: bool,
+    /// Run ignored and not ignored trials.
+    #[arg(long)]
+    pub include_ignored: bool,
+    /// Output format of the trial lines.
+    #[arg(long, value_name = "pretty|terse|json", value_parser = ["pretty", "terse", "json"])]
+    pub format: Option<String>,
+    /// Alias for --format terse.
+    #[arg(short, long, conflicts_with = "format")]
+    pub quiet: bool,
+    /// Trials run in parallel (speed trials always run alone).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub test_threads: Option<u16>,
+    /// Colour: auto, always, never.
+    #[arg(long, value_name = "auto|always|never", value_parser = ["auto", "always", "never"])]
+    pub color: Option<String>,
+    /// Run only trials whose names contain this (e.g. `ext4-loop::`, `::speed::`).
+    pub filter: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    /// The state directory the runs used (default /var/lib/pvcheck for root).
+    #[arg(long, value_name = "DIR", env = "PVCHECK_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Only list what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+impl RunArgs {
+    fn test_args(&self) -> Arguments {
+        Arguments {
+            list: self.list,
+            exact: self.exact,
+            skip: self.skip.clone(),
+            ignored: self.ignored,
+            include_ignored: self.include_ignored,
+            quiet: self.quiet,
+            test_threads: self.test_threads.map(usize::from),
+            filter: self.filter.clone(),
+            format: self.format.as_deref().map(|f| match f {
+                "terse" => FormatSetting::Terse,
+                "json" => FormatSetting::Json,
+                _ => FormatSetting::Pretty,
+            }),
+            color: self.color.as_deref().map(|c| match c {
+                "always" => ColorSetting::Always,
+                "never" => ColorSetting::Never,
+                _ => ColorSetting::Auto,
+            }),
+            ..Arguments::default()
+        }
+    }
+}
+
+/// Runs the parsed command line; returns the exit code.
+pub fn main(cli: Cli) -> u8 {
+    match cli.command {
+        Command::Run(a) => run_cmd(a),
+        Command::Cleanup(a) => cleanup_cmd(a),
+        Command::Agent => {
+            // main.rs forwards `pvcheck agent …` before parsing; reaching this means no arguments.
+            eprintln!("pvcheck: `pvcheck agent` needs a subcommand; see `pvcheck agent --help`");
+            exit_code::USAGE
+        }
+    }
+}
+
+fn agent_binary(path: Option<PathBuf>) -> Result<AgentBinary, String> {
+    match path {
+        Some(p) if crate::sys::which(&p.to_string_lossy()).is_some() => Ok(AgentBinary::external(p)),
+        Some(p) => Err(format!("--agent {}: not an executable file", p.display())),
+        None => AgentBinary::current().map_err(|e| format!("cannot find the pvcheck binary itself: {e}")),
+    }
+}
+
+fn run_cmd(a: RunArgs) -> u8 {
+    let (classes, files) = if a.classes.is_empty() {
+        (config::load_default(), vec![config::DEFAULT_CLASSES_NAME.to_string()])
+    } else {
+        (config::load_files(&a.classes), a.classes.iter().map(|p| p.display().to_string()).collect())
+    };
+    let classes = match classes {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("pvcheck: {e}");
+            return exit_code::USAGE;
+        }
+    };
+    let agent = match agent_binary(a.agent.clone()) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("pvcheck: {e}");
+            return exit_code::USAGE;
+        }
+    };
+    let opts = RunOptions {
+        test_args: a.test_args(),
+        classes,
+        class_files: files,
+        profile: a.profile,
+        results: a.results,
+        state_dir: a.state_dir.unwrap_or_else(registry::default_state_dir),
+        agent,
+        keep_on_failure: a.keep_on_failure,
+        seed: a.seed,
+    };
+    run::execute(opts)
+}
+
+fn cleanup_cmd(a: CleanupArgs) -> u8 {
+    let state_dir = a.state_dir.unwrap_or_else(registry::default_state_dir);
+    let agent = match AgentBinary::current() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("pvcheck: {e}");
+            return exit_code::USAGE;
+        }
+    };
+    // The platform of no run: it only reads and removes other runs' registries.
+    let reg = match Registry::open(&state_dir.join("runs").join("cleanup")) {
+        Ok(r) => std::sync::Arc::new(r),
+        Err(e) => {
+            eprintln!("pvcheck: {e}");
+            return exit_code::USAGE;
+        }
+    };
+    let platform = LocalPlatform::new(reg, state_dir.clone(), agent);
+    let result = if a.dry_run { platform.leftovers(&RunFilter::Dead) } else { platform.remove_leftovers(&RunFilter::Dead) };
+    match result {
+        Ok(list) => {
+            let verb = if a.dry_run { "would remove" } else { "removed" };
+            for l in &list {
+                println!("{verb} {} {} (run {}{})", l.kind, l.what, l.run_id, l.class.as_ref().map(|c| format!(", class {c}")).unwrap_or_default());
+            }
+            println!("{} thing(s) {verb} from dead runs in {}", list.len(), state_dir.display());
+            exit_code::OK
+        }
+        Err(e) => {
+            eprintln!("pvcheck: cleanup: {e}");
+            exit_code::CHECK_FAILED
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! `--profile quick|standard|thorough`: how much work each check does.
+//!
+//! `quick` (the default) keeps the whole local default suite under two minutes on a 2-core
+//! machine; `standard` and `thorough` follow the speed engine's profiles (issue 3) and write
+//! larger datasets.
+
+use std::time::Duration;
+
+/// The profile names the agent's `bench --profile` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    Quick,
+    Standard,
+    Thorough,
+}
+
+impl Profile {
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Quick => "quick",
+            Profile::Standard => "standard",
+            Profile::Thorough => "thorough",
+        }
+    }
+    /// Size of the integrity dataset written by `write`.
+    pub fn dataset_bytes(self) -> u64 {
+        match self {
+            Profile::Quick => 32 << 20,
+            Profile::Standard => 1 << 30,
+            Profile::Thorough => 4 << 30,
+        }
+    }
+    /// Fraction of blocks `rewrite` overwrites with the next generation.
+    pub fn rewrite_fraction(self) -> f64 {
+        0.1
+    }
+    /// The durability stream is killed at a random moment in this window after it starts.
+    pub fn kill_window(self) -> (Duration, Duration) {
+        match self {
+            Profile::Quick => (Duration::from_millis(300), Duration::from_millis(1200)),
+            Profile::Standard => (Duration::from_secs(2), Duration::from_secs(10)),
+            Profile::Thorough => (Duration::from_secs(5), Duration::from_secs(30)),
+        }
+    }
+    /// The bench file size of the speed matrix (the agent's profile), plus room for metadata files.
+    pub fn speed_bytes(self) -> u64 {
+        match self {
+            Profile::Quick => (128 << 20) + (32 << 20),
+            Profile::Standard | Profile::Thorough => (4 << 30) + (64 << 20),
+        }
+    }
+}

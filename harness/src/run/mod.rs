@@ -1,0 +1,390 @@
+//! `pvcheck run`: classes × checks as libtest-mimic trials, on one platform, with a result file.
+//!
+//! [`execute`] loads nothing itself: it gets the classes and options from the command line
+//! layer, plans the trials ([`plan`]), refuses a filter that selects nothing, sets up the run
+//! registry and the signal handling, runs the trials, removes what is left, writes the result
+//! file and prints the per-class tables. It returns the exit code (see `crate::exit_code`).
+
+pub mod schedule;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
+
+use crate::checks::{self, Check, CheckCtx, TrialData, Verdict};
+use crate::config::ClassSpec;
+use crate::exit_code;
+use crate::platform::local::LocalPlatform;
+use crate::platform::{AgentBinary, Platform, RunFilter};
+use crate::profile::Profile;
+use crate::registry::Registry;
+use crate::report::progress::Progress;
+use crate::report::results::{self, FailureRecord, ResultSink, RunResult, Status, TrialResult};
+use crate::report::table;
+use crate::signals;
+use schedule::{Group, Schedule};
+
+/// Everything `pvcheck run` was told.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub classes: Vec<ClassSpec>,
+    /// Where the class files came from (for the result file).
+    pub class_files: Vec<String>,
+    pub profile: Profile,
+    /// Results root: the file goes to `<results>/runs/`.
+    pub results: PathBuf,
+    pub state_dir: PathBuf,
+    pub agent: AgentBinary,
+    pub keep_on_failure: bool,
+    pub seed: Option<u64>,
+    /// libtest's arguments (filter, --exact, --skip, --list, --format, --test-threads, …).
+    pub test_args: Arguments,
+}
+
+/// One planned trial.
+#[derive(Clone)]
+pub struct Planned {
+    pub class: Arc<ClassSpec>,
+    pub check: Check,
+    pub group: Group,
+    /// Why the trial is ignored, known before running (class unusable, capability off).
+    pub ignore: Option<String>,
+}
+
+impl Planned {
+    pub fn name(&self) -> String {
+        format!("{}::{}", self.class.name(), self.check.name())
+    }
+}
+
+/// Every (class × check), in run order: checks, then speed, then cleanup.
+pub fn plan(classes: &[ClassSpec], platform: &dyn Platform) -> Vec<Planned> {
+    let classes: Vec<Arc<ClassSpec>> = classes.iter().cloned().map(Arc::new).collect();
+    let mut out = Vec::new();
+    for group in [Group::Check, Group::Speed, Group::Cleanup] {
+        for class in &classes {
+            let unusable = platform.usable(class).err();
+            for check in Check::all() {
+                let g = match check {
+                    Check::Speed(_) => Group::Speed,
+                    Check::Cleanup => Group::Cleanup,
+                    _ => Group::Check,
+                };
+                if g != group {
+                    continue;
+                }
+                let ignore = unusable.clone().or_else(|| check.unsupported(class, platform));
+                out.push(Planned { class: class.clone(), check, group, ignore });
+            }
+        }
+    }
+    out
+}
+
+/// What every trial shares.
+struct RunCtx {
+    platform: Arc<dyn Platform>,
+    run_id: String,
+    seed: u64,
+    profile: Profile,
+    keep_on_failure: bool,
+    registry: Arc<Registry>,
+    schedule: Schedule,
+    sink: ResultSink,
+    speed: Arc<checks::speed::SpeedVolumes>,
+    kept: Arc<Mutex<Vec<String>>>,
+    progress: Progress,
+}
+
+fn new_run_id() -> String {
+    let mut b = [0u8; 4];
+    rand::fill(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn trial(p: Planned, ctx: Option<Arc<RunCtx>>) -> Trial {
+    let name = p.name();
+    Trial::ignorable_test(name.clone(), move || {
+        let Some(ctx) = ctx else { return Err(Failed::from("not run (list only)")) };
+        run_trial(&ctx, &p, &name)
+    })
+}
+
+fn run_trial(ctx: &RunCtx, p: &Planned, name: &str) -> Result<Completion, Failed> {
+    let running = ctx.schedule.enter(p.group, p.class.name(), p.ignore.is_none());
+    let start = Instant::now();
+    let record = |status: Status, data: TrialData, reason: Option<String>, failure: Option<FailureRecord>| {
+        if let Some(v) = &data.volume {
+            ctx.sink.volume(p.class.name(), v.clone());
+        }
+        ctx.sink.push(TrialResult {
+            name: name.to_string(),
+            class: p.class.name().to_string(),
+            check: p.check.name(),
+            status,
+            duration_s: start.elapsed().as_secs_f64(),
+            metrics: serde_json::Value::Object(data.metrics),
+            ignored_reason: reason,
+            failure,
+        });
+    };
+    if let Some(reason) = &p.ignore {
+        record(Status::Ignored, TrialData::default(), Some(reason.clone()), None);
+        return Ok(Completion::ignored_with(reason));
+    }
+    if signals::interrupted() {
+        return Err(Failed::from("interrupted"));
+    }
+    let work_dir = ctx.registry.dir().join("trials").join(name.replace("::", "-"));
+    if let Err(e) = std::fs::create_dir_all(&work_dir) {
+        return Err(Failed::from(format!("{}: {e}", work_dir.display())));
+    }
+    ctx.progress.start(name);
+    let cctx = CheckCtx {
+        platform: ctx.platform.clone(),
+        class: p.class.clone(),
+        run_id: ctx.run_id.clone(),
+        run_seed: ctx.seed,
+        profile: ctx.profile,
+        keep_on_failure: ctx.keep_on_failure,
+        work_dir,
+        data: Mutex::new(TrialData::default()),
+        check: p.check.clone(),
+        kept: ctx.kept.clone(),
+        speed: ctx.speed.clone(),
+    };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut r = match &p.check {
+            Check::Provision => checks::provision::check(&cctx),
+            Check::Recreate => checks::integrity::recreate_check(&cctx),
+            Check::Durability => checks::integrity::durability_check(&cctx),
+            Check::Selftest => checks::integrity::selftest_check(&cctx),
+            Check::Upgrade => checks::integrity::upgrade_check(&cctx),
+            Check::Expand => checks::expand::check(&cctx),
+            Check::Snapshot => checks::snapshot::check(&cctx),
+            Check::Speed(w) => checks::speed::check(&cctx, w),
+            Check::Cleanup => checks::cleanup::check(&cctx),
+        };
+        if running.last_speed_of_class {
+            if let Err(e) = ctx.speed.release(p.class.name()) {
+                r = r.and(Err(e.context("removing the speed volume")));
+            }
+        }
+        r
+    }))
+    .unwrap_or_else(|panic| {
+        let msg = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+        Err(checks::Failure::new(format!("the check panicked: {msg}")))
+    });
+    let data = std::mem::take(&mut *cctx.data.lock().unwrap_or_else(|e| e.into_inner()));
+    ctx.progress.finish(name);
+    let result = match outcome {
+        Ok(Verdict::Passed) => {
+            record(Status::Passed, data, None, None);
+            Ok(Completion::Completed)
+        }
+        Ok(Verdict::Ignored(reason)) => {
+            record(Status::Ignored, data, Some(reason.clone()), None);
+            Ok(Completion::ignored_with(reason))
+        }
+        Err(f) => {
+            record(Status::Failed, data, None, Some(FailureRecord { message: f.message.clone(), details: f.details.clone() }));
+            Err(Failed::from(f.message))
+        }
+    };
+    drop(running);
+    result
+}
+
+/// Runs `pvcheck run`; returns the exit code.
+pub fn execute(opts: RunOptions) -> u8 {
+    let started = SystemTime::now();
+    let run_id = new_run_id();
+    let args = opts.test_args.clone();
+
+    // Planning needs a platform; usable() does not touch the registry, so a listing creates nothing.
+    let list_registry = match Registry::open(&opts.state_dir.join("runs").join(&run_id)) {
+        Ok(r) => Arc::new(r),
+        Err(e) => {
+            eprintln!("pvcheck: {e}");
+            return exit_code::USAGE;
+        }
+    };
+    let list_platform = LocalPlatform::new(list_registry, opts.state_dir.clone(), opts.agent.clone());
+    let planned = plan(&opts.classes, &list_platform);
+    let probe: Vec<Trial> = planned.iter().map(|p| trial(p.clone(), None)).collect();
+    let selected: Vec<&Planned> = planned.iter().zip(&probe).filter(|(_, t)| !args.is_filtered_out(t) && !args.is_ignored(t)).map(|(p, _)| p).collect();
+    if selected.is_empty() && (args.filter.is_some() || !args.skip.is_empty()) {
+        let classes: Vec<&str> = opts.classes.iter().map(ClassSpec::name).collect();
+        eprintln!(
+            "pvcheck: the filter {:?}{} matches no trial (classes: {}; see `pvcheck run --list`)",
+            args.filter.as_deref().unwrap_or(""),
+            if args.skip.is_empty() { String::new() } else { format!(" with --skip {:?}", args.skip) },
+            classes.join(", ")
+        );
+        return exit_code::USAGE;
+    }
+    if args.list {
+        let _listed = libtest_mimic::run(&args, probe);
+        return exit_code::OK;
+    }
+    drop(probe);
+
+    if let Err(e) = signals::block() {
+        eprintln!("pvcheck: cannot set up signal handling: {e}");
+        return exit_code::USAGE;
+    }
+    let registry = match Registry::create(&opts.state_dir, &run_id) {
+        Ok(r) => Arc::new(r),
+        Err(e) => {
+            eprintln!("pvcheck: cannot create the run registry: {e} (use --state-dir DIR)");
+            return exit_code::USAGE;
+        }
+    };
+    let platform: Arc<dyn Platform> = Arc::new(LocalPlatform::new(registry.clone(), opts.state_dir.clone(), opts.agent.clone()));
+    let threads = args.test_threads.unwrap_or_else(|| std::thread::available_parallelism().map(Into::into).unwrap_or(1));
+    let pretty = matches!(args.format, None | Some(libtest_mimic::FormatSetting::Pretty)) && !args.quiet;
+    let ctx = Arc::new(RunCtx {
+        platform: platform.clone(),
+        run_id: run_id.clone(),
+        seed: opts.seed.unwrap_or_else(rand::random),
+        profile: opts.profile,
+        keep_on_failure: opts.keep_on_failure,
+        registry: registry.clone(),
+        schedule: Schedule::default(),
+        sink: ResultSink::default(),
+        speed: Arc::new(checks::speed::SpeedVolumes::default()),
+        kept: Arc::new(Mutex::new(Vec::new())),
+        progress: Progress::new(selected.len() as u64, threads > 1 && pretty),
+    });
+    for p in &selected {
+        ctx.schedule.expect(p.group, p.class.name());
+    }
+    let env = environment(&opts, platform.as_ref());
+    let finish = {
+        let (ctx, opts, env) = (ctx.clone(), opts.clone(), env.clone());
+        move |interrupted: bool| -> (Option<PathBuf>, Vec<String>) {
+            ctx.progress.done();
+            ctx.speed.release_all();
+            let problems = remove_everything(&ctx, interrupted);
+            let doc = result_doc(&ctx, &opts, env.clone(), started, interrupted);
+            let path = match doc.write(&opts.results, started) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    eprintln!("pvcheck: cannot write the result file under {}: {e}", opts.results.display());
+                    None
+                }
+            };
+            (path, problems)
+        }
+    };
+    {
+        let finish = finish.clone();
+        let ctx = ctx.clone();
+        let spawned = signals::spawn_waiter(move |sig| {
+            eprintln!("\npvcheck: {} received: stopping the trials and removing what this run created", if sig == libc::SIGTERM { "SIGTERM" } else { "SIGINT" });
+            ctx.registry.close(std::time::Duration::from_secs(30));
+            let (path, problems) = finish(true);
+            for p in &problems {
+                eprintln!("pvcheck: {p}");
+            }
+            if let Some(p) = path {
+                eprintln!("pvcheck: partial results in {}", p.display());
+            }
+            std::process::exit(i32::from(exit_code::INTERRUPTED));
+        });
+        if let Err(e) = spawned {
+            eprintln!("pvcheck: cannot start the signal thread: {e}");
+            return exit_code::USAGE;
+        }
+    }
+
+    let trials: Vec<Trial> = planned.into_iter().map(|p| trial(p, Some(ctx.clone()))).collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    if signals::interrupted() {
+        // The signal thread is cleaning up and will exit with 130.
+        loop {
+            std::thread::park();
+        }
+    }
+    let (path, problems) = finish(false);
+    if pretty {
+        println!("{}", table::render(&ctx.sink.trials()));
+    }
+    for k in ctx.kept.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        eprintln!("pvcheck: {k}");
+    }
+    for p in &problems {
+        eprintln!("pvcheck: {p}");
+    }
+    if let Some(p) = path {
+        eprintln!("pvcheck: results in {}", p.display());
+    }
+    if conclusion.has_failed() || !problems.is_empty() { exit_code::CHECK_FAILED } else { exit_code::OK }
+}
+
+/// Removes what the run left (not kept volumes); returns problems, one line each.
+fn remove_everything(ctx: &RunCtx, interrupted: bool) -> Vec<String> {
+    let mut problems = Vec::new();
+    let filter = RunFilter::Run { run_id: ctx.run_id.clone(), class: None };
+    match ctx.platform.remove_leftovers(&filter) {
+        Ok(removed) if !removed.is_empty() && !interrupted => {
+            problems.push(format!(
+                "removed {} thing(s) the checks left behind: {}",
+                removed.len(),
+                removed.iter().map(|l| format!("{} {}", l.kind, l.what)).collect::<Vec<_>>().join("; ")
+            ));
+        }
+        Ok(_) => {}
+        Err(e) => problems.push(format!("could not remove everything this run created: {e}; run `pvcheck cleanup`")),
+    }
+    if ctx.kept.lock().unwrap_or_else(|e| e.into_inner()).is_empty() && problems.is_empty() {
+        if let Err(e) = ctx.registry.remove_run_dir() {
+            problems.push(format!("could not remove the run directory: {e}"));
+        }
+    }
+    problems
+}
+
+fn agent_version(agent: &AgentBinary) -> Option<String> {
+    let mut c = std::process::Command::new(&agent.path);
+    c.args(&agent.prefix).arg("--version");
+    let out = crate::sys::run(&mut c, std::time::Duration::from_secs(10)).ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn environment(opts: &RunOptions, platform: &dyn Platform) -> serde_json::Value {
+    let mut env = platform.fingerprint();
+    if let Some(o) = env.as_object_mut() {
+        o.insert("pvcheck_version".into(), env!("CARGO_PKG_VERSION").into());
+        o.insert("agent".into(), opts.agent.path.display().to_string().into());
+        o.insert("agent_version".into(), agent_version(&opts.agent).into());
+        o.insert("class_files".into(), opts.class_files.clone().into());
+    }
+    env
+}
+
+fn result_doc(ctx: &RunCtx, opts: &RunOptions, mut env: serde_json::Value, started: SystemTime, interrupted: bool) -> RunResult {
+    let mut classes = serde_json::Map::new();
+    for c in &opts.classes {
+        classes.insert(c.name().to_string(), serde_json::json!({ "parameters": c.parameters(), "volume": ctx.sink.volume_of(c.name()) }));
+    }
+    if let Some(o) = env.as_object_mut() {
+        o.insert("classes".into(), classes.into());
+    }
+    RunResult {
+        schema_version: results::SCHEMA_VERSION,
+        run_id: ctx.run_id.clone(),
+        seed: ctx.seed,
+        start: results::rfc3339_utc(started),
+        end: results::rfc3339_utc(SystemTime::now()),
+        interrupted,
+        platform: ctx.platform.name().into(),
+        profile: ctx.profile.name().into(),
+        environment: env,
+        trials: ctx.sink.trials(),
+        kept: ctx.kept.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+    }
+}

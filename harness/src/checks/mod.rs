@@ -9,6 +9,7 @@
 pub mod agent_json;
 pub mod cleanup;
 pub mod expand;
+pub mod flexvolume;
 pub mod integrity;
 pub mod provision;
 pub mod snapshot;
@@ -34,6 +35,8 @@ pub enum Check {
     Upgrade,
     Expand,
     Snapshot,
+    /// `flexvolume::<call>`: the driver's protocol for one call (flexvolume classes only).
+    Flexvolume(&'static str),
     Speed(String),
     Cleanup,
 }
@@ -49,6 +52,7 @@ impl Check {
             Check::Upgrade => "integrity::upgrade".into(),
             Check::Expand => "expand".into(),
             Check::Snapshot => "snapshot".into(),
+            Check::Flexvolume(call) => format!("flexvolume::{call}"),
             Check::Speed(w) => format!("speed::{w}"),
             Check::Cleanup => "cleanup".into(),
         }
@@ -60,6 +64,17 @@ impl Check {
         v.push(Check::Cleanup);
         v
     }
+    /// Every check for this class: [`Check::all`], plus the protocol checks of a flexvolume class
+    /// (after the integrity checks, before speed).
+    pub fn all_for(class: &ClassSpec) -> Vec<Check> {
+        let mut v = Check::all();
+        if matches!(class.local, Some(crate::config::LocalKind::Flexvolume(_))) {
+            let at = v.iter().position(|c| matches!(c, Check::Speed(_) | Check::Cleanup)).unwrap_or(v.len());
+            let calls = crate::platform::local::flexvolume::Call::ALL.map(|c| Check::Flexvolume(c.name()));
+            v.splice(at..at, calls);
+        }
+        v
+    }
     /// A short, volume-name-safe tag.
     pub fn tag(&self) -> String {
         self.name().replace("integrity::", "").replace("::", "-")
@@ -68,7 +83,7 @@ impl Check {
     pub fn unsupported(&self, class: &ClassSpec, platform: &dyn Platform) -> Option<String> {
         match self {
             Check::Upgrade => {
-                let has = class.upgrade.as_ref().is_some_and(|u| u.command.is_some()) || matches!(class.local, Some(crate::config::LocalKind::Flexvolume(_)));
+                let has = class.upgrade.as_ref().is_some_and(|u| u.command.is_some() || u.driver.is_some());
                 (!has).then(|| "the class defines no `upgrade`".to_string())
             }
             Check::Expand => (!class.capabilities.expansion).then(|| "capability `expansion` is off for this class".into()),

@@ -66,7 +66,7 @@ pub fn plan(classes: &[ClassSpec], platform: &dyn Platform) -> Vec<Planned> {
     for group in [Group::Check, Group::Speed, Group::Cleanup] {
         for class in &classes {
             let unusable = platform.usable(class).err();
-            for check in Check::all() {
+            for check in Check::all_for(class) {
                 let g = match check {
                     Check::Speed(_) => Group::Speed,
                     Check::Cleanup => Group::Cleanup,
@@ -164,6 +164,7 @@ fn run_trial(ctx: &RunCtx, p: &Planned, name: &str) -> Result<Completion, Failed
             Check::Upgrade => checks::integrity::upgrade_check(&cctx),
             Check::Expand => checks::expand::check(&cctx),
             Check::Snapshot => checks::snapshot::check(&cctx),
+            Check::Flexvolume(call) => checks::flexvolume::check(&cctx, call),
             Check::Speed(w) => checks::speed::check(&cctx, w),
             Check::Cleanup => checks::cleanup::check(&cctx),
         };

@@ -84,6 +84,12 @@ impl<'a> Kubelet<'a> {
         }
     }
 
+    /// Capabilities already known from an earlier `init` of the same driver version.
+    pub fn with_capabilities(mut self, caps: Option<Capabilities>) -> Self {
+        self.capabilities = caps;
+        self
+    }
+
     pub fn masker(&self) -> &Masker {
         &self.masker
     }

@@ -9,6 +9,7 @@
 //! - [`conformance`]: the protocol checks that become `<class>::flexvolume::<call>` trials;
 //! - [`embedded`]: the sample drivers shipped in the binary.
 
+pub mod backend;
 pub mod call;
 pub mod conformance;
 pub mod driver;
@@ -24,3 +25,29 @@ pub use error::{FlexError, ProtocolViolation};
 pub use kubelet::{Kubelet, Layout, Mounted};
 pub use options::{PodInfo, VolumeOptions};
 pub use protocol::{Breach, Call, Capabilities, Reply, Status};
+
+use crate::config::{ClassSpec, DriverSource, FlexvolumeSpec};
+
+/// Why this machine cannot run the class's flexVolume driver, if it cannot: kubelet runs drivers
+/// as root, and the built-in sample drivers need jq, losetup and mkfs.
+pub fn usable(class: &ClassSpec, spec: &FlexvolumeSpec) -> Result<(), String> {
+    if !crate::sys::is_root() {
+        return Err("flexVolume drivers mount and attach: they need root, as under kubelet".into());
+    }
+    let mut sources = vec![spec.source()];
+    if let Some(u) = &class.upgrade
+        && let Some(d) = &u.driver_source
+    {
+        sources.push(d.clone());
+    }
+    if sources.iter().any(|s| matches!(s, DriverSource::Embedded(_))) {
+        let fs = spec.fs_type.as_deref().unwrap_or("ext4");
+        let mkfs = format!("mkfs.{fs}");
+        for tool in ["jq", "losetup", "mountpoint", "blkid", mkfs.as_str()] {
+            if crate::sys::which(tool).is_none() {
+                return Err(format!("the built-in sample drivers need {tool}, which is not installed"));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,23 +1,272 @@
 //! Subcommands of the integrity engine: write, rewrite, verify, durability, selftest.
+//! A thin layer: parse flags, call the library, print JSON on stdout, map to exit codes.
 
-use clap::Subcommand;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
+use clap::{Args, Subcommand};
+
+use super::durability::{self, DurabilityParams, Stop};
+use super::ledger::Ledger;
+use super::target::Target;
+use super::verify::{self, VerifyParams};
+use super::write::{self, RewriteParams, WriteParams};
 use crate::exit::Outcome;
+use crate::units::{Dur, Size};
+
+pub use super::error::Error;
+
+/// `--dir D` or `--device DEV`: exactly one.
+#[derive(Debug, Clone, Args)]
+#[group(required = true, multiple = false)]
+pub struct TargetArgs {
+    /// Directory on the volume under test; the dataset lives in <DIR>/pvcheck-data/.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Raw block device (or image file); the dataset occupies bytes 0..size.
+    #[arg(long)]
+    pub device: Option<PathBuf>,
+}
+
+impl TargetArgs {
+    fn target(&self) -> Target {
+        match (&self.dir, &self.device) {
+            (Some(d), _) => Target::Dir(d.clone()),
+            (None, Some(d)) => Target::Device(d.clone()),
+            (None, None) => unreachable!("clap requires one of --dir/--device"),
+        }
+    }
+}
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Write a seeded dataset and print its ledger (JSON) on stdout.
-    Write,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("not implemented yet")]
-    NotImplemented,
+    /// Write a seeded dataset (generation 1) and print its ledger (JSON) on stdout.
+    Write {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Dataset size, with a unit (e.g. 1GiB); a multiple of the block size.
+        #[arg(long)]
+        size: Size,
+        /// Seed of the dataset (any u64).
+        #[arg(long)]
+        seed: u64,
+        /// Volume id given by the harness (any u64), stamped in every block.
+        #[arg(long)]
+        volume_id: u64,
+        /// Block size, with a unit: a multiple of 512B.
+        #[arg(long, default_value = "4KiB")]
+        block_size: Size,
+        /// Writer threads.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        threads: u16,
+    },
+    /// Overwrite a seeded fraction of the blocks with the next generation; print the extended ledger.
+    Rewrite {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Ledger printed by write or a previous rewrite.
+        #[arg(long)]
+        ledger: PathBuf,
+        /// Fraction of blocks to rewrite, in (0, 1].
+        #[arg(long, default_value_t = 0.1)]
+        fraction: f64,
+        /// Seed of the new generation (derived from the dataset seed by default).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Refuse a ledger of another volume.
+        #[arg(long)]
+        volume_id: Option<u64>,
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        threads: u16,
+    },
+    /// Check every block against the ledger and/or every acknowledged durability record; print a report (JSON).
+    /// Exit 0 clean, 1 damage found, 2 usage or I/O error.
+    Verify {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Ledger printed by write or rewrite (optional with --acks: the acks stream describes itself).
+        #[arg(long, required_unless_present = "acks")]
+        ledger: Option<PathBuf>,
+        /// Acknowledgements printed by durability.
+        #[arg(long)]
+        acks: Option<PathBuf>,
+        /// Refuse a ledger or acks of another volume.
+        #[arg(long)]
+        volume_id: Option<u64>,
+        /// Reader threads.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        threads: u16,
+        /// Also recompute every block's sha256 (the default compares against regenerated content,
+        /// which already catches any changed byte).
+        #[arg(long)]
+        full_hash: bool,
+    },
+    /// Append fsynced records under --dir and print one acknowledgement line per record after its fsync.
+    Durability {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        seed: u64,
+        #[arg(long)]
+        volume_id: u64,
+        /// Stop after this many records.
+        #[arg(
+            long,
+            required_unless_present = "duration",
+            conflicts_with = "duration"
+        )]
+        records: Option<u64>,
+        /// Stop after this long (with a unit, e.g. 30s).
+        #[arg(long)]
+        duration: Option<Dur>,
+        /// Records per fsync.
+        #[arg(long, default_value_t = 16)]
+        batch: u64,
+        #[arg(long, default_value = "4KiB")]
+        block_size: Size,
+    },
+    /// Write a sacrificial dataset under --dir, inject one damage of each kind, and pass only if
+    /// verify reports exactly those. Exit 0 passed, 1 failed, 2 usage or I/O error.
+    Selftest {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Size of the sacrificial dataset.
+        #[arg(long, default_value = "1MiB")]
+        size: Size,
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
+        threads: u16,
+    },
 }
 
 impl Command {
     pub fn run(self) -> Result<Outcome, Error> {
-        Err(Error::NotImplemented)
+        match self {
+            Command::Write {
+                target,
+                size,
+                seed,
+                volume_id,
+                block_size,
+                threads,
+            } => {
+                let l = write::write(&WriteParams {
+                    target: target.target(),
+                    size: size.bytes(),
+                    seed,
+                    volume_id,
+                    block_size: block_size.bytes(),
+                    threads: threads as usize,
+                })?;
+                print(&l.to_json())?;
+                Ok(Outcome::Ok)
+            }
+            Command::Rewrite {
+                target,
+                ledger,
+                fraction,
+                seed,
+                volume_id,
+                threads,
+            } => {
+                let l = load_ledger(&ledger, volume_id)?;
+                let out = write::rewrite(
+                    &RewriteParams {
+                        target: target.target(),
+                        fraction,
+                        seed,
+                        threads: threads as usize,
+                    },
+                    &l,
+                    &ledger,
+                )?;
+                print(&out.to_json())?;
+                Ok(Outcome::Ok)
+            }
+            Command::Verify {
+                target,
+                ledger,
+                acks,
+                volume_id,
+                threads,
+                full_hash,
+            } => {
+                let ledger = match ledger {
+                    Some(p) => Some((load_ledger(&p, volume_id)?, p)),
+                    None => None,
+                };
+                let r = verify::verify(&VerifyParams {
+                    target: target.target(),
+                    ledger,
+                    acks,
+                    volume_id,
+                    threads: threads as usize,
+                    full_hash,
+                })?;
+                print(&serde_json::to_string_pretty(&r).expect("report serialises"))?;
+                Ok(if r.clean {
+                    Outcome::Ok
+                } else {
+                    Outcome::Finding
+                })
+            }
+            Command::Durability {
+                dir,
+                seed,
+                volume_id,
+                records,
+                duration,
+                batch,
+                block_size,
+            } => {
+                let stop = match (records, duration) {
+                    (Some(n), _) => Stop::Records(n),
+                    (None, Some(d)) => Stop::After(d.0),
+                    (None, None) => unreachable!("clap requires --records or --duration"),
+                };
+                let p = DurabilityParams {
+                    dir,
+                    seed,
+                    volume_id,
+                    block_size: block_size.bytes(),
+                    batch,
+                    stop,
+                };
+                durability::run(&p, &mut std::io::stdout().lock())?;
+                Ok(Outcome::Ok)
+            }
+            Command::Selftest { dir, size, threads } => {
+                let r = super::selftest::selftest(&dir, size.bytes(), threads as usize)?;
+                print(&serde_json::to_string_pretty(&r).expect("report serialises"))?;
+                Ok(if r.passed {
+                    Outcome::Ok
+                } else {
+                    Outcome::Finding
+                })
+            }
+        }
     }
+}
+
+fn load_ledger(path: &Path, volume_id: Option<u64>) -> Result<Ledger, Error> {
+    let l = Ledger::load(path)?;
+    if let Some(v) = volume_id {
+        if l.volume_id != v {
+            return Err(Error::Ledger {
+                path: path.display().to_string(),
+                field: "volume_id".into(),
+                why: format!(
+                    "{} is not the volume under test (--volume-id {v})",
+                    l.volume_id
+                ),
+            });
+        }
+    }
+    Ok(l)
+}
+
+fn print(s: &str) -> Result<(), Error> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{s}")
+        .and_then(|_| out.flush())
+        .map_err(|e| Error::io(Path::new("<stdout>"), "write", e))
 }

@@ -1,0 +1,175 @@
+//! The ledger: everything `verify` needs to recompute the expected content and generation of
+//! every block, in a size that does not grow with the dataset (only with the number of rewrites).
+//!
+//! `write` prints it on stdout; the harness keeps it off the volume. Unknown fields are refused
+//! (a misspelt field silently ignored would verify against the wrong expectation).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::Error;
+
+pub const LEDGER_FORMAT: &str = "pvcheck-integrity-ledger";
+pub const LEDGER_VERSION: u32 = 1;
+
+/// What was written and how to recompute it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ledger {
+    /// Always [`LEDGER_FORMAT`].
+    pub format: String,
+    /// Ledger and block format version; this agent reads [`LEDGER_VERSION`] only.
+    pub version: u32,
+    /// Volume id given to `write` and stamped in every block.
+    pub volume_id: u64,
+    /// Dataset seed, stamped in every block; generation 1's seed.
+    pub seed: u64,
+    /// Dataset size in bytes.
+    pub size: u64,
+    /// Block size in bytes (a multiple of 512).
+    pub block_size: u64,
+    /// Where the dataset lives.
+    pub target: TargetKind,
+    /// Parameters from which the file list is recomputed (for `target: dir`).
+    pub layout: LayoutParams,
+    /// Generation 1 is the initial write (fraction 1.0); each rewrite appends one entry.
+    pub generations: Vec<Generation>,
+}
+
+/// Files in a directory or a region of a raw block device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    /// Files under `<dir>/pvcheck-data/`.
+    Dir,
+    /// Bytes `0..size` of the device.
+    Device,
+}
+
+/// The inputs of the deterministic layout algorithm (see `layout.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayoutParams {
+    /// Algorithm name; a future layout gets a new name rather than silently changing this one.
+    pub algorithm: String,
+    /// Bytes given to small files.
+    pub small_budget: u64,
+    /// Smallest and largest small file.
+    pub small_min: u64,
+    pub small_max: u64,
+    /// Upper bound on the number of large files sharing the rest.
+    pub large_max: u64,
+    /// Number of files the algorithm produced (a cross-check against a changed algorithm).
+    pub file_count: u64,
+}
+
+/// One generation: which blocks it rewrote is recomputed from its seed and fraction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Generation {
+    pub generation: u64,
+    pub seed: u64,
+    /// Fraction of blocks this generation wrote (1.0 for generation 1).
+    pub fraction: f64,
+}
+
+impl Ledger {
+    /// Reads and validates a ledger file. Every refusal names the path and the field.
+    pub fn load(path: &Path) -> Result<Ledger, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, "read ledger", e))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates ledger text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Ledger, Error> {
+        let bad = |field: &str, why: String| Error::Ledger {
+            path: path.display().to_string(),
+            field: field.to_string(),
+            why,
+        };
+        // Check format and version before the full parse, so a ledger of a newer version gets
+        // "unsupported version" rather than a confusing missing-field message.
+        let v: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| bad("(document)", format!("not JSON: {e}")))?;
+        match v.get("format").and_then(|f| f.as_str()) {
+            Some(LEDGER_FORMAT) => {}
+            Some(other) => {
+                return Err(bad("format", format!("{other:?} is not {LEDGER_FORMAT:?}")));
+            }
+            None => return Err(bad("format", "missing".into())),
+        }
+        match v.get("version").and_then(|f| f.as_u64()) {
+            Some(n) if n == LEDGER_VERSION as u64 => {}
+            Some(n) => {
+                return Err(bad(
+                    "version",
+                    format!(
+                        "version {n} is not supported (this agent reads version {LEDGER_VERSION})"
+                    ),
+                ));
+            }
+            None => return Err(bad("version", "missing or not an integer".into())),
+        }
+        let l: Ledger = serde_json::from_value(v).map_err(|e| bad("(document)", e.to_string()))?;
+        if !super::block::valid_block_size(l.block_size) {
+            return Err(bad(
+                "block_size",
+                format!("{} is not a multiple of 512 in 512B..64MiB", l.block_size),
+            ));
+        }
+        if l.size == 0 || l.size % l.block_size != 0 {
+            return Err(bad(
+                "size",
+                format!(
+                    "{} is not a positive multiple of block_size {}",
+                    l.size, l.block_size
+                ),
+            ));
+        }
+        if l.generations.is_empty() {
+            return Err(bad(
+                "generations",
+                "empty: generation 1 (the initial write) is required".into(),
+            ));
+        }
+        for (i, g) in l.generations.iter().enumerate() {
+            if g.generation != i as u64 + 1 {
+                return Err(bad(
+                    &format!("generations[{i}].generation"),
+                    format!(
+                        "{} where {} was expected (generations count up from 1)",
+                        g.generation,
+                        i + 1
+                    ),
+                ));
+            }
+            let first = i == 0;
+            if (first && g.fraction != 1.0) || !(g.fraction > 0.0 && g.fraction <= 1.0) {
+                return Err(bad(
+                    &format!("generations[{i}].fraction"),
+                    format!(
+                        "{} is out of range (generation 1 must be 1.0, later ones in (0, 1])",
+                        g.fraction
+                    ),
+                ));
+            }
+        }
+        if l.generations[0].seed != l.seed {
+            return Err(bad("generations[0].seed", "differs from seed".into()));
+        }
+        if l.target == TargetKind::Dir {
+            super::layout::Layout::from_ledger(&l).map_err(|why| bad("layout", why))?;
+        }
+        Ok(l)
+    }
+
+    /// The generation the latest write left in every block that no rewrite selected.
+    pub fn latest_generation(&self) -> u64 {
+        self.generations.len() as u64
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("ledger serialises")
+    }
+}

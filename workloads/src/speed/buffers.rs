@@ -1,0 +1,195 @@
+//! Memory the engines hand to the kernel: page-aligned buffers (O_DIRECT needs them), and the
+//! pool of random, incompressible write data.
+//!
+//! Writes point straight into the pool (no copy per I/O). Each write takes the next `bs` bytes
+//! of its own partition and stamps a counter into every 512-byte sector first, so no two written
+//! sectors are alike: dedup and compression cannot flatter the figures.
+
+use std::alloc::{Layout, alloc_zeroed, dealloc};
+use std::ptr::NonNull;
+
+use rand_core::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use super::job::JobParams;
+
+pub const ALIGN: usize = 4096;
+const MIN_POOL: u64 = 16 << 20;
+
+/// A zeroed, page-aligned heap buffer.
+pub struct AlignedBuf {
+    ptr: NonNull<u8>,
+    layout: Layout,
+}
+
+// SAFETY: plain memory; whoever shares it coordinates access (disjoint regions per writer).
+unsafe impl Send for AlignedBuf {}
+unsafe impl Sync for AlignedBuf {}
+
+impl AlignedBuf {
+    pub fn zeroed(len: usize) -> Self {
+        let layout = Layout::from_size_align(len.max(1).next_multiple_of(ALIGN), ALIGN)
+            .expect("size fits in isize");
+        // SAFETY: non-zero size.
+        let raw = unsafe { alloc_zeroed(layout) };
+        let ptr = NonNull::new(raw).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
+        Self { ptr, layout }
+    }
+    pub fn len(&self) -> usize {
+        self.layout.size()
+    }
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+    /// The buffer as a slice. Only for setup, while no I/O uses it.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: we own `len` initialised (zeroed) bytes.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len()) }
+    }
+    /// Never frees the memory: for a stalled job whose I/Os may still land in it.
+    pub fn leak(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        // SAFETY: allocated with this layout in `zeroed`.
+        unsafe { dealloc(self.ptr.as_ptr(), self.layout) };
+    }
+}
+
+/// Pool size for a job: 4 × everything that can be in flight (so a region is reused only long
+/// after its write completed), at least 16 MiB so data repeats rarely.
+pub fn pool_len(job: &JobParams) -> u64 {
+    let inflight = job.bs as u128 * job.iodepth as u128 * job.jobs as u128;
+    (inflight * 4)
+        .max(MIN_POOL as u128)
+        .min(u64::MAX as u128)
+        .next_multiple_of(ALIGN as u128) as u64
+}
+
+/// Random write data shared by all workers of a run.
+pub struct DataPool {
+    buf: AlignedBuf,
+}
+
+impl DataPool {
+    pub fn new(len: u64, seed: u64) -> Self {
+        let mut buf = AlignedBuf::zeroed(len as usize);
+        Xoshiro256PlusPlus::seed_from_u64(seed).fill_bytes(buf.as_mut_slice());
+        Self { buf }
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Partition `i` of `n`: page-aligned, disjoint, so workers never stamp each other's data.
+    pub fn cursor(&self, i: usize, n: usize, stamp_base: u64) -> PoolCursor {
+        let part = (self.len() / n.max(1)) / ALIGN * ALIGN;
+        PoolCursor {
+            // SAFETY: i < n, so base + part stays inside the buffer.
+            base: unsafe { self.buf.as_ptr().add(i * part) },
+            len: part,
+            pos: 0,
+            stamp: stamp_base,
+        }
+    }
+
+    pub fn leak(self) {
+        self.buf.leak();
+    }
+}
+
+/// A worker's walk through its partition of the pool.
+pub struct PoolCursor {
+    base: *mut u8,
+    len: usize,
+    pos: usize,
+    stamp: u64,
+}
+
+// SAFETY: each cursor owns a disjoint partition of a pool that outlives the workers.
+unsafe impl Send for PoolCursor {}
+
+impl PoolCursor {
+    /// The partition (for registering it with io_uring).
+    pub fn region(&self) -> (*mut u8, usize) {
+        (self.base, self.len)
+    }
+
+    /// Data for the next write of `bs` bytes, stamped so it differs from every earlier write.
+    #[inline]
+    pub fn next(&mut self, bs: usize) -> *const u8 {
+        if self.pos + bs > self.len {
+            self.pos = 0;
+        }
+        // SAFETY: pos + bs <= len, inside this cursor's partition.
+        let p = unsafe { self.base.add(self.pos) };
+        self.pos += bs;
+        self.stamp = self.stamp.wrapping_add(1);
+        let mark = self.stamp.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut off = 0;
+        while off + 8 <= bs {
+            // SAFETY: off + 8 <= bs, inside the region; unaligned write is allowed.
+            unsafe { (p.add(off) as *mut u64).write_unaligned(mark ^ off as u64) };
+            off += 512;
+        }
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consecutive_writes_from_the_pool_never_repeat_a_sector() {
+        let pool = DataPool::new(1 << 20, 7);
+        let mut c = pool.cursor(0, 1, 0);
+        let mut seen = std::collections::HashSet::new();
+        // Several laps around the partition: the stamp keeps sectors distinct.
+        for _ in 0..(3 * (1 << 20) / 4096) {
+            let p = c.next(4096);
+            // SAFETY: the cursor handed out 4096 readable bytes.
+            let s = unsafe { std::slice::from_raw_parts(p, 4096) };
+            for sector in s.chunks(512) {
+                assert!(seen.insert(sector.to_vec()), "a sector repeated");
+            }
+        }
+    }
+
+    #[test]
+    fn pool_data_does_not_compress() {
+        let pool = DataPool::new(1 << 20, 1);
+        let mut c = pool.cursor(0, 1, 0);
+        // SAFETY: 64 KiB readable from the cursor.
+        let s = unsafe { std::slice::from_raw_parts(c.next(65536), 65536) };
+        let mut counts = [0u32; 256];
+        for b in s {
+            counts[*b as usize] += 1;
+        }
+        // Random bytes: every value appears about 256 times; a compressible pattern would not.
+        assert!(
+            counts.iter().all(|&n| (150..400).contains(&n)),
+            "{counts:?}"
+        );
+    }
+
+    #[test]
+    fn partitions_are_aligned_and_disjoint() {
+        let pool = DataPool::new(16 << 20, 1);
+        let (a, la) = pool.cursor(0, 3, 0).region();
+        let (b, _) = pool.cursor(1, 3, 0).region();
+        assert_eq!(a as usize % ALIGN, 0);
+        assert_eq!(b as usize % ALIGN, 0);
+        assert!(a as usize + la <= b as usize);
+    }
+}

@@ -1,0 +1,317 @@
+//! The io_uring engine: one ring per job, `iodepth` slots, batched submission.
+//!
+//! Per loop: fill every free slot, then one `io_uring_enter` that submits the batch and waits
+//! for at least one completion (with a 250 ms timeout so stop requests and the watchdog are
+//! seen even when the device stops answering). One clock reading stamps the whole batch at
+//! submission, one stamps every completion reaped together. Registered file and buffers spare
+//! the kernel a file lookup and page pinning per I/O where the kernel and limits allow it.
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use io_uring::{IoUring, Probe, opcode, squeue, types};
+
+use super::{WorkerOutput, WorkerPlan};
+use crate::speed::buffers::{ALIGN, AlignedBuf};
+use crate::speed::clock::now_ns;
+use crate::speed::error::Error;
+use crate::speed::offsets::SplitMix;
+
+const SYNC_TAG: u64 = u64::MAX;
+const WAIT: Duration = Duration::from_millis(250);
+
+fn describe(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::EPERM) => "EPERM: blocked by seccomp or kernel.io_uring_disabled".into(),
+        Some(libc::ENOSYS) => "ENOSYS: kernel without io_uring".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Can this process use io_uring for the job? Checks setup, the opcodes used and the
+/// extended wait argument (kernel 5.11+) that the watchdog needs.
+pub fn probe() -> Result<(), String> {
+    let ring: IoUring = IoUring::new(4).map_err(|e| describe(&e))?;
+    if !ring.params().is_feature_ext_arg() {
+        return Err("kernel lacks IORING_FEAT_EXT_ARG (needs Linux 5.11+)".into());
+    }
+    let mut probe = Probe::new();
+    ring.submitter()
+        .register_probe(&mut probe)
+        .map_err(|e| describe(&e))?;
+    for (code, name) in [
+        (opcode::Read::CODE, "READ"),
+        (opcode::Write::CODE, "WRITE"),
+        (opcode::Fsync::CODE, "FSYNC"),
+    ] {
+        if !probe.is_supported(code) {
+            return Err(format!("kernel lacks IORING_OP_{name}"));
+        }
+    }
+    Ok(())
+}
+
+fn build_ring(entries: u32) -> io::Result<IoUring> {
+    // Single issuer + deferred task work: completions are processed only when we wait, in our
+    // thread, without interrupting it (Linux 6.1+). Older kernels refuse the flags: plain ring.
+    IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .build(entries)
+        .or_else(|_| IoUring::builder().setup_coop_taskrun().build(entries))
+        .or_else(|_| IoUring::new(entries))
+}
+
+#[inline]
+#[allow(clippy::too_many_arguments)]
+fn rw_entry(
+    read: bool,
+    fixed_file: bool,
+    fixed_bufs: bool,
+    fd: i32,
+    buf: *mut u8,
+    len: u32,
+    off: u64,
+    ud: u64,
+) -> squeue::Entry {
+    macro_rules! with {
+        ($fd:expr) => {
+            match (read, fixed_bufs) {
+                (true, true) => opcode::ReadFixed::new($fd, buf, len, 1).offset(off).build(),
+                (true, false) => opcode::Read::new($fd, buf, len).offset(off).build(),
+                (false, true) => opcode::WriteFixed::new($fd, buf, len, 0)
+                    .offset(off)
+                    .build(),
+                (false, false) => opcode::Write::new($fd, buf, len).offset(off).build(),
+            }
+        };
+    }
+    let e = if fixed_file {
+        with!(types::Fixed(0))
+    } else {
+        with!(types::Fd(fd))
+    };
+    e.user_data(ud)
+}
+
+pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
+    let mut out = WorkerOutput::default();
+    let depth = plan.iodepth as usize;
+    let bs = plan.bs as usize;
+    let len32 = plan.bs as u32;
+    let ctl = plan.control.clone();
+    let (measure_start, deadline) = (ctl.measure_start_ns, ctl.deadline_ns);
+    let mut ring = match build_ring((depth as u32 + 1).next_power_of_two()) {
+        Ok(r) => r,
+        Err(e) => {
+            out.error = Some(Error::UringUnavailable(describe(&e)));
+            return out;
+        }
+    };
+    let stride = bs.next_multiple_of(ALIGN);
+    let readbufs = AlignedBuf::zeroed(stride * depth);
+    let fixed_file = ring.submitter().register_files(&[plan.fd]).is_ok();
+    let (pbase, plen) = plan.cursor.region();
+    let iov = [
+        libc::iovec {
+            iov_base: pbase as *mut libc::c_void,
+            iov_len: plen,
+        },
+        libc::iovec {
+            iov_base: readbufs.as_ptr() as *mut libc::c_void,
+            iov_len: readbufs.len(),
+        },
+    ];
+    // SAFETY: both regions stay allocated until the ring is dropped (or are leaked with it).
+    // Fails without CAP_IPC_LOCK under a small RLIMIT_MEMLOCK: then plain buffers are used.
+    let fixed_bufs = unsafe { ring.submitter().register_buffers(&iov) }.is_ok();
+
+    let mut start_ns = vec![0u64; depth];
+    let mut is_write = vec![false; depth];
+    let mut offset_of = vec![0u64; depth];
+    let mut free: Vec<u32> = (0..depth as u32).rev().collect();
+    let mut inflight = 0usize;
+    let mut mix = SplitMix::new(plan.mix_seed);
+    let mut writes_since_sync = 0u32;
+    let mut sync_due = false;
+    let mut sync_inflight = false;
+    let mut sync_start = 0u64;
+    let mut stopping = false;
+    let mut done = 0u64;
+    let mut syncs = 0u64;
+    let ts = types::Timespec::from(WAIT);
+    let args = types::SubmitArgs::new().timespec(&ts);
+    let fd = plan.fd;
+
+    // The split borrows the ring; scoped so the ring can be leaked afterwards if needed.
+    {
+        let (submitter, mut sq, mut cq) = ring.split();
+        let mut now = now_ns();
+        loop {
+            if !stopping && (now >= deadline || ctl.stop.load(Ordering::Relaxed)) {
+                stopping = true;
+            }
+            if ctl.abandon.load(Ordering::Relaxed) || out.error.is_some() {
+                break;
+            }
+            if stopping && inflight == 0 && !sync_inflight {
+                break;
+            }
+            if !stopping {
+                if sync_due {
+                    if inflight == 0 && !sync_inflight {
+                        let e = opcode::Fsync::new(types::Fd(fd))
+                            .flags(types::FsyncFlags::DATASYNC)
+                            .build()
+                            .user_data(SYNC_TAG);
+                        // SAFETY: the SQ has room (depth + 1 entries, nothing else queued).
+                        let _ = unsafe { sq.push(&e) };
+                        sync_inflight = true;
+                        sync_due = false;
+                        sync_start = now;
+                    }
+                } else {
+                    while let Some(slot) = free.pop() {
+                        let s = slot as usize;
+                        let read = match plan.read_pct {
+                            100 => true,
+                            0 => false,
+                            p => mix.below(100) < p as u64,
+                        };
+                        let off = plan.offsets.next();
+                        let buf = if read {
+                            // SAFETY: slot < depth, each slot owns `stride` bytes of readbufs.
+                            unsafe { readbufs.as_ptr().add(s * stride) }
+                        } else {
+                            plan.cursor.next(bs) as *mut u8
+                        };
+                        let e = rw_entry(
+                            read,
+                            fixed_file,
+                            fixed_bufs,
+                            fd,
+                            buf,
+                            len32,
+                            off,
+                            slot as u64,
+                        );
+                        // SAFETY: buffers outlive the I/O; the SQ has `depth + 1` entries.
+                        if unsafe { sq.push(&e) }.is_err() {
+                            free.push(slot);
+                            break;
+                        }
+                        start_ns[s] = now;
+                        is_write[s] = !read;
+                        offset_of[s] = off;
+                        inflight += 1;
+                        if !read && plan.fsync_every > 0 {
+                            writes_since_sync += 1;
+                            if writes_since_sync >= plan.fsync_every {
+                                writes_since_sync = 0;
+                                sync_due = true;
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            sq.sync();
+            plan.progress.inflight.store(
+                (inflight + sync_inflight as usize) as u64,
+                Ordering::Relaxed,
+            );
+            match submitter.submit_with_args(1, &args) {
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ETIME)
+                            | Some(libc::EINTR)
+                            | Some(libc::EBUSY)
+                            | Some(libc::EAGAIN)
+                    ) => {}
+                Err(e) => {
+                    out.error = Some(Error::Io {
+                        path: plan.path.clone(),
+                        offset: 0,
+                        op: "io_uring_enter",
+                        source: e,
+                    });
+                    break;
+                }
+            }
+            now = now_ns();
+            let in_window = now >= measure_start && now <= deadline;
+            cq.sync();
+            for cqe in &mut cq {
+                let ud = cqe.user_data();
+                let res = cqe.result();
+                if ud == SYNC_TAG {
+                    syncs += 1;
+                    plan.progress.syncs.store(syncs, Ordering::Relaxed);
+                    sync_inflight = false;
+                    if res < 0 {
+                        out.error = Some(Error::Io {
+                            path: plan.path.clone(),
+                            offset: 0,
+                            op: "fdatasync",
+                            source: io::Error::from_raw_os_error(-res),
+                        });
+                    } else if in_window {
+                        let lat = now - sync_start;
+                        out.sync.record(lat);
+                        out.sync_sum_ns += lat as u128;
+                    }
+                    continue;
+                }
+                let s = ud as usize;
+                done += 1;
+                inflight -= 1;
+                free.push(s as u32);
+                let w = is_write[s];
+                if res < 0 || res as u32 != len32 {
+                    let op = if w { "write" } else { "read" };
+                    out.error = Some(if res < 0 {
+                        Error::Io {
+                            path: plan.path.clone(),
+                            offset: offset_of[s],
+                            op,
+                            source: io::Error::from_raw_os_error(-res),
+                        }
+                    } else {
+                        Error::ShortIo {
+                            path: plan.path.clone(),
+                            offset: offset_of[s],
+                            op,
+                            done: res as u64,
+                            len: len32 as u64,
+                        }
+                    });
+                    continue;
+                }
+                if in_window {
+                    let lat = now - start_ns[s];
+                    if w {
+                        out.write.record(lat);
+                        out.write_sum_ns += lat as u128;
+                    } else {
+                        out.read.record(lat);
+                        out.read_sum_ns += lat as u128;
+                    }
+                }
+            }
+            plan.progress.done.store(done, Ordering::Relaxed);
+        }
+    }
+    out.inflight_at_exit = (inflight + sync_inflight as usize) as u64;
+    plan.progress
+        .inflight
+        .store(out.inflight_at_exit, Ordering::Relaxed);
+    if out.inflight_at_exit > 0 {
+        // The kernel may still write into these buffers: never give them back.
+        std::mem::forget(ring);
+        readbufs.leak();
+    }
+    out
+}

@@ -1,0 +1,79 @@
+//! Run statistics that are not latencies: IOPS stability and CPU time.
+
+use serde::{Deserialize, Serialize};
+
+/// Coefficient of variation (sample standard deviation / mean) of per-interval rates.
+/// `None` below two samples or when nothing completed: there is no variation to speak of.
+pub fn cv(samples: &[f64]) -> Option<f64> {
+    if samples.len() < 2 {
+        return None;
+    }
+    let n = samples.len() as f64;
+    let mean = samples.iter().sum::<f64>() / n;
+    if mean <= 0.0 {
+        return None;
+    }
+    let var = samples.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    Some(var.sqrt() / mean)
+}
+
+/// User and system CPU seconds of the whole process (every thread, including io_uring's
+/// kernel workers, which belong to the process).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct CpuTimes {
+    pub user_s: f64,
+    pub sys_s: f64,
+}
+
+impl CpuTimes {
+    pub fn now() -> Self {
+        // SAFETY: getrusage fills the zeroed struct; RUSAGE_SELF is always valid.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+        Self {
+            user_s: tv(ru.ru_utime),
+            sys_s: tv(ru.ru_stime),
+        }
+    }
+
+    pub fn since(self, start: CpuTimes) -> CpuTimes {
+        CpuTimes {
+            user_s: (self.user_s - start.user_s).max(0.0),
+            sys_s: (self.sys_s - start.sys_s).max(0.0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cv_of_constant_rates_is_zero_and_of_known_rates_matches_hand_computation() {
+        assert_eq!(cv(&[100.0, 100.0, 100.0]), Some(0.0));
+        // mean 20, sample sd sqrt(((10)^2 + 0 + 10^2) / 2) = 10 -> cv 0.5
+        let c = cv(&[10.0, 20.0, 30.0]).unwrap();
+        assert!((c - 0.5).abs() < 1e-12, "{c}");
+    }
+
+    #[test]
+    fn cv_needs_two_samples_and_some_progress() {
+        assert_eq!(cv(&[]), None);
+        assert_eq!(cv(&[5.0]), None);
+        assert_eq!(cv(&[0.0, 0.0]), None);
+    }
+
+    #[test]
+    fn cpu_time_grows_with_work() {
+        let a = CpuTimes::now();
+        let mut x = 0u64;
+        let t = std::time::Instant::now();
+        while t.elapsed().as_millis() < 30 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        std::hint::black_box(x);
+        let d = CpuTimes::now().since(a);
+        assert!(d.user_s + d.sys_s > 0.01, "{d:?}");
+    }
+}

@@ -142,17 +142,26 @@ pub fn main(cli: Cli) -> u8 {
 
 fn agent_binary(path: Option<PathBuf>) -> Result<AgentBinary, String> {
     match path {
-        Some(p) if crate::sys::which(&p.to_string_lossy()).is_some() => Ok(AgentBinary::external(p)),
+        Some(p) if crate::sys::which(&p.to_string_lossy()).is_some() => {
+            Ok(AgentBinary::external(p))
+        }
         Some(p) => Err(format!("--agent {}: not an executable file", p.display())),
-        None => AgentBinary::current().map_err(|e| format!("cannot find the pvcheck binary itself: {e}")),
+        None => AgentBinary::current()
+            .map_err(|e| format!("cannot find the pvcheck binary itself: {e}")),
     }
 }
 
 fn run_cmd(a: RunArgs) -> u8 {
     let (classes, files) = if a.classes.is_empty() {
-        (config::load_default(), vec![config::DEFAULT_CLASSES_NAME.to_string()])
+        (
+            config::load_default(),
+            vec![config::DEFAULT_CLASSES_NAME.to_string()],
+        )
     } else {
-        (config::load_files(&a.classes), a.classes.iter().map(|p| p.display().to_string()).collect())
+        (
+            config::load_files(&a.classes),
+            a.classes.iter().map(|p| p.display().to_string()).collect(),
+        )
     };
     let classes = match classes {
         Ok(c) => c,
@@ -200,14 +209,31 @@ fn cleanup_cmd(a: CleanupArgs) -> u8 {
         }
     };
     let platform = LocalPlatform::new(reg, state_dir.clone(), agent);
-    let result = if a.dry_run { platform.leftovers(&RunFilter::Dead) } else { platform.remove_leftovers(&RunFilter::Dead) };
+    let result = if a.dry_run {
+        platform.leftovers(&RunFilter::Dead)
+    } else {
+        platform.remove_leftovers(&RunFilter::Dead)
+    };
     match result {
         Ok(list) => {
             let verb = if a.dry_run { "would remove" } else { "removed" };
             for l in &list {
-                println!("{verb} {} {} (run {}{})", l.kind, l.what, l.run_id, l.class.as_ref().map(|c| format!(", class {c}")).unwrap_or_default());
+                println!(
+                    "{verb} {} {} (run {}{})",
+                    l.kind,
+                    l.what,
+                    l.run_id,
+                    l.class
+                        .as_ref()
+                        .map(|c| format!(", class {c}"))
+                        .unwrap_or_default()
+                );
             }
-            println!("{} thing(s) {verb} from dead runs in {}", list.len(), state_dir.display());
+            println!(
+                "{} thing(s) {verb} from dead runs in {}",
+                list.len(),
+                state_dir.display()
+            );
             exit_code::OK
         }
         Err(e) => {

@@ -7,14 +7,14 @@
 //! - [`registry`]: everything a run creates, recorded before it is created, removed at the end.
 //! - [`exit_code`]: the documented exit codes.
 
+pub mod checks;
+pub mod cli;
 pub mod config;
 pub mod exit_code;
 pub mod platform;
-pub mod registry;
-pub mod signals;
-pub mod sys;
-pub mod checks;
 pub mod profile;
+pub mod registry;
 pub mod report;
 pub mod run;
-pub mod cli;
+pub mod signals;
+pub mod sys;

@@ -17,7 +17,11 @@ fn main() -> ExitCode {
     let cli = match pvcheck::cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { pvcheck::exit_code::USAGE } else { pvcheck::exit_code::OK };
+            let code = if e.use_stderr() {
+                pvcheck::exit_code::USAGE
+            } else {
+                pvcheck::exit_code::OK
+            };
             let _ = e.print();
             return ExitCode::from(code);
         }

@@ -7,7 +7,8 @@ use crate::platform::{AgentCall, AgentOutput, Pod};
 
 /// Runs the agent; an agent that could not even start, or timed out, is a failure.
 pub fn run(pod: &mut dyn Pod, call: &AgentCall, what: &str) -> Result<AgentOutput, Failure> {
-    pod.run_agent(call).map_err(|e| Failure::from(e).context(what))
+    pod.run_agent(call)
+        .map_err(|e| Failure::from(e).context(what))
 }
 
 /// Parses the agent's stdout as one JSON value.
@@ -23,10 +24,19 @@ pub fn parse(out: &AgentOutput, what: &str) -> Result<Value, Failure> {
 }
 
 /// Runs the agent and requires exit 0 and JSON on stdout.
-pub fn run_ok(pod: &mut dyn Pod, call: &AgentCall, what: &str) -> Result<(AgentOutput, Value), Failure> {
+pub fn run_ok(
+    pod: &mut dyn Pod,
+    call: &AgentCall,
+    what: &str,
+) -> Result<(AgentOutput, Value), Failure> {
     let out = run(pod, call, what)?;
     if out.code != Some(0) {
-        return Err(Failure::new(format!("{what}: the agent failed ({}): {}\ncommand: {}", out.status(), out.stderr_line(), out.command)));
+        return Err(Failure::new(format!(
+            "{what}: the agent failed ({}): {}\ncommand: {}",
+            out.status(),
+            out.stderr_line(),
+            out.command
+        )));
     }
     let v = parse(&out, what)?;
     Ok((out, v))

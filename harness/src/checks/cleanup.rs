@@ -5,13 +5,24 @@ use super::{CheckCtx, Failure, Verdict};
 use crate::platform::RunFilter;
 
 pub fn check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
-    let filter = RunFilter::Run { run_id: ctx.run_id.clone(), class: Some(ctx.class.name().to_string()) };
+    let filter = RunFilter::Run {
+        run_id: ctx.run_id.clone(),
+        class: Some(ctx.class.name().to_string()),
+    };
     let left = ctx.platform.leftovers(&filter)?;
     ctx.metric("leftovers", serde_json::to_value(&left).unwrap_or_default());
     if left.is_empty() {
         return Ok(Verdict::Passed);
     }
-    let list: Vec<String> = left.iter().map(|l| format!("{} {}", l.kind, l.what)).collect();
-    Err(Failure::new(format!("{} thing(s) of class {} were not removed: {}", left.len(), ctx.class.name(), list.join("; ")))
-        .with_details(serde_json::json!({ "leftovers": left })))
+    let list: Vec<String> = left
+        .iter()
+        .map(|l| format!("{} {}", l.kind, l.what))
+        .collect();
+    Err(Failure::new(format!(
+        "{} thing(s) of class {} were not removed: {}",
+        left.len(),
+        ctx.class.name(),
+        list.join("; ")
+    ))
+    .with_details(serde_json::json!({ "leftovers": left })))
 }

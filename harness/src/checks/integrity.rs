@@ -27,37 +27,61 @@ fn dir_arg(pod: &dyn Pod) -> String {
 }
 
 /// `write` → ledger file (generation 1).
-pub fn write(ctx: &CheckCtx, vol: &dyn Volume, pod: &mut dyn Pod, ledger: &Path) -> Result<Value, Failure> {
+pub fn write(
+    ctx: &CheckCtx,
+    vol: &dyn Volume,
+    pod: &mut dyn Pod,
+    ledger: &Path,
+) -> Result<Value, Failure> {
     let call = AgentCall::new(
         [
-            "write".to_string(), "--dir".into(), dir_arg(pod),
-            "--size".into(), format_size(ctx.profile.dataset_bytes()),
-            "--seed".into(), ctx.seed().to_string(),
-            "--volume-id".into(), CheckCtx::agent_volume_id(vol).to_string(),
-            "--threads".into(), "2".into(),
+            "write".to_string(),
+            "--dir".into(),
+            dir_arg(pod),
+            "--size".into(),
+            format_size(ctx.profile.dataset_bytes()),
+            "--seed".into(),
+            ctx.seed().to_string(),
+            "--volume-id".into(),
+            CheckCtx::agent_volume_id(vol).to_string(),
+            "--threads".into(),
+            "2".into(),
         ],
         ctx.agent_timeout(),
     );
     let (out, v) = agent_json::run_ok(pod, &call, "write")?;
-    std::fs::write(ledger, out.stdout.as_bytes()).map_err(|e| Failure::new(format!("saving the ledger {}: {e}", ledger.display())))?;
+    std::fs::write(ledger, out.stdout.as_bytes())
+        .map_err(|e| Failure::new(format!("saving the ledger {}: {e}", ledger.display())))?;
     ctx.metric("write_seconds", out.elapsed.as_secs_f64().into());
     Ok(v)
 }
 
 /// `rewrite` of a fraction of the blocks → the extended ledger in `next`.
-pub fn rewrite(ctx: &CheckCtx, vol: &dyn Volume, pod: &mut dyn Pod, ledger: &Path, next: &Path) -> Result<(), Failure> {
+pub fn rewrite(
+    ctx: &CheckCtx,
+    vol: &dyn Volume,
+    pod: &mut dyn Pod,
+    ledger: &Path,
+    next: &Path,
+) -> Result<(), Failure> {
     let call = AgentCall::new(
         [
-            "rewrite".to_string(), "--dir".into(), dir_arg(pod),
-            "--fraction".into(), ctx.profile.rewrite_fraction().to_string(),
-            "--volume-id".into(), CheckCtx::agent_volume_id(vol).to_string(),
-            "--threads".into(), "2".into(),
+            "rewrite".to_string(),
+            "--dir".into(),
+            dir_arg(pod),
+            "--fraction".into(),
+            ctx.profile.rewrite_fraction().to_string(),
+            "--volume-id".into(),
+            CheckCtx::agent_volume_id(vol).to_string(),
+            "--threads".into(),
+            "2".into(),
         ],
         ctx.agent_timeout(),
     )
     .input("--ledger", ledger);
     let (out, _) = agent_json::run_ok(pod, &call, "rewrite")?;
-    std::fs::write(next, out.stdout.as_bytes()).map_err(|e| Failure::new(format!("saving the ledger {}: {e}", next.display())))?;
+    std::fs::write(next, out.stdout.as_bytes())
+        .map_err(|e| Failure::new(format!("saving the ledger {}: {e}", next.display())))?;
     ctx.metric("rewrite_seconds", out.elapsed.as_secs_f64().into());
     Ok(())
 }
@@ -69,10 +93,24 @@ pub enum Expect<'a> {
 }
 
 /// `verify`: Ok(report) when clean; a failure naming the damage otherwise.
-pub fn verify(ctx: &CheckCtx, vol: &dyn Volume, pod: &mut dyn Pod, expect: Expect<'_>, when: &str) -> Result<Value, Failure> {
+pub fn verify(
+    ctx: &CheckCtx,
+    vol: &dyn Volume,
+    pod: &mut dyn Pod,
+    expect: Expect<'_>,
+    when: &str,
+) -> Result<Value, Failure> {
     let agent_vol = CheckCtx::agent_volume_id(vol);
     let mut call = AgentCall::new(
-        ["verify".to_string(), "--dir".into(), dir_arg(pod), "--volume-id".into(), agent_vol.to_string(), "--threads".into(), "2".into()],
+        [
+            "verify".to_string(),
+            "--dir".into(),
+            dir_arg(pod),
+            "--volume-id".into(),
+            agent_vol.to_string(),
+            "--threads".into(),
+            "2".into(),
+        ],
         ctx.agent_timeout(),
     );
     call = match expect {
@@ -85,11 +123,18 @@ pub fn verify(ctx: &CheckCtx, vol: &dyn Volume, pod: &mut dyn Pod, expect: Expec
         _ => {
             return Err(Failure::new(format!(
                 "{when}: verify could not run ({}): {}\nvolume {} (agent volume id {agent_vol}), seed {}\nreproduce: {}",
-                out.status(), out.stderr_line(), vol.id(), ctx.seed(), out.command
+                out.status(),
+                out.stderr_line(),
+                vol.id(),
+                ctx.seed(),
+                out.command
             )));
         }
     };
-    ctx.metric(&format!("verify_{}", when.replace(' ', "_")), summary(&report));
+    ctx.metric(
+        &format!("verify_{}", when.replace(' ', "_")),
+        summary(&report),
+    );
     let clean = report.get("clean").and_then(Value::as_bool);
     if clean == Some(true) && out.code == Some(0) {
         return Ok(report);
@@ -107,32 +152,62 @@ fn summary(report: &Value) -> Value {
 }
 
 /// A failure message naming kind, file, offset, generations, seed, volume and the command.
-pub fn damage_failure(ctx: &CheckCtx, vol: &dyn Volume, report: &Value, when: &str, command: &str) -> Failure {
-    let damage = report.get("damage").and_then(Value::as_array).cloned().unwrap_or_default();
-    let total = report.get("damage_total").and_then(Value::as_u64).unwrap_or(damage.len() as u64);
+pub fn damage_failure(
+    ctx: &CheckCtx,
+    vol: &dyn Volume,
+    report: &Value,
+    when: &str,
+    command: &str,
+) -> Failure {
+    let damage = report
+        .get("damage")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let total = report
+        .get("damage_total")
+        .and_then(Value::as_u64)
+        .unwrap_or(damage.len() as u64);
     let mut msg = format!(
         "{when}: {total} damaged block(s) on volume {} (agent volume id {}), seed {}",
         vol.id(),
         CheckCtx::agent_volume_id(vol),
-        report.get("seed").and_then(Value::as_u64).unwrap_or(ctx.seed())
+        report
+            .get("seed")
+            .and_then(Value::as_u64)
+            .unwrap_or(ctx.seed())
     );
     if let Some(counts) = report.get("counts").and_then(Value::as_object) {
-        let nonzero: Vec<String> = counts.iter().filter(|(_, n)| n.as_u64().unwrap_or(0) > 0).map(|(k, n)| format!("{k}={n}")).collect();
+        let nonzero: Vec<String> = counts
+            .iter()
+            .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect();
         if !nonzero.is_empty() {
             msg.push_str(&format!(" [{}]", nonzero.join(", ")));
         }
     }
     if let Some(acks) = report.get("acks") {
-        msg.push_str(&format!("\n  acknowledged records: {} required, {} missing", acks.get("required").unwrap_or(&Value::Null), acks.get("missing").unwrap_or(&Value::Null)));
+        msg.push_str(&format!(
+            "\n  acknowledged records: {} required, {} missing",
+            acks.get("required").unwrap_or(&Value::Null),
+            acks.get("missing").unwrap_or(&Value::Null)
+        ));
     }
     for d in damage.iter().take(DAMAGE_SHOWN) {
         msg.push_str(&format!("\n  {}", describe_damage(d)));
     }
     if damage.len() > DAMAGE_SHOWN {
-        msg.push_str(&format!("\n  … {} more in the result file", total.saturating_sub(DAMAGE_SHOWN as u64)));
+        msg.push_str(&format!(
+            "\n  … {} more in the result file",
+            total.saturating_sub(DAMAGE_SHOWN as u64)
+        ));
     }
     msg.push_str(&format!("\nreproduce: {command}"));
-    let kinds: Vec<Value> = damage.iter().filter_map(|d| d.get("kind").cloned()).collect();
+    let kinds: Vec<Value> = damage
+        .iter()
+        .filter_map(|d| d.get("kind").cloned())
+        .collect();
     Failure::new(msg).with_details(serde_json::json!({
         "when": when,
         "volume_id": vol.id(),
@@ -149,12 +224,28 @@ pub fn damage_failure(ctx: &CheckCtx, vol: &dyn Volume, report: &Value, when: &s
 
 /// `corrupt at pvcheck-data/f3 offset 8192: expected generation 1, found 1 (detail)`.
 pub fn describe_damage(d: &Value) -> String {
-    let s = |k: &str| d.get(k).map(|v| match v { Value::String(s) => s.clone(), Value::Null => "-".into(), v => v.to_string() }).unwrap_or_else(|| "-".into());
+    let s = |k: &str| {
+        d.get(k)
+            .map(|v| match v {
+                Value::String(s) => s.clone(),
+                Value::Null => "-".into(),
+                v => v.to_string(),
+            })
+            .unwrap_or_else(|| "-".into())
+    };
     let mut line = format!(
         "{} at {} offset {}: expected generation {}, found {}",
-        s("kind"), s("file"), s("offset"), s("expected_generation"), s("found_generation")
+        s("kind"),
+        s("file"),
+        s("offset"),
+        s("expected_generation"),
+        s("found_generation")
     );
-    if let Some(detail) = d.get("detail").and_then(Value::as_str).filter(|x| !x.is_empty()) {
+    if let Some(detail) = d
+        .get("detail")
+        .and_then(Value::as_str)
+        .filter(|x| !x.is_empty())
+    {
         line.push_str(&format!(" ({detail})"));
     }
     line
@@ -172,10 +263,22 @@ pub fn recreate_check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
         let l2 = path(ctx, "ledger-2.json");
         write(ctx, vol, pod.as_mut(), &l1)?;
         pod = recreate(vol, pod)?;
-        verify(ctx, vol, pod.as_mut(), Expect::Ledger(&l1), "verify after recreate")?;
+        verify(
+            ctx,
+            vol,
+            pod.as_mut(),
+            Expect::Ledger(&l1),
+            "verify after recreate",
+        )?;
         rewrite(ctx, vol, pod.as_mut(), &l1, &l2)?;
         pod = recreate(vol, pod)?;
-        verify(ctx, vol, pod.as_mut(), Expect::Ledger(&l2), "verify after rewrite and recreate")?;
+        verify(
+            ctx,
+            vol,
+            pod.as_mut(),
+            Expect::Ledger(&l2),
+            "verify after rewrite and recreate",
+        )?;
         vol.stop_pod(pod)?;
         Ok(Verdict::Passed)
     })
@@ -229,7 +332,14 @@ pub fn durability_check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
 pub fn selftest_check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
     ctx.with_volume("", 64 << 20, |vol| {
         let mut pod = vol.start_pod()?;
-        let call = AgentCall::new(["selftest".to_string(), "--dir".into(), dir_arg(pod.as_ref())], ctx.agent_timeout());
+        let call = AgentCall::new(
+            [
+                "selftest".to_string(),
+                "--dir".into(),
+                dir_arg(pod.as_ref()),
+            ],
+            ctx.agent_timeout(),
+        );
         let out = agent_json::run(pod.as_mut(), &call, "selftest")?;
         if let Ok(v) = agent_json::parse(&out, "selftest") {
             let mut v = v;
@@ -241,7 +351,10 @@ pub fn selftest_check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
         if out.code != Some(0) {
             return Err(Failure::new(format!(
                 "the agent's self-test failed on volume {} ({}): {}\nreproduce: {}",
-                vol.id(), out.status(), out.stderr_line(), out.command
+                vol.id(),
+                out.status(),
+                out.stderr_line(),
+                out.command
             )));
         }
         vol.stop_pod(pod)?;
@@ -260,14 +373,28 @@ pub fn upgrade_check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
         let mut ledger = path(ctx, "ledger-1.json");
         write(ctx, vol, pod.as_mut(), &ledger)?;
         for (i, step) in steps.iter().enumerate() {
-            pod = vol.upgrade(pod, step).map_err(|e| Failure::from(e).context(&format!("upgrade step {:?}", step.name)))?;
-            verify(ctx, vol, pod.as_mut(), Expect::Ledger(&ledger), &format!("verify after {}", step.name))?;
+            pod = vol
+                .upgrade(pod, step)
+                .map_err(|e| Failure::from(e).context(&format!("upgrade step {:?}", step.name)))?;
+            verify(
+                ctx,
+                vol,
+                pod.as_mut(),
+                Expect::Ledger(&ledger),
+                &format!("verify after {}", step.name),
+            )?;
             if i == 0 {
                 let next = path(ctx, "ledger-2.json");
                 rewrite(ctx, vol, pod.as_mut(), &ledger, &next)?;
                 ledger = next;
                 pod = recreate(vol, pod)?;
-                verify(ctx, vol, pod.as_mut(), Expect::Ledger(&ledger), &format!("verify after {}, rewrite and recreate", step.name))?;
+                verify(
+                    ctx,
+                    vol,
+                    pod.as_mut(),
+                    Expect::Ledger(&ledger),
+                    &format!("verify after {}, rewrite and recreate", step.name),
+                )?;
             }
         }
         vol.stop_pod(pod)?;

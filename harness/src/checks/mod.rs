@@ -59,8 +59,20 @@ impl Check {
     }
     /// Every check for `class`, speed workloads from [`speed::workloads`].
     pub fn all() -> Vec<Check> {
-        let mut v = vec![Check::Provision, Check::Recreate, Check::Durability, Check::Selftest, Check::Upgrade, Check::Expand, Check::Snapshot];
-        v.extend(speed::workloads().iter().map(|w| Check::Speed((*w).to_string())));
+        let mut v = vec![
+            Check::Provision,
+            Check::Recreate,
+            Check::Durability,
+            Check::Selftest,
+            Check::Upgrade,
+            Check::Expand,
+            Check::Snapshot,
+        ];
+        v.extend(
+            speed::workloads()
+                .iter()
+                .map(|w| Check::Speed((*w).to_string())),
+        );
         v.push(Check::Cleanup);
         v
     }
@@ -69,8 +81,12 @@ impl Check {
     pub fn all_for(class: &ClassSpec) -> Vec<Check> {
         let mut v = Check::all();
         if matches!(class.local, Some(crate::config::LocalKind::Flexvolume(_))) {
-            let at = v.iter().position(|c| matches!(c, Check::Speed(_) | Check::Cleanup)).unwrap_or(v.len());
-            let calls = crate::platform::local::flexvolume::Call::ALL.map(|c| Check::Flexvolume(c.name()));
+            let at = v
+                .iter()
+                .position(|c| matches!(c, Check::Speed(_) | Check::Cleanup))
+                .unwrap_or(v.len());
+            let calls =
+                crate::platform::local::flexvolume::Call::ALL.map(|c| Check::Flexvolume(c.name()));
             v.splice(at..at, calls);
         }
         v
@@ -83,11 +99,16 @@ impl Check {
     pub fn unsupported(&self, class: &ClassSpec, platform: &dyn Platform) -> Option<String> {
         match self {
             Check::Upgrade => {
-                let has = class.upgrade.as_ref().is_some_and(|u| u.command.is_some() || u.driver.is_some());
+                let has = class
+                    .upgrade
+                    .as_ref()
+                    .is_some_and(|u| u.command.is_some() || u.driver.is_some());
                 (!has).then(|| "the class defines no `upgrade`".to_string())
             }
-            Check::Expand => (!class.capabilities.expansion).then(|| "capability `expansion` is off for this class".into()),
-            Check::Snapshot => (!class.capabilities.snapshot).then(|| "capability `snapshot` is off for this class".into()),
+            Check::Expand => (!class.capabilities.expansion)
+                .then(|| "capability `expansion` is off for this class".into()),
+            Check::Snapshot => (!class.capabilities.snapshot)
+                .then(|| "capability `snapshot` is off for this class".into()),
             _ => {
                 let _ = platform;
                 None
@@ -115,7 +136,10 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into(), details: serde_json::Value::Null }
+        Self {
+            message: message.into(),
+            details: serde_json::Value::Null,
+        }
     }
     pub fn with_details(mut self, details: serde_json::Value) -> Self {
         self.details = details;
@@ -163,7 +187,12 @@ pub struct CheckCtx {
 impl CheckCtx {
     /// The seed of this trial: derived from the run seed and the trial name, so `--seed` reproduces it.
     pub fn seed(&self) -> u64 {
-        derive_u64(&format!("{}:{}::{}", self.run_seed, self.class.name(), self.check.name()))
+        derive_u64(&format!(
+            "{}:{}::{}",
+            self.run_seed,
+            self.class.name(),
+            self.check.name()
+        ))
     }
 
     /// The u64 volume id the agent stamps in every block (derived from the platform's volume id).
@@ -176,16 +205,36 @@ impl CheckCtx {
     }
 
     pub fn metric(&self, key: &str, value: serde_json::Value) {
-        self.data.lock().unwrap_or_else(|e| e.into_inner()).metrics.insert(key.into(), value);
+        self.data
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .metrics
+            .insert(key.into(), value);
     }
 
     /// Provisions a volume named `<class>-<tag>[-suffix]`, runs `f`, and destroys it (or keeps it
     /// on failure with --keep-on-failure, adding where it is to the failure message).
-    pub fn with_volume<T>(&self, suffix: &str, size: u64, f: impl FnOnce(&mut dyn Volume) -> Result<T, Failure>) -> Result<T, Failure> {
-        let name = if suffix.is_empty() { format!("{}-{}", self.class.name(), self.check.tag()) } else { format!("{}-{}-{suffix}", self.class.name(), self.check.tag()) };
-        let req = VolumeRequest { run_id: self.run_id.clone(), name, size };
+    pub fn with_volume<T>(
+        &self,
+        suffix: &str,
+        size: u64,
+        f: impl FnOnce(&mut dyn Volume) -> Result<T, Failure>,
+    ) -> Result<T, Failure> {
+        let name = if suffix.is_empty() {
+            format!("{}-{}", self.class.name(), self.check.tag())
+        } else {
+            format!("{}-{}-{suffix}", self.class.name(), self.check.tag())
+        };
+        let req = VolumeRequest {
+            run_id: self.run_id.clone(),
+            name,
+            size,
+        };
         let start = Instant::now();
-        let mut vol = self.platform.provision(&self.class, &req).map_err(|e| Failure::from(e).context("provision"))?;
+        let mut vol = self
+            .platform
+            .provision(&self.class, &req)
+            .map_err(|e| Failure::from(e).context("provision"))?;
         self.metric("provision_seconds", start.elapsed().as_secs_f64().into());
         {
             let mut d = self.data.lock().unwrap_or_else(|e| e.into_inner());
@@ -198,22 +247,34 @@ impl CheckCtx {
     }
 
     /// Destroys `vol` after `result`, or keeps it when `result` failed and --keep-on-failure is set.
-    pub fn finish_volume<T>(&self, vol: Box<dyn Volume>, result: Result<T, Failure>) -> Result<T, Failure> {
+    pub fn finish_volume<T>(
+        &self,
+        vol: Box<dyn Volume>,
+        result: Result<T, Failure>,
+    ) -> Result<T, Failure> {
         match result {
             Err(mut failure) if self.keep_on_failure => {
                 let where_ = vol.keep();
                 failure.message.push_str(&format!("\n{where_}"));
-                self.kept.lock().unwrap_or_else(|e| e.into_inner()).push(where_);
+                self.kept
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(where_);
                 Err(failure)
             }
             Err(failure) => {
                 if let Err(e) = vol.destroy() {
-                    return Err(Failure::new(format!("{}\nand removing the volume failed: {e}", failure.message)).with_details(failure.details));
+                    return Err(Failure::new(format!(
+                        "{}\nand removing the volume failed: {e}",
+                        failure.message
+                    ))
+                    .with_details(failure.details));
                 }
                 Err(failure)
             }
             Ok(v) => {
-                vol.destroy().map_err(|e| Failure::from(e).context("removing the volume"))?;
+                vol.destroy()
+                    .map_err(|e| Failure::from(e).context("removing the volume"))?;
                 Ok(v)
             }
         }
@@ -222,8 +283,10 @@ impl CheckCtx {
 
 /// Recreates the pod: the agent ends, the volume is unmounted (detached) and mounted again.
 pub fn recreate(vol: &mut dyn Volume, pod: Box<dyn Pod>) -> Result<Box<dyn Pod>, Failure> {
-    vol.stop_pod(pod).map_err(|e| Failure::from(e).context("stopping the pod"))?;
-    vol.start_pod().map_err(|e| Failure::from(e).context("starting the pod again"))
+    vol.stop_pod(pod)
+        .map_err(|e| Failure::from(e).context("stopping the pod"))?;
+    vol.start_pod()
+        .map_err(|e| Failure::from(e).context("starting the pod again"))
 }
 
 /// First 8 bytes of sha256(s), as a u64.

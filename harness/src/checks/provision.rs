@@ -12,9 +12,16 @@ pub fn requested(ctx: &CheckCtx) -> u64 {
 
 pub fn check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
     let size = requested(ctx);
-    let req = VolumeRequest { run_id: ctx.run_id.clone(), name: format!("{}-provision", ctx.class.name()), size };
+    let req = VolumeRequest {
+        run_id: ctx.run_id.clone(),
+        name: format!("{}-provision", ctx.class.name()),
+        size,
+    };
     let start = Instant::now();
-    let mut vol = ctx.platform.provision(&ctx.class, &req).map_err(|e| Failure::from(e).context("provision"))?;
+    let mut vol = ctx
+        .platform
+        .provision(&ctx.class, &req)
+        .map_err(|e| Failure::from(e).context("provision"))?;
     let created = start.elapsed();
     ctx.data.lock().unwrap_or_else(|e| e.into_inner()).volume = Some(vol.fingerprint());
     let result = (|| {
@@ -33,13 +40,18 @@ pub fn check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
         if usable > limit {
             return Err(Failure::new(format!(
                 "volume {} took {:.1}s to become usable, more than timeouts.provision ({:.0}s)",
-                vol.id(), usable.as_secs_f64(), limit.as_secs_f64()
+                vol.id(),
+                usable.as_secs_f64(),
+                limit.as_secs_f64()
             )));
         }
         if cap.available_bytes < size {
             return Err(Failure::new(format!(
                 "volume {}: {} bytes usable, {} requested (profile {}): make the class larger",
-                vol.id(), cap.available_bytes, size, ctx.profile.name()
+                vol.id(),
+                cap.available_bytes,
+                size,
+                ctx.profile.name()
             )));
         }
         Ok(Verdict::Passed)

@@ -12,21 +12,37 @@ pub fn check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
         let l1 = ctx.work_dir.join("ledger-1.json");
         let l2 = ctx.work_dir.join("ledger-2.json");
         integrity::write(ctx, vol, pod.as_mut(), &l1)?;
-        let snap = vol.snapshot("snap").map_err(|e| Failure::from(e).context("snapshot"))?;
+        let snap = vol
+            .snapshot("snap")
+            .map_err(|e| Failure::from(e).context("snapshot"))?;
         let restored = (|| {
             integrity::rewrite(ctx, vol, pod.as_mut(), &l1, &l2)?;
             Ok::<_, Failure>(())
         })();
         let mut snap = snap;
         let checked = restored.and_then(|()| {
-            let mut spod = snap.start_pod().map_err(|e| Failure::from(e).context("mounting the restored snapshot"))?;
+            let mut spod = snap
+                .start_pod()
+                .map_err(|e| Failure::from(e).context("mounting the restored snapshot"))?;
             // The snapshot carries the source's blocks (same agent volume id), so verify against the source's ledger.
-            let r = integrity::verify(ctx, vol, spod.as_mut(), Expect::Ledger(&l1), "verify of the restored snapshot (generation 1)");
+            let r = integrity::verify(
+                ctx,
+                vol,
+                spod.as_mut(),
+                Expect::Ledger(&l1),
+                "verify of the restored snapshot (generation 1)",
+            );
             snap.stop_pod(spod)?;
             r.map(|_| ())
         });
         ctx.finish_volume(snap, checked)?;
-        integrity::verify(ctx, vol, pod.as_mut(), Expect::Ledger(&l2), "verify of the source after the snapshot (generation 2)")?;
+        integrity::verify(
+            ctx,
+            vol,
+            pod.as_mut(),
+            Expect::Ledger(&l2),
+            "verify of the source after the snapshot (generation 2)",
+        )?;
         vol.stop_pod(pod)?;
         Ok(Verdict::Passed)
     })

@@ -41,7 +41,11 @@ pub struct SpeedVolumes {
 impl SpeedVolumes {
     /// Stops and destroys the class's speed volume (after its last speed trial).
     pub fn release(&self, class: &str) -> Result<(), Failure> {
-        let taken = self.by_class.lock().unwrap_or_else(|e| e.into_inner()).remove(class);
+        let taken = self
+            .by_class
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(class);
         if let Some((mut vol, pod)) = taken {
             let stopped = vol.stop_pod(pod);
             let destroyed = vol.destroy();
@@ -53,7 +57,12 @@ impl SpeedVolumes {
 
     /// Destroys every remaining speed volume (end of run, interruption).
     pub fn release_all(&self) {
-        let all: Vec<_> = self.by_class.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
+        let all: Vec<_> = self
+            .by_class
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .collect();
         for (_, (mut vol, pod)) in all {
             let _ = vol.stop_pod(pod);
             let _ = vol.destroy();
@@ -64,8 +73,15 @@ impl SpeedVolumes {
 pub fn check(ctx: &CheckCtx, workload: &str) -> Result<Verdict, Failure> {
     let mut guard = ctx.speed.by_class.lock().unwrap_or_else(|e| e.into_inner());
     if !guard.contains_key(ctx.class.name()) {
-        let req = VolumeRequest { run_id: ctx.run_id.clone(), name: format!("{}-speed", ctx.class.name()), size: ctx.profile.speed_bytes() };
-        let mut vol = ctx.platform.provision(&ctx.class, &req).map_err(|e| Failure::from(e).context("provision"))?;
+        let req = VolumeRequest {
+            run_id: ctx.run_id.clone(),
+            name: format!("{}-speed", ctx.class.name()),
+            size: ctx.profile.speed_bytes(),
+        };
+        let mut vol = ctx
+            .platform
+            .provision(&ctx.class, &req)
+            .map_err(|e| Failure::from(e).context("provision"))?;
         let pod = match vol.start_pod() {
             Ok(p) => p,
             Err(e) => {
@@ -83,11 +99,22 @@ pub fn check(ctx: &CheckCtx, workload: &str) -> Result<Verdict, Failure> {
     if cap.available_bytes < ctx.profile.speed_bytes() {
         return Err(Failure::new(format!(
             "volume {} has {} bytes available, the {} profile's speed matrix needs {}",
-            vol.id(), cap.available_bytes, ctx.profile.name(), ctx.profile.speed_bytes()
+            vol.id(),
+            cap.available_bytes,
+            ctx.profile.name(),
+            ctx.profile.speed_bytes()
         )));
     }
     let call = AgentCall::new(
-        ["bench".to_string(), "--workload".into(), workload.into(), "--profile".into(), ctx.profile.name().into(), "--dir".into(), pod.data_dir().display().to_string()],
+        [
+            "bench".to_string(),
+            "--workload".into(),
+            workload.into(),
+            "--profile".into(),
+            ctx.profile.name().into(),
+            "--dir".into(),
+            pod.data_dir().display().to_string(),
+        ],
         ctx.agent_timeout(),
     );
     let out = agent_json::run(pod.as_mut(), &call, workload)?;
@@ -97,13 +124,26 @@ pub fn check(ctx: &CheckCtx, workload: &str) -> Result<Verdict, Failure> {
         ctx.metric("bench", v.clone());
     }
     if out.code != Some(0) {
-        let status = result.as_ref().ok().and_then(|v| v.get("status")).and_then(Value::as_str).unwrap_or("").to_string();
+        let status = result
+            .as_ref()
+            .ok()
+            .and_then(|v| v.get("status"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         return Err(Failure::new(format!(
             "{workload} on volume {}: the agent reported {} ({}): {}\nreproduce: {}",
-            vol.id(), if status.is_empty() { "an error".into() } else { status }, out.status(), out.stderr_line(), out.command
+            vol.id(),
+            if status.is_empty() {
+                "an error".into()
+            } else {
+                status
+            },
+            out.status(),
+            out.stderr_line(),
+            out.command
         )));
     }
     result?;
     Ok(Verdict::Passed)
 }
-

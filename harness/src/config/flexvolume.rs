@@ -69,9 +69,16 @@ impl DriverSource {
     pub fn bytes(&self) -> std::io::Result<Cow<'static, [u8]>> {
         match self {
             DriverSource::File(p) => std::fs::read(p).map(Cow::Owned),
-            DriverSource::Embedded(rel) => crate::platform::local::flexvolume::embedded::sample(rel)
-                .map(|t| Cow::Borrowed(t.as_bytes()))
-                .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, format!("no built-in driver {rel}"))),
+            DriverSource::Embedded(rel) => {
+                crate::platform::local::flexvolume::embedded::sample(rel)
+                    .map(|t| Cow::Borrowed(t.as_bytes()))
+                    .ok_or_else(|| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::NotFound,
+                            format!("no built-in driver {rel}"),
+                        )
+                    })
+            }
         }
     }
 
@@ -81,7 +88,9 @@ impl DriverSource {
             DriverSource::File(p) => p,
             DriverSource::Embedded(rel) => Path::new(rel),
         };
-        p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "driver".into())
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "driver".into())
     }
 
     /// How results and messages name it.
@@ -95,6 +104,8 @@ impl DriverSource {
 
 impl FlexvolumeSpec {
     pub fn source(&self) -> DriverSource {
-        self.source.clone().unwrap_or_else(|| DriverSource::File(self.driver.value.clone()))
+        self.source
+            .clone()
+            .unwrap_or_else(|| DriverSource::File(self.driver.value.clone()))
     }
 }

@@ -62,7 +62,8 @@ pub fn parse_str(text: &str, file: &Path, base: &Path) -> Result<Vec<ClassSpec>,
             "the file is empty: expected `classes:` with at least one class",
         ));
     }
-    let parsed: ClassFile = serde_saphyr::from_str(text).map_err(|e| parse_error(text, file, &e))?;
+    let parsed: ClassFile =
+        serde_saphyr::from_str(text).map_err(|e| parse_error(text, file, &e))?;
     if parsed.classes.is_empty() {
         return Err(ConfigError::new(
             file,
@@ -162,8 +163,12 @@ fn check_class(
                 None => (&null, line),
             };
             let options_field = format!("classes[{index}].local.flexvolume.options");
-            f.user_options = crate::platform::local::flexvolume::options::user_options(&name, &options_field, value)
-                .map_err(|e| ConfigError::new(file, Some(at), None, e.to_string()))?;
+            f.user_options = crate::platform::local::flexvolume::options::user_options(
+                &name,
+                &options_field,
+                value,
+            )
+            .map_err(|e| ConfigError::new(file, Some(at), None, e.to_string()))?;
             if class.capabilities.expansion || class.capabilities.snapshot {
                 return Err(ConfigError::new(
                     file,
@@ -242,8 +247,15 @@ fn driver_source(p: &Path, file: &Path, base: &Path) -> Result<DriverSource, Str
 }
 
 fn resolve(base: &Path, p: &Path) -> PathBuf {
-    let joined = if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
-    joined.components().filter(|c| !matches!(c, std::path::Component::CurDir)).collect()
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    };
+    joined
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
 }
 
 /// One line from the parser's error: its first line without the location prefix (we print the
@@ -259,16 +271,29 @@ fn parse_error(text: &str, file: &Path, e: &serde_saphyr::Error) -> ConfigError 
         None => msg,
     };
     let field = loc.and_then(|l| key_at(text, l.line(), l.column()));
-    let field = if msg.contains("unknown field") { None } else { field };
+    let field = if msg.contains("unknown field") {
+        None
+    } else {
+        field
+    };
     ConfigError::new(file, loc.map(|l| l.line()), field, msg.to_string())
 }
 
 /// The YAML key whose value starts at (line, column), 1-based: `size` for `{ fs: ext4, size: 1024 }`.
 fn key_at(text: &str, line: u64, column: u64) -> Option<String> {
-    let l = text.lines().nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
-    let before: String = l.chars().take(usize::try_from(column).ok()?.saturating_sub(1)).collect();
+    let l = text
+        .lines()
+        .nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
+    let before: String = l
+        .chars()
+        .take(usize::try_from(column).ok()?.saturating_sub(1))
+        .collect();
     let before = before.trim_end().strip_suffix(':')?;
-    let key: String = before.chars().rev().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').collect();
+    let key: String = before
+        .chars()
+        .rev()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect();
     (!key.is_empty()).then(|| key.chars().rev().collect())
 }
 

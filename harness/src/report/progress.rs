@@ -32,18 +32,32 @@ impl Progress {
         let stop = Arc::new(AtomicBool::new(false));
         let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
             let b = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
-            b.set_style(ProgressStyle::with_template("{spinner} [{pos}/{len}] {elapsed_precise} {wide_msg}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{pos}/{len}] {elapsed_precise} {wide_msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
             let (b2, st, stop2) = (b.clone(), state.clone(), stop.clone());
             std::thread::spawn(move || {
                 let mut shown = false;
                 while !stop2.load(Ordering::SeqCst) {
                     std::thread::sleep(Duration::from_millis(250));
                     let mut s = st.lock().unwrap_or_else(|e| e.into_inner());
-                    let names: Vec<String> = s.running.iter().map(|(n, t)| format!("{n} ({}s)", t.elapsed().as_secs())).collect();
+                    let names: Vec<String> = s
+                        .running
+                        .iter()
+                        .map(|(n, t)| format!("{n} ({}s)", t.elapsed().as_secs()))
+                        .collect();
                     b2.set_message(format!("running: {}", names.join(", ")));
-                    let settled = s.hidden_since.is_none_or(|t| t.elapsed() > Duration::from_millis(300));
+                    let settled = s
+                        .hidden_since
+                        .is_none_or(|t| t.elapsed() > Duration::from_millis(300));
                     // Long trials only: nothing is drawn for a run of quick trials.
-                    let long = s.running.iter().any(|(_, t)| t.elapsed() > Duration::from_secs(2));
+                    let long = s
+                        .running
+                        .iter()
+                        .any(|(_, t)| t.elapsed() > Duration::from_secs(2));
                     if !shown && settled && long {
                         s.hidden_since = None;
                         b2.set_draw_target(ProgressDrawTarget::stderr());
@@ -62,7 +76,11 @@ impl Progress {
     }
 
     pub fn start(&self, name: &str) {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).running.push((name.to_string(), Instant::now()));
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .running
+            .push((name.to_string(), Instant::now()));
     }
 
     pub fn finish(&self, name: &str) {

@@ -58,7 +58,10 @@ pub struct ResultSink {
 
 impl ResultSink {
     pub fn push(&self, r: TrialResult) {
-        self.trials.lock().unwrap_or_else(|e| e.into_inner()).push(r);
+        self.trials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(r);
     }
     /// Remembers a volume fingerprint for the class (the first one recorded wins).
     pub fn volume(&self, class: &str, fp: Value) {
@@ -68,10 +71,18 @@ impl ResultSink {
         }
     }
     pub fn trials(&self) -> Vec<TrialResult> {
-        self.trials.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.trials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
     pub fn volume_of(&self, class: &str) -> Option<Value> {
-        self.volumes.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|(c, _)| c == class).map(|(_, v)| v.clone())
+        self.volumes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|(c, _)| c == class)
+            .map(|(_, v)| v.clone())
     }
 }
 
@@ -120,7 +131,10 @@ fn civil(days: i64) -> (i64, u32, u32) {
 }
 
 fn parts(t: SystemTime) -> (i64, u32, u32, u64, u64, u64) {
-    let secs = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let (y, mo, d) = civil((secs / 86_400) as i64);
     let s = secs % 86_400;
     (y, mo, d, s / 3600, s % 3600 / 60, s % 60)

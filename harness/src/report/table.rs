@@ -7,7 +7,11 @@ use super::results::{Status, TrialResult};
 use crate::checks::agent_json::f64_at;
 
 fn fmt_latency(ns: f64) -> String {
-    if ns >= 1e6 { format!("{:.2} ms", ns / 1e6) } else { format!("{:.1} µs", ns / 1e3) }
+    if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else {
+        format!("{:.1} µs", ns / 1e3)
+    }
 }
 
 fn status_cell(t: &TrialResult) -> String {
@@ -20,8 +24,17 @@ fn status_cell(t: &TrialResult) -> String {
 
 /// The integrity verdict of a class: clean / DAMAGED (which checks) / not run.
 pub fn integrity_verdict(trials: &[&TrialResult]) -> String {
-    let integ: Vec<&&TrialResult> = trials.iter().filter(|t| t.check.starts_with("integrity::") || t.check == "expand" || t.check == "snapshot").collect();
-    let failed: Vec<&str> = integ.iter().filter(|t| t.status == Status::Failed).map(|t| t.check.as_str()).collect();
+    let integ: Vec<&&TrialResult> = trials
+        .iter()
+        .filter(|t| {
+            t.check.starts_with("integrity::") || t.check == "expand" || t.check == "snapshot"
+        })
+        .collect();
+    let failed: Vec<&str> = integ
+        .iter()
+        .filter(|t| t.status == Status::Failed)
+        .map(|t| t.check.as_str())
+        .collect();
     let passed = integ.iter().filter(|t| t.status == Status::Passed).count();
     if !failed.is_empty() {
         format!("FAILED: {}", failed.join(", "))
@@ -45,12 +58,23 @@ pub fn render(trials: &[TrialResult]) -> String {
         let of: Vec<&TrialResult> = trials.iter().filter(|t| t.class == class).collect();
         let mut table = Table::new();
         table.set_content_arrangement(ContentArrangement::Dynamic);
-        table.set_header(vec!["check", "status", "IOPS", "MB/s", "p99 latency", "time"]);
+        table.set_header(vec![
+            "check",
+            "status",
+            "IOPS",
+            "MB/s",
+            "p99 latency",
+            "time",
+        ]);
         for t in &of {
             let bench = t.metrics.get("bench");
             let num = |path: &[&str]| bench.and_then(|b| f64_at(b, path));
-            let iops = num(&["iops"]).map(|v| format!("{v:.0}")).unwrap_or_default();
-            let mbs = num(&["bw_bytes"]).map(|v| format!("{:.1}", v / 1e6)).unwrap_or_default();
+            let iops = num(&["iops"])
+                .map(|v| format!("{v:.0}"))
+                .unwrap_or_default();
+            let mbs = num(&["bw_bytes"])
+                .map(|v| format!("{:.1}", v / 1e6))
+                .unwrap_or_default();
             let p99 = num(&["lat_ns", "p99"]).map(fmt_latency).unwrap_or_default();
             table.add_row(vec![
                 Cell::new(&t.check),
@@ -61,7 +85,10 @@ pub fn render(trials: &[TrialResult]) -> String {
                 Cell::new(format!("{:.1}s", t.duration_s)),
             ]);
         }
-        out.push_str(&format!("\n{class}: integrity {}\n{table}\n", integrity_verdict(&of)));
+        out.push_str(&format!(
+            "\n{class}: integrity {}\n{table}\n",
+            integrity_verdict(&of)
+        ));
     }
     out
 }
@@ -69,5 +96,9 @@ pub fn render(trials: &[TrialResult]) -> String {
 /// The metrics of a speed trial as (iops, bytes/s, p99 ns), for other reports.
 pub fn speed_figures(metrics: &Value) -> Option<(f64, f64, f64)> {
     let b = metrics.get("bench")?;
-    Some((f64_at(b, &["iops"])?, f64_at(b, &["bw_bytes"])?, f64_at(b, &["lat_ns", "p99"])?))
+    Some((
+        f64_at(b, &["iops"])?,
+        f64_at(b, &["bw_bytes"])?,
+        f64_at(b, &["lat_ns", "p99"])?,
+    ))
 }

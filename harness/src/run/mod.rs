@@ -75,8 +75,15 @@ pub fn plan(classes: &[ClassSpec], platform: &dyn Platform) -> Vec<Planned> {
                 if g != group {
                     continue;
                 }
-                let ignore = unusable.clone().or_else(|| check.unsupported(class, platform));
-                out.push(Planned { class: class.clone(), check, group, ignore });
+                let ignore = unusable
+                    .clone()
+                    .or_else(|| check.unsupported(class, platform));
+                out.push(Planned {
+                    class: class.clone(),
+                    check,
+                    group,
+                    ignore,
+                });
             }
         }
     }
@@ -107,15 +114,22 @@ fn new_run_id() -> String {
 fn trial(p: Planned, ctx: Option<Arc<RunCtx>>) -> Trial {
     let name = p.name();
     Trial::ignorable_test(name.clone(), move || {
-        let Some(ctx) = ctx else { return Err(Failed::from("not run (list only)")) };
+        let Some(ctx) = ctx else {
+            return Err(Failed::from("not run (list only)"));
+        };
         run_trial(&ctx, &p, &name)
     })
 }
 
 fn run_trial(ctx: &RunCtx, p: &Planned, name: &str) -> Result<Completion, Failed> {
-    let running = ctx.schedule.enter(p.group, p.class.name(), p.ignore.is_none());
+    let running = ctx
+        .schedule
+        .enter(p.group, p.class.name(), p.ignore.is_none());
     let start = Instant::now();
-    let record = |status: Status, data: TrialData, reason: Option<String>, failure: Option<FailureRecord>| {
+    let record = |status: Status,
+                  data: TrialData,
+                  reason: Option<String>,
+                  failure: Option<FailureRecord>| {
         if let Some(v) = &data.volume {
             ctx.sink.volume(p.class.name(), v.clone());
         }
@@ -131,13 +145,22 @@ fn run_trial(ctx: &RunCtx, p: &Planned, name: &str) -> Result<Completion, Failed
         });
     };
     if let Some(reason) = &p.ignore {
-        record(Status::Ignored, TrialData::default(), Some(reason.clone()), None);
+        record(
+            Status::Ignored,
+            TrialData::default(),
+            Some(reason.clone()),
+            None,
+        );
         return Ok(Completion::ignored_with(reason));
     }
     if signals::interrupted() {
         return Err(Failed::from("interrupted"));
     }
-    let work_dir = ctx.registry.dir().join("trials").join(name.replace("::", "-"));
+    let work_dir = ctx
+        .registry
+        .dir()
+        .join("trials")
+        .join(name.replace("::", "-"));
     if let Err(e) = std::fs::create_dir_all(&work_dir) {
         return Err(Failed::from(format!("{}: {e}", work_dir.display())));
     }
@@ -176,7 +199,11 @@ fn run_trial(ctx: &RunCtx, p: &Planned, name: &str) -> Result<Completion, Failed
         r
     }))
     .unwrap_or_else(|panic| {
-        let msg = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+        let msg = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
         Err(checks::Failure::new(format!("the check panicked: {msg}")))
     });
     let data = std::mem::take(&mut *cctx.data.lock().unwrap_or_else(|e| e.into_inner()));
@@ -191,7 +218,15 @@ fn run_trial(ctx: &RunCtx, p: &Planned, name: &str) -> Result<Completion, Failed
             Ok(Completion::ignored_with(reason))
         }
         Err(f) => {
-            record(Status::Failed, data, None, Some(FailureRecord { message: f.message.clone(), details: f.details.clone() }));
+            record(
+                Status::Failed,
+                data,
+                None,
+                Some(FailureRecord {
+                    message: f.message.clone(),
+                    details: f.details.clone(),
+                }),
+            );
             Err(Failed::from(f.message))
         }
     };
@@ -213,16 +248,26 @@ pub fn execute(opts: RunOptions) -> u8 {
             return exit_code::USAGE;
         }
     };
-    let list_platform = LocalPlatform::new(list_registry, opts.state_dir.clone(), opts.agent.clone());
+    let list_platform =
+        LocalPlatform::new(list_registry, opts.state_dir.clone(), opts.agent.clone());
     let planned = plan(&opts.classes, &list_platform);
     let probe: Vec<Trial> = planned.iter().map(|p| trial(p.clone(), None)).collect();
-    let selected: Vec<&Planned> = planned.iter().zip(&probe).filter(|(_, t)| !args.is_filtered_out(t) && !args.is_ignored(t)).map(|(p, _)| p).collect();
+    let selected: Vec<&Planned> = planned
+        .iter()
+        .zip(&probe)
+        .filter(|(_, t)| !args.is_filtered_out(t) && !args.is_ignored(t))
+        .map(|(p, _)| p)
+        .collect();
     if selected.is_empty() && (args.filter.is_some() || !args.skip.is_empty()) {
         let classes: Vec<&str> = opts.classes.iter().map(ClassSpec::name).collect();
         eprintln!(
             "pvcheck: the filter {:?}{} matches no trial (classes: {}; see `pvcheck run --list`)",
             args.filter.as_deref().unwrap_or(""),
-            if args.skip.is_empty() { String::new() } else { format!(" with --skip {:?}", args.skip) },
+            if args.skip.is_empty() {
+                String::new()
+            } else {
+                format!(" with --skip {:?}", args.skip)
+            },
             classes.join(", ")
         );
         return exit_code::USAGE;
@@ -244,9 +289,20 @@ pub fn execute(opts: RunOptions) -> u8 {
             return exit_code::USAGE;
         }
     };
-    let platform: Arc<dyn Platform> = Arc::new(LocalPlatform::new(registry.clone(), opts.state_dir.clone(), opts.agent.clone()));
-    let threads = args.test_threads.unwrap_or_else(|| std::thread::available_parallelism().map(Into::into).unwrap_or(1));
-    let pretty = matches!(args.format, None | Some(libtest_mimic::FormatSetting::Pretty)) && !args.quiet;
+    let platform: Arc<dyn Platform> = Arc::new(LocalPlatform::new(
+        registry.clone(),
+        opts.state_dir.clone(),
+        opts.agent.clone(),
+    ));
+    let threads = args.test_threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(Into::into)
+            .unwrap_or(1)
+    });
+    let pretty = matches!(
+        args.format,
+        None | Some(libtest_mimic::FormatSetting::Pretty)
+    ) && !args.quiet;
     let ctx = Arc::new(RunCtx {
         platform: platform.clone(),
         run_id: run_id.clone(),
@@ -274,7 +330,10 @@ pub fn execute(opts: RunOptions) -> u8 {
             let path = match doc.write(&opts.results, started) {
                 Ok(p) => Some(p),
                 Err(e) => {
-                    eprintln!("pvcheck: cannot write the result file under {}: {e}", opts.results.display());
+                    eprintln!(
+                        "pvcheck: cannot write the result file under {}: {e}",
+                        opts.results.display()
+                    );
                     None
                 }
             };
@@ -285,7 +344,14 @@ pub fn execute(opts: RunOptions) -> u8 {
         let finish = finish.clone();
         let ctx = ctx.clone();
         let spawned = signals::spawn_waiter(move |sig| {
-            eprintln!("\npvcheck: {} received: stopping the trials and removing what this run created", if sig == libc::SIGTERM { "SIGTERM" } else { "SIGINT" });
+            eprintln!(
+                "\npvcheck: {} received: stopping the trials and removing what this run created",
+                if sig == libc::SIGTERM {
+                    "SIGTERM"
+                } else {
+                    "SIGINT"
+                }
+            );
             ctx.registry.close(std::time::Duration::from_secs(30));
             let (path, problems) = finish(true);
             for p in &problems {
@@ -302,7 +368,10 @@ pub fn execute(opts: RunOptions) -> u8 {
         }
     }
 
-    let trials: Vec<Trial> = planned.into_iter().map(|p| trial(p, Some(ctx.clone()))).collect();
+    let trials: Vec<Trial> = planned
+        .into_iter()
+        .map(|p| trial(p, Some(ctx.clone())))
+        .collect();
     let conclusion = libtest_mimic::run(&args, trials);
     if signals::interrupted() {
         // The signal thread is cleaning up and will exit with 130.
@@ -323,25 +392,44 @@ pub fn execute(opts: RunOptions) -> u8 {
     if let Some(p) = path {
         eprintln!("pvcheck: results in {}", p.display());
     }
-    if conclusion.has_failed() || !problems.is_empty() { exit_code::CHECK_FAILED } else { exit_code::OK }
+    if conclusion.has_failed() || !problems.is_empty() {
+        exit_code::CHECK_FAILED
+    } else {
+        exit_code::OK
+    }
 }
 
 /// Removes what the run left (not kept volumes); returns problems, one line each.
 fn remove_everything(ctx: &RunCtx, interrupted: bool) -> Vec<String> {
     let mut problems = Vec::new();
-    let filter = RunFilter::Run { run_id: ctx.run_id.clone(), class: None };
+    let filter = RunFilter::Run {
+        run_id: ctx.run_id.clone(),
+        class: None,
+    };
     match ctx.platform.remove_leftovers(&filter) {
         Ok(removed) if !removed.is_empty() && !interrupted => {
             problems.push(format!(
                 "removed {} thing(s) the checks left behind: {}",
                 removed.len(),
-                removed.iter().map(|l| format!("{} {}", l.kind, l.what)).collect::<Vec<_>>().join("; ")
+                removed
+                    .iter()
+                    .map(|l| format!("{} {}", l.kind, l.what))
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ));
         }
         Ok(_) => {}
-        Err(e) => problems.push(format!("could not remove everything this run created: {e}; run `pvcheck cleanup`")),
+        Err(e) => problems.push(format!(
+            "could not remove everything this run created: {e}; run `pvcheck cleanup`"
+        )),
     }
-    if ctx.kept.lock().unwrap_or_else(|e| e.into_inner()).is_empty() && problems.is_empty() {
+    if ctx
+        .kept
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .is_empty()
+        && problems.is_empty()
+    {
         if let Err(e) = ctx.registry.remove_run_dir() {
             problems.push(format!("could not remove the run directory: {e}"));
         }
@@ -353,7 +441,9 @@ fn agent_version(agent: &AgentBinary) -> Option<String> {
     let mut c = std::process::Command::new(&agent.path);
     c.args(&agent.prefix).arg("--version");
     let out = crate::sys::run(&mut c, std::time::Duration::from_secs(10)).ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 fn environment(opts: &RunOptions, platform: &dyn Platform) -> serde_json::Value {
@@ -367,7 +457,13 @@ fn environment(opts: &RunOptions, platform: &dyn Platform) -> serde_json::Value 
     env
 }
 
-fn result_doc(ctx: &RunCtx, opts: &RunOptions, mut env: serde_json::Value, started: SystemTime, interrupted: bool) -> RunResult {
+fn result_doc(
+    ctx: &RunCtx,
+    opts: &RunOptions,
+    mut env: serde_json::Value,
+    started: SystemTime,
+    interrupted: bool,
+) -> RunResult {
     let mut classes = serde_json::Map::new();
     for c in &opts.classes {
         classes.insert(c.name().to_string(), serde_json::json!({ "parameters": c.parameters(), "volume": ctx.sink.volume_of(c.name()) }));

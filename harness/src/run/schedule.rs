@@ -79,15 +79,34 @@ impl Schedule {
                 }
             }
         }
-        let speed = (gate && group == Group::Speed).then(|| self.speed_lock.lock().unwrap_or_else(|e| e.into_inner()));
-        let last = group == Group::Speed && self.counts.lock().unwrap_or_else(|e| e.into_inner()).speed_by_class.get(class).copied() == Some(1);
-        Running { schedule: self, group, class: class.to_string(), _speed: speed, last_speed_of_class: last }
+        let speed = (gate && group == Group::Speed)
+            .then(|| self.speed_lock.lock().unwrap_or_else(|e| e.into_inner()));
+        let last = group == Group::Speed
+            && self
+                .counts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .speed_by_class
+                .get(class)
+                .copied()
+                == Some(1);
+        Running {
+            schedule: self,
+            group,
+            class: class.to_string(),
+            _speed: speed,
+            last_speed_of_class: last,
+        }
     }
 }
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        let mut c = self.schedule.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut c = self
+            .schedule
+            .counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         match self.group {
             Group::Check => c.checks = c.checks.saturating_sub(1),
             Group::Speed => {
@@ -128,8 +147,16 @@ mod tests {
                 let group = if i < 3 { Group::Check } else { Group::Speed };
                 let r = s.enter(group, "a", true);
                 if group == Group::Speed {
-                    assert_eq!(checks_done.load(Ordering::SeqCst), 3, "speed started before the checks finished");
-                    assert_eq!(active.fetch_add(1, Ordering::SeqCst), 0, "two speed trials at once");
+                    assert_eq!(
+                        checks_done.load(Ordering::SeqCst),
+                        3,
+                        "speed started before the checks finished"
+                    );
+                    assert_eq!(
+                        active.fetch_add(1, Ordering::SeqCst),
+                        0,
+                        "two speed trials at once"
+                    );
                     std::thread::sleep(Duration::from_millis(20));
                     active.fetch_sub(1, Ordering::SeqCst);
                 } else {

@@ -168,7 +168,10 @@ impl Volume for LocalVolume {
 
     fn size(&self) -> u64 {
         self.backend.size().unwrap_or_else(|| {
-            let dir = self.attached.clone().unwrap_or_else(|| PathBuf::from(self.backend.location()));
+            let dir = self
+                .attached
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(self.backend.location()));
             sys::statvfs(&dir).map(|(total, _)| total).unwrap_or(0)
         })
     }

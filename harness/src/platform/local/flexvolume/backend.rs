@@ -12,10 +12,10 @@ use std::path::PathBuf;
 
 use super::driver::{Driver, DriverIdentity, Timeouts, identity};
 use super::embedded::write_executable;
+use super::error::FlexError;
 use super::kubelet::{Kubelet, Layout, Mounted};
 use super::options::{PodInfo, VolumeOptions};
 use super::protocol::{Call, Capabilities};
-use super::error::FlexError;
 use crate::config::{ClassSpec, DriverSource, FlexvolumeSpec};
 use crate::platform::local::backend::{Backend, BackendCtx};
 use crate::platform::{PlatformError, UpgradeStep};
@@ -58,12 +58,26 @@ pub struct FlexBackend {
 
 impl FlexBackend {
     pub fn new(class: &ClassSpec, spec: FlexvolumeSpec) -> Self {
-        let mut versions = vec![Version { role: "driver", source: spec.source(), staged: None, identity: None }];
+        let mut versions = vec![Version {
+            role: "driver",
+            source: spec.source(),
+            staged: None,
+            identity: None,
+        }];
         let mut rollback = false;
         if let Some(u) = &class.upgrade
-            && let Some(src) = u.driver_source.clone().or_else(|| u.driver.as_ref().map(|d| DriverSource::File(d.value.clone())))
+            && let Some(src) = u.driver_source.clone().or_else(|| {
+                u.driver
+                    .as_ref()
+                    .map(|d| DriverSource::File(d.value.clone()))
+            })
         {
-            versions.push(Version { role: "upgrade", source: src, staged: None, identity: None });
+            versions.push(Version {
+                role: "upgrade",
+                source: src,
+                staged: None,
+                identity: None,
+            });
             rollback = u.rollback;
         }
         let node = nix::sys::utsname::uname()
@@ -90,7 +104,11 @@ impl FlexBackend {
     fn timeouts(&self) -> Timeouts {
         let mut t = Timeouts::default();
         for c in Call::ALL {
-            let limit = if c == Call::WaitForAttach { self.spec.waitforattach_timeout } else { self.spec.call_timeout };
+            let limit = if c == Call::WaitForAttach {
+                self.spec.waitforattach_timeout
+            } else {
+                self.spec.call_timeout
+            };
             if let Some(d) = limit {
                 t.per_call.insert(c, d.0);
             }
@@ -99,12 +117,22 @@ impl FlexBackend {
     }
 
     fn driver(&self) -> Result<Driver, PlatformError> {
-        let path = self.installed.clone().ok_or_else(|| PlatformError::Other(format!("class {}: flexVolume driver not installed", self.class)))?;
+        let path = self.installed.clone().ok_or_else(|| {
+            PlatformError::Other(format!(
+                "class {}: flexVolume driver not installed",
+                self.class
+            ))
+        })?;
         Ok(Driver::new(path).with_timeouts(self.timeouts()))
     }
 
     fn options(&self) -> Result<&VolumeOptions, PlatformError> {
-        self.options.as_ref().ok_or_else(|| PlatformError::Other(format!("class {}: flexVolume volume not created", self.class)))
+        self.options.as_ref().ok_or_else(|| {
+            PlatformError::Other(format!(
+                "class {}: flexVolume volume not created",
+                self.class
+            ))
+        })
     }
 
     /// A flexVolume error as the platform reports it: the first line names the class and the call.
@@ -115,11 +143,24 @@ impl FlexBackend {
     /// Installs version `i` in the plugin directory (replacing what is there) and runs `init`.
     fn install(&mut self, ctx: &BackendCtx, i: usize) -> Result<(), PlatformError> {
         let v = &self.versions[i];
-        let staged = v.staged.clone().ok_or_else(|| PlatformError::Other("driver not staged".into()))?;
+        let staged = v
+            .staged
+            .clone()
+            .ok_or_else(|| PlatformError::Other("driver not staged".into()))?;
         let name = v.source.file_name();
-        let target = ctx.work_dir.join("plugins").join(format!("{VENDOR}~{name}")).join(&name);
-        let bytes = std::fs::read(&staged).map_err(|e| PlatformError::io(format!("reading {}", staged.display()), e))?;
-        write_executable(&target, &bytes).map_err(|e| PlatformError::io(format!("installing the flexVolume driver at {}", target.display()), e))?;
+        let target = ctx
+            .work_dir
+            .join("plugins")
+            .join(format!("{VENDOR}~{name}"))
+            .join(&name);
+        let bytes = std::fs::read(&staged)
+            .map_err(|e| PlatformError::io(format!("reading {}", staged.display()), e))?;
+        write_executable(&target, &bytes).map_err(|e| {
+            PlatformError::io(
+                format!("installing the flexVolume driver at {}", target.display()),
+                e,
+            )
+        })?;
         self.installed = Some(target);
         self.current = i;
         // kubelet probes a driver again when its executable changes: init, capabilities.
@@ -156,20 +197,34 @@ impl Backend for FlexBackend {
         for i in 0..self.versions.len() {
             let v = &self.versions[i];
             let bytes = v.source.bytes().map_err(|e| {
-                PlatformError::Other(format!("class {}: flexVolume driver {}: {e}", self.class, v.source.describe()))
+                PlatformError::Other(format!(
+                    "class {}: flexVolume driver {}: {e}",
+                    self.class,
+                    v.source.describe()
+                ))
             })?;
-            let staged = ctx.work_dir.join("drivers").join(v.role).join(v.source.file_name());
-            write_executable(&staged, &bytes).map_err(|e| PlatformError::io(format!("writing {}", staged.display()), e))?;
-            let id = identity(&staged).map_err(|e| PlatformError::io(format!("identifying {}", staged.display()), e))?;
+            let staged = ctx
+                .work_dir
+                .join("drivers")
+                .join(v.role)
+                .join(v.source.file_name());
+            write_executable(&staged, &bytes)
+                .map_err(|e| PlatformError::io(format!("writing {}", staged.display()), e))?;
+            let id = identity(&staged)
+                .map_err(|e| PlatformError::io(format!("identifying {}", staged.display()), e))?;
             let v = &mut self.versions[i];
-            v.identity = Some(DriverIdentity { path: v.source.describe(), ..id });
+            v.identity = Some(DriverIdentity {
+                path: v.source.describe(),
+                ..id
+            });
             v.staged = Some(staged);
         }
         let mut user = self.spec.user_options.clone();
         if !user.contains_key("dir") {
             let data = ctx.work_dir.join("data");
             let _op = ctx.record(Resource::Dir { path: data.clone() })?;
-            std::fs::create_dir_all(&data).map_err(|e| PlatformError::io(format!("mkdir {}", data.display()), e))?;
+            std::fs::create_dir_all(&data)
+                .map_err(|e| PlatformError::io(format!("mkdir {}", data.display()), e))?;
             user.insert("dir".into(), data.display().to_string());
             self.data_dir = Some(data);
         }
@@ -186,20 +241,35 @@ impl Backend for FlexBackend {
     }
 
     fn attach_mount(&mut self, ctx: &BackendCtx) -> Result<PathBuf, PlatformError> {
-        let root = self.kubelet_root.clone().ok_or_else(|| PlatformError::Other("flexVolume volume not created".into()))?;
+        let root = self
+            .kubelet_root
+            .clone()
+            .ok_or_else(|| PlatformError::Other("flexVolume volume not created".into()))?;
         self.pods += 1;
         let uid = format!("{}-pod{}", ctx.volume, self.pods);
         let name = self.versions[self.current].source.file_name();
         let layout = Layout::new(&root, VENDOR, &name, &ctx.volume, &uid);
-        let pod = PodInfo { name: format!("pvcheck-{}", self.pods), namespace: "pvcheck".into(), uid, service_account: "default".into() };
+        let pod = PodInfo {
+            name: format!("pvcheck-{}", self.pods),
+            namespace: "pvcheck".into(),
+            uid,
+            service_account: "default".into(),
+        };
         // Recorded before they exist, so a crash in the middle leaves nothing `pvcheck cleanup`
         // cannot find; the sample loop driver's image is <dir>/<volume>.img.
-        let data_image = self.data_dir.as_ref().map(|d| d.join(format!("{}.img", ctx.volume)));
+        let data_image = self
+            .data_dir
+            .as_ref()
+            .map(|d| d.join(format!("{}.img", ctx.volume)));
         {
-            let _op = ctx.record(Resource::Mount { path: layout.global_dir.clone() })?;
+            let _op = ctx.record(Resource::Mount {
+                path: layout.global_dir.clone(),
+            })?;
         }
         {
-            let _op = ctx.record(Resource::Mount { path: layout.pod_dir.clone() })?;
+            let _op = ctx.record(Resource::Mount {
+                path: layout.pod_dir.clone(),
+            })?;
         }
         if let Some(img) = &data_image {
             let _op = ctx.record(Resource::Loop { image: img.clone() })?;
@@ -211,7 +281,9 @@ impl Backend for FlexBackend {
         if let Some(backing) = &m.device_backing
             && Some(backing) != data_image.as_ref()
         {
-            let _op = ctx.record(Resource::Loop { image: backing.clone() })?;
+            let _op = ctx.record(Resource::Loop {
+                image: backing.clone(),
+            })?;
         }
         self.effective_options = crate::sys::mount_options(&m.pod_dir);
         let dir = m.pod_dir.clone();
@@ -220,7 +292,9 @@ impl Backend for FlexBackend {
     }
 
     fn unmount_detach(&mut self, _ctx: &BackendCtx) -> Result<(), PlatformError> {
-        let Some(m) = self.mounted.take() else { return Ok(()) };
+        let Some(m) = self.mounted.take() else {
+            return Ok(());
+        };
         let driver = self.driver()?;
         let opts = self.options()?.clone();
         let k = Kubelet::new(&driver, &self.node, &opts).with_capabilities(self.caps);
@@ -230,9 +304,13 @@ impl Backend for FlexBackend {
     fn upgrade_steps(&self) -> Vec<UpgradeStep> {
         let mut steps = Vec::new();
         if self.versions.len() > 1 {
-            steps.push(UpgradeStep { name: UPGRADE_STEP.into() });
+            steps.push(UpgradeStep {
+                name: UPGRADE_STEP.into(),
+            });
             if self.rollback {
-                steps.push(UpgradeStep { name: ROLLBACK_STEP.into() });
+                steps.push(UpgradeStep {
+                    name: ROLLBACK_STEP.into(),
+                });
             }
         }
         steps
@@ -243,7 +321,10 @@ impl Backend for FlexBackend {
             UPGRADE_STEP if self.versions.len() > 1 => 1,
             ROLLBACK_STEP if self.versions.len() > 1 => 0,
             other => {
-                return Err(PlatformError::Unsupported(format!("class {}: no flexVolume upgrade step {other:?}", self.class)));
+                return Err(PlatformError::Unsupported(format!(
+                    "class {}: no flexVolume upgrade step {other:?}",
+                    self.class
+                )));
             }
         };
         self.install(ctx, to)
@@ -252,7 +333,8 @@ impl Backend for FlexBackend {
     fn destroy(&mut self, ctx: &BackendCtx) -> Result<(), PlatformError> {
         self.unmount_detach(ctx)?;
         if let Some(d) = self.data_dir.take() {
-            crate::sys::remove_resource(&Resource::Dir { path: d }).map_err(PlatformError::Other)?;
+            crate::sys::remove_resource(&Resource::Dir { path: d })
+                .map_err(PlatformError::Other)?;
         }
         Ok(())
     }
@@ -276,7 +358,13 @@ impl Backend for FlexBackend {
     }
 
     fn location(&self) -> String {
-        let mut s = format!("flexVolume driver {}", self.installed.as_ref().map(|p| p.display().to_string()).unwrap_or_default());
+        let mut s = format!(
+            "flexVolume driver {}",
+            self.installed
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        );
         if let Some(d) = &self.data_dir {
             s.push_str(&format!(", data in {}", d.display()));
         }
@@ -309,14 +397,24 @@ pub fn protocol_check(
     let mut b = FlexBackend::new(class, spec.clone());
     let result = (|| {
         b.create(ctx)?;
-        let (installed, options, root, name) =
-            b.conformance_subject_parts().ok_or_else(|| PlatformError::Other("flexVolume volume not created".into()))?;
+        let (installed, options, root, name) = b
+            .conformance_subject_parts()
+            .ok_or_else(|| PlatformError::Other("flexVolume volume not created".into()))?;
         if let Some(d) = &b.data_dir {
             // The checks' volumes are named <volume>-<call>: recorded before the driver makes them.
-            let _op = ctx.record(Resource::Loop { image: d.join(format!("{}-{}.img", options.volume_name, call.name())) })?;
+            let _op = ctx.record(Resource::Loop {
+                image: d.join(format!("{}-{}.img", options.volume_name, call.name())),
+            })?;
         }
         let driver = Driver::new(installed).with_timeouts(b.timeouts());
-        let subject = Subject { driver: &driver, options, kubelet_root: root, vendor: VENDOR.into(), driver_name: name, node: b.node.clone() };
+        let subject = Subject {
+            driver: &driver,
+            options,
+            kubelet_root: root,
+            vendor: VENDOR.into(),
+            driver_name: name,
+            node: b.node.clone(),
+        };
         match conformance::check(call, &subject) {
             Ok(Verdict::Passed(note)) => Ok(ProtocolOutcome::Passed(note)),
             Ok(Verdict::NotApplicable(reason)) => Ok(ProtocolOutcome::NotApplicable(reason)),

@@ -40,12 +40,17 @@ pub fn usable(class: &ClassSpec, spec: &FlexvolumeSpec) -> Result<(), String> {
     {
         sources.push(d.clone());
     }
-    if sources.iter().any(|s| matches!(s, DriverSource::Embedded(_))) {
+    if sources
+        .iter()
+        .any(|s| matches!(s, DriverSource::Embedded(_)))
+    {
         let fs = spec.fs_type.as_deref().unwrap_or("ext4");
         let mkfs = format!("mkfs.{fs}");
         for tool in ["jq", "losetup", "mountpoint", "blkid", mkfs.as_str()] {
             if crate::sys::which(tool).is_none() {
-                return Err(format!("the built-in sample drivers need {tool}, which is not installed"));
+                return Err(format!(
+                    "the built-in sample drivers need {tool}, which is not installed"
+                ));
             }
         }
     }

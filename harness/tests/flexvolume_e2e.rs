@@ -365,3 +365,87 @@ fn bad_flexvolume_classes_get_one_line_and_exit_2() {
         &["upgrade.driver", "only a flexvolume class"],
     );
 }
+
+#[test]
+fn secrets_reach_the_driver_but_never_the_output_or_the_result_file() {
+    let s = Scratch::new("e2e-secrets");
+    // init and unmount succeed; mount fails echoing the options it was given.
+    let driver = s.script(
+        "leaky",
+        r#"case $1 in init) echo '{"status":"Success","capabilities":{"attach":false}}';;
+           mount) jq -cn --arg m "$3" '{status:"Failure",message:$m}'; exit 1;;
+           unmount) echo '{"status":"Success"}';;
+           *) echo '{"status":"Not supported"}'; exit 1;; esac"#,
+    );
+    let r = run(
+        &s,
+        &driver,
+        None,
+        "        secrets: { password: hunter2-xyzzy }\n",
+        "zoo::flexvolume::mount",
+    );
+    assert_eq!(r.code, Some(1), "{}", r.stdout);
+    let msg = r.trial("zoo::flexvolume::mount")["failure"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        msg.contains("kubernetes.io/secret/password"),
+        "the driver got the secret's key: {msg}"
+    );
+    let everything = format!("{}{}{}", r.stdout, r.stderr, r.result.as_ref().unwrap());
+    // "hunter2-xyzzy" and its base64 form.
+    for leak in ["hunter2-xyzzy", "aHVudGVyMi14eXp6eQ=="] {
+        assert!(!everything.contains(leak), "secret {leak} leaked");
+    }
+}
+
+#[test]
+fn sigint_in_the_middle_of_a_flexvolume_run_leaves_nothing() {
+    // Early (set-up, first write) and later (verify, upgrade, driver calls in flight).
+    for (i, delay_ms) in [300u64, 2500].into_iter().enumerate() {
+        interrupted_run_leaves_nothing(&format!("e2e-sigint{i}"), delay_ms);
+    }
+}
+
+fn interrupted_run_leaves_nothing(name: &str, delay_ms: u64) {
+    let s = Scratch::new(name);
+    let state = s.root.join("state");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pvcheck"))
+        .args(["run", "--results"])
+        .arg(s.root.join("results"))
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--test-threads", "2", "flex-loop::"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until a flexVolume mount exists, then interrupt.
+    let start = std::time::Instant::now();
+    while s.mounts().is_empty() && start.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!s.mounts().is_empty(), "the run never mounted anything");
+    std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_ne!(status.code(), Some(0), "an interrupted run does not pass");
+    s.assert_nothing_left();
+    // No driver or agent process of this run survives.
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline"))
+            && String::from_utf8_lossy(&cmd).contains(&*s.root.to_string_lossy())
+        {
+            panic!(
+                "process {:?} of the run survives: {}",
+                e.file_name(),
+                String::from_utf8_lossy(&cmd)
+            );
+        }
+    }
+}

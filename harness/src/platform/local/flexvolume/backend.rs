@@ -116,6 +116,12 @@ impl FlexBackend {
         t
     }
 
+    fn driver_in(&self, ctx: &BackendCtx) -> Result<Driver, PlatformError> {
+        Ok(self
+            .driver()?
+            .with_spawn_hook(std::sync::Arc::new(RegistryHook(ctx.clone()))))
+    }
+
     fn driver(&self) -> Result<Driver, PlatformError> {
         let path = self.installed.clone().ok_or_else(|| {
             PlatformError::Other(format!(
@@ -164,7 +170,7 @@ impl FlexBackend {
         self.installed = Some(target);
         self.current = i;
         // kubelet probes a driver again when its executable changes: init, capabilities.
-        let driver = self.driver()?;
+        let driver = self.driver_in(ctx)?;
         let opts = self.options()?.clone();
         let mut k = Kubelet::new(&driver, &self.node, &opts);
         let caps = k.init().map_err(|e| self.err(e))?;
@@ -261,20 +267,19 @@ impl Backend for FlexBackend {
             .data_dir
             .as_ref()
             .map(|d| d.join(format!("{}.img", ctx.volume)));
-        {
-            let _op = ctx.record(Resource::Mount {
-                path: layout.global_dir.clone(),
-            })?;
-        }
-        {
-            let _op = ctx.record(Resource::Mount {
-                path: layout.pod_dir.clone(),
-            })?;
-        }
-        if let Some(img) = &data_image {
-            let _op = ctx.record(Resource::Loop { image: img.clone() })?;
-        }
-        let driver = self.driver()?;
+        // The guards are held until set-up ends: a run shutting down waits for them, then
+        // removes what they name.
+        let _global = ctx.record(Resource::Mount {
+            path: layout.global_dir.clone(),
+        })?;
+        let _pod = ctx.record(Resource::Mount {
+            path: layout.pod_dir.clone(),
+        })?;
+        let _image = match &data_image {
+            Some(img) => Some(ctx.record(Resource::Loop { image: img.clone() })?),
+            None => None,
+        };
+        let driver = self.driver_in(ctx)?;
         let opts = self.options()?.clone();
         let mut k = Kubelet::new(&driver, &self.node, &opts).with_capabilities(self.caps);
         let m = k.setup(&layout, &pod).map_err(|e| self.err(e))?;
@@ -291,11 +296,11 @@ impl Backend for FlexBackend {
         Ok(dir)
     }
 
-    fn unmount_detach(&mut self, _ctx: &BackendCtx) -> Result<(), PlatformError> {
+    fn unmount_detach(&mut self, ctx: &BackendCtx) -> Result<(), PlatformError> {
         let Some(m) = self.mounted.take() else {
             return Ok(());
         };
-        let driver = self.driver()?;
+        let driver = self.driver_in(ctx)?;
         let opts = self.options()?.clone();
         let k = Kubelet::new(&driver, &self.node, &opts).with_capabilities(self.caps);
         k.teardown(&m).map_err(|e| self.err(e))
@@ -380,6 +385,32 @@ impl Backend for FlexBackend {
     }
 }
 
+/// Records every driver call's process in the run registry (while the run accepts new work), so a
+/// run shutting down kills a call still in flight with its process group.
+struct RegistryHook(BackendCtx);
+
+impl super::call::SpawnHook for RegistryHook {
+    fn spawn(
+        &self,
+        spawn: &mut dyn FnMut() -> std::io::Result<std::process::Child>,
+    ) -> std::io::Result<std::process::Child> {
+        let op = self.0.registry.begin().map_err(|_| {
+            std::io::Error::other("the run is shutting down: no new driver call is made")
+        })?;
+        let child = spawn()?;
+        let pid = child.id() as i32;
+        let start_time = crate::sys::process_start_time(pid).unwrap_or(0);
+        // A failed record only loses the Ctrl-C kill; PR_SET_PDEATHSIG still ends the call.
+        let _ = self.0.registry.record(
+            &op,
+            Resource::Process { pid, start_time },
+            Some(&self.0.class),
+            Some(&self.0.volume),
+        );
+        Ok(child)
+    }
+}
+
 /// One `flexvolume::<call>` check on a scratch volume set up like a class volume (staged driver,
 /// data directory, kubelet root), removed afterwards whatever the outcome.
 pub fn protocol_check(
@@ -400,13 +431,25 @@ pub fn protocol_check(
         let (installed, options, root, name) = b
             .conformance_subject_parts()
             .ok_or_else(|| PlatformError::Other("flexVolume volume not created".into()))?;
-        if let Some(d) = &b.data_dir {
-            // The checks' volumes are named <volume>-<call>: recorded before the driver makes them.
-            let _op = ctx.record(Resource::Loop {
-                image: d.join(format!("{}-{}.img", options.volume_name, call.name())),
-            })?;
-        }
-        let driver = Driver::new(installed).with_timeouts(b.timeouts());
+        // Everything the check mounts or attaches is recorded first, and the guards are held for
+        // the whole check, so a run shutting down waits for it and then removes what is left.
+        let volume = format!("{}-{}", options.volume_name, call.name());
+        let layout = conformance::layout_for(call, &root, VENDOR, &name, &volume);
+        let _global = ctx.record(Resource::Mount {
+            path: layout.global_dir.clone(),
+        })?;
+        let _pod = ctx.record(Resource::Mount {
+            path: layout.pod_dir.clone(),
+        })?;
+        let _image = match &b.data_dir {
+            Some(d) => Some(ctx.record(Resource::Loop {
+                image: d.join(format!("{volume}.img")),
+            })?),
+            None => None,
+        };
+        let driver = Driver::new(installed)
+            .with_timeouts(b.timeouts())
+            .with_spawn_hook(std::sync::Arc::new(RegistryHook(ctx.clone())));
         let subject = Subject {
             driver: &driver,
             options,

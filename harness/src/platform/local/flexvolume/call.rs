@@ -25,13 +25,22 @@ pub const DEFAULT_OUTPUT_CAP: usize = 64 * 1024;
 const LINGER: Duration = Duration::from_secs(2);
 
 /// One call of an executable.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Invocation<'a> {
     pub program: &'a Path,
     pub args: &'a [String],
     pub timeout: Duration,
     /// Bytes kept of each of stdout and stderr; the rest is read and counted, not kept.
     pub output_cap: usize,
+    /// Wraps the spawn, e.g. to record the process in the run registry.
+    pub hook: Option<&'a dyn SpawnHook>,
+}
+
+/// Lets the caller make the spawn part of its own bookkeeping: a run records every process it
+/// starts, so a run shutting down (Ctrl-C) kills a driver call still in flight, with its group.
+pub trait SpawnHook: Send + Sync {
+    /// Calls `spawn` (exactly once when it returns Ok) and returns its child.
+    fn spawn(&self, spawn: &mut dyn FnMut() -> io::Result<Child>) -> io::Result<Child>;
 }
 
 /// How the driver ended.
@@ -124,15 +133,26 @@ pub fn run(inv: &Invocation<'_>) -> Result<Output, RunError> {
     check_executable(inv.program)?;
     let start = Instant::now();
     let mut attempt = 0;
+    let mut cmd = Command::new(inv.program);
+    cmd.args(inv.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so a timeout kills what the driver started too.
+        .process_group(0);
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        // If pvcheck dies, so does the driver call: no orphan keeps running.
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
     let mut child = loop {
-        let spawned = Command::new(inv.program)
-            .args(inv.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group, so a timeout kills what the driver started too.
-            .process_group(0)
-            .spawn();
+        let spawned = match inv.hook {
+            Some(h) => h.spawn(&mut || cmd.spawn()),
+            None => cmd.spawn(),
+        };
         match spawned {
             Ok(c) => break c,
             // A driver just written (installed or swapped) can be briefly "text file busy": a

@@ -76,6 +76,22 @@ impl Drop for Scratch<'_, '_> {
     }
 }
 
+fn pod_uid(call: Call) -> String {
+    format!("{}-{}", call.name(), std::process::id())
+}
+
+/// Where the check for `call` mounts (`volume` already carries the call's suffix), so a caller can
+/// record it before the check runs.
+pub fn layout_for(
+    call: Call,
+    root: &Path,
+    vendor: &str,
+    driver_name: &str,
+    volume: &str,
+) -> Layout {
+    Layout::new(root, vendor, driver_name, volume, &pod_uid(call))
+}
+
 /// Runs the check for `call`.
 pub fn check(call: Call, subject: &Subject<'_>) -> Result<Verdict, FlexError> {
     let mut options = subject.options.clone();
@@ -91,15 +107,14 @@ pub fn check(call: Call, subject: &Subject<'_>) -> Result<Verdict, FlexError> {
     if let Err(reason) = applies(call, caps.attach) {
         return Ok(Verdict::NotApplicable(reason));
     }
-    let uid = format!("{}-{}", call.name(), std::process::id());
-    let layout = Layout::new(
+    let layout = layout_for(
+        call,
         &subject.kubelet_root,
         &subject.vendor,
         &subject.driver_name,
         &options.volume_name,
-        &uid,
     );
-    let pod = pod(&uid);
+    let pod = pod(&pod_uid(call));
     match call {
         Call::Init => unreachable!("handled above"),
         Call::Attach | Call::WaitForAttach | Call::IsAttached => {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::call::{self, DEFAULT_OUTPUT_CAP, Invocation, RunError};
+use super::call::{self, DEFAULT_OUTPUT_CAP, Invocation, RunError, SpawnHook};
 use super::error::{FlexError, ProtocolViolation, command_line};
 use super::options::Masker;
 use super::protocol::{self, Call, Reply, Status};
@@ -53,12 +53,21 @@ pub struct CallRecord {
     pub elapsed: Duration,
 }
 
-#[derive(Debug)]
 pub struct Driver {
     pub path: PathBuf,
     pub timeouts: Timeouts,
     pub output_cap: usize,
     transcript: Mutex<Vec<CallRecord>>,
+    hook: Option<std::sync::Arc<dyn SpawnHook>>,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("path", &self.path)
+            .field("timeouts", &self.timeouts)
+            .finish()
+    }
 }
 
 impl Driver {
@@ -68,7 +77,14 @@ impl Driver {
             timeouts: Timeouts::default(),
             output_cap: DEFAULT_OUTPUT_CAP,
             transcript: Mutex::new(Vec::new()),
+            hook: None,
         }
+    }
+
+    /// Every call's spawn goes through `hook` (the run registry records the process).
+    pub fn with_spawn_hook(mut self, hook: std::sync::Arc<dyn SpawnHook>) -> Self {
+        self.hook = Some(hook);
+        self
     }
 
     pub fn with_timeouts(mut self, t: Timeouts) -> Self {
@@ -100,6 +116,7 @@ impl Driver {
             args: &argv,
             timeout: self.timeouts.of(call),
             output_cap: self.output_cap,
+            hook: self.hook.as_deref(),
         };
         let result = call::run(&inv);
         let (outcome, elapsed, res) = match result {
@@ -199,6 +216,7 @@ pub fn identity(path: &Path) -> std::io::Result<DriverIdentity> {
         args: &args,
         timeout: Duration::from_secs(5),
         output_cap: 4096,
+        hook: None,
     };
     let version = match call::run(&inv) {
         Ok(out) if out.exit == call::Exit::Code(0) => {

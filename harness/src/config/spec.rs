@@ -76,7 +76,7 @@ pub enum LocalKind {
     /// Each volume is a fresh image file, formatted and loop-mounted.
     Loop(LoopSpec),
     /// A flexVolume driver (issue 5).
-    Flexvolume(FlexvolumeSpec),
+    Flexvolume(Box<FlexvolumeSpec>),
 }
 
 impl LocalKind {

@@ -51,7 +51,7 @@ impl LocalPlatform {
             Some(LocalKind::Loop(l)) => Ok(Box::new(loopfs::LoopBackend::new(l.clone()))),
             Some(LocalKind::Flexvolume(f)) => Ok(Box::new(flexvolume::backend::FlexBackend::new(
                 class,
-                f.clone(),
+                (**f).clone(),
             ))),
             None => Err(PlatformError::Unsupported(format!(
                 "class {} has no `local:` section",

@@ -40,13 +40,25 @@ pub fn usable(class: &ClassSpec, spec: &FlexvolumeSpec) -> Result<(), String> {
     {
         sources.push(d.clone());
     }
-    if sources
+    let embedded: Vec<&str> = sources
         .iter()
-        .any(|s| matches!(s, DriverSource::Embedded(_)))
-    {
-        let fs = spec.fs_type.as_deref().unwrap_or("ext4");
-        let mkfs = format!("mkfs.{fs}");
-        for tool in ["jq", "losetup", "mountpoint", "blkid", mkfs.as_str()] {
+        .filter_map(|s| match s {
+            DriverSource::Embedded(rel) => Some(*rel),
+            DriverSource::File(_) => None,
+        })
+        .collect();
+    if !embedded.is_empty() {
+        let mut tools = vec!["jq".to_string(), "mountpoint".to_string()];
+        // The loop sample attaches images and makes their filesystem; the bind sample does neither.
+        if embedded.iter().any(|rel| rel.contains("/loop/")) {
+            let fs = spec.fs_type.as_deref().unwrap_or("ext4");
+            tools.extend([
+                "losetup".to_string(),
+                "blkid".to_string(),
+                format!("mkfs.{fs}"),
+            ]);
+        }
+        for tool in &tools {
             if crate::sys::which(tool).is_none() {
                 return Err(format!(
                     "the built-in sample drivers need {tool}, which is not installed"

@@ -66,8 +66,8 @@ pub enum Resource {
     Mount { path: PathBuf },
     /// A process pvcheck started (killed with its process group).
     Process { pid: i32, start_time: u64 },
-    /// A volume kept with --keep-on-failure: its records are skipped by the end-of-run removal.
-    Kept { volume: String },
+    /// A volume kept with --keep-on-failure (its id): its records are skipped by the end-of-run removal.
+    Kept { kept: String },
 }
 
 /// One line of `resources.jsonl`.
@@ -305,7 +305,7 @@ impl Registry {
         let kept: Vec<String> = recs
             .iter()
             .filter_map(|r| match &r.resource {
-                Resource::Kept { volume } => Some(volume.clone()),
+                Resource::Kept { kept } => Some(kept.clone()),
                 _ => None,
             })
             .collect();
@@ -360,10 +360,16 @@ impl Registry {
 
     /// Removes the run directory itself once nothing recorded is left (and nothing is mounted in it).
     pub fn remove_run_dir(&self) -> Result<(), RegistryError> {
-        if !self.present(None, true)?.is_empty() {
+        let present = self.present(None, true)?;
+        if !present.is_empty() {
             return Err(RegistryError::Invalid(format!(
-                "{}: resources are still present",
-                self.dir.display()
+                "{}: still present: {}",
+                self.dir.display(),
+                present
+                    .iter()
+                    .map(|r| format!("{:?}", r.resource))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         if sys::mounted_below(&self.dir) {
@@ -373,5 +379,60 @@ impl Registry {
             )));
         }
         fs::remove_dir_all(&self.dir).map_err(io(&self.dir))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A kept volume's record once carried `volume` twice (the resource's and the record's
+    /// field), so it did not parse back and the kept volume was removed at the end of the run.
+    #[test]
+    fn every_resource_kind_round_trips_through_a_record_line() {
+        let all = [
+            Resource::Dir { path: "/a".into() },
+            Resource::SharedDir { path: "/b".into() },
+            Resource::Image { path: "/c".into() },
+            Resource::Loop { image: "/c".into() },
+            Resource::Mount { path: "/d".into() },
+            Resource::Process {
+                pid: 7,
+                start_time: 9,
+            },
+            Resource::Kept { kept: "v".into() },
+        ];
+        for r in all {
+            let rec = Record {
+                resource: r.clone(),
+                class: Some("c".into()),
+                volume: Some("v".into()),
+            };
+            let line = serde_json::to_string(&rec).unwrap();
+            let back: Record =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert_eq!(back.resource, r);
+            assert_eq!(back.volume.as_deref(), Some("v"));
+        }
+    }
+
+    #[test]
+    fn closed_registry_refuses_new_operations() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::create(dir.path(), "t1").unwrap();
+        let op = reg.begin().unwrap();
+        reg.record(
+            &op,
+            Resource::Dir {
+                path: dir.path().join("x"),
+            },
+            None,
+            None,
+        )
+        .unwrap();
+        drop(op);
+        reg.close(Duration::from_millis(10));
+        assert!(matches!(reg.begin(), Err(RegistryError::Closed)));
+        assert_eq!(reg.records().unwrap().len(), 1);
     }
 }

@@ -110,7 +110,11 @@ pub fn loop_devices_of(image: &Path) -> Vec<PathBuf> {
 /// Whether a recorded resource is still there.
 pub fn resource_present(r: &Resource) -> bool {
     match r {
-        Resource::Dir { path } | Resource::SharedDir { path } => path.is_dir(),
+        Resource::Dir { path } => path.is_dir(),
+        // Shared by runs: "ours to remove" only while empty.
+        Resource::SharedDir { path } => {
+            std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_none())
+        }
         Resource::Image { path } => path.exists(),
         Resource::Loop { image } => !loop_devices_of(image).is_empty(),
         Resource::Mount { path } => is_mounted(path),

@@ -15,6 +15,7 @@ pub fn check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
         let new = old + old / 2;
         vol.expand(new).map_err(|e| Failure::from(e).context(&format!("expanding from {old} to {new} bytes")))?;
         let after = pod.capacity()?;
+        ctx.metric("volume_after", vol.fingerprint());
         ctx.metric("size_before", old.into());
         ctx.metric("size_after", new.into());
         ctx.metric("fs_total_before", before.total_bytes.into());

@@ -131,15 +131,25 @@ pub fn verify(
             )));
         }
     };
-    ctx.metric(
-        &format!("verify_{}", when.replace(' ', "_")),
-        summary(&report),
-    );
+    ctx.metric(&slug(when), summary(&report));
     let clean = report.get("clean").and_then(Value::as_bool);
     if clean == Some(true) && out.code == Some(0) {
         return Ok(report);
     }
     Err(damage_failure(ctx, vol, &report, when, &out.command))
+}
+
+/// `verify after recreate` → `verify_after_recreate` (a metrics key).
+fn slug(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    out.trim_end_matches('_').to_string()
 }
 
 /// The verify report without the histogram-sized parts, for metrics.
@@ -362,40 +372,53 @@ pub fn selftest_check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
     })
 }
 
-/// write → upgrade → verify → rewrite → recreate → verify (→ each further step, e.g. rollback → verify).
+/// write → upgrade step 1 → verify → rewrite → upgrade step 2 (or a recreate when there is only
+/// one step) → verify → every further step → verify. For a class's `upgrade.command` the two
+/// steps are `upgrade` and `upgrade-after-rewrite`; a flexVolume class brings its own
+/// (`upgrade` to the new driver, `rollback` to the old one).
 pub fn upgrade_check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
     ctx.with_volume("", size_for(ctx), |vol| {
         let steps = vol.upgrade_steps();
-        if steps.is_empty() {
+        let Some(first) = steps.first() else {
             return Ok(Verdict::Ignored("the class defines no upgrade step".into()));
-        }
+        };
+        let upgrade = |vol: &mut dyn Volume, pod, step: &crate::platform::UpgradeStep| {
+            vol.upgrade(pod, step)
+                .map_err(|e| Failure::from(e).context(&format!("upgrade step {:?}", step.name)))
+        };
         let mut pod = vol.start_pod()?;
-        let mut ledger = path(ctx, "ledger-1.json");
-        write(ctx, vol, pod.as_mut(), &ledger)?;
-        for (i, step) in steps.iter().enumerate() {
-            pod = vol
-                .upgrade(pod, step)
-                .map_err(|e| Failure::from(e).context(&format!("upgrade step {:?}", step.name)))?;
+        let l1 = path(ctx, "ledger-1.json");
+        let l2 = path(ctx, "ledger-2.json");
+        write(ctx, vol, pod.as_mut(), &l1)?;
+        pod = upgrade(vol, pod, first)?;
+        verify(
+            ctx,
+            vol,
+            pod.as_mut(),
+            Expect::Ledger(&l1),
+            &format!("verify after {}", first.name),
+        )?;
+        rewrite(ctx, vol, pod.as_mut(), &l1, &l2)?;
+        let after = match steps.get(1) {
+            Some(second) => {
+                pod = upgrade(vol, pod, second)?;
+                format!("verify after rewrite and {}", second.name)
+            }
+            None => {
+                pod = recreate(vol, pod)?;
+                format!("verify after {}, rewrite and recreate", first.name)
+            }
+        };
+        verify(ctx, vol, pod.as_mut(), Expect::Ledger(&l2), &after)?;
+        for step in steps.iter().skip(2) {
+            pod = upgrade(vol, pod, step)?;
             verify(
                 ctx,
                 vol,
                 pod.as_mut(),
-                Expect::Ledger(&ledger),
+                Expect::Ledger(&l2),
                 &format!("verify after {}", step.name),
             )?;
-            if i == 0 {
-                let next = path(ctx, "ledger-2.json");
-                rewrite(ctx, vol, pod.as_mut(), &ledger, &next)?;
-                ledger = next;
-                pod = recreate(vol, pod)?;
-                verify(
-                    ctx,
-                    vol,
-                    pod.as_mut(),
-                    Expect::Ledger(&ledger),
-                    &format!("verify after {}, rewrite and recreate", step.name),
-                )?;
-            }
         }
         vol.stop_pod(pod)?;
         Ok(Verdict::Passed)

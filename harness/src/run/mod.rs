@@ -400,41 +400,57 @@ pub fn execute(opts: RunOptions) -> u8 {
 }
 
 /// Removes what the run left (not kept volumes); returns problems, one line each.
+///
+/// On interruption the trial threads are still winding down (killing their agents, destroying
+/// their volumes) while this runs, so removal is retried until nothing is left.
 fn remove_everything(ctx: &RunCtx, interrupted: bool) -> Vec<String> {
-    let mut problems = Vec::new();
     let filter = RunFilter::Run {
         run_id: ctx.run_id.clone(),
         class: None,
     };
-    match ctx.platform.remove_leftovers(&filter) {
-        Ok(removed) if !removed.is_empty() && !interrupted => {
-            problems.push(format!(
-                "removed {} thing(s) the checks left behind: {}",
-                removed.len(),
-                removed
+    let mut last_problem = None;
+    for attempt in 0..20 {
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+        match ctx.platform.remove_leftovers(&filter) {
+            Ok(removed) => {
+                // The shared parent directory is expected; anything else was a check's leak
+                // (the class's `cleanup` trial reports it as a failure).
+                let leaked: Vec<String> = removed
                     .iter()
+                    .filter(|l| l.kind != "shared-dir")
                     .map(|l| format!("{} {}", l.kind, l.what))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ));
+                    .collect();
+                if !leaked.is_empty() && !interrupted {
+                    eprintln!(
+                        "pvcheck: removed {} thing(s) the checks left behind: {}",
+                        leaked.len(),
+                        leaked.join("; ")
+                    );
+                }
+            }
+            Err(e) => {
+                last_problem = Some(format!(
+                    "could not remove everything this run created: {e}; run `pvcheck cleanup`"
+                ));
+                continue;
+            }
         }
-        Ok(_) => {}
-        Err(e) => problems.push(format!(
-            "could not remove everything this run created: {e}; run `pvcheck cleanup`"
-        )),
-    }
-    if ctx
-        .kept
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .is_empty()
-        && problems.is_empty()
-    {
-        if let Err(e) = ctx.registry.remove_run_dir() {
-            problems.push(format!("could not remove the run directory: {e}"));
+        if !ctx
+            .kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+        {
+            return Vec::new(); // the run directory holds the kept volume's ledgers
+        }
+        match ctx.registry.remove_run_dir() {
+            Ok(()) => return Vec::new(),
+            Err(e) => last_problem = Some(format!("could not remove the run directory: {e}")),
         }
     }
-    problems
+    last_problem.into_iter().collect()
 }
 
 fn agent_version(agent: &AgentBinary) -> Option<String> {

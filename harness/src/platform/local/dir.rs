@@ -26,26 +26,34 @@ impl Backend for DirBackend {
     }
 
     fn create(&mut self, ctx: &BackendCtx) -> Result<(), PlatformError> {
-        if !self.parent.is_dir() {
-            // Shared with other runs: recorded so the last run removes it, only when empty.
-            let _op = ctx.record(Resource::SharedDir {
-                path: self.parent.clone(),
-            })?;
-            std::fs::create_dir(&self.parent)
-                .or_else(|e| {
-                    if e.kind() == std::io::ErrorKind::AlreadyExists {
-                        Ok(())
-                    } else {
-                        Err(e)
-                    }
-                })
-                .map_err(|e| PlatformError::io(format!("mkdir {}", self.parent.display()), e))?;
-        }
         let path = self.parent.join(&ctx.volume);
         let _op = ctx.record(Resource::Dir { path: path.clone() })?;
-        // create_dir, not create_dir_all: the directory must be fresh, never someone else's.
-        std::fs::create_dir(&path)
-            .map_err(|e| PlatformError::io(format!("mkdir {}", path.display()), e))?;
+        // The parent may be shared with other runs, which remove it when they find it empty:
+        // recreate it and retry if it vanished between the two calls.
+        for attempt in 0.. {
+            if !self.parent.is_dir() {
+                let _op = ctx.record(Resource::SharedDir {
+                    path: self.parent.clone(),
+                })?;
+                std::fs::create_dir(&self.parent)
+                    .or_else(|e| {
+                        if e.kind() == std::io::ErrorKind::AlreadyExists {
+                            Ok(())
+                        } else {
+                            Err(e)
+                        }
+                    })
+                    .map_err(|e| {
+                        PlatformError::io(format!("mkdir {}", self.parent.display()), e)
+                    })?;
+            }
+            // create_dir, not create_dir_all: the directory must be fresh, never someone else's.
+            match std::fs::create_dir(&path) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < 5 => continue,
+                Err(e) => return Err(PlatformError::io(format!("mkdir {}", path.display()), e)),
+            }
+        }
         self.path = Some(path);
         Ok(())
     }
@@ -64,7 +72,6 @@ impl Backend for DirBackend {
         if let Some(p) = self.path.take() {
             sys::remove_resource(&Resource::Dir { path: p }).map_err(PlatformError::Other)?;
         }
-        let _ = std::fs::remove_dir(&self.parent); // only if empty (shared by runs)
         Ok(())
     }
 

@@ -23,6 +23,8 @@ pub struct LoopBackend {
     /// Mount options as the kernel reports them at the last mount.
     effective_options: Option<String>,
     mkfs_version: Option<String>,
+    /// How the last expansion grew the filesystem (online, or offline and why).
+    expansion: Option<String>,
 }
 
 impl LoopBackend {
@@ -37,6 +39,7 @@ impl LoopBackend {
             from_snapshot: false,
             effective_options: None,
             mkfs_version: None,
+            expansion: None,
         }
     }
 
@@ -196,7 +199,47 @@ impl Backend for LoopBackend {
             ctx.step_timeout,
         )?;
         match self.spec.fs {
-            FsType::Ext4 => sys::run_ok(Command::new("resize2fs").arg(&dev), ctx.step_timeout)?,
+            FsType::Ext4 => {
+                match sys::run_ok(Command::new("resize2fs").arg(&dev), ctx.step_timeout) {
+                    Ok(o) => {
+                        self.expansion = Some("online".into());
+                        o
+                    }
+                    // Online resize needs CAP_SYS_RESOURCE (containers often drop it): grow offline,
+                    // as a node without online expansion would (unmount, fsck, resize, mount).
+                    Err(online) if mounted.is_some() => {
+                        let mp = mounted.unwrap_or(&ctx.mount_point);
+                        sys::umount(mp)?;
+                        let offline = (|| {
+                            // e2fsck -p exits 1 when it fixed something: acceptable, 4+ is not.
+                            let fsck = sys::run(
+                                Command::new("e2fsck").args(["-f", "-p"]).arg(&dev),
+                                ctx.step_timeout,
+                            )?;
+                            if fsck.status.code().is_none_or(|c| c >= 4) {
+                                sys::check_output("e2fsck -f -p", &fsck)?;
+                            }
+                            sys::run_ok(Command::new("resize2fs").arg(&dev), ctx.step_timeout)
+                        })();
+                        let mut c = Command::new("mount");
+                        c.args(["-t", "ext4"]);
+                        let opts = self.mount_options();
+                        if !opts.is_empty() {
+                            c.arg("-o").arg(opts.join(","));
+                        }
+                        c.arg(&dev).arg(mp);
+                        let remounted = sys::run_ok(&mut c, ctx.step_timeout);
+                        if remounted.is_err() {
+                            self.mounted = None;
+                        }
+                        let o = offline?;
+                        remounted?;
+                        self.expansion = Some(format!("offline (online resize refused: {online})"));
+                        o
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
             FsType::Xfs => {
                 let mp = mounted.ok_or_else(|| {
                     PlatformError::Unsupported("xfs grows only while mounted".into())
@@ -278,6 +321,7 @@ impl Backend for LoopBackend {
             "mkfs_version": self.mkfs_version,
             "image": self.image,
             "from_snapshot": self.from_snapshot,
+            "expansion": self.expansion,
         })
     }
 

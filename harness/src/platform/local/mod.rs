@@ -64,7 +64,7 @@ impl LocalPlatform {
 fn leftover(run_id: &str, r: &Record) -> Leftover {
     let (kind, what) = match &r.resource {
         Resource::Dir { path } => ("dir", path.display().to_string()),
-        Resource::SharedDir { path } => ("dir", path.display().to_string()),
+        Resource::SharedDir { path } => ("shared-dir", path.display().to_string()),
         Resource::Image { path } => ("image", path.display().to_string()),
         Resource::Loop { image } => (
             "loop",
@@ -80,7 +80,7 @@ fn leftover(run_id: &str, r: &Record) -> Leftover {
         ),
         Resource::Mount { path } => ("mount", path.display().to_string()),
         Resource::Process { pid, .. } => ("process", format!("pid {pid}")),
-        Resource::Kept { volume } => ("kept", volume.clone()),
+        Resource::Kept { kept } => ("kept", kept.clone()),
     };
     Leftover {
         run_id: run_id.into(),
@@ -146,6 +146,11 @@ impl Platform for LocalPlatform {
             agent: self.agent.clone(),
             upgrade: class.upgrade.clone(),
             upgrade_timeout: class.timeouts.upgrade.0,
+            upgrade_cwd: class
+                .file
+                .parent()
+                .filter(|d| d.is_dir())
+                .map(std::path::Path::to_path_buf),
             attached: None,
             requested: req.size,
             done: false,
@@ -171,10 +176,11 @@ impl Platform for LocalPlatform {
                     )
                 };
                 let reg = reg.as_ref().unwrap_or(&self.registry);
-                Ok(reg
-                    .present(class.as_deref(), false)
-                    .map_err(reg_err)?
+                // A shared parent directory belongs to no class's volume: the end of the run removes it.
+                let present = reg.present(class.as_deref(), false).map_err(reg_err)?;
+                Ok(present
                     .iter()
+                    .filter(|r| !matches!(r.resource, Resource::SharedDir { .. }))
                     .map(|r| leftover(run_id, r))
                     .collect())
             }

@@ -14,8 +14,10 @@ use crate::platform::{
 use crate::registry::Resource;
 use crate::{signals, sys};
 
-/// The name of the step that runs the class's `upgrade.command`.
-pub const COMMAND_STEP: &str = "upgrade";
+/// The steps that run the class's `upgrade.command`: once between the write and the first
+/// verify, once more between the rewrite and the second verify ("runs between phases"), so a
+/// command can also act on data written after the first upgrade (e.g. put back an older copy).
+pub const COMMAND_STEPS: [&str; 2] = ["upgrade", "upgrade-after-rewrite"];
 
 /// A local volume: a backend plus the generic pod, recreation and upgrade logic.
 pub struct LocalVolume {
@@ -24,6 +26,8 @@ pub struct LocalVolume {
     pub(super) agent: AgentBinary,
     pub(super) upgrade: Option<UpgradeSpec>,
     pub(super) upgrade_timeout: Duration,
+    /// Upgrade commands run here: the directory of the class file, so `./script.sh` works.
+    pub(super) upgrade_cwd: Option<PathBuf>,
     /// The directory the agent uses while attached.
     pub(super) attached: Option<PathBuf>,
     pub(super) requested: u64,
@@ -54,6 +58,7 @@ impl LocalVolume {
     fn run_upgrade_command(
         &self,
         spec: &UpgradeSpec,
+        step: &str,
         volume_dir: &Path,
     ) -> Result<(), PlatformError> {
         let deadline = Instant::now() + self.upgrade_timeout;
@@ -61,12 +66,16 @@ impl LocalVolume {
             c.env("PVCHECK_CLASS", &self.ctx.class)
                 .env("PVCHECK_RUN_ID", &self.ctx.run_id)
                 .env("PVCHECK_VOLUME_DIR", volume_dir)
-                .env("PVCHECK_VOLUME_ID", &self.ctx.volume);
+                .env("PVCHECK_VOLUME_ID", &self.ctx.volume)
+                .env("PVCHECK_UPGRADE_STEP", step);
         };
         if let Some(command) = &spec.command {
             let mut c = Command::new("sh");
             c.arg("-c").arg(command);
             env(&mut c);
+            if let Some(d) = &self.upgrade_cwd {
+                c.current_dir(d);
+            }
             let out = self.run_recorded(
                 &mut c,
                 deadline.saturating_duration_since(Instant::now()),
@@ -98,6 +107,9 @@ impl LocalVolume {
                 let mut c = Command::new("sh");
                 c.arg("-c").arg(ready);
                 env(&mut c);
+                if let Some(d) = &self.upgrade_cwd {
+                    c.current_dir(d);
+                }
                 match self.run_recorded(&mut c, left, ready) {
                     Ok(out) if out.status.success() => break,
                     Ok(_) => std::thread::sleep(Duration::from_millis(200).min(left)),
@@ -219,9 +231,11 @@ impl Volume for LocalVolume {
     fn upgrade_steps(&self) -> Vec<UpgradeStep> {
         let mut steps = Vec::new();
         if self.upgrade.as_ref().is_some_and(|u| u.command.is_some()) {
-            steps.push(UpgradeStep {
-                name: COMMAND_STEP.into(),
-            });
+            steps.extend(
+                COMMAND_STEPS
+                    .iter()
+                    .map(|n| UpgradeStep { name: (*n).into() }),
+            );
         }
         steps.extend(self.backend.upgrade_steps());
         steps
@@ -234,15 +248,15 @@ impl Volume for LocalVolume {
     ) -> Result<Box<dyn Pod>, PlatformError> {
         let dir = pod.data_dir().to_path_buf();
         drop(pod); // the agent stops before the upgrade, as a pod would be deleted
-        let is_command =
-            step.name == COMMAND_STEP && self.upgrade.as_ref().is_some_and(|u| u.command.is_some());
+        let is_command = COMMAND_STEPS.contains(&step.name.as_str())
+            && self.upgrade.as_ref().is_some_and(|u| u.command.is_some());
         if is_command {
             // Drivers are replaced while volumes are mounted: run the command with the volume mounted.
             let spec = self
                 .upgrade
                 .clone()
                 .ok_or_else(|| PlatformError::Other("no upgrade".into()))?;
-            self.run_upgrade_command(&spec, &dir)?;
+            self.run_upgrade_command(&spec, &step.name, &dir)?;
             self.detach()?;
         } else {
             self.detach()?;
@@ -285,6 +299,7 @@ impl Volume for LocalVolume {
             agent: self.agent.clone(),
             upgrade: self.upgrade.clone(),
             upgrade_timeout: self.upgrade_timeout,
+            upgrade_cwd: self.upgrade_cwd.clone(),
             attached: None,
             requested: self.requested,
             done: false,
@@ -298,7 +313,7 @@ impl Volume for LocalVolume {
             let _ = self.ctx.registry.record(
                 op,
                 Resource::Kept {
-                    volume: self.ctx.volume.clone(),
+                    kept: self.ctx.volume.clone(),
                 },
                 Some(&self.ctx.class),
                 Some(&self.ctx.volume),

@@ -1,0 +1,131 @@
+//! SIGINT or SIGTERM in the middle of a run: exit 130, and no mount, loop device, process or run
+//! directory is left. A crashed run (SIGKILL) leaves them, and `pvcheck cleanup` removes exactly those.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Env, PVCHECK, fixtures, require_root, stderr, stdout};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+fn interrupt_with(sig: Signal) {
+    require_root();
+    let env = Env::new();
+    let classes = fixtures().join("upgrade/hang.yaml");
+    let child = env.spawn(&["--classes", classes.to_str().unwrap(), "hang::"]);
+    // The upgrade command says when it runs: then a volume is mounted and a command runs.
+    assert!(
+        env.wait_for_record(Duration::from_secs(60)),
+        "the run never reached the upgrade"
+    );
+    assert!(
+        !env.leftovers().is_empty(),
+        "nothing to clean up: the test proves nothing"
+    );
+    kill(Pid::from_raw(child.id() as i32), sig).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "stdout: {}\nstderr: {}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        env.leftovers().is_empty(),
+        "left behind: {:?}",
+        env.leftovers()
+    );
+    let result = env.result();
+    assert_eq!(result["interrupted"], true);
+}
+
+#[test]
+fn sigint_mid_run_leaves_no_mount_loop_device_or_process() {
+    interrupt_with(Signal::SIGINT);
+}
+
+#[test]
+fn sigterm_mid_run_leaves_nothing_either() {
+    interrupt_with(Signal::SIGTERM);
+}
+
+/// A run killed with SIGKILL cannot clean up; `pvcheck cleanup` removes what it left, and does not
+/// touch a run that is still alive.
+#[test]
+fn cleanup_removes_what_a_crashed_run_left_and_only_that() {
+    require_root();
+    let env = Env::new();
+    let classes = fixtures().join("upgrade/hang.yaml");
+    let mut crashed = env.spawn(&[
+        "--classes",
+        classes.to_str().unwrap(),
+        "hang::integrity::upgrade",
+    ]);
+    assert!(
+        env.wait_for_record(Duration::from_secs(60)),
+        "the run never reached the upgrade"
+    );
+    crashed.kill().unwrap();
+    crashed.wait().unwrap();
+    let left = env.leftovers();
+    assert!(
+        left.iter().any(|l| l.starts_with("mount "))
+            && left.iter().any(|l| l.starts_with("loop "))
+            && left.iter().any(|l| l.starts_with("process ")),
+        "a crash should leave a mount, a loop device and the upgrade command: {left:?}"
+    );
+
+    // A live run in the same state dir: cleanup must leave it alone.
+    std::fs::remove_file(env.scratch.path().join("record")).unwrap();
+    let mut live = env.spawn(&[
+        "--classes",
+        classes.to_str().unwrap(),
+        "hang::integrity::upgrade",
+    ]);
+    assert!(
+        env.wait_for_record(Duration::from_secs(60)),
+        "the live run never reached the upgrade"
+    );
+
+    let out = std::process::Command::new(PVCHECK)
+        .arg("cleanup")
+        .arg("--state-dir")
+        .arg(env.state.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report = stdout(&out);
+    assert!(
+        report.contains("removed mount")
+            && report.contains("removed loop")
+            && report.contains("removed process"),
+        "{report}"
+    );
+
+    // Only the live run's things remain, and it is still running.
+    assert!(
+        live.try_wait().unwrap().is_none(),
+        "cleanup killed a live run"
+    );
+    let remaining = env.leftovers();
+    let runs: Vec<&String> = remaining
+        .iter()
+        .filter(|l| l.starts_with("run dir"))
+        .collect();
+    assert_eq!(
+        runs.len(),
+        1,
+        "the crashed run's directory should be gone: {remaining:?}"
+    );
+    assert!(
+        remaining.iter().any(|l| l.starts_with("mount ")),
+        "the live run's mount was removed: {remaining:?}"
+    );
+
+    kill(Pid::from_raw(live.id() as i32), Signal::SIGINT).unwrap();
+    let status = live.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(env.leftovers().is_empty(), "{:?}", env.leftovers());
+}

@@ -294,12 +294,12 @@ impl<'a> Kubelet<'a> {
 
     /// `unmount <dir>`, or kubelet's own unmount when Not supported.
     pub fn unmount(&self, dir: &Path) -> Result<(), FlexError> {
-        self.unmount_call(Call::Unmount, dir)
+        retry_failures(|| self.unmount_call(Call::Unmount, dir))
     }
 
     /// `unmountdevice <dir>`, or kubelet's own unmount when Not supported.
     pub fn unmount_device(&self, dir: &Path) -> Result<(), FlexError> {
-        self.unmount_call(Call::UnmountDevice, dir)
+        retry_failures(|| self.unmount_call(Call::UnmountDevice, dir))
     }
 
     fn unmount_call(&self, call: Call, dir: &Path) -> Result<(), FlexError> {
@@ -307,7 +307,7 @@ impl<'a> Kubelet<'a> {
         let reply = self.driver.call(call, &args, &self.masker)?;
         if reply.status == Status::NotSupported {
             if !mounts_at(dir).map(|v| v.is_empty()).unwrap_or(true) {
-                umount2(dir, MntFlags::empty()).map_err(|e| FlexError::Io {
+                umount_retrying(dir).map_err(|e| FlexError::Io {
                     call,
                     what: format!("kubelet's default unmount of {}", dir.display()),
                     source: e.into(),
@@ -337,6 +337,10 @@ impl<'a> Kubelet<'a> {
 
     /// `detach <device> <node>` (Not supported: nothing to do, as in kubelet).
     pub fn detach(&self, device: &str) -> Result<(), FlexError> {
+        retry_failures(|| self.detach_once(device))
+    }
+
+    fn detach_once(&self, device: &str) -> Result<(), FlexError> {
         let args = [device.to_string(), self.node.clone()];
         let reply = self.driver.call(Call::Detach, &args, &self.masker)?;
         if reply.status != Status::NotSupported {
@@ -392,6 +396,31 @@ impl<'a> Kubelet<'a> {
     }
 }
 
+/// How long a tear-down call that answers Failure is retried. kubelet's reconciler retries a
+/// failed unmount or detach with exponential backoff; the usual cause is "target is busy" for a
+/// moment after the pod's processes end (e.g. io_uring workers still releasing files).
+const TEARDOWN_RETRY: std::time::Duration = std::time::Duration::from_secs(6);
+
+/// Retries `f` while it answers a well-formed Failure (never a protocol violation or a timeout,
+/// which are the driver's fault), with backoff from 100 ms, within [`TEARDOWN_RETRY`].
+fn retry_failures(mut f: impl FnMut() -> Result<(), FlexError>) -> Result<(), FlexError> {
+    let deadline = std::time::Instant::now() + TEARDOWN_RETRY;
+    let mut pause = std::time::Duration::from_millis(100);
+    loop {
+        match f() {
+            Err(e @ FlexError::Failed { .. }) => {
+                let now = std::time::Instant::now();
+                if now + pause > deadline {
+                    return Err(e);
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// After a mount call: `dir` must be a mount point, mounted once, of `device` when known.
 fn check_mounted(call: Call, dir: &Path, device: Option<&str>) -> Result<(), FlexError> {
     let io = |source| FlexError::Io {
@@ -437,6 +466,19 @@ fn check_mounted(call: Call, dir: &Path, device: Option<&str>) -> Result<(), Fle
         }
     }
     Ok(())
+}
+
+/// kubelet's own unmount (driver said Not supported), retried while the target is busy.
+fn umount_retrying(dir: &Path) -> nix::Result<()> {
+    let deadline = std::time::Instant::now() + TEARDOWN_RETRY;
+    loop {
+        match umount2(dir, MntFlags::empty()) {
+            Err(nix::errno::Errno::EBUSY) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// kubelet's SafeFormatAndMount: make a filesystem only when the device has none, then mount.

@@ -1,7 +1,7 @@
 //! A progress line for long trials, on stderr, only when stderr is a terminal.
 //!
-//! libtest prints whole result lines only when trials run in a thread pool (`--test-threads`
-//! > 1, the default); single-threaded it prints "test x ..." before running, which a progress
+//! libtest prints whole result lines only when trials run in a thread pool (more than one
+//! `--test-threads`, the default); single-threaded it prints "test x ..." before running, which a progress
 //! line would overwrite, so the line is shown only in thread-pool mode. When a trial finishes
 //! the line is hidden (cleared) just before libtest prints that trial's result, and shown again
 //! a moment later by the ticker thread while trials still run.

@@ -192,10 +192,10 @@ fn run_trial(ctx: &RunCtx, p: &Planned, name: &str) -> Result<Completion, Failed
             Check::Speed(w) => checks::speed::check(&cctx, w),
             Check::Cleanup => checks::cleanup::check(&cctx),
         };
-        if running.last_speed_of_class {
-            if let Err(e) = ctx.speed.release(p.class.name()) {
-                r = r.and(Err(e.context("removing the speed volume")));
-            }
+        if running.last_speed_of_class
+            && let Err(e) = ctx.speed.release(p.class.name())
+        {
+            r = r.and(Err(e.context("removing the speed volume")));
         }
         r
     }))

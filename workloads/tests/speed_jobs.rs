@@ -16,7 +16,13 @@ fn dir_job(
         .tempdir()
         .unwrap();
     let mut args = vec!["--dir", d.path().to_str().unwrap()];
-    args.extend_from_slice(SHORT);
+    // SHORT starts with --size 8MiB: an explicit --size replaces it.
+    let short = if extra.contains(&"--size") {
+        &SHORT[2..]
+    } else {
+        SHORT
+    };
+    args.extend_from_slice(short);
     args.extend_from_slice(extra);
     let (r, raw) = bench_ok(&args, 0);
     assert_eq!(r.status, Status::Ok);
@@ -112,7 +118,7 @@ fn fsync_latency_reports_fdatasync_latency_after_every_write() {
 
 #[test]
 fn metadata_reports_each_operation_rate() {
-    let (_d, r) = dir_job(&["--workload", "metadata"]);
+    let (_d, r) = dir_job(&["--workload", "metadata", "--size", "128KiB"]);
     let m = r.metadata.as_ref().expect("metadata section");
     let ops = [&m.create, &m.stat, &m.rename, &m.unlink];
     let total: u64 = ops.iter().map(|o| o.count).sum();
@@ -123,6 +129,21 @@ fn metadata_reports_each_operation_rate() {
         assert_ordered(&o.lat_ns, "op");
     }
     assert!(r.cv.is_some());
+    assert!(
+        r.warnings.iter().all(|w| !w.contains("not measured")),
+        "{:?}",
+        r.warnings
+    );
+}
+
+#[test]
+fn metadata_batches_too_large_for_the_runtime_say_so() {
+    let (_d, r) = dir_job(&["--workload", "metadata", "--size", "64MiB"]);
+    assert!(
+        r.warnings.iter().any(|w| w.contains("not measured")),
+        "{:?}",
+        r.warnings
+    );
 }
 
 /// tmpfs accepts O_DIRECT since Linux 6.6; ramfs still refuses it everywhere.

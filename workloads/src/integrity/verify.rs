@@ -144,7 +144,7 @@ pub fn verify(p: &VerifyParams) -> Result<VerifyReport, Error> {
                 bytes: 0,
             },
             |w, i| {
-                let c = chunks[i];
+                let c = chunks.get(i);
                 let file = &files[c.file];
                 if w.open.as_ref().map(|(id, _)| *id) != Some(file.id) {
                     let f = io::open_read(&file.path, mode.0)

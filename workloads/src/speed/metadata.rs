@@ -42,7 +42,7 @@ impl MetaOutput {
             a.busy_ns += b.busy_ns;
         }
         self.inflight_at_exit += o.inflight_at_exit;
-        self.thread_cpu = self.thread_cpu.add(o.thread_cpu);
+        self.thread_cpu = self.thread_cpu.plus(o.thread_cpu);
         if self.error.is_none() {
             self.error = o.error;
         }

@@ -710,6 +710,17 @@ fn run_metadata(spec: &JobSpec, pool: Arc<DataPool>) -> Result<BenchResult, Erro
         o.thread_cpu,
         Vec::new(),
     );
+    let missing: Vec<&str> = (0..4)
+        .filter(|&k| o.ops[k].hist.count() == 0)
+        .map(|k| metadata::OPS[k])
+        .collect();
+    if !missing.is_empty() && r.status == Status::Ok {
+        r.warnings.push(format!(
+            "{} not measured: one batch of {} files did not finish within the runtime; use a smaller --size or a longer --runtime",
+            missing.join(", "),
+            (j.size / j.bs).max(1)
+        ));
+    }
     r.metadata = Some(MetadataResult {
         create: op_rate(0),
         stat: op_rate(1),

@@ -48,7 +48,7 @@ impl CpuTimes {
         }
     }
 
-    pub fn add(self, o: CpuTimes) -> CpuTimes {
+    pub fn plus(self, o: CpuTimes) -> CpuTimes {
         CpuTimes {
             user_s: self.user_s + o.user_s,
             sys_s: self.sys_s + o.sys_s,

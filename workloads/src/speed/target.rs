@@ -232,7 +232,7 @@ fn open_device(spec: &JobSpec, dev: &Path) -> Result<Prepared, Error> {
         what: "cannot read sector size",
         source: e.into(),
     })?;
-    if j.direct && sector > 0 && j.bs % sector as u64 != 0 {
+    if j.direct && sector > 0 && !j.bs.is_multiple_of(sector as u64) {
         return Err(Error::BadFlag {
             flag: "--bs",
             msg: format!(

@@ -94,7 +94,7 @@ impl WorkerOutput {
         self.sync_sum_ns += o.sync_sum_ns;
         self.busy_ns += o.busy_ns;
         self.inflight_at_exit += o.inflight_at_exit;
-        self.thread_cpu = self.thread_cpu.add(o.thread_cpu);
+        self.thread_cpu = self.thread_cpu.plus(o.thread_cpu);
         if self.error.is_none() {
             self.error = o.error;
         }

@@ -32,7 +32,7 @@ pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
             0 => false,
             p => mix.below(100) < p as u64,
         };
-        let off = plan.offsets.next();
+        let off = plan.offsets.next_offset();
         plan.progress.inflight.store(1, Ordering::Relaxed);
         let t0 = now_ns();
         if t0 >= deadline {
@@ -87,7 +87,7 @@ pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
         }
         if !read && plan.fsync_every > 0 {
             let n = plan.job_writes.fetch_add(1, Ordering::Relaxed) + 1;
-            if n % plan.fsync_every as u64 == 0 {
+            if n.is_multiple_of(plan.fsync_every as u64) {
                 plan.progress.inflight.store(1, Ordering::Relaxed);
                 let s0 = now_ns();
                 // SAFETY: fd is open for the whole run.

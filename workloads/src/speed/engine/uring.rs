@@ -181,7 +181,7 @@ pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
                             0 => false,
                             p => mix.below(100) < p as u64,
                         };
-                        let off = plan.offsets.next();
+                        let off = plan.offsets.next_offset();
                         let buf = if read {
                             // SAFETY: slot < depth, each slot owns `stride` bytes of readbufs.
                             unsafe { readbufs.as_ptr().add(s * stride) }

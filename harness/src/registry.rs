@@ -86,6 +86,9 @@ struct Owner {
     run_id: String,
 }
 
+/// What [`Registry::remove_present`] removed, and what it could not remove (with why).
+pub type Removal = (Vec<Record>, Vec<(Record, String)>);
+
 /// The registry of one run (the current one, or a dead one being cleaned up).
 #[derive(Debug)]
 pub struct Registry {
@@ -335,7 +338,7 @@ impl Registry {
         &self,
         class: Option<&str>,
         include_kept: bool,
-    ) -> Result<(Vec<Record>, Vec<(Record, String)>), RegistryError> {
+    ) -> Result<Removal, RegistryError> {
         let mut present = self.present(class, include_kept)?;
         // Processes first, then mounts, loop devices, files, directories: each frees the next.
         present.sort_by_key(|r| match r.resource {

@@ -357,8 +357,8 @@ pub fn which(prog: &str) -> Option<PathBuf> {
         return is_executable(p).then(|| p.to_path_buf());
     }
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    // PATH only: the same lookup `Command` does, so "usable" means "will run".
     std::env::split_paths(&path)
-        .chain(["/sbin".into(), "/usr/sbin".into()])
         .map(|d| d.join(prog))
         .find(|c| is_executable(c))
 }

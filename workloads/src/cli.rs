@@ -35,14 +35,14 @@ where
 {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
-        Err(e) => {
-            let code = if e.use_stderr() {
-                exit::USAGE_OR_IO
-            } else {
-                exit::OK
-            };
+        Err(e) if !e.use_stderr() => {
+            // --help and --version: clap's own output, exit 0.
             let _ = e.print();
-            return ExitCode::from(code);
+            return ExitCode::from(exit::OK);
+        }
+        Err(e) => {
+            eprintln!("pvcheck-agent: {}", usage_error_line(&e));
+            return ExitCode::from(exit::USAGE_OR_IO);
         }
     };
     let result = match cli.command {
@@ -55,5 +55,32 @@ where
             eprintln!("pvcheck-agent: {msg}");
             ExitCode::from(exit::USAGE_OR_IO)
         }
+    }
+}
+
+/// Bad input gets one line: clap's message without its "error: " prefix and its usage footer.
+fn usage_error_line(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    let first = rendered
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("invalid arguments");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    format!("{first} (see --help)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bad flag value is one line, not clap's three (message, blank line, footer).
+    #[test]
+    fn usage_error_is_one_line() {
+        let e = Cli::try_parse_from(["pvcheck-agent", "write", "--size", "45"]).unwrap_err();
+        let line = usage_error_line(&e);
+        assert!(!line.contains('\n'), "{line}");
+        assert!(!line.starts_with("error:"), "{line}");
+        assert!(line.contains("no unit"), "{line}");
     }
 }

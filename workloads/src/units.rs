@@ -72,7 +72,7 @@ pub fn parse_size(s: &str) -> Result<u64, UnitError> {
             .parse()
             .map_err(|_| UnitError::BadSize(s.to_string()))?;
         let total = (whole as u128) * (mult as u128) + frac_n * (mult as u128) / denom;
-        if frac_n * (mult as u128) % denom != 0 {
+        if !(frac_n * (mult as u128)).is_multiple_of(denom) {
             return Err(UnitError::BadSize(s.to_string()));
         }
         u64::try_from(total).map_err(|_| UnitError::SizeOverflow(s.to_string()))
@@ -92,7 +92,7 @@ pub fn format_size(n: u64) -> String {
         (1 << 10, "KiB"),
     ];
     for (m, u) in UNITS {
-        if n >= m && n % m == 0 {
+        if n >= m && n.is_multiple_of(m) {
             return format!("{}{}", n / m, u);
         }
     }
@@ -178,7 +178,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, UnitError> {
 /// Formats a duration compactly (`500ms`, `30s`, `2m`, `1.5s`).
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if d.as_nanos() % 1_000_000 != 0 {
+    if !d.as_nanos().is_multiple_of(1_000_000) {
         return format!("{}us", d.as_micros());
     }
     if ms % 3_600_000 == 0 && ms > 0 {

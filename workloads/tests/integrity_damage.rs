@@ -361,6 +361,12 @@ fn selftest_injects_every_kind_and_passes() {
     for k in DamageKind::ALL {
         assert_eq!(rep.verify.counts.get(k), 1, "{k:?}");
     }
+    assert!(
+        rep.acks.passed && rep.acks.injected.reported,
+        "{:#?}",
+        rep.acks
+    );
+    assert_eq!(rep.acks.verify.acks.as_ref().unwrap().missing, 1);
     // it cleans up after itself and leaves the directory as it found it
     assert_eq!(std::fs::read_dir(&s.dir).unwrap().count(), 0);
 }
@@ -668,4 +674,44 @@ fn bad_input_gets_one_line_naming_the_problem_and_exit_2() {
     ]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("no unit"), "{}", r.stderr);
+}
+
+#[test]
+fn buffered_reads_say_why_and_find_the_same_damage() {
+    let f = fixture();
+    let (path, rel, _) = f.large();
+    let (code, r) = f.verify(&["--buffered"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        r.read_mode,
+        pvcheck_workloads::integrity::report::ReadMode::Buffered
+    );
+    assert!(
+        r.read_mode_reason
+            .as_deref()
+            .unwrap()
+            .contains("--buffered")
+    );
+    f.put(&path, 2 * 4096, &[0u8; 4096]);
+    let (_, r) = f.verify(&["--buffered", "--threads", "2"]);
+    assert_only(&r, DamageKind::Zeroed, &rel, 2 * 4096);
+}
+
+#[test]
+fn report_is_the_same_whatever_the_thread_count() {
+    let f = fixture();
+    let (path, _, fid) = f.large();
+    let mut b = vec![0u8; 4096];
+    for (i, off) in f.offsets_with_gen(2).into_iter().take(5).enumerate() {
+        block::encode(&f.id(fid, off, 1), &mut b);
+        f.put(&path, off, &b);
+        f.put(&path, (4 + i as u64) * 4096, &[0u8; 4096]);
+    }
+    let (_, one) = f.verify(&["--threads", "1"]);
+    let (_, two) = f.verify(&["--threads", "2"]);
+    let (_, four) = f.verify(&["--threads", "4"]);
+    assert!(one.damage_total >= 6, "{:#?}", one.damage);
+    assert_eq!(one.damage, two.damage);
+    assert_eq!(one.damage, four.damage);
+    assert_eq!(one.counts, four.counts);
 }

@@ -146,3 +146,35 @@ fn payload_is_incompressible_enough_that_no_two_sectors_repeat() {
         assert!(seen.insert(s.to_vec()), "a payload sector repeats");
     }
 }
+
+#[test]
+fn a_block_of_a_dataset_with_another_block_size_is_foreign_not_corrupt() {
+    let mut big = vec![0u8; 8192];
+    block::encode(
+        &BlockId {
+            volume_id: 3,
+            file_id: 0,
+            offset: 0,
+            generation: 1,
+            seed: 4,
+        },
+        &mut big,
+    );
+    let id = BlockId {
+        volume_id: 1,
+        file_id: 0,
+        offset: 0,
+        generation: 1,
+        seed: 9,
+    };
+    let schedule = Schedule::new(&gens()[..1]);
+    let ctx = Context {
+        volume_id: 1,
+        seed: 9,
+        schedule: &schedule,
+        names: &[],
+    };
+    let d = classify(&ctx, "f", &id, &big[..4096]);
+    assert_eq!(d.kind, DamageKind::Foreign, "{d:?}");
+    assert!(d.detail.contains("block size 8192"), "{}", d.detail);
+}

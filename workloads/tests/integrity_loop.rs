@@ -67,6 +67,19 @@ fn ext4_loop_mount_verifies_with_o_direct_and_sees_damage_written_behind_the_cac
         (r.damage_total, r.damage[0].kind, r.damage[0].offset),
         (1, DamageKind::Zeroed, 16 * 4096)
     );
+    // selftest on the same filesystem, with O_DIRECT reads, leaves nothing behind
+    let st = agent(&["selftest", "--dir", m.point.to_str().unwrap()]);
+    assert_eq!(st.code, 0, "{}\n{}", st.stderr, st.stdout);
+    let st: pvcheck_workloads::integrity::report::SelftestReport =
+        serde_json::from_str(&st.stdout).unwrap();
+    assert!(st.passed);
+    assert_eq!(st.verify.read_mode, ReadMode::Direct);
+    let mut left: Vec<_> = std::fs::read_dir(&m.point)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["lost+found", "pvcheck-data"]);
     // a read-only filesystem: write is refused with the errno, verify still works (it never writes)
     sh("mount", &["-o", "remount,ro", m.point.to_str().unwrap()]);
     let sub = m.point.join("lost+found");
@@ -93,7 +106,7 @@ fn ext4_loop_mount_verifies_with_o_direct_and_sees_damage_written_behind_the_cac
 }
 
 #[test]
-fn enospc_during_write_is_one_line_naming_the_errno() {
+fn a_dataset_larger_than_the_free_space_is_refused_with_enospc_before_writing() {
     let root = tempfile::Builder::new()
         .prefix("pvcheck-integrity-enospc-")
         .tempdir()
@@ -119,6 +132,9 @@ fn enospc_during_write_is_one_line_naming_the_errno() {
     );
     assert_eq!(r.stderr.trim_end().lines().count(), 1, "{}", r.stderr);
     assert!(r.stdout.is_empty(), "no ledger for a failed write");
+    // refused before the first byte: the volume is not left full of a partial dataset
+    assert!(r.stderr.contains("needs"), "{}", r.stderr);
+    assert!(!m.point.join("pvcheck-data").exists());
 }
 
 #[test]
@@ -210,4 +226,49 @@ fn raw_loop_device_round_trips_and_reports_damage_at_device_offsets() {
     ]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("--device"), "{}", r.stderr);
+}
+
+#[test]
+fn durability_hitting_enospc_exits_2_and_every_record_it_acknowledged_verifies() {
+    let root = tempfile::Builder::new()
+        .prefix("pvcheck-integrity-dur-")
+        .tempdir()
+        .unwrap();
+    let m = Mount::ext4(root.path(), "16M");
+    let r = agent(&[
+        "durability",
+        "--dir",
+        m.point.to_str().unwrap(),
+        "--seed",
+        "2",
+        "--volume-id",
+        "5",
+        "--records",
+        "100000",
+        "--batch",
+        "64",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("ENOSPC") && r.stderr.contains("pvcheck-durability.log"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.stderr.trim_end().lines().count(), 1, "{}", r.stderr);
+    let acked = r.stdout.lines().count() - 1;
+    assert!(acked > 1000, "the 16M filesystem held only {acked} records");
+    let acks = root.path().join("acks.txt");
+    std::fs::write(&acks, &r.stdout).unwrap();
+    let v = agent(&[
+        "verify",
+        "--dir",
+        m.point.to_str().unwrap(),
+        "--acks",
+        acks.to_str().unwrap(),
+    ]);
+    assert_eq!(v.code, 0, "{}{}", v.stderr, v.stdout);
+    let rep: pvcheck_workloads::integrity::report::VerifyReport =
+        serde_json::from_str(&v.stdout).unwrap();
+    assert_eq!(rep.acks.unwrap().present, acked as u64);
+    assert_eq!(rep.read_mode, ReadMode::Direct);
 }

@@ -2,13 +2,20 @@
 
 use serde_json::Value;
 
-use super::Failure;
+use super::{CheckCtx, Failure};
 use crate::platform::{AgentCall, AgentOutput, Pod};
 
 /// Runs the agent; an agent that could not even start, or timed out, is a failure.
-pub fn run(pod: &mut dyn Pod, call: &AgentCall, what: &str) -> Result<AgentOutput, Failure> {
-    pod.run_agent(call)
-        .map_err(|e| Failure::from(e).context(what))
+pub fn run(
+    ctx: &CheckCtx,
+    pod: &mut dyn Pod,
+    call: &AgentCall,
+    what: &str,
+) -> Result<AgentOutput, Failure> {
+    let start = std::time::Instant::now();
+    let out = pod.run_agent(call);
+    ctx.agent_clock.span(start, std::time::Instant::now());
+    out.map_err(|e| Failure::from(e).context(what))
 }
 
 /// Parses the agent's stdout as one JSON value.
@@ -25,11 +32,12 @@ pub fn parse(out: &AgentOutput, what: &str) -> Result<Value, Failure> {
 
 /// Runs the agent and requires exit 0 and JSON on stdout.
 pub fn run_ok(
+    ctx: &CheckCtx,
     pod: &mut dyn Pod,
     call: &AgentCall,
     what: &str,
 ) -> Result<(AgentOutput, Value), Failure> {
-    let out = run(pod, call, what)?;
+    let out = run(ctx, pod, call, what)?;
     if out.code != Some(0) {
         return Err(Failure::new(format!(
             "{what}: the agent failed ({}): {}\ncommand: {}",

@@ -49,7 +49,7 @@ pub fn write(
         ],
         ctx.agent_timeout(),
     );
-    let (out, v) = agent_json::run_ok(pod, &call, "write")?;
+    let (out, v) = agent_json::run_ok(ctx, pod, &call, "write")?;
     std::fs::write(ledger, out.stdout.as_bytes())
         .map_err(|e| Failure::new(format!("saving the ledger {}: {e}", ledger.display())))?;
     ctx.metric("write_seconds", out.elapsed.as_secs_f64().into());
@@ -79,7 +79,7 @@ pub fn rewrite(
         ctx.agent_timeout(),
     )
     .input("--ledger", ledger);
-    let (out, _) = agent_json::run_ok(pod, &call, "rewrite")?;
+    let (out, _) = agent_json::run_ok(ctx, pod, &call, "rewrite")?;
     std::fs::write(next, out.stdout.as_bytes())
         .map_err(|e| Failure::new(format!("saving the ledger {}: {e}", next.display())))?;
     ctx.metric("rewrite_seconds", out.elapsed.as_secs_f64().into());
@@ -117,7 +117,7 @@ pub fn verify(
         Expect::Ledger(l) => call.input("--ledger", l),
         Expect::Acks(a) => call.input("--acks", a),
     };
-    let out = agent_json::run(pod, &call, when)?;
+    let out = agent_json::run(ctx, pod, &call, when)?;
     let report = match out.code {
         Some(0) | Some(1) => agent_json::parse(&out, when)?,
         _ => {
@@ -310,11 +310,13 @@ pub fn durability_check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
             ],
             ctx.agent_timeout(),
         );
+                let spawned = std::time::Instant::now();
         let mut child = pod.spawn_agent(&call, &acks)?;
         let after = Duration::from_millis(rand::rng().random_range(lo.as_millis() as u64..=hi.as_millis() as u64));
         std::thread::sleep(after);
         child.kill()?;
-        let out = child.wait(Duration::from_secs(30))?;
+                let out = child.wait(Duration::from_secs(30))?;
+        ctx.agent_clock.span(spawned, std::time::Instant::now());
         if out.signal != Some(9) {
             return Err(Failure::new(format!(
                 "the durability stream ended before the kill ({}): {}\ncommand: {}",
@@ -350,7 +352,7 @@ pub fn selftest_check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
             ],
             ctx.agent_timeout(),
         );
-        let out = agent_json::run(pod.as_mut(), &call, "selftest")?;
+        let out = agent_json::run(ctx, pod.as_mut(), &call, "selftest")?;
         if let Ok(v) = agent_json::parse(&out, "selftest") {
             let mut v = v;
             if let Some(o) = v.as_object_mut() {

@@ -182,6 +182,8 @@ pub struct CheckCtx {
     pub kept: Arc<Mutex<Vec<String>>>,
     /// The shared speed volumes of the run.
     pub speed: Arc<speed::SpeedVolumes>,
+    /// When agents ran, to tell agent work from harness work.
+    pub agent_clock: Arc<AgentClock>,
 }
 
 impl CheckCtx {
@@ -278,6 +280,60 @@ impl CheckCtx {
                 Ok(v)
             }
         }
+    }
+}
+
+/// Records when agent processes run, so a run can report how much of its wall time was agent
+/// work and how much was the harness's own (provisioning, mkfs, mounts, bookkeeping).
+#[derive(Debug)]
+pub struct AgentClock {
+    start: Instant,
+    spans: Mutex<Vec<(f64, f64)>>,
+}
+
+impl Default for AgentClock {
+    fn default() -> Self {
+        Self {
+            start: Instant::now(),
+            spans: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl AgentClock {
+    pub fn span(&self, from: Instant, to: Instant) {
+        let a = from.saturating_duration_since(self.start).as_secs_f64();
+        let b = to.saturating_duration_since(self.start).as_secs_f64();
+        self.spans
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((a, b));
+    }
+    /// Seconds during which at least one agent ran (the union of the spans).
+    pub fn busy_seconds(&self) -> f64 {
+        let mut s = self.spans.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        s.sort_by(|x, y| x.0.total_cmp(&y.0));
+        let (mut total, mut cur): (f64, Option<(f64, f64)>) = (0.0, None);
+        for (a, b) in s {
+            cur = match cur {
+                Some((ca, cb)) if a <= cb => Some((ca, cb.max(b))),
+                Some((ca, cb)) => {
+                    total += cb - ca;
+                    Some((a, b))
+                }
+                None => Some((a, b)),
+            };
+        }
+        total + cur.map_or(0.0, |(a, b)| b - a)
+    }
+    /// Seconds of agent work summed over all agents (parallel agents count twice).
+    pub fn summed_seconds(&self) -> f64 {
+        self.spans
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(a, b)| b - a)
+            .sum()
     }
 }
 

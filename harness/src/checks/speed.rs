@@ -13,20 +13,8 @@ use super::{CheckCtx, Failure, Verdict, agent_json};
 use crate::platform::{AgentCall, Pod, Volume, VolumeRequest};
 
 /// The workload names of the agent's standard matrix, in the order they run (issue 3).
-/// The one place they are listed in the harness: once the speed engine is merged this becomes
-/// `&pvcheck_workloads::speed::matrix::NAMES`.
 pub fn workloads() -> &'static [&'static str] {
-    &[
-        "randread-4k-qd64",
-        "randwrite-4k-qd64",
-        "randread-4k-qd1",
-        "randwrite-4k-qd1",
-        "read-1m-qd16",
-        "write-1m-qd16",
-        "randrw70-4k-qd64",
-        "fsync-latency",
-        "metadata",
-    ]
+    &pvcheck_workloads::speed::matrix::NAMES
 }
 
 /// A class's shared speed volume with its running pod.
@@ -117,7 +105,7 @@ pub fn check(ctx: &CheckCtx, workload: &str) -> Result<Verdict, Failure> {
         ],
         ctx.agent_timeout(),
     );
-    let out = agent_json::run(pod.as_mut(), &call, workload)?;
+    let out = agent_json::run(ctx, pod.as_mut(), &call, workload)?;
     let result = agent_json::parse(&out, workload);
     if let Ok(v) = &result {
         // Kept whole, histograms included, so runs can be merged and compared later.

@@ -146,8 +146,10 @@ pub struct Capabilities {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpgradeSpec {
-    /// A shell command (`sh -c`), run with the volume still mounted and the agent stopped; env
-    /// `PVCHECK_CLASS`, `PVCHECK_RUN_ID`, `PVCHECK_VOLUME_DIR`. Then the volume is remounted.
+    /// A shell command (`sh -c`, in the class file's directory), run with the agent stopped and
+    /// the volume still mounted, after the write and again after the rewrite; env
+    /// `PVCHECK_CLASS`, `PVCHECK_RUN_ID`, `PVCHECK_VOLUME_DIR`, `PVCHECK_VOLUME_ID`,
+    /// `PVCHECK_UPGRADE_STEP` (`upgrade`, `upgrade-after-rewrite`). Then the volume is remounted.
     #[serde(default)]
     pub command: Option<String>,
     /// Polled (every 200 ms) until it exits 0, within `timeouts.upgrade`.

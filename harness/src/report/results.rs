@@ -100,6 +100,8 @@ pub struct RunResult {
     pub environment: Value,
     pub trials: Vec<TrialResult>,
     pub kept: Vec<String>,
+    /// `wall_s`, `agent_busy_s` (some agent running), `agent_summed_s`, `harness_only_s`, `harness_only_share`.
+    pub timing: Value,
 }
 
 impl RunResult {

@@ -55,9 +55,23 @@ pub fn render(trials: &[TrialResult]) -> String {
     }
     let mut out = String::new();
     for class in classes {
-        let of: Vec<&TrialResult> = trials.iter().filter(|t| t.class == class).collect();
+        let mut of: Vec<&TrialResult> = trials.iter().filter(|t| t.class == class).collect();
+        // In check order, not in the order they finished.
+        let order: Vec<String> = crate::checks::Check::all()
+            .iter()
+            .map(crate::checks::Check::name)
+            .collect();
+        of.sort_by_key(|t| {
+            order
+                .iter()
+                .position(|n| *n == t.check)
+                .unwrap_or(usize::MAX)
+        });
         let mut table = Table::new();
-        table.set_content_arrangement(ContentArrangement::Dynamic);
+        // Wrap to the terminal's width only where it is known and usable (not in a 0-column pty).
+        if table.width().is_some_and(|w| w >= 60) {
+            table.set_content_arrangement(ContentArrangement::Dynamic);
+        }
         table.set_header(vec![
             "check",
             "status",

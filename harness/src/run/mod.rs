@@ -103,6 +103,7 @@ struct RunCtx {
     speed: Arc<checks::speed::SpeedVolumes>,
     kept: Arc<Mutex<Vec<String>>>,
     progress: Progress,
+    agent_clock: Arc<checks::AgentClock>,
 }
 
 fn new_run_id() -> String {
@@ -177,6 +178,7 @@ fn run_trial(ctx: &RunCtx, p: &Planned, name: &str) -> Result<Completion, Failed
         check: p.check.clone(),
         kept: ctx.kept.clone(),
         speed: ctx.speed.clone(),
+        agent_clock: ctx.agent_clock.clone(),
     };
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut r = match &p.check {
@@ -191,10 +193,10 @@ fn run_trial(ctx: &RunCtx, p: &Planned, name: &str) -> Result<Completion, Failed
             Check::Speed(w) => checks::speed::check(&cctx, w),
             Check::Cleanup => checks::cleanup::check(&cctx),
         };
-        if running.last_speed_of_class {
-            if let Err(e) = ctx.speed.release(p.class.name()) {
-                r = r.and(Err(e.context("removing the speed volume")));
-            }
+        if running.last_speed_of_class
+            && let Err(e) = ctx.speed.release(p.class.name())
+        {
+            r = r.and(Err(e.context("removing the speed volume")));
         }
         r
     }))
@@ -314,6 +316,7 @@ pub fn execute(opts: RunOptions) -> u8 {
         sink: ResultSink::default(),
         speed: Arc::new(checks::speed::SpeedVolumes::default()),
         kept: Arc::new(Mutex::new(Vec::new())),
+        agent_clock: Arc::new(checks::AgentClock::default()),
         progress: Progress::new(selected.len() as u64, threads > 1 && pretty),
     });
     for p in &selected {
@@ -389,6 +392,14 @@ pub fn execute(opts: RunOptions) -> u8 {
     for p in &problems {
         eprintln!("pvcheck: {p}");
     }
+    let t = timing(&ctx, started);
+    eprintln!(
+        "pvcheck: {:.1}s wall; an agent was running for {:.1}s; the harness alone {:.1}s ({:.0}%)",
+        t["wall_s"].as_f64().unwrap_or(0.0),
+        t["agent_busy_s"].as_f64().unwrap_or(0.0),
+        t["harness_only_s"].as_f64().unwrap_or(0.0),
+        t["harness_only_share"].as_f64().unwrap_or(0.0) * 100.0
+    );
     if let Some(p) = path {
         eprintln!("pvcheck: results in {}", p.display());
     }
@@ -473,6 +484,20 @@ fn environment(opts: &RunOptions, platform: &dyn Platform) -> serde_json::Value 
     env
 }
 
+/// Wall time, and how much of it had at least one agent running: the rest is the harness's own
+/// work (provisioning, mkfs, mounts, upgrade commands, bookkeeping).
+fn timing(ctx: &RunCtx, started: SystemTime) -> serde_json::Value {
+    let wall = started.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    let busy = ctx.agent_clock.busy_seconds();
+    serde_json::json!({
+        "wall_s": wall,
+        "agent_busy_s": busy,
+        "agent_summed_s": ctx.agent_clock.summed_seconds(),
+        "harness_only_s": (wall - busy).max(0.0),
+        "harness_only_share": if wall > 0.0 { ((wall - busy) / wall).max(0.0) } else { 0.0 },
+    })
+}
+
 fn result_doc(
     ctx: &RunCtx,
     opts: &RunOptions,
@@ -499,5 +524,6 @@ fn result_doc(
         environment: env,
         trials: ctx.sink.trials(),
         kept: ctx.kept.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        timing: timing(ctx, started),
     }
 }

@@ -58,7 +58,7 @@ pub struct Header {
 
 /// Checks that a block size is usable: a multiple of 512, at least 512, at most 64 MiB.
 pub fn valid_block_size(bs: u64) -> bool {
-    bs >= SECTOR as u64 && bs % SECTOR as u64 == 0 && bs <= (64 << 20)
+    bs >= SECTOR as u64 && bs.is_multiple_of(SECTOR as u64) && bs <= (64 << 20)
 }
 
 fn put_fields(dst: &mut [u8], id: &BlockId, block_size: usize) {
@@ -99,6 +99,43 @@ pub fn encode(id: &BlockId, dst: &mut [u8]) {
     dst[SHA_AT..CHECK_AT].copy_from_slice(&sha);
     let check = header_check(dst);
     dst[CHECK_AT..HEADER_LEN].copy_from_slice(&check.to_le_bytes());
+}
+
+/// Encodes consecutive blocks of `dst` (its length a multiple of `block_size`), block `k` taking
+/// the identity `id(k)`. Blocks are hashed two at a time (see `sha256x2`): same bytes as
+/// [`encode`], about twice the hashing speed.
+pub fn encode_run(dst: &mut [u8], block_size: usize, id: impl Fn(usize) -> BlockId) {
+    let mut blocks = dst.chunks_exact_mut(block_size).enumerate();
+    loop {
+        let Some((i, a)) = blocks.next() else { return };
+        let Some((j, b)) = blocks.next() else {
+            encode(&id(i), a);
+            return;
+        };
+        for (k, blk) in [(i, &mut *a), (j, &mut *b)] {
+            let bid = id(k);
+            put_fields(blk, &bid, block_size);
+            let mut rng = prng::block_rng(
+                bid.seed,
+                bid.volume_id,
+                bid.file_id,
+                bid.offset,
+                bid.generation,
+            );
+            prng::fill_words(&mut rng, &mut blk[HEADER_LEN..]);
+        }
+        let (sa, sb) = super::sha256x2::digest_pair(
+            &a[..SHA_AT],
+            &a[HEADER_LEN..],
+            &b[..SHA_AT],
+            &b[HEADER_LEN..],
+        );
+        for (blk, sha) in [(a, sa), (b, sb)] {
+            blk[SHA_AT..CHECK_AT].copy_from_slice(&sha);
+            let check = header_check(blk);
+            blk[CHECK_AT..HEADER_LEN].copy_from_slice(&check.to_le_bytes());
+        }
+    }
 }
 
 /// The fast path: true when `got` is exactly the block `encode(id)` would produce, up to the
@@ -174,6 +211,23 @@ mod tests {
         assert!(is_exactly(&id(), &b, false));
         assert!(is_exactly(&id(), &b, true));
         assert_eq!(parse_valid(&b).unwrap().id, id());
+    }
+
+    #[test]
+    fn encode_run_produces_the_same_bytes_as_encode() {
+        for (bs, n) in [(512usize, 7usize), (4096, 4), (4096, 5), (8192, 1)] {
+            let mut run = vec![0u8; bs * n];
+            let idk = |k: usize| BlockId {
+                offset: (k * bs) as u64,
+                ..id()
+            };
+            encode_run(&mut run, bs, idk);
+            for (k, blk) in run.chunks_exact(bs).enumerate() {
+                let mut one = vec![0u8; bs];
+                encode(&idk(k), &mut one);
+                assert_eq!(blk, &one[..], "bs {bs} block {k}");
+            }
+        }
     }
 
     #[test]

@@ -93,6 +93,24 @@ pub fn classify(ctx: &Context, file: &str, expected: &BlockId, got: &[u8]) -> Da
         d.sector_generations = Some(sectors);
         return d;
     }
+    if let Some(h) = block::parse_header(got)
+        && (h.block_size as usize != got.len() || h.version != block::FORMAT_VERSION)
+        && (h.id.volume_id != expected.volume_id || h.id.seed != expected.seed)
+    {
+        // Two fields differ (so this is not a bit flip in our own block): another pvcheck dataset with another block size or format version: its checksum
+        // cannot be checked at this block size, so all that is known is that it is not ours.
+        d.kind = DamageKind::Foreign;
+        d.found_generation = Some(h.id.generation);
+        d.detail = format!(
+            "pvcheck block of volume {} with block size {} and format version {} (this dataset: {} bytes, version {})",
+            h.id.volume_id,
+            h.block_size,
+            h.version,
+            got.len(),
+            block::FORMAT_VERSION
+        );
+        return d;
+    }
     if let Some(h) = block::parse_header(got) {
         d.kind = DamageKind::Corrupt;
         d.found_generation = Some(h.id.generation);

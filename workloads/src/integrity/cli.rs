@@ -100,6 +100,10 @@ pub enum Command {
         /// which already catches any changed byte).
         #[arg(long)]
         full_hash: bool,
+        /// Read through the page cache (after posix_fadvise DONTNEED) even where O_DIRECT works,
+        /// to check what applications reading normally would see.
+        #[arg(long)]
+        buffered: bool,
     },
     /// Append fsynced records under --dir and print one acknowledgement line per record after its fsync.
     Durability {
@@ -189,6 +193,7 @@ impl Command {
                 volume_id,
                 threads,
                 full_hash,
+                buffered,
             } => {
                 let ledger = match ledger {
                     Some(p) => Some((load_ledger(&p, volume_id)?, p)),
@@ -201,6 +206,7 @@ impl Command {
                     volume_id,
                     threads: threads as usize,
                     full_hash,
+                    buffered,
                 })?;
                 print(&serde_json::to_string_pretty(&r).expect("report serialises"))?;
                 Ok(if r.clean {
@@ -249,17 +255,17 @@ impl Command {
 
 fn load_ledger(path: &Path, volume_id: Option<u64>) -> Result<Ledger, Error> {
     let l = Ledger::load(path)?;
-    if let Some(v) = volume_id {
-        if l.volume_id != v {
-            return Err(Error::Ledger {
-                path: path.display().to_string(),
-                field: "volume_id".into(),
-                why: format!(
-                    "{} is not the volume under test (--volume-id {v})",
-                    l.volume_id
-                ),
-            });
-        }
+    if let Some(v) = volume_id
+        && l.volume_id != v
+    {
+        return Err(Error::Ledger {
+            path: path.display().to_string(),
+            field: "volume_id".into(),
+            why: format!(
+                "{} is not the volume under test (--volume-id {v})",
+                l.volume_id
+            ),
+        });
     }
     Ok(l)
 }

@@ -135,12 +135,9 @@ pub fn run(p: &DurabilityParams, out: &mut impl Write) -> Result<u64, Error> {
             break;
         }
         let bytes = &mut buf[..bs * n as usize];
-        for (k, b) in bytes.chunks_exact_mut(bs).enumerate() {
-            block::encode(
-                &record_id(p.volume_id, p.seed, p.block_size, next + k as u64),
-                b,
-            );
-        }
+        block::encode_run(bytes, bs, |k| {
+            record_id(p.volume_id, p.seed, p.block_size, next + k as u64)
+        });
         io::write_full_at(&f, bytes, next * p.block_size, &path)?;
         f.sync_all().map_err(|e| Error::io(&path, "fsync", e))?;
         let mut lines = String::with_capacity(24 * n as usize);

@@ -86,8 +86,10 @@ pub fn probe_read_mode(probe: &Path, bs: usize) -> (ReadMode, Option<String>) {
             );
         }
     };
+    // Read exactly one block: every later read has the block size's alignment, so a device
+    // whose logical sector is larger than the block size fails here, not halfway through.
     let mut buf = AlignedBuf::new(bs.max(ALIGN));
-    match f.read_at(&mut buf, 0) {
+    match f.read_at(&mut buf[..bs], 0) {
         Ok(_) => (ReadMode::Direct, None),
         Err(e) => (
             ReadMode::Buffered,

@@ -63,7 +63,7 @@ pub fn generate(seed: u64, size: u64, bs: u64, p: &LayoutParams) -> Result<Layou
             p.algorithm
         ));
     }
-    if p.small_budget > size || p.small_budget % bs != 0 {
+    if p.small_budget > size || !p.small_budget.is_multiple_of(bs) {
         return Err(format!(
             "small_budget {} is not a multiple of the block size within size",
             p.small_budget
@@ -71,8 +71,8 @@ pub fn generate(seed: u64, size: u64, bs: u64, p: &LayoutParams) -> Result<Layou
     }
     if p.small_budget > 0
         && (p.small_min == 0
-            || p.small_min % bs != 0
-            || p.small_max % bs != 0
+            || !p.small_min.is_multiple_of(bs)
+            || !p.small_max.is_multiple_of(bs)
             || p.small_min > p.small_max)
     {
         return Err(format!(
@@ -146,23 +146,53 @@ pub struct Chunk {
 /// small enough that two threads share a single large file evenly.
 pub const CHUNK_MAX: u64 = 4 << 20;
 
-/// Splits files of the given sizes into chunks of at most [`CHUNK_MAX`] (whole blocks).
-pub fn chunks(sizes: &[u64], bs: u64) -> Vec<Chunk> {
-    let step = (CHUNK_MAX / bs).max(1) * bs;
-    let mut out = Vec::new();
-    for (file, &size) in sizes.iter().enumerate() {
-        let mut off = 0;
-        while off < size {
-            let len = step.min(size - off);
-            out.push(Chunk {
-                file,
-                offset: off,
-                len,
-            });
-            off += len;
+/// The chunks of a list of files, computed on demand: a multi-terabyte device would otherwise
+/// need a list of millions of chunks in memory before the first byte moves.
+#[derive(Debug, Clone)]
+pub struct Chunks {
+    step: u64,
+    sizes: Vec<u64>,
+    /// Index of each file's first chunk; one extra entry holds the total.
+    first: Vec<usize>,
+}
+
+impl Chunks {
+    pub fn len(&self) -> usize {
+        *self.first.last().unwrap_or(&0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Chunk `i` (< len()).
+    pub fn get(&self, i: usize) -> Chunk {
+        // the last file whose first chunk is <= i (files without chunks share their start)
+        let file = self.first.partition_point(|&f| f <= i) - 1;
+        let offset = (i - self.first[file]) as u64 * self.step;
+        Chunk {
+            file,
+            offset,
+            len: self.step.min(self.sizes[file] - offset),
         }
     }
-    out
+}
+
+/// Splits files of the given sizes into chunks of at most [`CHUNK_MAX`] (whole blocks).
+pub fn chunks(sizes: &[u64], bs: u64) -> Chunks {
+    let step = (CHUNK_MAX / bs).max(1) * bs;
+    let mut first = Vec::with_capacity(sizes.len() + 1);
+    let mut n = 0usize;
+    for &size in sizes {
+        first.push(n);
+        n += size.div_ceil(step) as usize;
+    }
+    first.push(n);
+    Chunks {
+        step,
+        sizes: sizes.to_vec(),
+        first,
+    }
 }
 
 #[cfg(test)]
@@ -201,6 +231,22 @@ mod tests {
                     <= 4
             );
         }
+    }
+
+    #[test]
+    fn chunks_cover_every_byte_once_including_empty_files() {
+        let sizes = [0u64, 4096, 9 << 20, 0, 0, 8192, CHUNK_MAX, 0];
+        let c = chunks(&sizes, 4096);
+        let mut covered = vec![0u64; sizes.len()];
+        for i in 0..c.len() {
+            let k = c.get(i);
+            assert_eq!(k.offset, covered[k.file], "chunk {i}: {k:?}");
+            assert!(k.len > 0 && k.len <= CHUNK_MAX);
+            covered[k.file] += k.len;
+        }
+        assert_eq!(covered, sizes);
+        assert!(chunks(&[], 4096).is_empty());
+        assert_eq!(chunks(&[1 << 50], 4096).len(), 1 << 28); // a 1 PiB device costs no memory
     }
 
     #[test]

@@ -118,7 +118,7 @@ impl Ledger {
                 format!("{} is not a multiple of 512 in 512B..64MiB", l.block_size),
             ));
         }
-        if l.size == 0 || l.size % l.block_size != 0 {
+        if l.size == 0 || !l.size.is_multiple_of(l.block_size) {
             return Err(bad(
                 "size",
                 format!(
@@ -171,5 +171,75 @@ impl Ledger {
 
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("ledger serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ledger(size: u64) -> Ledger {
+        Ledger {
+            format: LEDGER_FORMAT.into(),
+            version: LEDGER_VERSION,
+            volume_id: 1,
+            seed: 2,
+            size,
+            block_size: 4096,
+            target: TargetKind::Dir,
+            layout: crate::integrity::layout::params_for(2, size, 4096),
+            generations: vec![Generation {
+                generation: 1,
+                seed: 2,
+                fraction: 1.0,
+            }],
+        }
+    }
+
+    /// The bound: under 64 KiB for a 10 GiB dataset, and it must not grow with the size.
+    #[test]
+    fn ledger_size_does_not_grow_with_the_dataset() {
+        let small = ledger(1 << 20).to_json().len();
+        let mut big = ledger(10 << 30);
+        assert!(
+            big.to_json().len() < small + 16,
+            "{} vs {small}",
+            big.to_json().len()
+        );
+        for g in 2..=100 {
+            big.generations.push(Generation {
+                generation: g,
+                seed: g * 7,
+                fraction: 0.1,
+            });
+        }
+        let text = big.to_json();
+        assert!(text.len() < 64 << 10, "{}", text.len());
+        assert_eq!(Ledger::parse(&text, Path::new("l")).unwrap(), big);
+    }
+
+    #[test]
+    fn inconsistent_ledgers_are_refused_naming_the_field() {
+        let p = Path::new("l.json");
+        let mut l = ledger(1 << 20);
+        l.generations.push(Generation {
+            generation: 3,
+            seed: 1,
+            fraction: 0.5,
+        });
+        let e = Ledger::parse(&l.to_json(), p).unwrap_err().to_string();
+        assert!(e.contains("generations[1].generation"), "{e}");
+        let mut l = ledger(1 << 20);
+        l.size = 1000;
+        let e = Ledger::parse(&l.to_json(), p).unwrap_err().to_string();
+        assert!(e.contains("`size`"), "{e}");
+        let mut l = ledger(1 << 20);
+        l.layout.file_count += 1;
+        let e = Ledger::parse(&l.to_json(), p).unwrap_err().to_string();
+        assert!(e.contains("layout") && e.contains("file_count"), "{e}");
+        let text = ledger(1 << 20)
+            .to_json()
+            .replace("\"size\": 1048576", "\"size\": \"1MiB\"");
+        assert!(Ledger::parse(&text, p).is_err());
     }
 }

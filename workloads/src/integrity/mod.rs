@@ -16,6 +16,7 @@ pub mod prng;
 pub mod report;
 pub mod schedule;
 pub mod selftest;
+pub mod sha256x2;
 pub mod target;
 pub mod verify;
 pub mod write;

@@ -21,7 +21,7 @@ pub enum DamageKind {
     Misdirected,
     /// Sectors of different generations of this block inside one block.
     Torn,
-    /// Not a pvcheck block at all.
+    /// Not a pvcheck block at all, or one of another dataset with another block size or version.
     Foreign,
     /// A dataset file (or an acknowledged durability record) is absent.
     Missing,
@@ -213,5 +213,19 @@ pub struct SelftestReport {
     /// A clean pass over the freshly written dataset came back clean.
     pub clean_before_injection: bool,
     /// The verify report after injection.
+    pub verify: VerifyReport,
+    /// The same proof for `verify --acks`.
+    pub acks: AcksSelftest,
+}
+
+/// `selftest`'s check of the durability log and acknowledgements.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcksSelftest {
+    pub passed: bool,
+    /// Every acknowledged record verified intact before the injection.
+    pub clean_before_injection: bool,
+    pub injected: Injection,
+    /// `verify --acks` after the injection.
     pub verify: VerifyReport,
 }

@@ -10,12 +10,13 @@ use std::path::{Path, PathBuf};
 use rand_core::Rng;
 
 use super::block::{self, BlockId, SECTOR};
+use super::durability::{self, DurabilityParams, Stop};
 use super::error::Error;
 use super::io;
 use super::layout::DATA_DIR;
 use super::ledger::Ledger;
 use super::prng;
-use super::report::{DamageKind, Injection, SelftestReport};
+use super::report::{AcksSelftest, DamageKind, Injection, SelftestReport};
 use super::schedule::Schedule;
 use super::target::{self, Target};
 use super::verify::{self, VerifyParams};
@@ -34,7 +35,7 @@ impl Drop for Scratch {
 }
 
 pub fn selftest(dir: &Path, size: u64, threads: usize) -> Result<SelftestReport, Error> {
-    if size < (512 << 10) || size % BS != 0 {
+    if size < (512 << 10) || !size.is_multiple_of(BS) {
         return Err(Error::usage(
             "--size",
             "selftest needs at least 512KiB, in whole 4KiB blocks",
@@ -80,6 +81,7 @@ pub fn selftest(dir: &Path, size: u64, threads: usize) -> Result<SelftestReport,
         volume_id: None,
         threads,
         full_hash: false,
+        buffered: false,
     };
     let clean_before = verify::verify(&vp)?.clean;
     let mut injected = inject(&sub, &ledger, seed)?;
@@ -102,11 +104,14 @@ pub fn selftest(dir: &Path, size: u64, threads: usize) -> Result<SelftestReport,
         .filter(|d| !wanted.contains(&(d.kind, d.file.clone(), d.offset)))
         .cloned()
         .collect();
+    let acks = acks_check(&sub, seed, threads)?;
     let passed = clean_before
         && injected.iter().all(|i| i.reported)
         && unexpected.is_empty()
-        && report.damage_total == injected.len() as u64;
+        && report.damage_total == injected.len() as u64
+        && acks.passed;
     Ok(SelftestReport {
+        acks,
         format: "pvcheck-selftest-report".into(),
         version: 1,
         passed,
@@ -114,6 +119,67 @@ pub fn selftest(dir: &Path, size: u64, threads: usize) -> Result<SelftestReport,
         unexpected,
         clean_before_injection: clean_before,
         verify: report,
+    })
+}
+
+/// Proves `verify --acks` is not blind either: 16 acknowledged durability records verify clean,
+/// and with the last one cut off the log, exactly that record is reported missing.
+fn acks_check(sub: &Path, seed: u64, threads: usize) -> Result<AcksSelftest, Error> {
+    const RECORDS: u64 = 16;
+    let mut acks = Vec::new();
+    durability::run(
+        &DurabilityParams {
+            dir: sub.to_path_buf(),
+            seed,
+            volume_id: SELFTEST_VOLUME_ID,
+            block_size: BS,
+            batch: 4,
+            stop: Stop::Records(RECORDS),
+        },
+        &mut acks,
+    )?;
+    let acks_path = sub.join("selftest-acks.txt");
+    std::fs::write(&acks_path, &acks).map_err(|e| Error::io(&acks_path, "write", e))?;
+    let vp = VerifyParams {
+        target: Target::Dir(sub.to_path_buf()),
+        ledger: None,
+        acks: Some(acks_path),
+        volume_id: None,
+        threads,
+        full_hash: false,
+        buffered: false,
+    };
+    let before = verify::verify(&vp)?;
+    let clean_before_injection =
+        before.clean && before.acks.as_ref().is_some_and(|a| a.present == RECORDS);
+    let log = sub.join(durability::LOG_NAME);
+    let cut = (RECORDS - 1) * BS;
+    let f = OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .map_err(|e| Error::io(&log, "open", e))?;
+    f.set_len(cut).map_err(|e| Error::io(&log, "truncate", e))?;
+    f.sync_all().map_err(|e| Error::io(&log, "fsync", e))?;
+    let after = verify::verify(&vp)?;
+    let reported = after.damage_total == 1
+        && after.damage.first().is_some_and(|d| {
+            d.kind == DamageKind::Missing && d.file == durability::LOG_NAME && d.offset == cut
+        })
+        && after
+            .acks
+            .as_ref()
+            .is_some_and(|a| a.required == RECORDS && a.missing == 1);
+    Ok(AcksSelftest {
+        passed: clean_before_injection && reported,
+        clean_before_injection,
+        injected: Injection {
+            kind: DamageKind::Missing,
+            file: durability::LOG_NAME.into(),
+            offset: cut,
+            how: format!("cut the last of {RECORDS} acknowledged records off the durability log"),
+            reported,
+        },
+        verify: after,
     })
 }
 

@@ -21,6 +21,9 @@ use super::report::{
 use super::schedule::Schedule;
 use super::target::{self, DataFile, Target};
 
+/// A read mode and, for buffered reads, why.
+type Mode = (ReadMode, Option<String>);
+
 #[derive(Debug, Clone)]
 pub struct VerifyParams {
     pub target: Target,
@@ -31,6 +34,17 @@ pub struct VerifyParams {
     pub volume_id: Option<u64>,
     pub threads: usize,
     pub full_hash: bool,
+    /// Force buffered reads.
+    pub buffered: bool,
+}
+
+/// The read mode for a target whose first readable file is `probe`.
+fn choose_mode(probe: &Path, bs: u64, buffered: bool) -> Mode {
+    if buffered {
+        (ReadMode::Buffered, Some("--buffered was given".into()))
+    } else {
+        io::probe_read_mode(probe, bs as usize)
+    }
 }
 
 /// Damage found so far: exact counts of everything, the first entries by (file id, offset).
@@ -50,8 +64,7 @@ impl Findings {
     }
 
     fn trim(&mut self) {
-        self.listed
-            .sort_by(|a, b| (a.0, a.1.offset).cmp(&(b.0, b.1.offset)));
+        self.listed.sort_by_key(|a| (a.0, a.1.offset));
         self.listed.truncate(DAMAGE_LISTED_MAX);
     }
 
@@ -86,7 +99,7 @@ pub fn verify(p: &VerifyParams) -> Result<VerifyReport, Error> {
     check_identity(p, acks.as_ref())?;
     let mut found = Findings::default();
     let (mut blocks, mut bytes, mut files_checked) = (0u64, 0u64, 0u64);
-    let mut read_mode: Option<(ReadMode, Option<String>)> = None;
+    let mut read_mode: Option<Mode> = None;
 
     if let Some((ledger, ledger_path)) = &p.ledger {
         let files = target::resolve(&p.target, ledger, ledger_path)?;
@@ -105,7 +118,7 @@ pub fn verify(p: &VerifyParams) -> Result<VerifyReport, Error> {
             .find(|(_, r)| **r > 0)
             .map(|(f, _)| f.path.clone());
         let mode = match probe {
-            Some(path) => io::probe_read_mode(&path, bs as usize),
+            Some(path) => choose_mode(&path, bs, p.buffered),
             None => (
                 ReadMode::Buffered,
                 Some("no dataset file could be read".into()),
@@ -131,7 +144,7 @@ pub fn verify(p: &VerifyParams) -> Result<VerifyReport, Error> {
                 bytes: 0,
             },
             |w, i| {
-                let c = chunks[i];
+                let c = chunks.get(i);
                 let file = &files[c.file];
                 if w.open.as_ref().map(|(id, _)| *id) != Some(file.id) {
                     let f = io::open_read(&file.path, mode.0)
@@ -203,6 +216,7 @@ pub fn verify(p: &VerifyParams) -> Result<VerifyReport, Error> {
             header,
             acked,
             p.full_hash,
+            p.buffered,
             read_mode.is_none(),
             &mut found,
         )?;
@@ -251,17 +265,17 @@ fn check_identity(
     p: &VerifyParams,
     acks: Option<&((AcksHeader, Vec<u64>), PathBuf)>,
 ) -> Result<(), Error> {
-    if let (Some(v), Some((l, lp))) = (p.volume_id, &p.ledger) {
-        if l.volume_id != v {
-            return Err(Error::Ledger {
-                path: lp.display().to_string(),
-                field: "volume_id".into(),
-                why: format!(
-                    "{} is not the volume under test (--volume-id {v})",
-                    l.volume_id
-                ),
-            });
-        }
+    if let (Some(v), Some((l, lp))) = (p.volume_id, &p.ledger)
+        && l.volume_id != v
+    {
+        return Err(Error::Ledger {
+            path: lp.display().to_string(),
+            field: "volume_id".into(),
+            why: format!(
+                "{} is not the volume under test (--volume-id {v})",
+                l.volume_id
+            ),
+        });
     }
     if let Some(((h, _), ap)) = acks {
         let mismatch = |why: String| Error::Ledger {
@@ -269,21 +283,21 @@ fn check_identity(
             field: "volume_id".into(),
             why,
         };
-        if let Some(v) = p.volume_id {
-            if h.volume_id != v {
-                return Err(mismatch(format!(
-                    "{} is not the volume under test (--volume-id {v})",
-                    h.volume_id
-                )));
-            }
+        if let Some(v) = p.volume_id
+            && h.volume_id != v
+        {
+            return Err(mismatch(format!(
+                "{} is not the volume under test (--volume-id {v})",
+                h.volume_id
+            )));
         }
-        if let Some((l, _)) = &p.ledger {
-            if h.volume_id != l.volume_id {
-                return Err(mismatch(format!(
-                    "{} differs from the ledger's {}",
-                    h.volume_id, l.volume_id
-                )));
-            }
+        if let Some((l, _)) = &p.ledger
+            && h.volume_id != l.volume_id
+        {
+            return Err(mismatch(format!(
+                "{} differs from the ledger's {}",
+                h.volume_id, l.volume_id
+            )));
         }
     }
     Ok(())
@@ -416,9 +430,10 @@ fn check_acks(
     h: &AcksHeader,
     acked: &[u64],
     full_hash: bool,
+    buffered: bool,
     probe: bool,
     found: &mut Findings,
-) -> Result<(AckSummary, u64, Option<(ReadMode, Option<String>)>), Error> {
+) -> Result<(AckSummary, u64, Option<Mode>), Error> {
     let path = dir.join(&h.log);
     let bs = h.block_size;
     let log = DataFile {
@@ -448,7 +463,7 @@ fn check_acks(
     };
     let records_in_log = len / bs;
     let mode = if records_in_log > 0 {
-        io::probe_read_mode(&path, bs as usize)
+        choose_mode(&path, bs, buffered)
     } else {
         (
             ReadMode::Buffered,

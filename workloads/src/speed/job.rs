@@ -153,7 +153,7 @@ impl JobSpec {
         if j.bs > MAX_BS {
             return bad("--bs", format!("{} is above the maximum of 64MiB", j.bs));
         }
-        if j.direct && j.bs % 512 != 0 {
+        if j.direct && !j.bs.is_multiple_of(512) {
             return bad(
                 "--bs",
                 format!(
@@ -172,7 +172,7 @@ impl JobSpec {
                 ),
             );
         }
-        if !(j.runtime_s > 0.0) {
+        if j.runtime_s.is_nan() || j.runtime_s <= 0.0 {
             return bad("--runtime", "must be longer than 0".into());
         }
         if let Some(p) = j.read_pct {

@@ -13,6 +13,7 @@ use super::clock::now_ns;
 use super::engine::{Control, Progress};
 use super::error::Error;
 use super::latency::LatencyHistogram;
+use super::stats::{CpuTimes, ThreadCpuWindow};
 
 pub const OPS: [&str; 4] = ["create", "stat", "rename", "unlink"];
 
@@ -21,6 +22,8 @@ pub const OPS: [&str; 4] = ["create", "stat", "rename", "unlink"];
 pub struct OpStats {
     pub hist: LatencyHistogram,
     pub sum_ns: u128,
+    /// In-window part of the ops' durations (see `WorkerOutput::busy_ns`).
+    pub busy_ns: u128,
 }
 
 #[derive(Debug, Default)]
@@ -28,6 +31,7 @@ pub struct MetaOutput {
     pub ops: [OpStats; 4],
     pub error: Option<Error>,
     pub inflight_at_exit: u64,
+    pub thread_cpu: CpuTimes,
 }
 
 impl MetaOutput {
@@ -35,8 +39,10 @@ impl MetaOutput {
         for (a, b) in self.ops.iter_mut().zip(o.ops) {
             a.hist.add(&b.hist);
             a.sum_ns += b.sum_ns;
+            a.busy_ns += b.busy_ns;
         }
         self.inflight_at_exit += o.inflight_at_exit;
+        self.thread_cpu = self.thread_cpu.plus(o.thread_cpu);
         if self.error.is_none() {
             self.error = o.error;
         }
@@ -71,6 +77,7 @@ pub fn run(mut plan: MetaPlan) -> MetaOutput {
         })
         .collect();
     let mut done = 0u64;
+    let mut cpu = ThreadCpuWindow::default();
     'outer: loop {
         // Phase by phase over the batch, so each op meets a directory of realistic size.
         for (k, op) in OPS.iter().enumerate() {
@@ -91,6 +98,7 @@ pub fn run(mut plan: MetaPlan) -> MetaOutput {
                     _ => unlink(b),
                 };
                 let t1 = now_ns();
+                cpu.tick(t1, ctl.measure_start_ns, ctl.deadline_ns);
                 plan.progress.inflight.store(0, Ordering::Relaxed);
                 done += 1;
                 plan.progress.done.store(done, Ordering::Relaxed);
@@ -107,10 +115,12 @@ pub fn run(mut plan: MetaPlan) -> MetaOutput {
                 if t1 >= ctl.measure_start_ns && t1 <= ctl.deadline_ns {
                     out.ops[k].hist.record(t1 - t0);
                     out.ops[k].sum_ns += (t1 - t0) as u128;
+                    out.ops[k].busy_ns += (t1 - t0.max(ctl.measure_start_ns)) as u128;
                 }
             }
         }
     }
+    out.thread_cpu = cpu.finish();
     out
 }
 

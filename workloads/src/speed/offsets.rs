@@ -51,7 +51,7 @@ pub enum Offsets {
 
 impl Offsets {
     #[inline]
-    pub fn next(&mut self) -> u64 {
+    pub fn next_offset(&mut self) -> u64 {
         match self {
             Offsets::Sequential {
                 start,
@@ -91,7 +91,7 @@ mod tests {
             bs: 10,
             next: 0,
         };
-        let v: Vec<u64> = (0..5).map(|_| o.next()).collect();
+        let v: Vec<u64> = (0..5).map(|_| o.next_offset()).collect();
         assert_eq!(v, [1000, 1010, 1020, 1000, 1010]);
     }
 
@@ -105,7 +105,7 @@ mod tests {
         };
         let mut hit = [false; 16];
         for _ in 0..1000 {
-            let off = o.next();
+            let off = o.next_offset();
             assert_eq!(off % 4096, 0);
             assert!((4096..4096 + 16 * 4096).contains(&off));
             hit[((off - 4096) / 4096) as usize] = true;

@@ -96,10 +96,15 @@ pub struct CpuResult {
     pub util_pct: f64,
     /// CPU microseconds per I/O (per operation for metadata).
     pub per_io_us: f64,
+    /// CPU of the engine's own threads only (RUSAGE_THREAD, as fio counts it): leaves out
+    /// io_uring's kernel workers, which run I/O that cannot complete inline.
+    pub threads_user_s: f64,
+    pub threads_sys_s: f64,
+    pub threads_per_io_us: f64,
 }
 
 impl CpuResult {
-    pub fn new(t: CpuTimes, runtime_s: f64, ios: u64) -> Self {
+    pub fn new(t: CpuTimes, threads: CpuTimes, runtime_s: f64, ios: u64) -> Self {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
         let total = t.user_s + t.sys_s;
         CpuResult {
@@ -112,6 +117,13 @@ impl CpuResult {
             },
             per_io_us: if ios > 0 {
                 total * 1e6 / ios as f64
+            } else {
+                0.0
+            },
+            threads_user_s: threads.user_s,
+            threads_sys_s: threads.sys_s,
+            threads_per_io_us: if ios > 0 {
+                (threads.user_s + threads.sys_s) * 1e6 / ios as f64
             } else {
                 0.0
             },
@@ -153,7 +165,8 @@ pub struct BenchResult {
     pub sync: Option<SyncResult>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<MetadataResult>,
-    /// Average I/Os in flight (sum of latencies / measured time, Little's law), all jobs together.
+    /// Average I/Os in flight over the measured window, all jobs together: the in-window part
+    /// of every completed I/O's time in flight, divided by the window.
     pub qd_achieved: f64,
     pub cpu: CpuResult,
     /// Coefficient of variation of IOPS sampled every `sample_interval_s`; null below 2 samples.

@@ -46,10 +46,14 @@ pub fn run(spec: &JobSpec) -> Result<BenchResult, Error> {
             "the prefill stalled: no write completed for {:.1}s; no measurement was made",
             stall.seconds_without_completion
         ));
+        let direct = prep.direct;
+        if !drop_bounded(prep, Duration::from_secs(2)) {
+            warnings.push("could not remove the data files while the target is stalled".into());
+        }
         return Ok(build_io_result(
             spec,
             engine,
-            prep.direct,
+            direct,
             WorkerOutput::default(),
             Watch::empty(stall),
             warnings,
@@ -143,7 +147,9 @@ pub fn run(spec: &JobSpec) -> Result<BenchResult, Error> {
     let mut outputs = Vec::new();
     let watch = watch(&rx, n, &control, &progress, spec, &mut outputs);
     if let Some(sig) = watch.interrupted {
-        return Err(interrupted(sig, &prep));
+        let e = interrupted(sig, &prep);
+        drop_bounded(prep, Duration::from_millis(300));
+        return Err(e);
     }
     let mut merged = WorkerOutput::default();
     for o in outputs {
@@ -152,9 +158,43 @@ pub fn run(spec: &JobSpec) -> Result<BenchResult, Error> {
     if let Some(e) = merged.error.take() {
         return Err(e);
     }
-    let result = build_io_result(spec, engine, prep.direct, merged, watch, warnings);
-    drop(prep); // removes the files (unless --keep) before the result is printed
-    Ok(result)
+    let stalled = watch.stall.is_some();
+    let direct = prep.direct;
+    if stalled {
+        // Removing a file on a stalled target can block forever (a frozen filesystem blocks
+        // unlink too): try for a while, then report what is left instead of hanging.
+        let left: Vec<PathBuf> = if prep.keeps() {
+            Vec::new()
+        } else {
+            prep.created().to_vec()
+        };
+        if !drop_bounded(prep, Duration::from_secs(2)) && !left.is_empty() {
+            warnings.push(format!(
+                "could not remove {} while the target is stalled: remove by hand",
+                left.iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    } else {
+        drop(prep); // removes the files (unless --keep) before the result is printed
+    }
+    Ok(build_io_result(
+        spec, engine, direct, merged, watch, warnings,
+    ))
+}
+
+/// Drops `v` in a helper thread; false when that did not finish within `limit`.
+fn drop_bounded<T: Send + 'static>(v: T, limit: Duration) -> bool {
+    let (tx, rx) = mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("bench-cleanup".into())
+        .spawn(move || {
+            drop(v);
+            let _ = tx.send(());
+        });
+    spawned.is_ok() && rx.recv_timeout(limit).is_ok()
 }
 
 fn interrupted(sig: &'static str, prep: &Prepared) -> Error {
@@ -418,7 +458,8 @@ fn base_result(
     bytes: u64,
     lat: LatencySummary,
     hist: String,
-    lat_sum_ns: u128,
+    busy_ns: u128,
+    thread_cpu: CpuTimes,
     mut warnings: Vec<String>,
 ) -> BenchResult {
     let secs = watch.runtime_ns as f64 / 1e9;
@@ -430,7 +471,7 @@ fn base_result(
             spec.sample_interval.as_secs_f64()
         ));
     }
-    let cpu = CpuResult::new(watch.cpu, secs, io_count);
+    let cpu = CpuResult::new(watch.cpu, thread_cpu, secs, io_count);
     if cpu.util_pct > 60.0 {
         warnings.push(format!(
             "the CPU was {:.0} % busy: latencies may include CPU queuing (kbench asks for at least 40 % idle)",
@@ -469,7 +510,7 @@ fn base_result(
         sync: None,
         metadata: None,
         qd_achieved: if watch.runtime_ns > 0 {
-            lat_sum_ns as f64 / watch.runtime_ns as f64
+            busy_ns as f64 / watch.runtime_ns as f64
         } else {
             0.0
         },
@@ -529,7 +570,8 @@ fn build_io_result(
         bytes,
         lat,
         hist,
-        data_sum + o.sync_sum_ns,
+        o.busy_ns,
+        o.thread_cpu,
         warnings,
     );
     if j.rw.reads() {
@@ -626,6 +668,7 @@ fn run_metadata(spec: &JobSpec, pool: Arc<DataPool>) -> Result<BenchResult, Erro
     let mut outputs = Vec::new();
     let watch = watch(&rx, n, &control, &progress, spec, &mut outputs);
     if let Some(sig) = watch.interrupted {
+        drop_bounded(dirs, Duration::from_millis(300));
         return Err(Error::Interrupted(sig, "; files removed"));
     }
     let mut o = MetaOutput::default();
@@ -638,9 +681,11 @@ fn run_metadata(spec: &JobSpec, pool: Arc<DataPool>) -> Result<BenchResult, Erro
     let secs = watch.runtime_ns as f64 / 1e9;
     let mut all = LatencyHistogram::new();
     let mut sum = 0u128;
+    let mut busy = 0u128;
     for op in &o.ops {
         all.add(&op.hist);
         sum += op.sum_ns;
+        busy += op.busy_ns;
     }
     let op_rate = |k: usize| {
         let s = &o.ops[k];
@@ -661,15 +706,35 @@ fn run_metadata(spec: &JobSpec, pool: Arc<DataPool>) -> Result<BenchResult, Erro
         creates * j.bs,
         all.summary(Some(sum)),
         all.encode(),
-        sum,
+        busy,
+        o.thread_cpu,
         Vec::new(),
     );
+    let missing: Vec<&str> = (0..4)
+        .filter(|&k| o.ops[k].hist.count() == 0)
+        .map(|k| metadata::OPS[k])
+        .collect();
+    if !missing.is_empty() && r.status == Status::Ok {
+        r.warnings.push(format!(
+            "{} not measured: one batch of {} files did not finish within the runtime; use a smaller --size or a longer --runtime",
+            missing.join(", "),
+            (j.size / j.bs).max(1)
+        ));
+    }
     r.metadata = Some(MetadataResult {
         create: op_rate(0),
         stat: op_rate(1),
         rename: op_rate(2),
         unlink: op_rate(3),
     });
-    drop(dirs);
+    if r.status == Status::Stalled {
+        if !drop_bounded(dirs, Duration::from_secs(2)) {
+            r.warnings.push(
+                "could not remove the metadata directories while the target is stalled".into(),
+            );
+        }
+    } else {
+        drop(dirs);
+    }
     Ok(r)
 }

@@ -26,10 +26,21 @@ pub struct CpuTimes {
 }
 
 impl CpuTimes {
+    /// The whole process so far.
     pub fn now() -> Self {
-        // SAFETY: getrusage fills the zeroed struct; RUSAGE_SELF is always valid.
+        Self::of(libc::RUSAGE_SELF)
+    }
+
+    /// The calling thread only: what fio reports (it uses RUSAGE_THREAD), which leaves out
+    /// io_uring's kernel workers.
+    pub fn thread_now() -> Self {
+        Self::of(libc::RUSAGE_THREAD)
+    }
+
+    fn of(who: libc::c_int) -> Self {
+        // SAFETY: getrusage fills the zeroed struct; both `who` values are valid on Linux.
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+        unsafe { libc::getrusage(who, &mut ru) };
         let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
         Self {
             user_s: tv(ru.ru_utime),
@@ -37,10 +48,45 @@ impl CpuTimes {
         }
     }
 
+    pub fn plus(self, o: CpuTimes) -> CpuTimes {
+        CpuTimes {
+            user_s: self.user_s + o.user_s,
+            sys_s: self.sys_s + o.sys_s,
+        }
+    }
+
     pub fn since(self, start: CpuTimes) -> CpuTimes {
         CpuTimes {
             user_s: (self.user_s - start.user_s).max(0.0),
             sys_s: (self.sys_s - start.sys_s).max(0.0),
+        }
+    }
+}
+
+/// A worker thread's own CPU time between the measurement window's start and end.
+#[derive(Debug, Default)]
+pub struct ThreadCpuWindow {
+    start: Option<CpuTimes>,
+    end: Option<CpuTimes>,
+}
+
+impl ThreadCpuWindow {
+    /// Call with each fresh timestamp: reads the clock twice per run, not per I/O.
+    #[inline]
+    pub fn tick(&mut self, now: u64, start_ns: u64, end_ns: u64) {
+        if self.start.is_none() {
+            if now >= start_ns {
+                self.start = Some(CpuTimes::thread_now());
+            }
+        } else if self.end.is_none() && now >= end_ns {
+            self.end = Some(CpuTimes::thread_now());
+        }
+    }
+
+    pub fn finish(self) -> CpuTimes {
+        match self.start {
+            Some(s) => self.end.unwrap_or_else(CpuTimes::thread_now).since(s),
+            None => CpuTimes::default(),
         }
     }
 }

@@ -124,7 +124,7 @@ fn open_dir(spec: &JobSpec, dir: &Path) -> Result<Prepared, Error> {
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                     prep.direct = false;
                     prep.warnings.push(format!(
-                        "{}: the filesystem refuses O_DIRECT (tmpfs?); ran buffered I/O",
+                        "{}: the filesystem refuses O_DIRECT (e.g. ramfs, or tmpfs before Linux 6.6); ran buffered I/O",
                         dir.display()
                     ));
                     created
@@ -166,6 +166,7 @@ fn open_dir(spec: &JobSpec, dir: &Path) -> Result<Prepared, Error> {
 
 nix::ioctl_read!(blk_getsize64, 0x12, 114, u64);
 nix::ioctl_read_bad!(blk_sszget, 0x1268, libc::c_int);
+nix::ioctl_read_bad!(blk_roget, 0x125e, libc::c_int);
 
 fn open_device(spec: &JobSpec, dev: &Path) -> Result<Prepared, Error> {
     let md = std::fs::metadata(dev).map_err(|source| Error::Target {
@@ -209,6 +210,15 @@ fn open_device(spec: &JobSpec, dev: &Path) -> Result<Prepared, Error> {
             }
         })?;
     let fd = file.as_raw_fd();
+    // Linux lets a read-only device be opened for writing and fails each write: ask first.
+    let mut ro: libc::c_int = 0;
+    // SAFETY: BLKROGET writes one int.
+    if unsafe { blk_roget(fd, &mut ro) }.is_ok() && ro != 0 {
+        return Err(Error::ReadOnly {
+            path: dev.to_path_buf(),
+            source: io::Error::from_raw_os_error(libc::EROFS),
+        });
+    }
     let mut dev_size = 0u64;
     let mut sector: libc::c_int = 0;
     // SAFETY: both ioctls write one integer into the pointed-to variable.
@@ -222,7 +232,7 @@ fn open_device(spec: &JobSpec, dev: &Path) -> Result<Prepared, Error> {
         what: "cannot read sector size",
         source: e.into(),
     })?;
-    if j.direct && sector > 0 && j.bs % sector as u64 != 0 {
+    if j.direct && sector > 0 && !j.bs.is_multiple_of(sector as u64) {
         return Err(Error::BadFlag {
             flag: "--bs",
             msg: format!(

@@ -19,6 +19,7 @@ use super::job::{EngineChoice, JobKind};
 use super::latency::LatencyHistogram;
 use super::offsets::Offsets;
 use super::result::EngineKind;
+use super::stats::CpuTimes;
 
 /// Shared between the runner and every worker of a run.
 #[derive(Debug)]
@@ -74,9 +75,13 @@ pub struct WorkerOutput {
     pub read_sum_ns: u128,
     pub write_sum_ns: u128,
     pub sync_sum_ns: u128,
+    /// In-window part of every recorded I/O's time in flight: busy time / window = queue depth.
+    pub busy_ns: u128,
     pub error: Option<Error>,
     /// I/Os still in flight when the worker returned (abandoned).
     pub inflight_at_exit: u64,
+    /// The worker thread's own CPU time in the measured window.
+    pub thread_cpu: CpuTimes,
 }
 
 impl WorkerOutput {
@@ -87,7 +92,9 @@ impl WorkerOutput {
         self.read_sum_ns += o.read_sum_ns;
         self.write_sum_ns += o.write_sum_ns;
         self.sync_sum_ns += o.sync_sum_ns;
+        self.busy_ns += o.busy_ns;
         self.inflight_at_exit += o.inflight_at_exit;
+        self.thread_cpu = self.thread_cpu.plus(o.thread_cpu);
         if self.error.is_none() {
             self.error = o.error;
         }

@@ -9,6 +9,7 @@ use crate::speed::buffers::AlignedBuf;
 use crate::speed::clock::now_ns;
 use crate::speed::error::Error;
 use crate::speed::offsets::SplitMix;
+use crate::speed::stats::ThreadCpuWindow;
 
 /// Runs one slot. `plan.iodepth` is ignored here: the runner starts one thread per slot.
 pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
@@ -21,6 +22,7 @@ pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
     let mut done = 0u64;
     let mut syncs = 0u64;
     let fd = plan.fd;
+    let mut cpu = ThreadCpuWindow::default();
     loop {
         if ctl.stop.load(Ordering::Relaxed) || ctl.abandon.load(Ordering::Relaxed) {
             break;
@@ -30,7 +32,7 @@ pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
             0 => false,
             p => mix.below(100) < p as u64,
         };
-        let off = plan.offsets.next();
+        let off = plan.offsets.next_offset();
         plan.progress.inflight.store(1, Ordering::Relaxed);
         let t0 = now_ns();
         if t0 >= deadline {
@@ -47,6 +49,7 @@ pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
             }
         };
         let t1 = now_ns();
+        cpu.tick(t1, measure_start, deadline);
         plan.progress.inflight.store(0, Ordering::Relaxed);
         done += 1;
         plan.progress.done.store(done, Ordering::Relaxed);
@@ -73,6 +76,7 @@ pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
         let in_window = t1 >= measure_start && t1 <= deadline;
         if in_window {
             let lat = t1 - t0;
+            out.busy_ns += (t1 - t0.max(measure_start)) as u128;
             if read {
                 out.read.record(lat);
                 out.read_sum_ns += lat as u128;
@@ -83,7 +87,7 @@ pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
         }
         if !read && plan.fsync_every > 0 {
             let n = plan.job_writes.fetch_add(1, Ordering::Relaxed) + 1;
-            if n % plan.fsync_every as u64 == 0 {
+            if n.is_multiple_of(plan.fsync_every as u64) {
                 plan.progress.inflight.store(1, Ordering::Relaxed);
                 let s0 = now_ns();
                 // SAFETY: fd is open for the whole run.
@@ -104,9 +108,11 @@ pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
                 if s1 >= measure_start && s1 <= deadline {
                     out.sync.record(s1 - s0);
                     out.sync_sum_ns += (s1 - s0) as u128;
+                    out.busy_ns += (s1 - s0.max(measure_start)) as u128;
                 }
             }
         }
     }
+    out.thread_cpu = cpu.finish();
     out
 }

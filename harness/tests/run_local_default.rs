@@ -7,6 +7,9 @@ use common::{Env, require_root, stderr, stdout, trial};
 use serde_json::Value;
 
 const CLASSES: [&str; 3] = ["tmpfs", "ext4-loop", "xfs-loop"];
+/// The default flexVolume classes (docs/flexvolume.md): every check, plus one protocol trial per call.
+const FLEX_CLASSES: [&str; 2] = ["flex-loop", "flex-bind"];
+const FLEX_CALLS: usize = 9;
 const WORKLOADS: [&str; 9] = [
     "randread-4k-qd64",
     "randwrite-4k-qd64",

@@ -7,9 +7,6 @@ use common::{Env, require_root, stderr, stdout, trial};
 use serde_json::Value;
 
 const CLASSES: [&str; 3] = ["tmpfs", "ext4-loop", "xfs-loop"];
-/// The default flexVolume classes (docs/flexvolume.md): every check, plus one protocol trial per call.
-const FLEX_CLASSES: [&str; 2] = ["flex-loop", "flex-bind"];
-const FLEX_CALLS: usize = 9;
 const WORKLOADS: [&str; 9] = [
     "randread-4k-qd64",
     "randwrite-4k-qd64",
@@ -95,6 +92,24 @@ fn default_suite_passes_and_the_result_file_is_complete() {
             trial(&r, &format!("{class}::speed::{w}"));
         }
     }
+    // flex-loop upgrades its driver 1.0.0 -> 2.0.0 and rolls back; both are in the fingerprint.
+    assert_eq!(
+        trial(&r, "flex-loop::integrity::upgrade")["status"],
+        "passed"
+    );
+    assert_eq!(
+        trial(&r, "flex-loop::flexvolume::mountdevice")["status"],
+        "passed"
+    );
+    assert_eq!(
+        trial(&r, "flex-bind::flexvolume::mount")["status"],
+        "passed"
+    );
+    let fp = env_fp["classes"]["flex-loop"]["volume"].to_string();
+    assert!(
+        fp.contains("pvcheck-loop 1.0.0") && fp.contains("pvcheck-loop 2.0.0"),
+        "{fp}"
+    );
     for t in trials {
         let status = t["status"].as_str().unwrap();
         assert!(

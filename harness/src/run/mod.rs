@@ -155,7 +155,7 @@ fn run_trial(ctx: &RunCtx, p: &Planned, name: &str) -> Result<Completion, Failed
         return Ok(Completion::ignored_with(reason));
     }
     if signals::interrupted() {
-        return Err(Failed::from("interrupted"));
+        wait_for_exit();
     }
     let work_dir = ctx
         .registry
@@ -207,6 +207,10 @@ fn run_trial(ctx: &RunCtx, p: &Planned, name: &str) -> Result<Completion, Failed
             .unwrap_or_default();
         Err(checks::Failure::new(format!("the check panicked: {msg}")))
     });
+    if signals::interrupted() {
+        // Whatever this trial saw was caused by the interruption: report nothing.
+        wait_for_exit();
+    }
     let data = std::mem::take(&mut *cctx.data.lock().unwrap_or_else(|e| e.into_inner()));
     ctx.progress.finish(name);
     let result = match outcome {
@@ -233,6 +237,14 @@ fn run_trial(ctx: &RunCtx, p: &Planned, name: &str) -> Result<Completion, Failed
     };
     drop(running);
     result
+}
+
+/// After SIGINT/SIGTERM the signal thread removes everything and exits the process with 130;
+/// trial threads stop here so libtest prints nothing more (no failures that are not failures).
+fn wait_for_exit() -> ! {
+    loop {
+        std::thread::park();
+    }
 }
 
 /// Runs `pvcheck run`; returns the exit code.

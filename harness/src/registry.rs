@@ -145,8 +145,12 @@ impl Registry {
             start_time: sys::process_start_time(std::process::id() as i32).unwrap_or(0),
             run_id: run_id.into(),
         };
+        // Written whole (temp file + rename) before anything else: `pvcheck cleanup` must never
+        // see a half-written owner and take a starting run for a dead one.
         let p = dir.join("owner.json");
-        fs::write(&p, serde_json::to_vec(&owner).unwrap_or_default()).map_err(io(&p))?;
+        let tmp = dir.join("owner.json.tmp");
+        fs::write(&tmp, serde_json::to_vec(&owner).unwrap_or_default()).map_err(io(&tmp))?;
+        fs::rename(&tmp, &p).map_err(io(&p))?;
         File::create(dir.join("resources.jsonl")).map_err(io(&dir))?;
         Ok(Self {
             run_id: run_id.into(),
@@ -188,8 +192,10 @@ impl Registry {
         };
         for e in entries.flatten() {
             let p = e.path();
-            if !p.join("resources.jsonl").exists() && !p.join("owner.json").exists() {
-                continue; // not ours
+            // owner.json is written first and whole: without it the directory is a run being
+            // created (or not a run at all), never a dead run.
+            if !p.join("owner.json").exists() {
+                continue;
             }
             let alive = fs::read(p.join("owner.json"))
                 .ok()

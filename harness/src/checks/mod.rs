@@ -350,3 +350,34 @@ pub fn derive_u64(s: &str) -> u64 {
     let h = sha2::Sha256::digest(s.as_bytes());
     u64::from_le_bytes(h[..8].try_into().unwrap_or([0; 8]))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The harness-overhead figure depends on this: overlapping agents count once.
+    #[test]
+    fn agent_busy_time_is_the_union_of_overlapping_spans() {
+        let clock = AgentClock::default();
+        let t0 = clock.start;
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        clock.span(at(0), at(1000));
+        clock.span(at(500), at(1500)); // overlaps the first
+        clock.span(at(3000), at(4000)); // a gap of 1.5 s before it
+        assert!(
+            (clock.busy_seconds() - 2.5).abs() < 1e-9,
+            "{}",
+            clock.busy_seconds()
+        );
+        assert!((clock.summed_seconds() - 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn trial_names_are_class_then_check() {
+        let names: Vec<String> = Check::all().iter().map(Check::name).collect();
+        assert_eq!(names.first().map(String::as_str), Some("provision"));
+        assert_eq!(names.last().map(String::as_str), Some("cleanup"));
+        assert!(names.contains(&"speed::randread-4k-qd64".to_string()));
+        assert!(names.contains(&"integrity::durability".to_string()));
+    }
+}

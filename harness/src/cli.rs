@@ -81,7 +81,7 @@ pub struct RunArgs {
     /// Alias for --format terse.
     #[arg(short, long, conflicts_with = "format")]
     pub quiet: bool,
-    /// Trials run in parallel (speed trials always run alone).
+    /// Trials run in parallel (default: twice the CPUs; speed trials always run alone).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub test_threads: Option<u16>,
     /// Colour: auto, always, never.

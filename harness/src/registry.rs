@@ -86,6 +86,9 @@ struct Owner {
     run_id: String,
 }
 
+/// What [`Registry::remove_present`] removed, and what it could not remove (with why).
+pub type Removal = (Vec<Record>, Vec<(Record, String)>);
+
 /// The registry of one run (the current one, or a dead one being cleaned up).
 #[derive(Debug)]
 pub struct Registry {
@@ -142,8 +145,12 @@ impl Registry {
             start_time: sys::process_start_time(std::process::id() as i32).unwrap_or(0),
             run_id: run_id.into(),
         };
+        // Written whole (temp file + rename) before anything else: `pvcheck cleanup` must never
+        // see a half-written owner and take a starting run for a dead one.
         let p = dir.join("owner.json");
-        fs::write(&p, serde_json::to_vec(&owner).unwrap_or_default()).map_err(io(&p))?;
+        let tmp = dir.join("owner.json.tmp");
+        fs::write(&tmp, serde_json::to_vec(&owner).unwrap_or_default()).map_err(io(&tmp))?;
+        fs::rename(&tmp, &p).map_err(io(&p))?;
         File::create(dir.join("resources.jsonl")).map_err(io(&dir))?;
         Ok(Self {
             run_id: run_id.into(),
@@ -185,8 +192,10 @@ impl Registry {
         };
         for e in entries.flatten() {
             let p = e.path();
-            if !p.join("resources.jsonl").exists() && !p.join("owner.json").exists() {
-                continue; // not ours
+            // owner.json is written first and whole: without it the directory is a run being
+            // created (or not a run at all), never a dead run.
+            if !p.join("owner.json").exists() {
+                continue;
             }
             let alive = fs::read(p.join("owner.json"))
                 .ok()
@@ -335,7 +344,7 @@ impl Registry {
         &self,
         class: Option<&str>,
         include_kept: bool,
-    ) -> Result<(Vec<Record>, Vec<(Record, String)>), RegistryError> {
+    ) -> Result<Removal, RegistryError> {
         let mut present = self.present(class, include_kept)?;
         // Processes first, then mounts, loop devices, files, directories: each frees the next.
         present.sort_by_key(|r| match r.resource {

@@ -73,10 +73,42 @@ fn default_suite_passes_and_the_result_file_is_complete() {
     assert_eq!(ext4["size_bytes"], 512u64 << 20);
 
     let trials = r["trials"].as_array().unwrap();
+    // Every class of the default file (more may be added, e.g. flexVolume classes) has every check.
+    let all_classes: Vec<&String> = env_fp["classes"].as_object().unwrap().keys().collect();
+    for class in &all_classes {
+        for check in [
+            "provision",
+            "integrity::recreate",
+            "integrity::durability",
+            "integrity::selftest",
+            "integrity::upgrade",
+            "expand",
+            "snapshot",
+            "cleanup",
+        ] {
+            trial(&r, &format!("{class}::{check}"));
+        }
+        for w in WORKLOADS {
+            trial(&r, &format!("{class}::speed::{w}"));
+        }
+    }
+    // flex-loop upgrades its driver 1.0.0 -> 2.0.0 and rolls back; both are in the fingerprint.
     assert_eq!(
-        trials.len(),
-        CLASSES.len() * (8 + WORKLOADS.len()),
-        "one trial per class and check"
+        trial(&r, "flex-loop::integrity::upgrade")["status"],
+        "passed"
+    );
+    assert_eq!(
+        trial(&r, "flex-loop::flexvolume::mountdevice")["status"],
+        "passed"
+    );
+    assert_eq!(
+        trial(&r, "flex-bind::flexvolume::mount")["status"],
+        "passed"
+    );
+    let fp = env_fp["classes"]["flex-loop"]["volume"].to_string();
+    assert!(
+        fp.contains("pvcheck-loop 1.0.0") && fp.contains("pvcheck-loop 2.0.0"),
+        "{fp}"
     );
     for t in trials {
         let status = t["status"].as_str().unwrap();

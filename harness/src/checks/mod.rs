@@ -9,6 +9,7 @@
 pub mod agent_json;
 pub mod cleanup;
 pub mod expand;
+pub mod flexvolume;
 pub mod integrity;
 pub mod provision;
 pub mod snapshot;
@@ -34,6 +35,8 @@ pub enum Check {
     Upgrade,
     Expand,
     Snapshot,
+    /// `flexvolume::<call>`: the driver's protocol for one call (flexvolume classes only).
+    Flexvolume(&'static str),
     Speed(String),
     Cleanup,
 }
@@ -49,6 +52,7 @@ impl Check {
             Check::Upgrade => "integrity::upgrade".into(),
             Check::Expand => "expand".into(),
             Check::Snapshot => "snapshot".into(),
+            Check::Flexvolume(call) => format!("flexvolume::{call}"),
             Check::Speed(w) => format!("speed::{w}"),
             Check::Cleanup => "cleanup".into(),
         }
@@ -72,6 +76,21 @@ impl Check {
         v.push(Check::Cleanup);
         v
     }
+    /// Every check for this class: [`Check::all`], plus the protocol checks of a flexvolume class
+    /// (after the integrity checks, before speed).
+    pub fn all_for(class: &ClassSpec) -> Vec<Check> {
+        let mut v = Check::all();
+        if matches!(class.local, Some(crate::config::LocalKind::Flexvolume(_))) {
+            let at = v
+                .iter()
+                .position(|c| matches!(c, Check::Speed(_) | Check::Cleanup))
+                .unwrap_or(v.len());
+            let calls =
+                crate::platform::local::flexvolume::Call::ALL.map(|c| Check::Flexvolume(c.name()));
+            v.splice(at..at, calls);
+        }
+        v
+    }
     /// A short, volume-name-safe tag.
     pub fn tag(&self) -> String {
         self.name().replace("integrity::", "").replace("::", "-")
@@ -80,8 +99,10 @@ impl Check {
     pub fn unsupported(&self, class: &ClassSpec, platform: &dyn Platform) -> Option<String> {
         match self {
             Check::Upgrade => {
-                let has = class.upgrade.as_ref().is_some_and(|u| u.command.is_some())
-                    || matches!(class.local, Some(crate::config::LocalKind::Flexvolume(_)));
+                let has = class
+                    .upgrade
+                    .as_ref()
+                    .is_some_and(|u| u.command.is_some() || u.driver.is_some());
                 (!has).then(|| "the class defines no `upgrade`".to_string())
             }
             Check::Expand => (!class.capabilities.expansion)
@@ -328,4 +349,35 @@ pub fn recreate(vol: &mut dyn Volume, pod: Box<dyn Pod>) -> Result<Box<dyn Pod>,
 pub fn derive_u64(s: &str) -> u64 {
     let h = sha2::Sha256::digest(s.as_bytes());
     u64::from_le_bytes(h[..8].try_into().unwrap_or([0; 8]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The harness-overhead figure depends on this: overlapping agents count once.
+    #[test]
+    fn agent_busy_time_is_the_union_of_overlapping_spans() {
+        let clock = AgentClock::default();
+        let t0 = clock.start;
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        clock.span(at(0), at(1000));
+        clock.span(at(500), at(1500)); // overlaps the first
+        clock.span(at(3000), at(4000)); // a gap of 1.5 s before it
+        assert!(
+            (clock.busy_seconds() - 2.5).abs() < 1e-9,
+            "{}",
+            clock.busy_seconds()
+        );
+        assert!((clock.summed_seconds() - 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn trial_names_are_class_then_check() {
+        let names: Vec<String> = Check::all().iter().map(Check::name).collect();
+        assert_eq!(names.first().map(String::as_str), Some("provision"));
+        assert_eq!(names.last().map(String::as_str), Some("cleanup"));
+        assert!(names.contains(&"speed::randread-4k-qd64".to_string()));
+        assert!(names.contains(&"integrity::durability".to_string()));
+    }
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::error::ConfigError;
+use super::flexvolume::DriverSource;
 use super::spec::{ClassSpec, LocalKind};
 
 /// The default class file, compiled in so `pvcheck run` works from any directory.
@@ -152,17 +153,68 @@ fn check_class(
             }
         }
         Some(LocalKind::Flexvolume(f)) => {
-            f.driver.value = resolve(base, &f.driver.value);
-            if !f.driver.value.is_file() {
+            let at = f.driver.referenced.line();
+            f.source = Some(driver_source(&f.driver.value, file, base).map_err(|what| {
+                ConfigError::new(file, Some(at), field("local.flexvolume.driver"), what)
+            })?);
+            let null = serde_json::Value::Object(Default::default());
+            let (value, at) = match &f.options {
+                Some(o) => (&o.value, o.referenced.line()),
+                None => (&null, line),
+            };
+            let options_field = format!("classes[{index}].local.flexvolume.options");
+            f.user_options = crate::platform::local::flexvolume::options::user_options(
+                &name,
+                &options_field,
+                value,
+            )
+            .map_err(|e| ConfigError::new(file, Some(at), None, e.to_string()))?;
+            if class.capabilities.expansion || class.capabilities.snapshot {
                 return Err(ConfigError::new(
                     file,
-                    Some(f.driver.referenced.line()),
-                    field("local.flexvolume.driver"),
-                    format!("{} does not exist", f.driver.value.display()),
+                    Some(line),
+                    field("capabilities"),
+                    "flexVolume has no expand or snapshot call: set expansion and snapshot to false",
                 ));
             }
         }
         None => {}
+    }
+    if let Some(u) = &mut class.upgrade
+        && let Some(d) = &u.driver
+    {
+        let at = d.referenced.line();
+        if !matches!(class.local, Some(LocalKind::Flexvolume(_))) {
+            return Err(ConfigError::new(
+                file,
+                Some(at),
+                field("upgrade.driver"),
+                "only a flexvolume class has a driver to swap: use upgrade.command",
+            ));
+        }
+        if u.command.is_some() {
+            return Err(ConfigError::new(
+                file,
+                Some(at),
+                field("upgrade.driver"),
+                "give either upgrade.driver (a flexVolume driver swap) or upgrade.command, not both",
+            ));
+        }
+        u.driver_source = Some(
+            driver_source(&d.value, file, base)
+                .map_err(|what| ConfigError::new(file, Some(at), field("upgrade.driver"), what))?,
+        );
+    }
+    if let Some(u) = &class.upgrade
+        && u.rollback
+        && u.driver.is_none()
+    {
+        return Err(ConfigError::new(
+            file,
+            Some(line),
+            field("upgrade.rollback"),
+            "`rollback` needs `upgrade.driver`: it swaps the first driver back",
+        ));
     }
     if let Some(u) = &class.upgrade
         && u.command.is_none()
@@ -176,6 +228,22 @@ fn check_class(
         ));
     }
     Ok(())
+}
+
+/// A driver path: in the built-in class file, a sample shipped in the binary; elsewhere an
+/// executable file relative to the class file.
+fn driver_source(p: &Path, file: &Path, base: &Path) -> Result<DriverSource, String> {
+    if file == Path::new(DEFAULT_CLASSES_NAME) {
+        let rel = p.to_string_lossy();
+        return crate::platform::local::flexvolume::embedded::SAMPLES
+            .iter()
+            .find(|s| s.path == rel)
+            .map(|s| DriverSource::Embedded(s.path))
+            .ok_or_else(|| format!("{rel} is not one of the built-in sample drivers"));
+    }
+    let path = resolve(base, p);
+    crate::platform::local::flexvolume::call::check_executable(&path).map_err(|e| e.to_string())?;
+    Ok(DriverSource::File(path))
 }
 
 fn resolve(base: &Path, p: &Path) -> PathBuf {

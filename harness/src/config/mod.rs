@@ -21,5 +21,6 @@ mod load;
 mod spec;
 
 pub use error::ConfigError;
+pub use flexvolume::{DriverSource, FlexvolumeSpec};
 pub use load::{DEFAULT_CLASSES, DEFAULT_CLASSES_NAME, load_default, load_files, parse_str};
 pub use spec::{Capabilities, ClassSpec, FsType, LocalKind, LoopSpec, Timeouts, UpgradeSpec};

@@ -47,9 +47,10 @@ impl ClassSpec {
             Some(LocalKind::Dir(p)) => serde_json::json!({ "dir": p.value }),
             Some(LocalKind::Loop(l)) => serde_json::json!({ "loop": l }),
             Some(LocalKind::Flexvolume(f)) => serde_json::json!({ "flexvolume": {
-                "driver": f.driver.value, "fs_type": f.fs_type,
-                // Option values may be secrets: only their names go into results.
-                "options": f.options.keys().collect::<Vec<_>>(),
+                "driver": f.source().describe(), "fs_type": f.fs_type,
+                "options": f.user_options,
+                // Secret values never go into results: only their names.
+                "secrets": f.secrets.keys().collect::<Vec<_>>(),
             }}),
         };
         serde_json::json!({
@@ -57,7 +58,10 @@ impl ClassSpec {
             "file": self.file,
             "local": local,
             "capabilities": self.capabilities,
-            "upgrade": self.upgrade.as_ref().map(|u| serde_json::json!({ "command": u.command, "ready": u.ready })),
+            "upgrade": self.upgrade.as_ref().map(|u| serde_json::json!({
+                "command": u.command, "ready": u.ready,
+                "driver": u.driver_source.as_ref().map(|d| d.describe()), "rollback": u.rollback,
+            })),
             "timeouts": self.timeouts,
         })
     }
@@ -72,7 +76,7 @@ pub enum LocalKind {
     /// Each volume is a fresh image file, formatted and loop-mounted.
     Loop(LoopSpec),
     /// A flexVolume driver (issue 5).
-    Flexvolume(FlexvolumeSpec),
+    Flexvolume(Box<FlexvolumeSpec>),
 }
 
 impl LocalKind {
@@ -151,6 +155,16 @@ pub struct UpgradeSpec {
     /// Polled (every 200 ms) until it exits 0, within `timeouts.upgrade`.
     #[serde(default)]
     pub ready: Option<String>,
+    /// flexVolume classes: the new driver executable, swapped in place of the class's driver
+    /// while the volume is unmounted (relative to the YAML file).
+    #[serde(default)]
+    pub driver: Option<Spanned<PathBuf>>,
+    /// flexVolume classes: after the upgrade, swap the first driver back and verify again.
+    #[serde(default)]
+    pub rollback: bool,
+    /// `driver`, resolved by the loader.
+    #[serde(skip)]
+    pub driver_source: Option<super::flexvolume::DriverSource>,
 }
 
 /// Per-class time limits, so slow drivers get the time they need (kubernetes#88848).

@@ -12,7 +12,7 @@ pub enum PlatformError {
         stderr: String,
     },
     /// A command or the agent did not finish in time.
-    #[error("`{command}` did not finish within {}s", limit.as_secs_f64())]
+    #[error("`{command}` did not finish within {}", pvcheck_workloads::units::format_duration(*limit))]
     Timeout { command: String, limit: Duration },
     /// Plain I/O on the harness side.
     #[error("{what}: {source}")]

@@ -107,6 +107,29 @@ pub trait Platform: Send + Sync {
     fn remove_leftovers(&self, filter: &RunFilter) -> Result<Vec<Leftover>, PlatformError>;
     /// Facts about the platform for the run's fingerprint (kernel, node, versions).
     fn fingerprint(&self) -> serde_json::Value;
+    /// Runs one driver-protocol check of the class (`flexvolume::<call>` on the local platform)
+    /// on a scratch volume of its own, named after `req`.
+    fn protocol_check(
+        &self,
+        class: &ClassSpec,
+        req: &VolumeRequest,
+        check: &str,
+    ) -> Result<ProtocolOutcome, PlatformError> {
+        let _ = (req, check);
+        Err(PlatformError::Unsupported(format!(
+            "class {} has no driver protocol to check on this platform",
+            class.name()
+        )))
+    }
+}
+
+/// How a [`Platform::protocol_check`] ended when the driver did nothing wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProtocolOutcome {
+    /// What was checked, in one line.
+    Passed(String),
+    /// The call is never made for this driver (e.g. attach when init says attach: false).
+    NotApplicable(String),
 }
 
 /// One provisioned volume.

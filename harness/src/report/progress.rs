@@ -1,10 +1,11 @@
 //! A progress line for long trials, on stderr, only when stderr is a terminal.
 //!
-//! libtest prints whole result lines only when trials run in a thread pool (`--test-threads`
-//! > 1, the default); single-threaded it prints "test x ..." before running, which a progress
-//! line would overwrite, so the line is shown only in thread-pool mode. When a trial finishes
-//! the line is hidden (cleared) just before libtest prints that trial's result, and shown again
-//! a moment later by the ticker thread while trials still run.
+//! libtest prints whole result lines only when trials run in a thread pool (more than one
+//! `--test-threads`, the default); single-threaded it prints "test x ..." before running, which a
+//! progress line would overwrite, so the line is shown only in thread-pool mode. When a trial
+//! finishes the line is cleared (the bar is finished and dropped) just before libtest prints
+//! that trial's result; the ticker thread draws a new one a moment later while a trial has been
+//! running for more than two seconds.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,11 +17,15 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 #[derive(Default)]
 struct State {
     running: Vec<(String, Instant)>,
-    hidden_since: Option<Instant>,
+    done: u64,
+    total: u64,
+    bar: Option<ProgressBar>,
+    cleared_at: Option<Instant>,
 }
 
 pub struct Progress {
-    bar: Option<ProgressBar>,
+    enabled: bool,
+    started: Instant,
     state: Arc<Mutex<State>>,
     stop: Arc<AtomicBool>,
 }
@@ -28,51 +33,59 @@ pub struct Progress {
 impl Progress {
     /// A progress display for `total` trials; nothing is drawn unless stderr is a terminal and `enabled`.
     pub fn new(total: u64, enabled: bool) -> Self {
-        let state = Arc::new(Mutex::new(State::default()));
+        let enabled = enabled && std::io::stderr().is_terminal();
+        let state = Arc::new(Mutex::new(State {
+            total,
+            ..State::default()
+        }));
         let stop = Arc::new(AtomicBool::new(false));
-        let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
-            let b = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
-            b.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} [{pos}/{len}] {elapsed_precise} {wide_msg}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            let (b2, st, stop2) = (b.clone(), state.clone(), stop.clone());
+        let started = Instant::now();
+        if enabled {
+            let (st, stop2) = (state.clone(), stop.clone());
             std::thread::spawn(move || {
-                let mut shown = false;
                 while !stop2.load(Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(250));
+                    std::thread::sleep(Duration::from_millis(200));
                     let mut s = st.lock().unwrap_or_else(|e| e.into_inner());
+                    let long = s
+                        .running
+                        .iter()
+                        .any(|(_, t)| t.elapsed() > Duration::from_secs(2));
+                    let settled = s
+                        .cleared_at
+                        .is_none_or(|t| t.elapsed() > Duration::from_millis(300));
+                    if s.bar.is_none() && long && settled {
+                        let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+                        b.set_style(
+                            ProgressStyle::with_template("{spinner} {wide_msg}")
+                                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                        );
+                        s.bar = Some(b);
+                    }
                     let names: Vec<String> = s
                         .running
                         .iter()
                         .map(|(n, t)| format!("{n} ({}s)", t.elapsed().as_secs()))
                         .collect();
-                    b2.set_message(format!("running: {}", names.join(", ")));
-                    let settled = s
-                        .hidden_since
-                        .is_none_or(|t| t.elapsed() > Duration::from_millis(300));
-                    // Long trials only: nothing is drawn for a run of quick trials.
-                    let long = s
-                        .running
-                        .iter()
-                        .any(|(_, t)| t.elapsed() > Duration::from_secs(2));
-                    if !shown && settled && long {
-                        s.hidden_since = None;
-                        b2.set_draw_target(ProgressDrawTarget::stderr());
-                        shown = true;
-                    } else if shown && s.hidden_since.is_some() {
-                        shown = false;
-                    }
-                    if shown {
-                        b2.tick();
+                    let msg = format!(
+                        "[{}/{}] {}s running: {}",
+                        s.done,
+                        s.total,
+                        started.elapsed().as_secs(),
+                        names.join(", ")
+                    );
+                    if let Some(b) = &s.bar {
+                        b.set_message(msg);
+                        b.tick();
                     }
                 }
             });
-            b
-        });
-        Self { bar, state, stop }
+        }
+        Self {
+            enabled,
+            started,
+            state,
+            stop,
+        }
     }
 
     pub fn start(&self, name: &str) {
@@ -86,18 +99,25 @@ impl Progress {
     pub fn finish(&self, name: &str) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.running.retain(|(n, _)| n != name);
-        if let Some(b) = &self.bar {
-            b.inc(1);
-            // Clears the line, so libtest's result line starts on a clean line.
-            b.set_draw_target(ProgressDrawTarget::hidden());
-            s.hidden_since = Some(Instant::now());
+        s.done += 1;
+        if let Some(b) = s.bar.take() {
+            // Erase the line so libtest's result line starts on a clean line.
+            b.finish_and_clear();
+            s.cleared_at = Some(Instant::now());
         }
     }
 
     pub fn done(&self) {
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(b) = &self.bar {
+        if let Some(b) = self
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .bar
+            .take()
+        {
             b.finish_and_clear();
         }
+        let _ = (self.enabled, self.started);
     }
 }

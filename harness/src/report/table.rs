@@ -68,7 +68,10 @@ pub fn render(trials: &[TrialResult]) -> String {
                 .unwrap_or(usize::MAX)
         });
         let mut table = Table::new();
-        table.set_content_arrangement(ContentArrangement::Dynamic);
+        // Wrap to the terminal's width only where it is known and usable (not in a 0-column pty).
+        if table.width().is_some_and(|w| w >= 60) {
+            table.set_content_arrangement(ContentArrangement::Dynamic);
+        }
         table.set_header(vec![
             "check",
             "status",

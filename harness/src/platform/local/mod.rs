@@ -9,6 +9,7 @@
 
 pub mod backend;
 pub mod dir;
+pub mod flexvolume;
 pub mod loopfs;
 pub mod volume;
 
@@ -48,10 +49,10 @@ impl LocalPlatform {
         match &class.local {
             Some(LocalKind::Dir(d)) => Ok(Box::new(dir::DirBackend::new(d.value.clone()))),
             Some(LocalKind::Loop(l)) => Ok(Box::new(loopfs::LoopBackend::new(l.clone()))),
-            // The flexVolume backend (issue 5) plugs in here.
-            Some(LocalKind::Flexvolume(_)) => Err(PlatformError::Unsupported(
-                "flexvolume classes are not available in this build".into(),
-            )),
+            Some(LocalKind::Flexvolume(f)) => Ok(Box::new(flexvolume::backend::FlexBackend::new(
+                class,
+                (**f).clone(),
+            ))),
             None => Err(PlatformError::Unsupported(format!(
                 "class {} has no `local:` section",
                 class.name()
@@ -114,9 +115,7 @@ impl Platform for LocalPlatform {
                 }
                 Ok(())
             }
-            Some(LocalKind::Flexvolume(_)) => {
-                Err("flexvolume classes are not available in this build".into())
-            }
+            Some(LocalKind::Flexvolume(f)) => flexvolume::usable(class, f),
         }
     }
 
@@ -245,6 +244,35 @@ impl Platform for LocalPlatform {
             )));
         }
         Ok(removed)
+    }
+
+    fn protocol_check(
+        &self,
+        class: &ClassSpec,
+        req: &VolumeRequest,
+        check: &str,
+    ) -> Result<super::ProtocolOutcome, PlatformError> {
+        let Some(LocalKind::Flexvolume(f)) = &class.local else {
+            return Err(PlatformError::Unsupported(format!(
+                "class {} is not a flexvolume class",
+                class.name()
+            )));
+        };
+        let volume = format!("{}-{}", req.run_id, req.name);
+        let work_dir = self
+            .registry
+            .volume_dir(&volume)
+            .map_err(|e| PlatformError::Registry(e.to_string()))?;
+        let ctx = BackendCtx {
+            registry: self.registry.clone(),
+            run_id: req.run_id.clone(),
+            class: class.name().to_string(),
+            mount_point: work_dir.join("mnt"),
+            work_dir,
+            volume,
+            step_timeout: class.timeouts.provision.0.max(Duration::from_secs(1)),
+        };
+        flexvolume::backend::protocol_check(class, f, &ctx, check)
     }
 
     fn fingerprint(&self) -> serde_json::Value {

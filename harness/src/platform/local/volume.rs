@@ -76,11 +76,19 @@ impl LocalVolume {
             if let Some(d) = &self.upgrade_cwd {
                 c.current_dir(d);
             }
-            let out = self.run_recorded(
-                &mut c,
-                deadline.saturating_duration_since(Instant::now()),
-                command,
-            )?;
+            let out = self
+                .run_recorded(
+                    &mut c,
+                    deadline.saturating_duration_since(Instant::now()),
+                    command,
+                )
+                .map_err(|e| match e {
+                    PlatformError::Timeout { .. } => PlatformError::Timeout {
+                        command: format!("upgrade.command {command:?}"),
+                        limit: self.upgrade_timeout,
+                    },
+                    e => e,
+                })?;
             if !out.status.success() {
                 let stderr = String::from_utf8_lossy(&out.stderr);
                 return Err(PlatformError::Command {

@@ -1,0 +1,121 @@
+//! What the kernel says is mounted: the checks kubelet's callers rely on but never make.
+//!
+//! A driver can print Success without mounting anything; the pod then writes into an empty
+//! directory on the node's root filesystem and every check "passes". After each mount call the
+//! target must be a mount point (in /proc/self/mountinfo), backed by the attached device when
+//! there is one, and mounted once (a repeated call must not stack a second mount).
+
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+/// One line of /proc/self/mountinfo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountEntry {
+    pub major: u32,
+    pub minor: u32,
+    pub mount_point: PathBuf,
+    pub fs_type: String,
+    pub source: String,
+}
+
+/// Undoes mountinfo's octal escapes (`\040` is a space).
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
+    text.lines()
+        .filter_map(|line| {
+            let (pre, post) = line.split_once(" - ")?;
+            let f: Vec<&str> = pre.split(' ').collect();
+            let (major, minor) = f.get(2)?.split_once(':')?;
+            let p: Vec<&str> = post.split(' ').collect();
+            Some(MountEntry {
+                major: major.parse().ok()?,
+                minor: minor.parse().ok()?,
+                mount_point: PathBuf::from(unescape(f.get(4)?)),
+                fs_type: p.first()?.to_string(),
+                source: unescape(p.get(1).unwrap_or(&"")),
+            })
+        })
+        .collect()
+}
+
+pub fn mounts() -> io::Result<Vec<MountEntry>> {
+    Ok(parse_mountinfo(&std::fs::read_to_string(
+        "/proc/self/mountinfo",
+    )?))
+}
+
+/// The mounts stacked on `dir` (resolved), oldest first.
+pub fn mounts_at(dir: &Path) -> io::Result<Vec<MountEntry>> {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    Ok(mounts()?
+        .into_iter()
+        .filter(|m| m.mount_point == dir)
+        .collect())
+}
+
+/// Mounts at or below `dir`: what a teardown must leave none of.
+pub fn mounts_under(dir: &Path) -> io::Result<Vec<MountEntry>> {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    Ok(mounts()?
+        .into_iter()
+        .filter(|m| m.mount_point.starts_with(&dir))
+        .collect())
+}
+
+/// (major, minor) of a block device node.
+pub fn block_device_number(dev: &Path) -> io::Result<Option<(u32, u32)>> {
+    let m = std::fs::metadata(dev)?;
+    if !m.file_type().is_block_device() {
+        return Ok(None);
+    }
+    let d = m.rdev();
+    let major = ((d >> 8) & 0xfff) | ((d >> 32) & !0xfff);
+    let minor = (d & 0xff) | ((d >> 12) & !0xff);
+    Ok(Some((major as u32, minor as u32)))
+}
+
+/// The file behind a loop device, None when the device is free or not a loop device.
+pub fn loop_backing_file(dev: &Path) -> Option<PathBuf> {
+    let name = dev.file_name()?.to_str()?;
+    if !name.starts_with("loop") {
+        return None;
+    }
+    let s = std::fs::read_to_string(format!("/sys/block/{name}/loop/backing_file")).ok()?;
+    Some(PathBuf::from(s.trim_end_matches('\n')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_lines_with_escaped_spaces_parse() {
+        let text = "36 35 98:0 / /mnt/my\\040dir rw,noatime master:1 - ext4 /dev/loop3 rw,errors=continue\n\
+                    37 35 0:30 / /proc rw - proc proc rw\n";
+        let m = parse_mountinfo(text);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].mount_point, PathBuf::from("/mnt/my dir"));
+        assert_eq!((m[0].major, m[0].minor), (98, 0));
+        assert_eq!(m[0].fs_type, "ext4");
+        assert_eq!(m[0].source, "/dev/loop3");
+    }
+}

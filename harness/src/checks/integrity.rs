@@ -214,6 +214,10 @@ pub fn damage_failure(
         ));
     }
     msg.push_str(&format!("\nreproduce: {command}"));
+    if !ctx.keep_on_failure {
+        // The volume and the ledger are removed after the trial; say how to keep them.
+        msg.push_str("\n(rerun with --keep-on-failure to keep the volume mounted and the ledger for that command)");
+    }
     let kinds: Vec<Value> = damage
         .iter()
         .filter_map(|d| d.get("kind").cloned())

@@ -56,7 +56,8 @@ pub fn mount_options(path: &Path) -> Option<String> {
     Some(format!("{opts},{super_opts}"))
 }
 
-fn unescape_mount(s: &str) -> String {
+/// Undoes mountinfo's octal escapes (`\040` is a space).
+pub fn unescape_mount(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -33,6 +33,29 @@ pub struct LocalPlatform {
 }
 
 impl LocalPlatform {
+    /// Where a volume of `class` lives and what it is called: one place, so provisioning and
+    /// the flexVolume protocol checks record the same paths under the run label.
+    fn backend_ctx(
+        &self,
+        class: &ClassSpec,
+        req: &VolumeRequest,
+    ) -> Result<BackendCtx, PlatformError> {
+        let volume = format!("{}-{}", req.run_id, req.name);
+        let work_dir = self
+            .registry
+            .volume_dir(&volume)
+            .map_err(|e| PlatformError::Registry(e.to_string()))?;
+        Ok(BackendCtx {
+            registry: self.registry.clone(),
+            run_id: req.run_id.clone(),
+            class: class.name().to_string(),
+            mount_point: work_dir.join("mnt"),
+            work_dir,
+            volume,
+            step_timeout: class.timeouts.provision.0.max(Duration::from_secs(1)),
+        })
+    }
+
     pub fn new(registry: Arc<Registry>, state_dir: PathBuf, agent: AgentBinary) -> Self {
         Self {
             registry,
@@ -124,20 +147,7 @@ impl Platform for LocalPlatform {
         class: &ClassSpec,
         req: &VolumeRequest,
     ) -> Result<Box<dyn Volume>, PlatformError> {
-        let volume = format!("{}-{}", req.run_id, req.name);
-        let work_dir = self
-            .registry
-            .volume_dir(&volume)
-            .map_err(|e| PlatformError::Registry(e.to_string()))?;
-        let ctx = BackendCtx {
-            registry: self.registry.clone(),
-            run_id: req.run_id.clone(),
-            class: class.name().to_string(),
-            mount_point: work_dir.join("mnt"),
-            work_dir,
-            volume,
-            step_timeout: class.timeouts.provision.0.max(Duration::from_secs(1)),
-        };
+        let ctx = self.backend_ctx(class, req)?;
         let mut backend = self.backend_for(class)?;
         let created = backend.create(&ctx);
         let mut vol = LocalVolume {
@@ -258,20 +268,7 @@ impl Platform for LocalPlatform {
                 class.name()
             )));
         };
-        let volume = format!("{}-{}", req.run_id, req.name);
-        let work_dir = self
-            .registry
-            .volume_dir(&volume)
-            .map_err(|e| PlatformError::Registry(e.to_string()))?;
-        let ctx = BackendCtx {
-            registry: self.registry.clone(),
-            run_id: req.run_id.clone(),
-            class: class.name().to_string(),
-            mount_point: work_dir.join("mnt"),
-            work_dir,
-            volume,
-            step_timeout: class.timeouts.provision.0.max(Duration::from_secs(1)),
-        };
+        let ctx = self.backend_ctx(class, req)?;
         flexvolume::backend::protocol_check(class, f, &ctx, check)
     }
 

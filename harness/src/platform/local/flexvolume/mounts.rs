@@ -19,26 +19,6 @@ pub struct MountEntry {
     pub source: String,
 }
 
-/// Undoes mountinfo's octal escapes (`\040` is a space).
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
     text.lines()
         .filter_map(|line| {
@@ -49,9 +29,9 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
             Some(MountEntry {
                 major: major.parse().ok()?,
                 minor: minor.parse().ok()?,
-                mount_point: PathBuf::from(unescape(f.get(4)?)),
+                mount_point: PathBuf::from(crate::sys::unescape_mount(f.get(4)?)),
                 fs_type: p.first()?.to_string(),
-                source: unescape(p.get(1).unwrap_or(&"")),
+                source: crate::sys::unescape_mount(p.get(1).unwrap_or(&"")),
             })
         })
         .collect()

@@ -154,15 +154,35 @@ pub fn remove_resource(r: &Resource) -> Result<(), String> {
             Err(format!("{}: still mounted", path.display()))
         }
         Resource::Loop { image } => {
-            for dev in loop_devices_of(image) {
-                let out = run(
-                    Command::new("losetup").arg("-d").arg(&dev),
-                    Duration::from_secs(30),
-                )
-                .map_err(|e| e.to_string())?;
-                check_output("losetup -d", &out).map_err(|e| e.to_string())?;
+            // `losetup -d` on a device someone still holds open (a filesystem just unmounted, an
+            // io_uring ring the kernel tears down after its process exited) succeeds but only
+            // sets autoclear: the device goes away when the last opener closes it. So detach,
+            // then wait until the device is really gone, detaching again while it lingers.
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                let devs = loop_devices_of(image);
+                if devs.is_empty() {
+                    return Ok(());
+                }
+                if Instant::now() > deadline {
+                    return Err(format!(
+                        "{}: loop device still attached after 15 s",
+                        devs[0].display()
+                    ));
+                }
+                for dev in devs {
+                    let out = run(
+                        Command::new("losetup").arg("-d").arg(&dev),
+                        Duration::from_secs(30),
+                    )
+                    .map_err(|e| e.to_string())?;
+                    // A device that vanished between listing and detaching is what we want.
+                    if !out.status.success() && dev.exists() && !loop_devices_of(image).is_empty() {
+                        check_output("losetup -d", &out).map_err(|e| e.to_string())?;
+                    }
+                }
+                thread::sleep(Duration::from_millis(50));
             }
-            Ok(())
         }
         Resource::Image { path } => match std::fs::remove_file(path) {
             Ok(()) => Ok(()),

@@ -1,9 +1,15 @@
 //! The io_uring engine: one ring per job, `iodepth` slots, batched submission.
 //!
-//! Per loop: fill every free slot, then one `io_uring_enter` that submits the batch and waits
-//! for at least one completion (with a 250 ms timeout so stop requests and the watchdog are
-//! seen even when the device stops answering). One clock reading stamps the whole batch at
-//! submission, one stamps every completion reaped together. Registered file and buffers spare
+//! Per loop: fill every free slot, submitting each I/O as soon as it is prepared (one
+//! `io_uring_enter` per I/O, as fio does with its default `iodepth_batch_submit=1`) except the
+//! last, which goes with the `io_uring_enter` that waits for at least one completion (with a
+//! 250 ms timeout so stop requests and the watchdog are seen even when the device stops
+//! answering). Submitting the whole refill in one call was measured at 0.75–0.83 of fio's IOPS
+//! for 4 KiB randread QD32 on a loop-mounted ext4 (p50 1.4–1.5× fio's), one by one at
+//! 0.89–0.95 (p50 0.9×): the device starts on the first I/O while the rest are prepared,
+//! instead of receiving them all at once after the last. QD1 still costs one syscall per I/O.
+//! Each I/O is stamped just before the call that submits it, every completion reaped together
+//! by one clock reading after the wait. Registered file and buffers spare
 //! the kernel a file lookup and page pinning per I/O where the kernel and limits allow it.
 
 use std::io;
@@ -51,6 +57,14 @@ pub fn probe() -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `io_uring_enter` errors after which the entries stay queued and the next call retries.
+fn transient(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN)
+    )
 }
 
 fn build_ring(entries: u32) -> io::Result<IoUring> {
@@ -132,6 +146,8 @@ pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
     let mut offset_of = vec![0u64; depth];
     let mut free: Vec<u32> = (0..depth as u32).rev().collect();
     let mut batch: Vec<u32> = Vec::with_capacity(depth);
+    // Prepared in the SQ, submitted when the next one is prepared or with the wait.
+    let mut pending: Option<u32> = None;
     let mut inflight = 0usize;
     let mut mix = SplitMix::new(plan.mix_seed);
     let mut writes_since_sync = 0u32;
@@ -177,6 +193,24 @@ pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
                 } else if !sync_inflight {
                     // fdatasync is a barrier: writes resume once it has completed.
                     while let Some(slot) = free.pop() {
+                        if let Some(prev) = pending.take() {
+                            sq.sync();
+                            start_ns[prev as usize] = now_ns();
+                            if let Err(e) = submitter.submit()
+                                && !transient(&e)
+                            {
+                                out.error = Some(Error::Io {
+                                    path: plan.path.clone(),
+                                    offset: offset_of[prev as usize],
+                                    op: "io_uring_enter",
+                                    source: e,
+                                });
+                                free.push(slot);
+                                break;
+                            }
+                            // Sees the entries the kernel consumed (room for the next ones).
+                            sq.sync();
+                        }
                         let s = slot as usize;
                         let read = match plan.read_pct {
                             100 => true,
@@ -205,7 +239,7 @@ pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
                             free.push(slot);
                             break;
                         }
-                        batch.push(slot);
+                        pending = Some(slot);
                         is_write[s] = !read;
                         offset_of[s] = off;
                         inflight += 1;
@@ -219,6 +253,9 @@ pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
                         }
                     }
                 }
+            }
+            if let Some(p) = pending.take() {
+                batch.push(p);
             }
             sq.sync();
             // Stamp the batch as late as possible: just before the syscall that submits it.
@@ -238,14 +275,7 @@ pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
             );
             match submitter.submit_with_args(1, &args) {
                 Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::ETIME)
-                            | Some(libc::EINTR)
-                            | Some(libc::EBUSY)
-                            | Some(libc::EAGAIN)
-                    ) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ETIME) || transient(&e) => {}
                 Err(e) => {
                     out.error = Some(Error::Io {
                         path: plan.path.clone(),

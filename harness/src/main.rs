@@ -16,14 +16,14 @@ fn main() -> ExitCode {
     }
     let cli = match pvcheck::cli::Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() {
-                pvcheck::exit_code::USAGE
-            } else {
-                pvcheck::exit_code::OK
-            };
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
             let _ = e.print();
-            return ExitCode::from(code);
+            return ExitCode::from(pvcheck::exit_code::OK);
+        }
+        Err(e) => {
+            eprintln!("pvcheck: {}", pvcheck_workloads::cli::usage_error_line(&e));
+            return ExitCode::from(pvcheck::exit_code::USAGE);
         }
     };
     ExitCode::from(pvcheck::cli::main(cli))

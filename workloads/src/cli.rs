@@ -58,16 +58,23 @@ where
     }
 }
 
-/// Bad input gets one line: clap's message without its "error: " prefix and its usage footer.
-fn usage_error_line(e: &clap::Error) -> String {
+/// Bad input gets one line: clap's message (with its hint, such as the possible values)
+/// without the "error: " prefix and the usage footer. Shared with the `pvcheck` binary.
+pub fn usage_error_line(e: &clap::Error) -> String {
     let rendered = e.render().to_string();
-    let first = rendered
+    let message: Vec<&str> = rendered
         .lines()
         .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("invalid arguments");
-    let first = first.strip_prefix("error: ").unwrap_or(first);
-    format!("{first} (see --help)")
+        .skip_while(|l| l.is_empty())
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let line = message.join(" ");
+    let line = line.strip_prefix("error: ").unwrap_or(&line);
+    if line.is_empty() {
+        "invalid arguments (see --help)".to_string()
+    } else {
+        format!("{line} (see --help)")
+    }
 }
 
 #[cfg(test)]
@@ -82,5 +89,14 @@ mod tests {
         assert!(!line.contains('\n'), "{line}");
         assert!(!line.starts_with("error:"), "{line}");
         assert!(line.contains("no unit"), "{line}");
+    }
+
+    /// The hint clap prints on its own line (possible values) stays in the one line.
+    #[test]
+    fn usage_error_keeps_the_possible_values() {
+        let e = Cli::try_parse_from(["pvcheck-agent", "bench", "--engine", "fast"]).unwrap_err();
+        let line = usage_error_line(&e);
+        assert!(!line.contains('\n'), "{line}");
+        assert!(line.contains("uring"), "{line}");
     }
 }

@@ -144,17 +144,7 @@ impl LocalVolume {
         c.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = {
-            let op = self
-                .ctx
-                .registry
-                .begin()
-                .map_err(|_| PlatformError::Interrupted)?;
-            let child = sys::spawn_group(c)
-                .map_err(|e| PlatformError::io(format!("cannot start {what:?}"), e))?;
-            record_process(&self.ctx, &op, child.id() as i32)?;
-            child
-        };
+        let mut child = spawn_recorded(&self.ctx, c, &format!("{what:?}"))?;
         match sys::wait_captured(&mut child, limit, what, &signals::interrupted) {
             Err(PlatformError::Timeout { limit, .. }) => Err(PlatformError::Timeout {
                 command: what.to_string(),
@@ -165,20 +155,27 @@ impl LocalVolume {
     }
 }
 
-fn record_process(
-    ctx: &BackendCtx,
-    op: &crate::registry::Op<'_>,
-    pid: i32,
-) -> Result<(), PlatformError> {
+/// Starts `c` in its own process group and records it under the run label within one
+/// registry operation, so an interrupt can never see the process without its record.
+/// `label` names the command in the error ("cannot start {label}").
+fn spawn_recorded(ctx: &BackendCtx, c: &mut Command, label: &str) -> Result<Child, PlatformError> {
+    let op = ctx
+        .registry
+        .begin()
+        .map_err(|_| PlatformError::Interrupted)?;
+    let child =
+        sys::spawn_group(c).map_err(|e| PlatformError::io(format!("cannot start {label}"), e))?;
+    let pid = child.id() as i32;
     let start_time = sys::process_start_time(pid).unwrap_or(0);
     ctx.registry
         .record(
-            op,
+            &op,
             Resource::Process { pid, start_time },
             Some(&ctx.class),
             Some(&ctx.volume),
         )
-        .map_err(|e| PlatformError::Registry(e.to_string()))
+        .map_err(|e| PlatformError::Registry(e.to_string()))?;
+    Ok(child)
 }
 
 impl Volume for LocalVolume {
@@ -373,14 +370,7 @@ impl LocalPod {
 
     fn spawn(&mut self, c: &mut Command) -> Result<(Child, String), PlatformError> {
         let line = sys::command_line(c);
-        let op = self
-            .ctx
-            .registry
-            .begin()
-            .map_err(|_| PlatformError::Interrupted)?;
-        let child = sys::spawn_group(c)
-            .map_err(|e| PlatformError::io(format!("cannot start `{line}`"), e))?;
-        record_process(&self.ctx, &op, child.id() as i32)?;
+        let child = spawn_recorded(&self.ctx, c, &format!("`{line}`"))?;
         Ok((child, line))
     }
 }

@@ -43,7 +43,18 @@ impl Profile {
             Profile::Thorough => (Duration::from_secs(5), Duration::from_secs(30)),
         }
     }
-    /// The bench file size of the speed matrix (the agent's profile), plus room for metadata files.
+    /// The agent's profile of the same name (`bench --profile`).
+    pub fn agent(self) -> pvcheck_workloads::speed::matrix::Profile {
+        use pvcheck_workloads::speed::matrix::Profile as P;
+        match self {
+            Profile::Quick => P::Quick,
+            Profile::Standard => P::Standard,
+            Profile::Thorough => P::Thorough,
+        }
+    }
+    /// The bench file size of the speed matrix (the agent's profile, one file the data
+    /// workloads share), plus room beside it for fsync-latency's 22 MiB file and the metadata
+    /// files.
     pub fn speed_bytes(self) -> u64 {
         match self {
             Profile::Quick => (128 << 20) + (32 << 20),

@@ -58,6 +58,16 @@ impl SpeedVolumes {
     }
 }
 
+/// The data workloads of the matrix use one set of files of the profile's size: the first
+/// prefills them, the rest reuse them (`bench --reuse`), instead of writing 4 GiB again per
+/// workload under the standard profile. The files go with the shared volume. fsync-latency
+/// (a small file of its own size) and metadata (many small files) keep their own.
+fn shares_prefill(profile: crate::profile::Profile, workload: &str) -> bool {
+    use pvcheck_workloads::speed::job::JobKind;
+    pvcheck_workloads::speed::matrix::workload(profile.agent(), workload)
+        .is_some_and(|w| !matches!(w.job.rw, JobKind::FsyncLatency | JobKind::Metadata))
+}
+
 pub fn check(ctx: &CheckCtx, workload: &str) -> Result<Verdict, Failure> {
     let mut guard = ctx.speed.by_class.lock().unwrap_or_else(|e| e.into_inner());
     if !guard.contains_key(ctx.class.name()) {
@@ -93,18 +103,19 @@ pub fn check(ctx: &CheckCtx, workload: &str) -> Result<Verdict, Failure> {
             ctx.profile.speed_bytes()
         )));
     }
-    let call = AgentCall::new(
-        [
-            "bench".to_string(),
-            "--workload".into(),
-            workload.into(),
-            "--profile".into(),
-            ctx.profile.name().into(),
-            "--dir".into(),
-            pod.data_dir().display().to_string(),
-        ],
-        ctx.agent_timeout(),
-    );
+    let mut args = vec![
+        "bench".to_string(),
+        "--workload".into(),
+        workload.into(),
+        "--profile".into(),
+        ctx.profile.name().into(),
+        "--dir".into(),
+        pod.data_dir().display().to_string(),
+    ];
+    if shares_prefill(ctx.profile, workload) {
+        args.push("--reuse".into());
+    }
+    let call = AgentCall::new(args, ctx.agent_timeout());
     let out = agent_json::run(ctx, pod.as_mut(), &call, workload)?;
     let result = agent_json::parse(&out, workload);
     if let Ok(v) = &result {

@@ -85,6 +85,12 @@ pub struct BenchArgs {
     /// Keep the data files after the run.
     #[arg(long)]
     pub keep: bool,
+    /// Use stable job files (`pvcheck-bench.<job>` in --dir) and keep them: the first run
+    /// creates and prefills them, later runs of the same size reuse them without writing
+    /// them again (the harness runs its whole matrix on one prefill). Remove them by hand,
+    /// or with the volume, when done.
+    #[arg(long)]
+    pub reuse: bool,
     /// Seed for data and offsets (default: random; printed in the result).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -119,6 +125,12 @@ impl BenchArgs {
             (None, Some(d)) => Target::Device(d.clone()),
             _ => return Err(Error::NoTarget),
         };
+        if self.reuse && self.device.is_some() {
+            return Err(Error::BadFlag {
+                flag: "--reuse",
+                msg: "works with --dir only: a device has no files to keep".into(),
+            });
+        }
         let profile = self.profile.unwrap_or(Profile::Standard);
         let mut job = match (&self.workload, self.rw) {
             (Some(name), _) => {
@@ -186,6 +198,7 @@ impl BenchArgs {
             stall_timeout: dur_flag("--stall-timeout", &self.stall_timeout)?,
             sample_interval: dur_flag("--sample-interval", &self.sample_interval)?,
             keep: self.keep,
+            reuse: self.reuse,
             seed: self.seed.unwrap_or_else(random_seed),
         };
         spec.validate()?;

@@ -95,7 +95,8 @@ pub struct JobParams {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "path")]
 pub enum Target {
-    /// Files named `pvcheck-bench.<pid>.<job>` created (and removed) in this directory.
+    /// Files named `pvcheck-bench.<pid>.<job>` created (and removed) in this directory, or with
+    /// `--reuse` `pvcheck-bench.<job>`, kept for the next run.
     Dir(PathBuf),
     /// A raw block device, written over.
     Device(PathBuf),
@@ -120,12 +121,14 @@ pub struct JobSpec {
     pub stall_timeout: Duration,
     pub sample_interval: Duration,
     pub keep: bool,
+    /// Stable, kept job files that later runs reuse without writing them again (`--reuse`).
+    pub reuse: bool,
     pub seed: u64,
 }
 
 /// Largest block size accepted: beyond it, the data pool no longer fits comfortably in memory.
 pub const MAX_BS: u64 = 64 << 20;
-/// Bytes the write-data pool may hold (4 × jobs × iodepth × bs, see `buffers::pool_len`).
+/// Bytes the write-data pool may hold (jobs × iodepth × bs, see `buffers::pool_len`).
 pub const MAX_POOL: u64 = 1 << 30;
 
 impl JobSpec {

@@ -28,6 +28,28 @@ pub enum Status {
     Stalled,
 }
 
+/// How the data the job reads (and overwrites) got onto the target before the ramp.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrefillKind {
+    /// Nothing to prefill (metadata job, or a write job on a raw device).
+    #[default]
+    None,
+    /// This run wrote every byte of the job files or regions.
+    Written,
+    /// `--reuse`: files an earlier run prefilled were used as they are.
+    Reused,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Prefill {
+    pub kind: PrefillKind,
+    /// Bytes this run wrote to prefill (0 when reused).
+    pub bytes: u64,
+    /// Wall time the prefill took, before the ramp; not part of any figure.
+    pub seconds: f64,
+}
+
 /// Latency figures in nanoseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct LatencySummary {
@@ -176,6 +198,8 @@ pub struct BenchResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stall: Option<StallInfo>,
     pub warnings: Vec<String>,
+    #[serde(default)]
+    pub prefill: Prefill,
     /// Seed of the data and the offsets: rerun with `--seed` to get the same I/O sequence.
     pub seed: u64,
 }

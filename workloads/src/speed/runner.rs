@@ -14,10 +14,10 @@ use super::error::Error;
 use super::job::{JobKind, JobSpec, Target};
 use super::latency::{ENCODING, LatencyHistogram};
 use super::metadata::{self, MetaOutput, MetaPlan};
-use super::offsets::{Offsets, SplitMix};
+use super::offsets::{Counter, Offsets, SplitMix};
 use super::result::{
     BenchResult, CpuResult, DirectionResult, EngineKind, LatencySummary, MetadataResult, OpRate,
-    SCHEMA, StallInfo, Status, SyncResult,
+    Prefill, PrefillKind, SCHEMA, StallInfo, Status, SyncResult,
 };
 use super::signals;
 use super::stats::{CpuTimes, cv};
@@ -40,8 +40,31 @@ pub fn run(spec: &JobSpec) -> Result<BenchResult, Error> {
     warnings.extend(prep.warnings.iter().cloned());
     // Files are always prefilled (like fio's layout: writes then overwrite, never allocate);
     // a device only for jobs that read (thin volumes answer unwritten blocks with zeros).
-    let prefill = matches!(spec.target, Target::Dir(_)) || spec.job.rw.reads();
-    if prefill && let Some(stall) = prefill_watched(spec, &prep, &pool)? {
+    let prefill_needed = matches!(spec.target, Target::Dir(_)) || spec.job.rw.reads();
+    let mut prefill = Prefill::default();
+    let stalled_prefill = if prefill_needed {
+        let t = now_ns();
+        let stall = prefill_watched(spec, &prep, &pool)?;
+        let fresh: Vec<&target::JobFile> = prep.files.iter().filter(|f| !f.reused).collect();
+        prefill = Prefill {
+            kind: if fresh.is_empty() {
+                PrefillKind::Reused
+            } else {
+                PrefillKind::Written
+            },
+            bytes: fresh.iter().map(|f| f.len).sum(),
+            seconds: (now_ns() - t) as f64 / 1e9,
+        };
+        if stall.is_none() {
+            for f in fresh {
+                target::mark_prefilled(f)?;
+            }
+        }
+        stall
+    } else {
+        None
+    };
+    if let Some(stall) = stalled_prefill {
         warnings.push(format!(
             "the prefill stalled: no write completed for {:.1}s; no measurement was made",
             stall.seconds_without_completion
@@ -50,14 +73,16 @@ pub fn run(spec: &JobSpec) -> Result<BenchResult, Error> {
         if !drop_bounded(prep, Duration::from_secs(2)) {
             warnings.push("could not remove the data files while the target is stalled".into());
         }
-        return Ok(build_io_result(
+        let mut r = build_io_result(
             spec,
             engine,
             direct,
             WorkerOutput::default(),
             Watch::empty(stall),
             warnings,
-        ));
+        );
+        r.prefill = prefill;
+        return Ok(r);
     }
 
     let ramp = spec.ramp().as_nanos() as u64;
@@ -85,30 +110,19 @@ pub fn run(spec: &JobSpec) -> Result<BenchResult, Error> {
     let mut seeds = SplitMix::new(spec.seed ^ 0x5eed);
     for (i, f) in prep.files.iter().enumerate() {
         let blocks = f.len / j.bs;
-        let shared_next = Arc::new(AtomicU64::new(0));
+        // The slots of one file walk it together: one counter, one order (thread engine).
+        let counter = if slots == 1 {
+            Counter::Local(0)
+        } else {
+            Counter::shared()
+        };
+        let order_seed = seeds.next_u64();
         let job_writes = Arc::new(AtomicU64::new(0));
         for slot in 0..slots {
             let offsets = if j.rw.is_random() {
-                Offsets::Random {
-                    start: f.start,
-                    blocks,
-                    bs: j.bs,
-                    rng: SplitMix::new(seeds.next_u64()),
-                }
-            } else if slots == 1 {
-                Offsets::Sequential {
-                    start: f.start,
-                    blocks,
-                    bs: j.bs,
-                    next: 0,
-                }
+                Offsets::random(f.start, blocks, j.bs, order_seed, counter.clone())
             } else {
-                Offsets::SharedSequential {
-                    start: f.start,
-                    blocks,
-                    bs: j.bs,
-                    next: shared_next.clone(),
-                }
+                Offsets::sequential(f.start, blocks, j.bs, counter.clone())
             };
             let p = Arc::new(Progress::default());
             progress.push(p.clone());
@@ -180,9 +194,9 @@ pub fn run(spec: &JobSpec) -> Result<BenchResult, Error> {
     } else {
         drop(prep); // removes the files (unless --keep) before the result is printed
     }
-    Ok(build_io_result(
-        spec, engine, direct, merged, watch, warnings,
-    ))
+    let mut r = build_io_result(spec, engine, direct, merged, watch, warnings);
+    r.prefill = prefill;
+    Ok(r)
 }
 
 /// Drops `v` in a helper thread; false when that did not finish within `limit`.
@@ -216,7 +230,7 @@ fn prefill_watched(
     pool: &Arc<DataPool>,
 ) -> Result<Option<StallInfo>, Error> {
     let mut files = Vec::new();
-    for f in &prep.files {
+    for f in prep.files.iter().filter(|f| !f.reused) {
         let file = f.file.try_clone().map_err(|source| Error::Target {
             path: f.path.clone(),
             what: "cannot duplicate descriptor",
@@ -520,6 +534,7 @@ fn base_result(
         iops_samples: watch.samples.clone(),
         stall: watch.stall.clone(),
         warnings,
+        prefill: Default::default(),
         seed: spec.seed,
     }
 }

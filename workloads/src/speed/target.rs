@@ -1,5 +1,11 @@
 //! Opening the target: per-job files in a directory (created by us, removed unless `--keep`)
 //! or regions of a raw block device; O_DIRECT where the filesystem accepts it; prefill.
+//!
+//! With `--reuse` the files have stable names (`pvcheck-bench.<job>`) and are kept, each with
+//! a marker beside it (`pvcheck-bench.<job>.prefill`) that is created before the file and
+//! says `ready <bytes>` only once a prefill of that many bytes reached stable storage. A run
+//! reuses a file whose marker is ready for its size, prefills it again otherwise, and refuses
+//! a file of that name without a marker: it may be somebody else's.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -20,6 +26,41 @@ pub struct JobFile {
     pub start: u64,
     /// Bytes in the region: a whole number of blocks.
     pub len: u64,
+    /// `--reuse`: the marker to set once the prefill is on stable storage; `None` when the
+    /// file was already prefilled (or reuse is off).
+    pub marker: Option<PathBuf>,
+    /// An earlier `--reuse` run left this file prefilled for this size.
+    pub reused: bool,
+}
+
+const MARKER_READY: &str = "ready";
+
+fn marker_path(file: &Path) -> PathBuf {
+    let mut s = file.as_os_str().to_owned();
+    s.push(".prefill");
+    PathBuf::from(s)
+}
+
+/// True when the marker says a prefill of exactly `len` bytes completed.
+fn marker_ready(marker: &Path, len: u64) -> bool {
+    std::fs::read_to_string(marker).is_ok_and(|s| s.trim() == format!("{MARKER_READY} {len}"))
+}
+
+/// Records that `f`'s prefill is on stable storage (after the prefill's fdatasync).
+pub fn mark_prefilled(f: &JobFile) -> Result<(), Error> {
+    let Some(marker) = &f.marker else {
+        return Ok(());
+    };
+    let write = || -> io::Result<()> {
+        let m = OpenOptions::new().write(true).truncate(true).open(marker)?;
+        m.write_all_at(format!("{MARKER_READY} {}\n", f.len).as_bytes(), 0)?;
+        m.sync_data()
+    };
+    write().map_err(|source| Error::Target {
+        path: marker.clone(),
+        what: "cannot record the prefill",
+        source,
+    })
 }
 
 /// Everything opened for a run. Dropping it removes the files we created (unless `keep`).
@@ -86,33 +127,74 @@ fn open_dir(spec: &JobSpec, dir: &Path) -> Result<Prepared, Error> {
         direct: j.direct,
         warnings: Vec::new(),
         created: Vec::new(),
-        keep: spec.keep,
+        keep: spec.keep || spec.reuse,
     };
     let region = j.size / j.bs * j.bs;
+    let cannot_create = |path: &Path, source: io::Error| {
+        if is_read_only(&source) {
+            Error::ReadOnly {
+                path: dir.to_path_buf(),
+                source,
+            }
+        } else {
+            Error::Target {
+                path: path.to_path_buf(),
+                what: "cannot create the job file",
+                source,
+            }
+        }
+    };
     for i in 0..j.jobs {
-        let path = dir.join(format!("pvcheck-bench.{}.{i}", std::process::id()));
-        // Create without O_DIRECT first: tmpfs creates the file and only then refuses
-        // O_DIRECT, and O_EXCL guarantees we only ever remove a file we created.
-        let created = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|source| {
-                if is_read_only(&source) {
-                    Error::ReadOnly {
-                        path: dir.to_path_buf(),
-                        source,
-                    }
-                } else {
-                    Error::Target {
-                        path: path.clone(),
-                        what: "cannot create the job file",
-                        source,
-                    }
+        let (created, path, marker, reused) = if spec.reuse {
+            let path = dir.join(format!("pvcheck-bench.{i}"));
+            let marker = marker_path(&path);
+            let reused = marker_ready(&marker, region);
+            let file = match OpenOptions::new().read(true).write(true).open(&path) {
+                Ok(f) if marker.exists() => f,
+                Ok(_) => {
+                    return Err(Error::TargetInvalid {
+                        path,
+                        msg: "exists without the marker --reuse leaves beside its files: not \
+                              ours to overwrite (remove it, or use another --dir)"
+                            .into(),
+                    });
                 }
-            })?;
-        prep.created.push(path.clone());
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    // The marker first: a file of ours never exists without one.
+                    OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .open(&marker)
+                        .map_err(|e| cannot_create(&marker, e))?;
+                    OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .create_new(true)
+                        .open(&path)
+                        .map_err(|e| cannot_create(&path, e))?
+                }
+                Err(e) => return Err(cannot_create(&path, e)),
+            };
+            if !reused {
+                // Prefilled again below: an interrupted prefill must not pass for a whole one.
+                std::fs::write(&marker, "filling\n").map_err(|e| cannot_create(&marker, e))?;
+                file.set_len(region).map_err(|e| cannot_create(&path, e))?;
+            }
+            (file, path, (!reused).then_some(marker), reused)
+        } else {
+            let path = dir.join(format!("pvcheck-bench.{}.{i}", std::process::id()));
+            // Create without O_DIRECT first: tmpfs creates the file and only then refuses
+            // O_DIRECT, and O_EXCL guarantees we only ever remove a file we created.
+            let created = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(|e| cannot_create(&path, e))?;
+            prep.created.push(path.clone());
+            (created, path, None, false)
+        };
         let file = if prep.direct {
             match OpenOptions::new()
                 .read(true)
@@ -145,6 +227,8 @@ fn open_dir(spec: &JobSpec, dir: &Path) -> Result<Prepared, Error> {
             path,
             start: 0,
             len: region,
+            marker,
+            reused,
         });
     }
     // Reopen every file buffered if one of them refused O_DIRECT: jobs must agree.
@@ -280,6 +364,8 @@ fn open_device(spec: &JobSpec, dev: &Path) -> Result<Prepared, Error> {
             path: dev.to_path_buf(),
             start: i * j.size,
             len: region,
+            marker: None,
+            reused: false,
         });
     }
     Ok(Prepared {

@@ -141,6 +141,8 @@ pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
     // Fails without CAP_IPC_LOCK under a small RLIMIT_MEMLOCK: then plain buffers are used.
     let fixed_bufs = unsafe { ring.submitter().register_buffers(&iov) }.is_ok();
 
+    // One share of the pool per slot: a slot's data is restamped only after its write is done.
+    let mut slot_data = plan.cursor.split(depth);
     let mut start_ns = vec![0u64; depth];
     let mut is_write = vec![false; depth];
     let mut offset_of = vec![0u64; depth];
@@ -222,7 +224,7 @@ pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
                             // SAFETY: slot < depth, each slot owns `stride` bytes of readbufs.
                             unsafe { readbufs.as_ptr().add(s * stride) }
                         } else {
-                            plan.cursor.next(bs) as *mut u8
+                            slot_data[s].next(bs) as *mut u8
                         };
                         let e = rw_entry(
                             read,

@@ -39,6 +39,15 @@ fn interrupt_with(sig: Signal) {
     );
     let result = env.result();
     assert_eq!(result["interrupted"], true);
+    // The trial the signal cut short is listed as such, not silently missing.
+    let cut: Vec<&str> = result["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["status"] == "interrupted")
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(cut, ["hang::integrity::upgrade"], "{result:#}");
 }
 
 #[test]

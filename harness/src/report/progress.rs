@@ -96,6 +96,17 @@ impl Progress {
             .push((name.to_string(), Instant::now()));
     }
 
+    /// The trials started and not finished, with their running time so far.
+    pub fn running(&self) -> Vec<(String, Duration)> {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .running
+            .iter()
+            .map(|(n, t)| (n.clone(), t.elapsed()))
+            .collect()
+    }
+
     pub fn finish(&self, name: &str) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.running.retain(|(n, _)| n != name);

@@ -6,7 +6,7 @@
 //!   "environment": { "kernel": "…", "node": "…", "pvcheck_version": "…", "agent_version": "…",
 //!                    "classes": { "<class>": { "parameters": {…}, "volume": {…fs, mount options, size…} } } },
 //!   "trials": [ { "name": "ext4-loop::integrity::recreate", "class": "ext4-loop", "check": "integrity::recreate",
-//!                 "status": "passed|failed|ignored", "duration_s": 1.2, "metrics": {…agent JSON…},
+//!                 "status": "passed|failed|ignored|interrupted", "duration_s": 1.2, "metrics": {…agent JSON…},
 //!                 "ignored_reason": null, "failure": { "message": "…", "details": {…} } } ],
 //!   "kept": [ "volume … kept: …" ] }
 //! ```
@@ -27,6 +27,8 @@ pub enum Status {
     Passed,
     Failed,
     Ignored,
+    /// Was running when SIGINT/SIGTERM arrived (partial result files only): no verdict.
+    Interrupted,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -19,6 +19,7 @@ fn status_cell(t: &TrialResult) -> String {
         Status::Passed => "ok".into(),
         Status::Failed => "FAILED".into(),
         Status::Ignored => format!("ignored: {}", t.ignored_reason.as_deref().unwrap_or("")),
+        Status::Interrupted => "interrupted".into(),
     }
 }
 

@@ -343,6 +343,23 @@ pub fn execute(opts: RunOptions) -> u8 {
     let finish = {
         let (ctx, opts, env) = (ctx.clone(), opts.clone(), env.clone());
         move |interrupted: bool| -> (Option<PathBuf>, Vec<String>) {
+            if interrupted {
+                // The trials the signal cut short: listed, so a partial result says what was
+                // running, not only what finished.
+                for (name, elapsed) in ctx.progress.running() {
+                    let (class, check) = name.split_once("::").unwrap_or((&name, ""));
+                    ctx.sink.push(TrialResult {
+                        name: name.clone(),
+                        class: class.to_string(),
+                        check: check.to_string(),
+                        status: Status::Interrupted,
+                        duration_s: elapsed.as_secs_f64(),
+                        metrics: serde_json::Value::Object(Default::default()),
+                        ignored_reason: None,
+                        failure: None,
+                    });
+                }
+            }
             ctx.progress.done();
             ctx.speed.release_all();
             let problems = remove_everything(&ctx, interrupted);

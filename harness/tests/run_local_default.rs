@@ -140,6 +140,23 @@ fn default_suite_passes_and_the_result_file_is_complete() {
                 "{class}::{check}"
             );
         }
+        // The matrix ran in the order (trials are recorded as they finish), the first
+        // data workload prefilled the shared file and the others reused it.
+        let ran: Vec<&str> = trials
+            .iter()
+            .filter_map(|t| t["name"].as_str())
+            .filter_map(|n| n.strip_prefix(&format!("{class}::speed::")))
+            .collect();
+        assert_eq!(ran, WORKLOADS, "{class}: speed trials ran out of order");
+        let prefill = |w: &str| {
+            trial(&r, &format!("{class}::speed::{w}"))["metrics"]["bench"]["prefill"]["kind"]
+                .clone()
+        };
+        assert_eq!(prefill(WORKLOADS[0]), "written");
+        for w in &WORKLOADS[1..7] {
+            assert_eq!(prefill(w), "reused", "{class}::speed::{w}");
+        }
+        assert_eq!(prefill("metadata"), "none");
         // The default classes define no upgrade: ignored, saying so.
         let up = trial(&r, &format!("{class}::integrity::upgrade"));
         assert_eq!(up["status"], "ignored");

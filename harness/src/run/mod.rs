@@ -51,6 +51,8 @@ pub struct Planned {
     pub group: Group,
     /// Why the trial is ignored, known before running (class unusable, capability off).
     pub ignore: Option<String>,
+    /// A speed trial's place in the one-at-a-time order (set once the run's selection is known).
+    pub speed_turn: Option<usize>,
 }
 
 impl Planned {
@@ -83,6 +85,7 @@ pub fn plan(classes: &[ClassSpec], platform: &dyn Platform) -> Vec<Planned> {
                     check,
                     group,
                     ignore,
+                    speed_turn: None,
                 });
             }
         }
@@ -125,7 +128,7 @@ fn trial(p: Planned, ctx: Option<Arc<RunCtx>>) -> Trial {
 fn run_trial(ctx: &RunCtx, p: &Planned, name: &str) -> Result<Completion, Failed> {
     let running = ctx
         .schedule
-        .enter(p.group, p.class.name(), p.ignore.is_none());
+        .enter(p.group, p.class.name(), p.ignore.is_none(), p.speed_turn);
     let start = Instant::now();
     let record = |status: Status,
                   data: TrialData,
@@ -273,13 +276,10 @@ pub fn execute(opts: RunOptions) -> u8 {
     };
     let list_platform =
         LocalPlatform::new(list_registry, opts.state_dir.clone(), opts.agent.clone());
-    let planned = plan(&opts.classes, &list_platform);
+    let mut planned = plan(&opts.classes, &list_platform);
     let probe: Vec<Trial> = planned.iter().map(|p| trial(p.clone(), None)).collect();
-    let selected: Vec<&Planned> = planned
-        .iter()
-        .zip(&probe)
-        .filter(|(_, t)| !args.is_filtered_out(t) && !args.is_ignored(t))
-        .map(|(p, _)| p)
+    let selected: Vec<usize> = (0..planned.len())
+        .filter(|&i| !args.is_filtered_out(&probe[i]) && !args.is_ignored(&probe[i]))
         .collect();
     if selected.is_empty() && (args.filter.is_some() || !args.skip.is_empty()) {
         let classes: Vec<&str> = opts.classes.iter().map(ClassSpec::name).collect();
@@ -336,8 +336,11 @@ pub fn execute(opts: RunOptions) -> u8 {
         agent_clock: Arc::new(checks::AgentClock::default()),
         progress: Progress::new(selected.len() as u64, threads > 1 && pretty),
     });
-    for p in &selected {
-        ctx.schedule.expect(p.group, p.class.name());
+    for &i in &selected {
+        let p = &mut planned[i];
+        p.speed_turn = ctx
+            .schedule
+            .expect(p.group, p.class.name(), p.ignore.is_none());
     }
     let env = environment(&opts, platform.as_ref());
     let finish = {

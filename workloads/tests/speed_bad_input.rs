@@ -17,20 +17,7 @@ fn refused(args: &[&str], needle: &str) {
     if !args.contains(&"--runtime") {
         a.extend_from_slice(&["--runtime", "1s"]);
     }
-    let out = bench(&a);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{a:?}: {err}");
-    assert!(out.stdout.is_empty(), "no result on stdout for {a:?}");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "one line for {a:?}: {err}"
-    );
-    assert!(err.starts_with("pvcheck-agent: "), "{err}");
-    assert!(
-        err.contains(needle),
-        "{a:?}: {err:?} should mention {needle:?}"
-    );
+    assert_refused(&bench(&a), needle);
     assert_no_leftovers(d.path());
 }
 

@@ -42,6 +42,16 @@ pub const SHORT: &[&str] = &[
     "42",
 ];
 
+/// A refusal: exit 2, no result on stdout, one `pvcheck-agent: ` line on stderr naming `needle`.
+pub fn assert_refused(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(out.stdout.is_empty(), "a result on stdout: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("pvcheck-agent: "), "{err}");
+    assert!(err.contains(needle), "{err:?} should mention {needle:?}");
+}
+
 /// Runs and parses a result that must have exit code `code`.
 pub fn bench_ok(args: &[&str], code: i32) -> (BenchResult, serde_json::Value) {
     let out = bench(args);

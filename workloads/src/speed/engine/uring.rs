@@ -36,7 +36,13 @@ const WAIT: Duration = Duration::from_millis(250);
 /// the watchdog. Waiting with a timeout argument instead arms and cancels an hrtimer on every
 /// wait, which on a VM means reprogramming the timer device per I/O. False when the kernel
 /// refuses it: then every wait carries the timeout argument.
+///
+/// `PVCHECK_AGENT_TIMED_WAITS=1` takes that older kernels' path on purpose, so the tests can
+/// show the watchdog and stop requests work there too.
 fn arm_ticker(ring: &mut IoUring, ts: &types::Timespec) -> bool {
+    if std::env::var_os("PVCHECK_AGENT_TIMED_WAITS").is_some_and(|v| v == "1") {
+        return false;
+    }
     let e = opcode::Timeout::new(ts)
         .count(0)
         .flags(types::TimeoutFlags::MULTISHOT)

@@ -37,6 +37,32 @@ fn block_size_not_a_multiple_of_512_with_direct_io_is_refused() {
     // ... but accepted buffered (checked by running it would take time; validation suffices)
 }
 
+/// The write pool holds what can be in flight: 64 MiB × 17 is past its 1 GiB limit, refused
+/// before any memory is taken; 64 MiB × 16 (exactly 1 GiB) is not.
+#[test]
+fn in_flight_data_above_1gib_is_refused() {
+    refused(
+        &["--bs", "64MiB", "--iodepth", "17", "--size", "2GiB"],
+        "exceed 1GiB",
+    );
+    let spec = pvcheck_workloads::speed::job::JobParams {
+        rw: pvcheck_workloads::speed::job::JobKind::Write,
+        bs: 64 << 20,
+        iodepth: 16,
+        jobs: 1,
+        size: 2 << 30,
+        runtime_s: 1.0,
+        ramp_s: 0.0,
+        direct: true,
+        read_pct: None,
+        fsync_every: 0,
+    };
+    assert_eq!(
+        pvcheck_workloads::speed::buffers::pool_len(&spec),
+        pvcheck_workloads::speed::job::MAX_POOL
+    );
+}
+
 #[test]
 fn size_smaller_than_block_size_is_refused() {
     refused(

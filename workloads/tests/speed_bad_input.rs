@@ -45,17 +45,11 @@ fn in_flight_data_above_1gib_is_refused() {
         &["--bs", "64MiB", "--iodepth", "17", "--size", "2GiB"],
         "exceed 1GiB",
     );
+    use pvcheck_workloads::speed::matrix::{Profile, workload};
     let spec = pvcheck_workloads::speed::job::JobParams {
-        rw: pvcheck_workloads::speed::job::JobKind::Write,
         bs: 64 << 20,
         iodepth: 16,
-        jobs: 1,
-        size: 2 << 30,
-        runtime_s: 1.0,
-        ramp_s: 0.0,
-        direct: true,
-        read_pct: None,
-        fsync_every: 0,
+        ..workload(Profile::Quick, "write-1m-qd16").unwrap().job
     };
     assert_eq!(
         pvcheck_workloads::speed::buffers::pool_len(&spec),

@@ -211,18 +211,14 @@ mod tests {
         );
     }
 
+    /// A write job of the matrix with another block size and depth.
     fn params(bs: u64, iodepth: u32) -> JobParams {
+        let base =
+            crate::speed::matrix::workload(crate::speed::matrix::Profile::Quick, "write-1m-qd16");
         JobParams {
-            rw: crate::speed::job::JobKind::Write,
             bs,
             iodepth,
-            jobs: 1,
-            size: 1 << 30,
-            runtime_s: 1.0,
-            ramp_s: 0.0,
-            direct: true,
-            read_pct: None,
-            fsync_every: 0,
+            ..base.expect("a matrix workload").job
         }
     }
 

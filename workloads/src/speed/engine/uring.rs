@@ -1,18 +1,21 @@
-//! The io_uring engine: one ring per job, `iodepth` slots, batched submission.
+//! The io_uring engine: one ring per job, `iodepth` slots, each I/O submitted as prepared.
 //!
 //! Per loop: fill every free slot, submitting each I/O as soon as it is prepared (one
 //! `io_uring_enter` per I/O, as fio does with its default `iodepth_batch_submit=1`) except the
-//! last, which goes with the `io_uring_enter` that waits for at least one completion. A
-//! multishot timeout posts a completion every 250 ms, so stop requests and the watchdog are
+//! last, which goes with the `io_uring_enter` that waits for at least one completion.
+//! Submitting the whole refill in one call was measured at 0.75–0.83 of fio's IOPS for 4 KiB
+//! randread QD32 on a loop-mounted ext4 (p50 1.4–1.5× fio's), one by one at 0.89–0.95 (p50
+//! 0.9×): the device starts on the first I/O while the rest are prepared, instead of receiving
+//! them all at once after the last. QD1 still costs one syscall per I/O.
+//!
+//! A multishot timeout posts a completion every 250 ms, so stop requests and the watchdog are
 //! seen even when the device stops answering, without a timer armed per wait (on kernels
 //! before 6.4 each wait carries a 250 ms timeout argument instead; the per-wait timer cost p99
-//! 7–10 µs against 5–7 µs for 4 KiB buffered reads at QD1 on tmpfs). Submitting the whole refill in one call was measured at 0.75–0.83 of fio's IOPS
-//! for 4 KiB randread QD32 on a loop-mounted ext4 (p50 1.4–1.5× fio's), one by one at
-//! 0.89–0.95 (p50 0.9×): the device starts on the first I/O while the rest are prepared,
-//! instead of receiving them all at once after the last. QD1 still costs one syscall per I/O.
+//! 7–10 µs against 5–7 µs for 4 KiB buffered reads at QD1 on tmpfs).
+//!
 //! Each I/O is stamped just before the call that submits it, every completion reaped together
-//! by one clock reading after the wait. Registered file and buffers spare
-//! the kernel a file lookup and page pinning per I/O where the kernel and limits allow it.
+//! by one clock reading after the wait. Registered file and buffers spare the kernel a file
+//! lookup and page pinning per I/O where the kernel and limits allow it.
 
 use std::io;
 use std::sync::atomic::Ordering;

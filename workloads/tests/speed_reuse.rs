@@ -69,6 +69,19 @@ fn an_unfinished_prefill_is_never_taken_for_a_whole_one() {
 }
 
 #[test]
+fn a_ready_marker_whose_file_was_removed_prefills_a_new_file() {
+    let d = tempfile::Builder::new()
+        .prefix("pvcheck-speed-reuse-")
+        .tempdir()
+        .unwrap();
+    run(d.path(), "randread", "8MiB");
+    std::fs::remove_file(d.path().join("pvcheck-bench.0")).unwrap();
+    let r = run(d.path(), "randread", "8MiB");
+    assert_eq!(r.prefill.kind, PrefillKind::Written);
+    assert_eq!(r.prefill.bytes, 8 << 20);
+}
+
+#[test]
 fn a_file_of_that_name_without_our_marker_is_refused_and_left_alone() {
     let d = tempfile::Builder::new()
         .prefix("pvcheck-speed-reuse-")

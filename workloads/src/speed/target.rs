@@ -148,37 +148,30 @@ fn open_dir(spec: &JobSpec, dir: &Path) -> Result<Prepared, Error> {
         let (created, path, marker, reused) = if spec.reuse {
             let path = dir.join(format!("pvcheck-bench.{i}"));
             let marker = marker_path(&path);
-            let reused = marker_ready(&marker, region);
-            let file = match OpenOptions::new().read(true).write(true).open(&path) {
-                Ok(f) if marker.exists() => f,
-                Ok(_) => {
-                    return Err(Error::TargetInvalid {
-                        path,
-                        msg: "exists without the marker --reuse leaves beside its files: not \
-                              ours to overwrite (remove it, or use another --dir)"
-                            .into(),
-                    });
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    // The marker first: a file of ours never exists without one.
-                    OpenOptions::new()
-                        .write(true)
-                        .create(true)
-                        .truncate(true)
-                        .open(&marker)
-                        .map_err(|e| cannot_create(&marker, e))?;
-                    OpenOptions::new()
-                        .read(true)
-                        .write(true)
-                        .create_new(true)
-                        .open(&path)
-                        .map_err(|e| cannot_create(&path, e))?
-                }
-                Err(e) => return Err(cannot_create(&path, e)),
-            };
+            let exists = path.symlink_metadata().is_ok();
+            if exists && !marker.exists() {
+                return Err(Error::TargetInvalid {
+                    path,
+                    msg: "exists without the marker --reuse leaves beside its files: not \
+                          ours to overwrite (remove it, or use another --dir)"
+                        .into(),
+                });
+            }
+            // A ready marker whose file was removed proves nothing: prefill a new one.
+            let reused = exists && marker_ready(&marker, region);
             if !reused {
-                // Prefilled again below: an interrupted prefill must not pass for a whole one.
+                // Before the file: a file of ours never exists without a marker, and one that
+                // is prefilled again must not pass for whole if the prefill is interrupted.
                 std::fs::write(&marker, "filling\n").map_err(|e| cannot_create(&marker, e))?;
+            }
+            // O_EXCL when it is new: we only ever write a file we created or marked.
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(!exists)
+                .open(&path)
+                .map_err(|e| cannot_create(&path, e))?;
+            if !reused {
                 file.set_len(region).map_err(|e| cannot_create(&path, e))?;
             }
             (file, path, (!reused).then_some(marker), reused)

@@ -10,8 +10,8 @@ use libtest_mimic::{Arguments, ColorSetting, FormatSetting};
 
 use crate::config;
 use crate::exit_code;
-use crate::platform::local::LocalPlatform;
-use crate::platform::{AgentBinary, Platform, RunFilter};
+use crate::platform::select::{Choice, Purpose, SelectCtx};
+use crate::platform::{self, AgentBinary, PlatformKind, RunFilter};
 use crate::profile::Profile;
 use crate::registry::{self, Registry};
 use crate::run::{self, RunOptions};
@@ -31,12 +31,19 @@ pub enum Command {
     Run(RunArgs),
     /// Remove what crashed or killed runs left behind (and only that).
     Cleanup(CleanupArgs),
+    /// List the cluster's StorageClasses, CSIDrivers and VolumeSnapshotClasses; print a starter class file.
+    Classes(ClassesArgs),
+    /// The agent's container image.
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// The agent, built in (`pvcheck agent --help`).
     Agent,
 }
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    #[command(flatten)]
+    pub platform: PlatformArgs,
     /// Class file (YAML); repeatable. Default: the built-in storageclasses/local.yaml.
     #[arg(long = "classes", value_name = "FILE")]
     pub classes: Vec<PathBuf>,
@@ -91,14 +98,99 @@ pub struct RunArgs {
     pub filter: Option<String>,
 }
 
+/// `--platform` and the Kubernetes platform's flags (run and cleanup).
+#[derive(Debug, Args, Clone)]
+pub struct PlatformArgs {
+    /// Where volumes come from: this machine, or a cluster's StorageClasses (alias `kube`).
+    #[arg(long, value_enum, default_value = "local")]
+    pub platform: PlatformKind,
+    #[command(flatten)]
+    pub kube: KubeArgs,
+}
+
+/// How to reach the cluster (the Kubernetes platform, `pvcheck classes`).
+#[derive(Debug, Args, Clone)]
+pub struct KubeArgs {
+    /// The kubeconfig (default: $KUBECONFIG, then ~/.kube/config, then the pod's service account).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// A context of the kubeconfig other than its current one.
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+    /// The image agent pods run (default docker.io/pvcheck/agent:<version>; see `pvcheck image export`).
+    #[arg(long, value_name = "REF")]
+    pub agent_image: Option<String>,
+    /// An image pull secret of the run's namespace for the agent pods (repeatable).
+    #[arg(long = "image-pull-secret", value_name = "NAME")]
+    pub image_pull_secrets: Vec<String>,
+}
+
+impl KubeArgs {
+    fn options(&self) -> platform::kube::KubeOptions {
+        platform::kube::KubeOptions {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+            agent_image: self.agent_image.clone(),
+            image_pull_secrets: self.image_pull_secrets.clone(),
+            older_than: None,
+        }
+    }
+}
+
+impl PlatformArgs {
+    fn choice(&self) -> Choice {
+        Choice {
+            kind: self.platform,
+            kube: self.kube.options(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ClassesArgs {
+    #[command(flatten)]
+    pub kube: KubeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Write the agent's OCI image archive (import with `ctr images import` or `skopeo copy oci-archive:…`).
+    Export(ImageExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImageExportArgs {
+    /// The archive to write.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// A statically linked pvcheck-agent (default: pvcheck-agent beside this binary).
+    #[arg(long, value_name = "PATH")]
+    pub agent: Option<PathBuf>,
+    /// The image's name (default docker.io/pvcheck/agent:<version>).
+    #[arg(long, value_name = "REF")]
+    pub tag: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct CleanupArgs {
+    #[command(flatten)]
+    pub platform: PlatformArgs,
     /// The state directory the runs used (default /var/lib/pvcheck for root).
     #[arg(long, value_name = "DIR", env = "PVCHECK_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
     /// Only list what would be removed.
     #[arg(long)]
     pub dry_run: bool,
+    /// Kubernetes: only this run's objects (default: runs whose pvcheck process on this host is gone).
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
+    /// Kubernetes: runs older than this (e.g. 24h), wherever they were started.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_flag)]
+    pub older_than: Option<std::time::Duration>,
+}
+
+fn parse_duration_flag(s: &str) -> Result<std::time::Duration, String> {
+    pvcheck_workloads::units::parse_duration(s).map_err(|e| e.to_string())
 }
 
 impl RunArgs {
@@ -132,6 +224,8 @@ pub fn main(cli: Cli) -> u8 {
     match cli.command {
         Command::Run(a) => run_cmd(a),
         Command::Cleanup(a) => cleanup_cmd(a),
+        Command::Classes(a) => platform::kube::discover::main(&a.kube.options()),
+        Command::Image(ImageCommand::Export(a)) => crate::image::export_main(a.out, a.agent, a.tag),
         Command::Agent => {
             // main.rs forwards `pvcheck agent …` before parsing; reaching this means no arguments.
             eprintln!("pvcheck: `pvcheck agent` needs a subcommand; see `pvcheck agent --help`");
@@ -187,6 +281,7 @@ fn run_cmd(a: RunArgs) -> u8 {
         agent,
         keep_on_failure: a.keep_on_failure,
         seed: a.seed,
+        platform: a.platform.choice(),
     };
     run::execute(opts)
 }
@@ -208,11 +303,39 @@ fn cleanup_cmd(a: CleanupArgs) -> u8 {
             return exit_code::USAGE;
         }
     };
-    let platform = LocalPlatform::new(reg, state_dir.clone(), agent);
+    let mut choice = a.platform.choice();
+    choice.kube.older_than = a.older_than;
+    if a.platform.platform == PlatformKind::Local && (a.run_id.is_some() || a.older_than.is_some()) {
+        eprintln!("pvcheck: cleanup: --run-id and --older-than are for --platform kubernetes (the local platform removes what dead runs recorded)");
+        return exit_code::USAGE;
+    }
+    let platform = match platform::select(
+        &choice,
+        SelectCtx {
+            registry: reg,
+            state_dir: state_dir.clone(),
+            agent,
+            classes: &[],
+            purpose: Purpose::Cleanup,
+        },
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("pvcheck: {e}");
+            return e.exit_code();
+        }
+    };
+    let filter = match &a.run_id {
+        Some(r) => RunFilter::Run {
+            run_id: r.clone(),
+            class: None,
+        },
+        None => RunFilter::Dead,
+    };
     let result = if a.dry_run {
-        platform.leftovers(&RunFilter::Dead)
+        platform.leftovers(&filter)
     } else {
-        platform.remove_leftovers(&RunFilter::Dead)
+        platform.remove_leftovers(&filter)
     };
     match result {
         Ok(list) => {
@@ -229,16 +352,22 @@ fn cleanup_cmd(a: CleanupArgs) -> u8 {
                         .unwrap_or_default()
                 );
             }
-            println!(
-                "{} thing(s) {verb} from dead runs in {}",
-                list.len(),
-                state_dir.display()
-            );
+            let from = match a.platform.platform {
+                PlatformKind::Local => format!("dead runs in {}", state_dir.display()),
+                PlatformKind::Kubernetes => match &a.run_id {
+                    Some(r) => format!("run {r} in the cluster (objects labelled pvcheck.io/run-id={r})"),
+                    None => "abandoned runs in the cluster (objects labelled pvcheck.io/run-id)".into(),
+                },
+            };
+            println!("{} thing(s) {verb} from {from}", list.len());
             exit_code::OK
         }
         Err(e) => {
             eprintln!("pvcheck: cleanup: {e}");
-            exit_code::CHECK_FAILED
+            match a.platform.platform {
+                PlatformKind::Local => exit_code::CHECK_FAILED,
+                PlatformKind::Kubernetes => exit_code::INFRASTRUCTURE,
+            }
         }
     }
 }

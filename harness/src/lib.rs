@@ -11,6 +11,7 @@ pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod exit_code;
+pub mod image;
 pub mod platform;
 pub mod profile;
 pub mod registry;

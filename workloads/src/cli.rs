@@ -24,6 +24,8 @@ pub enum Command {
     Integrity(crate::integrity::cli::Command),
     #[command(flatten)]
     Speed(crate::speed::cli::Command),
+    /// Inside a Kubernetes pod: run the agent as a child and frame its stdout and stderr into one log.
+    Pod(crate::pod::PodArgs),
 }
 
 /// Parses `args` (program name first), runs the subcommand, and returns its exit code.
@@ -46,6 +48,7 @@ where
         }
     };
     let result = match cli.command {
+        Command::Pod(a) => return crate::pod::run(a),
         Command::Integrity(c) => c.run().map_err(|e| e.to_string()),
         Command::Speed(c) => c.run().map_err(|e| e.to_string()),
     };

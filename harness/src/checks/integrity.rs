@@ -314,9 +314,10 @@ pub fn durability_check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
             ],
             ctx.agent_timeout(),
         );
+        let after = Duration::from_millis(rand::rng().random_range(lo.as_millis() as u64..=hi.as_millis() as u64));
+        let call = call.kill_after(after);
                 let spawned = std::time::Instant::now();
         let mut child = pod.spawn_agent(&call, &acks)?;
-        let after = Duration::from_millis(rand::rng().random_range(lo.as_millis() as u64..=hi.as_millis() as u64));
         std::thread::sleep(after);
         child.kill()?;
                 let out = child.wait(Duration::from_secs(30))?;

@@ -180,6 +180,7 @@ fn check_class(
         }
         None => {}
     }
+    super::kube::check(class, index, file, base)?;
     if let Some(u) = &mut class.upgrade
         && let Some(d) = &u.driver
     {

@@ -9,6 +9,9 @@
 //! - `flexvolume: { ... }`: a flexVolume driver called as kubelet calls it (see
 //!   [`flexvolume`]; built in the flexVolume work, issue 5).
 //!
+//! For the Kubernetes platform a class carries `kube:` (StorageClass or PV template, access
+//! modes, volume mode, size, snapshot class) and `placement:` (see [`kube`]).
+//!
 //! Unknown fields, duplicate names, sizes or durations without a unit and missing paths are errors
 //! that name the file, the line and the field ([`ConfigError`]): a typo silently ignored is how
 //! kubernetes#71589 hid bugs. Relative paths are relative to the YAML file that holds them.
@@ -17,6 +20,7 @@
 
 mod error;
 pub mod flexvolume;
+pub mod kube;
 mod load;
 mod spec;
 

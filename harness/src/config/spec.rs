@@ -20,6 +20,12 @@ pub struct ClassSpec {
     /// another platform) is ignored on the local platform, with that reason.
     #[serde(default)]
     pub local: Option<LocalKind>,
+    /// How the Kubernetes platform makes a volume of this class (`config::kube`).
+    #[serde(default)]
+    pub kube: Option<super::kube::KubeSpec>,
+    /// Where the Kubernetes platform's agent pods may run (`config::kube`).
+    #[serde(default)]
+    pub placement: super::kube::PlacementSpec,
     #[serde(default)]
     pub capabilities: Capabilities,
     /// Run between the write and the verify of `integrity::upgrade`.
@@ -57,10 +63,13 @@ impl ClassSpec {
             "name": self.name(),
             "file": self.file,
             "local": local,
+            "kube": self.kube,
+            "placement": self.placement,
             "capabilities": self.capabilities,
             "upgrade": self.upgrade.as_ref().map(|u| serde_json::json!({
                 "command": u.command, "ready": u.ready,
                 "driver": u.driver_source.as_ref().map(|d| d.describe()), "rollback": u.rollback,
+                "rollout": u.rollout,
             })),
             "timeouts": self.timeouts,
         })
@@ -140,6 +149,15 @@ pub struct Capabilities {
     pub expansion: bool,
     #[serde(default)]
     pub snapshot: bool,
+    /// Kubernetes: raw block volumes (volumeMode Block).
+    #[serde(default)]
+    pub block: bool,
+    /// Kubernetes: ReadWriteMany (two pods write at once).
+    #[serde(default)]
+    pub rwx: bool,
+    /// Kubernetes: a PVC with another PVC as its dataSource.
+    #[serde(default)]
+    pub clone: bool,
 }
 
 /// `upgrade:`: what happens to the driver between the write and the verify.
@@ -162,6 +180,10 @@ pub struct UpgradeSpec {
     /// flexVolume classes: after the upgrade, swap the first driver back and verify again.
     #[serde(default)]
     pub rollback: bool,
+    /// Kubernetes: workloads whose rollout must be complete after the command (observed
+    /// generation, updated and available replicas), within `timeouts.upgrade`.
+    #[serde(default)]
+    pub rollout: Vec<super::kube::Rollout>,
     /// `driver`, resolved by the loader.
     #[serde(skip)]
     pub driver_source: Option<super::flexvolume::DriverSource>,
@@ -180,6 +202,12 @@ pub struct Timeouts {
     /// For one agent run (write, verify, bench, …).
     #[serde(default = "default_agent")]
     pub agent: Dur,
+    /// Kubernetes: until a volume is attached to the pod's node (and detached after it).
+    #[serde(default = "default_attach")]
+    pub attach: Dur,
+    /// Kubernetes: until an agent pod runs, once its volume is attached.
+    #[serde(default = "default_pod_start")]
+    pub pod_start: Dur,
 }
 
 fn default_provision() -> Dur {
@@ -191,6 +219,12 @@ fn default_upgrade() -> Dur {
 fn default_agent() -> Dur {
     Dur(Duration::from_secs(600))
 }
+fn default_attach() -> Dur {
+    Dur(Duration::from_secs(300))
+}
+fn default_pod_start() -> Dur {
+    Dur(Duration::from_secs(300))
+}
 
 impl Default for Timeouts {
     fn default() -> Self {
@@ -198,6 +232,8 @@ impl Default for Timeouts {
             provision: default_provision(),
             upgrade: default_upgrade(),
             agent: default_agent(),
+            attach: default_attach(),
+            pod_start: default_pod_start(),
         }
     }
 }

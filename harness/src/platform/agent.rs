@@ -13,6 +13,11 @@ pub struct AgentCall {
     pub inputs: Vec<(String, PathBuf)>,
     /// Killed after this long.
     pub timeout: Duration,
+    /// For [`crate::platform::Pod::spawn_agent`]: the moment (after the agent started) the
+    /// check will SIGKILL it. A platform that cannot send a SIGKILL from outside at a precise
+    /// moment (Kubernetes: deleting a pod sends SIGTERM first) has the agent's supervisor in the
+    /// pod send it at this moment; the local platform kills from outside and ignores it.
+    pub kill_after: Option<Duration>,
 }
 
 impl AgentCall {
@@ -25,7 +30,12 @@ impl AgentCall {
             args: args.into_iter().map(Into::into).collect(),
             inputs: Vec::new(),
             timeout,
+            kill_after: None,
         }
+    }
+    pub fn kill_after(mut self, after: Duration) -> Self {
+        self.kill_after = Some(after);
+        self
     }
     pub fn input(mut self, flag: &str, path: impl Into<PathBuf>) -> Self {
         self.inputs.push((flag.to_string(), path.into()));

@@ -26,13 +26,16 @@
 
 mod agent;
 mod error;
+pub mod kube;
 pub mod local;
+pub mod select;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use agent::{AgentCall, AgentOutput};
 pub use error::PlatformError;
+pub use select::{PlatformKind, select};
 
 use crate::config::ClassSpec;
 
@@ -107,6 +110,11 @@ pub trait Platform: Send + Sync {
     fn remove_leftovers(&self, filter: &RunFilter) -> Result<Vec<Leftover>, PlatformError>;
     /// Facts about the platform for the run's fingerprint (kernel, node, versions).
     fn fingerprint(&self) -> serde_json::Value;
+    /// What the platform measured about itself during the run (the Kubernetes platform's API
+    /// requests per check), for the result file and the end of the run's output.
+    fn report(&self) -> Option<serde_json::Value> {
+        None
+    }
     /// Runs one driver-protocol check of the class (`flexvolume::<call>` on the local platform)
     /// on a scratch volume of its own, named after `req`.
     fn protocol_check(

@@ -1,9 +1,11 @@
 //! `pvcheck run`: classes × checks as libtest-mimic trials, on one platform, with a result file.
 //!
 //! [`execute`] loads nothing itself: it gets the classes and options from the command line
-//! layer, plans the trials ([`plan`]), refuses a filter that selects nothing, sets up the run
-//! registry and the signal handling, runs the trials, removes what is left, writes the result
-//! file and prints the per-class tables. It returns the exit code (see `crate::exit_code`).
+//! layer and goes plan → trials → result. Plan: the trials ([`plan`]) on a listing platform,
+//! refusing a filter that selects nothing. Trials: the run registry, the platform of the run
+//! (`crate::platform::select`, the one place a platform is built), the signal handling, the
+//! trials. Result: remove what is left, write the result file, print the per-class tables.
+//! It returns the exit code (see `crate::exit_code`).
 
 pub mod schedule;
 
@@ -16,8 +18,8 @@ use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use crate::checks::{self, Check, CheckCtx, TrialData, Verdict};
 use crate::config::ClassSpec;
 use crate::exit_code;
-use crate::platform::local::LocalPlatform;
-use crate::platform::{AgentBinary, Platform, RunFilter};
+use crate::platform::select::{Choice, Purpose, SelectCtx};
+use crate::platform::{self, AgentBinary, Platform, RunFilter};
 use crate::profile::Profile;
 use crate::registry::Registry;
 use crate::report::progress::Progress;
@@ -39,6 +41,8 @@ pub struct RunOptions {
     pub agent: AgentBinary,
     pub keep_on_failure: bool,
     pub seed: Option<u64>,
+    /// Which platform runs the trials (`--platform`), chosen by `platform::select`.
+    pub platform: Choice,
     /// libtest's arguments (filter, --exact, --skip, --list, --format, --test-threads, …).
     pub test_args: Arguments,
 }
@@ -251,8 +255,39 @@ fn wait_for_exit() -> ! {
     }
 }
 
-/// Runs `pvcheck run`; returns the exit code.
+/// Runs `pvcheck run`; returns the exit code: plan the trials ([`plan_run`]), run them on the
+/// chosen platform ([`run_trials`]), then write and print the result ([`conclude`]).
 pub fn execute(opts: RunOptions) -> u8 {
+    let planned = match plan_run(&opts) {
+        Ok(PlanOutcome::Run(p)) => p,
+        Ok(PlanOutcome::Listed) => return exit_code::OK,
+        Err(code) => return code,
+    };
+    let run = match run_trials(&opts, planned) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    conclude(&opts, run)
+}
+
+/// The plan of a run: its id, libtest's arguments, and the selected trials.
+pub struct RunPlan {
+    run_id: String,
+    started: SystemTime,
+    args: Arguments,
+    planned: Vec<Planned>,
+    selected: Vec<usize>,
+}
+
+enum PlanOutcome {
+    /// `--list`: printed, nothing else to do.
+    Listed,
+    Run(RunPlan),
+}
+
+/// Plans every (class × check) on a listing platform (it creates and contacts nothing), refuses a
+/// filter that selects nothing, and prints the list for `--list`.
+fn plan_run(opts: &RunOptions) -> Result<PlanOutcome, u8> {
     let started = SystemTime::now();
     let run_id = new_run_id();
     let mut args = opts.test_args.clone();
@@ -271,12 +306,11 @@ pub fn execute(opts: RunOptions) -> u8 {
         Ok(r) => Arc::new(r),
         Err(e) => {
             eprintln!("pvcheck: {e}");
-            return exit_code::USAGE;
+            return Err(exit_code::USAGE);
         }
     };
-    let list_platform =
-        LocalPlatform::new(list_registry, opts.state_dir.clone(), opts.agent.clone());
-    let mut planned = plan(&opts.classes, &list_platform);
+    let list_platform = select_platform(opts, list_registry, Purpose::List)?;
+    let planned = plan(&opts.classes, list_platform.as_ref());
     let probe: Vec<Trial> = planned.iter().map(|p| trial(p.clone(), None)).collect();
     let selected: Vec<usize> = (0..planned.len())
         .filter(|&i| !args.is_filtered_out(&probe[i]) && !args.is_ignored(&probe[i]))
@@ -293,30 +327,84 @@ pub fn execute(opts: RunOptions) -> u8 {
             },
             classes.join(", ")
         );
-        return exit_code::USAGE;
+        return Err(exit_code::USAGE);
     }
     if args.list {
         let _listed = libtest_mimic::run(&args, probe);
-        return exit_code::OK;
+        return Ok(PlanOutcome::Listed);
     }
-    drop(probe);
+    Ok(PlanOutcome::Run(RunPlan {
+        run_id,
+        started,
+        args,
+        planned,
+        selected,
+    }))
+}
 
+/// `platform::select` with this run's options; one line and the exit code when it fails.
+fn select_platform(
+    opts: &RunOptions,
+    registry: Arc<Registry>,
+    purpose: Purpose,
+) -> Result<Arc<dyn Platform>, u8> {
+    platform::select(
+        &opts.platform,
+        SelectCtx {
+            registry,
+            state_dir: opts.state_dir.clone(),
+            agent: opts.agent.clone(),
+            classes: &opts.classes,
+            purpose,
+        },
+    )
+    .map_err(|e| {
+        eprintln!("pvcheck: {e}");
+        e.exit_code()
+    })
+}
+
+/// A run whose trials have finished (not interrupted).
+struct FinishedRun {
+    ctx: Arc<RunCtx>,
+    started: SystemTime,
+    conclusion: libtest_mimic::Conclusion,
+    finish: Finish,
+    pretty: bool,
+}
+
+/// Removes what is left, writes the result file; `true` when interrupted.
+type Finish = Arc<dyn Fn(bool) -> (Option<PathBuf>, Vec<String>) + Send + Sync>;
+
+/// Sets up the registry, the platform of the run and the signal handling, and runs the trials.
+/// A signal ends the process from the signal thread (exit 130) after removing everything.
+fn run_trials(opts: &RunOptions, run: RunPlan) -> Result<FinishedRun, u8> {
+    let RunPlan {
+        run_id,
+        started,
+        args,
+        mut planned,
+        selected,
+    } = run;
     if let Err(e) = signals::block() {
         eprintln!("pvcheck: cannot set up signal handling: {e}");
-        return exit_code::USAGE;
+        return Err(exit_code::USAGE);
     }
     let registry = match Registry::create(&opts.state_dir, &run_id) {
         Ok(r) => Arc::new(r),
         Err(e) => {
             eprintln!("pvcheck: cannot create the run registry: {e} (use --state-dir DIR)");
-            return exit_code::USAGE;
+            return Err(exit_code::USAGE);
         }
     };
-    let platform: Arc<dyn Platform> = Arc::new(LocalPlatform::new(
-        registry.clone(),
-        opts.state_dir.clone(),
-        opts.agent.clone(),
-    ));
+    let platform = match select_platform(opts, registry.clone(), Purpose::Run) {
+        Ok(p) => p,
+        Err(code) => {
+            // Nothing was created: the registry's directory goes too.
+            let _ = registry.remove_run_dir();
+            return Err(code);
+        }
+    };
     let threads = args.test_threads.unwrap_or(1);
     let pretty = matches!(
         args.format,
@@ -342,10 +430,10 @@ pub fn execute(opts: RunOptions) -> u8 {
             .schedule
             .expect(p.group, p.class.name(), p.ignore.is_none());
     }
-    let env = environment(&opts, platform.as_ref());
-    let finish = {
+    let env = environment(opts, platform.as_ref());
+    let finish: Finish = {
         let (ctx, opts, env) = (ctx.clone(), opts.clone(), env.clone());
-        move |interrupted: bool| -> (Option<PathBuf>, Vec<String>) {
+        Arc::new(move |interrupted: bool| -> (Option<PathBuf>, Vec<String>) {
             if interrupted {
                 // The trials the signal cut short: listed, so a partial result says what was
                 // running, not only what finished.
@@ -378,7 +466,7 @@ pub fn execute(opts: RunOptions) -> u8 {
                 }
             };
             (path, problems)
-        }
+        })
     };
     {
         let finish = finish.clone();
@@ -404,7 +492,7 @@ pub fn execute(opts: RunOptions) -> u8 {
         });
         if let Err(e) = spawned {
             eprintln!("pvcheck: cannot start the signal thread: {e}");
-            return exit_code::USAGE;
+            return Err(exit_code::USAGE);
         }
     }
 
@@ -419,6 +507,24 @@ pub fn execute(opts: RunOptions) -> u8 {
             std::thread::park();
         }
     }
+    Ok(FinishedRun {
+        ctx,
+        started,
+        conclusion,
+        finish,
+        pretty,
+    })
+}
+
+/// Removes what is left, writes the result file, prints the tables and the timing; the exit code.
+fn conclude(_opts: &RunOptions, run: FinishedRun) -> u8 {
+    let FinishedRun {
+        ctx,
+        started,
+        conclusion,
+        finish,
+        pretty,
+    } = run;
     let (path, problems) = finish(false);
     if pretty {
         println!("{}", table::render(&ctx.sink.trials()));
@@ -428,6 +534,18 @@ pub fn execute(opts: RunOptions) -> u8 {
     }
     for p in &problems {
         eprintln!("pvcheck: {p}");
+    }
+    if let Some(r) = ctx.platform.report() {
+        let lines = platform::kube::format_api_requests(&r);
+        if !lines.is_empty() {
+            eprintln!(
+                "pvcheck: API requests per check ({} in all):",
+                r.pointer("/api_requests/total").unwrap_or(&serde_json::Value::Null)
+            );
+            for l in lines {
+                eprintln!("  {l}");
+            }
+        }
     }
     let t = timing(&ctx, started);
     eprintln!(
@@ -548,6 +666,9 @@ fn result_doc(
     }
     if let Some(o) = env.as_object_mut() {
         o.insert("classes".into(), classes.into());
+        if let Some(r) = ctx.platform.report() {
+            o.insert("platform_report".into(), r);
+        }
     }
     RunResult {
         schema_version: results::SCHEMA_VERSION,

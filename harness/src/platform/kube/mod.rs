@@ -1,0 +1,255 @@
+//! The Kubernetes platform (`--platform kubernetes`, alias `kube`): a PVC per volume through the
+//! class's StorageClass (or a PV from its template), agent pods that pass Pod Security
+//! "restricted", results through the pod's log, everything in one namespace per run and
+//! labelled with the run id.
+//!
+//! - [`client`]: kubeconfig, the runtime, one client per scope; [`counting`]: API requests per check.
+//! - [`labels`]: what makes an object pvcheck's; [`namespace`]: the run's namespace.
+//! - [`pvc`]: claims, binding, deletion (waiting for the PV to go); [`attach`]: waiting for detach.
+//! - [`podspec`]: the restricted pod manifest; [`agent_pod`]: one agent run in a pod;
+//!   [`logs`]: the framed log; [`events`]: the reasons Kubernetes gives; [`wait`]: watches.
+//! - [`volume`]: the `Volume`; [`pod`]: the `Pod` (a holder pod keeps the volume attached and
+//!   mounted on its node; each agent run is a pod on that node).
+//! - [`upgrade`]: the class's upgrade command and rollouts; [`snapshot`]: VolumeSnapshots;
+//!   [`cleanup`]: finding and removing what runs left, by label; [`preflight`]: the classes
+//!   against the cluster before anything is created.
+//!
+//! The trait boundary stays synchronous: the platform owns one tokio runtime and every
+//! operation is a `block_on` (see `client`).
+
+pub mod agent_pod;
+pub mod attach;
+pub mod cleanup;
+pub mod client;
+pub mod counting;
+pub mod discover;
+pub mod events;
+#[cfg(test)]
+pub mod fake_api;
+pub mod labels;
+pub mod logs;
+pub mod namespace;
+pub mod pod;
+pub mod podspec;
+pub mod preflight;
+pub mod pvc;
+pub mod snapshot;
+pub mod upgrade;
+pub mod volume;
+pub mod wait;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::select::{Purpose, SelectCtx, SelectError};
+use super::{Leftover, Platform, PlatformError, RunFilter, Volume, VolumeRequest};
+use crate::config::ClassSpec;
+use crate::config::kube::{PlacementSpec, VolumeMode};
+
+/// The image agent pods run when `--agent-image` is not given (`pvcheck image export` writes it).
+pub fn default_agent_image() -> String {
+    format!("docker.io/pvcheck/agent:{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// What the command line says about the cluster.
+#[derive(Debug, Clone, Default)]
+pub struct KubeOptions {
+    /// `--kubeconfig` (default: `$KUBECONFIG`, then `~/.kube/config`).
+    pub kubeconfig: Option<PathBuf>,
+    /// `--context`: a context of the kubeconfig other than its current one.
+    pub context: Option<String>,
+    /// `--agent-image`: the image the agent pods run.
+    pub agent_image: Option<String>,
+    /// `--image-pull-secret NAME` (repeatable): pull secrets for the agent pods.
+    pub image_pull_secrets: Vec<String>,
+    /// `pvcheck cleanup --older-than D`: runs older than this count as abandoned.
+    pub older_than: Option<Duration>,
+}
+
+/// What every volume of the run shares.
+pub struct Shared {
+    pub conn: client::Connection,
+    pub namespace: String,
+    pub run_id: String,
+    pub image: String,
+    pub pull_secrets: Vec<String>,
+    /// StorageClass name → volumeBindingMode is WaitForFirstConsumer.
+    pub wffc: HashMap<String, bool>,
+    /// (class, PVC) of every claim the run created, for the per-class leftovers.
+    pub created: Mutex<Vec<(String, String)>>,
+    /// PVCs kept with --keep-on-failure: the end of the run leaves them and their namespace.
+    pub kept: Mutex<Vec<String>>,
+}
+
+/// Time limits of one class.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub provision: Duration,
+    pub attach: Duration,
+    pub pod_start: Duration,
+    pub upgrade: Duration,
+}
+
+/// What a volume's operations need.
+pub struct VolumeCtx {
+    pub shared: Arc<Shared>,
+    /// Counted under the volume's name (its check).
+    pub client: kube::Client,
+    pub class: String,
+    pub pvc: String,
+    pub volume_mode: VolumeMode,
+    pub placement: PlacementSpec,
+    pub timeouts: Limits,
+    seq: std::sync::atomic::AtomicU32,
+}
+
+impl VolumeCtx {
+    /// `<pvc>-<what><n>`: a fresh pod or ConfigMap name.
+    pub fn next_name(&self, what: &str) -> String {
+        let n = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        labels::object_name(&format!("{}-{what}{n}", self.pvc))
+    }
+}
+
+/// The Kubernetes platform of one run (or listing, or cleanup).
+pub struct KubePlatform {
+    /// `None` for a listing: nothing is contacted.
+    shared: Option<Arc<Shared>>,
+    nodes: usize,
+    purpose: Purpose,
+    older_than: Option<Duration>,
+}
+
+/// Builds the platform: for a listing without contacting anything; for a run, connects,
+/// checks every class against the cluster (exit 2 before anything is created) and creates the
+/// run's namespace.
+pub fn select(opts: &KubeOptions, ctx: SelectCtx<'_>) -> Result<Arc<dyn Platform>, SelectError> {
+    if ctx.purpose == Purpose::List {
+        return Ok(Arc::new(KubePlatform {
+            shared: None,
+            nodes: 1,
+            purpose: ctx.purpose,
+            older_than: None,
+        }));
+    }
+    let conn = client::connect(opts)?;
+    let run_id = ctx.registry.run_id().to_string();
+    let facts = if ctx.purpose == Purpose::Run {
+        preflight::check(&conn, ctx.classes)?
+    } else {
+        preflight::Facts::default()
+    };
+    let namespace = labels::namespace(&run_id);
+    if ctx.purpose == Purpose::Run {
+        conn.block_on(namespace::create(&conn.client, &run_id, &namespace))
+            .map_err(|e| SelectError::Infrastructure(e.to_string()))?;
+    }
+    let shared = Arc::new(Shared {
+        conn,
+        namespace,
+        run_id,
+        image: opts.agent_image.clone().unwrap_or_else(default_agent_image),
+        pull_secrets: opts.image_pull_secrets.clone(),
+        wffc: facts.wffc,
+        created: Mutex::new(Vec::new()),
+        kept: Mutex::new(Vec::new()),
+    });
+    Ok(Arc::new(KubePlatform {
+        shared: Some(shared),
+        nodes: facts.nodes.max(1),
+        purpose: ctx.purpose,
+        older_than: opts.older_than,
+    }))
+}
+
+impl KubePlatform {
+    fn shared(&self) -> Result<&Arc<Shared>, PlatformError> {
+        self.shared
+            .as_ref()
+            .ok_or_else(|| PlatformError::Unsupported("a listing platform creates nothing".into()))
+    }
+
+    /// API requests per scope, and their sum (printed at the end of a run).
+    pub fn api_requests(&self) -> Option<(serde_json::Value, u64)> {
+        self.shared.as_ref().map(|s| s.conn.counters.report())
+    }
+}
+
+impl Platform for KubePlatform {
+    fn name(&self) -> &'static str {
+        "kubernetes"
+    }
+
+    fn node_count(&self) -> usize {
+        self.nodes
+    }
+
+    fn usable(&self, class: &ClassSpec) -> Result<(), String> {
+        match &class.kube {
+            None => Err("no `kube:` section: the class is for another platform".into()),
+            Some(k) if k.volume_mode == VolumeMode::Block => Err(
+                "volume_mode Block: the agent's --device mode in a pod is not supported by this pvcheck yet".into(),
+            ),
+            Some(_) => Ok(()),
+        }
+    }
+
+    fn provision(&self, class: &ClassSpec, req: &VolumeRequest) -> Result<Box<dyn Volume>, PlatformError> {
+        let shared = self.shared()?.clone();
+        volume::provision(shared, class, req).map(|v| Box::new(v) as Box<dyn Volume>)
+    }
+
+    fn leftovers(&self, filter: &RunFilter) -> Result<Vec<Leftover>, PlatformError> {
+        let shared = self.shared()?;
+        let conn = &shared.conn;
+        conn.block_on(cleanup::find(&conn.client, filter, Some(shared), self.older_than))
+    }
+
+    fn remove_leftovers(&self, filter: &RunFilter) -> Result<Vec<Leftover>, PlatformError> {
+        let shared = self.shared()?;
+        let conn = &shared.conn;
+        conn.block_on(cleanup::remove(&conn.client, filter, Some(shared), self.older_than))
+    }
+
+    fn fingerprint(&self) -> serde_json::Value {
+        let Some(s) = &self.shared else {
+            return serde_json::json!({ "platform": "kubernetes" });
+        };
+        let nodes = s.conn.block_on(preflight::node_facts(&s.conn.client));
+        serde_json::json!({
+            "platform": "kubernetes",
+            "server_version": s.conn.server_version,
+            "api_server": s.conn.config.cluster_url.to_string(),
+            "kubeconfig": s.conn.source,
+            "namespace": s.namespace,
+            "agent_image": s.image,
+            "nodes": nodes,
+            "purpose": format!("{:?}", self.purpose),
+        })
+    }
+
+    fn report(&self) -> Option<serde_json::Value> {
+        let (by_scope, total) = self.api_requests()?;
+        Some(serde_json::json!({ "api_requests": { "total": total, "by_check": by_scope } }))
+    }
+}
+
+/// The scopes of the API request report, sorted by their totals (largest first), as lines.
+pub fn format_api_requests(report: &serde_json::Value) -> Vec<String> {
+    let mut rows: Vec<(String, u64, String)> = Vec::new();
+    if let Some(m) = report.pointer("/api_requests/by_check").and_then(|v| v.as_object()) {
+        for (k, v) in m {
+            let total = v.get("total").and_then(|t| t.as_u64()).unwrap_or(0);
+            let verbs: BTreeMap<&String, u64> = v
+                .as_object()
+                .map(|o| o.iter().filter(|(k, _)| *k != "total").map(|(k, v)| (k, v.as_u64().unwrap_or(0))).collect())
+                .unwrap_or_default();
+            let detail = verbs.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ");
+            rows.push((k.clone(), total, detail));
+        }
+    }
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    rows.into_iter().map(|(k, t, d)| format!("{t:>6}  {k}  ({d})")).collect()
+}

@@ -1,0 +1,199 @@
+//! The `Pod` of the Kubernetes platform: a holder pod keeps the volume attached and mounted on
+//! one node (as the local platform keeps it mounted); each agent run is its own pod on that
+//! node, pinned by node affinity, whose log carries the agent's output. Nothing is exec'd.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::agent_pod;
+use super::podspec;
+use super::VolumeCtx;
+use crate::platform::{AgentCall, AgentOutput, AgentProcess, Capacity, PlatformError, Pod};
+
+pub struct KubePod {
+    pub ctx: Arc<VolumeCtx>,
+    /// The holder pod.
+    pub holder: String,
+    pub node: String,
+    pub data_dir: PathBuf,
+}
+
+impl KubePod {
+    fn output(framed: super::logs::Framed, command: String, elapsed: Duration) -> AgentOutput {
+        AgentOutput {
+            command,
+            code: framed.code(),
+            signal: framed.signal(),
+            stdout: framed.stdout,
+            stderr: framed.stderr,
+            elapsed,
+        }
+    }
+}
+
+impl Pod for KubePod {
+    fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    fn capacity(&self) -> Result<Capacity, PlatformError> {
+        let name = self.ctx.next_name("statfs");
+        let call = AgentCall::new(Vec::<String>::new(), self.ctx.timeouts.pod_start);
+        let (framed, _) = self
+            .ctx
+            .shared
+            .conn
+            .block_on(agent_pod::run(&self.ctx, &name, &call, &self.node, true))?;
+        let s = framed.statfs().cloned().unwrap_or_default();
+        match (s.get("total_bytes").and_then(|v| v.as_u64()), s.get("available_bytes").and_then(|v| v.as_u64())) {
+            (Some(total_bytes), Some(available_bytes)) => Ok(Capacity { total_bytes, available_bytes }),
+            _ => Err(PlatformError::Other(format!(
+                "pod {}/{name}: no capacity from inside: {}",
+                self.ctx.shared.namespace,
+                s.get("error").and_then(|e| e.as_str()).unwrap_or("the agent reported nothing")
+            ))),
+        }
+    }
+
+    fn run_agent(&mut self, call: &AgentCall) -> Result<AgentOutput, PlatformError> {
+        let name = self.ctx.next_name("agent");
+        let start = Instant::now();
+        let (framed, command) = self
+            .ctx
+            .shared
+            .conn
+            .block_on(agent_pod::run(&self.ctx, &name, call, &self.node, false))?;
+        let elapsed = framed
+            .end
+            .as_ref()
+            .and_then(|e| e.get("elapsed_s"))
+            .and_then(|v| v.as_f64())
+            .map(Duration::from_secs_f64)
+            .unwrap_or_else(|| start.elapsed());
+        Ok(Self::output(framed, command, elapsed))
+    }
+
+    fn spawn_agent(&mut self, call: &AgentCall, stdout_to: &Path) -> Result<Box<dyn AgentProcess>, PlatformError> {
+        let ctx = self.ctx.clone();
+        let name = ctx.next_name("agent");
+        let labels = super::labels::of(&ctx.shared.run_id, Some(&ctx.class), Some(&ctx.pvc), "inputs");
+        let cm_name = format!("{name}-in");
+        let conn = &ctx.shared.conn;
+        let (cm, input_args) = conn.block_on(agent_pod::inputs(&ctx, &cm_name, call, labels))?;
+        let mut args = vec!["pod".to_string(), "--statfs".into(), podspec::DATA_DIR.into()];
+        if let Some(k) = call.kill_after {
+            args.push("--kill-after".into());
+            args.push(format!("{}ms", k.as_millis()));
+        }
+        let mut agent_args = call.args.clone();
+        agent_args.extend(input_args);
+        args.push("--".into());
+        args.extend(agent_args.iter().cloned());
+        let command = format!(
+            "pvcheck-agent {} (in pod {}/{name} on node {})",
+            agent_args.join(" "),
+            ctx.shared.namespace,
+            self.node
+        );
+        let pod = podspec::build(&agent_pod::plan(&ctx, &name, args, cm.clone(), Some(self.node.clone()), "agent"));
+        let started = conn.block_on(agent_pod::create_and_start(&ctx, pod, ctx.timeouts.pod_start));
+        if let Err(e) = started {
+            conn.block_on(async {
+                let _ = agent_pod::delete(&ctx, &name, 0, false, Duration::ZERO).await;
+                if let Some(cm) = &cm {
+                    agent_pod::delete_config_map(&ctx, cm).await;
+                }
+            });
+            return Err(e);
+        }
+        let follow = conn.rt.spawn(agent_pod::follow_log(
+            ctx.client.clone(),
+            ctx.shared.namespace.clone(),
+            name.clone(),
+            stdout_to.to_path_buf(),
+        ));
+        Ok(Box::new(KubeAgent {
+            ctx: ctx.clone(),
+            name,
+            cm,
+            command,
+            follow: Some(follow),
+            killed_by_supervisor: call.kill_after.is_some(),
+            started: Instant::now(),
+        }))
+    }
+}
+
+/// An agent running in its own pod, its log followed into a harness-side file.
+pub struct KubeAgent {
+    ctx: Arc<VolumeCtx>,
+    name: String,
+    cm: Option<String>,
+    command: String,
+    follow: Option<tokio::task::JoinHandle<Result<super::logs::Framed, PlatformError>>>,
+    /// `--kill-after` was given: the supervisor in the pod sends the SIGKILL.
+    killed_by_supervisor: bool,
+    started: Instant,
+}
+
+impl AgentProcess for KubeAgent {
+    fn kill(&mut self) -> Result<(), PlatformError> {
+        if self.killed_by_supervisor {
+            // The supervisor SIGKILLs the agent at the moment the harness chose; deleting the
+            // pod would be SIGTERM first, and would lose the log.
+            return Ok(());
+        }
+        let ctx = self.ctx.clone();
+        ctx.shared.conn.block_on(agent_pod::delete(&ctx, &self.name, 0, false, Duration::ZERO))
+    }
+
+    fn wait(&mut self, timeout: Duration) -> Result<AgentOutput, PlatformError> {
+        let ctx = self.ctx.clone();
+        let Some(follow) = self.follow.take() else {
+            return Err(PlatformError::Other("the agent was already waited for".into()));
+        };
+        let framed = ctx.shared.conn.block_on(async {
+            match tokio::time::timeout(timeout, follow).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => Err(PlatformError::Other(format!("following the agent's log: {e}"))),
+                Err(_) => Err(PlatformError::Timeout {
+                    command: self.command.clone(),
+                    limit: timeout,
+                }),
+            }
+        });
+        ctx.shared.conn.block_on(async {
+            let _ = agent_pod::delete(&ctx, &self.name, 0, false, Duration::ZERO).await;
+            if let Some(cm) = &self.cm {
+                agent_pod::delete_config_map(&ctx, cm).await;
+            }
+        });
+        let framed = framed?;
+        Ok(AgentOutput {
+            command: self.command.clone(),
+            code: framed.code(),
+            signal: framed.signal(),
+            stdout: String::new(),
+            stderr: framed.stderr,
+            elapsed: self.started.elapsed(),
+        })
+    }
+}
+
+impl Drop for KubeAgent {
+    fn drop(&mut self) {
+        if let Some(f) = self.follow.take() {
+            f.abort();
+            let ctx = self.ctx.clone();
+            let name = self.name.clone();
+            let cm = self.cm.clone();
+            ctx.shared.conn.block_on(async {
+                let _ = agent_pod::delete(&ctx, &name, 0, false, Duration::ZERO).await;
+                if let Some(cm) = &cm {
+                    agent_pod::delete_config_map(&ctx, cm).await;
+                }
+            });
+        }
+    }
+}

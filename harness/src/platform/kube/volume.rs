@@ -1,0 +1,383 @@
+//! The `Volume` of the Kubernetes platform: one PVC (and the PV of a template class, or the
+//! VolumeSnapshot it was restored from), a holder pod while it is "mounted", agent pods.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+
+use super::pod::KubePod;
+use super::{Limits, Shared, VolumeCtx, agent_pod, attach, labels, podspec, pvc};
+use crate::config::ClassSpec;
+use crate::platform::{PlatformError, Pod, UpgradeStep, Volume, VolumeRequest};
+
+pub struct KubeVolume {
+    pub ctx: Arc<VolumeCtx>,
+    pub class: ClassSpec,
+    /// `<namespace>/<pvc>`.
+    id: String,
+    /// Bytes requested.
+    requested: u64,
+    /// The bound PV, once known.
+    pv: Option<String>,
+    /// The node of the last holder pod.
+    node: Option<String>,
+    /// WaitForFirstConsumer and no pod yet: the first start also waits for provisioning.
+    unbound: bool,
+    /// A VolumeSnapshot this volume was restored from (removed with it).
+    pub from_snapshot: Option<String>,
+    /// Latencies (seconds) the checks' metrics could use: provision, attach+start.
+    pub timings: serde_json::Map<String, serde_json::Value>,
+    done: bool,
+}
+
+/// The request: the class's `kube.size` or what the check needs, whichever is more.
+fn request_bytes(class: &ClassSpec, needed: u64) -> u64 {
+    let min = class.kube.as_ref().and_then(|k| k.size).map(|q| q.bytes).unwrap_or(0);
+    needed.max(min).div_ceil(1 << 20) * (1 << 20)
+}
+
+pub fn limits(class: &ClassSpec) -> Limits {
+    Limits {
+        provision: class.timeouts.provision.0,
+        attach: class.timeouts.attach.0,
+        pod_start: class.timeouts.pod_start.0,
+        upgrade: class.timeouts.upgrade.0,
+    }
+}
+
+/// Creates the claim (and the PV of a template class), and waits for Bound unless the class
+/// binds at the first consumer.
+pub fn provision(shared: Arc<Shared>, class: &ClassSpec, req: &VolumeRequest) -> Result<KubeVolume, PlatformError> {
+    let spec = class
+        .kube
+        .as_ref()
+        .ok_or_else(|| PlatformError::Unsupported(format!("class {} has no `kube:` section", class.name())))?;
+    let name = labels::object_name(&req.name);
+    let client = shared
+        .conn
+        .client_for(&req.name)
+        .map_err(|e| PlatformError::Other(format!("API client: {e}")))?;
+    let ctx = Arc::new(VolumeCtx {
+        shared: shared.clone(),
+        client,
+        class: class.name().to_string(),
+        pvc: name.clone(),
+        volume_mode: spec.volume_mode,
+        placement: class.placement.clone(),
+        timeouts: limits(class),
+        seq: Default::default(),
+    });
+    let bytes = request_bytes(class, req.size);
+    let l = labels::of(&shared.run_id, Some(class.name()), Some(&name), "volume");
+    let start = Instant::now();
+    shared
+        .created
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((class.name().to_string(), name.clone()));
+    let mut vol = KubeVolume {
+        ctx: ctx.clone(),
+        class: class.clone(),
+        id: format!("{}/{name}", shared.namespace),
+        requested: bytes,
+        pv: None,
+        node: None,
+        unbound: false,
+        from_snapshot: None,
+        timings: Default::default(),
+        done: false,
+    };
+    let created = shared.conn.block_on(async {
+        let volume_name = match &spec.pv_template_yaml {
+            Some(yaml) => {
+                let pv_name = labels::object_name(&format!("{}-{name}", shared.namespace));
+                let pv = pvc::pv_from_template(yaml, &pv_name, &shared.namespace, &name, l.clone())?;
+                let sc = pv.spec.as_ref().and_then(|s| s.storage_class_name.clone()).unwrap_or_default();
+                let api: Api<k8s_openapi::api::core::v1::PersistentVolume> = Api::all(ctx.client.clone());
+                api.create(&Default::default(), &pv)
+                    .await
+                    .map_err(|e| agent_pod::api_error(&format!("creating PV {pv_name}"), e))?;
+                Some((pv_name, sc))
+            }
+            None => None,
+        };
+        let claim = pvc::claim(&name, &shared.namespace, l.clone(), spec, bytes, None, volume_name);
+        pvc::create(&ctx.client, &claim).await
+    });
+    if let Err(e) = created {
+        vol.done = true;
+        let _ = shared.conn.block_on(pvc::delete(&ctx.client, &shared.namespace, &name, None, ctx.timeouts.provision));
+        return Err(e);
+    }
+    vol.finish_provisioning(start)?;
+    Ok(vol)
+}
+
+impl KubeVolume {
+    /// Waits for Bound unless the StorageClass binds at the first consumer.
+    pub fn finish_provisioning(&mut self, start: Instant) -> Result<(), PlatformError> {
+        let sc = self.class.kube.as_ref().and_then(|k| k.storage_class_name()).unwrap_or("");
+        let wffc = self.ctx.shared.wffc.get(sc).copied().unwrap_or(false);
+        if wffc && self.class.kube.as_ref().is_some_and(|k| k.pv_template_yaml.is_none()) {
+            self.unbound = true;
+            return Ok(());
+        }
+        let ctx = self.ctx.clone();
+        let pv = ctx
+            .shared
+            .conn
+            .block_on(pvc::until_bound(&ctx.client, &ctx.shared.namespace, &ctx.pvc, ctx.timeouts.provision))?;
+        self.pv = Some(pv);
+        self.timings.insert("bound_seconds".into(), start.elapsed().as_secs_f64().into());
+        Ok(())
+    }
+
+    pub fn new_restored(base: &KubeVolume, ctx: Arc<VolumeCtx>, requested: u64, snapshot: String) -> KubeVolume {
+        KubeVolume {
+            id: format!("{}/{}", ctx.shared.namespace, ctx.pvc),
+            ctx,
+            class: base.class.clone(),
+            requested,
+            pv: None,
+            node: None,
+            unbound: true,
+            from_snapshot: Some(snapshot),
+            timings: Default::default(),
+            done: false,
+        }
+    }
+
+    fn remove(&mut self) -> Result<(), PlatformError> {
+        self.done = true;
+        let ctx = self.ctx.clone();
+        let conn = &ctx.shared.conn;
+        conn.block_on(async {
+            // Agent pods are deleted after each run; a holder or agent a failure left goes now.
+            let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(ctx.client.clone(), &ctx.shared.namespace);
+            let lp = kube::api::ListParams::default().labels(&format!("{}={}", labels::VOLUME, labels::label_value(&ctx.pvc)));
+            if let Ok(list) = pods.list(&lp).await {
+                for p in list.items {
+                    let n = p.metadata.name.unwrap_or_default();
+                    agent_pod::delete(&ctx, &n, 0, true, ctx.timeouts.pod_start).await?;
+                }
+            }
+            let pv = match &self.pv {
+                Some(p) => Some(p.clone()),
+                None => pvc::get(&ctx.client, &ctx.shared.namespace, &ctx.pvc)
+                    .await
+                    .ok()
+                    .and_then(|c| c.spec.and_then(|s| s.volume_name)),
+            };
+            if let Some(pv) = &pv {
+                attach::until_detached(&ctx.client, pv, None, ctx.timeouts.attach).await?;
+            }
+            pvc::delete(&ctx.client, &ctx.shared.namespace, &ctx.pvc, pv.as_deref(), ctx.timeouts.provision).await?;
+            if let Some(s) = &self.from_snapshot {
+                super::snapshot::delete(&ctx, s).await?;
+            }
+            Ok::<_, PlatformError>(())
+        })
+    }
+
+    pub fn pv(&self) -> Option<&str> {
+        self.pv.as_deref()
+    }
+    pub fn node(&self) -> Option<&str> {
+        self.node.as_deref()
+    }
+}
+
+impl Volume for KubeVolume {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn size(&self) -> u64 {
+        self.requested
+    }
+
+    fn fingerprint(&self) -> serde_json::Value {
+        serde_json::json!({
+            "kind": "pvc",
+            "id": self.id,
+            "pv": self.pv,
+            "node": self.node,
+            "requested_bytes": self.requested,
+            "storage_class": self.class.kube.as_ref().and_then(|k| k.storage_class_name()),
+            "volume_mode": self.class.kube.as_ref().map(|k| k.volume_mode),
+            "access_modes": self.class.kube.as_ref().map(|k| k.access_modes.clone()),
+            "timings": self.timings,
+        })
+    }
+
+    fn start_pod(&mut self) -> Result<Box<dyn Pod>, PlatformError> {
+        let ctx = self.ctx.clone();
+        let name = ctx.next_name("holder");
+        let mut plan = agent_pod::plan(&ctx, &name, vec!["pod".into(), "--hold".into()], None, self.node.clone(), "holder");
+        plan.grace_seconds = 10;
+        let pod = podspec::build(&plan);
+        // The first pod of a WaitForFirstConsumer claim also waits for the volume to be created.
+        let mut limit = ctx.timeouts.attach + ctx.timeouts.pod_start;
+        if self.unbound {
+            limit += ctx.timeouts.provision;
+        }
+        let start = Instant::now();
+        let conn = &ctx.shared.conn;
+        let started = conn.block_on(agent_pod::create_and_start(&ctx, pod, limit));
+        let node = match started {
+            Ok(super::agent_pod::Started::Running { node }) => node,
+            Ok(super::agent_pod::Started::Finished { .. }) => {
+                let _ = conn.block_on(agent_pod::delete(&ctx, &name, 0, true, ctx.timeouts.pod_start));
+                return Err(PlatformError::Other(format!(
+                    "the holder pod {}/{name} ended at once (see its log)",
+                    ctx.shared.namespace
+                )));
+            }
+            Err(e) => {
+                let _ = conn.block_on(agent_pod::delete(&ctx, &name, 0, true, ctx.timeouts.pod_start));
+                return Err(e);
+            }
+        };
+        let key = if self.unbound { "first_pod_seconds" } else { "pod_start_seconds" };
+        self.timings.insert(key.into(), start.elapsed().as_secs_f64().into());
+        if self.pv.is_none() {
+            let claim = conn.block_on(pvc::get(&ctx.client, &ctx.shared.namespace, &ctx.pvc))?;
+            self.pv = claim.spec.and_then(|s| s.volume_name);
+        }
+        self.unbound = false;
+        self.node = Some(node.clone());
+        Ok(Box::new(KubePod {
+            ctx,
+            holder: name,
+            node,
+            data_dir: podspec::DATA_DIR.into(),
+        }))
+    }
+
+    fn stop_pod(&mut self, pod: Box<dyn Pod>) -> Result<(), PlatformError> {
+        // The pod is ours (a KubePod): its holder is named after this volume.
+        drop(pod);
+        let ctx = self.ctx.clone();
+        let conn = &ctx.shared.conn;
+        let start = Instant::now();
+        conn.block_on(async {
+            let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(ctx.client.clone(), &ctx.shared.namespace);
+            let lp = kube::api::ListParams::default().labels(&format!("{}={}", labels::VOLUME, labels::label_value(&ctx.pvc)));
+            let list = pods.list(&lp).await.map_err(|e| agent_pod::api_error("listing the volume's pods", e))?;
+            for p in list.items {
+                let n = p.metadata.name.unwrap_or_default();
+                agent_pod::delete(&ctx, &n, 5, true, ctx.timeouts.pod_start).await?;
+            }
+            if let Some(pv) = &self.pv {
+                attach::until_detached(&ctx.client, pv, self.node.as_deref(), ctx.timeouts.attach).await?;
+            }
+            Ok::<_, PlatformError>(())
+        })?;
+        self.timings.insert("last_detach_seconds".into(), start.elapsed().as_secs_f64().into());
+        Ok(())
+    }
+
+    fn upgrade_steps(&self) -> Vec<UpgradeStep> {
+        if self.class.upgrade.as_ref().is_some_and(|u| u.command.is_some()) {
+            ["upgrade", "upgrade-after-rewrite"]
+                .iter()
+                .map(|n| UpgradeStep { name: (*n).into() })
+                .collect()
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn upgrade(&mut self, pod: Box<dyn Pod>, step: &UpgradeStep) -> Result<Box<dyn Pod>, PlatformError> {
+        // The holder keeps the volume attached and mounted while the driver is upgraded, as a
+        // workload would; then the pod is recreated, so the verify also crosses a detach and an
+        // attach by the new driver.
+        super::upgrade::run(self, step)?;
+        self.stop_pod(pod)?;
+        self.start_pod()
+    }
+
+    fn expand(&mut self, new_size: u64) -> Result<(), PlatformError> {
+        let ctx = self.ctx.clone();
+        let bytes = new_size.div_ceil(1 << 20) * (1 << 20);
+        let q = crate::config::kube::format_quantity(bytes);
+        let conn = &ctx.shared.conn;
+        conn.block_on(async {
+            let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ctx.shared.namespace);
+            let patch = serde_json::json!({ "spec": { "resources": { "requests": { "storage": q } } } });
+            api.patch(&ctx.pvc, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(|e| agent_pod::api_error(&format!("expanding PVC {} to {q}", self.id), e))?;
+            let limit = ctx.timeouts.provision + ctx.timeouts.attach;
+            super::wait::until(api, &ctx.pvc, &format!("PVC {} to be resized to {q}", self.id), limit, |c: Option<&PersistentVolumeClaim>| {
+                let Some(c) = c else { return super::wait::Decision::Fail("the PVC is gone".into()) };
+                let st = c.status.as_ref();
+                let cap = st
+                    .and_then(|s| s.capacity.as_ref())
+                    .and_then(|m| m.get("storage"))
+                    .and_then(|q| crate::config::kube::parse_quantity(&q.0).ok())
+                    .unwrap_or(0);
+                let pending = st
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| cs.iter().any(|c| c.status == "True" && (c.type_ == "Resizing" || c.type_ == "FileSystemResizePending")));
+                let failed = st
+                    .and_then(|s| s.allocated_resource_statuses.as_ref())
+                    .and_then(|m| m.get("storage"))
+                    .filter(|s| s.contains("Infeasible") || s.contains("Failed"))
+                    .cloned();
+                if let Some(f) = failed {
+                    return super::wait::Decision::Fail(format!("the resize failed: {f}"));
+                }
+                if cap >= bytes && !pending {
+                    super::wait::Decision::Done(())
+                } else {
+                    super::wait::Decision::Wait
+                }
+            })
+            .await
+            .map_err(|e| PlatformError::Other(e.to_string()))
+        })?;
+        self.requested = bytes;
+        Ok(())
+    }
+
+    fn snapshot(&mut self, name: &str) -> Result<Box<dyn Volume>, PlatformError> {
+        super::snapshot::take_and_restore(self, name).map(|v| Box::new(v) as Box<dyn Volume>)
+    }
+
+    fn keep(mut self: Box<Self>) -> String {
+        self.done = true;
+        self.ctx
+            .shared
+            .kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(self.ctx.pvc.clone());
+        let ns = &self.ctx.shared.namespace;
+        format!(
+            "kept PVC {} (PV {}) of class {}: inspect with `kubectl -n {ns} describe pvc {}` and `kubectl -n {ns} get pods,events -l {}={}`; remove with `pvcheck cleanup --platform kubernetes --run-id {}`",
+            self.id,
+            self.pv.as_deref().unwrap_or("-"),
+            self.class.name(),
+            self.ctx.pvc,
+            labels::VOLUME,
+            labels::label_value(&self.ctx.pvc),
+            self.ctx.shared.run_id
+        )
+    }
+
+    fn destroy(mut self: Box<Self>) -> Result<(), PlatformError> {
+        self.remove()
+    }
+}
+
+impl Drop for KubeVolume {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.remove();
+        }
+    }
+}

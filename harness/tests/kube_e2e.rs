@@ -1,0 +1,183 @@
+//! End to end on a real cluster (testenv, issue 7): the `pvcheck` binary against the API server
+//! of `PVCHECK_TEST_KUBECONFIG`. Without it every test prints one line and passes as skipped.
+//!
+//! The agent image must be in the cluster: `pvcheck image export` + `testenv/import-image`
+//! (these tests do it when `PVCHECK_TEST_IMPORT_IMAGE` names the import command).
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Env, fixtures, stderr, stdout, trial};
+use serde_json::Value;
+
+fn kubeconfig() -> Option<String> {
+    match std::env::var("PVCHECK_TEST_KUBECONFIG") {
+        Ok(k) if !k.is_empty() => Some(k),
+        _ => {
+            eprintln!("skipped: PVCHECK_TEST_KUBECONFIG is not set (no test cluster; testenv/up starts one)");
+            None
+        }
+    }
+}
+
+fn image() -> String {
+    std::env::var("PVCHECK_TEST_AGENT_IMAGE").unwrap_or_else(|_| format!("docker.io/pvcheck/agent:{}", env!("CARGO_PKG_VERSION")))
+}
+
+fn kube_args(kc: &str) -> Vec<String> {
+    vec![
+        "--platform".into(),
+        "kubernetes".into(),
+        "--kubeconfig".into(),
+        kc.into(),
+        "--agent-image".into(),
+        image(),
+    ]
+}
+
+/// Objects carrying pvcheck's run label for `run_id`, listed with kubectl (another client than
+/// pvcheck's own, so a bug in pvcheck's listing cannot hide a leak).
+fn objects_of_run(kc: &str, run_id: &str) -> Vec<String> {
+    let kubectl = std::env::var("PVCHECK_TEST_KUBECTL").unwrap_or_else(|_| "kubectl".into());
+    let mut left = Vec::new();
+    for kind in ["namespaces", "pods", "pvc", "configmaps", "pv"] {
+        let out = Command::new(&kubectl)
+            .args(["--kubeconfig", kc, "get", kind, "-A", "-l", &format!("pvcheck.io/run-id={run_id}"), "-o", "name"])
+            .output()
+            .expect("kubectl (set PVCHECK_TEST_KUBECTL)");
+        left.extend(String::from_utf8_lossy(&out.stdout).lines().map(str::to_string));
+    }
+    // PVs do not carry the claim's labels: find them by their claim's namespace.
+    let out = Command::new(&kubectl)
+        .args(["--kubeconfig", kc, "get", "pv", "-o", "jsonpath={range .items[*]}{.metadata.name} {.spec.claimRef.namespace}{\"\\n\"}{end}"])
+        .output()
+        .unwrap();
+    for l in String::from_utf8_lossy(&out.stdout).lines() {
+        if l.ends_with(&format!(" pvcheck-{run_id}")) {
+            left.push(format!("pv {l}"));
+        }
+    }
+    left
+}
+
+fn run_id(result: &Value) -> String {
+    result["run_id"].as_str().unwrap().to_string()
+}
+
+/// Every check on the hostpath class passes; API requests are counted per check and printed.
+#[test]
+fn every_check_passes_on_the_hostpath_class() {
+    let Some(kc) = kubeconfig() else { return };
+    let env = Env::new();
+    let classes = fixtures().join("kube/hostpath.yaml");
+    let mut args: Vec<String> = kube_args(&kc);
+    args.extend(["--classes".into(), classes.display().to_string(), "--skip".into(), "speed::".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let start = Instant::now();
+    let out = env.run(&args);
+    eprintln!("{}", stderr(&out));
+    println!("{}", stdout(&out));
+    assert_eq!(out.status.code(), Some(0), "stdout: {}\nstderr: {}", stdout(&out), stderr(&out));
+    let r = env.result();
+    assert_eq!(r["platform"], "kubernetes");
+    for name in ["provision", "integrity::recreate", "integrity::durability", "integrity::selftest", "expand", "snapshot", "cleanup"] {
+        let t = trial(&r, &format!("hostpath::{name}"));
+        assert_eq!(t["status"], "passed", "{name}: {t}");
+    }
+    let requests = &r["environment"]["platform_report"]["api_requests"];
+    eprintln!("API requests: {} in {:.0}s", requests["total"], start.elapsed().as_secs_f64());
+    for (check, n) in requests["by_check"].as_object().unwrap() {
+        eprintln!("  {check}: {}", n["total"]);
+        // Bounded: a check's requests do not grow with how long it waits (watches, not polls).
+        assert!(n["total"].as_u64().unwrap() < 400, "{check}: {n}");
+    }
+    assert!(objects_of_run(&kc, &run_id(&r)).is_empty(), "{:?}", objects_of_run(&kc, &run_id(&r)));
+}
+
+/// An upgrade command that damages one block on the node (under the driver's data directory)
+/// is caught with the right kind, file and offset.
+#[test]
+fn an_upgrade_that_damages_a_block_on_the_node_is_caught_with_kind_and_offset() {
+    let Some(kc) = kubeconfig() else { return };
+    let Ok(data_dir) = std::env::var("CSI_HOSTPATH_DATA_DIR") else {
+        eprintln!("skipped: CSI_HOSTPATH_DATA_DIR is not set (testenv's env file gives it)");
+        return;
+    };
+    let env = Env::new();
+    let classes = fixtures().join("kube/hostpath-flip-byte.yaml");
+    let mut args = kube_args(&kc);
+    args.extend(["--classes".into(), classes.display().to_string(), "--exact".into(), "hostpath-flip::integrity::upgrade".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut c = env.run_cmd(&args);
+    c.env("CSI_HOSTPATH_DATA_DIR", data_dir);
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "stdout: {}\nstderr: {}", stdout(&out), stderr(&out));
+    let record = env.record();
+    let (file, byte) = record.trim().split_once(' ').expect("the fixture recorded what it flipped");
+    let block = byte.parse::<u64>().unwrap() / 4096 * 4096;
+    let r = env.result();
+    let t = trial(&r, "hostpath-flip::integrity::upgrade");
+    let damage = t["failure"]["details"]["damage"].as_array().unwrap();
+    assert_eq!(damage.len(), 1, "{damage:?}");
+    assert_eq!(damage[0]["kind"], "corrupt");
+    assert_eq!(damage[0]["file"], file);
+    assert_eq!(damage[0]["offset"], block);
+    assert!(objects_of_run(&kc, &run_id(&r)).is_empty());
+}
+
+/// SIGINT in the middle of a run: exit 130 and no object of the run is left (listed by label).
+#[test]
+fn sigint_mid_run_leaves_no_object() {
+    let Some(kc) = kubeconfig() else { return };
+    let env = Env::new();
+    let classes = fixtures().join("kube/hostpath.yaml");
+    let mut args = kube_args(&kc);
+    args.extend(["--classes".into(), classes.display().to_string(), "--skip".into(), "speed::".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let child = env.spawn(&args);
+    // Wait until the run's pods exist, so the signal lands in the middle.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let kubectl = std::env::var("PVCHECK_TEST_KUBECTL").unwrap_or_else(|_| "kubectl".into());
+    let mut started = false;
+    while Instant::now() < deadline {
+        let out = Command::new(&kubectl)
+            .args(["--kubeconfig", &kc, "get", "pods", "-A", "-l", "pvcheck.io/role=agent", "-o", "name"])
+            .output()
+            .unwrap();
+        if !out.stdout.is_empty() {
+            started = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(started, "no agent pod appeared within 120 s");
+    nix_kill(child.id());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "stderr: {}", stderr(&out));
+    let r = env.result();
+    assert_eq!(r["interrupted"], true);
+    let left = objects_of_run(&kc, &run_id(&r));
+    assert!(left.is_empty(), "left after SIGINT: {left:?}");
+}
+
+fn nix_kill(pid: u32) {
+    Command::new("kill").args(["-INT", &pid.to_string()]).status().unwrap();
+}
+
+/// A StorageClass that does not exist: exit 2 before anything is created.
+#[test]
+fn a_storageclass_that_does_not_exist_is_exit_2_and_creates_nothing() {
+    let Some(kc) = kubeconfig() else { return };
+    let env = Env::new();
+    let classes = fixtures().join("kube/missing-storageclass.yaml");
+    let mut args = kube_args(&kc);
+    args.extend(["--classes".into(), classes.display().to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = env.run(&args);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.trim().lines().count() == 1 && err.contains("no-such-storageclass") && err.contains("missing-storageclass.yaml"), "{err}");
+    assert!(!env.results.path().join("runs").exists(), "a result file was written");
+}

@@ -1,0 +1,190 @@
+//! `pvcheck-agent pod`: what the agent image's container runs on Kubernetes.
+//!
+//! A pod's log mixes stdout and stderr, and the harness never uses `exec` (it breaks, and
+//! Pod Security "restricted" users forbid it), so the container runs this supervisor: it starts
+//! the agent as a child process (`/proc/self/exe <args>`), and frames what the child prints
+//! into its own stdout, one line at a time, flushed at once so a log follower sees every
+//! acknowledgement the moment it is printed:
+//!
+//! | line                | meaning                                                         |
+//! |---------------------|-----------------------------------------------------------------|
+//! | `o TEXT`            | the agent printed `TEXT\n` on stdout                             |
+//! | `O TEXT`            | the agent's stdout ended with `TEXT` and no newline (cut by a kill) |
+//! | `e TEXT`            | a line of the agent's stderr                                      |
+//! | `x {JSON}`          | the end: `code` or `signal`, `killed_after_s`, `statfs`          |
+//!
+//! `--kill-after D` SIGKILLs the agent D after it started (the durability check's crash, a real
+//! SIGKILL from inside the pod: deleting a pod only sends SIGTERM first). `--statfs DIR` adds
+//! the capacity of DIR as the agent sees it; with no agent arguments that is all it does.
+//! `--hold` starts no agent and waits for SIGTERM: the pod that keeps a volume attached and
+//! mounted between agent runs.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use crate::exit;
+use crate::units::Dur;
+
+/// `pvcheck-agent pod [--statfs DIR] [--kill-after D] [--hold] -- <agent subcommand and flags>`.
+#[derive(Debug, Args)]
+pub struct PodArgs {
+    /// Report the capacity (statfs) of this directory in the final `x` line.
+    #[arg(long, value_name = "DIR")]
+    pub statfs: Option<PathBuf>,
+    /// SIGKILL the agent this long after it started (e.g. `2.5s`).
+    #[arg(long, value_name = "DURATION")]
+    pub kill_after: Option<Dur>,
+    /// Start no agent: wait for SIGTERM or SIGINT, then exit 0.
+    #[arg(long, conflicts_with_all = ["kill_after", "args"])]
+    pub hold: bool,
+    /// The agent's subcommand and flags, after `--`.
+    #[arg(last = true, value_name = "AGENT ARGS")]
+    pub args: Vec<String>,
+}
+
+/// Runs the supervisor; its own exit code is 0 when it framed the agent's run completely
+/// (the agent's code is in the `x` line), 2 when it could not start the agent.
+pub fn run(a: PodArgs) -> ExitCode {
+    if a.hold {
+        return hold();
+    }
+    let out = Arc::new(Mutex::new(std::io::stdout()));
+    let mut end = serde_json::Map::new();
+    if !a.args.is_empty() {
+        let exe = match std::env::current_exe() {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("pvcheck-agent: pod: cannot find the agent binary itself: {e}");
+                return ExitCode::from(exit::USAGE_OR_IO);
+            }
+        };
+        let mut child = match Command::new(&exe)
+            .args(&a.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("pvcheck-agent: pod: cannot start {}: {e}", exe.display());
+                return ExitCode::from(exit::USAGE_OR_IO);
+            }
+        };
+        let started = Instant::now();
+        let stdout = child.stdout.take().map(|s| frame(s, 'o', out.clone()));
+        let stderr = child.stderr.take().map(|s| frame(s, 'e', out.clone()));
+        let pid = child.id() as libc::pid_t;
+        let killer = a.kill_after.map(|d| {
+            let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = done.clone();
+            let t = std::thread::spawn(move || {
+                let until = started + d.0;
+                while !flag.load(std::sync::atomic::Ordering::Acquire) {
+                    let now = Instant::now();
+                    if now >= until {
+                        // SAFETY: kill(2) on our own child's pid; it is not reaped before
+                        // `done` is set, so the pid cannot have been reused.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                        return Some(started.elapsed());
+                    }
+                    std::thread::sleep((until - now).min(Duration::from_millis(20)));
+                }
+                None
+            });
+            (done, t)
+        });
+        for t in [stdout, stderr].into_iter().flatten() {
+            let _ = t.join();
+        }
+        let status = child.wait();
+        if let Some((done, t)) = killer {
+            done.store(true, std::sync::atomic::Ordering::Release);
+            if let Ok(Some(at)) = t.join() {
+                end.insert("killed_after_s".into(), at.as_secs_f64().into());
+            }
+        }
+        use std::os::unix::process::ExitStatusExt;
+        match status {
+            Ok(s) => {
+                end.insert("code".into(), s.code().into());
+                end.insert("signal".into(), s.signal().into());
+            }
+            Err(e) => {
+                end.insert("error".into(), format!("waiting for the agent: {e}").into());
+            }
+        }
+        end.insert("elapsed_s".into(), started.elapsed().as_secs_f64().into());
+    }
+    if let Some(dir) = &a.statfs {
+        end.insert("statfs".into(), statfs(dir));
+    }
+    let mut o = out.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = writeln!(o, "x {}", serde_json::Value::Object(end));
+    let _ = o.flush();
+    ExitCode::from(exit::OK)
+}
+
+/// Copies `from` into `out` as framed lines (`<tag> TEXT`), flushing each one.
+fn frame(
+    from: impl Read + Send + 'static,
+    tag: char,
+    out: Arc<Mutex<std::io::Stdout>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(from);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match r.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            let complete = line.last() == Some(&b'\n');
+            if complete {
+                line.pop();
+            }
+            let t = if complete { tag } else { tag.to_ascii_uppercase() };
+            let mut o = out.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = write!(o, "{t} ");
+            let _ = o.write_all(&line);
+            let _ = o.write_all(b"\n");
+            let _ = o.flush();
+        }
+    })
+}
+
+/// `{"total_bytes", "available_bytes"}` of `dir`, or `{"error"}`.
+fn statfs(dir: &std::path::Path) -> serde_json::Value {
+    match nix::sys::statvfs::statvfs(dir) {
+        Ok(s) => {
+            let f = s.fragment_size() as u64;
+            serde_json::json!({
+                "total_bytes": s.blocks() as u64 * f,
+                "available_bytes": s.blocks_available() as u64 * f,
+            })
+        }
+        Err(e) => serde_json::json!({ "error": format!("statfs {}: {e}", dir.display()) }),
+    }
+}
+
+/// Waits for SIGTERM or SIGINT (blocked, then taken with sigwait), and exits 0.
+fn hold() -> ExitCode {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    if let Err(e) = set.thread_block() {
+        eprintln!("pvcheck-agent: pod --hold: cannot block signals: {e}");
+        return ExitCode::from(exit::USAGE_OR_IO);
+    }
+    println!("x {{\"hold\":\"ready\"}}");
+    let _ = std::io::stdout().flush();
+    let _ = set.wait();
+    ExitCode::from(exit::OK)
+}

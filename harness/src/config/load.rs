@@ -90,6 +90,7 @@ fn check_class(
     let name = class.name.value.clone();
     let field = |f: &str| Some(format!("classes[{index}].{f}"));
     let line = class.line();
+    super::limits::check(class, index, file)?;
     if name.is_empty()
         || !name
             .bytes()

@@ -17,6 +17,7 @@
 
 mod error;
 pub mod flexvolume;
+mod limits;
 mod load;
 mod spec;
 

@@ -19,6 +19,7 @@ mod error;
 pub mod flexvolume;
 mod limits;
 mod load;
+mod messages;
 mod spec;
 
 pub use error::ConfigError;

@@ -31,7 +31,20 @@ pub fn normalize(msg: &str, run_id: &str) -> String {
         rest = &after[end..];
     }
     out.push_str(rest);
-    out
+    // Loop devices differ per volume too.
+    let mut s = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some(at) = rest.find("/dev/loop") {
+        s.push_str(&rest[..at + "/dev/loop".len()]);
+        let after = &rest[at + "/dev/loop".len()..];
+        let digits = after.chars().take_while(char::is_ascii_digit).count();
+        if digits > 0 {
+            s.push('…');
+        }
+        rest = &after[digits..];
+    }
+    s.push_str(rest);
+    s
 }
 
 /// The errors trials have printed so far: the second trial failing with the same error prints

@@ -197,18 +197,38 @@ pub fn speed_cells(t: &TrialResult) -> Option<(String, String, String)> {
     ))
 }
 
-/// Identical warnings of several trials, once, with the trials.
-fn grouped_warnings(trials: &[&TrialResult]) -> Vec<(String, Vec<String>)> {
-    let mut out: Vec<(String, Vec<String>)> = Vec::new();
-    for t in trials {
-        for w in &t.warnings {
-            match out.iter_mut().find(|(text, _)| text == w) {
-                Some((_, who)) => who.push(t.check.clone()),
-                None => out.push((w.clone(), vec![t.check.clone()])),
+/// `w` with its figures taken out: the same warning about different measurements.
+fn shape(w: &str) -> String {
+    let mut out = String::with_capacity(w.len());
+    let mut in_number = false;
+    for c in w.chars() {
+        if c.is_ascii_digit() || (in_number && c == '.') {
+            if !in_number {
+                out.push('#');
             }
+            in_number = true;
+        } else {
+            in_number = false;
+            out.push(c);
         }
     }
     out
+}
+
+/// Warnings of several trials that say the same (figures aside), once, with the trials; the
+/// text shown is the first trial's.
+pub fn grouped_warnings(trials: &[&TrialResult]) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, String, Vec<String>)> = Vec::new();
+    for t in trials {
+        for w in &t.warnings {
+            let key = shape(w);
+            match out.iter_mut().find(|(k, _, _)| *k == key) {
+                Some((_, _, who)) => who.push(t.check.clone()),
+                None => out.push((key, w.clone(), vec![t.check.clone()])),
+            }
+        }
+    }
+    out.into_iter().map(|(_, text, who)| (text, who)).collect()
 }
 
 /// Identical failures (after taking out what names the trial's own volume), once, with a count.
@@ -306,7 +326,15 @@ pub fn render(trials: &[TrialResult], run_id: &str) -> String {
             out.push_str(&format!("  error{count} ({}): {text}\n", names(&who)));
         }
         for (text, who) in grouped_warnings(&of) {
-            out.push_str(&format!("  warning ({}): {text}\n", names(&who)));
+            let (count, first) = if who.len() > 1 {
+                (format!(" ×{}", who.len()), " (figures of the first)")
+            } else {
+                (String::new(), "")
+            };
+            out.push_str(&format!(
+                "  warning{count} ({}){first}: {text}\n",
+                names(&who)
+            ));
         }
     }
     out

@@ -44,14 +44,13 @@ pub fn render(trials: &[TrialResult]) -> String {
         if !figures.is_empty() {
             out.push_str(&format!("{class} speed: {}\n", figures.join(", ")));
         }
-        let mut seen: Vec<&str> = Vec::new();
-        for t in &of {
-            for w in &t.warnings {
-                if !seen.contains(&w.as_str()) {
-                    seen.push(w);
-                    out.push_str(&format!("{class}: warning ({}): {w}\n", t.check));
-                }
-            }
+        for (text, who) in super::table::grouped_warnings(&of) {
+            let count = if who.len() > 1 {
+                format!(" ×{}", who.len())
+            } else {
+                String::new()
+            };
+            out.push_str(&format!("{class}: warning{count} ({}): {text}\n", who[0]));
         }
     }
     out

@@ -57,9 +57,10 @@ impl Mark {
     }
 }
 
-/// Adds the kernel's lines about `device` (e.g. `loop3`) since `mark` to a failed command's
-/// error: `…; kernel: EXT4-fs (loop3): Unrecognized mount option "bogus" or missing value`.
-pub fn explain(e: PlatformError, mark: &Mark, device: &str) -> PlatformError {
+/// Adds the kernel's lines about the mount since `mark` to a failed command's error: lines that
+/// name one of `about` (the device, `loop3`; the filesystem, `ext4`), e.g.
+/// `…; kernel: ext4: Unknown parameter 'bogus'`.
+pub fn explain(e: PlatformError, mark: &Mark, about: &[&str]) -> PlatformError {
     let PlatformError::Command {
         command,
         status,
@@ -68,7 +69,7 @@ pub fn explain(e: PlatformError, mark: &Mark, device: &str) -> PlatformError {
     else {
         return e;
     };
-    let lines = relevant(&mark.since(), device);
+    let lines = relevant(&mark.since(), about);
     if lines.is_empty() {
         return PlatformError::Command {
             command,
@@ -83,13 +84,27 @@ pub fn explain(e: PlatformError, mark: &Mark, device: &str) -> PlatformError {
     }
 }
 
-/// The messages naming the device (`(loop3)`, `loop3:`), at most the last three.
-fn relevant(messages: &[String], device: &str) -> Vec<String> {
+/// The messages naming the device (`EXT4-fs (loop3): …`) or the filesystem (`ext4: Unknown
+/// parameter 'bogus'`, which names no device), at most the last three; not the routine
+/// "detected capacity change" of attaching.
+fn relevant(messages: &[String], about: &[&str]) -> Vec<String> {
     let named: Vec<String> = messages
         .iter()
-        .filter(|m| !device.is_empty() && m.contains(device))
-        .cloned()
-        .collect();
+        .filter(|m| !m.contains("detected capacity change"))
+        .filter(|m| {
+            let lower = m.to_ascii_lowercase();
+            about
+                .iter()
+                .filter(|a| !a.is_empty())
+                .any(|a| lower.contains(&a.to_ascii_lowercase()))
+        })
+        .fold(Vec::new(), |mut v: Vec<String>, m| {
+            // Two mounts of the class failing at once log the same line twice.
+            if !v.contains(m) {
+                v.push(m.clone());
+            }
+            v
+        });
     let skip = named.len().saturating_sub(3);
     named.into_iter().skip(skip).collect()
 }
@@ -106,7 +121,7 @@ mod tests {
             "EXT4-fs (loop3): Unrecognized mount option \"bogus\" or missing value".to_string(),
         ];
         assert_eq!(
-            relevant(&msgs, "loop3"),
+            relevant(&msgs, &["loop3"]),
             ["EXT4-fs (loop3): Unrecognized mount option \"bogus\" or missing value"]
         );
         let e = PlatformError::Command {
@@ -116,8 +131,22 @@ mod tests {
         };
         let unreadable = Mark { kmsg: None };
         assert_eq!(
-            explain(e, &unreadable, "loop3").to_string(),
+            explain(e, &unreadable, &["loop3"]).to_string(),
             "`mount` failed (exit 32): wrong fs type"
+        );
+    }
+
+    /// ext4 names no device for a bad option: the filesystem's name finds it, once.
+    #[test]
+    fn a_line_naming_only_the_filesystem_is_quoted_once() {
+        let msgs = vec![
+            "loop3: detected capacity change from 0 to 1".to_string(),
+            "ext4: Unknown parameter 'bogus'".to_string(),
+            "ext4: Unknown parameter 'bogus'".to_string(),
+        ];
+        assert_eq!(
+            relevant(&msgs, &["loop3", "ext4"]),
+            ["ext4: Unknown parameter 'bogus'"]
         );
     }
 }

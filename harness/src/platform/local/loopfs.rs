@@ -160,7 +160,11 @@ impl Backend for LoopBackend {
             let since = super::kernel_log::Mark::now();
             let name = dev.file_name().map(|n| n.to_string_lossy().into_owned());
             sys::run_ok(&mut c, ctx.step_timeout).map_err(|e| {
-                super::kernel_log::explain(e, &since, name.as_deref().unwrap_or(""))
+                super::kernel_log::explain(
+                    e,
+                    &since,
+                    &[name.as_deref().unwrap_or(""), self.spec.fs.as_str()],
+                )
             })?;
         }
         self.mounted = Some(mp.clone());

@@ -62,9 +62,18 @@ pub struct RunArgs {
     /// Where runs record what they create (default /var/lib/pvcheck for root).
     #[arg(long, value_name = "DIR", env = "PVCHECK_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Base seed of the run (default random; printed in the result file) to reproduce a run's data.
-    #[arg(long)]
+    /// Base seed of the run (default random; printed in the result file) to reproduce a run's
+    /// data. At most 2^53-1, so JSON tools (jq, JavaScript) read it back exactly.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=pvcheck_workloads::units::JSON_SAFE_MAX))]
     pub seed: Option<u64>,
+    /// Fail trials that passed only with warnings (an offline expansion, flattering speed
+    /// figures, a driver reply kubelet tolerates); exit 4 when nothing else failed.
+    #[arg(long)]
+    pub strict: bool,
+    /// Data set of the speed matrix instead of the profile's (quick 128MiB, standard 4GiB),
+    /// with a unit: larger to get past caches, smaller to fit a small class.
+    #[arg(long, value_name = "SIZE")]
+    pub speed_size: Option<pvcheck_workloads::units::Size>,
 
     // libtest's flags, with cargo test's meaning.
     /// List the trials instead of running them.
@@ -271,8 +280,21 @@ fn run_cmd(a: RunArgs) -> u8 {
             return exit_code::USAGE;
         }
     };
+    let speed_size = match a.speed_size.map(|s| s.bytes()) {
+        Some(n) if n < (1 << 20) || n % (1 << 20) != 0 => {
+            eprintln!(
+                "pvcheck: --speed-size {}: give a multiple of 1MiB, at least 1MiB (the 1 MiB jobs need whole blocks)",
+                pvcheck_workloads::units::format_size(n)
+            );
+            return exit_code::USAGE;
+        }
+        other => other,
+    };
     let opts = RunOptions {
         test_args: a.test_args(),
+        strict: a.strict,
+        speed_size,
+        command_line: std::env::args().collect(),
         classes,
         class_files: files,
         profile: a.profile,

@@ -3,19 +3,42 @@
 //! | code | meaning                                                                       |
 //! |------|-------------------------------------------------------------------------------|
 //! | 0    | every selected check passed (ignored checks do not count as failures)         |
-//! | 1    | at least one check failed                                                      |
+//! | 1    | at least one check failed (data, setup, protocol or timeout)                   |
 //! | 2    | usage or configuration error: bad flag, bad class file, filter matching nothing, no kubeconfig, a StorageClass that does not exist (nothing was created) |
-//! | 5    | infrastructure: the API server cannot be reached, a volume could not be provisioned in time |
+//! | 3    | a comparison with a baseline found a regression (and no check failed)         |
+//! | 4    | `--strict` only: nothing failed and nothing regressed, but some trials passed only with warnings or a comparison was inconclusive |
+//! | 5    | infrastructure: the API server cannot be reached, a volume could not be provisioned in time, the harness could not do its work, or the result file could not be written |
 //! | 130  | interrupted by SIGINT or SIGTERM; everything pvcheck created was removed       |
 
 /// Every selected check passed.
 pub const OK: u8 = 0;
 /// At least one check failed.
-pub const CHECK_FAILED: u8 = 1;
+pub const FAILED: u8 = 1;
+/// At least one check failed (the old name of [`FAILED`]).
+pub const CHECK_FAILED: u8 = FAILED;
 /// Usage or configuration error: nothing was provisioned.
 pub const USAGE: u8 = 2;
+/// A comparison found a regression (comparison reports).
+pub const REGRESSED: u8 = 3;
+/// `--strict`: no failure, but warnings or an inconclusive comparison, which `--strict` does not
+/// accept.
+pub const INCONCLUSIVE: u8 = 4;
 /// The infrastructure failed the run (API server unreachable, RBAC refusing a call pvcheck needs
-/// before any trial): not a verdict about the storage.
+/// before any trial, agent crashed, result file not written): not a verdict about the storage.
 pub const INFRASTRUCTURE: u8 = 5;
 /// Interrupted (128 + SIGINT, as shells report it); the run cleaned up before exiting.
 pub const INTERRUPTED: u8 = 130;
+
+/// One line saying what `code` means, for the verdict at the end of a run.
+pub fn meaning(code: u8) -> &'static str {
+    match code {
+        OK => "every selected check passed",
+        FAILED => "at least one check failed",
+        USAGE => "usage or configuration error",
+        REGRESSED => "a regression was found",
+        INCONCLUSIVE => "passed only with warnings or inconclusive comparisons, which --strict does not accept",
+        INFRASTRUCTURE => "the harness could not do its work",
+        INTERRUPTED => "interrupted",
+        _ => "unknown",
+    }
+}

@@ -56,9 +56,20 @@ impl Profile {
     /// workloads share), plus room beside it for fsync-latency's 22 MiB file and the metadata
     /// files.
     pub fn speed_bytes(self) -> u64 {
-        match self {
-            Profile::Quick => (128 << 20) + (32 << 20),
-            Profile::Standard | Profile::Thorough => (4 << 30) + (64 << 20),
-        }
+        self.speed_bytes_with(None)
+    }
+    /// [`Profile::speed_bytes`] with the data set `--speed-size` gives instead of the profile's.
+    pub fn speed_bytes_with(self, speed_size: Option<u64>) -> u64 {
+        let data = speed_size.unwrap_or(self.agent().size());
+        let room = match self {
+            Profile::Quick => 32 << 20,
+            Profile::Standard | Profile::Thorough => 64 << 20,
+        };
+        data + room
+    }
+    /// The largest volume a check of this profile asks for: what a class must offer.
+    pub fn largest_volume(self, speed_size: Option<u64>) -> u64 {
+        let integrity = self.dataset_bytes() + self.dataset_bytes() / 4 + (8 << 20);
+        integrity.max(self.speed_bytes_with(speed_size))
     }
 }

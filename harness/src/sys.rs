@@ -53,7 +53,14 @@ pub fn mount_options(path: &Path) -> Option<String> {
     })?;
     let opts = line.split(' ').nth(5)?;
     let super_opts = line.split(" - ").nth(1)?.split(' ').nth(2).unwrap_or("");
-    Some(format!("{opts},{super_opts}"))
+    // The mount's options, then the superblock's not already named (both usually say `rw`).
+    let mut all: Vec<&str> = Vec::new();
+    for o in opts.split(',').chain(super_opts.split(',')) {
+        if !o.is_empty() && !all.contains(&o) {
+            all.push(o);
+        }
+    }
+    Some(all.join(","))
 }
 
 /// Undoes mountinfo's octal escapes (`\040` is a space).

@@ -302,3 +302,7 @@ mod tests {
         assert_eq!(s.0, 1 << 30);
     }
 }
+
+/// The largest integer a double-precision JSON reader (jq, JavaScript, many dashboards) reads
+/// exactly: 2^53 - 1. Seeds and volume ids that users copy back are drawn or derived below it.
+pub const JSON_SAFE_MAX: u64 = (1 << 53) - 1;

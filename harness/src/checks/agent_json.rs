@@ -4,6 +4,19 @@ use serde_json::Value;
 
 use super::{CheckCtx, Failure};
 use crate::platform::{AgentCall, AgentOutput, Pod};
+use crate::report::results::FailureCategory;
+
+/// The category of an agent run that ended badly (exit 2 or a signal): no space on the volume
+/// is a setup problem (the class is too small for the profile); anything else means the agent
+/// could not do its work (infrastructure). Damage and stalls are categorised by the caller.
+pub fn category(out: &AgentOutput) -> FailureCategory {
+    let err = out.stderr.to_ascii_lowercase();
+    if err.contains("no space left") || err.contains("enospc") || err.contains("free space") {
+        FailureCategory::Setup
+    } else {
+        FailureCategory::Infrastructure
+    }
+}
 
 /// Runs the agent; an agent that could not even start, or timed out, is a failure.
 pub fn run(
@@ -44,7 +57,8 @@ pub fn run_ok(
             out.status(),
             out.stderr_line(),
             out.command
-        )));
+        ))
+        .category(category(&out)));
     }
     let v = parse(&out, what)?;
     Ok((out, v))

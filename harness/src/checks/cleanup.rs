@@ -18,7 +18,7 @@ pub fn check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
         .iter()
         .map(|l| format!("{} {}", l.kind, l.what))
         .collect();
-    Err(Failure::new(format!(
+    Err(Failure::setup(format!(
         "{} thing(s) of class {} were not removed: {}",
         left.len(),
         ctx.class.name(),

@@ -2,7 +2,7 @@
 //! data must verify unchanged, also after a recreate.
 
 use super::integrity::{self, Expect};
-use super::{CheckCtx, Failure, Verdict, recreate};
+use super::{CheckCtx, Failure, Verdict, recreate_noticed};
 
 pub fn check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
     let size = ctx.profile.dataset_bytes() + ctx.profile.dataset_bytes() / 4 + (8 << 20);
@@ -13,7 +13,9 @@ pub fn check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
         let before = pod.capacity()?;
         let old = vol.size();
         let new = old + old / 2;
-        vol.expand(new).map_err(|e| Failure::from(e).context(&format!("expanding from {old} to {new} bytes")))?;
+        let expanded = vol.expand(new).map_err(|e| Failure::from(e).context(&format!("expanding from {old} to {new} bytes")));
+        ctx.noticed(vol);
+        expanded?;
         let after = pod.capacity()?;
         ctx.metric("volume_after", vol.fingerprint());
         ctx.metric("size_before", old.into());
@@ -23,16 +25,16 @@ pub fn check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
         // The filesystem must have grown by most of what was added (metadata takes a share).
         let grown = after.total_bytes.saturating_sub(before.total_bytes);
         if grown < (new - old) * 8 / 10 {
-            return Err(Failure::new(format!(
+            return Err(Failure::protocol(format!(
                 "volume {} expanded from {old} to {new} bytes, but the filesystem seen from inside grew by {grown} bytes only ({} → {})",
                 vol.id(), before.total_bytes, after.total_bytes
             )));
         }
         integrity::verify(ctx, vol, pod.as_mut(), Expect::Ledger(&ledger), "verify after expansion")?;
-        pod = recreate(vol, pod)?;
+        pod = recreate_noticed(ctx, vol, pod)?;
         let remounted = pod.capacity()?;
         if remounted.total_bytes < after.total_bytes {
-            return Err(Failure::new(format!(
+            return Err(Failure::protocol(format!(
                 "volume {}: after a recreate the filesystem is {} bytes, {} before the recreate: the expansion did not persist",
                 vol.id(), remounted.total_bytes, after.total_bytes
             )));

@@ -10,7 +10,7 @@ use std::time::Duration;
 use rand::RngExt;
 use serde_json::Value;
 
-use super::{CheckCtx, Failure, Verdict, agent_json, recreate};
+use super::{CheckCtx, Failure, Verdict, agent_json, recreate_noticed};
 use crate::platform::{AgentCall, Pod, Volume};
 use pvcheck_workloads::units::format_size;
 
@@ -128,7 +128,8 @@ pub fn verify(
                 vol.id(),
                 ctx.seed(),
                 out.command
-            )));
+            ))
+            .category(agent_json::category(&out)));
         }
     };
     ctx.metric(&slug(when), summary(&report));
@@ -222,7 +223,7 @@ pub fn damage_failure(
         .iter()
         .filter_map(|d| d.get("kind").cloned())
         .collect();
-    Failure::new(msg).with_details(serde_json::json!({
+    Failure::data(msg).with_details(serde_json::json!({
         "when": when,
         "volume_id": vol.id(),
         "agent_volume_id": CheckCtx::agent_volume_id(vol),
@@ -276,7 +277,7 @@ pub fn recreate_check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
         let l1 = path(ctx, "ledger-1.json");
         let l2 = path(ctx, "ledger-2.json");
         write(ctx, vol, pod.as_mut(), &l1)?;
-        pod = recreate(vol, pod)?;
+        pod = recreate_noticed(ctx, vol, pod)?;
         verify(
             ctx,
             vol,
@@ -285,7 +286,7 @@ pub fn recreate_check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
             "verify after recreate",
         )?;
         rewrite(ctx, vol, pod.as_mut(), &l1, &l2)?;
-        pod = recreate(vol, pod)?;
+        pod = recreate_noticed(ctx, vol, pod)?;
         verify(
             ctx,
             vol,
@@ -338,7 +339,7 @@ pub fn durability_check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
             )));
         }
         drop(child);
-        pod = recreate(vol, pod)?;
+        pod = recreate_noticed(ctx, vol, pod)?;
         verify(ctx, vol, pod.as_mut(), Expect::Acks(&acks), "verify of acknowledged records after SIGKILL and recreate")?;
         vol.stop_pod(pod)?;
         Ok(Verdict::Passed)
@@ -366,13 +367,21 @@ pub fn selftest_check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
             ctx.metric("selftest", v);
         }
         if out.code != Some(0) {
+            // Exit 1: the volume did not give back exactly the damage injected (what was written
+            // did not land, or reads come from elsewhere); otherwise the agent could not run.
+            let category = if out.code == Some(1) {
+                crate::report::results::FailureCategory::Data
+            } else {
+                agent_json::category(&out)
+            };
             return Err(Failure::new(format!(
                 "the agent's self-test failed on volume {} ({}): {}\nreproduce: {}",
                 vol.id(),
                 out.status(),
                 out.stderr_line(),
                 out.command
-            )));
+            ))
+            .category(category));
         }
         vol.stop_pod(pod)?;
         Ok(Verdict::Passed)
@@ -412,7 +421,7 @@ pub fn upgrade_check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
                 format!("verify after rewrite and {}", second.name)
             }
             None => {
-                pod = recreate(vol, pod)?;
+                pod = recreate_noticed(ctx, vol, pod)?;
                 format!("verify after {}, rewrite and recreate", first.name)
             }
         };

@@ -24,6 +24,7 @@ use sha2::Digest;
 use crate::config::ClassSpec;
 use crate::platform::{Platform, PlatformError, Pod, Volume, VolumeRequest};
 use crate::profile::Profile;
+use crate::report::results::{FailureCategory, KeptVolume};
 
 /// Every check, in the order trials are listed and run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,21 +126,46 @@ pub enum Verdict {
     Ignored(String),
 }
 
-/// A failed check: a message for the terminal and details for the result file.
+/// A failed check: a message for the terminal, a category and details for the result file.
 #[derive(Debug, Clone)]
 pub struct Failure {
     /// Several lines: what failed, the damage (kind, file, offset, generations), seed, volume id,
     /// and the command that reproduces it by hand.
     pub message: String,
+    /// What kind of failure: only `Data` means damaged data.
+    pub category: FailureCategory,
     pub details: serde_json::Value,
 }
 
 impl Failure {
+    /// A failure of the harness's own work (category `infrastructure`); use the named
+    /// constructors or [`Failure::category`] for anything the volume or driver did.
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
+            category: FailureCategory::Infrastructure,
             details: serde_json::Value::Null,
         }
+    }
+    /// Damage found on the volume.
+    pub fn data(message: impl Into<String>) -> Self {
+        Self::new(message).category(FailureCategory::Data)
+    }
+    /// Provisioning, mounting, a command, space, teardown.
+    pub fn setup(message: impl Into<String>) -> Self {
+        Self::new(message).category(FailureCategory::Setup)
+    }
+    /// The driver broke its contract.
+    pub fn protocol(message: impl Into<String>) -> Self {
+        Self::new(message).category(FailureCategory::Protocol)
+    }
+    /// Something took longer than its limit.
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::new(message).category(FailureCategory::Timeout)
+    }
+    pub fn category(mut self, c: FailureCategory) -> Self {
+        self.category = c;
+        self
     }
     pub fn with_details(mut self, details: serde_json::Value) -> Self {
         self.details = details;
@@ -153,16 +179,37 @@ impl Failure {
 
 impl From<PlatformError> for Failure {
     fn from(e: PlatformError) -> Self {
-        Failure::new(e.to_string())
+        let category = category_of(&e);
+        Failure::new(e.to_string()).category(category)
     }
 }
 
-/// What a check records beyond pass/fail: metrics (the agent's JSON and timings) and the volume.
+/// The category of a platform error: what kind of thing went wrong below the check.
+pub fn category_of(e: &PlatformError) -> FailureCategory {
+    match e {
+        PlatformError::Timeout { .. } => FailureCategory::Timeout,
+        PlatformError::Protocol(_) => FailureCategory::Protocol,
+        PlatformError::Command { .. }
+        | PlatformError::Unsupported(_)
+        | PlatformError::Capacity(_)
+        | PlatformError::Other(_) => FailureCategory::Setup,
+        PlatformError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
+            FailureCategory::Setup
+        }
+        PlatformError::Io { .. } => FailureCategory::Setup,
+        PlatformError::Interrupted | PlatformError::Registry(_) => FailureCategory::Infrastructure,
+    }
+}
+
+/// What a check records beyond pass/fail: metrics (the agent's JSON and timings), the volume
+/// and warnings.
 #[derive(Debug, Default)]
 pub struct TrialData {
     pub metrics: serde_json::Map<String, serde_json::Value>,
     /// Fingerprint of the (first) volume the check used.
     pub volume: Option<serde_json::Value>,
+    /// What the check did differently from what its name says (see [`CheckCtx::warn`]).
+    pub warnings: Vec<String>,
 }
 
 /// Everything a check needs.
@@ -179,11 +226,13 @@ pub struct CheckCtx {
     /// The check's name, for seeds and volume names.
     pub check: Check,
     /// Kept volumes are reported here.
-    pub kept: Arc<Mutex<Vec<String>>>,
+    pub kept: Arc<Mutex<Vec<KeptVolume>>>,
     /// The shared speed volumes of the run.
     pub speed: Arc<speed::SpeedVolumes>,
     /// When agents ran, to tell agent work from harness work.
     pub agent_clock: Arc<AgentClock>,
+    /// `--speed-size`: the speed matrix's data set instead of the profile's.
+    pub speed_size: Option<u64>,
 }
 
 impl CheckCtx {
@@ -202,8 +251,33 @@ impl CheckCtx {
         derive_u64(volume.id())
     }
 
+    /// What the class's speed volume must hold (see [`Profile::speed_bytes_with`]).
+    pub fn speed_volume_bytes(&self) -> u64 {
+        self.profile.speed_bytes_with(self.speed_size)
+    }
+
     pub fn agent_timeout(&self) -> Duration {
         self.class.timeouts.agent.0
+    }
+
+    /// Records a warning: the check passed, but did something differently from what its name
+    /// says (an offline expansion for `expand`, a flattering cache for a speed figure). Shown in
+    /// the table, the terse output and the result; `--strict` turns it into a failure. The same
+    /// warning twice is kept once.
+    pub fn warn(&self, msg: impl Into<String>) {
+        let msg = msg.into();
+        let mut d = self.data.lock().unwrap_or_else(|e| e.into_inner());
+        if !d.warnings.contains(&msg) {
+            d.warnings.push(msg);
+        }
+    }
+
+    /// Takes what the volume noticed since the last call (`Volume::take_warnings`) as warnings;
+    /// called after every volume and pod operation of a check.
+    pub fn noticed(&self, vol: &mut dyn Volume) {
+        for w in vol.take_warnings() {
+            self.warn(w);
+        }
     }
 
     pub fn metric(&self, key: &str, value: serde_json::Value) {
@@ -244,6 +318,7 @@ impl CheckCtx {
                 d.volume = Some(vol.fingerprint());
             }
         }
+        self.noticed(vol.as_mut());
         let result = f(vol.as_mut());
         self.finish_volume(vol, result)
     }
@@ -251,17 +326,28 @@ impl CheckCtx {
     /// Destroys `vol` after `result`, or keeps it when `result` failed and --keep-on-failure is set.
     pub fn finish_volume<T>(
         &self,
-        vol: Box<dyn Volume>,
+        mut vol: Box<dyn Volume>,
         result: Result<T, Failure>,
     ) -> Result<T, Failure> {
+        self.noticed(vol.as_mut());
         match result {
             Err(mut failure) if self.keep_on_failure => {
-                let where_ = vol.keep();
-                failure.message.push_str(&format!("\n{where_}"));
+                let id = vol.id().to_string();
+                let location = vol.keep();
+                let k = KeptVolume {
+                    class: self.class.name().to_string(),
+                    trial: format!("{}::{}", self.class.name(), self.check.name()),
+                    volume: id,
+                    location,
+                    ledgers: self.work_dir.display().to_string(),
+                    message: String::new(),
+                };
+                let line = kept_line(&k);
+                failure.message.push_str(&format!("\n{line}"));
                 self.kept
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .push(where_);
+                    .push(KeptVolume { message: line, ..k });
                 Err(failure)
             }
             Err(failure) => {
@@ -270,6 +356,7 @@ impl CheckCtx {
                         "{}\nand removing the volume failed: {e}",
                         failure.message
                     ))
+                    .category(failure.category)
                     .with_details(failure.details));
                 }
                 Err(failure)
@@ -337,6 +424,14 @@ impl AgentClock {
     }
 }
 
+/// `volume X kept: image … on /dev/loop3, mounted at …; ledgers and acks in DIR; remove with …`.
+pub fn kept_line(k: &KeptVolume) -> String {
+    format!(
+        "volume {} kept: {}; ledgers and acks of {} in {}; remove with `pvcheck cleanup`",
+        k.volume, k.location, k.trial, k.ledgers
+    )
+}
+
 /// Recreates the pod: the agent ends, the volume is unmounted (detached) and mounted again.
 pub fn recreate(vol: &mut dyn Volume, pod: Box<dyn Pod>) -> Result<Box<dyn Pod>, Failure> {
     vol.stop_pod(pod)
@@ -345,10 +440,23 @@ pub fn recreate(vol: &mut dyn Volume, pod: Box<dyn Pod>) -> Result<Box<dyn Pod>,
         .map_err(|e| Failure::from(e).context("starting the pod again"))
 }
 
-/// First 8 bytes of sha256(s), as a u64.
+/// [`recreate`], then what the volume noticed becomes the trial's warnings.
+pub fn recreate_noticed(
+    ctx: &CheckCtx,
+    vol: &mut dyn Volume,
+    pod: Box<dyn Pod>,
+) -> Result<Box<dyn Pod>, Failure> {
+    let r = recreate(vol, pod);
+    ctx.noticed(vol);
+    r
+}
+
+/// First 8 bytes of sha256(s), as a u64 below 2^53, so a double-precision JSON reader (jq,
+/// JavaScript) reads seeds and volume ids exactly and a copied value reproduces the data.
 pub fn derive_u64(s: &str) -> u64 {
     let h = sha2::Sha256::digest(s.as_bytes());
     u64::from_le_bytes(h[..8].try_into().unwrap_or([0; 8]))
+        & pvcheck_workloads::units::JSON_SAFE_MAX
 }
 
 #[cfg(test)]

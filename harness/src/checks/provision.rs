@@ -7,7 +7,7 @@ use crate::platform::VolumeRequest;
 
 /// What `provision` requests: enough for the largest check of the profile.
 pub fn requested(ctx: &CheckCtx) -> u64 {
-    ctx.profile.dataset_bytes().max(ctx.profile.speed_bytes())
+    ctx.profile.dataset_bytes().max(ctx.speed_volume_bytes())
 }
 
 pub fn check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
@@ -24,8 +24,11 @@ pub fn check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
         .map_err(|e| Failure::from(e).context("provision"))?;
     let created = start.elapsed();
     ctx.data.lock().unwrap_or_else(|e| e.into_inner()).volume = Some(vol.fingerprint());
+    ctx.noticed(vol.as_mut());
     let result = (|| {
-        let pod = vol.start_pod()?;
+        let pod = vol.start_pod();
+        ctx.noticed(vol.as_mut());
+        let pod = pod?;
         let usable = start.elapsed();
         let cap = pod.capacity()?;
         ctx.metric("create_seconds", created.as_secs_f64().into());
@@ -38,7 +41,7 @@ pub fn check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
         vol.stop_pod(pod)?;
         let limit = ctx.class.timeouts.provision.0;
         if usable > limit {
-            return Err(Failure::new(format!(
+            return Err(Failure::timeout(format!(
                 "volume {} took {:.1}s to become usable, more than timeouts.provision ({:.0}s)",
                 vol.id(),
                 usable.as_secs_f64(),
@@ -46,7 +49,7 @@ pub fn check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
             )));
         }
         if cap.available_bytes < size {
-            return Err(Failure::new(format!(
+            return Err(Failure::setup(format!(
                 "volume {}: {} bytes usable, {} requested (profile {}): make the class larger",
                 vol.id(),
                 cap.available_bytes,

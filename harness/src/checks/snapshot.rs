@@ -14,7 +14,9 @@ pub fn check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
         integrity::write(ctx, vol, pod.as_mut(), &l1)?;
         let snap = vol
             .snapshot("snap")
-            .map_err(|e| Failure::from(e).context("snapshot"))?;
+            .map_err(|e| Failure::from(e).context("snapshot"));
+        ctx.noticed(vol);
+        let snap = snap?;
         let restored = (|| {
             integrity::rewrite(ctx, vol, pod.as_mut(), &l1, &l2)?;
             Ok::<_, Failure>(())

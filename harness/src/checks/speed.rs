@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::{CheckCtx, Failure, Verdict, agent_json};
 use crate::platform::{AgentCall, Pod, Volume, VolumeRequest};
+use pvcheck_workloads::units::format_size;
 
 /// The workload names of the agent's standard matrix, in the order they run (issue 3).
 pub fn workloads() -> &'static [&'static str] {
@@ -74,19 +75,22 @@ pub fn check(ctx: &CheckCtx, workload: &str) -> Result<Verdict, Failure> {
         let req = VolumeRequest {
             run_id: ctx.run_id.clone(),
             name: format!("{}-speed", ctx.class.name()),
-            size: ctx.profile.speed_bytes(),
+            size: ctx.speed_volume_bytes(),
         };
         let mut vol = ctx
             .platform
             .provision(&ctx.class, &req)
             .map_err(|e| Failure::from(e).context("provision"))?;
+        ctx.noticed(vol.as_mut());
         let pod = match vol.start_pod() {
             Ok(p) => p,
             Err(e) => {
+                ctx.noticed(vol.as_mut());
                 let _ = vol.destroy();
                 return Err(Failure::from(e).context("starting the pod"));
             }
         };
+        ctx.noticed(vol.as_mut());
         guard.insert(ctx.class.name().to_string(), (vol, pod));
     }
     let Some((vol, pod)) = guard.get_mut(ctx.class.name()) else {
@@ -94,13 +98,13 @@ pub fn check(ctx: &CheckCtx, workload: &str) -> Result<Verdict, Failure> {
     };
     ctx.data.lock().unwrap_or_else(|e| e.into_inner()).volume = Some(vol.fingerprint());
     let cap = pod.capacity()?;
-    if cap.available_bytes < ctx.profile.speed_bytes() {
-        return Err(Failure::new(format!(
-            "volume {} has {} bytes available, the {} profile's speed matrix needs {}",
+    if cap.available_bytes < ctx.speed_volume_bytes() {
+        return Err(Failure::setup(format!(
+            "volume {} has {} available, the {} profile's speed matrix needs {}: enlarge the class, or use --speed-size",
             vol.id(),
-            cap.available_bytes,
+            format_size(cap.available_bytes),
             ctx.profile.name(),
-            ctx.profile.speed_bytes()
+            format_size(ctx.speed_volume_bytes())
         )));
     }
     let mut args = vec![
@@ -114,6 +118,10 @@ pub fn check(ctx: &CheckCtx, workload: &str) -> Result<Verdict, Failure> {
     ];
     if shares_prefill(ctx.profile, workload) {
         args.push("--reuse".into());
+        if let Some(size) = ctx.speed_size {
+            args.push("--size".into());
+            args.push(format_size(size));
+        }
     }
     let call = AgentCall::new(args, ctx.agent_timeout());
     let out = agent_json::run(ctx, pod.as_mut(), &call, workload)?;
@@ -121,6 +129,17 @@ pub fn check(ctx: &CheckCtx, workload: &str) -> Result<Verdict, Failure> {
     if let Ok(v) = &result {
         // Kept whole, histograms included, so runs can be merged and compared later.
         ctx.metric("bench", v.clone());
+        // What the agent says about its own figures (a data set that caches can hold, too few
+        // samples, a busy CPU) is a warning of the trial, shown with the figures.
+        for w in v
+            .get("warnings")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            ctx.warn(w);
+        }
     }
     if out.code != Some(0) {
         let status = result
@@ -130,6 +149,11 @@ pub fn check(ctx: &CheckCtx, workload: &str) -> Result<Verdict, Failure> {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
+        let category = if status == "stalled" {
+            crate::report::results::FailureCategory::Timeout
+        } else {
+            agent_json::category(&out)
+        };
         return Err(Failure::new(format!(
             "{workload} on volume {}: the agent reported {} ({}): {}\nreproduce: {}",
             vol.id(),
@@ -141,7 +165,8 @@ pub fn check(ctx: &CheckCtx, workload: &str) -> Result<Verdict, Failure> {
             out.status(),
             out.stderr_line(),
             out.command
-        )));
+        ))
+        .category(category));
     }
     result?;
     Ok(Verdict::Passed)

@@ -90,6 +90,7 @@ fn check_class(
     let name = class.name.value.clone();
     let field = |f: &str| Some(format!("classes[{index}].{f}"));
     let line = class.line();
+    super::limits::check(class, index, file)?;
     if name.is_empty()
         || !name
             .bytes()
@@ -277,7 +278,13 @@ fn parse_error(text: &str, file: &Path, e: &serde_saphyr::Error) -> ConfigError 
     } else {
         field
     };
-    ConfigError::new(file, loc.map(|l| l.line()), field, msg.to_string())
+    let line = loc.map(|l| l.line());
+    if let Some((better, better_field)) =
+        super::messages::rewrite(msg, text, line, field.as_deref())
+    {
+        return ConfigError::new(file, line, better_field.or(field), better);
+    }
+    ConfigError::new(file, line, field, msg.to_string())
 }
 
 /// The YAML key whose value starts at (line, column), 1-based: `size` for `{ fs: ext4, size: 1024 }`.

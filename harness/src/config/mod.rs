@@ -21,7 +21,9 @@
 mod error;
 pub mod flexvolume;
 pub mod kube;
+mod limits;
 mod load;
+mod messages;
 mod spec;
 
 pub use error::ConfigError;

@@ -30,6 +30,9 @@ pub enum PlatformError {
     /// A run was interrupted (SIGINT/SIGTERM): nothing new may be created.
     #[error("interrupted")]
     Interrupted,
+    /// The driver broke its protocol (a malformed reply, or a success the kernel contradicts).
+    #[error("{0}")]
+    Protocol(String),
     /// The run registry could not record or remove something.
     #[error("run registry: {0}")]
     Registry(String),

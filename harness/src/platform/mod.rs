@@ -138,6 +138,12 @@ pub enum ProtocolOutcome {
     Passed(String),
     /// The call is never made for this driver (e.g. attach when init says attach: false).
     NotApplicable(String),
+    /// Passed, but the driver did something a strict reading of the protocol does not allow
+    /// (kubelet tolerates it): the trial passes with these warnings.
+    Warned {
+        summary: String,
+        warnings: Vec<String>,
+    },
 }
 
 /// One provisioned volume.
@@ -169,6 +175,12 @@ pub trait Volume: Send {
     fn keep(self: Box<Self>) -> String;
     /// Removes everything the volume consists of.
     fn destroy(self: Box<Self>) -> Result<(), PlatformError>;
+    /// What the volume noticed since the last call and did differently from what was asked
+    /// (an expansion done offline, a loop device without direct I/O): the checks call this after
+    /// every volume and pod operation and record each as a warning of the trial.
+    fn take_warnings(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A place where the agent runs with the volume mounted.

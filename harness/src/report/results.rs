@@ -1,14 +1,20 @@
 //! The result file: `<results>/runs/<UTC timestamp>-<run id>.json`.
 //!
+//! Every field is documented in `docs/results.md`; `docs/results.schema.json` is its JSON
+//! Schema, checked by a test against real result files. In short:
+//!
 //! ```json
 //! { "schema_version": 1, "run_id": "…", "seed": 123, "start": "2026-11-27T03:45:00Z", "end": "…",
-//!   "interrupted": false, "platform": "local", "profile": "quick",
+//!   "interrupted": false, "platform": "local", "profile": "quick", "exit_code": 1,
+//!   "command_line": ["pvcheck", "run", "…"], "selection": { "filter": "ext4-loop::", … },
+//!   "summary": { "total": 20, "passed": 17, "failed": 1, "failed_by_category": { "setup": 1, … }, … },
 //!   "environment": { "kernel": "…", "node": "…", "pvcheck_version": "…", "agent_version": "…",
-//!                    "classes": { "<class>": { "parameters": {…}, "volume": {…fs, mount options, size…} } } },
+//!                    "classes": { "<class>": { "parameters": {…}, "volume": {…}, "volume_from": "<trial>" } } },
 //!   "trials": [ { "name": "ext4-loop::integrity::recreate", "class": "ext4-loop", "check": "integrity::recreate",
-//!                 "status": "passed|failed|ignored|interrupted", "duration_s": 1.2, "metrics": {…agent JSON…},
-//!                 "ignored_reason": null, "failure": { "message": "…", "details": {…} } } ],
-//!   "kept": [ "volume … kept: …" ] }
+//!                 "status": "passed|failed|ignored|interrupted", "started": "…", "duration_s": 1.2,
+//!                 "metrics": {…agent JSON…}, "warnings": [],
+//!                 "ignored_reason": null, "failure": { "category": "data", "message": "…", "details": {…} } } ],
+//!   "kept": [ "volume … kept: …" ], "kept_volumes": [ { "volume": "…", "location": "…", "ledgers": "…" } ] }
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -31,10 +37,62 @@ pub enum Status {
     Interrupted,
 }
 
+/// What kind of failure a failed trial is. Only [`FailureCategory::Data`] means damaged data
+/// (and may be printed as "integrity FAILED").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureCategory {
+    /// Damage found: verify reported blocks that differ from what was acknowledged.
+    Data,
+    /// The volume could not be provisioned, mounted, grown, removed; a command failed; no space.
+    Setup,
+    /// The driver broke its protocol (a reply, or a claim the kernel contradicts).
+    Protocol,
+    /// Something did not finish within its limit (or I/O stalled).
+    Timeout,
+    /// The harness or the agent could not do its work (crash, registry, I/O on the harness side).
+    Infrastructure,
+}
+
+impl FailureCategory {
+    pub const ALL: [FailureCategory; 5] = [
+        FailureCategory::Data,
+        FailureCategory::Setup,
+        FailureCategory::Protocol,
+        FailureCategory::Timeout,
+        FailureCategory::Infrastructure,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureCategory::Data => "data",
+            FailureCategory::Setup => "setup",
+            FailureCategory::Protocol => "protocol",
+            FailureCategory::Timeout => "timeout",
+            FailureCategory::Infrastructure => "infrastructure",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct FailureRecord {
+    pub category: FailureCategory,
     pub message: String,
     pub details: Value,
+}
+
+/// A volume kept by `--keep-on-failure`, as fields.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeptVolume {
+    pub class: String,
+    pub trial: String,
+    /// The platform's volume id.
+    pub volume: String,
+    /// Where the data is (image, device, directory, mount point), as the platform says.
+    pub location: String,
+    /// The directory holding the trial's ledgers and acknowledgement lists.
+    pub ledgers: String,
+    /// The one-line description printed at the end of the run.
+    pub message: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -43,8 +101,12 @@ pub struct TrialResult {
     pub class: String,
     pub check: String,
     pub status: Status,
+    /// When the trial started (RFC 3339, UTC, milliseconds).
+    pub started: String,
     pub duration_s: f64,
     pub metrics: Value,
+    /// What the check did differently from what its name says (always present, maybe empty).
+    pub warnings: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ignored_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -55,36 +117,73 @@ pub struct TrialResult {
 #[derive(Debug, Default)]
 pub struct ResultSink {
     trials: Mutex<Vec<TrialResult>>,
+    /// (trial name, volume fingerprint) of every trial that provisioned a volume.
     volumes: Mutex<Vec<(String, Value)>>,
+    /// Trial names in plan order: [`ResultSink::trials`] returns them in this order.
+    order: Mutex<Vec<String>>,
 }
 
 impl ResultSink {
+    /// Sets the plan order (trial names) results are returned in.
+    pub fn set_order(&self, names: Vec<String>) {
+        *self.order.lock().unwrap_or_else(|e| e.into_inner()) = names;
+    }
     pub fn push(&self, r: TrialResult) {
         self.trials
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(r);
     }
-    /// Remembers a volume fingerprint for the class (the first one recorded wins).
-    pub fn volume(&self, class: &str, fp: Value) {
-        let mut v = self.volumes.lock().unwrap_or_else(|e| e.into_inner());
-        if !v.iter().any(|(c, _)| c == class) {
-            v.push((class.to_string(), fp));
-        }
-    }
-    pub fn trials(&self) -> Vec<TrialResult> {
+    /// The result of one trial, once it has finished.
+    pub fn find(&self, name: &str) -> Option<TrialResult> {
         self.trials
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .iter()
+            .find(|t| t.name == name)
+            .cloned()
     }
-    pub fn volume_of(&self, class: &str) -> Option<Value> {
-        self.volumes
+    /// Remembers the volume fingerprint a trial recorded.
+    pub fn volume(&self, trial: &str, fp: Value) {
+        let mut v = self.volumes.lock().unwrap_or_else(|e| e.into_inner());
+        v.retain(|(t, _)| t != trial);
+        v.push((trial.to_string(), fp));
+    }
+    /// Trials in plan order (those not in the plan, e.g. interrupted ones, after them by name).
+    pub fn trials(&self) -> Vec<TrialResult> {
+        let mut t = self
+            .trials
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .find(|(c, _)| c == class)
-            .map(|(_, v)| v.clone())
+            .clone();
+        let order = self.order.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        t.sort_by_key(|r| {
+            (
+                order
+                    .iter()
+                    .position(|n| *n == r.name)
+                    .unwrap_or(usize::MAX),
+                r.name.clone(),
+            )
+        });
+        t
+    }
+    /// The class's volume fingerprint: the one recorded by the class's first trial in plan
+    /// order that provisioned a volume (normally `provision`, taken after mounting), and that
+    /// trial's name. Defined by the plan, not by which trial finished first.
+    pub fn volume_of(&self, class: &str) -> Option<(String, Value)> {
+        let vols = self.volumes.lock().unwrap_or_else(|e| e.into_inner());
+        let order = self.order.lock().unwrap_or_else(|e| e.into_inner());
+        let prefix = format!("{class}::");
+        let of_class = || vols.iter().filter(|(t, _)| t.starts_with(&prefix));
+        of_class()
+            .min_by_key(|(t, _)| {
+                (
+                    order.iter().position(|n| n == t).unwrap_or(usize::MAX),
+                    t.clone(),
+                )
+            })
+            .map(|(t, v)| (t.clone(), v.clone()))
     }
 }
 
@@ -99,9 +198,20 @@ pub struct RunResult {
     pub interrupted: bool,
     pub platform: String,
     pub profile: String,
+    /// The exit code of `pvcheck run` (except when this file could not be written: then 5).
+    pub exit_code: u8,
+    /// The command line, argument by argument.
+    pub command_line: Vec<String>,
+    /// What was selected: filters, and how many trials were planned and selected.
+    pub selection: Value,
+    /// Counts over `trials`.
+    pub summary: super::summary::Summary,
     pub environment: Value,
     pub trials: Vec<TrialResult>,
+    /// One line per kept volume (as printed).
     pub kept: Vec<String>,
+    /// The kept volumes as fields.
+    pub kept_volumes: Vec<KeptVolume>,
     /// `wall_s`, `agent_busy_s` (some agent running), `agent_summed_s`, `harness_only_s`, `harness_only_share`.
     pub timing: Value,
 }
@@ -142,6 +252,16 @@ fn parts(t: SystemTime) -> (i64, u32, u32, u64, u64, u64) {
     let (y, mo, d) = civil((secs / 86_400) as i64);
     let s = secs % 86_400;
     (y, mo, d, s / 3600, s % 3600 / 60, s % 60)
+}
+
+/// `2026-11-27T03:45:00.123Z`.
+pub fn rfc3339_utc_millis(t: SystemTime) -> String {
+    let (y, mo, d, h, mi, s) = parts(t);
+    let ms = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_millis())
+        .unwrap_or(0);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
 }
 
 /// `2026-11-27T03:45:00Z`.

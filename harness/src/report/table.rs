@@ -1,10 +1,19 @@
-//! The end-of-run summary: one table per class with IOPS, MB/s, p99 latency and the integrity verdict.
+//! The end-of-run summary in the terminal: per class a heading with its verdict, a table of the
+//! checks, a table of the speed figures, and the warnings and grouped errors.
+//!
+//! Rules (issue 15): no rule between rows; a class whose trials were all ignored for one reason
+//! is one line; the status cell carries a short reason; speed columns only for speed trials;
+//! MiB/s everywhere, ops/s for metadata, "fdatasync" for fsync-latency's p99; only the `data`
+//! category says "integrity FAILED".
 
-use comfy_table::{Cell, ContentArrangement, Table};
+use comfy_table::{Cell, CellAlignment, ContentArrangement, LineStyle, Table, TableStyle};
 use serde_json::Value;
 
-use super::results::{Status, TrialResult};
+use super::results::{FailureCategory, Status, TrialResult};
 use crate::checks::agent_json::f64_at;
+
+/// Longest status reason shown in a cell; the full text is in the result file.
+const REASON_WIDTH: usize = 48;
 
 fn fmt_latency(ns: f64) -> String {
     if ns >= 1e6 {
@@ -14,40 +23,238 @@ fn fmt_latency(ns: f64) -> String {
     }
 }
 
+/// `12345` → `12345`; above 100k as `123k`.
+fn fmt_rate(v: f64) -> String {
+    if v >= 100_000.0 {
+        format!("{:.0}k", v / 1000.0)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+/// Cuts `s` to `n` characters, with an ellipsis.
+pub fn short(s: &str, n: usize) -> String {
+    let line = s.lines().next().unwrap_or("").trim();
+    if line.chars().count() <= n {
+        line.to_string()
+    } else {
+        format!("{}…", line.chars().take(n - 1).collect::<String>())
+    }
+}
+
 fn status_cell(t: &TrialResult) -> String {
+    let warned = match t.warnings.len() {
+        0 => String::new(),
+        1 => ", 1 warning".into(),
+        n => format!(", {n} warnings"),
+    };
     match t.status {
-        Status::Passed => "ok".into(),
-        Status::Failed => "FAILED".into(),
-        Status::Ignored => format!("ignored: {}", t.ignored_reason.as_deref().unwrap_or("")),
+        Status::Passed => format!("ok{warned}"),
+        Status::Failed => {
+            let f = t.failure.as_ref();
+            let cat = f.map_or("infrastructure", |f| f.category.as_str());
+            let first = f
+                .map(|f| short(&f.message, REASON_WIDTH))
+                .unwrap_or_default();
+            format!("FAILED ({cat}): {first}")
+        }
+        Status::Ignored => format!(
+            "ignored: {}",
+            short(t.ignored_reason.as_deref().unwrap_or(""), REASON_WIDTH)
+        ),
         Status::Interrupted => "interrupted".into(),
     }
 }
 
-/// The integrity verdict of a class: clean / DAMAGED (which checks) / not run.
-pub fn integrity_verdict(trials: &[&TrialResult]) -> String {
-    let integ: Vec<&&TrialResult> = trials
+/// The failure categories of a class's failed trials, with their checks.
+fn failed_by_category(trials: &[&TrialResult]) -> Vec<(FailureCategory, Vec<String>)> {
+    let mut out: Vec<(FailureCategory, Vec<String>)> = Vec::new();
+    for c in FailureCategory::ALL {
+        let checks: Vec<String> = trials
+            .iter()
+            .filter(|t| t.status == Status::Failed)
+            .filter(|t| {
+                t.failure
+                    .as_ref()
+                    .map_or(FailureCategory::Infrastructure, |f| f.category)
+                    == c
+            })
+            .map(|t| t.check.clone())
+            .collect();
+        if !checks.is_empty() {
+            out.push((c, checks));
+        }
+    }
+    out
+}
+
+/// A class's verdict: `integrity FAILED (data damaged): …` only for data; otherwise the
+/// categories that failed, or clean.
+pub fn class_verdict(trials: &[&TrialResult]) -> String {
+    let failed = failed_by_category(trials);
+    let list = |v: &[String]| {
+        if v.len() > 4 {
+            format!("{}, … ({} trials)", v[..3].join(", "), v.len())
+        } else {
+            v.join(", ")
+        }
+    };
+    if !failed.is_empty() {
+        let parts: Vec<String> = failed
+            .iter()
+            .map(|(c, v)| match c {
+                FailureCategory::Data => format!("integrity FAILED (data damaged): {}", list(v)),
+                c => format!("{} failure: {}", c.as_str(), list(v)),
+            })
+            .collect();
+        let head = if failed.iter().any(|(c, _)| *c == FailureCategory::Data) {
+            ""
+        } else {
+            "FAILED, not a data problem: "
+        };
+        return format!("{head}{}", parts.join("; "));
+    }
+    let integ = trials
         .iter()
         .filter(|t| {
-            t.check.starts_with("integrity::") || t.check == "expand" || t.check == "snapshot"
+            (t.check.starts_with("integrity::") || t.check == "expand" || t.check == "snapshot")
+                && t.status == Status::Passed
         })
-        .collect();
-    let failed: Vec<&str> = integ
-        .iter()
-        .filter(|t| t.status == Status::Failed)
-        .map(|t| t.check.as_str())
-        .collect();
-    let passed = integ.iter().filter(|t| t.status == Status::Passed).count();
-    if !failed.is_empty() {
-        format!("FAILED: {}", failed.join(", "))
-    } else if passed == 0 {
-        "not checked".into()
+        .count();
+    if integ == 0 {
+        "integrity not checked".into()
     } else {
-        format!("clean ({passed} check(s) passed)")
+        format!("integrity clean ({integ} check(s) passed)")
     }
 }
 
-/// Renders the per-class tables, in the order classes first appear in `trials`.
-pub fn render(trials: &[TrialResult]) -> String {
+/// The old name of [`class_verdict`].
+pub fn integrity_verdict(trials: &[&TrialResult]) -> String {
+    class_verdict(trials)
+}
+
+fn counts(trials: &[&TrialResult]) -> String {
+    let n = |s: Status| trials.iter().filter(|t| t.status == s).count();
+    let mut parts = vec![format!("{} passed", n(Status::Passed))];
+    if n(Status::Failed) > 0 {
+        parts.push(format!("{} failed", n(Status::Failed)));
+    }
+    if n(Status::Ignored) > 0 {
+        parts.push(format!("{} ignored", n(Status::Ignored)));
+    }
+    if n(Status::Interrupted) > 0 {
+        parts.push(format!("{} interrupted", n(Status::Interrupted)));
+    }
+    let warned = trials.iter().filter(|t| !t.warnings.is_empty()).count();
+    if warned > 0 {
+        parts.push(format!("{warned} with warnings"));
+    }
+    parts.join(", ")
+}
+
+fn new_table(header: Vec<&str>) -> Table {
+    let mut table = Table::new();
+    // A line under the header only: no borders, no rule between rows.
+    table.load_style(TableStyle::new().header_separator(LineStyle::none().fill('-').junction(' ')));
+    // Wrap to the terminal's width only where it is known and usable (not in a 0-column pty).
+    if table.width().is_some_and(|w| w >= 60) {
+        table.set_content_arrangement(ContentArrangement::Dynamic);
+    }
+    table.set_header(header);
+    table
+}
+
+/// Speed figures of a trial: (rate cell, MiB/s cell, p99 cell).
+pub fn speed_cells(t: &TrialResult) -> Option<(String, String, String)> {
+    let b = t.metrics.get("bench")?;
+    let num = |path: &[&str]| f64_at(b, path);
+    let workload = t.check.strip_prefix("speed::").unwrap_or("");
+    let metadata = workload == "metadata" || b.get("metadata").is_some_and(|m| !m.is_null());
+    let fsync = workload == "fsync-latency";
+    let rate = num(&["iops"]).map(|v| {
+        if metadata {
+            format!("{} ops/s", fmt_rate(v))
+        } else {
+            format!("{} IOPS", fmt_rate(v))
+        }
+    });
+    let mibs = if metadata {
+        None
+    } else {
+        num(&["bw_bytes"]).map(|v| format!("{:.1}", v / 1048576.0))
+    };
+    let p99 = num(&["lat_ns", "p99"]).map(|v| {
+        if fsync {
+            format!("{} fdatasync", fmt_latency(v))
+        } else {
+            fmt_latency(v)
+        }
+    });
+    Some((
+        rate.unwrap_or_default(),
+        mibs.unwrap_or_default(),
+        p99.unwrap_or_default(),
+    ))
+}
+
+/// `w` with its figures taken out: the same warning about different measurements.
+fn shape(w: &str) -> String {
+    let mut out = String::with_capacity(w.len());
+    let mut in_number = false;
+    for c in w.chars() {
+        if c.is_ascii_digit() || (in_number && c == '.') {
+            if !in_number {
+                out.push('#');
+            }
+            in_number = true;
+        } else {
+            in_number = false;
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Warnings of several trials that say the same (figures aside), once, with the trials; the
+/// text shown is the first trial's.
+pub fn grouped_warnings(trials: &[&TrialResult]) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, String, Vec<String>)> = Vec::new();
+    for t in trials {
+        for w in &t.warnings {
+            let key = shape(w);
+            match out.iter_mut().find(|(k, _, _)| *k == key) {
+                Some((_, _, who)) => who.push(t.check.clone()),
+                None => out.push((key, w.clone(), vec![t.check.clone()])),
+            }
+        }
+    }
+    out.into_iter().map(|(_, text, who)| (text, who)).collect()
+}
+
+/// Identical failures (after taking out what names the trial's own volume), once, with a count.
+fn grouped_failures(trials: &[&TrialResult], run_id: &str) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for t in trials.iter().filter(|t| t.status == Status::Failed) {
+        let Some(f) = &t.failure else { continue };
+        let key = super::errors::normalize(f.message.lines().next().unwrap_or(""), run_id);
+        match out.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, who)) => who.push(t.check.clone()),
+            None => out.push((key, vec![t.check.clone()])),
+        }
+    }
+    out
+}
+
+fn names(v: &[String]) -> String {
+    if v.len() > 3 {
+        format!("{}, … ({} trials)", v[..2].join(", "), v.len())
+    } else {
+        v.join(", ")
+    }
+}
+
+/// Renders the per-class summaries, in the order classes first appear in `trials` (plan order).
+pub fn render(trials: &[TrialResult], run_id: &str) -> String {
     let mut classes: Vec<&str> = Vec::new();
     for t in trials {
         if !classes.contains(&t.class.as_str()) {
@@ -56,54 +263,79 @@ pub fn render(trials: &[TrialResult]) -> String {
     }
     let mut out = String::new();
     for class in classes {
-        let mut of: Vec<&TrialResult> = trials.iter().filter(|t| t.class == class).collect();
-        // In check order, not in the order they finished.
-        let order: Vec<String> = crate::checks::Check::all()
+        let of: Vec<&TrialResult> = trials.iter().filter(|t| t.class == class).collect();
+        // All ignored for one reason: one line.
+        let first_reason = of.first().and_then(|t| t.ignored_reason.as_deref());
+        if of
             .iter()
-            .map(crate::checks::Check::name)
-            .collect();
-        of.sort_by_key(|t| {
-            order
-                .iter()
-                .position(|n| *n == t.check)
-                .unwrap_or(usize::MAX)
-        });
-        let mut table = Table::new();
-        // Wrap to the terminal's width only where it is known and usable (not in a 0-column pty).
-        if table.width().is_some_and(|w| w >= 60) {
-            table.set_content_arrangement(ContentArrangement::Dynamic);
-        }
-        table.set_header(vec![
-            "check",
-            "status",
-            "IOPS",
-            "MB/s",
-            "p99 latency",
-            "time",
-        ]);
-        for t in &of {
-            let bench = t.metrics.get("bench");
-            let num = |path: &[&str]| bench.and_then(|b| f64_at(b, path));
-            let iops = num(&["iops"])
-                .map(|v| format!("{v:.0}"))
-                .unwrap_or_default();
-            let mbs = num(&["bw_bytes"])
-                .map(|v| format!("{:.1}", v / 1e6))
-                .unwrap_or_default();
-            let p99 = num(&["lat_ns", "p99"]).map(fmt_latency).unwrap_or_default();
-            table.add_row(vec![
-                Cell::new(&t.check),
-                Cell::new(status_cell(t)),
-                Cell::new(iops),
-                Cell::new(mbs),
-                Cell::new(p99),
-                Cell::new(format!("{:.1}s", t.duration_s)),
-            ]);
+            .all(|t| t.status == Status::Ignored && t.ignored_reason.as_deref() == first_reason)
+        {
+            out.push_str(&format!(
+                "\n{class}: all {} trial(s) ignored: {}\n",
+                of.len(),
+                first_reason.unwrap_or("")
+            ));
+            continue;
         }
         out.push_str(&format!(
-            "\n{class}: integrity {}\n{table}\n",
-            integrity_verdict(&of)
+            "\n{class}: {} · {}\n",
+            class_verdict(&of),
+            counts(&of)
         ));
+        let (speed, checks): (Vec<&TrialResult>, Vec<&TrialResult>) =
+            of.iter().partition(|t| t.check.starts_with("speed::"));
+        if !checks.is_empty() {
+            let mut table = new_table(vec!["check", "status", "time"]);
+            for t in &checks {
+                table.add_row(vec![
+                    Cell::new(&t.check),
+                    Cell::new(status_cell(t)),
+                    Cell::new(format!("{:.1}s", t.duration_s)).set_alignment(CellAlignment::Right),
+                ]);
+            }
+            out.push_str(&format!("{table}\n"));
+        }
+        if !speed.is_empty() {
+            let mut table = new_table(vec![
+                "speed",
+                "status",
+                "rate",
+                "MiB/s",
+                "p99 latency",
+                "time",
+            ]);
+            for t in &speed {
+                let (rate, mibs, p99) = speed_cells(t).unwrap_or_default();
+                table.add_row(vec![
+                    Cell::new(t.check.strip_prefix("speed::").unwrap_or(&t.check)),
+                    Cell::new(status_cell(t)),
+                    Cell::new(rate).set_alignment(CellAlignment::Right),
+                    Cell::new(mibs).set_alignment(CellAlignment::Right),
+                    Cell::new(p99).set_alignment(CellAlignment::Right),
+                    Cell::new(format!("{:.1}s", t.duration_s)).set_alignment(CellAlignment::Right),
+                ]);
+            }
+            out.push_str(&format!("{table}\n"));
+        }
+        for (text, who) in grouped_failures(&of, run_id) {
+            let count = if who.len() > 1 {
+                format!(" ×{}", who.len())
+            } else {
+                String::new()
+            };
+            out.push_str(&format!("  error{count} ({}): {text}\n", names(&who)));
+        }
+        for (text, who) in grouped_warnings(&of) {
+            let (count, first) = if who.len() > 1 {
+                (format!(" ×{}", who.len()), " (figures of the first)")
+            } else {
+                (String::new(), "")
+            };
+            out.push_str(&format!(
+                "  warning{count} ({}){first}: {text}\n",
+                names(&who)
+            ));
+        }
     }
     out
 }

@@ -7,7 +7,11 @@
 //! trials. Result: remove what is left, write the result file, print the per-class tables.
 //! It returns the exit code (see `crate::exit_code`).
 
+pub mod list;
+pub mod preflight;
 pub mod schedule;
+pub mod stdout_relay;
+pub mod verdict;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -22,9 +26,13 @@ use crate::platform::select::{Choice, Purpose, SelectCtx};
 use crate::platform::{self, AgentBinary, Platform, RunFilter};
 use crate::profile::Profile;
 use crate::registry::Registry;
+use crate::report::errors::SeenErrors;
 use crate::report::progress::Progress;
-use crate::report::results::{self, FailureRecord, ResultSink, RunResult, Status, TrialResult};
-use crate::report::table;
+use crate::report::results::{
+    self, FailureCategory, FailureRecord, KeptVolume, ResultSink, RunResult, Status, TrialResult,
+};
+use crate::report::summary::Summary;
+use crate::report::{table, terse};
 use crate::signals;
 use schedule::{Group, Schedule};
 
@@ -45,6 +53,12 @@ pub struct RunOptions {
     pub platform: Choice,
     /// libtest's arguments (filter, --exact, --skip, --list, --format, --test-threads, …).
     pub test_args: Arguments,
+    /// `--strict`: a trial that passed with warnings fails.
+    pub strict: bool,
+    /// `--speed-size`: the speed matrix's data set instead of the profile's.
+    pub speed_size: Option<u64>,
+    /// The command line as given (for the result file).
+    pub command_line: Vec<String>,
 }
 
 /// One planned trial.
@@ -108,9 +122,13 @@ struct RunCtx {
     schedule: Schedule,
     sink: ResultSink,
     speed: Arc<checks::speed::SpeedVolumes>,
-    kept: Arc<Mutex<Vec<String>>>,
+    kept: Arc<Mutex<Vec<KeptVolume>>>,
     progress: Progress,
     agent_clock: Arc<checks::AgentClock>,
+    strict: bool,
+    speed_size: Option<u64>,
+    /// Errors already printed by a trial: a repeat prints a reference, not the whole text.
+    seen_errors: SeenErrors,
 }
 
 fn new_run_id() -> String {
@@ -134,20 +152,23 @@ fn run_trial(ctx: &RunCtx, p: &Planned, name: &str) -> Result<Completion, Failed
         .schedule
         .enter(p.group, p.class.name(), p.ignore.is_none(), p.speed_turn);
     let start = Instant::now();
+    let started = results::rfc3339_utc_millis(SystemTime::now());
     let record = |status: Status,
                   data: TrialData,
                   reason: Option<String>,
                   failure: Option<FailureRecord>| {
         if let Some(v) = &data.volume {
-            ctx.sink.volume(p.class.name(), v.clone());
+            ctx.sink.volume(name, v.clone());
         }
         ctx.sink.push(TrialResult {
             name: name.to_string(),
             class: p.class.name().to_string(),
             check: p.check.name(),
             status,
+            started: started.clone(),
             duration_s: start.elapsed().as_secs_f64(),
             metrics: serde_json::Value::Object(data.metrics),
+            warnings: data.warnings,
             ignored_reason: reason,
             failure,
         });
@@ -186,6 +207,7 @@ fn run_trial(ctx: &RunCtx, p: &Planned, name: &str) -> Result<Completion, Failed
         kept: ctx.kept.clone(),
         speed: ctx.speed.clone(),
         agent_clock: ctx.agent_clock.clone(),
+        speed_size: ctx.speed_size,
     };
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut r = match &p.check {
@@ -215,6 +237,29 @@ fn run_trial(ctx: &RunCtx, p: &Planned, name: &str) -> Result<Completion, Failed
             .unwrap_or_default();
         Err(checks::Failure::new(format!("the check panicked: {msg}")))
     });
+    // --strict: what passed only with warnings fails (category: protocol for a driver's
+    // protocol check, setup otherwise), marked so the exit code can tell it from a failure.
+    let warnings = cctx
+        .data
+        .lock()
+        .map(|d| d.warnings.clone())
+        .unwrap_or_default();
+    let outcome = match outcome {
+        Ok(Verdict::Passed) if ctx.strict && !warnings.is_empty() => {
+            Err(checks::Failure::new(format!(
+                "passed with {} warning(s), which --strict does not accept: {}",
+                warnings.len(),
+                warnings.join("; ")
+            ))
+            .category(if matches!(p.check, Check::Flexvolume(_)) {
+                FailureCategory::Protocol
+            } else {
+                FailureCategory::Setup
+            })
+            .with_details(serde_json::json!({ "strict": true, "warnings": warnings })))
+        }
+        other => other,
+    };
     if signals::interrupted() {
         // Whatever this trial saw was caused by the interruption: report nothing.
         wait_for_exit();
@@ -236,11 +281,22 @@ fn run_trial(ctx: &RunCtx, p: &Planned, name: &str) -> Result<Completion, Failed
                 data,
                 None,
                 Some(FailureRecord {
+                    category: f.category,
                     message: f.message.clone(),
                     details: f.details.clone(),
                 }),
             );
-            Err(Failed::from(f.message))
+            // The category first; an error another trial already printed in full is referred
+            // to, not repeated (a bad mount option fails every trial of the class alike).
+            let first_line = f.message.lines().next().unwrap_or("");
+            let shown = match ctx.seen_errors.repeat_of(name, first_line, &ctx.run_id) {
+                Some(first) => format!(
+                    "[{}] {first_line}\n(the same error as {first}: its whole message is there)",
+                    f.category.as_str()
+                ),
+                None => format!("[{}] {}", f.category.as_str(), f.message),
+            };
+            Err(Failed::from(shown))
         }
     };
     drop(running);
@@ -330,8 +386,28 @@ fn plan_run(opts: &RunOptions) -> Result<PlanOutcome, u8> {
         return Err(exit_code::USAGE);
     }
     if args.list {
-        let _listed = libtest_mimic::run(&args, probe);
+        let names: Vec<String> = planned
+            .iter()
+            .zip(&probe)
+            .filter(|(_, t)| {
+                !args.is_filtered_out(t) && !args.ignored // pvcheck flags no trial ignored in advance
+            })
+            .map(|(p, _)| p.name())
+            .collect();
+        list::write(&mut std::io::stdout().lock(), &names, args.format);
         return Ok(PlanOutcome::Listed);
+    }
+    drop(probe);
+    if let Err(line) = preflight::check(
+        &opts.classes,
+        &planned,
+        &selected,
+        opts.profile,
+        opts.speed_size,
+        &opts.results,
+    ) {
+        eprintln!("pvcheck: {line}");
+        return Err(exit_code::USAGE);
     }
     Ok(PlanOutcome::Run(RunPlan {
         run_id,
@@ -368,13 +444,15 @@ fn select_platform(
 struct FinishedRun {
     ctx: Arc<RunCtx>,
     started: SystemTime,
-    conclusion: libtest_mimic::Conclusion,
     finish: Finish,
     pretty: bool,
+    args: Arguments,
+    /// The stdout relay, finished after the tables are printed.
+    relay: Option<stdout_relay::Relay>,
 }
 
 /// Removes what is left, writes the result file; `true` when interrupted.
-type Finish = Arc<dyn Fn(bool) -> (Option<PathBuf>, Vec<String>) + Send + Sync>;
+type Finish = Arc<dyn Fn(bool) -> (Result<PathBuf, String>, Vec<String>, u8) + Send + Sync>;
 
 /// Sets up the registry, the platform of the run and the signal handling, and runs the trials.
 /// A signal ends the process from the signal thread (exit 130) after removing everything.
@@ -413,7 +491,10 @@ fn run_trials(opts: &RunOptions, run: RunPlan) -> Result<FinishedRun, u8> {
     let ctx = Arc::new(RunCtx {
         platform: platform.clone(),
         run_id: run_id.clone(),
-        seed: opts.seed.unwrap_or_else(rand::random),
+        // Below 2^53, so jq and JavaScript read the seed exactly (`--seed` is checked likewise).
+        seed: opts
+            .seed
+            .unwrap_or_else(|| rand::random::<u64>() & pvcheck_workloads::units::JSON_SAFE_MAX),
         profile: opts.profile,
         keep_on_failure: opts.keep_on_failure,
         registry: registry.clone(),
@@ -423,7 +504,13 @@ fn run_trials(opts: &RunOptions, run: RunPlan) -> Result<FinishedRun, u8> {
         kept: Arc::new(Mutex::new(Vec::new())),
         agent_clock: Arc::new(checks::AgentClock::default()),
         progress: Progress::new(selected.len() as u64, threads > 1 && pretty),
+        strict: opts.strict,
+        speed_size: opts.speed_size,
+        seen_errors: SeenErrors::default(),
     });
+    ctx.sink
+        .set_order(selected.iter().map(|&i| planned[i].name()).collect());
+    let selection = selection(&args, planned.len(), selected.len());
     for &i in &selected {
         let p = &mut planned[i];
         p.speed_turn = ctx
@@ -432,8 +519,9 @@ fn run_trials(opts: &RunOptions, run: RunPlan) -> Result<FinishedRun, u8> {
     }
     let env = environment(opts, platform.as_ref());
     let finish: Finish = {
-        let (ctx, opts, env) = (ctx.clone(), opts.clone(), env.clone());
-        Arc::new(move |interrupted: bool| -> (Option<PathBuf>, Vec<String>) {
+        let (ctx, opts, env, selection) =
+            (ctx.clone(), opts.clone(), env.clone(), selection.clone());
+        Arc::new(move |interrupted: bool| -> (Result<PathBuf, String>, Vec<String>, u8) {
             if interrupted {
                 // The trials the signal cut short: listed, so a partial result says what was
                 // running, not only what finished.
@@ -444,8 +532,14 @@ fn run_trials(opts: &RunOptions, run: RunPlan) -> Result<FinishedRun, u8> {
                         class: class.to_string(),
                         check: check.to_string(),
                         status: Status::Interrupted,
+                        started: results::rfc3339_utc_millis(
+                            SystemTime::now()
+                                .checked_sub(elapsed)
+                                .unwrap_or_else(SystemTime::now),
+                        ),
                         duration_s: elapsed.as_secs_f64(),
                         metrics: serde_json::Value::Object(Default::default()),
+                        warnings: Vec::new(),
                         ignored_reason: None,
                         failure: None,
                     });
@@ -454,18 +548,31 @@ fn run_trials(opts: &RunOptions, run: RunPlan) -> Result<FinishedRun, u8> {
             ctx.progress.done();
             ctx.speed.release_all();
             let problems = remove_everything(&ctx, interrupted);
-            let doc = result_doc(&ctx, &opts, env.clone(), started, interrupted);
-            let path = match doc.write(&opts.results, started) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    eprintln!(
-                        "pvcheck: cannot write the result file under {}: {e}",
-                        opts.results.display()
-                    );
-                    None
-                }
+            let ending = verdict::Ending {
+                leftovers: !problems.is_empty(),
+                no_result: false,
             };
-            (path, problems)
+            let code = if interrupted {
+                exit_code::INTERRUPTED
+            } else {
+                verdict::exit_code(&ctx.sink.trials(), ending)
+            };
+            let doc = result_doc(
+                &ctx,
+                &opts,
+                env.clone(),
+                started,
+                interrupted,
+                code,
+                selection.clone(),
+            );
+            let path = doc.write(&opts.results, started).map_err(|e| {
+                format!(
+                    "cannot write the result file under {}: {e}",
+                    opts.results.display()
+                )
+            });
+            (path, problems, code)
         })
     };
     {
@@ -481,12 +588,13 @@ fn run_trials(opts: &RunOptions, run: RunPlan) -> Result<FinishedRun, u8> {
                 }
             );
             ctx.registry.close(std::time::Duration::from_secs(30));
-            let (path, problems) = finish(true);
+            let (path, problems, _) = finish(true);
             for p in &problems {
                 eprintln!("pvcheck: {p}");
             }
-            if let Some(p) = path {
-                eprintln!("pvcheck: partial results in {}", p.display());
+            match path {
+                Ok(p) => eprintln!("pvcheck: partial results in {}", p.display()),
+                Err(e) => eprintln!("pvcheck: {e}"),
             }
             std::process::exit(i32::from(exit_code::INTERRUPTED));
         });
@@ -500,7 +608,8 @@ fn run_trials(opts: &RunOptions, run: RunPlan) -> Result<FinishedRun, u8> {
         .into_iter()
         .map(|p| trial(p, Some(ctx.clone())))
         .collect();
-    let conclusion = libtest_mimic::run(&args, trials);
+    let relay = start_relay(&args, &ctx);
+    let _conclusion = libtest_mimic::run(&args, trials);
     if signals::interrupted() {
         // The signal thread is cleaning up and will exit with 130.
         loop {
@@ -510,27 +619,36 @@ fn run_trials(opts: &RunOptions, run: RunPlan) -> Result<FinishedRun, u8> {
     Ok(FinishedRun {
         ctx,
         started,
-        conclusion,
         finish,
         pretty,
+        args,
+        relay,
     })
 }
 
-/// Removes what is left, writes the result file, prints the tables and the timing; the exit code.
+/// Removes what is left, writes the result file, prints the tables, the timing and the verdict
+/// (the last lines: the verdict, then the result path); returns the exit code.
 fn conclude(_opts: &RunOptions, run: FinishedRun) -> u8 {
     let FinishedRun {
         ctx,
         started,
-        conclusion,
         finish,
         pretty,
+        args,
+        relay,
     } = run;
-    let (path, problems) = finish(false);
+    let (path, problems, code) = finish(false);
+    let all = ctx.sink.trials();
     if pretty {
-        println!("{}", table::render(&ctx.sink.trials()));
+        println!("{}", table::render(&all, &ctx.run_id));
+    } else if matches!(args.format, Some(libtest_mimic::FormatSetting::Terse)) || args.quiet {
+        print!("{}", terse::render(&all));
+    }
+    if let Some(r) = relay {
+        r.finish();
     }
     for k in ctx.kept.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-        eprintln!("pvcheck: {k}");
+        eprintln!("pvcheck: {}", k.message);
     }
     for p in &problems {
         eprintln!("pvcheck: {p}");
@@ -555,14 +673,77 @@ fn conclude(_opts: &RunOptions, run: FinishedRun) -> u8 {
         t["harness_only_s"].as_f64().unwrap_or(0.0),
         t["harness_only_share"].as_f64().unwrap_or(0.0) * 100.0
     );
-    if let Some(p) = path {
-        eprintln!("pvcheck: results in {}", p.display());
-    }
-    if conclusion.has_failed() || !problems.is_empty() {
-        exit_code::CHECK_FAILED
+    // The last lines: the verdict, then where the result is. No result file is never a pass.
+    let ending = verdict::Ending {
+        leftovers: !problems.is_empty(),
+        no_result: path.is_err(),
+    };
+    let code = if path.is_err() {
+        verdict::exit_code(&all, ending)
     } else {
-        exit_code::OK
+        code
+    };
+    eprintln!("{}", verdict::line(&Summary::of(&all), code, ending));
+    eprintln!(
+        "{}",
+        verdict::result_line(path.as_deref().map_err(String::as_str))
+    );
+    code
+}
+
+/// The stdout relay (see [`stdout_relay`]): with `--format json` always (to add ignore reasons,
+/// categories and warnings to the events), otherwise only when stdout is not a terminal (a
+/// closed pipe must not end the run halfway).
+fn start_relay(args: &Arguments, ctx: &Arc<RunCtx>) -> Option<stdout_relay::Relay> {
+    use std::io::IsTerminal;
+    let json = matches!(args.format, Some(libtest_mimic::FormatSetting::Json));
+    if !json && std::io::stdout().is_terminal() {
+        return None;
     }
+    let annotate: Option<stdout_relay::Annotate> = json.then(|| {
+        let ctx = ctx.clone();
+        let a: stdout_relay::Annotate = Arc::new(move |name: &str, event: &str| {
+            let Some(t) = ctx.sink.find(name) else {
+                return Vec::new();
+            };
+            let mut extra = Vec::new();
+            if event == "ignored"
+                && let Some(r) = &t.ignored_reason
+            {
+                extra.push(("message".to_string(), serde_json::Value::from(r.clone())));
+            }
+            if let Some(f) = &t.failure {
+                extra.push(("category".to_string(), f.category.as_str().into()));
+            }
+            if !t.warnings.is_empty() {
+                extra.push(("warnings".to_string(), t.warnings.clone().into()));
+            }
+            extra
+        });
+        a
+    });
+    match stdout_relay::Relay::install(annotate) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("pvcheck: cannot relay standard output ({e}); printing directly");
+            None
+        }
+    }
+}
+
+/// `selection` in the result file: what was asked for and how much of the plan it selected, so
+/// a filtered run never looks like a full run with fewer trials.
+fn selection(args: &Arguments, planned: usize, selected: usize) -> serde_json::Value {
+    serde_json::json!({
+        "filter": args.filter,
+        "exact": args.exact,
+        "skip": args.skip,
+        "ignored": args.ignored,
+        "include_ignored": args.include_ignored,
+        "planned": planned,
+        "selected": selected,
+        "complete": planned == selected,
+    })
 }
 
 /// Removes what the run left (not kept volumes); returns problems, one line each.
@@ -659,10 +840,24 @@ fn result_doc(
     mut env: serde_json::Value,
     started: SystemTime,
     interrupted: bool,
+    exit_code: u8,
+    selection: serde_json::Value,
 ) -> RunResult {
+    let trials = ctx.sink.trials();
+    // Only the classes that ran: at least one trial did work (was not ignored).
     let mut classes = serde_json::Map::new();
     for c in &opts.classes {
-        classes.insert(c.name().to_string(), serde_json::json!({ "parameters": c.parameters(), "volume": ctx.sink.volume_of(c.name()) }));
+        let ran = trials
+            .iter()
+            .any(|t| t.class == c.name() && t.status != Status::Ignored);
+        if !ran {
+            continue;
+        }
+        let (from, volume) = ctx.sink.volume_of(c.name()).unzip();
+        classes.insert(
+            c.name().to_string(),
+            serde_json::json!({ "parameters": c.parameters(), "volume": volume, "volume_from": from }),
+        );
     }
     if let Some(o) = env.as_object_mut() {
         o.insert("classes".into(), classes.into());
@@ -670,6 +865,7 @@ fn result_doc(
             o.insert("platform_report".into(), r);
         }
     }
+    let kept = ctx.kept.lock().unwrap_or_else(|e| e.into_inner()).clone();
     RunResult {
         schema_version: results::SCHEMA_VERSION,
         run_id: ctx.run_id.clone(),
@@ -679,9 +875,14 @@ fn result_doc(
         interrupted,
         platform: ctx.platform.name().into(),
         profile: ctx.profile.name().into(),
+        exit_code,
+        command_line: opts.command_line.clone(),
+        selection,
+        summary: Summary::of(&trials),
         environment: env,
-        trials: ctx.sink.trials(),
-        kept: ctx.kept.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        trials,
+        kept: kept.iter().map(|k| k.message.clone()).collect(),
+        kept_volumes: kept,
         timing: timing(ctx, started),
     }
 }

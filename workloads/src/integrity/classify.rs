@@ -28,7 +28,33 @@ impl Context<'_> {
 }
 
 /// Classifies `got`, the content of block (`file_id`, `offset`) that should hold `expected`.
+/// A corrupt block also says where it differs from what was written: the first differing byte
+/// and how many bytes differ (a bit flip is 1 byte; a sector of garbage is ~512).
 pub fn classify(ctx: &Context, file: &str, expected: &BlockId, got: &[u8]) -> Damage {
+    let mut d = classify_kind(ctx, file, expected, got);
+    if d.kind == DamageKind::Corrupt && block::valid_block_size(got.len() as u64) {
+        let mut want = vec![0u8; got.len()];
+        block::encode(expected, &mut want);
+        let mut first = None;
+        let mut count = 0u64;
+        for (i, (a, b)) in want.iter().zip(got).enumerate() {
+            if a != b {
+                first.get_or_insert(i as u64);
+                count += 1;
+            }
+        }
+        if let Some(f) = first {
+            d.detail.push_str(&format!(
+                "; first differing byte at +{f} of the block, {count} byte(s) differ"
+            ));
+        }
+        d.first_differing_byte = first;
+        d.differing_bytes = Some(count);
+    }
+    d
+}
+
+fn classify_kind(ctx: &Context, file: &str, expected: &BlockId, got: &[u8]) -> Damage {
     let mut d = Damage {
         kind: DamageKind::Foreign,
         file: file.to_string(),
@@ -38,6 +64,8 @@ pub fn classify(ctx: &Context, file: &str, expected: &BlockId, got: &[u8]) -> Da
         found: None,
         sector_generations: None,
         detail: String::new(),
+        first_differing_byte: None,
+        differing_bytes: None,
     };
     if got.iter().all(|&b| b == 0) {
         d.kind = DamageKind::Zeroed;

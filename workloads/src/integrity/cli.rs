@@ -47,7 +47,7 @@ pub enum Command {
         /// Dataset size, with a unit (e.g. 1GiB); a multiple of the block size.
         #[arg(long)]
         size: Size,
-        /// Seed of the dataset (any u64).
+        /// Seed of the dataset (any u64; values below 2^53 survive JSON tools such as jq).
         #[arg(long)]
         seed: u64,
         /// Volume id given by the harness (any u64), stamped in every block.
@@ -76,6 +76,7 @@ pub enum Command {
         /// Refuse a ledger of another volume.
         #[arg(long)]
         volume_id: Option<u64>,
+        /// Writer threads.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
         threads: u16,
     },
@@ -107,10 +108,13 @@ pub enum Command {
     },
     /// Append fsynced records under --dir and print one acknowledgement line per record after its fsync.
     Durability {
+        /// Directory on the volume under test; the log is <DIR>/pvcheck-durability.log.
         #[arg(long)]
         dir: PathBuf,
+        /// Seed of the records (any u64; values below 2^53 survive JSON tools such as jq).
         #[arg(long)]
         seed: u64,
+        /// Volume id given by the harness (any u64), stamped in every record.
         #[arg(long)]
         volume_id: u64,
         /// Stop after this many records.
@@ -126,17 +130,20 @@ pub enum Command {
         /// Records per fsync.
         #[arg(long, default_value_t = 16)]
         batch: u64,
+        /// Record size, with a unit: a multiple of 512B.
         #[arg(long, default_value = "4KiB")]
         block_size: Size,
     },
     /// Write a sacrificial dataset under --dir, inject one damage of each kind, and pass only if
     /// verify reports exactly those. Exit 0 passed, 1 failed, 2 usage or I/O error.
     Selftest {
+        /// Directory on the volume under test; the sacrificial dataset goes in a subdirectory.
         #[arg(long)]
         dir: PathBuf,
         /// Size of the sacrificial dataset.
         #[arg(long, default_value = "1MiB")]
         size: Size,
+        /// Writer and reader threads.
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
         threads: u16,
     },
@@ -209,6 +216,10 @@ impl Command {
                     buffered,
                 })?;
                 print(&serde_json::to_string_pretty(&r).expect("report serialises"))?;
+                if !r.clean {
+                    // For a human at a terminal: the JSON on stdout has the details.
+                    eprintln!("pvcheck-agent: verify: {}", damage_summary(&r));
+                }
                 Ok(if r.clean {
                     Outcome::Ok
                 } else {
@@ -275,4 +286,49 @@ fn print(s: &str) -> Result<(), Error> {
     writeln!(out, "{s}")
         .and_then(|_| out.flush())
         .map_err(|e| Error::io(Path::new("<stdout>"), "write", e))
+}
+
+/// `3 damaged block(s) [corrupt=2, zeroed=1]; first: corrupt at f offset 8192 (…)`.
+fn damage_summary(r: &super::report::VerifyReport) -> String {
+    let v = serde_json::to_value(r).unwrap_or_default();
+    let total = v
+        .get("damage_total")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0);
+    let counts: Vec<String> = v
+        .get("counts")
+        .and_then(serde_json::Value::as_object)
+        .map(|c| {
+            c.iter()
+                .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
+                .map(|(k, n)| format!("{k}={n}"))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut s = format!("{total} damaged block(s)");
+    if !counts.is_empty() {
+        s.push_str(&format!(" [{}]", counts.join(", ")));
+    }
+    if let Some(acks) = v.get("acks").filter(|a| !a.is_null()) {
+        s.push_str(&format!(
+            "; acknowledged records missing: {}",
+            acks.get("missing").unwrap_or(&serde_json::Value::Null)
+        ));
+    }
+    if let Some(d) = v.get("damage").and_then(|d| d.get(0)) {
+        let f = |k: &str| {
+            d.get(k)
+                .map(|x| x.as_str().map_or(x.to_string(), str::to_string))
+                .unwrap_or_default()
+        };
+        s.push_str(&format!(
+            "; first: {} at {} offset {} ({})",
+            f("kind"),
+            f("file"),
+            f("offset"),
+            f("detail")
+        ));
+    }
+    s.push_str("; details in the JSON report on stdout");
+    s
 }

@@ -127,6 +127,12 @@ pub struct Damage {
     pub sector_generations: Option<Vec<u64>>,
     /// One human line on what was seen (e.g. "file is 12288 bytes, 16384 expected").
     pub detail: String,
+    /// Corrupt blocks: the first byte (offset within the block) that differs from what was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_differing_byte: Option<u64>,
+    /// Corrupt blocks: how many bytes of the block differ from what was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub differing_bytes: Option<u64>,
 }
 
 /// How the blocks were read.

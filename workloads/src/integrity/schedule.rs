@@ -62,8 +62,9 @@ pub fn threshold(fraction: f64) -> Option<u64> {
 }
 
 /// The seed of generation `g` when the user gives none: derived from the dataset seed.
+/// Below 2^53, so it survives a double-precision JSON reader when copied back to `--seed`.
 pub fn generation_seed(dataset_seed: u64, g: u64) -> u64 {
-    prng::fold_key(&[dataset_seed, 0x4745_4E45_5241_5449, g])
+    prng::fold_key(&[dataset_seed, 0x4745_4E45_5241_5449, g]) & crate::units::JSON_SAFE_MAX
 }
 
 #[cfg(test)]

@@ -319,6 +319,8 @@ fn file_damage(
         found: None,
         sector_generations: None,
         detail,
+        first_differing_byte: None,
+        differing_bytes: None,
     }
 }
 

@@ -34,7 +34,7 @@ pub struct BenchArgs {
     /// Run on this raw block device (its contents are overwritten).
     #[arg(long, value_name = "DEV")]
     pub device: Option<PathBuf>,
-    /// Timings and size of the named workloads (default: standard).
+    /// Timings and size of the named workloads (default: quick, as `pvcheck run`).
     #[arg(long, value_enum)]
     pub profile: Option<Profile>,
     /// A workload of the standard matrix (see --list-workloads); other flags override it.
@@ -79,9 +79,10 @@ pub struct BenchArgs {
     /// End the job as stalled after this long without a completion.
     #[arg(long, value_name = "DUR", default_value = "60s")]
     pub stall_timeout: String,
-    /// IOPS sampling interval for `cv`.
-    #[arg(long, value_name = "DUR", default_value = "500ms")]
-    pub sample_interval: String,
+    /// IOPS sampling interval for `cv` (default: 100ms for quick, so its 1 s run gives 10
+    /// samples; 500ms otherwise).
+    #[arg(long, value_name = "DUR")]
+    pub sample_interval: Option<String>,
     /// Keep the data files after the run.
     #[arg(long)]
     pub keep: bool,
@@ -91,8 +92,8 @@ pub struct BenchArgs {
     /// or with the volume, when done.
     #[arg(long)]
     pub reuse: bool,
-    /// Seed for data and offsets (default: random; printed in the result).
-    #[arg(long)]
+    /// Seed for data and offsets (default: random below 2^53; printed in the result).
+    #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
 }
 
@@ -114,7 +115,7 @@ fn random_seed() -> u64 {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    t ^ ((std::process::id() as u64) << 32)
+    (t ^ ((std::process::id() as u64) << 32)) & crate::units::JSON_SAFE_MAX
 }
 
 impl BenchArgs {
@@ -131,7 +132,7 @@ impl BenchArgs {
                 msg: "works with --dir only: a device has no files to keep".into(),
             });
         }
-        let profile = self.profile.unwrap_or(Profile::Standard);
+        let profile = self.profile.unwrap_or(Profile::Quick);
         let mut job = match (&self.workload, self.rw) {
             (Some(name), _) => {
                 matrix::workload(profile, name)
@@ -196,7 +197,10 @@ impl BenchArgs {
             profile: self.profile.or(self.workload.as_ref().map(|_| profile)),
             engine: self.engine,
             stall_timeout: dur_flag("--stall-timeout", &self.stall_timeout)?,
-            sample_interval: dur_flag("--sample-interval", &self.sample_interval)?,
+            sample_interval: match &self.sample_interval {
+                Some(v) => dur_flag("--sample-interval", v)?,
+                None => profile.sample_interval(),
+            },
             keep: self.keep,
             reuse: self.reuse,
             seed: self.seed.unwrap_or_else(random_seed),

@@ -41,6 +41,13 @@ impl Profile {
             Profile::Standard | Profile::Thorough => 4 << 30,
         }
     }
+    /// The IOPS sampling interval: at least 10 samples in the measured time of quick.
+    pub fn sample_interval(self) -> Duration {
+        match self {
+            Profile::Quick => Duration::from_millis(100),
+            Profile::Standard | Profile::Thorough => Duration::from_millis(500),
+        }
+    }
     pub fn name(self) -> &'static str {
         match self {
             Profile::Quick => "quick",

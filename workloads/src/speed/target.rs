@@ -101,6 +101,47 @@ fn is_read_only(e: &io::Error) -> bool {
     )
 }
 
+/// Refuses a job whose files do not fit in the free space up front (as `write` does), rather
+/// than filling the volume and failing halfway with ENOSPC. Files `--reuse` will reuse need no
+/// new space. Filesystems that report no block counts are not checked.
+fn check_free_space(spec: &JobSpec, dir: &Path, region: u64) -> Result<(), Error> {
+    let Ok(st) = nix::sys::statvfs::statvfs(dir) else {
+        return Ok(());
+    };
+    if st.blocks() == 0 {
+        return Ok(());
+    }
+    let avail = st.blocks_available() as u64 * st.fragment_size() as u64;
+    let needed: u64 = (0..spec.job.jobs)
+        .map(|i| {
+            let path = dir.join(format!("pvcheck-bench.{i}"));
+            if spec.reuse && marker_ready(&marker_path(&path), region) {
+                0
+            } else if spec.reuse {
+                // Prefilled again in place: only what it does not already occupy.
+                let have = std::fs::metadata(&path)
+                    .map_or(0, |m| std::os::unix::fs::MetadataExt::blocks(&m) * 512);
+                region.saturating_sub(have)
+            } else {
+                region
+            }
+        })
+        .sum();
+    if needed > avail {
+        return Err(Error::TargetInvalid {
+            path: dir.to_path_buf(),
+            msg: format!(
+                "not enough free space: the job needs {} ({} job(s) × {}), the filesystem has {} available (ENOSPC); use a smaller --size",
+                crate::units::format_size(needed),
+                spec.job.jobs,
+                crate::units::format_size(region),
+                crate::units::format_size(avail)
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Opens (and for a directory, creates) the job files. No data is written yet.
 pub fn open(spec: &JobSpec) -> Result<Prepared, Error> {
     match &spec.target {
@@ -130,6 +171,7 @@ fn open_dir(spec: &JobSpec, dir: &Path) -> Result<Prepared, Error> {
         keep: spec.keep || spec.reuse,
     };
     let region = j.size / j.bs * j.bs;
+    check_free_space(spec, dir, region)?;
     let cannot_create = |path: &Path, source: io::Error| {
         if is_read_only(&source) {
             Error::ReadOnly {

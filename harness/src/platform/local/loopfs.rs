@@ -25,6 +25,12 @@ pub struct LoopBackend {
     mkfs_version: Option<String>,
     /// How the last expansion grew the filesystem (online, or offline and why).
     expansion: Option<String>,
+    /// Whether the loop device reads and writes the image with direct I/O (`losetup
+    /// --direct-io=on`, as the kernel reports it after attaching), so O_DIRECT on the volume
+    /// does not end in the host's page cache. None until attached.
+    direct_io: Option<bool>,
+    /// What was done differently from what was asked, for `Volume::take_warnings`.
+    warnings: Vec<String>,
 }
 
 impl LoopBackend {
@@ -40,6 +46,8 @@ impl LoopBackend {
             effective_options: None,
             mkfs_version: None,
             expansion: None,
+            direct_io: None,
+            warnings: Vec::new(),
         }
     }
 
@@ -125,15 +133,18 @@ impl Backend for LoopBackend {
             let _op = ctx.record(Resource::Loop {
                 image: image.clone(),
             })?;
+            // Direct I/O where the backing filesystem allows it: the kernel falls back to
+            // buffered I/O (and says so in sysfs) where it does not, e.g. on tmpfs.
             let out = sys::run_ok(
                 Command::new("losetup")
-                    .args(["--find", "--show"])
+                    .args(["--find", "--show", "--direct-io=on"])
                     .arg(&image),
                 ctx.step_timeout,
             )?;
             PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
         };
         self.device = Some(dev.clone());
+        self.direct_io = loop_direct_io(&dev);
         let mp = ctx.mount_point.clone();
         {
             let _op = ctx.record(Resource::Mount { path: mp.clone() })?;
@@ -146,7 +157,15 @@ impl Backend for LoopBackend {
                 c.arg("-o").arg(opts.join(","));
             }
             c.arg(&dev).arg(&mp);
-            sys::run_ok(&mut c, ctx.step_timeout)?;
+            let since = super::kernel_log::Mark::now();
+            let name = dev.file_name().map(|n| n.to_string_lossy().into_owned());
+            sys::run_ok(&mut c, ctx.step_timeout).map_err(|e| {
+                super::kernel_log::explain(
+                    e,
+                    &since,
+                    &[name.as_deref().unwrap_or(""), self.spec.fs.as_str()],
+                )
+            })?;
         }
         self.mounted = Some(mp.clone());
         self.effective_options = sys::mount_options(&mp);
@@ -235,6 +254,10 @@ impl Backend for LoopBackend {
                         let o = offline?;
                         remounted?;
                         self.expansion = Some(format!("offline (online resize refused: {online})"));
+                        self.warnings.push(format!(
+                            "grown offline (unmount, e2fsck, resize2fs, mount), not online: the online resize was refused ({})",
+                            first_line(&online.to_string())
+                        ));
                         o
                     }
                     Err(e) => return Err(e),
@@ -322,7 +345,12 @@ impl Backend for LoopBackend {
             "image": self.image,
             "from_snapshot": self.from_snapshot,
             "expansion": self.expansion,
+            "direct_io": self.direct_io,
         })
+    }
+
+    fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
     }
 
     fn location(&self) -> String {
@@ -337,5 +365,22 @@ impl Backend for LoopBackend {
             s.push_str(&format!(" on {}", d.display()));
         }
         s
+    }
+}
+
+/// `/sys/block/loopN/loop/dio`: whether the loop device uses direct I/O on its backing file.
+fn loop_direct_io(dev: &Path) -> Option<bool> {
+    let name = dev.file_name()?.to_string_lossy().into_owned();
+    let v = std::fs::read_to_string(format!("/sys/block/{name}/loop/dio")).ok()?;
+    Some(v.trim() == "1")
+}
+
+/// The first line of an error, without the command's stderr that follows.
+fn first_line(s: &str) -> String {
+    let l = s.lines().next().unwrap_or("").trim();
+    if l.chars().count() > 160 {
+        format!("{}…", l.chars().take(160).collect::<String>())
+    } else {
+        l.to_string()
     }
 }

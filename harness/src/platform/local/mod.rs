@@ -10,6 +10,7 @@
 pub mod backend;
 pub mod dir;
 pub mod flexvolume;
+pub mod kernel_log;
 pub mod loopfs;
 pub mod volume;
 

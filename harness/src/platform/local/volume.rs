@@ -324,20 +324,17 @@ impl Volume for LocalVolume {
                 Some(&self.ctx.volume),
             );
         }
-        let mut s = format!(
-            "volume {} kept: {}",
-            self.ctx.volume,
-            self.backend.location()
-        );
+        // Where the data is; the check adds where its ledgers are (the trial's directory).
+        let mut s = self.backend.location();
         if let Some(d) = &self.attached {
             s.push_str(&format!(", mounted at {}", d.display()));
         }
-        s.push_str(&format!(
-            "; ledgers and acks in {}; remove with `pvcheck cleanup`",
-            self.ctx.work_dir.display()
-        ));
         // Not destroyed: the registry entry keeps it out of the end-of-run removal.
         s
+    }
+
+    fn take_warnings(&mut self) -> Vec<String> {
+        self.backend.take_warnings()
     }
 
     fn destroy(mut self: Box<Self>) -> Result<(), PlatformError> {

@@ -143,7 +143,12 @@ impl FlexBackend {
 
     /// A flexVolume error as the platform reports it: the first line names the class and the call.
     fn err(&self, e: FlexError) -> PlatformError {
-        PlatformError::Other(format!("class {}: {e}", self.class))
+        match e {
+            FlexError::Protocol(_) | FlexError::Kernel { .. } => {
+                PlatformError::Protocol(format!("class {}: {e}", self.class))
+            }
+            e => PlatformError::Other(format!("class {}: {e}", self.class)),
+        }
     }
 
     /// Installs version `i` in the plugin directory (replacing what is there) and runs `init`.

@@ -1,0 +1,165 @@
+//! Standard output of a run goes through a relay thread (fd 1 is a pipe to it):
+//! - a reader that goes away (`pvcheck run | head`) does not kill or panic the run halfway,
+//!   which would leave volumes mounted: the relay stops writing and keeps draining;
+//! - with `--format json`, libtest's events gain what libtest-mimic does not print: the reason
+//!   of an ignored trial (`"message"`, as libtest names it), the category of a failure and a
+//!   passed trial's warnings.
+//!
+//! Installed only where it is needed (JSON, or stdout not a terminal), so colours and the
+//! terminal's width stay as they are in an interactive pretty run.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use serde_json::Value;
+
+/// What the relay adds to a JSON `test` event, by trial name: extra `"key": value` pairs.
+pub type Annotate = Arc<dyn Fn(&str, &str) -> Vec<(String, Value)> + Send + Sync>;
+
+pub struct Relay {
+    saved: OwnedFd,
+    thread: Option<JoinHandle<()>>,
+    marker: String,
+}
+
+impl Relay {
+    /// Redirects fd 1 into the relay. `annotate` is applied to JSON `test` events (name, event).
+    pub fn install(annotate: Option<Annotate>) -> std::io::Result<Relay> {
+        std::io::stdout().flush()?;
+        // Close-on-exec, so the agents and commands a run starts never hold the relay's ends
+        // (fd 1 itself, the pipe's write end after dup2, is inherited as stdout as before).
+        let (r, w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+        let saved = nix::unistd::dup(std::io::stdout()).map_err(std::io::Error::from)?;
+        nix::fcntl::fcntl(
+            &saved,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )
+        .map_err(std::io::Error::from)?;
+        nix::unistd::dup2_stdout(&w).map_err(std::io::Error::from)?;
+        drop(w);
+        let marker = format!("\u{1}pvcheck-relay-end-{}\u{1}", std::process::id());
+        let out = File::from(saved.try_clone()?);
+        let end = marker.clone();
+        let thread = std::thread::spawn(move || relay(File::from(r), out, &end, annotate));
+        Ok(Relay {
+            saved,
+            thread: Some(thread),
+            marker,
+        })
+    }
+
+    /// Lets everything written so far through and puts fd 1 back.
+    pub fn finish(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let Some(t) = self.thread.take() else { return };
+        let mut so = std::io::stdout().lock();
+        let _ = so.flush();
+        let _ = writeln!(so, "{}", self.marker);
+        let _ = so.flush();
+        drop(so);
+        let _ = t.join();
+        let _ = nix::unistd::dup2_stdout(&self.saved);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn relay(from: File, mut to: File, marker: &str, annotate: Option<Annotate>) {
+    let mut reader = BufReader::new(from);
+    let mut line = Vec::new();
+    let mut closed = false;
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let text = String::from_utf8_lossy(&line);
+        if text.trim_end_matches('\n') == marker {
+            return;
+        }
+        if closed {
+            continue; // keep draining, so writers never block or fail
+        }
+        let out = match &annotate {
+            Some(a) => annotated(&text, a.as_ref()),
+            None => None,
+        };
+        let written = match out {
+            Some(s) => to.write_all(s.as_bytes()),
+            None => to.write_all(&line),
+        };
+        if written.is_err() {
+            closed = true;
+        }
+    }
+}
+
+/// A JSON `test` event with the annotations added before its closing brace, keeping the rest
+/// of the line byte for byte (libtest's field order).
+fn annotated(
+    line: &str,
+    a: &(dyn Fn(&str, &str) -> Vec<(String, Value)> + Send + Sync),
+) -> Option<String> {
+    let v: Value = serde_json::from_str(line.trim()).ok()?;
+    if v.get("type")?.as_str()? != "test" {
+        return None;
+    }
+    let name = v.get("name")?.as_str()?;
+    let event = v.get("event")?.as_str()?;
+    let extra = a(name, event);
+    if extra.is_empty() {
+        return None;
+    }
+    let body = line.trim_end();
+    let body = body.strip_suffix('}')?.trim_end();
+    let mut s = body.to_string();
+    for (k, v) in extra {
+        s.push_str(&format!(", {}: {}", Value::String(k), v));
+    }
+    s.push_str(" }\n");
+    Some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ignored_event_gains_its_reason_and_keeps_its_fields() {
+        let a = |name: &str, event: &str| {
+            assert_eq!((name, event), ("c::snapshot", "ignored"));
+            vec![(
+                "message".to_string(),
+                Value::from("capability `snapshot` is off"),
+            )]
+        };
+        let out = annotated(
+            "{ \"type\": \"test\", \"name\": \"c::snapshot\", \"event\": \"ignored\" }\n",
+            &a,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "{ \"type\": \"test\", \"name\": \"c::snapshot\", \"event\": \"ignored\", \"message\": \"capability `snapshot` is off\" }\n"
+        );
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["event"], "ignored");
+        let none = |_: &str, _: &str| Vec::new();
+        assert_eq!(
+            annotated("{ \"type\": \"suite\", \"event\": \"started\" }", &none),
+            None
+        );
+    }
+}

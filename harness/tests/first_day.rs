@@ -431,6 +431,63 @@ fn finding_6_loop_classes_use_direct_io_and_record_it() {
         Value::from(backing_takes_odirect),
         "{vol}"
     );
+
+    // On a filesystem that refuses direct I/O (ramfs) the loop device is attached buffered,
+    // the fingerprint says so, and the speed figures carry the warning.
+    let ram = env.scratch.path().join("ramfs");
+    std::fs::create_dir(&ram).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "ramfs", "ramfs"])
+        .arg(&ram)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(ram.clone());
+    let env = Env::new();
+    let f = write(
+        &env,
+        "ram.yaml",
+        &format!(
+            "classes:\n  - name: ram\n    local: {{ loop: {{ fs: ext4, size: 256MiB, image_dir: {} }} }}\n",
+            ram.display()
+        ),
+    );
+    let out = env.run(&[
+        "--classes",
+        &f,
+        "--exact",
+        "ram::speed::randread-4k-qd1",
+        "--speed-size",
+        "16MiB",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let r = env.result();
+    assert_eq!(
+        r["environment"]["classes"]["ram"]["volume"]["direct_io"],
+        false
+    );
+    let t = trial(&r, "ram::speed::randread-4k-qd1");
+    assert!(
+        t["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("could not use direct I/O")),
+        "{t}"
+    );
+    assert!(env.leftovers().is_empty(), "{:?}", env.leftovers());
 }
 
 trait DirectProbe {

@@ -817,6 +817,20 @@ fn finding_10_list_into_a_closed_pipe_ends_quietly_and_ends_with_a_count() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    // A run whose reader goes away (`pvcheck run | head -1`) finishes its work, cleans up and
+    // writes its result instead of dying halfway on a broken pipe.
+    let env = Env::new();
+    let mut child = env
+        .run_cmd(&["tmpfs::", "--skip", "speed"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(env.result()["summary"]["passed"], 5);
+    assert!(env.leftovers().is_empty(), "{:?}", env.leftovers());
     let out = env.run(&["tmpfs::", "--list"]);
     let so = stdout(&out);
     assert!(so.ends_with("\n17 tests, 0 benchmarks\n"), "{so}");

@@ -21,6 +21,25 @@ pub type AnnotateFn = dyn Fn(&str, &str) -> Vec<(String, Value)> + Send + Sync;
 /// [`AnnotateFn`], shared with the relay thread.
 pub type Annotate = Arc<AnnotateFn>;
 
+/// The relay of this process, so an interrupted run (which exits from the signal thread) still
+/// lets through what libtest printed before it.
+static INSTALLED: std::sync::Mutex<Option<Relay>> = std::sync::Mutex::new(None);
+
+/// Installs the relay for the process (see [`Relay::install`]); [`finish`] ends it.
+pub fn install(annotate: Option<Annotate>) -> std::io::Result<()> {
+    let r = Relay::install(annotate)?;
+    *INSTALLED.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+    Ok(())
+}
+
+/// Lets everything written so far through and puts fd 1 back (nothing when none is installed).
+pub fn finish() {
+    let r = INSTALLED.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(r) = r {
+        r.finish();
+    }
+}
+
 pub struct Relay {
     saved: OwnedFd,
     thread: Option<JoinHandle<()>>,

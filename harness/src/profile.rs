@@ -67,9 +67,4 @@ impl Profile {
         };
         data + room
     }
-    /// The largest volume a check of this profile asks for: what a class must offer.
-    pub fn largest_volume(self, speed_size: Option<u64>) -> u64 {
-        let integrity = self.dataset_bytes() + self.dataset_bytes() / 4 + (8 << 20);
-        integrity.max(self.speed_bytes_with(speed_size))
-    }
 }

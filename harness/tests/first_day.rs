@@ -431,6 +431,63 @@ fn finding_6_loop_classes_use_direct_io_and_record_it() {
         Value::from(backing_takes_odirect),
         "{vol}"
     );
+
+    // On a filesystem that refuses direct I/O (ramfs) the loop device is attached buffered,
+    // the fingerprint says so, and the speed figures carry the warning.
+    let ram = env.scratch.path().join("ramfs");
+    std::fs::create_dir(&ram).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "ramfs", "ramfs"])
+        .arg(&ram)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(ram.clone());
+    let env = Env::new();
+    let f = write(
+        &env,
+        "ram.yaml",
+        &format!(
+            "classes:\n  - name: ram\n    local: {{ loop: {{ fs: ext4, size: 256MiB, image_dir: {} }} }}\n",
+            ram.display()
+        ),
+    );
+    let out = env.run(&[
+        "--classes",
+        &f,
+        "--exact",
+        "ram::speed::randread-4k-qd1",
+        "--speed-size",
+        "16MiB",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let r = env.result();
+    assert_eq!(
+        r["environment"]["classes"]["ram"]["volume"]["direct_io"],
+        false
+    );
+    let t = trial(&r, "ram::speed::randread-4k-qd1");
+    assert!(
+        t["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("could not use direct I/O")),
+        "{t}"
+    );
+    assert!(env.leftovers().is_empty(), "{:?}", env.leftovers());
 }
 
 trait DirectProbe {
@@ -760,6 +817,20 @@ fn finding_10_list_into_a_closed_pipe_ends_quietly_and_ends_with_a_count() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    // A run whose reader goes away (`pvcheck run | head -1`) finishes its work, cleans up and
+    // writes its result instead of dying halfway on a broken pipe.
+    let env = Env::new();
+    let mut child = env
+        .run_cmd(&["tmpfs::", "--skip", "speed"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(env.result()["summary"]["passed"], 5);
+    assert!(env.leftovers().is_empty(), "{:?}", env.leftovers());
     let out = env.run(&["tmpfs::", "--list"]);
     let so = stdout(&out);
     assert!(so.ends_with("\n17 tests, 0 benchmarks\n"), "{so}");

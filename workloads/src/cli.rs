@@ -94,6 +94,29 @@ mod tests {
         assert!(line.contains("no unit"), "{line}");
     }
 
+    /// Issue 15 (finding 13): a user running the agent by hand reads `--help`; a flag without
+    /// a line of help is a flag nobody can use correctly.
+    #[test]
+    fn every_flag_of_every_subcommand_has_help_text() {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        let mut missing = Vec::new();
+        for sub in cmd.get_subcommands() {
+            for arg in sub.get_arguments() {
+                if arg.get_id() == "help" || arg.get_id() == "version" {
+                    continue;
+                }
+                if arg
+                    .get_help()
+                    .is_none_or(|h| h.to_string().trim().is_empty())
+                {
+                    missing.push(format!("{} --{}", sub.get_name(), arg.get_id()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "flags without help: {missing:?}");
+    }
+
     /// The hint clap prints on its own line (possible values) stays in the one line.
     #[test]
     fn usage_error_keeps_the_possible_values() {

@@ -233,6 +233,10 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
+/// The largest integer a double-precision JSON reader (jq, JavaScript, many dashboards) reads
+/// exactly: 2^53 - 1. Seeds and volume ids that users copy back are drawn or derived below it.
+pub const JSON_SAFE_MAX: u64 = (1 << 53) - 1;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,7 +306,3 @@ mod tests {
         assert_eq!(s.0, 1 << 30);
     }
 }
-
-/// The largest integer a double-precision JSON reader (jq, JavaScript, many dashboards) reads
-/// exactly: 2^53 - 1. Seeds and volume ids that users copy back are drawn or derived below it.
-pub const JSON_SAFE_MAX: u64 = (1 << 53) - 1;

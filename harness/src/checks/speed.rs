@@ -96,7 +96,16 @@ pub fn check(ctx: &CheckCtx, workload: &str) -> Result<Verdict, Failure> {
     let Some((vol, pod)) = guard.get_mut(ctx.class.name()) else {
         return Err(Failure::new("speed volume vanished"));
     };
-    ctx.data.lock().unwrap_or_else(|e| e.into_inner()).volume = Some(vol.fingerprint());
+    let fp = vol.fingerprint();
+    if fp.get("direct_io") == Some(&Value::Bool(false)) {
+        // O_DIRECT on the volume ends in the loop device, which then goes through the host's
+        // page cache: the figures may be the host's memory, not the storage.
+        ctx.warn(
+            "the loop device could not use direct I/O on its image (the backing filesystem refused it): \
+             O_DIRECT reads may be served from the host's page cache",
+        );
+    }
+    ctx.data.lock().unwrap_or_else(|e| e.into_inner()).volume = Some(fp);
     let cap = pod.capacity()?;
     if cap.available_bytes < ctx.speed_volume_bytes() {
         return Err(Failure::setup(format!(
@@ -138,7 +147,8 @@ pub fn check(ctx: &CheckCtx, workload: &str) -> Result<Verdict, Failure> {
             .flatten()
             .filter_map(Value::as_str)
         {
-            ctx.warn(w);
+            // The agent's advice names its own flag; through pvcheck it is --speed-size.
+            ctx.warn(w.replace("use a larger --size", "use a larger --speed-size"));
         }
     }
     if out.code != Some(0) {

@@ -349,3 +349,92 @@ pub fn speed_figures(metrics: &Value) -> Option<(f64, f64, f64)> {
         f64_at(b, &["lat_ns", "p99"])?,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::results::FailureRecord;
+
+    fn t(class: &str, check: &str, status: Status) -> TrialResult {
+        TrialResult {
+            name: format!("{class}::{check}"),
+            class: class.into(),
+            check: check.into(),
+            status,
+            started: "2026-11-28T00:00:00.000Z".into(),
+            duration_s: 0.5,
+            metrics: serde_json::json!({}),
+            warnings: Vec::new(),
+            ignored_reason: (status == Status::Ignored).then(|| "mkfs.xfs is not installed".into()),
+            failure: (status == Status::Failed).then(|| FailureRecord {
+                category: FailureCategory::Setup,
+                message: "`mount` failed (exit 32): bad option".into(),
+                details: serde_json::Value::Null,
+            }),
+        }
+    }
+
+    /// A class this machine cannot run is one line, not a table of identical reasons.
+    #[test]
+    fn a_class_ignored_for_one_reason_is_one_line() {
+        let trials = vec![
+            t("xfs-loop", "provision", Status::Ignored),
+            t("xfs-loop", "speed::metadata", Status::Ignored),
+        ];
+        let out = render(&trials, "ab12cd34");
+        assert_eq!(
+            out.trim(),
+            "xfs-loop: all 2 trial(s) ignored: mkfs.xfs is not installed"
+        );
+    }
+
+    /// Only `data` may read as damaged data; no rule between rows; speed columns only for speed.
+    #[test]
+    fn a_setup_failure_does_not_say_integrity_failed_and_rows_have_no_rules() {
+        let mut speed = t("c", "speed::metadata", Status::Passed);
+        speed.metrics = serde_json::json!({ "bench": { "iops": 5000.0, "bw_bytes": 1.0, "lat_ns": { "p99": 2000.0 }, "metadata": {} } });
+        let mut fsync = t("c", "speed::fsync-latency", Status::Passed);
+        fsync.metrics = serde_json::json!({ "bench": { "iops": 900.0, "bw_bytes": 2e6, "lat_ns": { "p99": 1.5e6 } } });
+        fsync.warnings = vec!["fdatasync p99 is 1.5 ms".into()];
+        let trials = vec![
+            t("c", "provision", Status::Failed),
+            t("c", "integrity::recreate", Status::Failed),
+            t("c", "expand", Status::Passed),
+            speed,
+            fsync,
+        ];
+        let out = render(&trials, "ab12cd34");
+        assert!(!out.contains("integrity FAILED"), "{out}");
+        assert!(
+            out.contains(
+                "c: FAILED, not a data problem: setup failure: provision, integrity::recreate"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("FAILED (setup): `mount` failed"), "{out}");
+        assert!(
+            out.contains("error ×2 (provision, integrity::recreate)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("5000 ops/s") && out.contains("1.50 ms fdatasync"),
+            "{out}"
+        );
+        assert!(
+            out.contains("ok, 1 warning") && out.contains("warning (speed::fsync-latency)"),
+            "{out}"
+        );
+        // One separator line per table (under the header), none between rows.
+        let rules = out
+            .lines()
+            .filter(|l| l.trim_start().starts_with("---"))
+            .count();
+        assert_eq!(rules, 2, "{out}");
+        // The checks table has no speed columns.
+        let checks_header = out
+            .lines()
+            .find(|l| l.contains("check") && l.contains("status"))
+            .unwrap();
+        assert!(!checks_header.contains("MiB/s"), "{checks_header}");
+    }
+}

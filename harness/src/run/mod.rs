@@ -589,6 +589,7 @@ fn run_trials(opts: &RunOptions, run: RunPlan) -> Result<FinishedRun, u8> {
             );
             ctx.registry.close(std::time::Duration::from_secs(30));
             let (path, problems, _) = finish(true);
+            stdout_relay::finish();
             for p in &problems {
                 eprintln!("pvcheck: {p}");
             }
@@ -608,7 +609,7 @@ fn run_trials(opts: &RunOptions, run: RunPlan) -> Result<FinishedRun, u8> {
         .into_iter()
         .map(|p| trial(p, Some(ctx.clone())))
         .collect();
-    let relay = start_relay(&args, &ctx);
+    start_relay(&args, &ctx);
     let _conclusion = libtest_mimic::run(&args, trials);
     if signals::interrupted() {
         // The signal thread is cleaning up and will exit with 130.
@@ -644,9 +645,7 @@ fn conclude(_opts: &RunOptions, run: FinishedRun) -> u8 {
     } else if matches!(args.format, Some(libtest_mimic::FormatSetting::Terse)) || args.quiet {
         print!("{}", terse::render(&all));
     }
-    if let Some(r) = relay {
-        r.finish();
-    }
+    stdout_relay::finish();
     for k in ctx.kept.lock().unwrap_or_else(|e| e.into_inner()).iter() {
         eprintln!("pvcheck: {}", k.message);
     }
@@ -694,11 +693,11 @@ fn conclude(_opts: &RunOptions, run: FinishedRun) -> u8 {
 /// The stdout relay (see [`stdout_relay`]): with `--format json` always (to add ignore reasons,
 /// categories and warnings to the events), otherwise only when stdout is not a terminal (a
 /// closed pipe must not end the run halfway).
-fn start_relay(args: &Arguments, ctx: &Arc<RunCtx>) -> Option<stdout_relay::Relay> {
+fn start_relay(args: &Arguments, ctx: &Arc<RunCtx>) {
     use std::io::IsTerminal;
     let json = matches!(args.format, Some(libtest_mimic::FormatSetting::Json));
     if !json && std::io::stdout().is_terminal() {
-        return None;
+        return;
     }
     let annotate: Option<stdout_relay::Annotate> = json.then(|| {
         let ctx = ctx.clone();
@@ -722,12 +721,8 @@ fn start_relay(args: &Arguments, ctx: &Arc<RunCtx>) -> Option<stdout_relay::Rela
         });
         a
     });
-    match stdout_relay::Relay::install(annotate) {
-        Ok(r) => Some(r),
-        Err(e) => {
-            eprintln!("pvcheck: cannot relay standard output ({e}); printing directly");
-            None
-        }
+    if let Err(e) = stdout_relay::install(annotate) {
+        eprintln!("pvcheck: cannot relay standard output ({e}); printing directly");
     }
 }
 

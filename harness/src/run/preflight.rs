@@ -141,7 +141,7 @@ fn first_program(cmd: &str) -> Option<String> {
     let first = cmd
         .split(|c: char| c.is_whitespace() || matches!(c, ';' | '|' | '&'))
         .filter(|w| !w.is_empty())
-        .find(|w| !(w.contains('=') && !w.starts_with('=')))?;
+        .find(|w| !w.contains('=') || w.starts_with('='))?;
     if first.starts_with(['(', '{', '$', '"', '\'', '`', '!', '<', '>'])
         || matches!(
             first,
@@ -232,7 +232,7 @@ pub fn class_size(
             if let Ok(st) = nix::sys::statvfs::statvfs(probe)
                 && st.blocks() > 0
             {
-                let avail = st.blocks_available() as u64 * st.fragment_size() as u64;
+                let avail = st.blocks_available() * st.fragment_size();
                 if avail < need {
                     return Err(format!(
                         "class {}: {} has {} free; profile {} needs {} for {what}: free space there, or use {}",

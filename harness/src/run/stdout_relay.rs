@@ -16,8 +16,29 @@ use std::thread::JoinHandle;
 
 use serde_json::Value;
 
-/// What the relay adds to a JSON `test` event, by trial name: extra `"key": value` pairs.
-pub type Annotate = Arc<dyn Fn(&str, &str) -> Vec<(String, Value)> + Send + Sync>;
+/// What the relay adds to a JSON `test` event (trial name, event): extra `"key": value` pairs.
+pub type AnnotateFn = dyn Fn(&str, &str) -> Vec<(String, Value)> + Send + Sync;
+/// [`AnnotateFn`], shared with the relay thread.
+pub type Annotate = Arc<AnnotateFn>;
+
+/// The relay of this process, so an interrupted run (which exits from the signal thread) still
+/// lets through what libtest printed before it.
+static INSTALLED: std::sync::Mutex<Option<Relay>> = std::sync::Mutex::new(None);
+
+/// Installs the relay for the process (see [`Relay::install`]); [`finish`] ends it.
+pub fn install(annotate: Option<Annotate>) -> std::io::Result<()> {
+    let r = Relay::install(annotate)?;
+    *INSTALLED.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+    Ok(())
+}
+
+/// Lets everything written so far through and puts fd 1 back (nothing when none is installed).
+pub fn finish() {
+    let r = INSTALLED.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(r) = r {
+        r.finish();
+    }
+}
 
 pub struct Relay {
     saved: OwnedFd,
@@ -108,10 +129,7 @@ fn relay(from: File, mut to: File, marker: &str, annotate: Option<Annotate>) {
 
 /// A JSON `test` event with the annotations added before its closing brace, keeping the rest
 /// of the line byte for byte (libtest's field order).
-fn annotated(
-    line: &str,
-    a: &(dyn Fn(&str, &str) -> Vec<(String, Value)> + Send + Sync),
-) -> Option<String> {
+fn annotated(line: &str, a: &AnnotateFn) -> Option<String> {
     let v: Value = serde_json::from_str(line.trim()).ok()?;
     if v.get("type")?.as_str()? != "test" {
         return None;

@@ -111,7 +111,7 @@ fn check_free_space(spec: &JobSpec, dir: &Path, region: u64) -> Result<(), Error
     if st.blocks() == 0 {
         return Ok(());
     }
-    let avail = st.blocks_available() as u64 * st.fragment_size() as u64;
+    let avail = st.blocks_available() * st.fragment_size();
     let needed: u64 = (0..spec.job.jobs)
         .map(|i| {
             let path = dir.join(format!("pvcheck-bench.{i}"));

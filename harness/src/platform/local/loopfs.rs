@@ -133,14 +133,25 @@ impl Backend for LoopBackend {
             let _op = ctx.record(Resource::Loop {
                 image: image.clone(),
             })?;
-            // Direct I/O where the backing filesystem allows it: the kernel falls back to
-            // buffered I/O (and says so in sysfs) where it does not, e.g. on tmpfs.
-            let out = sys::run_ok(
-                Command::new("losetup")
-                    .args(["--find", "--show", "--direct-io=on"])
-                    .arg(&image),
-                ctx.step_timeout,
-            )?;
+            // Direct I/O where the backing filesystem allows it, so O_DIRECT on the volume
+            // does not end in the host's page cache. Where it does not (ramfs, some network
+            // filesystems) losetup refuses the device altogether: attach it buffered then;
+            // sysfs says which it got, and the fingerprint and speed trials say so.
+            let attach = |direct: bool| {
+                let mut c = Command::new("losetup");
+                c.args(["--find", "--show"]);
+                if direct {
+                    c.arg("--direct-io=on");
+                }
+                sys::run_ok(c.arg(&image), ctx.step_timeout)
+            };
+            let out = match attach(true) {
+                Ok(o) => o,
+                Err(PlatformError::Command { .. }) if sys::loop_devices_of(&image).is_empty() => {
+                    attach(false)?
+                }
+                Err(e) => return Err(e),
+            };
             PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
         };
         self.device = Some(dev.clone());

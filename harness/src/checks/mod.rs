@@ -86,7 +86,7 @@ impl Check {
                 .position(|c| matches!(c, Check::Speed(_) | Check::Cleanup))
                 .unwrap_or(v.len());
             let calls =
-                crate::platform::local::flexvolume::Call::ALL.map(|c| Check::Flexvolume(c.name()));
+                crate::platform::local::flexvolume::Call::CHECKED.map(|c| Check::Flexvolume(c.name()));
             v.splice(at..at, calls);
         }
         v
@@ -163,6 +163,8 @@ pub struct TrialData {
     pub metrics: serde_json::Map<String, serde_json::Value>,
     /// Fingerprint of the (first) volume the check used.
     pub volume: Option<serde_json::Value>,
+    /// What the trial noticed that is no failure (becomes `TrialResult.warnings`).
+    pub warnings: Vec<String>,
 }
 
 /// Everything a check needs.
@@ -204,6 +206,15 @@ impl CheckCtx {
 
     pub fn agent_timeout(&self) -> Duration {
         self.class.timeouts.agent.0
+    }
+
+    /// Records a warning for this trial (once: a repeated warning is dropped).
+    pub fn warn(&self, msg: impl Into<String>) {
+        let msg = msg.into();
+        let mut d = self.data.lock().unwrap_or_else(|e| e.into_inner());
+        if !d.warnings.contains(&msg) {
+            d.warnings.push(msg);
+        }
     }
 
     pub fn metric(&self, key: &str, value: serde_json::Value) {
@@ -251,9 +262,12 @@ impl CheckCtx {
     /// Destroys `vol` after `result`, or keeps it when `result` failed and --keep-on-failure is set.
     pub fn finish_volume<T>(
         &self,
-        vol: Box<dyn Volume>,
+        mut vol: Box<dyn Volume>,
         result: Result<T, Failure>,
     ) -> Result<T, Failure> {
+        for w in vol.take_warnings() {
+            self.warn(w);
+        }
         match result {
             Err(mut failure) if self.keep_on_failure => {
                 let where_ = vol.keep();

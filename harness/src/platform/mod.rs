@@ -130,6 +130,11 @@ pub enum ProtocolOutcome {
     Passed(String),
     /// The call is never made for this driver (e.g. attach when init says attach: false).
     NotApplicable(String),
+    /// Passed, with what the platform tolerates but noticed (each a line).
+    Warned {
+        summary: String,
+        warnings: Vec<String>,
+    },
 }
 
 /// One provisioned volume.
@@ -161,6 +166,11 @@ pub trait Volume: Send {
     fn keep(self: Box<Self>) -> String;
     /// Removes everything the volume consists of.
     fn destroy(self: Box<Self>) -> Result<(), PlatformError>;
+    /// What the volume noticed since the last call that its platform tolerates but a driver
+    /// author should hear about (drained: each warning is returned once).
+    fn take_warnings(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A place where the agent runs with the volume mounted.

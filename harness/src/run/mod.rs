@@ -146,6 +146,7 @@ fn run_trial(ctx: &RunCtx, p: &Planned, name: &str) -> Result<Completion, Failed
             metrics: serde_json::Value::Object(data.metrics),
             ignored_reason: reason,
             failure,
+            warnings: data.warnings,
         });
     };
     if let Some(reason) = &p.ignore {
@@ -360,6 +361,7 @@ pub fn execute(opts: RunOptions) -> u8 {
                         metrics: serde_json::Value::Object(Default::default()),
                         ignored_reason: None,
                         failure: None,
+                        warnings: Vec::new(),
                     });
                 }
             }

@@ -208,7 +208,7 @@ fn zoo_malformed_json_fails_upgrade_with_a_protocol_violation_in_mountdevice() {
     let (_s, r) = upgrade_with("malformed-json", "");
     let (_, msg) = failed_upgrade(&r);
     assert!(
-        msg.contains("class zoo: flexVolume protocol violation in mountdevice: stdout is not JSON"),
+        msg.contains("class zoo: flexVolume protocol violation in mountdevice: the output is not JSON"),
         "{msg}"
     );
     assert!(msg.contains("stdout: {\"status\": \"Success\""), "{msg}");
@@ -255,7 +255,7 @@ fn protocol_trials_fail_only_the_broken_call() {
     let s = Scratch::new("e2e-protocol");
     let r = run(&s, &s.zoo("malformed-json"), None, "", "zoo::flexvolume::");
     assert_eq!(r.code, Some(1), "{}", r.stdout);
-    for call in ["init", "attach", "waitforattach", "isattached"] {
+    for call in ["init", "getvolumename", "attach", "waitforattach", "isattached"] {
         assert_eq!(
             r.trial(&format!("zoo::flexvolume::{call}"))["status"],
             "passed",
@@ -270,7 +270,7 @@ fn protocol_trials_fail_only_the_broken_call() {
         let msg = t["failure"]["message"].as_str().unwrap_or_default();
         assert!(
             msg.starts_with(
-                "class zoo: flexVolume protocol violation in mountdevice: stdout is not JSON"
+                "class zoo: flexVolume protocol violation in mountdevice: the output is not JSON"
             ),
             "{call}: {msg}"
         );

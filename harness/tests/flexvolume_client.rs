@@ -255,12 +255,16 @@ fn replies_kubelet_refuses_are_named() {
             r#"echo '{"status":"Success","capabilities":{}}{"status":"Success"}'"#,
             |b| matches!(b, Breach::NotJson { stderr: None, .. }),
         ),
-        ("nullcaps", r#"echo '{"status":"Success","capabilities":null}'"#, |b| {
-            matches!(b, Breach::NullCapabilities)
-        }),
-        ("badtype", r#"echo '{"status":"Success","capabilities":{"attach":"yes"}}'"#, |b| {
-            matches!(b, Breach::FieldType { .. })
-        }),
+        (
+            "nullcaps",
+            r#"echo '{"status":"Success","capabilities":null}'"#,
+            |b| matches!(b, Breach::NullCapabilities),
+        ),
+        (
+            "badtype",
+            r#"echo '{"status":"Success","capabilities":{"attach":"yes"}}'"#,
+            |b| matches!(b, Breach::FieldType { .. }),
+        ),
         ("empty", "exit 0", |b| matches!(b, Breach::NotJson { .. })),
     ];
     for (name, body, ok) in cases {
@@ -271,7 +275,11 @@ fn replies_kubelet_refuses_are_named() {
         assert!(ok(&v.breach), "{name}: {e}");
     }
     // A status other than Success and Not supported is a failed call, named with its status.
-    let e = setup_err(&s, &s.script("ok", r#"echo '{"status":"OK"}'"#), Timeouts::default());
+    let e = setup_err(
+        &s,
+        &s.script("ok", r#"echo '{"status":"OK"}'"#),
+        Timeouts::default(),
+    );
     assert!(
         matches!(&e, FlexError::Failed { status, .. } if status == "\"OK\""),
         "{e}"

@@ -208,7 +208,9 @@ fn zoo_malformed_json_fails_upgrade_with_a_protocol_violation_in_mountdevice() {
     let (_s, r) = upgrade_with("malformed-json", "");
     let (_, msg) = failed_upgrade(&r);
     assert!(
-        msg.contains("class zoo: flexVolume protocol violation in mountdevice: the output is not JSON"),
+        msg.contains(
+            "class zoo: flexVolume protocol violation in mountdevice: the output is not JSON"
+        ),
         "{msg}"
     );
     assert!(msg.contains("stdout: {\"status\": \"Success\""), "{msg}");
@@ -255,7 +257,13 @@ fn protocol_trials_fail_only_the_broken_call() {
     let s = Scratch::new("e2e-protocol");
     let r = run(&s, &s.zoo("malformed-json"), None, "", "zoo::flexvolume::");
     assert_eq!(r.code, Some(1), "{}", r.stdout);
-    for call in ["init", "getvolumename", "attach", "waitforattach", "isattached"] {
+    for call in [
+        "init",
+        "getvolumename",
+        "attach",
+        "waitforattach",
+        "isattached",
+    ] {
         assert_eq!(
             r.trial(&format!("zoo::flexvolume::{call}"))["status"],
             "passed",
@@ -485,7 +493,10 @@ fn upstream_style_drivers_pass_every_check_with_their_warnings_listed() {
         r.stdout,
         r.stderr
     );
-    let trials = r.result.as_ref().unwrap()["trials"].as_array().unwrap().clone();
+    let trials = r.result.as_ref().unwrap()["trials"]
+        .as_array()
+        .unwrap()
+        .clone();
     for t in &trials {
         let name = t["name"].as_str().unwrap();
         let status = t["status"].as_str().unwrap();

@@ -170,7 +170,11 @@ pub fn upstream_zoo_text(base: &str, variant: &str) -> String {
         .strip_suffix("main \"$@\"")
         .expect("the upstream-style drivers end with main \"$@\"");
     let libs = if base == "lvm" {
-        format!("{}\n{}\n", fixture("zoo-damage.sh"), fixture("lvm-zoo-lib.sh"))
+        format!(
+            "{}\n{}\n",
+            fixture("zoo-damage.sh"),
+            fixture("lvm-zoo-lib.sh")
+        )
     } else {
         String::new()
     };

@@ -52,7 +52,9 @@ pub fn applies(call: Call, attach: bool) -> Result<(), String> {
         ));
     }
     if matches!(call, Call::ExpandVolume | Call::ExpandFs) {
-        return Err(format!("{call} is not checked: flexVolume classes have no expansion"));
+        return Err(format!(
+            "{call} is not checked: flexVolume classes have no expansion"
+        ));
     }
     Ok(())
 }
@@ -115,7 +117,11 @@ pub fn check(call: Call, subject: &Subject<'_>) -> Result<Verdict, FlexError> {
     if call == Call::Init {
         return Ok(Verdict::Passed(format!(
             "capabilities: attach {}, selinuxRelabel {}, fsGroup {}, supportsMetrics {}, requiresFSResize {}",
-            caps.attach, caps.selinux_relabel, caps.fs_group, caps.supports_metrics, caps.requires_fs_resize
+            caps.attach,
+            caps.selinux_relabel,
+            caps.fs_group,
+            caps.supports_metrics,
+            caps.requires_fs_resize
         )));
     }
     if let Err(reason) = applies(call, caps.attach) {
@@ -153,8 +159,12 @@ pub fn check(call: Call, subject: &Subject<'_>) -> Result<Verdict, FlexError> {
             let note = match call {
                 Call::MountDevice => {
                     let first = match mounted.device_mount {
-                        Some(MountedBy::KubeletDefault) => "Not supported: kubelet formatted and mounted the device",
-                        Some(MountedBy::Nothing) => "Not supported and no device: kubelet mounted nothing",
+                        Some(MountedBy::KubeletDefault) => {
+                            "Not supported: kubelet formatted and mounted the device"
+                        }
+                        Some(MountedBy::Nothing) => {
+                            "Not supported and no device: kubelet mounted nothing"
+                        }
                         _ => "Success",
                     };
                     // A restarted kubelet sets the volume up again; it calls mountdevice only
@@ -162,22 +172,32 @@ pub fn check(call: Call, subject: &Subject<'_>) -> Result<Verdict, FlexError> {
                     restart();
                     let global = mounted.global_dir.as_deref().expect("attachable");
                     let again = match kubelet.mount_device(global, mounted.device.as_deref())? {
-                        MountedBy::AlreadyMounted => "after a kubelet restart the directory is a mount point, so kubelet does not call it again",
-                        _ => "after a kubelet restart, called again on the mounted directory: one mount",
+                        MountedBy::AlreadyMounted => {
+                            "after a kubelet restart the directory is a mount point, so kubelet does not call it again"
+                        }
+                        _ => {
+                            "after a kubelet restart, called again on the mounted directory: one mount"
+                        }
                     };
                     format!("{first}; {again}")
                 }
                 Call::Mount => {
                     let first = match mounted.pod_mount {
-                        Some(MountedBy::KubeletDefault) => "Not supported: kubelet bind-mounted the device mount path",
+                        Some(MountedBy::KubeletDefault) => {
+                            "Not supported: kubelet bind-mounted the device mount path"
+                        }
                         _ => "Success",
                     };
                     restart();
                     let mut again_m = mounted.clone();
                     kubelet.mount(&mut again_m, &pod)?;
                     let again = match again_m.pod_mount {
-                        Some(MountedBy::AlreadyMounted) => "after a kubelet restart the directory is a mount point, so kubelet does not call it again",
-                        _ => "after a kubelet restart, called again on the mounted directory: still one mount",
+                        Some(MountedBy::AlreadyMounted) => {
+                            "after a kubelet restart the directory is a mount point, so kubelet does not call it again"
+                        }
+                        _ => {
+                            "after a kubelet restart, called again on the mounted directory: still one mount"
+                        }
                     };
                     super::kubelet::check_single_mount(call, &mounted.pod_dir)?;
                     format!("{first}; {again}")
@@ -190,7 +210,9 @@ pub fn check(call: Call, subject: &Subject<'_>) -> Result<Verdict, FlexError> {
                     // it down again, calling unmount on an unmounted directory.
                     restart();
                     kubelet.unmount(&mounted.pod_dir)?;
-                    format!("{first}; after a kubelet restart, unmount of the unmounted directory: Success, nothing mounted")
+                    format!(
+                        "{first}; after a kubelet restart, unmount of the unmounted directory: Success, nothing mounted"
+                    )
                 }
                 Call::UnmountDevice => {
                     let global = mounted.global_dir.as_deref().expect("attachable");
@@ -198,7 +220,9 @@ pub fn check(call: Call, subject: &Subject<'_>) -> Result<Verdict, FlexError> {
                     let from = driver.transcript().len();
                     kubelet.unmount_device(global)?;
                     let first = answered(driver, call, from);
-                    format!("{first}; nothing mounted (kubelet does not call it again on an unmounted directory)")
+                    format!(
+                        "{first}; nothing mounted (kubelet does not call it again on an unmounted directory)"
+                    )
                 }
                 _ => {
                     scratch.mounted = None;

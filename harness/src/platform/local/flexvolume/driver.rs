@@ -282,7 +282,12 @@ impl Driver {
     }
 
     /// A call that must succeed: "Not supported" becomes an error (`init`, which kubelet needs).
-    pub fn call_ok(&self, call: Call, args: &[String], masker: &Masker) -> Result<Reply, FlexError> {
+    pub fn call_ok(
+        &self,
+        call: Call,
+        args: &[String],
+        masker: &Masker,
+    ) -> Result<Reply, FlexError> {
         match self.call(call, args, masker)? {
             Answer::Success(r) => Ok(r),
             Answer::NotSupported => {

@@ -86,7 +86,9 @@ pub enum FlexError {
     Protocol(Box<ProtocolViolation>),
     /// A well-formed reply kubelet fails the call on: status Failure, or any status other than
     /// Success and Not supported (or a Not supported kubelet has no default for).
-    #[error("flexVolume {call} answered {status}: {message}\n  command: {command}\n  ended: {exit}")]
+    #[error(
+        "flexVolume {call} answered {status}: {message}\n  command: {command}\n  ended: {exit}"
+    )]
     Failed {
         call: Call,
         /// The status as written, quoted (`"Failure"`), or `no status`.

@@ -285,11 +285,18 @@ impl<'a> Kubelet<'a> {
             Answer::Success(_) => MountedBy::Driver,
             Answer::NotSupported => match device {
                 Some(dev) => {
-                    format_and_mount(dev, dir, self.options.fs_type.as_deref(), self.options.read_only)
-                        .map_err(|what| FlexError::Kernel {
-                            call,
-                            what: format!("answered Not supported, and kubelet's default mount failed: {what}"),
-                        })?;
+                    format_and_mount(
+                        dev,
+                        dir,
+                        self.options.fs_type.as_deref(),
+                        self.options.read_only,
+                    )
+                    .map_err(|what| FlexError::Kernel {
+                        call,
+                        what: format!(
+                            "answered Not supported, and kubelet's default mount failed: {what}"
+                        ),
+                    })?;
                     MountedBy::KubeletDefault
                 }
                 None => MountedBy::Nothing,
@@ -338,7 +345,11 @@ impl<'a> Kubelet<'a> {
                 what: format!(
                     "answered Not supported, so kubelet bind-mounts the device mount path {}, which does not exist{}",
                     src.display(),
-                    if m.attach { "" } else { " (a driver without attach must implement mount)" }
+                    if m.attach {
+                        ""
+                    } else {
+                        " (a driver without attach must implement mount)"
+                    }
                 ),
             });
         }
@@ -482,7 +493,9 @@ impl<'a> Kubelet<'a> {
         let name = self.volume_name()?;
         retry_failures(|| {
             let args = [name.clone(), self.node.clone()];
-            self.driver.call(Call::Detach, &args, &self.masker).map(|_| ())
+            self.driver
+                .call(Call::Detach, &args, &self.masker)
+                .map(|_| ())
         })
     }
 

@@ -126,10 +126,7 @@ impl VolumeOptions {
     /// The options for `call` (the pod only matters to `mount`).
     pub fn for_call(&self, call: Call, pod: Option<&PodInfo>) -> BTreeMap<String, String> {
         let mut m = BTreeMap::new();
-        m.insert(
-            FS_TYPE.into(),
-            self.fs_type.clone().unwrap_or_default(),
-        );
+        m.insert(FS_TYPE.into(), self.fs_type.clone().unwrap_or_default());
         m.insert(
             READ_WRITE.into(),
             if self.read_only { "ro" } else { "rw" }.into(),
@@ -281,7 +278,10 @@ mod tests {
         let mut o = vol();
         o.fs_type = None;
         let m = o.for_call(Call::GetVolumeName, None);
-        assert_eq!(m[FS_TYPE], "", "kubelet always sends fsType, empty when unset");
+        assert_eq!(
+            m[FS_TYPE], "",
+            "kubelet always sends fsType, empty when unset"
+        );
         assert_eq!(
             m.keys().cloned().collect::<Vec<_>>(),
             vec!["dir", FS_TYPE, PV_OR_VOLUME_NAME, READ_WRITE]

@@ -204,9 +204,7 @@ pub enum Breach {
         "\"capabilities\" is null: kubelet dereferences the missing capabilities and cannot load the driver"
     )]
     NullCapabilities,
-    #[error(
-        "wrote {bytes} bytes of output (a reply is a few hundred bytes; pvcheck keeps {kept})"
-    )]
+    #[error("wrote {bytes} bytes of output (a reply is a few hundred bytes; pvcheck keeps {kept})")]
     Oversized { bytes: u64, kept: usize },
 }
 
@@ -432,10 +430,7 @@ fn match_field(key: &str, names: &[&'static str]) -> Option<(&'static str, bool)
     if let Some(n) = names.iter().find(|n| **n == key) {
         return Some((n, false));
     }
-    names
-        .iter()
-        .find(|n| fold_eq(n, key))
-        .map(|n| (*n, true))
+    names.iter().find(|n| fold_eq(n, key)).map(|n| (*n, true))
 }
 
 fn fold_eq(a: &str, b: &str) -> bool {
@@ -554,7 +549,9 @@ fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
             },
             "volumeNewSize" => match val {
                 Value::Null => {}
-                Value::Number(n) if n.as_i64().is_some() && !n.to_string().contains(['.', 'e', 'E']) => {
+                Value::Number(n)
+                    if n.as_i64().is_some() && !n.to_string().contains(['.', 'e', 'E']) =>
+                {
                     r.volume_new_size = n.as_i64().unwrap_or_default();
                 }
                 other => note_err(type_err("an integer (bytes, int64)", &other)),

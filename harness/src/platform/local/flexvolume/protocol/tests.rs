@@ -19,7 +19,11 @@ fn out(exit: Exit, chunks: &[(bool, &str)]) -> Output {
     let mut e = String::new();
     let mut c = String::new();
     for (is_err, text) in chunks {
-        if *is_err { e.push_str(text) } else { o.push_str(text) }
+        if *is_err {
+            e.push_str(text)
+        } else {
+            o.push_str(text)
+        }
         c.push_str(text);
     }
     Output {
@@ -67,7 +71,11 @@ fn every_call_status_exit_and_shape_is_read_as_kubelet_reads_it() {
     // (status JSON fragment, expected with exit 0, expected with a failed exit)
     let statuses: [(&str, Kind, Kind); 7] = [
         (r#""status":"Success""#, Kind::Success, Kind::DriverBug),
-        (r#""status":"Not supported""#, Kind::NotSupported, Kind::NotSupported),
+        (
+            r#""status":"Not supported""#,
+            Kind::NotSupported,
+            Kind::NotSupported,
+        ),
         (r#""status":"Failure""#, Kind::Failed, Kind::Failed),
         (r#""status":"OK""#, Kind::Failed, Kind::Failed),
         (r#""status":"success""#, Kind::Failed, Kind::Failed),
@@ -86,7 +94,10 @@ fn every_call_status_exit_and_shape_is_read_as_kubelet_reads_it() {
                     vec![(false, body.clone())],
                     vec![(false, format!("  \n{body}\n"))],
                     vec![(true, format!("{body}\n"))],
-                    vec![(false, body[..5].to_string()), (true, body[5..].to_string())],
+                    vec![
+                        (false, body[..5].to_string()),
+                        (true, body[5..].to_string()),
+                    ],
                 ];
                 for shape in shapes {
                     let chunks: Vec<(bool, &str)> =
@@ -117,13 +128,24 @@ fn every_call_status_exit_and_shape_is_read_as_kubelet_reads_it() {
                     assert_eq!(kind(&c.verdict), Kind::NotJson, "{call} {exit} {bad:?}");
                 }
                 // A log line on stderr breaks a perfect stdout reply, and is named.
-                let c = classify_of(call, exit, &[(true, "debug: hello\n"), (false, body.as_str())]);
+                let c = classify_of(
+                    call,
+                    exit,
+                    &[(true, "debug: hello\n"), (false, body.as_str())],
+                );
                 assert_eq!(kind(&c.verdict), Kind::NotJson, "{call} {exit}");
-                let Verdict::Breach(b) = &c.verdict else { unreachable!() };
+                let Verdict::Breach(b) = &c.verdict else {
+                    unreachable!()
+                };
                 assert!(b.to_string().contains("\"debug: hello\""), "{b}");
                 assert!(b.to_string().contains("stderr"), "{b}");
             }
-            for (shape, want) in [("[1]", Kind::NotObject), ("\"Success\"", Kind::NotObject), ("42", Kind::NotObject), ("null", Kind::Failed)] {
+            for (shape, want) in [
+                ("[1]", Kind::NotObject),
+                ("\"Success\"", Kind::NotObject),
+                ("42", Kind::NotObject),
+                ("null", Kind::Failed),
+            ] {
                 let c = classify_of(call, exit, &[(false, shape)]);
                 assert_eq!(kind(&c.verdict), want, "{call} {exit} {shape}");
             }
@@ -137,10 +159,22 @@ fn a_field_of_the_wrong_type_fails_the_call_even_with_not_supported() {
         (r#"{"status":"Success","attached":"true"}"#, "attached"),
         (r#"{"status":"Not supported","device":7}"#, "device"),
         (r#"{"status":"Success","message":["a"]}"#, "message"),
-        (r#"{"status":"Success","capabilities":{"attach":"no"}}"#, "capabilities.attach"),
-        (r#"{"status":"Success","capabilities":true}"#, "Capabilities"),
-        (r#"{"status":"Success","volumeNewSize":1.5}"#, "volumeNewSize"),
-        (r#"{"status":"Success","volumeNewSize":"10"}"#, "volumeNewSize"),
+        (
+            r#"{"status":"Success","capabilities":{"attach":"no"}}"#,
+            "capabilities.attach",
+        ),
+        (
+            r#"{"status":"Success","capabilities":true}"#,
+            "Capabilities",
+        ),
+        (
+            r#"{"status":"Success","volumeNewSize":1.5}"#,
+            "volumeNewSize",
+        ),
+        (
+            r#"{"status":"Success","volumeNewSize":"10"}"#,
+            "volumeNewSize",
+        ),
         (r#"{"status":1}"#, "status"),
     ] {
         let c = classify_of(Call::Init, Exit::Code(0), &[(false, body)]);
@@ -156,35 +190,61 @@ fn go_leniency_keys_match_case_insensitively_and_the_last_duplicate_wins() {
     let c = classify_of(
         Call::IsAttached,
         Exit::Code(0),
-        &[(false, r#"{"Status":"Failure","STATUS":"Success","Attached":true}"#)],
+        &[(
+            false,
+            r#"{"Status":"Failure","STATUS":"Success","Attached":true}"#,
+        )],
     );
-    let Verdict::Success(r) = &c.verdict else { panic!("{c:?}") };
+    let Verdict::Success(r) = &c.verdict else {
+        panic!("{c:?}")
+    };
     assert!(r.attached);
     assert!(c.notices.iter().any(|n| n.kind == "case"), "{c:?}");
 }
 
 #[test]
 fn init_capabilities_take_kubelets_defaults_and_null_is_refused() {
-    let c = classify_of(Call::Init, Exit::Code(0), &[(false, r#"{"status":"Success"}"#)]);
-    let Verdict::Success(r) = &c.verdict else { panic!() };
+    let c = classify_of(
+        Call::Init,
+        Exit::Code(0),
+        &[(false, r#"{"status":"Success"}"#)],
+    );
+    let Verdict::Success(r) = &c.verdict else {
+        panic!()
+    };
     assert_eq!(r.capabilities, Some(Capabilities::default()));
     assert!(!Capabilities::default().supports_metrics);
     let c = classify_of(
         Call::Init,
         Exit::Code(0),
-        &[(false, r#"{"status":"Success","capabilities":{"attach":false,"supportsMetrics":true}}"#)],
+        &[(
+            false,
+            r#"{"status":"Success","capabilities":{"attach":false,"supportsMetrics":true}}"#,
+        )],
     );
-    let Verdict::Success(r) = &c.verdict else { panic!() };
+    let Verdict::Success(r) = &c.verdict else {
+        panic!()
+    };
     let caps = r.capabilities.unwrap();
     assert!(!caps.attach && caps.supports_metrics && caps.fs_group && caps.selinux_relabel);
-    let c = classify_of(Call::Init, Exit::Code(0), &[(false, r#"{"status":"Success","capabilities":null}"#)]);
+    let c = classify_of(
+        Call::Init,
+        Exit::Code(0),
+        &[(false, r#"{"status":"Success","capabilities":null}"#)],
+    );
     assert_eq!(c.verdict, Verdict::Breach(Breach::NullCapabilities));
 }
 
 #[test]
 fn isattached_success_without_attached_reads_as_not_attached() {
-    let c = classify_of(Call::IsAttached, Exit::Code(0), &[(false, r#"{"status":"Success"}"#)]);
-    let Verdict::Success(r) = &c.verdict else { panic!() };
+    let c = classify_of(
+        Call::IsAttached,
+        Exit::Code(0),
+        &[(false, r#"{"status":"Success"}"#)],
+    );
+    let Verdict::Success(r) = &c.verdict else {
+        panic!()
+    };
     assert!(!r.attached, "Go's zero value");
 }
 
@@ -193,7 +253,10 @@ fn unknown_fields_of_a_success_are_warned_about_not_refused() {
     let c = classify_of(
         Call::Attach,
         Exit::Code(0),
-        &[(false, r#"{"status":"Success","device":"/dev/x","devicePath":"/dev/x","capabilities":{"attach":true,"resize":true}}"#)],
+        &[(
+            false,
+            r#"{"status":"Success","device":"/dev/x","devicePath":"/dev/x","capabilities":{"attach":true,"resize":true}}"#,
+        )],
     );
     assert!(matches!(c.verdict, Verdict::Success(_)));
     let unknown: Vec<&str> = c
@@ -217,7 +280,11 @@ fn slow_calls_and_lingering_processes_are_warnings() {
     assert_eq!(kinds, vec!["slow", "left-process"]);
     o.elapsed = Duration::from_secs(59);
     o.left_process = false;
-    assert!(classify(Call::Mount, &o, Duration::from_secs(120)).notices.is_empty());
+    assert!(
+        classify(Call::Mount, &o, Duration::from_secs(120))
+            .notices
+            .is_empty()
+    );
 }
 
 #[test]
@@ -233,9 +300,18 @@ fn oversized_output_is_refused_before_parsing() {
 #[test]
 fn go_field_matching_folds_case_like_equalfold() {
     assert_eq!(match_field("STATUS", &REPLY_FIELDS), Some(("status", true)));
-    assert_eq!(match_field("capabilities", &REPLY_FIELDS), Some(("Capabilities", true)));
-    assert_eq!(match_field("Capabilities", &REPLY_FIELDS), Some(("Capabilities", false)));
-    assert_eq!(match_field("volumename", &REPLY_FIELDS), Some(("volumeName", true)));
+    assert_eq!(
+        match_field("capabilities", &REPLY_FIELDS),
+        Some(("Capabilities", true))
+    );
+    assert_eq!(
+        match_field("Capabilities", &REPLY_FIELDS),
+        Some(("Capabilities", false))
+    );
+    assert_eq!(
+        match_field("volumename", &REPLY_FIELDS),
+        Some(("volumeName", true))
+    );
     // KELVIN SIGN folds onto k, as in Go.
     assert_eq!(match_field("\u{212A}", &["k"]), Some(("k", true)));
     assert_eq!(match_field("devicePath", &REPLY_FIELDS), None);

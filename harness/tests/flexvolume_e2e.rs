@@ -138,6 +138,12 @@ fn healthy_upgrade_v1_to_v2_and_rollback_passes_with_both_versions_fingerprinted
         r.stderr
     );
     assert_eq!(r.trial("zoo::integrity::upgrade")["status"], "passed");
+    // The sample drivers follow the conventions too (Not supported exits 1, nothing on stderr):
+    // no warnings.
+    assert_eq!(
+        warnings(&r, "zoo::integrity::upgrade"),
+        Vec::<String>::new()
+    );
     let text = r.result.as_ref().unwrap().to_string();
     assert!(
         text.contains("pvcheck-loop 1.0.0") && text.contains("pvcheck-loop 2.0.0"),

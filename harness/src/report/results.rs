@@ -50,7 +50,6 @@ pub struct TrialResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<FailureRecord>,
     /// What the trial noticed that is no failure (always present, possibly empty).
-    #[serde(default)]
     pub warnings: Vec<String>,
 }
 

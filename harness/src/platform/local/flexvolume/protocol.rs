@@ -471,7 +471,8 @@ const REPLY_FIELDS: [&str; 7] = [
     "device",
     "volumeName",
     "attached",
-    "Capabilities",
+    // Go's field name is `Capabilities` (its tag sets no name), so both spellings are exact.
+    "capabilities",
     "volumeNewSize",
 ];
 const CAPABILITY_FIELDS: [&str; 5] = [
@@ -522,7 +523,7 @@ fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
             d.unknown.push(key);
             continue;
         };
-        if folded {
+        if folded && key != "Capabilities" {
             d.folded.push((key.clone(), field));
         }
         let r = &mut d.reply;

@@ -165,7 +165,7 @@ fn a_field_of_the_wrong_type_fails_the_call_even_with_not_supported() {
         ),
         (
             r#"{"status":"Success","capabilities":true}"#,
-            "Capabilities",
+            "capabilities",
         ),
         (
             r#"{"status":"Success","volumeNewSize":1.5}"#,
@@ -200,6 +200,22 @@ fn go_leniency_keys_match_case_insensitively_and_the_last_duplicate_wins() {
     };
     assert!(r.attached);
     assert!(c.notices.iter().any(|n| n.kind == "case"), "{c:?}");
+}
+
+/// The documented `capabilities` and Go's own `Capabilities` are both exact: no warning.
+#[test]
+fn capabilities_in_either_spelling_is_no_smell() {
+    for body in [
+        r#"{"status":"Success","capabilities":{"attach":false}}"#,
+        r#"{"status":"Success","Capabilities":{"attach":false}}"#,
+    ] {
+        let c = classify_of(Call::Init, Exit::Code(0), &[(false, body)]);
+        let Verdict::Success(r) = &c.verdict else {
+            panic!("{body}")
+        };
+        assert!(!r.capabilities.unwrap().attach, "{body}");
+        assert!(c.notices.is_empty(), "{body}: {:?}", c.notices);
+    }
 }
 
 #[test]
@@ -302,11 +318,11 @@ fn go_field_matching_folds_case_like_equalfold() {
     assert_eq!(match_field("STATUS", &REPLY_FIELDS), Some(("status", true)));
     assert_eq!(
         match_field("capabilities", &REPLY_FIELDS),
-        Some(("Capabilities", true))
+        Some(("capabilities", false))
     );
     assert_eq!(
-        match_field("Capabilities", &REPLY_FIELDS),
-        Some(("Capabilities", false))
+        match_field("CAPABILITIES", &REPLY_FIELDS),
+        Some(("capabilities", true))
     );
     assert_eq!(
         match_field("volumename", &REPLY_FIELDS),

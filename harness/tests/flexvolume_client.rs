@@ -344,6 +344,45 @@ fn replies_kubelet_accepts_pass_with_warnings() {
     s.assert_nothing_left();
 }
 
+/// kubelet waits until the driver's output closes, with no limit but its own patience: a process
+/// the driver leaves holding stdout delays the reply but does not fail it; pvcheck waits too (up
+/// to the call's timeout) and says so. A call that takes more than half its timeout is a warning.
+#[test]
+fn lingering_processes_and_slow_calls_are_warnings_not_failures() {
+    let s = Scratch::new("linger");
+    let p = s.script(
+        "linger",
+        r#"case $1 in
+           init) sleep 3 & echo '{"status":"Success","capabilities":{"attach":false}}';;
+           getvolumename) sleep 2.2; echo '{"status":"Not supported"}'; exit 1;;
+           *) echo '{"status":"Not supported"}'; exit 1;; esac"#,
+    );
+    let d = Driver::new(&p).with_timeouts(Timeouts::all(Duration::from_secs(4)));
+    let o = options(&s, "linger");
+    let mut k = Kubelet::new(&d, "node-a", &o);
+    let start = Instant::now();
+    let caps = k.init().unwrap_or_else(|e| panic!("{e}"));
+    assert!(!caps.attach);
+    assert!(
+        start.elapsed() >= Duration::from_millis(2900),
+        "the reply is read only when the output closes, as kubelet reads it: {:?}",
+        start.elapsed()
+    );
+    assert_eq!(k.volume_name().unwrap(), "linger");
+    let w = d.plugin().take_warnings().join("\n");
+    assert!(
+        w.contains("flexVolume init: exited, but a process it started kept its output open"),
+        "{w}"
+    );
+    assert!(
+        w.contains("flexVolume getvolumename: took")
+            && w.contains("more than half of its 4s limit"),
+        "{w}"
+    );
+    // Each warning is given once.
+    assert!(d.plugin().take_warnings().is_empty());
+}
+
 #[test]
 fn missing_and_non_executable_drivers_get_one_line() {
     let s = Scratch::new("missing");

@@ -332,3 +332,110 @@ fn go_field_matching_folds_case_like_equalfold() {
     assert_eq!(match_field("\u{212A}", &["k"]), Some(("k", true)));
     assert_eq!(match_field("devicePath", &REPLY_FIELDS), None);
 }
+
+mod properties {
+    //! Invariants of kubelet's reading, over arbitrary replies: keys from kubelet's fields in any
+    //! case plus unknown ones, values of any JSON type, any exit, split anywhere across the two
+    //! streams.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("status".to_string()),
+            Just("Status".to_string()),
+            Just("message".to_string()),
+            Just("device".to_string()),
+            Just("attached".to_string()),
+            Just("capabilities".to_string()),
+            Just("volumeName".to_string()),
+            Just("volumeNewSize".to_string()),
+            "[a-zA-Z]{1,8}",
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::json;
+        prop_oneof![
+            Just(json!("Success")),
+            Just(json!("Not supported")),
+            Just(json!("Failure")),
+            Just(json!(null)),
+            Just(json!(true)),
+            Just(json!(false)),
+            Just(json!({"attach": false})),
+            Just(json!({"attach": "no"})),
+            any::<i32>().prop_map(|n| json!(n)),
+            Just(json!(1.5)),
+            "[ -~]{0,12}".prop_map(|s| json!(s)),
+        ]
+    }
+
+    fn exit() -> impl Strategy<Value = Exit> {
+        prop_oneof![
+            Just(Exit::Code(0)),
+            (1..=255i32).prop_map(Exit::Code),
+            Just(Exit::Signal(9)),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn reading_follows_kubelets_rules(
+            entries in proptest::collection::vec((key(), value()), 0..6),
+            exit in exit(),
+            split in 0usize..200,
+            call in proptest::sample::select(Call::ALL.to_vec()),
+        ) {
+            let body = format!(
+                "{{{}}}",
+                entries
+                    .iter()
+                    .map(|(k, v)| format!("{}:{v}", serde_json::to_string(k).unwrap()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            let at = (0..=split.min(body.len())).rev().find(|i| body.is_char_boundary(*i)).unwrap_or(0);
+            let (a, b) = body.split_at(at);
+            let c = classify_of(call, exit, &[(false, a), (true, b)]);
+            match &c.verdict {
+                // Success needs exit 0 (else "driver bug").
+                Verdict::Success(r) => {
+                    prop_assert_eq!(exit, Exit::Code(0));
+                    prop_assert_eq!(r.status(), Some(Status::Success));
+                }
+                Verdict::NotSupported(r) => prop_assert_eq!(r.status(), Some(Status::NotSupported)),
+                Verdict::Failed(r) => prop_assert!(!matches!(r.status(), Some(Status::Success | Status::NotSupported))),
+                Verdict::Breach(Breach::DriverBug { exit: e }) => prop_assert_ne!(*e, Exit::Code(0)),
+                Verdict::Breach(Breach::FieldType { .. }) => {}
+                Verdict::Breach(Breach::NullCapabilities) => prop_assert_eq!(call, Call::Init),
+                Verdict::Breach(b) => prop_assert!(false, "{b} for a well-formed object {body}"),
+            }
+            // The exit-code warning is for an accepted "Not supported" that exits 0, only.
+            let exit_notice = c.notices.iter().any(|n| n.kind == "exit");
+            prop_assert_eq!(
+                exit_notice,
+                matches!(c.verdict, Verdict::NotSupported(_)) && exit == Exit::Code(0)
+            );
+            // Text on stderr that kubelet still parsed is always mentioned when accepted.
+            if !b.is_empty() && matches!(c.verdict, Verdict::Success(_) | Verdict::NotSupported(_)) {
+                prop_assert!(c.notices.iter().any(|n| n.kind == "stderr"));
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_and_non_json_is_a_breach(
+            bytes in proptest::collection::vec(any::<u8>(), 0..64),
+            exit in exit(),
+        ) {
+            let mut o = out(exit, &[]);
+            o.stdout = Captured { bytes: bytes.clone(), total: bytes.len() as u64 };
+            o.combined = o.stdout.clone();
+            let c = classify(Call::Mount, &o, Duration::from_secs(1));
+            if serde_json::from_slice::<serde_json::Value>(&String::from_utf8_lossy(&bytes).as_bytes()).is_err() {
+                let is_not_json = matches!(c.verdict, Verdict::Breach(Breach::NotJson { .. }));
+                prop_assert!(is_not_json);
+            }
+        }
+    }
+}

@@ -432,7 +432,7 @@ mod properties {
             o.stdout = Captured { bytes: bytes.clone(), total: bytes.len() as u64 };
             o.combined = o.stdout.clone();
             let c = classify(Call::Mount, &o, Duration::from_secs(1));
-            if serde_json::from_slice::<serde_json::Value>(&String::from_utf8_lossy(&bytes).as_bytes()).is_err() {
+            if serde_json::from_slice::<serde_json::Value>(String::from_utf8_lossy(&bytes).as_bytes()).is_err() {
                 let is_not_json = matches!(c.verdict, Verdict::Breach(Breach::NotJson { .. }));
                 prop_assert!(is_not_json);
             }

@@ -138,6 +138,12 @@ fn healthy_upgrade_v1_to_v2_and_rollback_passes_with_both_versions_fingerprinted
         r.stderr
     );
     assert_eq!(r.trial("zoo::integrity::upgrade")["status"], "passed");
+    // The sample drivers follow the conventions too (Not supported exits 1, nothing on stderr):
+    // no warnings.
+    assert_eq!(
+        warnings(&r, "zoo::integrity::upgrade"),
+        Vec::<String>::new()
+    );
     let text = r.result.as_ref().unwrap().to_string();
     assert!(
         text.contains("pvcheck-loop 1.0.0") && text.contains("pvcheck-loop 2.0.0"),
@@ -208,7 +214,9 @@ fn zoo_malformed_json_fails_upgrade_with_a_protocol_violation_in_mountdevice() {
     let (_s, r) = upgrade_with("malformed-json", "");
     let (_, msg) = failed_upgrade(&r);
     assert!(
-        msg.contains("class zoo: flexVolume protocol violation in mountdevice: stdout is not JSON"),
+        msg.contains(
+            "class zoo: flexVolume protocol violation in mountdevice: the output is not JSON"
+        ),
         "{msg}"
     );
     assert!(msg.contains("stdout: {\"status\": \"Success\""), "{msg}");
@@ -255,7 +263,13 @@ fn protocol_trials_fail_only_the_broken_call() {
     let s = Scratch::new("e2e-protocol");
     let r = run(&s, &s.zoo("malformed-json"), None, "", "zoo::flexvolume::");
     assert_eq!(r.code, Some(1), "{}", r.stdout);
-    for call in ["init", "attach", "waitforattach", "isattached"] {
+    for call in [
+        "init",
+        "getvolumename",
+        "attach",
+        "waitforattach",
+        "isattached",
+    ] {
         assert_eq!(
             r.trial(&format!("zoo::flexvolume::{call}"))["status"],
             "passed",
@@ -270,7 +284,7 @@ fn protocol_trials_fail_only_the_broken_call() {
         let msg = t["failure"]["message"].as_str().unwrap_or_default();
         assert!(
             msg.starts_with(
-                "class zoo: flexVolume protocol violation in mountdevice: stdout is not JSON"
+                "class zoo: flexVolume protocol violation in mountdevice: the output is not JSON"
             ),
             "{call}: {msg}"
         );
@@ -446,4 +460,151 @@ fn interrupted_run_leaves_nothing(name: &str, delay_ms: u64) {
             );
         }
     }
+}
+
+// ---- Drivers written the way Kubernetes' example drivers are (fixtures/flexvolume-upstream):
+// "Not supported" with exit 0 for every call they leave to kubelet, Failure replies on stderr.
+
+/// Warnings of a trial, from the result file.
+fn warnings(r: &Run, name: &str) -> Vec<String> {
+    r.trial(name)["warnings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{name} has no warnings list"))
+        .iter()
+        .map(|w| w.as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn upstream_style_drivers_pass_every_check_with_their_warnings_listed() {
+    let s = Scratch::new("e2e-upstream");
+    let lvm = s.upstream("lvm");
+    let nfs = s.upstream("nfs");
+    let classes = s.root.join("upstream.yaml");
+    std::fs::write(
+        &classes,
+        format!(
+            "classes:\n  - name: up-lvm\n    local:\n      flexvolume:\n        driver: {}\n        fs_type: ext4\n        options: {{ size: 1GiB }}\n    upgrade:\n      driver: {}\n      rollback: true\n  - name: up-nfs\n    local:\n      flexvolume:\n        driver: {}\n",
+            lvm.display(),
+            lvm.display(),
+            nfs.display()
+        ),
+    )
+    .unwrap();
+    let r = run_file(&s, &classes, "up-");
+    assert_eq!(
+        r.code,
+        Some(0),
+        "every check passes; stdout: {}\nstderr: {}",
+        r.stdout,
+        r.stderr
+    );
+    let trials = r.result.as_ref().unwrap()["trials"]
+        .as_array()
+        .unwrap()
+        .clone();
+    for t in &trials {
+        let name = t["name"].as_str().unwrap();
+        let status = t["status"].as_str().unwrap();
+        assert!(
+            status == "passed" || status == "ignored",
+            "{name}: {status}: {t}"
+        );
+        if status == "ignored" {
+            let reason = t["ignored_reason"].as_str().unwrap_or_default();
+            assert!(
+                reason.contains("capability")
+                    || name == "up-nfs::integrity::upgrade"
+                    || (name.starts_with("up-nfs::flexvolume::")
+                        && reason.contains("capabilities.attach is false")),
+                "{name} ignored: {reason}"
+            );
+        }
+    }
+    // The data checks ran through kubelet's default mounts and passed.
+    for name in [
+        "up-lvm::integrity::recreate",
+        "up-lvm::integrity::upgrade",
+        "up-lvm::flexvolume::mountdevice",
+        "up-nfs::integrity::recreate",
+    ] {
+        assert_eq!(r.trial(name)["status"], "passed", "{name}");
+    }
+    let checked = r.trial("up-lvm::flexvolume::mount")["metrics"]["checked"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(checked.contains("kubelet bind-mounted"), "{checked}");
+    // What kubelet tolerates is listed, never failed on.
+    let w = warnings(&r, "up-lvm::flexvolume::mount").join("\n");
+    assert!(
+        w.contains("flexVolume mount: answered \"Not supported\" with exit code 0"),
+        "{w}"
+    );
+    let w = warnings(&r, "up-lvm::integrity::recreate").join("\n");
+    assert!(
+        w.contains("flexVolume mountdevice: answered \"Not supported\" with exit code 0"),
+        "{w}"
+    );
+    let w = warnings(&r, "up-nfs::flexvolume::getvolumename").join("\n");
+    assert!(
+        w.contains("flexVolume getvolumename: answered \"Not supported\" with exit code 0"),
+        "{w}"
+    );
+}
+
+/// Runs `integrity::upgrade` from the healthy upstream-style lvm driver to its zoo variant.
+fn upstream_upgrade_with(variant: &str) -> (Scratch, Run) {
+    let s = Scratch::new(&format!("e2e-{variant}"));
+    let lvm = s.upstream("lvm");
+    let zoo = s.upstream_zoo("lvm", variant);
+    let r = run(&s, &lvm, Some(&zoo), "", "zoo::integrity::upgrade");
+    (s, r)
+}
+
+#[test]
+fn upstream_lvm_bitflip_fails_upgrade_with_corrupt_at_4096() {
+    let (_s, r) = upstream_upgrade_with("lvm-bitflip");
+    let (d, msg) = failed_upgrade(&r);
+    assert_eq!(damage(d), vec![("corrupt".to_string(), 4096)], "{msg}");
+    assert_eq!(d["when"], "verify after upgrade", "{msg}");
+}
+
+#[test]
+fn upstream_lvm_zero_block_fails_upgrade_with_zeroed_at_4096() {
+    let (_s, r) = upstream_upgrade_with("lvm-zero-block");
+    let (d, msg) = failed_upgrade(&r);
+    assert_eq!(damage(d), vec![("zeroed".to_string(), 4096)], "{msg}");
+}
+
+#[test]
+fn upstream_lvm_misdirected_fails_upgrade_with_misdirected_at_4096_and_8192() {
+    let (_s, r) = upstream_upgrade_with("lvm-misdirected");
+    let (d, msg) = failed_upgrade(&r);
+    assert_eq!(
+        damage(d),
+        vec![
+            ("misdirected".to_string(), 4096),
+            ("misdirected".to_string(), 8192)
+        ],
+        "{msg}"
+    );
+}
+
+/// kubelet reads stdout and stderr together: a debug line on stderr breaks a perfect reply.
+#[test]
+fn upstream_nfs_with_a_stderr_log_line_fails_mount_naming_the_line() {
+    let s = Scratch::new("e2e-nfs-stderr");
+    let nfs = s.upstream_zoo("nfs", "nfs-stderr-log");
+    let r = run(&s, &nfs, None, "", "zoo::flexvolume::mount");
+    assert_eq!(r.code, Some(1), "{}", r.stdout);
+    let msg = r.trial("zoo::flexvolume::mount")["failure"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        msg.starts_with("class zoo: flexVolume protocol violation in mount: wrote \"nfs: mounting"),
+        "{msg}"
+    );
+    assert!(msg.contains("CombinedOutput"), "{msg}");
 }

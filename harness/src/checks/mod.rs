@@ -86,8 +86,8 @@ impl Check {
                 .iter()
                 .position(|c| matches!(c, Check::Speed(_) | Check::Cleanup))
                 .unwrap_or(v.len());
-            let calls =
-                crate::platform::local::flexvolume::Call::ALL.map(|c| Check::Flexvolume(c.name()));
+            let calls = crate::platform::local::flexvolume::Call::CHECKED
+                .map(|c| Check::Flexvolume(c.name()));
             v.splice(at..at, calls);
         }
         v

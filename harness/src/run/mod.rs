@@ -171,6 +171,7 @@ fn run_trial(ctx: &RunCtx, p: &Planned, name: &str) -> Result<Completion, Failed
             warnings: data.warnings,
             ignored_reason: reason,
             failure,
+            warnings: data.warnings,
         });
     };
     if let Some(reason) = &p.ignore {
@@ -542,6 +543,7 @@ fn run_trials(opts: &RunOptions, run: RunPlan) -> Result<FinishedRun, u8> {
                         warnings: Vec::new(),
                         ignored_reason: None,
                         failure: None,
+                        warnings: Vec::new(),
                     });
                 }
             }

@@ -41,6 +41,21 @@ impl Scratch {
         path
     }
 
+    /// The upstream-style driver `name` (`lvm`, `nfs`) as an executable, named `name` (the
+    /// plugin directory is `pvcheck~<name>`).
+    pub fn upstream(&self, name: &str) -> PathBuf {
+        let path = self.root.join("upstream").join(name).join(name);
+        embedded::write_executable(&path, upstream_text(name).as_bytes()).unwrap();
+        path
+    }
+
+    /// A faulty variant of the upstream-style driver `base`, as an executable named `base`.
+    pub fn upstream_zoo(&self, base: &str, variant: &str) -> PathBuf {
+        let path = self.root.join("upstream-zoo").join(variant).join(base);
+        embedded::write_executable(&path, upstream_zoo_text(base, variant).as_bytes()).unwrap();
+        path
+    }
+
     /// An ad-hoc driver from a script body.
     pub fn script(&self, name: &str, body: &str) -> PathBuf {
         let path = self.root.join("scripts").join(name);
@@ -131,8 +146,40 @@ pub fn zoo_text(name: &str) -> String {
         .strip_suffix("main \"$@\"")
         .expect("the sample ends with main \"$@\"");
     format!(
-        "{body}\n{}\n{}\nmain \"$@\"\n",
+        "{body}\n{}\n{}\n{}\nmain \"$@\"\n",
         fixture("zoo-lib.sh"),
+        fixture("zoo-damage.sh"),
         fixture(&format!("{name}.sh"))
+    )
+}
+
+/// The text of an upstream-style driver (`lvm` or `nfs`, fixtures/flexvolume-upstream).
+pub fn upstream_text(name: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/flexvolume-upstream")
+        .join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// An upstream-style driver with the zoo variant `variant` (e.g. `lvm-bitflip`) spliced in before
+/// its last line, like the zoo's variants of the sample driver.
+pub fn upstream_zoo_text(base: &str, variant: &str) -> String {
+    let text = upstream_text(base);
+    let body = text
+        .trim_end()
+        .strip_suffix("main \"$@\"")
+        .expect("the upstream-style drivers end with main \"$@\"");
+    let libs = if base == "lvm" {
+        format!(
+            "{}\n{}\n",
+            fixture("zoo-damage.sh"),
+            fixture("lvm-zoo-lib.sh")
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "{body}\n{libs}{}\nmain \"$@\"\n",
+        fixture(&format!("{variant}.sh"))
     )
 }

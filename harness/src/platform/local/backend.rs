@@ -60,6 +60,11 @@ pub trait Backend: Send {
     fn attach_mount(&mut self, ctx: &BackendCtx) -> Result<PathBuf, PlatformError>;
     /// Unmounts and detaches (tolerates a half-attached volume).
     fn unmount_detach(&mut self, ctx: &BackendCtx) -> Result<(), PlatformError>;
+    /// What the backend noticed since the last call that is no failure (see
+    /// [`crate::platform::Volume::take_warnings`]).
+    fn take_warnings(&mut self) -> Vec<String> {
+        Vec::new()
+    }
     /// Upgrade steps this backend brings itself (a flexVolume driver swap); the class's
     /// `upgrade.command` is handled by the volume, not here.
     fn upgrade_steps(&self) -> Vec<UpgradeStep> {

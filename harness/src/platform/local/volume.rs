@@ -183,6 +183,10 @@ impl Volume for LocalVolume {
         &self.ctx.volume
     }
 
+    fn take_warnings(&mut self) -> Vec<String> {
+        self.backend.take_warnings()
+    }
+
     fn size(&self) -> u64 {
         self.backend.size().unwrap_or_else(|| {
             let dir = self

@@ -10,7 +10,9 @@
 
 use std::path::PathBuf;
 
-use super::driver::{Driver, DriverIdentity, Timeouts, identity};
+use std::sync::Arc;
+
+use super::driver::{Driver, DriverIdentity, PluginState, Timeouts, identity};
 use super::embedded::write_executable;
 use super::error::FlexError;
 use super::kubelet::{Kubelet, Layout, Mounted};
@@ -47,6 +49,10 @@ pub struct FlexBackend {
     current: usize,
     installed: Option<PathBuf>,
     caps: Option<Capabilities>,
+    /// What kubelet knows about the installed version ("Not supported" calls) and the warnings.
+    plugin: Arc<PluginState>,
+    /// Warnings of earlier driver versions not yet taken.
+    pending: Vec<String>,
     options: Option<VolumeOptions>,
     kubelet_root: Option<PathBuf>,
     data_dir: Option<PathBuf>,
@@ -91,6 +97,8 @@ impl FlexBackend {
             current: 0,
             installed: None,
             caps: None,
+            plugin: PluginState::new(),
+            pending: Vec::new(),
             options: None,
             kubelet_root: None,
             data_dir: None,
@@ -129,7 +137,9 @@ impl FlexBackend {
                 self.class
             ))
         })?;
-        Ok(Driver::new(path).with_timeouts(self.timeouts()))
+        Ok(Driver::new(path)
+            .with_timeouts(self.timeouts())
+            .with_plugin(self.plugin.clone()))
     }
 
     fn options(&self) -> Result<&VolumeOptions, PlatformError> {
@@ -174,6 +184,10 @@ impl FlexBackend {
         })?;
         self.installed = Some(target);
         self.current = i;
+        // kubelet's prober makes a new plugin for a changed driver: it forgets what answered
+        // "Not supported". The old version's warnings stay to be taken.
+        self.pending.extend(self.plugin.take_warnings());
+        self.plugin = PluginState::new();
         // kubelet probes a driver again when its executable changes: init, capabilities.
         let driver = self.driver_in(ctx)?;
         let opts = self.options()?.clone();
@@ -311,6 +325,12 @@ impl Backend for FlexBackend {
         k.teardown(&m).map_err(|e| self.err(e))
     }
 
+    fn take_warnings(&mut self) -> Vec<String> {
+        let mut w = std::mem::take(&mut self.pending);
+        w.extend(self.plugin.take_warnings());
+        w
+    }
+
     fn upgrade_steps(&self) -> Vec<UpgradeStep> {
         let mut steps = Vec::new();
         if self.versions.len() > 1 {
@@ -426,7 +446,7 @@ pub fn protocol_check(
 ) -> Result<crate::platform::ProtocolOutcome, PlatformError> {
     use super::conformance::{self, Subject, Verdict};
     use crate::platform::ProtocolOutcome;
-    let call = Call::ALL
+    let call = Call::CHECKED
         .into_iter()
         .find(|c| c.name() == check)
         .ok_or_else(|| PlatformError::Unsupported(format!("no flexVolume call {check:?}")))?;
@@ -452,8 +472,10 @@ pub fn protocol_check(
             })?),
             None => None,
         };
+        // A fresh kubelet: the scratch volume's driver was just installed.
         let driver = Driver::new(installed)
             .with_timeouts(b.timeouts())
+            .with_plugin(PluginState::new())
             .with_spawn_hook(std::sync::Arc::new(RegistryHook(ctx.clone())));
         let subject = Subject {
             driver: &driver,
@@ -463,8 +485,12 @@ pub fn protocol_check(
             driver_name: name,
             node: b.node.clone(),
         };
-        match conformance::check(call, &subject) {
-            Ok(Verdict::Passed(note)) => Ok(ProtocolOutcome::Passed(note)),
+        let verdict = conformance::check(call, &subject);
+        let mut warnings = b.take_warnings();
+        warnings.extend(driver.plugin().take_warnings());
+        match verdict {
+            Ok(Verdict::Passed(note)) if warnings.is_empty() => Ok(ProtocolOutcome::Passed(note)),
+            Ok(Verdict::Passed(summary)) => Ok(ProtocolOutcome::Warned { summary, warnings }),
             Ok(Verdict::NotApplicable(reason)) => Ok(ProtocolOutcome::NotApplicable(reason)),
             Err(e) => Err(b.err(e)),
         }

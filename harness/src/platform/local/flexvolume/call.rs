@@ -20,8 +20,9 @@ use nix::unistd::Pid;
 /// How much of each stream is kept by default: a reply is a few hundred bytes.
 pub const DEFAULT_OUTPUT_CAP: usize = 64 * 1024;
 
-/// After the driver exits, how long a process it left behind may keep its stdout open before
-/// the call stops reading (kubelet would wait for it until the call's timeout).
+/// After the driver exits, how long a process it left behind may keep its output open before
+/// that is reported (kubelet waits for the pipe to close, so pvcheck does too, up to the call's
+/// timeout).
 const LINGER: Duration = Duration::from_secs(2);
 
 /// One call of an executable.
@@ -91,6 +92,9 @@ pub struct Output {
     pub exit: Exit,
     pub stdout: Captured,
     pub stderr: Captured,
+    /// Both streams in the order they were read: what kubelet's `CombinedOutput` sees (it gives
+    /// the driver one pipe for both). Kept up to twice the cap.
+    pub combined: Captured,
     pub elapsed: Duration,
     /// The driver exited but something it started kept stdout or stderr open past [`LINGER`].
     pub left_process: bool,
@@ -228,6 +232,7 @@ fn collect(
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
     let mut kept = [Captured::default(), Captured::default()];
+    let mut combined = Captured::default();
     let deadline = start + inv.timeout;
     let mut exited_at: Option<Instant> = None;
     let mut buf = vec![0u8; 16 * 1024];
@@ -256,7 +261,6 @@ fn collect(
             && now.duration_since(t) > LINGER
         {
             left_process = true;
-            break;
         }
         let wait = deadline
             .saturating_duration_since(now)
@@ -294,10 +298,26 @@ fn collect(
                 (o, e)
             }
         };
-        if out_ready && drain_once(&mut stdout, &mut kept[0], &mut buf, inv.output_cap)? {
+        if out_ready
+            && drain_once(
+                &mut stdout,
+                &mut kept[0],
+                &mut combined,
+                &mut buf,
+                inv.output_cap,
+            )?
+        {
             stdout = None;
         }
-        if err_ready && drain_once(&mut stderr, &mut kept[1], &mut buf, inv.output_cap)? {
+        if err_ready
+            && drain_once(
+                &mut stderr,
+                &mut kept[1],
+                &mut combined,
+                &mut buf,
+                inv.output_cap,
+            )?
+        {
             stderr = None;
         }
     }
@@ -307,6 +327,7 @@ fn collect(
             exit: Exit::Code(0),
             stdout: stdout_kept,
             stderr: stderr_kept,
+            combined,
             elapsed: start.elapsed(),
             left_process,
         },
@@ -318,6 +339,7 @@ fn collect(
 fn drain_once<R: Read>(
     stream: &mut Option<R>,
     kept: &mut Captured,
+    combined: &mut Captured,
     buf: &mut [u8],
     cap: usize,
 ) -> Result<bool, RunError> {
@@ -330,6 +352,9 @@ fn drain_once<R: Read>(
             kept.total += n as u64;
             let room = cap.saturating_sub(kept.bytes.len());
             kept.bytes.extend_from_slice(&buf[..n.min(room)]);
+            combined.total += n as u64;
+            let room = (2 * cap).saturating_sub(combined.bytes.len());
+            combined.bytes.extend_from_slice(&buf[..n.min(room)]);
             Ok(false)
         }
         Err(e)

@@ -1,16 +1,17 @@
 //! The protocol checks behind the `<class>::flexvolume::<call>` trials.
 //!
 //! Each check sets up its own scratch volume, makes its call the way kubelet does, repeats it
-//! where kubelet repeats it (after a kubelet or controller-manager restart: attach of an attached
-//! volume, mount on a mounted directory, unmount of an unmounted one, detach of a detached
-//! device), and always tears the volume down. Every reply is checked against the protocol by
+//! where kubelet repeats it (after a kubelet or controller-manager restart, which forgets what
+//! answered "Not supported": attach of an attached volume, mountdevice and mount when the
+//! directory does not look like a mount point, unmount of an unmounted but existing directory,
+//! detach of a detached volume), and always tears the volume down. Every reply is checked against the protocol by
 //! [`super::Driver::call`]; every mount call against the kernel by [`super::kubelet`].
 
 use std::path::{Path, PathBuf};
 
 use super::driver::Driver;
 use super::error::FlexError;
-use super::kubelet::{Kubelet, Layout, Mounted};
+use super::kubelet::{Kubelet, Layout, Mounted, MountedBy};
 use super::mounts::{block_device_number, loop_backing_file, mounts_under};
 use super::options::{PodInfo, VolumeOptions};
 use super::protocol::Call;
@@ -34,7 +35,7 @@ pub enum Verdict {
     NotApplicable(String),
 }
 
-/// Whether `call` is made at all for a driver with these capabilities (None: not yet known).
+/// Whether `call` is made at all for a driver with these capabilities.
 pub fn applies(call: Call, attach: bool) -> Result<(), String> {
     let attach_only = matches!(
         call,
@@ -48,6 +49,11 @@ pub fn applies(call: Call, attach: bool) -> Result<(), String> {
     if attach_only && !attach {
         return Err(format!(
             "init says capabilities.attach is false: kubelet never calls {call}"
+        ));
+    }
+    if matches!(call, Call::ExpandVolume | Call::ExpandFs) {
+        return Err(format!(
+            "{call} is not checked: flexVolume classes have no expansion"
         ));
     }
     Ok(())
@@ -92,6 +98,16 @@ pub fn layout_for(
     Layout::new(root, vendor, driver_name, volume, &pod_uid(call))
 }
 
+/// The note of a call that may have been answered by kubelet's default.
+fn answered(driver: &Driver, call: Call, from: usize) -> &'static str {
+    let t = driver.transcript();
+    match t[from.min(t.len())..].iter().find(|r| r.call == call) {
+        None => "not called",
+        Some(r) if r.outcome.starts_with("Not supported") => "Not supported",
+        Some(_) => "Success",
+    }
+}
+
 /// Runs the check for `call`.
 pub fn check(call: Call, subject: &Subject<'_>) -> Result<Verdict, FlexError> {
     let mut options = subject.options.clone();
@@ -100,8 +116,12 @@ pub fn check(call: Call, subject: &Subject<'_>) -> Result<Verdict, FlexError> {
     let caps = kubelet.init()?;
     if call == Call::Init {
         return Ok(Verdict::Passed(format!(
-            "capabilities.attach = {}",
-            caps.attach
+            "capabilities: attach {}, selinuxRelabel {}, fsGroup {}, supportsMetrics {}, requiresFSResize {}",
+            caps.attach,
+            caps.selinux_relabel,
+            caps.fs_group,
+            caps.supports_metrics,
+            caps.requires_fs_resize
         )));
     }
     if let Err(reason) = applies(call, caps.attach) {
@@ -115,8 +135,18 @@ pub fn check(call: Call, subject: &Subject<'_>) -> Result<Verdict, FlexError> {
         &options.volume_name,
     );
     let pod = pod(&pod_uid(call));
+    let driver = subject.driver;
+    let restart = || driver.plugin().forget_unsupported();
     match call {
-        Call::Init => unreachable!("handled above"),
+        Call::Init | Call::ExpandVolume | Call::ExpandFs => unreachable!("handled above"),
+        Call::GetVolumeName => {
+            let from = driver.transcript().len();
+            let name = kubelet.volume_name()?;
+            Ok(Verdict::Passed(format!(
+                "{}: kubelet names the volume {name:?}",
+                answered(driver, call, from)
+            )))
+        }
         Call::Attach | Call::WaitForAttach | Call::IsAttached => {
             check_attach(call, &kubelet, &layout)
         }
@@ -128,42 +158,79 @@ pub fn check(call: Call, subject: &Subject<'_>) -> Result<Verdict, FlexError> {
             };
             let note = match call {
                 Call::MountDevice => {
+                    let first = match mounted.device_mount {
+                        Some(MountedBy::KubeletDefault) => {
+                            "Not supported: kubelet formatted and mounted the device"
+                        }
+                        Some(MountedBy::Nothing) => {
+                            "Not supported and no device: kubelet mounted nothing"
+                        }
+                        _ => "Success",
+                    };
+                    // A restarted kubelet sets the volume up again; it calls mountdevice only
+                    // when the directory does not look like a mount point.
+                    restart();
                     let global = mounted.global_dir.as_deref().expect("attachable");
-                    kubelet.mount_device(global, mounted.device.as_deref())?;
-                    "repeated mountdevice on the mounted directory: Success, one mount".to_string()
+                    let again = match kubelet.mount_device(global, mounted.device.as_deref())? {
+                        MountedBy::AlreadyMounted => {
+                            "after a kubelet restart the directory is a mount point, so kubelet does not call it again"
+                        }
+                        _ => {
+                            "after a kubelet restart, called again on the mounted directory: one mount"
+                        }
+                    };
+                    format!("{first}; {again}")
                 }
                 Call::Mount => {
-                    kubelet.mount(&mounted, &pod)?;
-                    let bound = subject
-                        .driver
-                        .transcript()
-                        .iter()
-                        .any(|r| r.call == Call::Mount && r.outcome == "Not supported");
-                    if bound {
-                        "Not supported, so kubelet bind-mounted the device's global mount; again: one mount".to_string()
-                    } else {
-                        "repeated mount on the mounted directory: Success, one mount".to_string()
-                    }
+                    let first = match mounted.pod_mount {
+                        Some(MountedBy::KubeletDefault) => {
+                            "Not supported: kubelet bind-mounted the device mount path"
+                        }
+                        _ => "Success",
+                    };
+                    restart();
+                    let mut again_m = mounted.clone();
+                    kubelet.mount(&mut again_m, &pod)?;
+                    let again = match again_m.pod_mount {
+                        Some(MountedBy::AlreadyMounted) => {
+                            "after a kubelet restart the directory is a mount point, so kubelet does not call it again"
+                        }
+                        _ => {
+                            "after a kubelet restart, called again on the mounted directory: still one mount"
+                        }
+                    };
+                    super::kubelet::check_single_mount(call, &mounted.pod_dir)?;
+                    format!("{first}; {again}")
                 }
                 Call::Unmount => {
+                    let from = driver.transcript().len();
+                    kubelet.unmount_without_cleanup(&mounted.pod_dir)?;
+                    let first = answered(driver, call, from);
+                    // kubelet crashed before removing the directory: the restarted one tears
+                    // it down again, calling unmount on an unmounted directory.
+                    restart();
                     kubelet.unmount(&mounted.pod_dir)?;
-                    kubelet.unmount(&mounted.pod_dir)?;
-                    "unmount, then unmount of the unmounted directory: Success, nothing mounted"
-                        .to_string()
+                    format!(
+                        "{first}; after a kubelet restart, unmount of the unmounted directory: Success, nothing mounted"
+                    )
                 }
                 Call::UnmountDevice => {
                     let global = mounted.global_dir.as_deref().expect("attachable");
                     kubelet.unmount(&mounted.pod_dir)?;
+                    let from = driver.transcript().len();
                     kubelet.unmount_device(global)?;
-                    kubelet.unmount_device(global)?;
-                    "unmountdevice, then again on the unmounted directory: Success, nothing mounted"
-                        .to_string()
+                    let first = answered(driver, call, from);
+                    format!(
+                        "{first}; nothing mounted (kubelet does not call it again on an unmounted directory)"
+                    )
                 }
                 _ => {
                     scratch.mounted = None;
                     kubelet.teardown(&mounted)?;
-                    let device = mounted.device.clone().unwrap_or_default();
-                    kubelet.detach(&device)?;
+                    let from = driver.transcript().len();
+                    // The controller manager restarted and detaches the volume again.
+                    restart();
+                    kubelet.detach()?;
                     nothing_left(
                         Call::Detach,
                         &subject.kubelet_root,
@@ -171,7 +238,9 @@ pub fn check(call: Call, subject: &Subject<'_>) -> Result<Verdict, FlexError> {
                         &mounted,
                     )?;
                     format!(
-                        "teardown, then detach of the detached device {device}: Success, nothing left"
+                        "teardown, then after a controller restart detach of the detached volume {:?}: {}, nothing left",
+                        options.volume_name,
+                        answered(driver, call, from)
                     )
                 }
             };
@@ -186,13 +255,9 @@ pub fn check(call: Call, subject: &Subject<'_>) -> Result<Verdict, FlexError> {
 
 fn check_attach(call: Call, kubelet: &Kubelet<'_>, layout: &Layout) -> Result<Verdict, FlexError> {
     let (device, backing) = kubelet.attach()?;
-    let mounted = Mounted {
-        attach: true,
-        device: device.clone(),
-        device_backing: backing,
-        global_dir: Some(layout.global_dir.clone()),
-        pod_dir: layout.pod_dir.clone(),
-    };
+    let mut mounted = Mounted::for_attach(layout);
+    mounted.device = device.clone();
+    mounted.device_backing = backing;
     let scratch = Scratch {
         kubelet,
         mounted: Some(mounted),
@@ -201,30 +266,40 @@ fn check_attach(call: Call, kubelet: &Kubelet<'_>, layout: &Layout) -> Result<Ve
     let note = match call {
         Call::Attach => {
             // The controller manager attaches again after a restart: same volume, same device.
+            kubelet.driver.plugin().forget_unsupported();
             let (again, _) = kubelet.attach()?;
             if again != device {
                 return Err(FlexError::Kernel {
                     call,
                     what: format!(
-                        "a repeated attach of the attached volume gave {}, the first gave {dev}: the first device leaks",
+                        "a repeated attach of the attached volume gave {:?}, the first gave {dev:?}: the first device leaks",
                         again.unwrap_or_default()
                     ),
                 });
             }
-            format!("attach, then attach again: the same device {dev}")
+            format!("attach, then attach again after a controller restart: the same device {dev:?}")
         }
-        Call::WaitForAttach => {
-            match block_device_number(Path::new(&dev)) {
-                Ok(Some(_)) => {}
-                _ => {
-                    return Err(FlexError::Kernel {
-                        call,
-                        what: format!("named {dev:?}, which is not a block device"),
-                    });
-                }
+        Call::WaitForAttach => match &device {
+            None => {
+                kubelet.driver.plugin().warn(
+                    call,
+                    "no-device",
+                    "gave no device (nor did attach): kubelet passes an empty device to mountdevice",
+                );
+                "no device: kubelet passes an empty device to mountdevice".to_string()
             }
-            format!("device {dev} is a block device")
-        }
+            Some(d) => match block_device_number(Path::new(d)) {
+                Ok(Some(_)) => format!("device {d} is a block device"),
+                _ => {
+                    kubelet.driver.plugin().warn(
+                        call,
+                        "not-block",
+                        &format!("named {d:?}, which is not a block device: kubelet's default mountdevice could not format or mount it"),
+                    );
+                    format!("device {d:?} (not a block device)")
+                }
+            },
+        },
         _ => {
             let before = kubelet.is_attached()?;
             drop(scratch);
@@ -233,7 +308,7 @@ fn check_attach(call: Call, kubelet: &Kubelet<'_>, layout: &Layout) -> Result<Ve
                 (Some(false), _) => {
                     return Err(FlexError::Kernel {
                         call,
-                        what: "answered attached: false for an attached volume".into(),
+                        what: "answered attached: false (or Success without \"attached\", which kubelet reads as false) for an attached volume: the controller would mark it detached and let it attach elsewhere".into(),
                     });
                 }
                 (_, Some(true)) => {

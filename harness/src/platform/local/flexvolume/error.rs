@@ -84,12 +84,17 @@ pub enum FlexError {
     },
     #[error("{0}")]
     Protocol(Box<ProtocolViolation>),
-    /// A well-formed Failure (or a Not supported kubelet cannot work around).
-    #[error("flexVolume {call} answered {status}: {message}\n  command: {command}")]
+    /// A well-formed reply kubelet fails the call on: status Failure, or any status other than
+    /// Success and Not supported (or a Not supported kubelet has no default for).
+    #[error(
+        "flexVolume {call} answered {status}: {message}\n  command: {command}\n  ended: {exit}"
+    )]
     Failed {
         call: Call,
-        status: &'static str,
+        /// The status as written, quoted (`"Failure"`), or `no status`.
+        status: String,
         message: String,
+        exit: Exit,
         command: String,
     },
     /// The driver said Success but the kernel disagrees (nothing mounted, wrong device, …).

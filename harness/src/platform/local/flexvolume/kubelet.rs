@@ -1,23 +1,27 @@
 //! kubelet's (and the controller manager's) call sequence for one volume and one pod.
 //!
-//! Set-up: `init` → with attach: `attach`, `waitforattach`, `isattached`, `mountdevice` into the
-//! volume's global mount directory, then `mount` into the pod's directory, which an attachable
-//! driver usually answers "Not supported" so kubelet bind-mounts the global directory itself.
-//! Without attach: `mount` only. Tear-down: `unmount`, then with attach `unmountdevice` and
-//! `detach`. "Not supported" is handled as kubelet's defaults handle it (kubelet formats and mounts
-//! the device itself, unmounts itself, assumes attached). After each mount call the kernel is
-//! asked whether something is mounted there, and after tear-down whether anything is left.
+//! Set-up: `init` (once per driver version) → `getvolumename` → with attach: `attach`,
+//! `waitforattach`, `mountdevice` into the device mount path (skipped when already a mount
+//! point) → `mount` into the pod's directory (skipped when already a mount point), which an
+//! attachable driver usually answers "Not supported", so kubelet bind-mounts the device mount
+//! path itself. Tear-down: `unmount` (when the pod's directory exists), then with attach
+//! `unmountdevice` (when the device mount path is a mount point) and `detach <volume name>
+//! <node>`; kubelet removes each directory after its unmount. "Not supported" is handled by
+//! kubelet's defaults (`*-defaults.go`), and remembered: kubelet stops calling that command for
+//! this driver version. After set-up and tear-down the kernel is asked what is mounted and
+//! attached (pvcheck's own checks: a Success that mounts nothing is caught before the pod writes
+//! to the node's root filesystem).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
-use super::driver::Driver;
+use super::driver::{Answer, Driver};
 use super::error::FlexError;
-use super::mounts::{block_device_number, loop_backing_file, mounts_at, mounts_under};
+use super::mounts::{block_device_number, loop_backing_file, mounts_at};
 use super::options::{Masker, PodInfo, VolumeOptions, to_json};
-use super::protocol::{Call, Capabilities, Status};
+use super::protocol::{Call, Capabilities};
 
 /// Where kubelet keeps a volume's mounts, under a root pvcheck owns (kubelet: /var/lib/kubelet).
 #[derive(Debug, Clone)]
@@ -47,19 +51,57 @@ impl Layout {
     }
 }
 
+/// Who mounted a directory during set-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MountedBy {
+    /// The driver's call answered Success.
+    Driver,
+    /// The driver answered "Not supported" and pvcheck did kubelet's default.
+    KubeletDefault,
+    /// "Not supported" with no device: kubelet mounts nothing (mountdevice only).
+    Nothing,
+    /// Already a mount point (kubelet's `prepareForMount`): no call made.
+    AlreadyMounted,
+}
+
 /// A volume set up for a pod.
 #[derive(Debug, Clone)]
 pub struct Mounted {
     pub attach: bool,
-    /// The device waitforattach named (attachable drivers).
+    /// The device waitforattach named (attachable drivers; None when it gave none).
     pub device: Option<String>,
     /// What the loop device was backed by at attach, to check it is gone after detach.
     pub device_backing: Option<PathBuf>,
+    /// The device mount path (attachable drivers).
     pub global_dir: Option<PathBuf>,
     pub pod_dir: PathBuf,
+    /// The device mount path kubelet's default mount binds from (also for non-attachable drivers).
+    pub default_source: PathBuf,
+    pub device_mount: Option<MountedBy>,
+    pub pod_mount: Option<MountedBy>,
 }
 
-/// One node's kubelet for one driver.
+impl Mounted {
+    /// An attached volume with nothing mounted yet (the attach checks).
+    pub fn for_attach(layout: &Layout) -> Self {
+        Mounted::new(true, layout)
+    }
+
+    fn new(attach: bool, layout: &Layout) -> Self {
+        Mounted {
+            attach,
+            device: None,
+            device_backing: None,
+            global_dir: attach.then(|| layout.global_dir.clone()),
+            pod_dir: layout.pod_dir.clone(),
+            default_source: layout.global_dir.clone(),
+            device_mount: None,
+            pod_mount: None,
+        }
+    }
+}
+
+/// One node's kubelet (and the controller manager) for one driver.
 #[derive(Debug)]
 pub struct Kubelet<'a> {
     pub driver: &'a Driver,
@@ -71,6 +113,16 @@ pub struct Kubelet<'a> {
 
 fn s(p: &Path) -> String {
     p.to_string_lossy().into_owned()
+}
+
+/// mount-utils' `IsLikelyNotMountPoint` as kubelet uses it in `prepareForMount` and
+/// `isNotMounted`: a directory is a mount point when its device differs from its parent's
+/// (so a bind mount from the same filesystem looks unmounted). None: it does not exist.
+pub fn likely_mounted(dir: &Path) -> Option<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let me = std::fs::metadata(dir).ok()?;
+    let parent = dir.parent().and_then(|p| std::fs::metadata(p).ok())?;
+    Some(me.dev() != parent.dev())
 }
 
 impl<'a> Kubelet<'a> {
@@ -94,15 +146,15 @@ impl<'a> Kubelet<'a> {
         &self.masker
     }
 
-    fn json(&self, call: Call, dir: Option<&Path>, pod: Option<&PodInfo>) -> String {
-        let d = dir.map(s);
-        to_json(&self.options.for_call(call, d.as_deref(), pod))
+    fn json(&self, call: Call, pod: Option<&PodInfo>) -> String {
+        to_json(&self.options.for_call(call, pod))
     }
 
-    /// `init`, once per driver version (kubelet re-runs it when the executable changes).
+    /// `init`, once per driver version (kubelet probes a driver again when its executable
+    /// changes). It must answer Success; left-out capabilities take kubelet's defaults.
     pub fn init(&mut self) -> Result<Capabilities, FlexError> {
         let reply = self.driver.call_ok(Call::Init, &[], &self.masker)?;
-        let caps = reply.capabilities.unwrap_or(Capabilities { attach: true });
+        let caps = reply.capabilities.unwrap_or_default();
         self.capabilities = Some(caps);
         Ok(caps)
     }
@@ -119,21 +171,41 @@ impl<'a> Kubelet<'a> {
         }
     }
 
+    /// `getvolumename <json>`, made wherever kubelet and the controller manager ask the plugin
+    /// for the volume's name. A Failure breaks the operation; whatever it answers, the name used
+    /// is the PV or volume name (kubelet: "GetVolumeName is not supported yet").
+    pub fn volume_name(&self) -> Result<String, FlexError> {
+        let name = self.options.volume_name.clone();
+        let args = [self.json(Call::GetVolumeName, None)];
+        if let Answer::Success(r) = self.driver.call(Call::GetVolumeName, &args, &self.masker)?
+            && !r.volume_name.is_empty()
+            && r.volume_name != name
+        {
+            self.driver.plugin().warn(
+                Call::GetVolumeName,
+                "ignored-name",
+                &format!(
+                    "answered volumeName {:?}; kubelet ignores it and uses the PV or volume name {name:?}",
+                    r.volume_name
+                ),
+            );
+        }
+        Ok(name)
+    }
+
     /// Sets the volume up for `pod`; on error, undoes what it did before returning.
     pub fn setup(&mut self, layout: &Layout, pod: &PodInfo) -> Result<Mounted, FlexError> {
         let caps = self.caps()?;
-        let mut m = Mounted {
-            attach: caps.attach,
-            device: None,
-            device_backing: None,
-            global_dir: caps.attach.then(|| layout.global_dir.clone()),
-            pod_dir: layout.pod_dir.clone(),
-        };
-        let result = if caps.attach {
-            self.setup_attachable(&mut m, pod)
-        } else {
-            self.mount(&m, pod)
-        };
+        let mut m = Mounted::new(caps.attach, layout);
+        let result = (|| {
+            // The desired state of the world (kubelet) and the controller name the volume first.
+            self.volume_name()?;
+            if caps.attach {
+                self.setup_attachable(&mut m)?;
+            }
+            self.mount(&mut m, pod)?;
+            self.check_setup(&m)
+        })();
         if let Err(e) = result {
             // Best effort: the first error is the one to report.
             let _ = self.teardown(&m);
@@ -142,30 +214,30 @@ impl<'a> Kubelet<'a> {
         Ok(m)
     }
 
-    /// The controller manager's half: attach, then kubelet's waitforattach.
+    /// The controller manager's `attach`, then kubelet's `waitforattach`: the device, if any.
     pub fn attach(&self) -> Result<(Option<String>, Option<PathBuf>), FlexError> {
-        let json = self.json(Call::Attach, None, None);
-        let args = [json, self.node.clone()];
-        let reply = self.driver.call(Call::Attach, &args, &self.masker)?;
-        // kubelet's attacher defaults: a driver without attach gives no device here.
-        let attached = match reply.status {
-            Status::NotSupported => None,
-            _ => {
-                self.driver
-                    .require_success(Call::Attach, &args, &self.masker, reply)?
-                    .device
+        let args = [self.json(Call::Attach, None), self.node.clone()];
+        // attacherDefaults.Attach: no device.
+        let attached = match self.driver.call(Call::Attach, &args, &self.masker)? {
+            Answer::Success(r) if r.device.is_empty() => {
+                self.driver.plugin().warn(
+                    Call::Attach,
+                    "no-device",
+                    "answered Success without \"device\"; kubelet passes an empty device to waitforattach and mountdevice",
+                );
+                None
             }
+            Answer::Success(r) => Some(r.device),
+            Answer::NotSupported => None,
         };
-        let json = self.json(Call::WaitForAttach, None, None);
-        let args = [attached.clone().unwrap_or_default(), json];
-        let reply = self.driver.call(Call::WaitForAttach, &args, &self.masker)?;
-        let device = match reply.status {
-            Status::NotSupported => attached,
-            _ => {
-                self.driver
-                    .require_success(Call::WaitForAttach, &args, &self.masker, reply)?
-                    .device
-            }
+        let args = [
+            attached.clone().unwrap_or_default(),
+            self.json(Call::WaitForAttach, None),
+        ];
+        // attacherDefaults.WaitForAttach: the device attach gave.
+        let device = match self.driver.call(Call::WaitForAttach, &args, &self.masker)? {
+            Answer::Success(r) => (!r.device.is_empty()).then_some(r.device),
+            Answer::NotSupported => attached,
         };
         let backing = device
             .as_deref()
@@ -173,149 +245,229 @@ impl<'a> Kubelet<'a> {
         Ok((device, backing))
     }
 
-    /// `isattached`: None when the driver does not support it (kubelet then assumes attached).
+    /// `isattached <json> <node>` (the controller's periodic check): None when the driver does
+    /// not support it (kubelet then assumes attached). A Success without `attached` is false.
     pub fn is_attached(&self) -> Result<Option<bool>, FlexError> {
-        let json = self.json(Call::IsAttached, None, None);
-        let args = [json, self.node.clone()];
-        let reply = self.driver.call(Call::IsAttached, &args, &self.masker)?;
-        match reply.status {
-            Status::NotSupported => Ok(None),
-            _ => Ok(self
-                .driver
-                .require_success(Call::IsAttached, &args, &self.masker, reply)?
-                .attached),
+        let args = [self.json(Call::IsAttached, None), self.node.clone()];
+        match self.driver.call(Call::IsAttached, &args, &self.masker)? {
+            Answer::NotSupported => Ok(None),
+            Answer::Success(r) => Ok(Some(r.attached)),
         }
     }
 
-    fn setup_attachable(&self, m: &mut Mounted, pod: &PodInfo) -> Result<(), FlexError> {
+    fn setup_attachable(&self, m: &mut Mounted) -> Result<(), FlexError> {
         let (device, backing) = self.attach()?;
         m.device = device;
         m.device_backing = backing;
-        if self.is_attached()? == Some(false) {
-            return Err(FlexError::Kernel {
-                call: Call::IsAttached,
-                what: "answered attached: false right after attach and waitforattach succeeded"
-                    .into(),
-            });
-        }
         let global = m
             .global_dir
             .clone()
             .expect("attachable volumes have a global dir");
-        self.mount_device(&global, m.device.as_deref())?;
-        self.mount(m, pod)
+        m.device_mount = Some(self.mount_device(&global, m.device.as_deref())?);
+        Ok(())
     }
 
-    /// `mountdevice <dir> <device> <json>`, or kubelet's own format-and-mount when Not supported.
-    pub fn mount_device(&self, dir: &Path, device: Option<&str>) -> Result<(), FlexError> {
+    /// `mountdevice <dir> <device> <json>` unless `dir` is already a mount point; "Not
+    /// supported" with a device: kubelet's own format-and-mount; without one: nothing.
+    pub fn mount_device(&self, dir: &Path, device: Option<&str>) -> Result<MountedBy, FlexError> {
         let call = Call::MountDevice;
-        std::fs::create_dir_all(dir).map_err(|source| FlexError::Io {
-            call,
-            what: format!("creating {}", dir.display()),
-            source,
-        })?;
-        let json = self.json(call, Some(dir), None);
-        let args = [s(dir), device.unwrap_or_default().to_string(), json];
-        let reply = self.driver.call(call, &args, &self.masker)?;
-        if reply.status == Status::NotSupported {
-            let dev = device.ok_or_else(|| FlexError::Kernel {
-                call,
-                what: "Not supported, and attach gave no device for kubelet to mount".into(),
-            })?;
-            format_and_mount(
-                dev,
-                dir,
-                self.options.fs_type.as_deref().unwrap_or("ext4"),
-                self.options.read_only,
-            )
-            .map_err(|what| FlexError::Kernel {
-                call,
-                what: format!("kubelet's default mount: {what}"),
-            })?;
-        } else {
-            self.driver
-                .require_success(call, &args, &self.masker, reply)?;
+        // GetDeviceMountPath asks the plugin for the volume's name.
+        self.volume_name()?;
+        if prepare_for_mount(call, dir)? {
+            return Ok(MountedBy::AlreadyMounted);
         }
-        check_mounted(call, dir, device)
-    }
-
-    /// `mount <dir> <json>`, or (attachable, Not supported) kubelet's bind mount of the global dir.
-    pub fn mount(&self, m: &Mounted, pod: &PodInfo) -> Result<(), FlexError> {
-        let call = Call::Mount;
-        let dir = &m.pod_dir;
-        std::fs::create_dir_all(dir).map_err(|source| FlexError::Io {
-            call,
-            what: format!("creating {}", dir.display()),
-            source,
-        })?;
-        let json = self.json(call, Some(dir), Some(pod));
-        let args = [s(dir), json];
-        let reply = self.driver.call(call, &args, &self.masker)?;
-        match (reply.status, &m.global_dir) {
-            (Status::NotSupported, Some(global)) => {
-                if mounts_at(dir).map(|v| v.is_empty()).unwrap_or(true) {
-                    let mut flags = MsFlags::MS_BIND;
-                    mount(
-                        Some(global.as_path()),
-                        dir.as_path(),
-                        None::<&str>,
-                        flags,
-                        None::<&str>,
+        let args = [
+            s(dir),
+            device.unwrap_or_default().to_string(),
+            self.json(call, None),
+        ];
+        let by = match self.driver.call(call, &args, &self.masker)? {
+            Answer::Success(_) => MountedBy::Driver,
+            Answer::NotSupported => match device {
+                Some(dev) => {
+                    format_and_mount(
+                        dev,
+                        dir,
+                        self.options.fs_type.as_deref(),
+                        self.options.read_only,
                     )
-                    .map_err(|e| FlexError::Io {
+                    .map_err(|what| FlexError::Kernel {
                         call,
-                        what: format!("bind-mounting {} on {}", global.display(), dir.display()),
-                        source: e.into(),
+                        what: format!(
+                            "answered Not supported, and kubelet's default mount failed: {what}"
+                        ),
                     })?;
-                    if self.options.read_only {
-                        flags |= MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-                        mount(
-                            None::<&str>,
-                            dir.as_path(),
-                            None::<&str>,
-                            flags,
-                            None::<&str>,
-                        )
-                        .map_err(|e| FlexError::Io {
-                            call,
-                            what: format!("remounting {} read-only", dir.display()),
-                            source: e.into(),
-                        })?;
-                    }
+                    MountedBy::KubeletDefault
                 }
-            }
-            _ => {
-                self.driver
-                    .require_success(call, &args, &self.masker, reply)?;
-            }
-        }
-        check_mounted(call, dir, m.device.as_deref())
+                None => MountedBy::Nothing,
+            },
+        };
+        check_device_mount(self.driver, call, dir, device)?;
+        Ok(by)
     }
 
-    /// `unmount <dir>`, or kubelet's own unmount when Not supported.
+    /// `mount <dir> <json>` unless the pod's directory is already a mount point; "Not
+    /// supported": kubelet's bind mount of the device mount path into the pod's directory.
+    pub fn mount(&self, m: &mut Mounted, pod: &PodInfo) -> Result<(), FlexError> {
+        let call = Call::Mount;
+        let dir = m.pod_dir.clone();
+        if prepare_for_mount(call, &dir)? {
+            m.pod_mount = Some(MountedBy::AlreadyMounted);
+            return Ok(());
+        }
+        let args = [s(&dir), self.json(call, Some(pod))];
+        let result = match self.driver.call(call, &args, &self.masker) {
+            Ok(Answer::Success(_)) => Ok(MountedBy::Driver),
+            Ok(Answer::NotSupported) => self.default_mount(m).map(|()| MountedBy::KubeletDefault),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(by) => {
+                m.pod_mount = Some(by);
+                Ok(())
+            }
+            Err(e) => {
+                // kubelet removes the pod's directory after a failed mount.
+                let _ = std::fs::remove_dir(&dir);
+                Err(e)
+            }
+        }
+    }
+
+    /// mounterDefaults.SetUpAt: `mount -t auto -o bind <device mount path> <dir>`.
+    fn default_mount(&self, m: &Mounted) -> Result<(), FlexError> {
+        let call = Call::Mount;
+        self.volume_name()?;
+        let src = &m.default_source;
+        if !src.exists() {
+            return Err(FlexError::Kernel {
+                call,
+                what: format!(
+                    "answered Not supported, so kubelet bind-mounts the device mount path {}, which does not exist{}",
+                    src.display(),
+                    if m.attach {
+                        ""
+                    } else {
+                        " (a driver without attach must implement mount)"
+                    }
+                ),
+            });
+        }
+        mount(
+            Some(src.as_path()),
+            m.pod_dir.as_path(),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| FlexError::Io {
+            call,
+            what: format!(
+                "kubelet's default mount (bind of {} on {})",
+                src.display(),
+                m.pod_dir.display()
+            ),
+            source: e.into(),
+        })
+    }
+
+    /// pvcheck's kernel checks once the pod's directory is set up: it is a mount point, mounted
+    /// once, and when it is kubelet's bind of the device mount path, that path is mounted.
+    fn check_setup(&self, m: &Mounted) -> Result<(), FlexError> {
+        let call = Call::Mount;
+        let at = mounts_at(&m.pod_dir).map_err(|source| FlexError::Io {
+            call,
+            what: "reading /proc/self/mountinfo".into(),
+            source,
+        })?;
+        if at.is_empty() {
+            return Err(FlexError::Kernel {
+                call,
+                what: format!(
+                    "answered Success but {} is not a mount point: the pod would write to the node's root filesystem",
+                    m.pod_dir.display()
+                ),
+            });
+        }
+        if at.len() > 1 {
+            return Err(FlexError::Kernel {
+                call,
+                what: format!(
+                    "{} has {} mounts stacked on it: a repeated call mounted again",
+                    m.pod_dir.display(),
+                    at.len()
+                ),
+            });
+        }
+        if m.pod_mount == Some(MountedBy::KubeletDefault) {
+            let global = mounts_at(&m.default_source).unwrap_or_default();
+            if global.is_empty() {
+                let what = match m.device_mount {
+                    Some(MountedBy::Nothing) => format!(
+                        "attach gave no device and mountdevice answered Not supported, so kubelet mounted nothing on {}; mount answered Not supported too, so kubelet bind-mounts that empty directory into the pod: the pod would write to the node's root filesystem",
+                        m.default_source.display()
+                    ),
+                    _ => format!(
+                        "answered Success but {} is not a mount point; mount answered Not supported, so kubelet bind-mounts that directory into the pod: the pod would write to the node's root filesystem",
+                        m.default_source.display()
+                    ),
+                };
+                return Err(FlexError::Kernel {
+                    call: Call::MountDevice,
+                    what,
+                });
+            }
+        }
+        if let Some(dev) = &m.device {
+            warn_if_other_device(self.driver, call, &m.pod_dir, &at[0], dev);
+        }
+        Ok(())
+    }
+
+    /// `unmount <dir>` when the directory exists (kubelet calls it whether or not something is
+    /// mounted there), or kubelet's own unmount when Not supported; then kubelet removes it.
     pub fn unmount(&self, dir: &Path) -> Result<(), FlexError> {
+        if !dir.exists() {
+            return Ok(());
+        }
+        retry_failures(|| self.unmount_call(Call::Unmount, dir))?;
+        remove_mount_dir(Call::Unmount, dir)
+    }
+
+    /// Only the driver call (and kubelet's default), without removing the directory: what a
+    /// kubelet that crashes right after the call has done.
+    pub fn unmount_without_cleanup(&self, dir: &Path) -> Result<(), FlexError> {
         retry_failures(|| self.unmount_call(Call::Unmount, dir))
     }
 
-    /// `unmountdevice <dir>`, or kubelet's own unmount when Not supported.
+    /// `unmountdevice <dir>` when the directory is (likely) a mount point, or kubelet's own
+    /// unmount when Not supported; then kubelet removes it.
     pub fn unmount_device(&self, dir: &Path) -> Result<(), FlexError> {
-        retry_failures(|| self.unmount_call(Call::UnmountDevice, dir))
+        match likely_mounted(dir) {
+            None => return Ok(()),
+            Some(false) => {}
+            Some(true) => {
+                // GetDeviceMountPath asks the plugin for the volume's name.
+                self.volume_name()?;
+                retry_failures(|| self.unmount_call(Call::UnmountDevice, dir))?;
+            }
+        }
+        remove_mount_dir(Call::UnmountDevice, dir)
     }
 
     fn unmount_call(&self, call: Call, dir: &Path) -> Result<(), FlexError> {
         let args = [s(dir)];
-        let reply = self.driver.call(call, &args, &self.masker)?;
-        if reply.status == Status::NotSupported {
-            if !mounts_at(dir).map(|v| v.is_empty()).unwrap_or(true) {
-                umount_retrying(dir).map_err(|e| FlexError::Io {
-                    call,
-                    what: format!("kubelet's default unmount of {}", dir.display()),
-                    source: e.into(),
-                })?;
+        match self.driver.call(call, &args, &self.masker)? {
+            Answer::NotSupported => {
+                if !mounts_at(dir).map(|v| v.is_empty()).unwrap_or(true) {
+                    umount_retrying(dir).map_err(|e| FlexError::Io {
+                        call,
+                        what: format!("kubelet's default unmount of {}", dir.display()),
+                        source: e.into(),
+                    })?;
+                }
             }
-        } else {
-            self.driver
-                .require_success(call, &args, &self.masker, reply)?;
+            Answer::Success(_) => {}
         }
         let left = mounts_at(dir).map_err(|source| FlexError::Io {
             call,
@@ -335,23 +487,20 @@ impl<'a> Kubelet<'a> {
         Ok(())
     }
 
-    /// `detach <device> <node>` (Not supported: nothing to do, as in kubelet).
-    pub fn detach(&self, device: &str) -> Result<(), FlexError> {
-        retry_failures(|| self.detach_once(device))
-    }
-
-    fn detach_once(&self, device: &str) -> Result<(), FlexError> {
-        let args = [device.to_string(), self.node.clone()];
-        let reply = self.driver.call(Call::Detach, &args, &self.masker)?;
-        if reply.status != Status::NotSupported {
+    /// The controller manager's `detach <volume name> <node>` (the PV or volume name, not the
+    /// device); "Not supported": nothing to do, as in kubelet.
+    pub fn detach(&self) -> Result<(), FlexError> {
+        let name = self.volume_name()?;
+        retry_failures(|| {
+            let args = [name.clone(), self.node.clone()];
             self.driver
-                .require_success(Call::Detach, &args, &self.masker, reply)?;
-        }
-        Ok(())
+                .call(Call::Detach, &args, &self.masker)
+                .map(|_| ())
+        })
     }
 
     /// Tears the volume down and checks nothing is left: every step is tried, the first error
-    /// is returned. The directories kubelet made are removed (only when empty).
+    /// is returned.
     pub fn teardown(&self, m: &Mounted) -> Result<(), FlexError> {
         let mut first: Option<FlexError> = None;
         let mut note = |r: Result<(), FlexError>| {
@@ -365,11 +514,9 @@ impl<'a> Kubelet<'a> {
         if let Some(global) = &m.global_dir {
             note(self.unmount_device(global));
         }
-        if m.attach
-            && let Some(device) = &m.device
-        {
-            note(self.detach(device));
-            if let Some(backing) = &m.device_backing
+        if m.attach {
+            note(self.detach());
+            if let (Some(device), Some(backing)) = (&m.device, &m.device_backing)
                 && loop_backing_file(Path::new(device)).as_ref() == Some(backing)
             {
                 note(Err(FlexError::Kernel {
@@ -381,18 +528,122 @@ impl<'a> Kubelet<'a> {
                 }));
             }
         }
-        for dir in [Some(&m.pod_dir), m.global_dir.as_ref()]
-            .into_iter()
-            .flatten()
-        {
-            if mounts_under(dir).map(|v| v.is_empty()).unwrap_or(false) {
-                let _ = std::fs::remove_dir(dir);
-            }
-        }
         match first {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+}
+
+/// kubelet's `prepareForMount`: creates the directory (0750) when missing; true when it is
+/// already (likely) a mount point, and then kubelet makes no call.
+fn prepare_for_mount(call: Call, dir: &Path) -> Result<bool, FlexError> {
+    match likely_mounted(dir) {
+        Some(mounted) => Ok(mounted),
+        None => {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o750)
+                .create(dir)
+                .map_err(|source| FlexError::Io {
+                    call,
+                    what: format!("creating {}", dir.display()),
+                    source,
+                })?;
+            Ok(false)
+        }
+    }
+}
+
+/// kubelet removes a mount directory after unmounting it; that fails when something is still
+/// mounted there or the directory is not empty, and so does the tear-down.
+fn remove_mount_dir(call: Call, dir: &Path) -> Result<(), FlexError> {
+    match std::fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(FlexError::Kernel {
+            call,
+            what: format!(
+                "kubelet removes {} after the unmount, and that fails: {e}",
+                dir.display()
+            ),
+        }),
+    }
+}
+
+/// A directory must hold exactly one mount (a stacked one is a repeated mount).
+pub fn check_single_mount(call: Call, dir: &Path) -> Result<(), FlexError> {
+    let at = mounts_at(dir).map_err(|source| FlexError::Io {
+        call,
+        what: "reading /proc/self/mountinfo".into(),
+        source,
+    })?;
+    if at.len() != 1 {
+        return Err(FlexError::Kernel {
+            call,
+            what: format!(
+                "{} has {} mounts: a repeated call must leave exactly one",
+                dir.display(),
+                at.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// After mountdevice: a mount point must hold one mount (a stacked one is a repeated mount).
+/// Nothing mounted is judged once the pod's directory is set up (a driver may mount in `mount`).
+fn check_device_mount(
+    driver: &Driver,
+    call: Call,
+    dir: &Path,
+    device: Option<&str>,
+) -> Result<(), FlexError> {
+    let at = mounts_at(dir).map_err(|source| FlexError::Io {
+        call,
+        what: "reading /proc/self/mountinfo".into(),
+        source,
+    })?;
+    if at.len() > 1 {
+        return Err(FlexError::Kernel {
+            call,
+            what: format!(
+                "{} has {} mounts stacked on it: a repeated call mounted again",
+                dir.display(),
+                at.len()
+            ),
+        });
+    }
+    if let (Some(top), Some(dev)) = (at.first(), device) {
+        warn_if_other_device(driver, call, dir, top, dev);
+    }
+    Ok(())
+}
+
+/// kubelet does not check which device is mounted; a mount from another device than the one
+/// waitforattach named (say, a device-mapper target on top of it) is worth a word, no more.
+fn warn_if_other_device(
+    driver: &Driver,
+    call: Call,
+    dir: &Path,
+    top: &super::mounts::MountEntry,
+    dev: &str,
+) {
+    if let Ok(Some((major, minor))) = block_device_number(Path::new(dev))
+        && (top.major, top.minor) != (major, minor)
+    {
+        driver.plugin().warn(
+            call,
+            "other-device",
+            &format!(
+                "{} is mounted from {} ({}:{}), not from the attached device {dev} ({major}:{minor})",
+                dir.display(),
+                top.source,
+                top.major,
+                top.minor
+            ),
+        );
     }
 }
 
@@ -421,53 +672,6 @@ fn retry_failures(mut f: impl FnMut() -> Result<(), FlexError>) -> Result<(), Fl
     }
 }
 
-/// After a mount call: `dir` must be a mount point, mounted once, of `device` when known.
-fn check_mounted(call: Call, dir: &Path, device: Option<&str>) -> Result<(), FlexError> {
-    let io = |source| FlexError::Io {
-        call,
-        what: "reading /proc/self/mountinfo".into(),
-        source,
-    };
-    let at = mounts_at(dir).map_err(io)?;
-    if at.is_empty() {
-        return Err(FlexError::Kernel {
-            call,
-            what: format!(
-                "answered Success but {} is not a mount point: the pod would write to the node's root filesystem",
-                dir.display()
-            ),
-        });
-    }
-    if at.len() > 1 {
-        return Err(FlexError::Kernel {
-            call,
-            what: format!(
-                "{} has {} mounts stacked on it: a repeated call mounted again",
-                dir.display(),
-                at.len()
-            ),
-        });
-    }
-    if let Some(dev) = device
-        && let Ok(Some((major, minor))) = block_device_number(Path::new(dev))
-    {
-        let top = &at[at.len() - 1];
-        if (top.major, top.minor) != (major, minor) {
-            return Err(FlexError::Kernel {
-                call,
-                what: format!(
-                    "{} is mounted from {} ({}:{}), not from the attached device {dev} ({major}:{minor})",
-                    dir.display(),
-                    top.source,
-                    top.major,
-                    top.minor
-                ),
-            });
-        }
-    }
-    Ok(())
-}
-
 /// kubelet's own unmount (driver said Not supported), retried while the target is busy.
 fn umount_retrying(dir: &Path) -> nix::Result<()> {
     let deadline = std::time::Instant::now() + TEARDOWN_RETRY;
@@ -481,22 +685,51 @@ fn umount_retrying(dir: &Path) -> nix::Result<()> {
     }
 }
 
-/// kubelet's SafeFormatAndMount: make a filesystem only when the device has none, then mount.
-fn format_and_mount(device: &str, dir: &Path, fs: &str, read_only: bool) -> Result<(), String> {
+/// mount-utils' `SafeFormatAndMount.FormatAndMount` as kubelet's default MountDevice uses it:
+/// ext4 when no type is given; `blkid -p -s TYPE -s PTTYPE -o export` exit code 2 means no
+/// filesystem, then `mkfs.<fs>` (`-F -m0` for ext3/ext4, `-f` for xfs); mounted `rw` or `ro`.
+fn format_and_mount(
+    device: &str,
+    dir: &Path,
+    fs: Option<&str>,
+    read_only: bool,
+) -> Result<(), String> {
+    let fs = fs.filter(|f| !f.is_empty()).unwrap_or("ext4");
     let probe = Command::new("blkid")
-        .args(["-p", device])
+        .args(["-p", "-s", "TYPE", "-s", "PTTYPE", "-o", "export", device])
         .output()
         .map_err(|e| format!("blkid: {e}"))?;
-    if !probe.status.success() {
-        let out = Command::new(format!("mkfs.{fs}"))
-            .arg(if fs.starts_with("ext") { "-F" } else { "-f" })
-            .arg(device)
-            .output()
-            .map_err(|e| format!("mkfs.{fs}: {e}"))?;
-        if !out.status.success() {
+    match probe.status.code() {
+        Some(0) => {
+            let text = String::from_utf8_lossy(&probe.stdout);
+            if !text.lines().any(|l| l.starts_with("TYPE=")) {
+                return Err(format!(
+                    "{device} holds a partition table and no filesystem: kubelet does not format it"
+                ));
+            }
+        }
+        Some(2) => {
+            let mut args: Vec<&str> = match fs {
+                "ext3" | "ext4" => vec!["-F", "-m0"],
+                "xfs" => vec!["-f"],
+                _ => vec![],
+            };
+            args.push(device);
+            let out = Command::new(format!("mkfs.{fs}"))
+                .args(&args)
+                .output()
+                .map_err(|e| format!("mkfs.{fs}: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "mkfs.{fs} {device}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+        }
+        _ => {
             return Err(format!(
-                "mkfs.{fs} {device}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
+                "blkid {device}: {}",
+                String::from_utf8_lossy(&probe.stderr).trim()
             ));
         }
     }

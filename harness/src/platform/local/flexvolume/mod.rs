@@ -20,11 +20,11 @@ pub mod mounts;
 pub mod options;
 pub mod protocol;
 
-pub use driver::{Driver, DriverIdentity, Timeouts, identity};
+pub use driver::{Answer, Driver, DriverIdentity, PluginState, Timeouts, identity};
 pub use error::{FlexError, ProtocolViolation};
-pub use kubelet::{Kubelet, Layout, Mounted};
+pub use kubelet::{Kubelet, Layout, Mounted, MountedBy};
 pub use options::{PodInfo, VolumeOptions};
-pub use protocol::{Breach, Call, Capabilities, Reply, Status};
+pub use protocol::{Breach, Call, Capabilities, Classified, Notice, Reply, Status, Verdict};
 
 use crate::config::{ClassSpec, DriverSource, FlexvolumeSpec};
 

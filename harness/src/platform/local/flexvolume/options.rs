@@ -1,10 +1,14 @@
 //! The JSON options a driver receives: the class's own options plus what kubelet adds.
 //!
-//! kubelet passes one JSON object of strings: `FlexVolumeSource.options`, then
-//! `kubernetes.io/fsType`, `kubernetes.io/readwrite`, `kubernetes.io/pvOrVolumeName` on every
-//! call that takes options, and on `mount` the pod's identity, the fsGroup and the secrets
-//! (`kubernetes.io/secret/KEY`, base64 of the value). Secrets are never printed or logged:
-//! [`Masker`] replaces them in arguments and in whatever a driver echoes back.
+//! kubelet passes one JSON object of strings (`NewOptionsForDriver` in driver-call.go):
+//! `kubernetes.io/fsType` (empty when the volume sets none), `kubernetes.io/readwrite`,
+//! `kubernetes.io/pvOrVolumeName` on every call that takes options (getvolumename, attach,
+//! waitforattach, isattached, mountdevice, mount, expandvolume, expandfs), and on `mount` only the
+//! pod's identity (`kubernetes.io/pod.name`, `pod.namespace`, `pod.uid`,
+//! `serviceAccount.name`), `kubernetes.io/mounterArgs.FsGroup` when the pod has an fsGroup, and
+//! the secrets (`kubernetes.io/secret/KEY`, base64 of the value); `FlexVolumeSource.options` are
+//! added last. Secrets are never printed or logged: [`Masker`] replaces them in arguments and in
+//! whatever a driver echoes back.
 
 use std::collections::BTreeMap;
 
@@ -14,12 +18,11 @@ use super::protocol::Call;
 
 pub const FS_TYPE: &str = "kubernetes.io/fsType";
 pub const READ_WRITE: &str = "kubernetes.io/readwrite";
-pub const FS_GROUP: &str = "kubernetes.io/fsGroup";
-pub const MOUNTS_DIR: &str = "kubernetes.io/mountsDir";
+pub const FS_GROUP: &str = "kubernetes.io/mounterArgs.FsGroup";
 pub const PV_OR_VOLUME_NAME: &str = "kubernetes.io/pvOrVolumeName";
 pub const POD_NAME: &str = "kubernetes.io/pod.name";
 pub const POD_NAMESPACE: &str = "kubernetes.io/pod.namespace";
-pub const POD_UID: &str = "kubernetes.io/pod.UID";
+pub const POD_UID: &str = "kubernetes.io/pod.uid";
 pub const SERVICE_ACCOUNT: &str = "kubernetes.io/serviceAccount.name";
 pub const SECRET_PREFIX: &str = "kubernetes.io/secret/";
 
@@ -120,25 +123,15 @@ pub struct VolumeOptions {
 }
 
 impl VolumeOptions {
-    /// The options for `call`. `dir` is the directory being mounted (mountdevice, mount).
-    pub fn for_call(
-        &self,
-        call: Call,
-        dir: Option<&str>,
-        pod: Option<&PodInfo>,
-    ) -> BTreeMap<String, String> {
-        let mut m = self.user.clone();
-        if let Some(fs) = &self.fs_type {
-            m.insert(FS_TYPE.into(), fs.clone());
-        }
+    /// The options for `call` (the pod only matters to `mount`).
+    pub fn for_call(&self, call: Call, pod: Option<&PodInfo>) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        m.insert(FS_TYPE.into(), self.fs_type.clone().unwrap_or_default());
         m.insert(
             READ_WRITE.into(),
             if self.read_only { "ro" } else { "rw" }.into(),
         );
         m.insert(PV_OR_VOLUME_NAME.into(), self.volume_name.clone());
-        if let Some(d) = dir {
-            m.insert(MOUNTS_DIR.into(), d.into());
-        }
         if call == Call::Mount {
             if let Some(g) = self.fs_group {
                 m.insert(FS_GROUP.into(), g.to_string());
@@ -153,6 +146,8 @@ impl VolumeOptions {
                 m.insert(format!("{SECRET_PREFIX}{k}"), base64(v.as_bytes()));
             }
         }
+        // The volume source's own options come last and win, as in kubelet.
+        m.extend(self.user.clone());
         m
     }
 
@@ -275,6 +270,24 @@ mod tests {
         }
     }
 
+    /// kubelet's own keys (driver-call.go), not the older design document's `pod.UID`/`fsGroup`.
+    #[test]
+    fn option_keys_are_kubelets() {
+        assert_eq!(POD_UID, "kubernetes.io/pod.uid");
+        assert_eq!(FS_GROUP, "kubernetes.io/mounterArgs.FsGroup");
+        let mut o = vol();
+        o.fs_type = None;
+        let m = o.for_call(Call::GetVolumeName, None);
+        assert_eq!(
+            m[FS_TYPE], "",
+            "kubelet always sends fsType, empty when unset"
+        );
+        assert_eq!(
+            m.keys().cloned().collect::<Vec<_>>(),
+            vec!["dir", FS_TYPE, PV_OR_VOLUME_NAME, READ_WRITE]
+        );
+    }
+
     #[test]
     fn secrets_and_pod_identity_go_only_to_mount() {
         let pod = PodInfo {
@@ -284,7 +297,7 @@ mod tests {
             service_account: "sa".into(),
         };
         let o = vol();
-        let attach = o.for_call(Call::Attach, None, Some(&pod));
+        let attach = o.for_call(Call::Attach, Some(&pod));
         assert!(
             !attach
                 .keys()
@@ -292,18 +305,18 @@ mod tests {
         );
         assert_eq!(attach[PV_OR_VOLUME_NAME], "v1");
         assert_eq!(attach[READ_WRITE], "rw");
-        let mount = o.for_call(Call::Mount, Some("/pod"), Some(&pod));
+        let mount = o.for_call(Call::Mount, Some(&pod));
         assert_eq!(mount["kubernetes.io/secret/password"], "aHVudGVyMiE=");
         assert_eq!(mount[POD_UID], "u");
         assert_eq!(mount[FS_GROUP], "1000");
-        assert_eq!(mount[MOUNTS_DIR], "/pod");
+        assert!(!mount.contains_key("kubernetes.io/mountsDir"));
     }
 
     #[test]
     fn masker_hides_secret_values_raw_and_encoded() {
         let o = vol();
         let m = o.masker();
-        let json = to_json(&o.for_call(Call::Mount, None, None));
+        let json = to_json(&o.for_call(Call::Mount, None));
         let masked = m.mask(&json);
         assert!(
             !masked.contains("aHVudGVyMiE=") && masked.contains(MASK),

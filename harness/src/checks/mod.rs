@@ -8,6 +8,7 @@
 
 pub mod agent_json;
 pub mod cleanup;
+pub mod csi;
 pub mod expand;
 pub mod flexvolume;
 pub mod integrity;
@@ -37,6 +38,8 @@ pub enum Check {
     Snapshot,
     /// `flexvolume::<call>`: the driver's protocol for one call (flexvolume classes only).
     Flexvolume(&'static str),
+    /// `csi::<call>`: the driver's CSI protocol for one call (csi classes only).
+    Csi(&'static str),
     Speed(String),
     Cleanup,
 }
@@ -53,6 +56,7 @@ impl Check {
             Check::Expand => "expand".into(),
             Check::Snapshot => "snapshot".into(),
             Check::Flexvolume(call) => format!("flexvolume::{call}"),
+            Check::Csi(call) => format!("csi::{call}"),
             Check::Speed(w) => format!("speed::{w}"),
             Check::Cleanup => "cleanup".into(),
         }
@@ -89,6 +93,14 @@ impl Check {
                 crate::platform::local::flexvolume::Call::ALL.map(|c| Check::Flexvolume(c.name()));
             v.splice(at..at, calls);
         }
+        if matches!(class.local, Some(crate::config::LocalKind::Csi(_))) {
+            let at = v
+                .iter()
+                .position(|c| matches!(c, Check::Speed(_) | Check::Cleanup))
+                .unwrap_or(v.len());
+            let calls = crate::platform::local::csi::Call::ALL.map(|c| Check::Csi(c.name()));
+            v.splice(at..at, calls);
+        }
         v
     }
     /// A short, volume-name-safe tag.
@@ -102,13 +114,22 @@ impl Check {
                 let has = class
                     .upgrade
                     .as_ref()
-                    .is_some_and(|u| u.command.is_some() || u.driver.is_some());
+                    .is_some_and(|u| u.command.is_some() || u.driver.is_some() || u.csi.is_some());
                 (!has).then(|| "the class defines no `upgrade`".to_string())
             }
             Check::Expand => (!class.capabilities.expansion)
                 .then(|| "capability `expansion` is off for this class".into()),
             Check::Snapshot => (!class.capabilities.snapshot)
                 .then(|| "capability `snapshot` is off for this class".into()),
+            Check::Provision
+            | Check::Recreate
+            | Check::Durability
+            | Check::Selftest
+            | Check::Speed(_)
+                if csi::block_mode(class) =>
+            {
+                Some(csi::BLOCK_DATA.into())
+            }
             _ => {
                 let _ = platform;
                 None

@@ -52,6 +52,7 @@ impl ClassSpec {
                 // Secret values never go into results: only their names.
                 "secrets": f.secrets.keys().collect::<Vec<_>>(),
             }}),
+            Some(LocalKind::Csi(c)) => serde_json::json!({ "csi": c.parameters_json() }),
         };
         serde_json::json!({
             "name": self.name(),
@@ -61,6 +62,7 @@ impl ClassSpec {
             "upgrade": self.upgrade.as_ref().map(|u| serde_json::json!({
                 "command": u.command, "ready": u.ready,
                 "driver": u.driver_source.as_ref().map(|d| d.describe()), "rollback": u.rollback,
+                "csi": u.csi.as_ref().map(|c| &c.command.value),
             })),
             "timeouts": self.timeouts,
         })
@@ -77,6 +79,8 @@ pub enum LocalKind {
     Loop(LoopSpec),
     /// A flexVolume driver (issue 5).
     Flexvolume(Box<FlexvolumeSpec>),
+    /// A CSI driver over its unix socket (issue 11).
+    Csi(Box<super::csi::CsiSpec>),
 }
 
 impl LocalKind {
@@ -85,6 +89,7 @@ impl LocalKind {
             LocalKind::Dir(_) => "dir",
             LocalKind::Loop(_) => "loop",
             LocalKind::Flexvolume(_) => "flexvolume",
+            LocalKind::Csi(_) => "csi",
         }
     }
 }
@@ -140,6 +145,12 @@ pub struct Capabilities {
     pub expansion: bool,
     #[serde(default)]
     pub snapshot: bool,
+    /// CreateVolume from a volume (CSI classes).
+    #[serde(default)]
+    pub clone: bool,
+    /// Raw block volumes (CSI classes: `access_type: block`).
+    #[serde(default)]
+    pub block: bool,
 }
 
 /// `upgrade:`: what happens to the driver between the write and the verify.
@@ -159,7 +170,10 @@ pub struct UpgradeSpec {
     /// while the volume is unmounted (relative to the YAML file).
     #[serde(default)]
     pub driver: Option<Spanned<PathBuf>>,
-    /// flexVolume classes: after the upgrade, swap the first driver back and verify again.
+    /// CSI classes: the new node plugin, started on the same socket while volumes stay published.
+    #[serde(default)]
+    pub csi: Option<super::csi::CsiUpgradeSpec>,
+    /// flexVolume and CSI classes: after the upgrade, go back to the first driver and verify again.
     #[serde(default)]
     pub rollback: bool,
     /// `driver`, resolved by the loader.

@@ -65,7 +65,13 @@ pub trait Backend: Send {
     fn upgrade_steps(&self) -> Vec<UpgradeStep> {
         Vec::new()
     }
-    /// Performs one of [`Backend::upgrade_steps`]; called while unmounted and detached.
+    /// Whether [`Backend::upgrade`] runs with the volume still attached and mounted (a CSI node
+    /// plugin is restarted under published volumes); the pod then goes on with the same mount.
+    fn upgrades_in_place(&self) -> bool {
+        false
+    }
+    /// Performs one of [`Backend::upgrade_steps`]; called while unmounted and detached (or,
+    /// when [`Backend::upgrades_in_place`], while mounted).
     fn upgrade(&mut self, _ctx: &BackendCtx, step: &UpgradeStep) -> Result<(), PlatformError> {
         Err(PlatformError::Unsupported(format!(
             "{} volumes have no upgrade step {:?}",

@@ -263,6 +263,15 @@ impl Volume for LocalVolume {
                 .ok_or_else(|| PlatformError::Other("no upgrade".into()))?;
             self.run_upgrade_command(&spec, &step.name, &dir)?;
             self.detach()?;
+        } else if self.backend.upgrades_in_place() && self.attached.is_some() {
+            // The volume stays published: the pod goes on over the same mount.
+            self.backend.upgrade(&self.ctx, step)?;
+            return Ok(Box::new(LocalPod {
+                ctx: self.ctx.clone(),
+                agent: self.agent.clone(),
+                dir,
+                children: Vec::new(),
+            }));
         } else {
             self.detach()?;
             self.backend.upgrade(&self.ctx, step)?;

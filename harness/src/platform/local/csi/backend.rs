@@ -411,13 +411,15 @@ impl Backend for CsiBackend {
             first.get_or_insert(e);
         }
         if self.shared.is_some() && self.caps.is_some() {
+            let volume = self.volume.take();
+            let snapshot = self.snapshot_id.take();
             let co = self.co()?;
-            if let Some(v) = self.volume.take()
+            if let Some(v) = volume
                 && let Err(e) = co.delete_volume(&v.id)
             {
                 first.get_or_insert(self.err(e));
             }
-            if let Some(s) = self.snapshot_id.take()
+            if let Some(s) = snapshot
                 && let Err(e) = co.delete_snapshot(&s)
             {
                 first.get_or_insert(self.err(e));

@@ -185,6 +185,17 @@ impl CsiClient {
         Ok(())
     }
 
+    /// Drops the connection (a driver's graceful stop waits for its clients to go): the
+    /// channel is replaced by an undialled one and the runtime runs until the old connection's
+    /// tasks have closed it.
+    pub fn disconnect(&self) {
+        if let Ok(ch) = channel(&self.rt, &self.socket) {
+            *self.channel.lock().unwrap_or_else(|e| e.into_inner()) = ch;
+        }
+        self.rt
+            .block_on(async { tokio::time::sleep(Duration::from_millis(20)).await });
+    }
+
     /// The last exchanges, oldest first.
     pub fn transcript(&self) -> Vec<Exchange> {
         self.transcript

@@ -580,10 +580,10 @@ pub fn protocol_check(
     class: &ClassSpec,
     spec: &CsiSpec,
     ctx: &BackendCtx,
-    check: &str,
+    check_name: &str,
 ) -> Result<ProtocolOutcome, PlatformError> {
-    let call = Call::from_name(check)
-        .ok_or_else(|| PlatformError::Unsupported(format!("no CSI call {check:?}")))?;
+    let call = Call::from_name(check_name)
+        .ok_or_else(|| PlatformError::Unsupported(format!("no CSI call {check_name:?}")))?;
     let origin = backend::origin(class);
     let (driver, state_dir) = backend::driver_for(class, spec, ctx)?;
     let result = (|| {

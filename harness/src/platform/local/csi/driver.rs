@@ -305,6 +305,7 @@ impl Driver {
         let Some(mut p) = self.process.lock().unwrap_or_else(|e| e.into_inner()).take() else {
             return;
         };
+        self.client.disconnect();
         let pid = Pid::from_raw(p.child.id() as i32);
         let _ = killpg(pid, Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(5);

@@ -178,7 +178,7 @@ fn broken_drivers_fail_their_trials_with_one_line_and_leave_nothing() {
     let first = m.lines().next().unwrap_or_default();
     assert!(first.contains("class quits ("), "{first}");
     assert!(first.contains("classes.yaml:2)"), "{first}");
-    assert!(first.contains("exited at once (exit status 3)"), "{first}");
+    assert!(first.contains("exited at once (exit 3)"), "{first}");
     assert!(first.contains("flag provided but not defined"), "{first}");
 
     // A socket that accepts and writes garbage, and one that accepts and never answers.

@@ -177,6 +177,8 @@ pub fn run(s: &Scratch, yaml: &str, filter: &[&str], env: &[(&str, &Path)]) -> R
     let classes = s.root.join("classes.yaml");
     std::fs::write(&classes, yaml).unwrap();
     let results = s.root.join("results");
+    // One result file per run: an earlier run's is not this one's.
+    let _ = std::fs::remove_dir_all(&results);
     let mut c = Command::new(env!("CARGO_BIN_EXE_pvcheck"));
     c.args(["run", "--classes"])
         .arg(&classes)

@@ -274,7 +274,12 @@ impl CsiClient {
                 let code = format!("{:?}", status.code());
                 self.note(call, &shown, format!("{code}: {message}"), start);
                 // A deadline the driver's own stack enforced is still a deadline.
-                if status.code() == tonic::Code::DeadlineExceeded && start.elapsed() >= limit {
+                // (tonic's own deadline answers Cancelled "Timeout expired").
+                if matches!(
+                    status.code(),
+                    tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+                ) && start.elapsed() + Duration::from_millis(50) >= limit
+                {
                     return Err(CsiError::Timeout {
                         call,
                         limit,

@@ -8,6 +8,7 @@
 
 pub mod agent_json;
 pub mod cleanup;
+pub mod clone;
 pub mod csi;
 pub mod expand;
 pub mod flexvolume;
@@ -36,6 +37,8 @@ pub enum Check {
     Upgrade,
     Expand,
     Snapshot,
+    /// A clone (CSI CreateVolume from a volume) holds exactly the source's content at the clone.
+    Clone,
     /// `flexvolume::<call>`: the driver's protocol for one call (flexvolume classes only).
     Flexvolume(&'static str),
     /// `csi::<call>`: the driver's CSI protocol for one call (csi classes only).
@@ -55,6 +58,7 @@ impl Check {
             Check::Upgrade => "integrity::upgrade".into(),
             Check::Expand => "expand".into(),
             Check::Snapshot => "snapshot".into(),
+            Check::Clone => "clone".into(),
             Check::Flexvolume(call) => format!("flexvolume::{call}"),
             Check::Csi(call) => format!("csi::{call}"),
             Check::Speed(w) => format!("speed::{w}"),
@@ -71,6 +75,7 @@ impl Check {
             Check::Upgrade,
             Check::Expand,
             Check::Snapshot,
+            Check::Clone,
         ];
         v.extend(
             speed::workloads()
@@ -109,6 +114,13 @@ impl Check {
     }
     /// Why the class cannot run this check, if it cannot (the trial is ignored with that reason).
     pub fn unsupported(&self, class: &ClassSpec, platform: &dyn Platform) -> Option<String> {
+        let runs_the_agent = !matches!(
+            self,
+            Check::Flexvolume(_) | Check::Csi(_) | Check::Cleanup
+        );
+        if runs_the_agent && csi::block_mode(class) {
+            return Some(csi::BLOCK_DATA.into());
+        }
         match self {
             Check::Upgrade => {
                 let has = class
@@ -121,15 +133,8 @@ impl Check {
                 .then(|| "capability `expansion` is off for this class".into()),
             Check::Snapshot => (!class.capabilities.snapshot)
                 .then(|| "capability `snapshot` is off for this class".into()),
-            Check::Provision
-            | Check::Recreate
-            | Check::Durability
-            | Check::Selftest
-            | Check::Speed(_)
-                if csi::block_mode(class) =>
-            {
-                Some(csi::BLOCK_DATA.into())
-            }
+            Check::Clone => (!class.capabilities.clone)
+                .then(|| "capability `clone` is off for this class".into()),
             _ => {
                 let _ = platform;
                 None

@@ -104,6 +104,18 @@ pub trait Backend: Send {
             self.kind()
         )))
     }
+    /// Makes a new volume with this one's content (a clone) and returns a backend over it, for
+    /// the volume `new` (already created: `create` is not called on it).
+    fn clone_to(
+        &mut self,
+        _ctx: &BackendCtx,
+        _new: &BackendCtx,
+    ) -> Result<Box<dyn Backend>, PlatformError> {
+        Err(PlatformError::Unsupported(format!(
+            "{} volumes cannot be cloned",
+            self.kind()
+        )))
+    }
     /// Removes what `create` made.
     fn destroy(&mut self, ctx: &BackendCtx) -> Result<(), PlatformError>;
     /// Nominal size in bytes, when the backend has one (an image); None for a plain directory.

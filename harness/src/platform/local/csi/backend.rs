@@ -405,6 +405,45 @@ impl Backend for CsiBackend {
         }))
     }
 
+    fn clone_to(
+        &mut self,
+        _ctx: &BackendCtx,
+        new: &BackendCtx,
+    ) -> Result<Box<dyn Backend>, PlatformError> {
+        let vol = self.volume()?.clone();
+        let co = self.co()?;
+        if !co.caps.clone {
+            return Err(PlatformError::Unsupported(format!(
+                "{}: plugin {} has no CLONE_VOLUME capability",
+                self.origin, co.caps.name
+            )));
+        }
+        let source = proto::VolumeContentSource {
+            r#type: Some(proto::volume_content_source::Type::Volume(
+                proto::volume_content_source::VolumeSource {
+                    volume_id: vol.id.clone(),
+                },
+            )),
+        };
+        let req = co.create_request(&new.volume, vol.capacity.max(self.requested), Some(source));
+        let cloned = co.create_volume(req).map_err(|e| self.err(e))?;
+        Ok(Box::new(CsiBackend {
+            origin: self.origin.clone(),
+            spec: self.spec.clone(),
+            commands: self.commands.clone(),
+            rollback: self.rollback,
+            current: self.current,
+            requested: self.requested,
+            shared: self.shared.clone(),
+            caps: self.caps.clone(),
+            volume: Some(cloned),
+            snapshot_id: None,
+            published: None,
+            pods: 0,
+            class_for_driver: self.class_for_driver.clone(),
+        }))
+    }
+
     fn destroy(&mut self, ctx: &BackendCtx) -> Result<(), PlatformError> {
         let mut first: Option<PlatformError> = None;
         if let Err(e) = self.unmount_detach(ctx) {

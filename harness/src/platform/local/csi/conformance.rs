@@ -430,7 +430,10 @@ pub fn check(call: Call, s: &Subject<'_>) -> Result<Verdict, CsiError> {
             let r = co.node_unpublish(UNKNOWN_VOLUME, &p.target);
             expect_code(call, r, "NotFound", "NodeUnpublishVolume of an unknown volume id")?;
             s.unpublish(&made, &p)?;
-            "unpublish, then unpublish of the unpublished target: OK, nothing mounted; unknown volume: NotFound".to_string().pipe(Verdict::Passed)
+            Verdict::Passed(
+                "unpublish, then unpublish of the unpublished target: OK, nothing mounted; unknown volume: NotFound"
+                    .into(),
+            )
         }
         Call::NodeGetVolumeStats => {
             if !caps.volume_stats {
@@ -566,13 +569,6 @@ pub fn check(call: Call, s: &Subject<'_>) -> Result<Verdict, CsiError> {
     s.nothing_left(call)?;
     Ok(verdict)
 }
-
-trait Pipe: Sized {
-    fn pipe<T>(self, f: impl FnOnce(Self) -> T) -> T {
-        f(self)
-    }
-}
-impl Pipe for String {}
 
 /// One `csi::<call>` check on a driver of its own (or the class's endpoint), with a kubelet
 /// root under a scratch volume directory; everything removed afterwards.

@@ -360,8 +360,11 @@ mod tests {
     fn a_command_without_endpoint_placeholder_is_refused() {
         let e = resolve_command(&["/bin/true".into(), "--x".into()], Path::new("/")).unwrap_err();
         assert!(e.contains("{endpoint}"), "{e}");
-        let e = resolve_command(&["/bin/true".into(), "--e={endpont}".into()], Path::new("/"))
-            .unwrap_err();
+        let e = resolve_command(
+            &["/bin/true".into(), "{endpoint}".into(), "--n={nodeid}".into()],
+            Path::new("/"),
+        )
+        .unwrap_err();
         assert!(e.contains("unknown placeholder"), "{e}");
         assert!(resolve_command(&["/bin/true".into(), "{endpoint}".into()], Path::new("/")).is_ok());
     }

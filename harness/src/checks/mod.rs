@@ -8,6 +8,8 @@
 
 pub mod agent_json;
 pub mod cleanup;
+pub mod clone;
+pub mod csi;
 pub mod expand;
 pub mod flexvolume;
 pub mod integrity;
@@ -36,8 +38,12 @@ pub enum Check {
     Upgrade,
     Expand,
     Snapshot,
+    /// A clone (CSI CreateVolume from a volume) holds exactly the source's content at the clone.
+    Clone,
     /// `flexvolume::<call>`: the driver's protocol for one call (flexvolume classes only).
     Flexvolume(&'static str),
+    /// `csi::<call>`: the driver's CSI protocol for one call (csi classes only).
+    Csi(&'static str),
     Speed(String),
     Cleanup,
 }
@@ -53,7 +59,9 @@ impl Check {
             Check::Upgrade => "integrity::upgrade".into(),
             Check::Expand => "expand".into(),
             Check::Snapshot => "snapshot".into(),
+            Check::Clone => "clone".into(),
             Check::Flexvolume(call) => format!("flexvolume::{call}"),
+            Check::Csi(call) => format!("csi::{call}"),
             Check::Speed(w) => format!("speed::{w}"),
             Check::Cleanup => "cleanup".into(),
         }
@@ -68,6 +76,7 @@ impl Check {
             Check::Upgrade,
             Check::Expand,
             Check::Snapshot,
+            Check::Clone,
         ];
         v.extend(
             speed::workloads()
@@ -90,6 +99,14 @@ impl Check {
                 .map(|c| Check::Flexvolume(c.name()));
             v.splice(at..at, calls);
         }
+        if matches!(class.local, Some(crate::config::LocalKind::Csi(_))) {
+            let at = v
+                .iter()
+                .position(|c| matches!(c, Check::Speed(_) | Check::Cleanup))
+                .unwrap_or(v.len());
+            let calls = crate::platform::local::csi::Call::ALL.map(|c| Check::Csi(c.name()));
+            v.splice(at..at, calls);
+        }
         v
     }
     /// A short, volume-name-safe tag.
@@ -98,18 +115,27 @@ impl Check {
     }
     /// Why the class cannot run this check, if it cannot (the trial is ignored with that reason).
     pub fn unsupported(&self, class: &ClassSpec, platform: &dyn Platform) -> Option<String> {
+        let runs_the_agent = !matches!(
+            self,
+            Check::Flexvolume(_) | Check::Csi(_) | Check::Cleanup
+        );
+        if runs_the_agent && csi::block_mode(class) {
+            return Some(csi::BLOCK_DATA.into());
+        }
         match self {
             Check::Upgrade => {
                 let has = class
                     .upgrade
                     .as_ref()
-                    .is_some_and(|u| u.command.is_some() || u.driver.is_some());
+                    .is_some_and(|u| u.command.is_some() || u.driver.is_some() || u.csi.is_some());
                 (!has).then(|| "the class defines no `upgrade`".to_string())
             }
             Check::Expand => (!class.capabilities.expansion)
                 .then(|| "capability `expansion` is off for this class".into()),
             Check::Snapshot => (!class.capabilities.snapshot)
                 .then(|| "capability `snapshot` is off for this class".into()),
+            Check::Clone => (!class.capabilities.clone)
+                .then(|| "capability `clone` is off for this class".into()),
             _ => {
                 let _ = platform;
                 None

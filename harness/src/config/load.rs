@@ -179,9 +179,34 @@ fn check_class(
                 ));
             }
         }
+        Some(LocalKind::Csi(c)) => {
+            let upgrade = class.upgrade.as_mut().and_then(|u| u.csi.as_mut());
+            super::csi::check(c, upgrade, file, base, line, &field)?;
+        }
         None => {}
     }
     super::kube::check(class, index, file, base)?;
+    if (class.capabilities.clone || class.capabilities.block)
+        && !matches!(class.local, Some(LocalKind::Csi(_)) | None)
+    {
+        return Err(ConfigError::new(
+            file,
+            Some(line),
+            field("capabilities"),
+            "only a csi class can clone or publish raw block volumes: set clone and block to false",
+        ));
+    }
+    if let Some(u) = &class.upgrade
+        && let Some(c) = &u.csi
+        && !matches!(class.local, Some(LocalKind::Csi(_)))
+    {
+        return Err(ConfigError::new(
+            file,
+            Some(c.command.referenced.line()),
+            field("upgrade.csi"),
+            "only a csi class has a CSI driver to restart: use upgrade.command",
+        ));
+    }
     if let Some(u) = &mut class.upgrade
         && let Some(d) = &u.driver
     {
@@ -210,12 +235,13 @@ fn check_class(
     if let Some(u) = &class.upgrade
         && u.rollback
         && u.driver.is_none()
+        && u.csi.is_none()
     {
         return Err(ConfigError::new(
             file,
             Some(line),
             field("upgrade.rollback"),
-            "`rollback` needs `upgrade.driver`: it swaps the first driver back",
+            "`rollback` needs `upgrade.driver` or `upgrade.csi`: it goes back to the first driver",
         ));
     }
     if let Some(u) = &class.upgrade

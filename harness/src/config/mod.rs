@@ -18,6 +18,7 @@
 //! The default class file (`storageclasses/local.yaml`) is compiled into the binary
 //! ([`DEFAULT_CLASSES`]) so `pvcheck run` works from any directory.
 
+pub mod csi;
 mod error;
 pub mod flexvolume;
 pub mod kube;

@@ -58,6 +58,7 @@ impl ClassSpec {
                 // Secret values never go into results: only their names.
                 "secrets": f.secrets.keys().collect::<Vec<_>>(),
             }}),
+            Some(LocalKind::Csi(c)) => serde_json::json!({ "csi": c.parameters_json() }),
         };
         serde_json::json!({
             "name": self.name(),
@@ -70,6 +71,7 @@ impl ClassSpec {
                 "command": u.command, "ready": u.ready,
                 "driver": u.driver_source.as_ref().map(|d| d.describe()), "rollback": u.rollback,
                 "rollout": u.rollout,
+                "csi": u.csi.as_ref().map(|c| &c.command.value),
             })),
             "timeouts": self.timeouts,
         })
@@ -86,6 +88,8 @@ pub enum LocalKind {
     Loop(LoopSpec),
     /// A flexVolume driver (issue 5).
     Flexvolume(Box<FlexvolumeSpec>),
+    /// A CSI driver over its unix socket (issue 11).
+    Csi(Box<super::csi::CsiSpec>),
 }
 
 impl LocalKind {
@@ -94,6 +98,7 @@ impl LocalKind {
             LocalKind::Dir(_) => "dir",
             LocalKind::Loop(_) => "loop",
             LocalKind::Flexvolume(_) => "flexvolume",
+            LocalKind::Csi(_) => "csi",
         }
     }
 }
@@ -149,13 +154,14 @@ pub struct Capabilities {
     pub expansion: bool,
     #[serde(default)]
     pub snapshot: bool,
-    /// Kubernetes: raw block volumes (volumeMode Block).
+    /// Raw block volumes (Kubernetes: volumeMode Block; CSI classes: `access_type: block`).
     #[serde(default)]
     pub block: bool,
     /// Kubernetes: ReadWriteMany (two pods write at once).
     #[serde(default)]
     pub rwx: bool,
-    /// Kubernetes: a PVC with another PVC as its dataSource.
+    /// A new volume from an existing one (Kubernetes: a PVC with a PVC dataSource; CSI classes:
+    /// CreateVolume from a volume).
     #[serde(default)]
     pub clone: bool,
 }
@@ -177,7 +183,10 @@ pub struct UpgradeSpec {
     /// while the volume is unmounted (relative to the YAML file).
     #[serde(default)]
     pub driver: Option<Spanned<PathBuf>>,
-    /// flexVolume classes: after the upgrade, swap the first driver back and verify again.
+    /// CSI classes: the new node plugin, started on the same socket while volumes stay published.
+    #[serde(default)]
+    pub csi: Option<super::csi::CsiUpgradeSpec>,
+    /// flexVolume and CSI classes: after the upgrade, go back to the first driver and verify again.
     #[serde(default)]
     pub rollback: bool,
     /// Kubernetes: workloads whose rollout must be complete after the command (observed

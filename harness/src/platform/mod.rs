@@ -171,6 +171,14 @@ pub trait Volume: Send {
     fn expand(&mut self, new_size: u64) -> Result<(), PlatformError>;
     /// Takes a point-in-time copy now and restores it as a new volume named `name`.
     fn snapshot(&mut self, name: &str) -> Result<Box<dyn Volume>, PlatformError>;
+    /// Makes a new volume named `name` with this volume's content now (a CSI clone).
+    fn clone_volume(&mut self, name: &str) -> Result<Box<dyn Volume>, PlatformError> {
+        let _ = name;
+        Err(PlatformError::Unsupported(format!(
+            "volume {} cannot be cloned",
+            self.id()
+        )))
+    }
     /// Leaves the volume (mounted if a pod ran) for a human; returns where it is.
     fn keep(self: Box<Self>) -> String;
     /// Removes everything the volume consists of.

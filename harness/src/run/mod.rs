@@ -219,7 +219,9 @@ fn run_trial(ctx: &RunCtx, p: &Planned, name: &str) -> Result<Completion, Failed
             Check::Upgrade => checks::integrity::upgrade_check(&cctx),
             Check::Expand => checks::expand::check(&cctx),
             Check::Snapshot => checks::snapshot::check(&cctx),
+            Check::Clone => checks::clone::check(&cctx),
             Check::Flexvolume(call) => checks::flexvolume::check(&cctx, call),
+            Check::Csi(call) => checks::csi::check(&cctx, call),
             Check::Speed(w) => checks::speed::check(&cctx, w),
             Check::Cleanup => checks::cleanup::check(&cctx),
         };

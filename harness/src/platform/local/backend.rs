@@ -70,7 +70,13 @@ pub trait Backend: Send {
     fn upgrade_steps(&self) -> Vec<UpgradeStep> {
         Vec::new()
     }
-    /// Performs one of [`Backend::upgrade_steps`]; called while unmounted and detached.
+    /// Whether [`Backend::upgrade`] runs with the volume still attached and mounted (a CSI node
+    /// plugin is restarted under published volumes); the pod then goes on with the same mount.
+    fn upgrades_in_place(&self) -> bool {
+        false
+    }
+    /// Performs one of [`Backend::upgrade_steps`]; called while unmounted and detached (or,
+    /// when [`Backend::upgrades_in_place`], while mounted).
     fn upgrade(&mut self, _ctx: &BackendCtx, step: &UpgradeStep) -> Result<(), PlatformError> {
         Err(PlatformError::Unsupported(format!(
             "{} volumes have no upgrade step {:?}",
@@ -100,6 +106,18 @@ pub trait Backend: Send {
     ) -> Result<Box<dyn Backend>, PlatformError> {
         Err(PlatformError::Unsupported(format!(
             "{} volumes cannot be snapshotted",
+            self.kind()
+        )))
+    }
+    /// Makes a new volume with this one's content (a clone) and returns a backend over it, for
+    /// the volume `new` (already created: `create` is not called on it).
+    fn clone_to(
+        &mut self,
+        _ctx: &BackendCtx,
+        _new: &BackendCtx,
+    ) -> Result<Box<dyn Backend>, PlatformError> {
+        Err(PlatformError::Unsupported(format!(
+            "{} volumes cannot be cloned",
             self.kind()
         )))
     }

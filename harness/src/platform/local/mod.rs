@@ -8,6 +8,7 @@
 //! - Everything is recorded in the run [`Registry`] before it is created (see `crate::registry`).
 
 pub mod backend;
+pub mod csi;
 pub mod dir;
 pub mod flexvolume;
 pub mod kernel_log;
@@ -69,13 +70,22 @@ impl LocalPlatform {
         &self.registry
     }
 
-    fn backend_for(&self, class: &ClassSpec) -> Result<Box<dyn Backend>, PlatformError> {
+    fn backend_for(
+        &self,
+        class: &ClassSpec,
+        req: &VolumeRequest,
+    ) -> Result<Box<dyn Backend>, PlatformError> {
         match &class.local {
             Some(LocalKind::Dir(d)) => Ok(Box::new(dir::DirBackend::new(d.value.clone()))),
             Some(LocalKind::Loop(l)) => Ok(Box::new(loopfs::LoopBackend::new(l.clone()))),
             Some(LocalKind::Flexvolume(f)) => Ok(Box::new(flexvolume::backend::FlexBackend::new(
                 class,
                 (**f).clone(),
+            ))),
+            Some(LocalKind::Csi(c)) => Ok(Box::new(csi::backend::CsiBackend::new(
+                class,
+                (**c).clone(),
+                req.size,
             ))),
             None => Err(PlatformError::Unsupported(format!(
                 "class {} has no `local:` section",
@@ -140,6 +150,7 @@ impl Platform for LocalPlatform {
                 Ok(())
             }
             Some(LocalKind::Flexvolume(f)) => flexvolume::usable(class, f),
+            Some(LocalKind::Csi(c)) => csi::usable(class, c),
         }
     }
 
@@ -149,7 +160,7 @@ impl Platform for LocalPlatform {
         req: &VolumeRequest,
     ) -> Result<Box<dyn Volume>, PlatformError> {
         let ctx = self.backend_ctx(class, req)?;
-        let mut backend = self.backend_for(class)?;
+        let mut backend = self.backend_for(class, req)?;
         let created = backend.create(&ctx);
         let mut vol = LocalVolume {
             ctx,
@@ -263,14 +274,17 @@ impl Platform for LocalPlatform {
         req: &VolumeRequest,
         check: &str,
     ) -> Result<super::ProtocolOutcome, PlatformError> {
-        let Some(LocalKind::Flexvolume(f)) = &class.local else {
-            return Err(PlatformError::Unsupported(format!(
-                "class {} is not a flexvolume class",
-                class.name()
-            )));
-        };
         let ctx = self.backend_ctx(class, req)?;
-        flexvolume::backend::protocol_check(class, f, &ctx, check)
+        match &class.local {
+            Some(LocalKind::Flexvolume(f)) => {
+                flexvolume::backend::protocol_check(class, f, &ctx, check)
+            }
+            Some(LocalKind::Csi(c)) => csi::conformance::protocol_check(class, c, &ctx, check),
+            _ => Err(PlatformError::Unsupported(format!(
+                "class {} has no driver protocol to check",
+                class.name()
+            ))),
+        }
     }
 
     fn fingerprint(&self) -> serde_json::Value {

@@ -267,6 +267,15 @@ impl Volume for LocalVolume {
                 .ok_or_else(|| PlatformError::Other("no upgrade".into()))?;
             self.run_upgrade_command(&spec, &step.name, &dir)?;
             self.detach()?;
+        } else if self.backend.upgrades_in_place() && self.attached.is_some() {
+            // The volume stays published: the pod goes on over the same mount.
+            self.backend.upgrade(&self.ctx, step)?;
+            return Ok(Box::new(LocalPod {
+                ctx: self.ctx.clone(),
+                agent: self.agent.clone(),
+                dir,
+                children: Vec::new(),
+            }));
         } else {
             self.detach()?;
             self.backend.upgrade(&self.ctx, step)?;
@@ -283,36 +292,11 @@ impl Volume for LocalVolume {
     }
 
     fn snapshot(&mut self, name: &str) -> Result<Box<dyn Volume>, PlatformError> {
-        let volume = format!("{}-{name}", self.ctx.volume);
-        let work_dir = self
-            .ctx
-            .registry
-            .volume_dir(&volume)
-            .map_err(|e| PlatformError::Registry(e.to_string()))?;
-        let new_ctx = BackendCtx {
-            volume,
-            mount_point: work_dir.join("mnt"),
-            work_dir,
-            ..self.ctx.clone()
-        };
-        let mounted = self
-            .attached
-            .is_some()
-            .then(|| self.ctx.mount_point.clone());
-        let backend = self
-            .backend
-            .snapshot(&self.ctx, mounted.as_deref(), &new_ctx)?;
-        Ok(Box::new(LocalVolume {
-            ctx: new_ctx,
-            backend,
-            agent: self.agent.clone(),
-            upgrade: self.upgrade.clone(),
-            upgrade_timeout: self.upgrade_timeout,
-            upgrade_cwd: self.upgrade_cwd.clone(),
-            attached: None,
-            requested: self.requested,
-            done: false,
-        }))
+        self.derived(name, true)
+    }
+
+    fn clone_volume(&mut self, name: &str) -> Result<Box<dyn Volume>, PlatformError> {
+        self.derived(name, false)
     }
 
     fn keep(mut self: Box<Self>) -> String {
@@ -505,5 +489,44 @@ impl Drop for LocalAgentProcess {
             let _ = self.child.kill();
         }
         let _ = self.child.wait();
+    }
+}
+
+impl LocalVolume {
+    /// A new volume `<this volume>-<name>` from a snapshot of this one, or a clone of it.
+    fn derived(&mut self, name: &str, snapshot: bool) -> Result<Box<dyn Volume>, PlatformError> {
+        let volume = format!("{}-{name}", self.ctx.volume);
+        let work_dir = self
+            .ctx
+            .registry
+            .volume_dir(&volume)
+            .map_err(|e| PlatformError::Registry(e.to_string()))?;
+        let new_ctx = BackendCtx {
+            volume,
+            mount_point: work_dir.join("mnt"),
+            work_dir,
+            ..self.ctx.clone()
+        };
+        let mounted = self
+            .attached
+            .is_some()
+            .then(|| self.ctx.mount_point.clone());
+        let backend = if snapshot {
+            self.backend
+                .snapshot(&self.ctx, mounted.as_deref(), &new_ctx)?
+        } else {
+            self.backend.clone_to(&self.ctx, &new_ctx)?
+        };
+        Ok(Box::new(LocalVolume {
+            ctx: new_ctx,
+            backend,
+            agent: self.agent.clone(),
+            upgrade: self.upgrade.clone(),
+            upgrade_timeout: self.upgrade_timeout,
+            upgrade_cwd: self.upgrade_cwd.clone(),
+            attached: None,
+            requested: self.requested,
+            done: false,
+        }))
     }
 }

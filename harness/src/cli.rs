@@ -10,10 +10,9 @@ use libtest_mimic::{Arguments, ColorSetting, FormatSetting};
 
 use crate::config;
 use crate::exit_code;
-use crate::platform::local::LocalPlatform;
-use crate::platform::{AgentBinary, Platform, RunFilter};
+use crate::platform::AgentBinary;
 use crate::profile::Profile;
-use crate::registry::{self, Registry};
+use crate::registry;
 use crate::run::{self, RunOptions};
 
 /// pvcheck: does a storage class keep every acknowledged byte, is it as fast as yesterday,
@@ -99,6 +98,10 @@ pub struct CleanupArgs {
     /// Only list what would be removed.
     #[arg(long)]
     pub dry_run: bool,
+    /// Clean only these runs (ids as printed by `pvcheck cleanup --dry-run` or a kept volume's
+    /// message); default: every run whose pvcheck process is gone.
+    #[arg(value_name = "RUN_ID")]
+    pub run_ids: Vec<String>,
 }
 
 impl RunArgs {
@@ -192,53 +195,99 @@ fn run_cmd(a: RunArgs) -> u8 {
 }
 
 fn cleanup_cmd(a: CleanupArgs) -> u8 {
+    use crate::cleanup::{self, Selection};
+    use crate::registry::count;
     let state_dir = a.state_dir.unwrap_or_else(registry::default_state_dir);
-    let agent = match AgentBinary::current() {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("pvcheck: {e}");
-            return exit_code::USAGE;
-        }
-    };
-    // The platform of no run: it only reads and removes other runs' registries.
-    let reg = match Registry::open(&state_dir.join("runs").join("cleanup")) {
-        Ok(r) => std::sync::Arc::new(r),
-        Err(e) => {
-            eprintln!("pvcheck: {e}");
-            return exit_code::USAGE;
-        }
-    };
-    let platform = LocalPlatform::new(reg, state_dir.clone(), agent);
-    let result = if a.dry_run {
-        platform.leftovers(&RunFilter::Dead)
+    let sel = if a.run_ids.is_empty() {
+        Selection::Dead
     } else {
-        platform.remove_leftovers(&RunFilter::Dead)
+        Selection::Runs(a.run_ids.clone())
     };
-    match result {
-        Ok(list) => {
-            let verb = if a.dry_run { "would remove" } else { "removed" };
-            for l in &list {
-                println!(
-                    "{verb} {} {} (run {}{})",
-                    l.kind,
-                    l.what,
-                    l.run_id,
-                    l.class
-                        .as_ref()
-                        .map(|c| format!(", class {c}"))
-                        .unwrap_or_default()
-                );
-            }
-            println!(
-                "{} thing(s) {verb} from dead runs in {}",
-                list.len(),
-                state_dir.display()
-            );
-            exit_code::OK
-        }
+    // Every id is checked before anything is touched: one bad id refuses the whole command.
+    let runs = match cleanup::select(&state_dir, &sel) {
+        Ok(r) => r,
         Err(e) => {
             eprintln!("pvcheck: cleanup: {e}");
-            exit_code::CHECK_FAILED
+            return exit_code::USAGE;
         }
+    };
+    if runs.is_empty() {
+        println!(
+            "Nothing to remove: no dead run is recorded in {}.",
+            state_dir.join("runs").display()
+        );
+        return exit_code::OK;
+    }
+    let verb = if a.dry_run { "would remove" } else { "removed" };
+    let (mut things, mut dirs, mut failed) = (0, 0, false);
+    for reg in &runs {
+        let done = if a.dry_run {
+            cleanup::survey(reg)
+        } else {
+            cleanup::remove(reg)
+        };
+        let c = match done {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("pvcheck: cleanup: run {}: {e}", reg.run_id());
+                failed = true;
+                continue;
+            }
+        };
+        for t in &c.things {
+            let class = t
+                .class
+                .as_ref()
+                .map(|cl| format!(", class {cl}"))
+                .unwrap_or_default();
+            println!(
+                "{} {} {} (run {}{class}).",
+                capitalized(verb),
+                t.noun,
+                t.what,
+                c.run_id
+            );
+        }
+        things += c.things.len();
+        for f in &c.failures {
+            eprintln!("pvcheck: cleanup: run {}: {f}", c.run_id);
+        }
+        if !c.failures.is_empty() {
+            failed = true;
+            continue;
+        }
+        dirs += 1;
+        match cleanup::evidence_sentence(&c, &capitalized(verb)) {
+            Some(s) => println!("{s}"),
+            None => println!(
+                "{} the directory of run {} ({}).",
+                capitalized(verb),
+                c.run_id,
+                c.dir.display()
+            ),
+        }
+    }
+    println!(
+        "{} {} and the director{} of {} from {}.",
+        capitalized(verb),
+        count(things, "thing"),
+        if dirs == 1 { "y" } else { "ies" },
+        count(dirs, "run"),
+        state_dir.display()
+    );
+    if failed {
+        eprintln!(
+            "pvcheck: cleanup: some things could not be removed (see above); fix the cause and run `pvcheck cleanup` again."
+        );
+        return exit_code::CHECK_FAILED;
+    }
+    exit_code::OK
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
     }
 }

@@ -300,6 +300,9 @@ pub fn execute(opts: RunOptions) -> u8 {
         return exit_code::OK;
     }
     drop(probe);
+    if let Some(notice) = crate::cleanup::dead_run_notice(&opts.state_dir, &run_id) {
+        eprintln!("pvcheck: {notice}");
+    }
 
     if let Err(e) = signals::block() {
         eprintln!("pvcheck: cannot set up signal handling: {e}");

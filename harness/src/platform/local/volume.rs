@@ -333,8 +333,9 @@ impl Volume for LocalVolume {
             s.push_str(&format!(", mounted at {}", d.display()));
         }
         s.push_str(&format!(
-            "; ledgers and acks in {}; remove with `pvcheck cleanup`",
-            self.ctx.work_dir.display()
+            "; ledgers and acks in {}; remove with `pvcheck cleanup {}`",
+            self.ctx.work_dir.display(),
+            self.ctx.run_id
         ));
         // Not destroyed: the registry entry keeps it out of the end-of-run removal.
         s

@@ -55,7 +55,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR", env = "PVCHECK_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
     /// Base seed of the run (default random; printed in the result file) to reproduce a run's data.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub seed: Option<u64>,
 
     // libtest's flags, with cargo test's meaning.

@@ -37,21 +37,21 @@ leftovers() {
         case "$back" in "$state"/*) echo "loop device $dev backed by $back" ;; esac
     done
     # Processes of the runs: the run label in their environment, or the state dir on their
-    # command line.
-    local p
-    for p in /proc/[0-9]*; do
-        [[ -r $p/environ ]] || continue
-        for id in "$@"; do
-            if tr '\0' '\n' < "$p/environ" 2>/dev/null | grep -qx "PVCHECK_RUN_LABEL=$id"; then
-                echo "process ${p#/proc/} $(tr '\0' ' ' < "$p/cmdline" 2>/dev/null | cut -c1-100)"
-            fi
-        done
-        if tr '\0' ' ' < "$p/cmdline" 2>/dev/null | grep -qF -- "$state/"; then
-            case "$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null)" in
-                *"pvcheck run"*|*"pvcheck cleanup"*) ;;  # the campaign's own pvcheck
-                *) echo "process ${p#/proc/} $(tr '\0' ' ' < "$p/cmdline" 2>/dev/null | cut -c1-100)" ;;
-            esac
+    # command line (the campaign's own `pvcheck run`/`cleanup` excepted).
+    local pats=() f pid cmd
+    for id in "$@"; do pats+=(-e "PVCHECK_RUN_LABEL=$id"); done
+    {
+        if ((${#pats[@]})); then
+            grep -lzx "${pats[@]}" /proc/[0-9]*/environ 2>/dev/null
         fi
+        grep -laF -- "$state/" /proc/[0-9]*/cmdline 2>/dev/null
+    } | while read -r f; do
+        pid=${f#/proc/}; pid=${pid%%/*}
+        [[ $pid == "$$" || $pid == "$BASHPID" ]] && continue
+        cmd=$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | cut -c1-100)
+        [[ -n $cmd ]] || continue
+        case "$cmd" in *"pvcheck run "*|*"pvcheck cleanup "*|grep*) continue ;; esac
+        echo "process $pid $cmd"
     done | sort -u
     # Run directories, images and tmpfs volume directories.
     if [[ -d $state/runs ]]; then

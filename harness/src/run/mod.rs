@@ -475,8 +475,8 @@ fn remove_everything(ctx: &RunCtx, interrupted: bool) -> Vec<String> {
                     .collect();
                 if !leaked.is_empty() && !interrupted {
                     eprintln!(
-                        "pvcheck: removed {} thing(s) the checks left behind: {}",
-                        leaked.len(),
+                        "pvcheck: removed {} the checks left behind: {}",
+                        crate::registry::count(leaked.len(), "thing"),
                         leaked.join("; ")
                     );
                 }

@@ -243,7 +243,8 @@ impl Platform for LocalPlatform {
         }
         if !failures.is_empty() {
             return Err(PlatformError::Other(format!(
-                "could not remove: {}",
+                "{} could not be removed: {}",
+                crate::registry::count(failures.len(), "thing"),
                 failures.join("; ")
             )));
         }

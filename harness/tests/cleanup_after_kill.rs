@@ -280,6 +280,24 @@ fn finding_12_cleanup_run_id_removes_one_kept_run_and_not_another() {
     }
     assert_eq!(ids.len(), 2, "two kept runs expected: {ids:?}");
 
+    // The next run names the kept runs as kept on purpose (in id order), with the command.
+    let out = env.run(&[
+        "--classes",
+        &dir_class(&env),
+        "scratch::provision",
+        "--exact",
+    ]);
+    let err = stderr(&out);
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert!(
+        err.contains(&format!(
+            "runs kept a failed volume on purpose ({}, {}; `pvcheck cleanup {} {}` removes them)",
+            sorted[0], sorted[1], sorted[0], sorted[1]
+        )) && !err.contains("died"),
+        "{err}"
+    );
+
     // Bad, unknown and duplicate-free input is refused before anything is touched.
     for bad in ["../etc", "nosuchrun"] {
         let out = cleanup(&env, &[&ids[0], bad]);

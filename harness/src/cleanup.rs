@@ -288,6 +288,102 @@ pub fn dead_run_notice(state_dir: &Path, current: &str) -> Option<String> {
     Some(parts.join("; ") + &remedy + ".")
 }
 
+/// `pvcheck cleanup [--dry-run] [RUN_ID…]` on the local state directory: prints one sentence
+/// per thing, the evidence sentence per run directory and a count; returns the exit code (0 all
+/// removed or nothing to remove, 1 something could not be removed, 2 bad input, nothing touched).
+pub fn command(state_dir: &Path, run_ids: &[String], dry_run: bool) -> u8 {
+    use crate::exit_code;
+    let state_dir = state_dir.to_path_buf();
+    let sel = if run_ids.is_empty() {
+        Selection::Dead
+    } else {
+        Selection::Runs(run_ids.to_vec())
+    };
+    // Every id is checked before anything is touched: one bad id refuses the whole command.
+    let runs = match select(&state_dir, &sel) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pvcheck: cleanup: {e}");
+            return exit_code::USAGE;
+        }
+    };
+    if runs.is_empty() {
+        println!(
+            "Nothing to remove: no dead run is recorded in {}.",
+            state_dir.join("runs").display()
+        );
+        return exit_code::OK;
+    }
+    let verb = if dry_run { "would remove" } else { "removed" };
+    let (mut things, mut dirs, mut failed) = (0, 0, false);
+    for reg in &runs {
+        let done = if dry_run { survey(reg) } else { remove(reg) };
+        let c = match done {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("pvcheck: cleanup: run {}: {e}", reg.run_id());
+                failed = true;
+                continue;
+            }
+        };
+        for t in &c.things {
+            let class = t
+                .class
+                .as_ref()
+                .map(|cl| format!(", class {cl}"))
+                .unwrap_or_default();
+            println!(
+                "{} {} {} (run {}{class}).",
+                capitalized(verb),
+                t.noun,
+                t.what,
+                c.run_id
+            );
+        }
+        things += c.things.len();
+        for f in &c.failures {
+            eprintln!("pvcheck: cleanup: run {}: {f}", c.run_id);
+        }
+        if !c.failures.is_empty() {
+            failed = true;
+            continue;
+        }
+        dirs += 1;
+        match evidence_sentence(&c, &capitalized(verb)) {
+            Some(s) => println!("{s}"),
+            None => println!(
+                "{} the directory of run {} ({}).",
+                capitalized(verb),
+                c.run_id,
+                c.dir.display()
+            ),
+        }
+    }
+    println!(
+        "{} {} and the director{} of {} from {}.",
+        capitalized(verb),
+        count(things, "thing"),
+        if dirs == 1 { "y" } else { "ies" },
+        count(dirs, "run"),
+        state_dir.display()
+    );
+    if failed {
+        eprintln!(
+            "pvcheck: cleanup: some things could not be removed (see above); fix the cause and run `pvcheck cleanup` again."
+        );
+        return exit_code::CHECK_FAILED;
+    }
+    exit_code::OK
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ use crate::exit_code;
 use crate::platform::select::{Choice, Purpose, SelectCtx};
 use crate::platform::{self, AgentBinary, PlatformKind, RunFilter};
 use crate::profile::Profile;
-use crate::registry::{self, Registry};
+use crate::registry;
 use crate::run::{self, RunOptions};
 
 /// pvcheck: does a storage class keep every acknowledged byte, is it as fast as yesterday,
@@ -65,7 +65,7 @@ pub struct RunArgs {
     pub state_dir: Option<PathBuf>,
     /// Base seed of the run (default random; printed in the result file) to reproduce a run's
     /// data. At most 2^53-1, so JSON tools (jq, JavaScript) read it back exactly.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=pvcheck_workloads::units::JSON_SAFE_MAX))]
+    #[arg(long, allow_negative_numbers = true, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=pvcheck_workloads::units::JSON_SAFE_MAX))]
     pub seed: Option<u64>,
     /// Fail trials that passed only with warnings (an offline expansion, flattering speed
     /// figures, a driver reply kubelet tolerates); exit 4 when nothing else failed.
@@ -191,6 +191,10 @@ pub struct CleanupArgs {
     /// Only list what would be removed.
     #[arg(long)]
     pub dry_run: bool,
+    /// Clean only these runs (ids as printed by `pvcheck cleanup --dry-run` or a kept volume's
+    /// message); default: every run whose pvcheck process is gone.
+    #[arg(value_name = "RUN_ID")]
+    pub run_ids: Vec<String>,
     /// Kubernetes: only this run's objects (default: runs whose pvcheck process on this host is gone).
     #[arg(long, value_name = "ID")]
     pub run_id: Option<String>,
@@ -311,6 +315,18 @@ fn run_cmd(a: RunArgs) -> u8 {
 
 fn cleanup_cmd(a: CleanupArgs) -> u8 {
     let state_dir = a.state_dir.unwrap_or_else(registry::default_state_dir);
+    if a.platform.platform == PlatformKind::Local {
+        if a.run_id.is_some() || a.older_than.is_some() {
+            eprintln!("pvcheck: cleanup: --run-id and --older-than are for --platform kubernetes (on the local platform name runs as arguments: pvcheck cleanup RUN_ID…)");
+            return exit_code::USAGE;
+        }
+        return crate::cleanup::command(&state_dir, &a.run_ids, a.dry_run);
+    }
+    if a.run_ids.len() > 1 || (a.run_id.is_some() && !a.run_ids.is_empty()) {
+        eprintln!("pvcheck: cleanup: --platform kubernetes cleans one run at a time (--run-id ID, or one RUN_ID argument)");
+        return exit_code::USAGE;
+    }
+    let run_id = a.run_id.clone().or_else(|| a.run_ids.first().cloned());
     let agent = match AgentBinary::current() {
         Ok(b) => b,
         Err(e) => {
@@ -328,10 +344,6 @@ fn cleanup_cmd(a: CleanupArgs) -> u8 {
     };
     let mut choice = a.platform.choice();
     choice.kube.older_than = a.older_than;
-    if a.platform.platform == PlatformKind::Local && (a.run_id.is_some() || a.older_than.is_some()) {
-        eprintln!("pvcheck: cleanup: --run-id and --older-than are for --platform kubernetes (the local platform removes what dead runs recorded)");
-        return exit_code::USAGE;
-    }
     let platform = match platform::select(
         &choice,
         SelectCtx {
@@ -348,7 +360,7 @@ fn cleanup_cmd(a: CleanupArgs) -> u8 {
             return e.exit_code();
         }
     };
-    let filter = match &a.run_id {
+    let filter = match &run_id {
         Some(r) => RunFilter::Run {
             run_id: r.clone(),
             class: None,
@@ -377,7 +389,7 @@ fn cleanup_cmd(a: CleanupArgs) -> u8 {
             }
             let from = match a.platform.platform {
                 PlatformKind::Local => format!("dead runs in {}", state_dir.display()),
-                PlatformKind::Kubernetes => match &a.run_id {
+                PlatformKind::Kubernetes => match &run_id {
                     Some(r) => format!("run {r} in the cluster (objects labelled pvcheck.io/run-id={r})"),
                     None => "abandoned runs in the cluster (objects labelled pvcheck.io/run-id)".into(),
                 },

@@ -8,6 +8,7 @@
 //! - [`exit_code`]: the documented exit codes.
 
 pub mod checks;
+pub mod cleanup;
 pub mod cli;
 pub mod config;
 pub mod exit_code;

@@ -21,6 +21,11 @@ fn main() -> ExitCode {
             let _ = e.print();
             return ExitCode::from(pvcheck::exit_code::OK);
         }
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // `pvcheck` alone: say what is missing, not the tool's description.
+            eprintln!("pvcheck: a subcommand is needed: run, cleanup or agent (see --help)");
+            return ExitCode::from(pvcheck::exit_code::USAGE);
+        }
         Err(e) => {
             eprintln!("pvcheck: {}", pvcheck_workloads::cli::usage_error_line(&e));
             return ExitCode::from(pvcheck::exit_code::USAGE);

@@ -31,7 +31,7 @@ use crate::sys;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("{path}: {source}")]
+    #[error("cannot use {path}: {source}")]
     Io {
         path: PathBuf,
         #[source]
@@ -41,6 +41,27 @@ pub enum RegistryError {
     Closed,
     #[error("{0}")]
     Invalid(String),
+    /// The run directory could not be removed because recorded things are still there.
+    #[error("the run directory {dir} was kept because {} of what the run created could not be removed ({})", count(.left.len(), "thing"), .left.join("; "))]
+    StillPresent { dir: PathBuf, left: Vec<String> },
+    #[error("the run directory {0} was kept because something is still mounted below it")]
+    MountedBelow(PathBuf),
+}
+
+/// `1 thing`, `3 things`: counts in sentences.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else if let Some(stem) = noun
+        .strip_suffix('y')
+        .filter(|s| !s.ends_with(['a', 'e', 'o', 'u']))
+    {
+        format!("{n} {stem}ies")
+    } else if noun.ends_with('s') || noun.ends_with("sh") || noun.ends_with("ch") {
+        format!("{n} {noun}es")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RegistryError + '_ {
@@ -70,6 +91,84 @@ pub enum Resource {
     Kept { kept: String },
 }
 
+impl Resource {
+    /// What a user calls this kind of thing, for sentences (`removed 2 loop devices`).
+    pub fn noun(&self) -> &'static str {
+        match self {
+            Resource::Dir { .. } => "directory",
+            Resource::SharedDir { .. } => "shared directory",
+            Resource::Image { .. } => "image",
+            Resource::Loop { .. } => "loop device",
+            Resource::Mount { .. } => "mount",
+            Resource::Process { .. } => "process",
+            Resource::Kept { .. } => "kept volume",
+        }
+    }
+
+    /// The thing as a user can find it: a path, a device with its backing file, a pid with its
+    /// command. Read from the system *now*, so call it before removing (a detached loop device
+    /// has no name any more).
+    pub fn describe(&self) -> String {
+        self.describe_in_run(None)
+    }
+
+    /// [`Resource::describe`] for a resource of run `run_id`: a dead process whose labelled
+    /// children outlived it is described by them.
+    pub fn describe_in_run(&self, run_id: Option<&str>) -> String {
+        match self {
+            Resource::Dir { path } | Resource::SharedDir { path } | Resource::Image { path } => {
+                path.display().to_string()
+            }
+            Resource::Mount { path } => format!("at {}", path.display()),
+            // `removed loop device /dev/loop3 backed by …/image`
+            Resource::Loop { image } => {
+                let devs: Vec<String> = sys::loop_devices_of(image)
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect();
+                if devs.is_empty() {
+                    format!("backed by {}", image.display())
+                } else {
+                    format!("{} backed by {}", devs.join(", "), image.display())
+                }
+            }
+            Resource::Process { pid, start_time } => {
+                if sys::process_start_time(*pid) == Some(*start_time)
+                    && let Some(cmd) = sys::process_command(*pid)
+                {
+                    return format!("{pid} `{cmd}`");
+                }
+                let orphans: Vec<String> = run_id
+                    .map(|id| sys::labelled_group_members(*pid, id))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|p| match sys::process_command(p) {
+                        Some(cmd) => format!("{p} `{cmd}`"),
+                        None => p.to_string(),
+                    })
+                    .collect();
+                if orphans.is_empty() {
+                    pid.to_string()
+                } else {
+                    format!(
+                        "{} (outlived process {pid}, which started it)",
+                        orphans.join(", ")
+                    )
+                }
+            }
+            Resource::Kept { kept } => kept.clone(),
+        }
+    }
+}
+
+/// A removed (or not removable) record, described before the removal was tried.
+#[derive(Debug, Clone)]
+pub struct Described {
+    pub record: Record,
+    /// [`Resource::describe`] taken before removal.
+    pub what: String,
+}
+
 /// One line of `resources.jsonl`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Record {
@@ -86,8 +185,9 @@ struct Owner {
     run_id: String,
 }
 
-/// What [`Registry::remove_present`] removed, and what it could not remove (with why).
-pub type Removal = (Vec<Record>, Vec<(Record, String)>);
+/// What [`Registry::remove_present`] removed, and what it could not remove (with why, one
+/// sentence).
+pub type Removal = (Vec<Described>, Vec<(Described, String)>);
 
 /// The registry of one run (the current one, or a dead one being cleaned up).
 #[derive(Debug)]
@@ -152,6 +252,9 @@ impl Registry {
         fs::write(&tmp, serde_json::to_vec(&owner).unwrap_or_default()).map_err(io(&tmp))?;
         fs::rename(&tmp, &p).map_err(io(&p))?;
         File::create(dir.join("resources.jsonl")).map_err(io(&dir))?;
+        // Every process this run starts carries the label, so `pvcheck cleanup` can tell the
+        // run's orphans (a killed upgrade command's children) from anyone else's.
+        sys::set_run_label(run_id);
         Ok(Self {
             run_id: run_id.into(),
             dir,
@@ -197,10 +300,7 @@ impl Registry {
             if !p.join("owner.json").exists() {
                 continue;
             }
-            let alive = fs::read(p.join("owner.json"))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Owner>(&b).ok())
-                .is_some_and(|o| sys::process_start_time(o.pid) == Some(o.start_time));
+            let alive = owner_alive(&p).is_some();
             if !alive {
                 out.push(p);
             }
@@ -303,21 +403,15 @@ impl Registry {
         Ok(out)
     }
 
-    /// Records still present on the system, newest first, optionally only those of one class
-    /// (skipping kept volumes unless `include_kept`).
-    pub fn present(
+    /// Every recorded resource once (newest record first), optionally only those of one class,
+    /// skipping kept volumes unless `include_kept`. `Kept` markers themselves are not resources.
+    fn unique_records(
         &self,
         class: Option<&str>,
         include_kept: bool,
     ) -> Result<Vec<Record>, RegistryError> {
         let recs = self.records()?;
-        let kept: Vec<String> = recs
-            .iter()
-            .filter_map(|r| match &r.resource {
-                Resource::Kept { kept } => Some(kept.clone()),
-                _ => None,
-            })
-            .collect();
+        let kept = kept_volumes(&recs);
         let mut seen = Vec::new();
         let mut out = Vec::new();
         for r in recs.into_iter().rev() {
@@ -331,64 +425,152 @@ impl Registry {
             if !include_kept && r.volume.as_ref().is_some_and(|v| kept.contains(v)) {
                 continue;
             }
-            if sys::resource_present(&r.resource) {
-                out.push(r);
-            }
+            out.push(r);
         }
         Ok(out)
     }
 
-    /// Removes what is still present (newest first), skipping kept volumes unless `include_kept`.
-    /// Returns what was removed and what could not be.
+    /// Records still present on the system, newest first, optionally only those of one class
+    /// (skipping kept volumes unless `include_kept`).
+    pub fn present(
+        &self,
+        class: Option<&str>,
+        include_kept: bool,
+    ) -> Result<Vec<Record>, RegistryError> {
+        Ok(self
+            .unique_records(class, include_kept)?
+            .into_iter()
+            .filter(|r| sys::resource_present_in_run(&r.resource, Some(&self.run_id)))
+            .collect())
+    }
+
+    /// The volumes kept with --keep-on-failure.
+    pub fn kept(&self) -> Result<Vec<String>, RegistryError> {
+        Ok(kept_volumes(&self.records()?))
+    }
+
+    /// Removes what is still present, skipping kept volumes unless `include_kept`. Returns what
+    /// was removed and what could not be, each described before the removal was tried.
+    ///
+    /// Order: processes, then mounts, loop devices, images, directories, and shared parent
+    /// directories last. Whether a thing is present is decided at its turn, not up front: a
+    /// shared parent directory becomes removable (empty) only once this run's directories
+    /// inside it are gone, so one pass removes everything (a first version decided up front
+    /// and needed a second `pvcheck cleanup`).
     pub fn remove_present(
         &self,
         class: Option<&str>,
         include_kept: bool,
     ) -> Result<Removal, RegistryError> {
-        let mut present = self.present(class, include_kept)?;
-        // Processes first, then mounts, loop devices, files, directories: each frees the next.
-        present.sort_by_key(|r| match r.resource {
-            Resource::Process { .. } => 0,
-            Resource::Mount { .. } => 1,
-            Resource::Loop { .. } => 2,
-            Resource::Image { .. } => 3,
-            Resource::Dir { .. } => 4,
-            Resource::SharedDir { .. } => 5,
-            Resource::Kept { .. } => 6,
-        });
+        let mut recs = self.unique_records(class, include_kept)?;
+        recs.sort_by_key(|r| removal_order(&r.resource));
         let mut removed = Vec::new();
         let mut failed = Vec::new();
-        for r in present {
-            match sys::remove_resource(&r.resource) {
-                Ok(()) => removed.push(r),
-                Err(e) => failed.push((r, e)),
+        for r in recs {
+            if !sys::resource_present_in_run(&r.resource, Some(&self.run_id)) {
+                continue;
+            }
+            let what = r.resource.describe_in_run(Some(&self.run_id));
+            match sys::remove_resource_in_run(&r.resource, Some(&self.run_id)) {
+                Ok(()) => removed.push(Described { record: r, what }),
+                Err(e) => failed.push((Described { record: r, what }, e)),
             }
         }
         Ok((removed, failed))
     }
 
-    /// Removes the run directory itself once nothing recorded is left (and nothing is mounted in it).
+    /// Files under the run directory that are evidence (ledgers, acknowledgement streams, agent
+    /// reports of the trials), not bookkeeping: what `pvcheck cleanup` warns about deleting.
+    pub fn evidence_files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.dir.join("trials"), self.dir.join("volumes")];
+        while let Some(d) = stack.pop() {
+            let Ok(entries) = fs::read_dir(&d) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let Ok(ft) = e.file_type() else { continue };
+                let p = e.path();
+                // Never descend into a mount point (a kept volume's data is not ours to count).
+                if ft.is_dir() && !sys::is_mounted(&p) {
+                    stack.push(p);
+                } else if ft.is_file() && p.file_name().is_some_and(|n| n != "image") {
+                    out.push(p);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Removes the run directory itself once nothing recorded is left (and nothing is mounted
+    /// in it). A shared parent directory outside it never holds it back: other runs may use it.
     pub fn remove_run_dir(&self) -> Result<(), RegistryError> {
-        let present = self.present(None, true)?;
-        if !present.is_empty() {
-            return Err(RegistryError::Invalid(format!(
-                "{}: still present: {}",
-                self.dir.display(),
-                present
-                    .iter()
-                    .map(|r| format!("{:?}", r.resource))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
+        let left: Vec<String> = self
+            .present(None, true)?
+            .iter()
+            .filter(|r| !matches!(r.resource, Resource::SharedDir { .. }))
+            .map(|r| {
+                format!(
+                    "{} {}",
+                    r.resource.noun(),
+                    r.resource.describe_in_run(Some(&self.run_id))
+                )
+            })
+            .collect();
+        if !left.is_empty() {
+            return Err(RegistryError::StillPresent {
+                dir: self.dir.clone(),
+                left,
+            });
         }
         if sys::mounted_below(&self.dir) {
-            return Err(RegistryError::Invalid(format!(
-                "{}: something is mounted below it",
-                self.dir.display()
-            )));
+            return Err(RegistryError::MountedBelow(self.dir.clone()));
         }
-        fs::remove_dir_all(&self.dir).map_err(io(&self.dir))
+        match fs::remove_dir_all(&self.dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(RegistryError::Io {
+                path: self.dir.clone(),
+                source: e,
+            }),
+        }
     }
+
+    /// The pid of the process that owns this run, if it is still alive.
+    pub fn owner_alive(&self) -> Option<i32> {
+        owner_alive(&self.dir)
+    }
+}
+
+fn kept_volumes(recs: &[Record]) -> Vec<String> {
+    recs.iter()
+        .filter_map(|r| match &r.resource {
+            Resource::Kept { kept } => Some(kept.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Processes first, then mounts, loop devices, files, directories: each frees the next.
+fn removal_order(r: &Resource) -> u8 {
+    match r {
+        Resource::Process { .. } => 0,
+        Resource::Mount { .. } => 1,
+        Resource::Loop { .. } => 2,
+        Resource::Image { .. } => 3,
+        Resource::Dir { .. } => 4,
+        Resource::SharedDir { .. } => 5,
+        Resource::Kept { .. } => 6,
+    }
+}
+
+/// The owner's pid when the owner of the run directory is alive (same pid *and* start time).
+fn owner_alive(run_dir: &Path) -> Option<i32> {
+    let o = fs::read(run_dir.join("owner.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Owner>(&b).ok())?;
+    (sys::process_start_time(o.pid) == Some(o.start_time)).then_some(o.pid)
 }
 
 #[cfg(test)]
@@ -443,5 +625,110 @@ mod tests {
         reg.close(Duration::from_millis(10));
         assert!(matches!(reg.begin(), Err(RegistryError::Closed)));
         assert_eq!(reg.records().unwrap().len(), 1);
+    }
+
+    /// Issue 14: after a SIGKILL, `pvcheck cleanup` printed `still present: SharedDir { … }` and
+    /// needed a second pass: the shared parent was judged (not empty: not ours) before this
+    /// run's directories inside it were removed, and found empty (ours) only afterwards.
+    #[test]
+    fn one_pass_removes_a_shared_parent_emptied_by_removing_the_run_s_directories() {
+        let state = tempfile::tempdir().unwrap();
+        let shared = state.path().join("shm-like");
+        let reg = Registry::create(state.path(), "deadrun1").unwrap();
+        let op = reg.begin().unwrap();
+        reg.record(
+            &op,
+            Resource::SharedDir {
+                path: shared.clone(),
+            },
+            None,
+            None,
+        )
+        .unwrap();
+        fs::create_dir(&shared).unwrap();
+        for v in ["deadrun1-a", "deadrun1-b"] {
+            let d = shared.join(v);
+            reg.record(
+                &op,
+                Resource::Dir { path: d.clone() },
+                Some("tmpfs"),
+                Some(v),
+            )
+            .unwrap();
+            fs::create_dir(&d).unwrap();
+            fs::write(d.join("data"), b"x").unwrap();
+        }
+        drop(op);
+        let (removed, failed) = reg.remove_present(None, true).unwrap();
+        assert!(failed.is_empty(), "{failed:?}");
+        assert_eq!(
+            removed.len(),
+            3,
+            "two directories and the emptied shared parent"
+        );
+        assert!(!shared.exists());
+        reg.remove_run_dir().unwrap();
+        assert!(!reg.dir().exists());
+    }
+
+    /// The shared parent may hold another run's volumes: then it stays, and it never keeps
+    /// this run's directory from being removed.
+    #[test]
+    fn a_shared_parent_still_in_use_by_another_run_is_left_and_does_not_block() {
+        let state = tempfile::tempdir().unwrap();
+        let shared = state.path().join("shm-like");
+        fs::create_dir_all(shared.join("otherrun-x")).unwrap();
+        let reg = Registry::create(state.path(), "deadrun2").unwrap();
+        let op = reg.begin().unwrap();
+        reg.record(
+            &op,
+            Resource::SharedDir {
+                path: shared.clone(),
+            },
+            None,
+            None,
+        )
+        .unwrap();
+        let mine = shared.join("deadrun2-a");
+        reg.record(&op, Resource::Dir { path: mine.clone() }, None, None)
+            .unwrap();
+        fs::create_dir(&mine).unwrap();
+        drop(op);
+        let (removed, failed) = reg.remove_present(None, true).unwrap();
+        assert!(failed.is_empty(), "{failed:?}");
+        assert_eq!(removed.len(), 1);
+        assert!(
+            shared.join("otherrun-x").is_dir(),
+            "another run's directory was touched"
+        );
+        reg.remove_run_dir().unwrap();
+    }
+
+    /// Every message a user sees is a sentence: no `Dir { path: … }` debug strings.
+    #[test]
+    fn a_run_directory_that_cannot_go_yet_is_explained_in_a_sentence() {
+        let state = tempfile::tempdir().unwrap();
+        let reg = Registry::create(state.path(), "deadrun3").unwrap();
+        let op = reg.begin().unwrap();
+        let d = state.path().join("elsewhere");
+        reg.record(&op, Resource::Dir { path: d.clone() }, None, None)
+            .unwrap();
+        fs::create_dir(&d).unwrap();
+        drop(op);
+        let msg = reg.remove_run_dir().unwrap_err().to_string();
+        assert!(!msg.contains('{') && !msg.contains("Some("), "{msg}");
+        assert!(
+            msg.contains("1 thing") && msg.contains(&d.display().to_string()),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn counts_read_as_words() {
+        assert_eq!(count(1, "thing"), "1 thing");
+        assert_eq!(count(3, "thing"), "3 things");
+        assert_eq!(count(2, "directory"), "2 directories");
+        assert_eq!(count(2, "process"), "2 processes");
+        assert_eq!(count(0, "loop device"), "0 loop devices");
     }
 }

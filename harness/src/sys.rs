@@ -32,6 +32,110 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
     f.get(19)?.parse().ok()
 }
 
+/// The command line of a live process, for messages (`pvcheck agent bench --dir …`).
+pub fn process_command(pid: i32) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let words: Vec<String> = raw
+        .split(|b| *b == 0)
+        .filter(|w| !w.is_empty())
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect();
+    if words.is_empty() {
+        return None;
+    }
+    let mut line = words.join(" ");
+    if line.chars().count() > 80 {
+        line = line.chars().take(77).collect::<String>() + "...";
+    }
+    Some(line)
+}
+
+/// The environment variable every process a run starts carries: `PVCHECK_RUN_LABEL=<run id>`.
+pub const RUN_LABEL_ENV: &str = "PVCHECK_RUN_LABEL";
+
+static RUN_LABEL: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Sets the label [`spawn_group`] gives every child (the run id; see [`RUN_LABEL_ENV`]).
+pub fn set_run_label(run_id: &str) {
+    *RUN_LABEL.lock().unwrap_or_else(|e| e.into_inner()) = Some(run_id.to_string());
+}
+
+fn run_label() -> Option<String> {
+    RUN_LABEL.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Live processes in process group `pgid` whose environment carries `PVCHECK_RUN_LABEL=label`,
+/// except the group leader itself.
+///
+/// When a recorded process (a group leader: pvcheck starts every child in its own group) died
+/// but its children did not (an upgrade command's `sleep`, a daemon a driver started), they are
+/// orphans of the run. Both conditions are needed to kill one: the group alone could be a new
+/// group that reused a dead leader's pid, the label alone could be a process another tool
+/// started from a run's command.
+pub fn labelled_group_members(pgid: i32, label: &str) -> Vec<i32> {
+    // Cheap first: signal 0 to the group says whether it has any member at all (most recorded
+    // processes ended long ago, and scanning /proc for each would make `present` slow).
+    match killpg(Pid::from_raw(pgid), None) {
+        Ok(()) | Err(nix::errno::Errno::EPERM) => {}
+        Err(_) => return Vec::new(),
+    }
+    let want = format!("{RUN_LABEL_ENV}={label}");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == pgid {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
+        // rest starts at field 3 (state); field 5 is the process group.
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if matches!(f.first(), Some(&"Z") | Some(&"X"))
+            || f.get(2) != Some(&pgid.to_string().as_str())
+        {
+            continue;
+        }
+        let labelled = std::fs::read(format!("/proc/{pid}/environ"))
+            .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == want.as_bytes()));
+        if labelled {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Makes the child of `cmd` die with SIGKILL when pvcheck dies (`PR_SET_PDEATHSIG`), so a
+/// killed run leaves no agent or command running under PID 1 (issue 15, finding 5).
+///
+/// The kernel sends the signal when the *thread* that started the child ends, not only the
+/// process: start children from a thread that outlives them (every caller waits for its child
+/// in the thread that spawned it).
+pub fn die_with_parent(cmd: &mut Command) {
+    let parent = std::process::id() as i32;
+    // SAFETY: prctl and getppid are async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // pvcheck died between fork and prctl: no signal will come, so do not start.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Mount points currently mounted (from /proc/self/mountinfo, octal escapes decoded).
 pub fn mount_points() -> Vec<PathBuf> {
     let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
@@ -115,8 +219,15 @@ pub fn loop_devices_of(image: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Whether a recorded resource is still there.
+/// Whether a recorded resource is still there (without looking for a dead process's orphans:
+/// see [`resource_present_in_run`]).
 pub fn resource_present(r: &Resource) -> bool {
+    resource_present_in_run(r, None)
+}
+
+/// Whether a recorded resource of run `run_id` is still there; for a process, also whether
+/// children labelled with the run survive in its group.
+pub fn resource_present_in_run(r: &Resource, run_id: Option<&str>) -> bool {
     match r {
         Resource::Dir { path } => path.is_dir(),
         // Shared by runs: "ours to remove" only while empty.
@@ -126,25 +237,47 @@ pub fn resource_present(r: &Resource) -> bool {
         Resource::Image { path } => path.exists(),
         Resource::Loop { image } => !loop_devices_of(image).is_empty(),
         Resource::Mount { path } => is_mounted(path),
-        Resource::Process { pid, start_time } => process_start_time(*pid) == Some(*start_time),
+        Resource::Process { pid, start_time } => {
+            process_start_time(*pid) == Some(*start_time)
+                || run_id.is_some_and(|id| !labelled_group_members(*pid, id).is_empty())
+        }
         Resource::Kept { .. } => false,
     }
 }
 
-/// Removes a recorded resource, if it is still what was recorded. The error is one line.
+/// Removes a recorded resource, if it is still what was recorded. The error is one sentence.
 pub fn remove_resource(r: &Resource) -> Result<(), String> {
+    remove_resource_in_run(r, None)
+}
+
+/// [`remove_resource`] for a resource of run `run_id`: a process's labelled orphans in its group
+/// are killed too.
+pub fn remove_resource_in_run(r: &Resource, run_id: Option<&str>) -> Result<(), String> {
     match r {
         Resource::Process { pid, start_time } => {
-            if process_start_time(*pid) != Some(*start_time) {
-                return Ok(());
+            let ours = |p: i32, t: u64| process_start_time(p) == Some(t);
+            if ours(*pid, *start_time) {
+                // Our children run in their own process group (pgid = pid): kill all of it.
+                let _ = killpg(Pid::from_raw(*pid), Signal::SIGKILL);
+                let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
             }
-            // Our children run in their own process group (pgid = pid): kill all of it.
-            let _ = killpg(Pid::from_raw(*pid), Signal::SIGKILL);
-            let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+            // The leader may be gone and its children not (they do not die with pvcheck): kill
+            // the run's labelled members of its group one by one (see labelled_group_members).
+            let orphans: Vec<(i32, u64)> = run_id
+                .map(|id| labelled_group_members(*pid, id))
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|p| process_start_time(p).map(|t| (p, t)))
+                .collect();
+            for (p, _) in &orphans {
+                let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
+            }
             let deadline = Instant::now() + Duration::from_secs(5);
-            while process_start_time(*pid) == Some(*start_time) {
+            while ours(*pid, *start_time) || orphans.iter().any(|(p, t)| ours(*p, *t)) {
                 if Instant::now() > deadline {
-                    return Err(format!("process {pid} survives SIGKILL"));
+                    return Err(format!(
+                        "process {pid} (or a child in its group) survived SIGKILL for 5 s"
+                    ));
                 }
                 thread::sleep(Duration::from_millis(10));
             }
@@ -158,7 +291,10 @@ pub fn remove_resource(r: &Resource) -> Result<(), String> {
                 }
                 umount(path).map_err(|e| e.to_string())?;
             }
-            Err(format!("{}: still mounted", path.display()))
+            Err(format!(
+                "{} was still mounted after 8 unmounts",
+                path.display()
+            ))
         }
         Resource::Loop { image } => {
             // `losetup -d` on a device someone still holds open (a filesystem just unmounted, an
@@ -173,7 +309,7 @@ pub fn remove_resource(r: &Resource) -> Result<(), String> {
                 }
                 if Instant::now() > deadline {
                     return Err(format!(
-                        "{}: loop device still attached after 15 s",
+                        "loop device {} was still attached 15 s after `losetup -d`",
                         devs[0].display()
                     ));
                 }
@@ -194,19 +330,19 @@ pub fn remove_resource(r: &Resource) -> Result<(), String> {
         Resource::Image { path } => match std::fs::remove_file(path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(format!("{}: {e}", path.display())),
+            Err(e) => Err(format!("cannot remove {}: {e}", path.display())),
         },
         Resource::Dir { path } => {
             if mounted_below(path) {
                 return Err(format!(
-                    "{}: something is still mounted below it; not removing",
+                    "{} was not removed because something is still mounted below it",
                     path.display()
                 ));
             }
             match std::fs::remove_dir_all(path) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(format!("{}: {e}", path.display())),
+                Err(e) => Err(format!("cannot remove {}: {e}", path.display())),
             }
         }
         Resource::SharedDir { path } => {
@@ -266,8 +402,13 @@ pub fn shell_quote(w: &str) -> String {
     }
 }
 
-/// Starts `cmd` in its own process group (so a timeout can kill everything it started).
+/// Starts `cmd` in its own process group (so a timeout can kill everything it started), dying
+/// with pvcheck ([`die_with_parent`]) and labelled with the run ([`RUN_LABEL_ENV`]).
 pub fn spawn_group(cmd: &mut Command) -> std::io::Result<Child> {
+    if let Some(label) = run_label() {
+        cmd.env(RUN_LABEL_ENV, label);
+    }
+    die_with_parent(cmd);
     cmd.process_group(0).spawn()
 }
 

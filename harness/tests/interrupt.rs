@@ -83,12 +83,17 @@ fn cleanup_removes_what_a_crashed_run_left_and_only_that() {
     );
     crashed.kill().unwrap();
     crashed.wait().unwrap();
+    // The upgrade command (`sh`) dies with pvcheck (PR_SET_PDEATHSIG); the `sleep` it started,
+    // the mount and the loop device cannot, and stay for `pvcheck cleanup`.
+    std::thread::sleep(Duration::from_millis(500));
     let left = env.leftovers();
     assert!(
         left.iter().any(|l| l.starts_with("mount "))
             && left.iter().any(|l| l.starts_with("loop "))
-            && left.iter().any(|l| l.starts_with("process ")),
-        "a crash should leave a mount, a loop device and the upgrade command: {left:?}"
+            && left
+                .iter()
+                .any(|l| l.starts_with("process ") && l.contains("sleep")),
+        "a crash should leave a mount, a loop device and the command's sleep: {left:?}"
     );
 
     // A live run in the same state dir: cleanup must leave it alone.
@@ -112,9 +117,9 @@ fn cleanup_removes_what_a_crashed_run_left_and_only_that() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let report = stdout(&out);
     assert!(
-        report.contains("removed mount")
-            && report.contains("removed loop")
-            && report.contains("removed process"),
+        report.contains("Removed mount")
+            && report.contains("Removed loop device /dev/loop")
+            && report.contains("Removed process"),
         "{report}"
     );
 

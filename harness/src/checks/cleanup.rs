@@ -18,10 +18,12 @@ pub fn check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
         .iter()
         .map(|l| format!("{} {}", l.kind, l.what))
         .collect();
+    let n = left.len();
     Err(Failure::setup(format!(
-        "{} thing(s) of class {} were not removed: {}",
-        left.len(),
+        "{} of class {} {} not removed: {}",
+        crate::registry::count(n, "thing"),
         ctx.class.name(),
+        if n == 1 { "was" } else { "were" },
         list.join("; ")
     ))
     .with_details(serde_json::json!({ "leftovers": left })))

@@ -401,6 +401,9 @@ fn plan_run(opts: &RunOptions) -> Result<PlanOutcome, u8> {
         return Ok(PlanOutcome::Listed);
     }
     drop(probe);
+    if let Some(notice) = crate::cleanup::dead_run_notice(&opts.state_dir, &run_id) {
+        eprintln!("pvcheck: {notice}");
+    }
     if let Err(line) = preflight::check(
         &opts.classes,
         &planned,
@@ -770,8 +773,8 @@ fn remove_everything(ctx: &RunCtx, interrupted: bool) -> Vec<String> {
                     .collect();
                 if !leaked.is_empty() && !interrupted {
                     eprintln!(
-                        "pvcheck: removed {} thing(s) the checks left behind: {}",
-                        leaked.len(),
+                        "pvcheck: removed {} the checks left behind: {}",
+                        crate::registry::count(leaked.len(), "thing"),
                         leaked.join("; ")
                     );
                 }

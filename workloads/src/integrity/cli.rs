@@ -68,7 +68,7 @@ pub enum Command {
         #[arg(long)]
         ledger: PathBuf,
         /// Fraction of blocks to rewrite, in (0, 1].
-        #[arg(long, default_value_t = 0.1)]
+        #[arg(long, default_value_t = 0.1, value_parser = parse_fraction)]
         fraction: f64,
         /// Seed of the new generation (derived from the dataset seed by default).
         #[arg(long)]
@@ -331,4 +331,17 @@ fn damage_summary(r: &super::report::VerifyReport) -> String {
     }
     s.push_str("; details in the JSON report on stdout");
     s
+}
+
+/// `--fraction`: checked when the flags are parsed, before any file is read, so a bad value is
+/// named as such and not hidden behind a ledger problem.
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    let f: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number in (0, 1]"))?;
+    if f > 0.0 && f <= 1.0 {
+        Ok(f)
+    } else {
+        Err(format!("{s} is not in (0, 1]"))
+    }
 }

@@ -156,6 +156,12 @@ pub fn run(p: &DurabilityParams, out: &mut impl Write) -> Result<u64, Error> {
 /// Reads an acks stream: its header and the acknowledged record numbers (sorted, unique).
 pub fn parse_acks(path: &Path) -> Result<(AcksHeader, Vec<u64>), Error> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, "read acks", e))?;
+    parse_acks_text(&text, path)
+}
+
+/// Parses the text of an acks stream; `path` is only used in messages (the fuzz target
+/// `acks_stream` calls this directly).
+pub fn parse_acks_text(text: &str, path: &Path) -> Result<(AcksHeader, Vec<u64>), Error> {
     let bad = |field: String, why: String| Error::Ledger {
         path: path.display().to_string(),
         field,

@@ -96,25 +96,20 @@ impl LocalPlatform {
 }
 
 fn leftover(run_id: &str, r: &Record) -> Leftover {
-    let (kind, what) = match &r.resource {
-        Resource::Dir { path } => ("dir", path.display().to_string()),
-        Resource::SharedDir { path } => ("shared-dir", path.display().to_string()),
-        Resource::Image { path } => ("image", path.display().to_string()),
-        Resource::Loop { image } => (
-            "loop",
-            format!(
-                "{} (backing {})",
-                sys::loop_devices_of(image)
-                    .iter()
-                    .map(|d| d.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                image.display()
-            ),
-        ),
-        Resource::Mount { path } => ("mount", path.display().to_string()),
-        Resource::Process { pid, .. } => ("process", format!("pid {pid}")),
-        Resource::Kept { kept } => ("kept", kept.clone()),
+    leftover_described(run_id, r, r.resource.describe())
+}
+
+/// `what` is [`Resource::describe`] taken before the thing was removed (a detached loop device
+/// has no name any more).
+fn leftover_described(run_id: &str, r: &Record, what: String) -> Leftover {
+    let kind = match &r.resource {
+        Resource::Dir { .. } => "dir",
+        Resource::SharedDir { .. } => "shared-dir",
+        Resource::Image { .. } => "image",
+        Resource::Loop { .. } => "loop",
+        Resource::Mount { .. } => "mount",
+        Resource::Process { .. } => "process",
+        Resource::Kept { .. } => "kept",
     };
     Leftover {
         run_id: run_id.into(),
@@ -232,12 +227,11 @@ impl Platform for LocalPlatform {
                        remove_dir: bool|
          -> Result<(), PlatformError> {
             let (ok, failed) = reg.remove_present(class, include_kept).map_err(reg_err)?;
-            removed.extend(ok.iter().map(|r| leftover(reg.run_id(), r)));
-            failures.extend(
-                failed
-                    .into_iter()
-                    .map(|(r, e)| format!("{}: {e}", leftover(reg.run_id(), &r).what)),
+            removed.extend(
+                ok.into_iter()
+                    .map(|d| leftover_described(reg.run_id(), &d.record, d.what)),
             );
+            failures.extend(failed.into_iter().map(|(_, e)| e));
             if remove_dir && failures.is_empty() {
                 reg.remove_run_dir().map_err(reg_err)?;
             }
@@ -261,7 +255,8 @@ impl Platform for LocalPlatform {
         }
         if !failures.is_empty() {
             return Err(PlatformError::Other(format!(
-                "could not remove: {}",
+                "{} could not be removed: {}",
+                crate::registry::count(failures.len(), "thing"),
                 failures.join("; ")
             )));
         }

@@ -17,4 +17,5 @@ pub mod registry;
 pub mod report;
 pub mod run;
 pub mod signals;
+pub mod stats;
 pub mod sys;

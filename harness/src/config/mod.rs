@@ -19,6 +19,7 @@ mod error;
 pub mod flexvolume;
 mod load;
 mod spec;
+pub mod thresholds;
 
 pub use error::ConfigError;
 pub use flexvolume::{DriverSource, FlexvolumeSpec};

@@ -7,8 +7,10 @@
 //! - [`registry`]: everything a run creates, recorded before it is created, removed at the end.
 //! - [`exit_code`]: the documented exit codes.
 
+pub mod baseline;
 pub mod checks;
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod exit_code;
 pub mod platform;

@@ -12,7 +12,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use super::summary::{median, median_of_sorted};
 
 /// The ratio of medians and its bootstrap interval.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct RatioInterval {
     /// median(new) / median(old).
     pub ratio: f64,

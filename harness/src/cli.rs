@@ -33,6 +33,11 @@ pub enum Command {
     Cleanup(CleanupArgs),
     /// The agent, built in (`pvcheck agent --help`).
     Agent,
+    /// Is NEW worse than BASE? Verdicts per class, workload and metric (exit 3: regressed).
+    Compare(crate::cli_gate::CompareArgs),
+    /// Save and list baselines (results/baselines/NAME.json).
+    #[command(subcommand)]
+    Baseline(crate::cli_gate::BaselineCommand),
 }
 
 #[derive(Debug, Args)]
@@ -58,6 +63,21 @@ pub struct RunArgs {
     /// Base seed of the run (default random; printed in the result file) to reproduce a run's data.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Repetitions of each speed workload, each a new agent process (default: 1 under quick,
+    /// 5 under standard and thorough; the gate needs 5 on each side).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub repeat: Option<u32>,
+    /// Compare the run with this baseline at the end (a name in results/baselines, or a file).
+    #[arg(long, value_name = "NAME")]
+    pub baseline: Option<String>,
+    /// With --baseline: compare even when the setups differ.
+    #[arg(long)]
+    pub allow_mismatch: bool,
+    /// With --baseline: exit 4 when a comparison is inconclusive or invalid.
+    #[arg(long)]
+    pub strict: bool,
+    #[command(flatten)]
+    pub reports: crate::cli_gate::ReportArgs,
 
     // libtest's flags, with cargo test's meaning.
     /// List the trials instead of running them.
@@ -132,6 +152,8 @@ pub fn main(cli: Cli) -> u8 {
     match cli.command {
         Command::Run(a) => run_cmd(a),
         Command::Cleanup(a) => cleanup_cmd(a),
+        Command::Compare(a) => crate::cli_gate::compare_cmd(a),
+        Command::Baseline(c) => crate::cli_gate::baseline_cmd(c),
         Command::Agent => {
             // main.rs forwards `pvcheck agent …` before parsing; reaching this means no arguments.
             eprintln!("pvcheck: `pvcheck agent` needs a subcommand; see `pvcheck agent --help`");
@@ -177,6 +199,17 @@ fn run_cmd(a: RunArgs) -> u8 {
             return exit_code::USAGE;
         }
     };
+    // A baseline that cannot be read is a usage error before anything is created.
+    let baseline = match &a.baseline {
+        None => None,
+        Some(b) => match crate::compare::rundoc::resolve(b, &a.results) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                eprintln!("pvcheck: --baseline: {e}");
+                return exit_code::USAGE;
+            }
+        },
+    };
     let opts = RunOptions {
         test_args: a.test_args(),
         classes,
@@ -187,6 +220,11 @@ fn run_cmd(a: RunArgs) -> u8 {
         agent,
         keep_on_failure: a.keep_on_failure,
         seed: a.seed,
+        repeat: a.repeat.unwrap_or(a.profile.default_repeat()),
+        baseline,
+        reports: a.reports.paths(),
+        strict: a.strict,
+        allow_mismatch: a.allow_mismatch,
     };
     run::execute(opts)
 }

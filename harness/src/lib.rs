@@ -10,6 +10,7 @@
 pub mod baseline;
 pub mod checks;
 pub mod cli;
+pub mod cli_gate;
 pub mod compare;
 pub mod config;
 pub mod exit_code;

@@ -1,6 +1,15 @@
 //! What a run leaves: the result file ([`results`]), the terminal summary ([`table`]) and the
-//! progress display while it runs ([`progress`]).
+//! progress display while it runs ([`progress`]); for comparisons and reports (issue 12) the
+//! comparison table ([`compare_table`]) and the report files ([`outputs`]: [`junit`],
+//! [`markdown`], [`html`] with [`charts`], [`prometheus`]).
 
+pub mod charts;
+pub mod compare_table;
+pub mod html;
+pub mod junit;
+pub mod markdown;
+pub mod outputs;
 pub mod progress;
+pub mod prometheus;
 pub mod results;
 pub mod table;

@@ -5,6 +5,7 @@
 //! registry and the signal handling, runs the trials, removes what is left, writes the result
 //! file and prints the per-class tables. It returns the exit code (see `crate::exit_code`).
 
+pub mod gate;
 pub mod schedule;
 
 use std::path::PathBuf;
@@ -41,6 +42,16 @@ pub struct RunOptions {
     pub seed: Option<u64>,
     /// libtest's arguments (filter, --exact, --skip, --list, --format, --test-threads, …).
     pub test_args: Arguments,
+    /// Repetitions of each speed workload (`--repeat`; issue 12).
+    pub repeat: u32,
+    /// `--baseline NAME`: compared with at the end (read before anything is created).
+    pub baseline: Option<crate::compare::RunDoc>,
+    /// `--junit`, `--markdown`, `--html`, `--prometheus`.
+    pub reports: crate::report::outputs::ReportPaths,
+    /// `--strict` (also owned by branch ux: warnings fail); here: an inconclusive gate exits 4.
+    pub strict: bool,
+    /// `--allow-mismatch`: compare with the baseline even when the setups differ.
+    pub allow_mismatch: bool,
 }
 
 /// One planned trial.
@@ -331,7 +342,7 @@ pub fn execute(opts: RunOptions) -> u8 {
         registry: registry.clone(),
         schedule: Schedule::default(),
         sink: ResultSink::default(),
-        speed: Arc::new(checks::speed::SpeedVolumes::default()),
+        speed: Arc::new(checks::speed::SpeedVolumes::new(opts.repeat)),
         kept: Arc::new(Mutex::new(Vec::new())),
         agent_clock: Arc::new(checks::AgentClock::default()),
         progress: Progress::new(selected.len() as u64, threads > 1 && pretty),
@@ -437,14 +448,15 @@ pub fn execute(opts: RunOptions) -> u8 {
         t["harness_only_s"].as_f64().unwrap_or(0.0),
         t["harness_only_share"].as_f64().unwrap_or(0.0) * 100.0
     );
-    if let Some(p) = path {
+    if let Some(p) = &path {
         eprintln!("pvcheck: results in {}", p.display());
     }
-    if conclusion.has_failed() || !problems.is_empty() {
+    let code = if conclusion.has_failed() || !problems.is_empty() {
         exit_code::CHECK_FAILED
     } else {
         exit_code::OK
-    }
+    };
+    gate::after_run(&opts, path.as_deref(), code)
 }
 
 /// Removes what the run left (not kept volumes); returns problems, one line each.
@@ -517,6 +529,7 @@ fn environment(opts: &RunOptions, platform: &dyn Platform) -> serde_json::Value 
         o.insert("agent".into(), opts.agent.path.display().to_string().into());
         o.insert("agent_version".into(), agent_version(&opts.agent).into());
         o.insert("class_files".into(), opts.class_files.clone().into());
+        o.insert("repeat".into(), opts.repeat.into());
     }
     env
 }
@@ -544,7 +557,8 @@ fn result_doc(
 ) -> RunResult {
     let mut classes = serde_json::Map::new();
     for c in &opts.classes {
-        classes.insert(c.name().to_string(), serde_json::json!({ "parameters": c.parameters(), "volume": ctx.sink.volume_of(c.name()) }));
+        classes.insert(c.name().to_string(), serde_json::json!({ "parameters": c.parameters(), "volume": ctx.sink.volume_of(c.name()),
+            "thresholds": c.thresholds.clone().unwrap_or_default().resolve() }));
     }
     if let Some(o) = env.as_object_mut() {
         o.insert("classes".into(), classes.into());

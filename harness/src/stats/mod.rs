@@ -19,7 +19,7 @@ pub mod mann_whitney;
 pub mod normal;
 pub mod summary;
 
-pub use bootstrap::{RatioInterval, ratio_of_medians};
+pub use bootstrap::{RatioInterval, median_interval, ratio_of_medians};
 pub use holm::holm_adjust;
 pub use mann_whitney::{Alternative, MannWhitney, mann_whitney};
 pub use summary::{cv, median};

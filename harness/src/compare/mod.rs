@@ -9,6 +9,7 @@ pub mod fingerprint;
 pub mod gate;
 pub mod metrics;
 pub mod rundoc;
+pub mod synthetic;
 
 pub use fingerprint::Difference;
 pub use gate::{Comparison, Verdict};

@@ -24,7 +24,7 @@ fn line(c: &Comparison) -> String {
     if let Some(p) = c.p_worse_adjusted {
         s.push_str(&format!(", p = {p:.4} after Holm"));
     }
-    if c.verdict != Verdict::Pass {
+    if matches!(c.verdict, Verdict::Inconclusive | Verdict::Invalid) {
         s.push_str(&format!(": {}", c.reason));
     }
     s

@@ -190,7 +190,6 @@ pub fn trend(title: &str, runs: &[String], series: &[(String, Vec<(usize, f64)>)
             .margin(12)
             .x_label_area_size(30)
             .y_label_area_size(56)
-            .right_y_label_area_size(10)
             .build_cartesian_2d(-0.3f64..(n as f64 - 0.7), (lo - pad)..(hi + pad))
             .ok()?;
         chart

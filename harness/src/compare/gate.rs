@@ -5,8 +5,9 @@
 //!    its own run, or kept fewer than `min_qd` of its queue depth in flight (or the trial
 //!    failed): such numbers describe the machine's trouble, not the volume;
 //! 2. **inconclusive** with fewer than [`MIN_REPETITIONS`] repetitions on a side, or when the
-//!    spread across a side's repetitions (their coefficient of variation) exceeds half the
-//!    threshold (touchstone's rule: noise that large hides a change of the threshold's size);
+//!    spread across a side's repetitions (1.4826 × MAD / median, a robust coefficient of
+//!    variation) exceeds half the threshold (touchstone's rule: noise that large hides a
+//!    change of the threshold's size);
 //! 3. the rest form the family: a one-sided Mann–Whitney test towards "worse" (and one towards
 //!    "better"), Holm-adjusted over the whole family, and a seeded bootstrap 95 % interval of
 //!    the ratio of medians (new / old);
@@ -67,7 +68,9 @@ impl Verdict {
 pub struct Side {
     pub values: Vec<f64>,
     pub median: Option<f64>,
-    /// Coefficient of variation across the repetitions.
+    /// Spread across the repetitions: 1.4826 × MAD / median, the robust counterpart of the
+    /// coefficient of variation (equal to it for normal noise), so that one odd repetition
+    /// (the cold first one on a fresh volume) does not alone make a side unjudgeable.
     pub spread: Option<f64>,
 }
 
@@ -75,7 +78,7 @@ impl Side {
     pub fn new(values: Vec<f64>) -> Self {
         Side {
             median: stats::median(&values),
-            spread: stats::cv(&values),
+            spread: stats::robust_spread(&values),
             values,
         }
     }
@@ -221,7 +224,7 @@ pub fn judge_metric(
             && sp > threshold / 2.0
         {
             c.reason = format!(
-                "the {side} repetitions spread {:.1}% (coefficient of variation), more than half the {:.0}% threshold",
+                "the {side} repetitions spread {:.1}% (1.4826·MAD/median), more than half the {:.0}% threshold",
                 sp * 100.0,
                 threshold * 100.0
             );

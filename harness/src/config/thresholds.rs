@@ -209,15 +209,21 @@ fn check_limits(l: &LimitsSpec, prefix: &str) -> Result<(), (String, String)> {
             }
         }
     }
-    for (name, p) in [("max_cv", l.max_cv), ("min_qd", l.min_qd)] {
-        if let Some(p) = p
-            && (p.signed || p.value <= 0.0 || p.value > 100.0)
-        {
-            return Err((
-                format!("{prefix}{name}"),
-                format!("{name} is a share between 0% and 100%, without a sign"),
-            ));
-        }
+    if let Some(p) = l.max_cv
+        && (p.signed || p.value <= 0.0)
+    {
+        return Err((
+            format!("{prefix}max_cv"),
+            "max_cv is a positive percentage, without a sign".into(),
+        ));
+    }
+    if let Some(p) = l.min_qd
+        && (p.signed || p.value <= 0.0 || p.value > 100.0)
+    {
+        return Err((
+            format!("{prefix}min_qd"),
+            "min_qd is a share between 0% and 100%, without a sign".into(),
+        ));
     }
     Ok(())
 }

@@ -6,7 +6,7 @@
 //! - [`holm`]: Holm's step-down adjustment for the many comparisons of one run;
 //! - [`bootstrap`]: a seeded percentile bootstrap of the ratio of medians (Xoshiro256++, so
 //!   the same inputs always give the same interval);
-//! - [`summary`]: median and coefficient of variation.
+//! - [`summary`]: median, coefficient of variation and its robust counterpart.
 //!
 //! Why these: with a handful of repetitions nothing is known about the distribution of a
 //! storage figure (bimodal caches, long tails), so the test is rank-based, and the size of the
@@ -22,4 +22,4 @@ pub mod summary;
 pub use bootstrap::{RatioInterval, median_interval, ratio_of_medians};
 pub use holm::holm_adjust;
 pub use mann_whitney::{Alternative, MannWhitney, mann_whitney};
-pub use summary::{cv, median};
+pub use summary::{cv, median, robust_spread};

@@ -36,6 +36,21 @@ pub fn cv(xs: &[f64]) -> Option<f64> {
     Some(var.sqrt() / mean)
 }
 
+/// 1.4826 × median absolute deviation / median: a coefficient of variation that one outlier
+/// cannot inflate (1.4826 makes it estimate σ/μ for normal data). `None` below two values or
+/// with a median that is not positive.
+pub fn robust_spread(xs: &[f64]) -> Option<f64> {
+    if xs.len() < 2 {
+        return None;
+    }
+    let m = median(xs)?;
+    if m <= 0.0 {
+        return None;
+    }
+    let dev: Vec<f64> = xs.iter().map(|x| (x - m).abs()).collect();
+    Some(1.4826 * median(&dev)? / m)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,6 +61,17 @@ mod tests {
         assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
         assert_eq!(median(&[]), None);
         assert_eq!(median(&[1.0, f64::NAN]), None);
+    }
+
+    /// One cold repetition among five steady ones: the CV says over 40 %, the robust spread
+    /// only what the steady four vary.
+    #[test]
+    fn robust_spread_ignores_one_outlier() {
+        let xs = [734.0, 11_000.0, 11_200.0, 10_900.0, 11_100.0];
+        assert!(cv(&xs).unwrap() > 0.4);
+        // median 11 000, deviations 10 266, 0, 200, 100, 100 → MAD 100.
+        assert!((robust_spread(&xs).unwrap() - 1.4826 * 100.0 / 11_000.0).abs() < 1e-12);
+        assert_eq!(robust_spread(&[1.0]), None);
     }
 
     #[test]

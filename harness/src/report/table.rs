@@ -1,6 +1,6 @@
 //! The end-of-run summary: one table per class with IOPS, MB/s, p99 latency and the integrity verdict.
 
-use comfy_table::{Cell, ContentArrangement, Table};
+use comfy_table::{Cell, ContentArrangement, Table, presets};
 use serde_json::Value;
 
 use super::results::{Status, TrialResult};
@@ -68,7 +68,21 @@ pub fn render(trials: &[TrialResult]) -> String {
                 .position(|n| *n == t.check)
                 .unwrap_or(usize::MAX)
         });
+        // A class whose every trial is ignored for one reason is one line, not a table that
+        // repeats the reason on every row (issue 12: 17 identical rows per flexVolume class).
+        if let Some(first) = of.first()
+            && of.iter().all(|t| t.status == Status::Ignored && t.ignored_reason == first.ignored_reason)
+        {
+            out.push_str(&format!(
+                "\n{class}: all {} trials ignored: {}\n",
+                of.len(),
+                first.ignored_reason.as_deref().unwrap_or("")
+            ));
+            continue;
+        }
         let mut table = Table::new();
+        // No rule between rows: compact, as the comparison table.
+        table.load_style(presets::ASCII_FULL_CONDENSED);
         // Wrap to the terminal's width only where it is known and usable (not in a 0-column pty).
         if table.width().is_some_and(|w| w >= 60) {
             table.set_content_arrangement(ContentArrangement::Dynamic);
@@ -84,10 +98,13 @@ pub fn render(trials: &[TrialResult]) -> String {
         for t in &of {
             let bench = t.metrics.get("bench");
             let num = |path: &[&str]| bench.and_then(|b| f64_at(b, path));
+            // Metadata operations are a rate of operations, not of bytes.
+            let metadata = bench.and_then(|b| b.get("metadata")).is_some();
             let iops = num(&["iops"])
-                .map(|v| format!("{v:.0}"))
+                .map(|v| if metadata { format!("{v:.0} ops/s") } else { format!("{v:.0}") })
                 .unwrap_or_default();
             let mbs = num(&["bw_bytes"])
+                .filter(|_| !metadata)
                 .map(|v| format!("{:.1}", v / 1e6))
                 .unwrap_or_default();
             let p99 = num(&["lat_ns", "p99"]).map(fmt_latency).unwrap_or_default();

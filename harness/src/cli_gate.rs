@@ -166,7 +166,16 @@ pub fn baseline_cmd(c: BaselineCommand) -> u8 {
             }
             let mut t = comfy_table::Table::new();
             t.load_style(comfy_table::presets::ASCII_FULL_CONDENSED);
-            t.set_header(vec!["name", "created", "runs", "profile", "platform", "kernel", "agent", "classes (kind, fs, options) ×repetitions"]);
+            t.set_header(vec![
+                "name",
+                "created",
+                "runs",
+                "profile",
+                "platform",
+                "kernel",
+                "agent",
+                "classes (kind, fs, options) ×repetitions",
+            ]);
             for b in all {
                 match b.error {
                     Some(e) => {

@@ -48,12 +48,33 @@ fn bad_input_is_one_line_and_exit_2() {
     std::fs::write(&garbage, "this is not json").unwrap();
     let results = d.path().join("results");
     let cases: Vec<(Vec<String>, &str)> = vec![
-        (vec![good.display().to_string(), v2.display().to_string()], "schema_version 2"),
-        (vec![good.display().to_string(), truncated.display().to_string()], "truncated"),
-        (vec![garbage.display().to_string(), good.display().to_string()], "invalid JSON"),
-        (vec!["no-such-baseline".into(), good.display().to_string()], "no baseline named \"no-such-baseline\""),
-        (vec![good.display().to_string(), good.display().to_string()], "compared with itself"),
-        (vec![good.display().to_string(), d.path().join("missing.json").display().to_string()], "cannot read"),
+        (
+            vec![good.display().to_string(), v2.display().to_string()],
+            "schema_version 2",
+        ),
+        (
+            vec![good.display().to_string(), truncated.display().to_string()],
+            "truncated",
+        ),
+        (
+            vec![garbage.display().to_string(), good.display().to_string()],
+            "invalid JSON",
+        ),
+        (
+            vec!["no-such-baseline".into(), good.display().to_string()],
+            "no baseline named \"no-such-baseline\"",
+        ),
+        (
+            vec![good.display().to_string(), good.display().to_string()],
+            "compared with itself",
+        ),
+        (
+            vec![
+                good.display().to_string(),
+                d.path().join("missing.json").display().to_string(),
+            ],
+            "cannot read",
+        ),
     ];
     for (args, want) in cases {
         let mut a = vec!["compare".to_string()];
@@ -75,29 +96,77 @@ fn a_baseline_is_never_overwritten_without_force() {
     let r = results.display().to_string();
     let a = write(d.path(), "a.json", &run(&spec("aaaa", 1.0, 1)));
     let b = write(d.path(), "b.json", &run(&spec("bbbb", 1.0, 2)));
-    let o = pvcheck(&["baseline", "save", a.to_str().unwrap(), "--name", "nightly", "--results", &r]);
+    let o = pvcheck(&[
+        "baseline",
+        "save",
+        a.to_str().unwrap(),
+        "--name",
+        "nightly",
+        "--results",
+        &r,
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let file = results.join("baselines/nightly.json");
     let before = std::fs::read(&file).unwrap();
-    let o = pvcheck(&["baseline", "save", b.to_str().unwrap(), "--name", "nightly", "--results", &r]);
+    let o = pvcheck(&[
+        "baseline",
+        "save",
+        b.to_str().unwrap(),
+        "--name",
+        "nightly",
+        "--results",
+        &r,
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
-    assert_eq!(std::fs::read(&file).unwrap(), before, "overwritten without --force");
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        before,
+        "overwritten without --force"
+    );
     // Pooling two runs: 12 repetitions per workload.
-    let o = pvcheck(&["baseline", "save", a.to_str().unwrap(), b.to_str().unwrap(), "--name", "nightly", "--force", "--results", &r]);
+    let o = pvcheck(&[
+        "baseline",
+        "save",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--name",
+        "nightly",
+        "--force",
+        "--results",
+        &r,
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-    let reps = doc["trials"][1]["metrics"]["repetitions"].as_array().unwrap().len();
+    let reps = doc["trials"][1]["metrics"]["repetitions"]
+        .as_array()
+        .unwrap()
+        .len();
     assert_eq!(reps, 12);
     let o = pvcheck(&["baseline", "list", "--results", &r]);
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("nightly") && out.contains("class-0 (loop, ext4) ×12"), "{out}");
+    assert!(
+        out.contains("nightly") && out.contains("class-0 (loop, ext4) ×12"),
+        "{out}"
+    );
     // A run that is part of the baseline is refused as the new side.
     let o = pvcheck(&["compare", "nightly", a.to_str().unwrap(), "--results", &r]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("compared with itself"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("compared with itself"),
+        "{}",
+        stderr(&o)
+    );
     // Bad names never escape results/baselines.
-    let o = pvcheck(&["baseline", "save", a.to_str().unwrap(), "--name", "../x", "--results", &r]);
+    let o = pvcheck(&[
+        "baseline",
+        "save",
+        a.to_str().unwrap(),
+        "--name",
+        "../x",
+        "--results",
+        &r,
+    ]);
     assert_eq!(o.status.code(), Some(2));
 }
 
@@ -106,7 +175,13 @@ fn like_setups_without_a_change_pass_and_exit_0() {
     let d = tempfile::tempdir().unwrap();
     let a = write(d.path(), "a.json", &run(&spec("aaaa", 1.0, 1)));
     let b = write(d.path(), "b.json", &run(&spec("bbbb", 1.0, 2)));
-    let o = pvcheck(&["compare", a.to_str().unwrap(), b.to_str().unwrap(), "--results", d.path().to_str().unwrap()]);
+    let o = pvcheck(&[
+        "compare",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--results",
+        d.path().to_str().unwrap(),
+    ]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
     assert!(!out.contains("REGRESSED"), "{out}");
@@ -128,9 +203,19 @@ fn an_unlike_setup_is_refused_with_its_differences_and_judged_with_allow_mismatc
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{e}");
     assert!(e.contains("refusing to compare unlike setups"), "{e}");
-    assert!(e.contains("class-0: class.local.loop.mount_options: [] → [\"sync\"]"), "{e}");
+    assert!(
+        e.contains("class-0: class.local.loop.mount_options: [] → [\"sync\"]"),
+        "{e}"
+    );
     assert!(e.contains("class-0: volume.mount_options"), "{e}");
-    let o = pvcheck(&["compare", a, b, "--allow-mismatch", "--results", d.path().to_str().unwrap()]);
+    let o = pvcheck(&[
+        "compare",
+        a,
+        b,
+        "--allow-mismatch",
+        "--results",
+        d.path().to_str().unwrap(),
+    ]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(3), "{out}{}", stderr(&o));
     assert!(out.contains("UNLIKE SETUPS"), "{out}");
@@ -141,12 +226,39 @@ fn an_unlike_setup_is_refused_with_its_differences_and_judged_with_allow_mismatc
 #[test]
 fn three_repetitions_are_inconclusive_and_strict_makes_that_exit_4() {
     let d = tempfile::tempdir().unwrap();
-    let a = write(d.path(), "a.json", &run(&Spec { speed: 1.0, ..Spec::new("aaaa", 1, 2, 3) }));
-    let b = write(d.path(), "b.json", &run(&Spec { speed: 0.5, seed: 9, ..Spec::new("bbbb", 1, 2, 3) }));
+    let a = write(
+        d.path(),
+        "a.json",
+        &run(&Spec {
+            speed: 1.0,
+            ..Spec::new("aaaa", 1, 2, 3)
+        }),
+    );
+    let b = write(
+        d.path(),
+        "b.json",
+        &run(&Spec {
+            speed: 0.5,
+            seed: 9,
+            ..Spec::new("bbbb", 1, 2, 3)
+        }),
+    );
     let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
     let o = pvcheck(&["compare", a, b, "--results", d.path().to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
-    let o = pvcheck(&["compare", a, b, "--strict", "--results", d.path().to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let o = pvcheck(&[
+        "compare",
+        a,
+        b,
+        "--strict",
+        "--results",
+        d.path().to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(4));
 }
 
@@ -157,10 +269,20 @@ fn an_integrity_failure_fails_the_gate_whatever_the_speed() {
     let a = write(d.path(), "a.json", &run(&spec("aaaa", 1.0, 1)));
     let mut bad = run(&spec("bbbb", 1.2, 2));
     bad["trials"][0]["status"] = "failed".into();
-    bad["trials"][0]["failure"] = serde_json::json!({ "message": "corrupt block at offset 4096", "details": null });
+    bad["trials"][0]["failure"] =
+        serde_json::json!({ "message": "corrupt block at offset 4096", "details": null });
     let b = write(d.path(), "b.json", &bad);
-    let o = pvcheck(&["compare", a.to_str().unwrap(), b.to_str().unwrap(), "--results", d.path().to_str().unwrap()]);
+    let o = pvcheck(&[
+        "compare",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--results",
+        d.path().to_str().unwrap(),
+    ]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(out.contains("INTEGRITY FAILED class-0::integrity::recreate"), "{out}");
+    assert!(
+        out.contains("INTEGRITY FAILED class-0::integrity::recreate"),
+        "{out}"
+    );
 }

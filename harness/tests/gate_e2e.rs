@@ -18,21 +18,43 @@ fn pvcheck(args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// Runs `filter` of the class file with 5 repetitions; returns the result file.
 fn run(classes: &Path, results: &Path, state: &Path, args: &[&str]) -> std::path::PathBuf {
-    let before: Vec<_> = std::fs::read_dir(results.join("runs")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    let before: Vec<_> = std::fs::read_dir(results.join("runs"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
     let mut a = vec![
-        "run", "--classes", classes.to_str().unwrap(), "--repeat", "5", "--results", results.to_str().unwrap(),
-        "--state-dir", state.to_str().unwrap(), "--test-threads", "1",
+        "run",
+        "--classes",
+        classes.to_str().unwrap(),
+        "--repeat",
+        "5",
+        "--results",
+        results.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--test-threads",
+        "1",
     ];
     a.extend_from_slice(args);
     let o = pvcheck(&a);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let after: Vec<_> = std::fs::read_dir(results.join("runs")).unwrap().flatten().map(|e| e.path()).collect();
-    after.into_iter().find(|p| !before.contains(p)).expect("a new result file")
+    let after: Vec<_> = std::fs::read_dir(results.join("runs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    after
+        .into_iter()
+        .find(|p| !before.contains(p))
+        .expect("a new result file")
 }
 
 #[test]
@@ -43,18 +65,34 @@ fn two_runs_of_one_local_class_compare_without_a_false_alarm() {
     std::fs::create_dir(&data).unwrap();
     let classes = d.path().join("classes.yaml");
     // Default thresholds: this is the promise as users get it.
-    std::fs::write(&classes, format!("classes:\n  - name: gate-dir\n    local:\n      dir: {}\n", data.display())).unwrap();
+    std::fs::write(
+        &classes,
+        format!(
+            "classes:\n  - name: gate-dir\n    local:\n      dir: {}\n",
+            data.display()
+        ),
+    )
+    .unwrap();
     let results = d.path().join("results");
     let state = d.path().join("state");
     let filter = ["speed::rand", "--skip", "qd64"];
     let a = run(&classes, &results, &state, &filter);
     let b = run(&classes, &results, &state, &filter);
-    let o = pvcheck(&["compare", a.to_str().unwrap(), b.to_str().unwrap(), "--results", results.to_str().unwrap()]);
+    let o = pvcheck(&[
+        "compare",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--results",
+        results.to_str().unwrap(),
+    ]);
     let out = text(&o);
     eprintln!("{out}");
     assert_eq!(o.status.code(), Some(0), "{out}");
     assert!(!out.contains("REGRESSED"), "a false alarm: {out}");
-    assert!(out.contains("randread-4k-qd1") && out.contains("randwrite-4k-qd1"), "{out}");
+    assert!(
+        out.contains("randread-4k-qd1") && out.contains("randwrite-4k-qd1"),
+        "{out}"
+    );
 }
 
 /// Needs root (loop devices) and mkfs.ext4; otherwise one line says so and the test passes
@@ -84,7 +122,9 @@ fn a_class_on_a_sync_mount_is_refused_as_unlike_and_regressed_with_allow_mismatc
     std::fs::write(&sync, class("[sync]")).unwrap();
     let results = d.path().join("results");
     let state = d.path().join("state");
-    let filter = ["speed::", "--skip", "read", "--skip", "qd64", "--skip", "1m", "--skip", "fsync"];
+    let filter = [
+        "speed::", "--skip", "read", "--skip", "qd64", "--skip", "1m", "--skip", "fsync",
+    ];
     let a = run(&plain, &results, &state, &filter);
     let b = run(&sync, &results, &state, &filter);
     let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
@@ -93,10 +133,16 @@ fn a_class_on_a_sync_mount_is_refused_as_unlike_and_regressed_with_allow_mismatc
     let out = text(&o);
     assert_eq!(o.status.code(), Some(2), "{out}");
     assert!(out.contains("refusing to compare unlike setups"), "{out}");
-    assert!(out.contains("gate-loop: class.local.loop.mount_options: [] → [\"sync\"]"), "{out}");
+    assert!(
+        out.contains("gate-loop: class.local.loop.mount_options: [] → [\"sync\"]"),
+        "{out}"
+    );
     let o = pvcheck(&["compare", a, b, "--allow-mismatch", "--results", r]);
     let out = text(&o);
     eprintln!("{out}");
     assert_eq!(o.status.code(), Some(3), "{out}");
-    assert!(out.contains("UNLIKE SETUPS") && out.contains("REGRESSED"), "{out}");
+    assert!(
+        out.contains("UNLIKE SETUPS") && out.contains("REGRESSED"),
+        "{out}"
+    );
 }

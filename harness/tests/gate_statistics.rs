@@ -22,7 +22,9 @@ impl Normal {
         (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
     }
     fn sample(&mut self, n: usize, center: f64, noise: f64) -> Vec<f64> {
-        (0..n).map(|_| center * (1.0 + noise * self.next())).collect()
+        (0..n)
+            .map(|_| center * (1.0 + noise * self.next()))
+            .collect()
     }
 }
 
@@ -47,7 +49,11 @@ fn judge(base: Vec<f64>, new: Vec<f64>) -> gate::Comparison {
 fn a_ten_percent_slowdown_with_two_percent_noise_is_regressed_at_five_against_five() {
     let shape = [-1.26, 0.63, 0.0, -0.63, 1.26];
     let base: Vec<f64> = shape.iter().map(|z| 100_000.0 * (1.0 + 0.02 * z)).collect();
-    let new: Vec<f64> = shape.iter().rev().map(|z| 90_000.0 * (1.0 + 0.02 * z)).collect();
+    let new: Vec<f64> = shape
+        .iter()
+        .rev()
+        .map(|z| 90_000.0 * (1.0 + 0.02 * z))
+        .collect();
     assert!((pvcheck::stats::cv(&base).unwrap() - 0.02).abs() < 0.001);
     let c = judge(base, new);
     assert_eq!(c.verdict, Verdict::Regressed, "{}", c.reason);
@@ -74,7 +80,10 @@ fn a_ten_percent_slowdown_under_random_noise_is_never_passed() {
         }
     }
     eprintln!("10% slowdown, 5 vs 5, 2% normal noise: regressed in {regressed} of {trials}");
-    assert!(regressed * 2 > trials, "regressed only {regressed} of {trials}");
+    assert!(
+        regressed * 2 > trials,
+        "regressed only {regressed} of {trials}"
+    );
 }
 
 /// The false-alarm promise: 1 000 seeded comparisons of identical distributions (5 against
@@ -101,7 +110,10 @@ fn identical_distributions_are_called_regressed_in_at_most_five_percent_of_1000_
             })
             .collect();
         gate::finish(&mut cs);
-        raw_p_below += cs.iter().filter(|c| c.p_worse.is_some_and(|p| p < 0.05)).count();
+        raw_p_below += cs
+            .iter()
+            .filter(|c| c.p_worse.is_some_and(|p| p < 0.05))
+            .count();
         if cs.iter().any(|c| c.verdict == Verdict::Regressed) {
             runs_with_alarm += 1;
         }
@@ -109,7 +121,10 @@ fn identical_distributions_are_called_regressed_in_at_most_five_percent_of_1000_
     eprintln!(
         "identical distributions: {runs_with_alarm} of {runs} runs called regressed; raw one-sided p < 0.05 in {raw_p_below} of the tested metrics"
     );
-    assert!(runs_with_alarm * 20 <= runs, "{runs_with_alarm} false alarms in {runs} runs");
+    assert!(
+        runs_with_alarm * 20 <= runs,
+        "{runs_with_alarm} false alarms in {runs} runs"
+    );
 }
 
 /// The smallest one-sided exact p with 3 against 3 is 1/20 = 0.05, never below α: whatever
@@ -148,7 +163,11 @@ fn a_family_too_large_for_five_repetitions_says_so_instead_of_passing() {
     assert_eq!(gate::finish(&mut cs), 20);
     for c in &cs {
         assert_eq!(c.verdict, Verdict::Inconclusive, "{}", c.reason);
-        assert!(c.reason.contains("more repetitions are needed"), "{}", c.reason);
+        assert!(
+            c.reason.contains("more repetitions are needed"),
+            "{}",
+            c.reason
+        );
     }
 }
 
@@ -170,11 +189,40 @@ fn an_invalid_repetition_makes_the_metric_invalid_whatever_the_numbers() {
 #[test]
 fn latency_regresses_upwards_and_improves_downwards() {
     let shape = [-1.0, 0.5, 0.0, -0.5, 1.0];
-    let lat = |c: f64| shape.iter().map(|z| c * (1.0 + 0.01 * z)).collect::<Vec<_>>();
+    let lat = |c: f64| {
+        shape
+            .iter()
+            .map(|z| c * (1.0 + 0.01 * z))
+            .collect::<Vec<_>>()
+    };
     let mut cs = vec![
-        gate::judge_metric("c", "a", Metric::P99, Side::new(lat(100.0)), Side::new(lat(130.0)), 0.10, None),
-        gate::judge_metric("c", "b", Metric::P99, Side::new(lat(100.0)), Side::new(lat(70.0)), 0.10, None),
-        gate::judge_metric("c", "d", Metric::P99, Side::new(lat(100.0)), Side::new(lat(101.0)), 0.10, None),
+        gate::judge_metric(
+            "c",
+            "a",
+            Metric::P99,
+            Side::new(lat(100.0)),
+            Side::new(lat(130.0)),
+            0.10,
+            None,
+        ),
+        gate::judge_metric(
+            "c",
+            "b",
+            Metric::P99,
+            Side::new(lat(100.0)),
+            Side::new(lat(70.0)),
+            0.10,
+            None,
+        ),
+        gate::judge_metric(
+            "c",
+            "d",
+            Metric::P99,
+            Side::new(lat(100.0)),
+            Side::new(lat(101.0)),
+            0.10,
+            None,
+        ),
     ];
     gate::finish(&mut cs);
     assert_eq!(cs[0].verdict, Verdict::Regressed, "{}", cs[0].reason);

@@ -33,28 +33,44 @@ fn report() -> compare::Report {
         }
     }
     let b = RunDoc::from_value(Path::new("results/baselines/nightly.json"), run(&base)).unwrap();
-    let n = RunDoc::from_value(Path::new("results/runs/20261128T000000Z-new00002.json"), new).unwrap();
+    let n = RunDoc::from_value(
+        Path::new("results/runs/20261128T000000Z-new00002.json"),
+        new,
+    )
+    .unwrap();
     compare::compare(b, n, false).unwrap()
 }
 
 #[test]
 fn junit_report_snapshot() {
     let r = report();
-    let input = ReportInput { run: &r.new, comparison: Some(&r), results: Path::new("/nonexistent") };
+    let input = ReportInput {
+        run: &r.new,
+        comparison: Some(&r),
+        results: Path::new("/nonexistent"),
+    };
     insta::assert_snapshot!(pvcheck::report::junit::render(&input));
 }
 
 #[test]
 fn markdown_report_snapshot() {
     let r = report();
-    let input = ReportInput { run: &r.new, comparison: Some(&r), results: Path::new("/nonexistent") };
+    let input = ReportInput {
+        run: &r.new,
+        comparison: Some(&r),
+        results: Path::new("/nonexistent"),
+    };
     insta::assert_snapshot!(pvcheck::report::markdown::render(&input));
 }
 
 #[test]
 fn markdown_of_a_run_without_baseline_snapshot() {
     let r = report();
-    let input = ReportInput { run: &r.new, comparison: None, results: Path::new("/nonexistent") };
+    let input = ReportInput {
+        run: &r.new,
+        comparison: None,
+        results: Path::new("/nonexistent"),
+    };
     insta::assert_snapshot!(pvcheck::report::markdown::render(&input));
 }
 
@@ -67,13 +83,30 @@ fn html_is_self_contained_and_holds_the_charts() {
     // Three runs in results/runs for the trend.
     std::fs::create_dir_all(d.path().join("runs")).unwrap();
     for (i, speed) in [1.0, 0.97, 1.02].iter().enumerate() {
-        let doc = run(&Spec { speed: *speed, seed: i as u64, start: format!("2026-11-2{}T03:00:00Z", i + 1), ..Spec::new(&format!("trend{i}"), 2, 3, 5) });
-        std::fs::write(d.path().join(format!("runs/2026112{}T030000Z-trend{i}.json", i + 1)), doc.to_string()).unwrap();
+        let doc = run(&Spec {
+            speed: *speed,
+            seed: i as u64,
+            start: format!("2026-11-2{}T03:00:00Z", i + 1),
+            ..Spec::new(&format!("trend{i}"), 2, 3, 5)
+        });
+        std::fs::write(
+            d.path()
+                .join(format!("runs/2026112{}T030000Z-trend{i}.json", i + 1)),
+            doc.to_string(),
+        )
+        .unwrap();
     }
-    let input = ReportInput { run: &r.new, comparison: Some(&r), results: d.path() };
+    let input = ReportInput {
+        run: &r.new,
+        comparison: Some(&r),
+        results: d.path(),
+    };
     let html = pvcheck::report::html::render(&input);
     for bad in ["http://", "https://", "<script", "src=", "@import", "url("] {
-        assert!(!html.contains(bad), "the HTML references something outside itself: {bad}");
+        assert!(
+            !html.contains(bad),
+            "the HTML references something outside itself: {bad}"
+        );
     }
     let svgs = html.matches("<svg").count();
     // Per class: IOPS (randread-4k-qd64, randwrite-4k-qd64, randread-4k-qd1) = 1 rates chart,
@@ -82,6 +115,9 @@ fn html_is_self_contained_and_holds_the_charts() {
     assert!(html.contains("class-0: IOPS, median and 95% interval"));
     assert!(html.contains("class-1: trend over 3 runs"));
     assert!(html.contains("v-regressed"));
-    assert!(html.contains("<polyline") || html.contains("<path"), "no curves drawn");
+    assert!(
+        html.contains("<polyline") || html.contains("<path"),
+        "no curves drawn"
+    );
     std::fs::write("/tmp/pvcheck-report-test.html", &html).ok();
 }

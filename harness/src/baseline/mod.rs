@@ -141,7 +141,11 @@ pub fn build(runs: &[RunDoc], name: &str, allow_mismatch: bool) -> Result<Value,
         .unwrap_or_default();
     let mut pooled = Vec::with_capacity(trials.len());
     for mut t in trials {
-        let name_t = t.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+        let name_t = t
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let is_speed = t
             .get("check")
             .and_then(Value::as_str)
@@ -179,7 +183,9 @@ pub fn build(runs: &[RunDoc], name: &str, allow_mismatch: bool) -> Result<Value,
     doc["kind"] = json!("baseline");
     doc["name"] = json!(name);
     doc["run_id"] = json!(format!("baseline:{name}"));
-    doc["created"] = json!(crate::report::results::rfc3339_utc(std::time::SystemTime::now()));
+    doc["created"] = json!(crate::report::results::rfc3339_utc(
+        std::time::SystemTime::now()
+    ));
     doc["sources"] = runs
         .iter()
         .map(|r| {
@@ -280,7 +286,9 @@ pub fn list(results: &Path) -> Vec<Listed> {
                                 .and_then(|o| o.keys().next().cloned())
                                 .unwrap_or_default();
                             let mut what = vec![kind.clone()];
-                            if let Some(fs) = p[&kind]["fs"].as_str().or(p[&kind]["fs_type"].as_str()) {
+                            if let Some(fs) =
+                                p[&kind]["fs"].as_str().or(p[&kind]["fs_type"].as_str())
+                            {
                                 what.push(fs.to_string());
                             }
                             if let Some(mo) = p[&kind]["mount_options"].as_array()
@@ -288,7 +296,10 @@ pub fn list(results: &Path) -> Vec<Listed> {
                             {
                                 what.push(format!(
                                     "-o {}",
-                                    mo.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")
+                                    mo.iter()
+                                        .filter_map(Value::as_str)
+                                        .collect::<Vec<_>>()
+                                        .join(",")
                                 ));
                             }
                             format!("{c} ({}) ×{reps}", what.join(", "))

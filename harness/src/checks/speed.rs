@@ -112,7 +112,11 @@ pub fn check(ctx: &CheckCtx, workload: &str) -> Result<Verdict, Failure> {
     for i in 0..n {
         let started = std::time::Instant::now();
         let (volume, out) = repetition(ctx, workload, slot_of(i, n));
-        if let Some(v) = out.as_ref().ok().or(out.as_ref().err().and_then(|(v, _)| v.as_ref())) {
+        if let Some(v) = out
+            .as_ref()
+            .ok()
+            .or(out.as_ref().err().and_then(|(v, _)| v.as_ref()))
+        {
             if i == 0 {
                 // Kept whole, histograms included, so runs can be merged and compared later.
                 ctx.metric("bench", v.clone());
@@ -164,7 +168,10 @@ fn repetition(
             Ok(p) => p,
             Err(e) => {
                 let _ = vol.destroy();
-                return (None, Err((None, Failure::from(e).context("starting the pod"))));
+                return (
+                    None,
+                    Err((None, Failure::from(e).context("starting the pod"))),
+                );
             }
         };
         guard.insert(key.clone(), (vol, pod));

@@ -39,7 +39,13 @@ pub struct Difference {
 impl std::fmt::Display for Difference {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(absent)".into());
-        write!(f, "{}: {} → {}", self.key, show(&self.base), show(&self.new))
+        write!(
+            f,
+            "{}: {} → {}",
+            self.key,
+            show(&self.base),
+            show(&self.new)
+        )
     }
 }
 
@@ -87,7 +93,10 @@ pub fn fingerprint(doc: &RunDoc, classes: &[(String, Vec<String>)]) -> BTreeMap<
     }
     for (class, workloads) in classes {
         let c = env.get("classes").and_then(|c| c.get(class));
-        if let Some(local) = c.and_then(|c| c.get("parameters")).and_then(|p| p.get("local")) {
+        if let Some(local) = c
+            .and_then(|c| c.get("parameters"))
+            .and_then(|p| p.get("local"))
+        {
             flatten(&format!("{class}: class.local"), local, &mut out);
         }
         // The speed volume as measured, else the class's first volume.

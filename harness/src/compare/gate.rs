@@ -295,7 +295,10 @@ fn decide(c: &mut Comparison, family: usize) {
         );
     } else if better_beyond && pb < ALPHA {
         c.verdict = Verdict::Improved;
-        c.reason = format!("the 95% interval {interval} lies beyond {:+.0}%; p = {pb:.4} after Holm", -limit);
+        c.reason = format!(
+            "the 95% interval {interval} lies beyond {:+.0}%; p = {pb:.4} after Holm",
+            -limit
+        );
     } else if acceptable {
         c.verdict = Verdict::Pass;
         c.reason = format!("the 95% interval {interval} stays within the {limit:+.0}% threshold");

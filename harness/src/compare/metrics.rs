@@ -74,7 +74,11 @@ impl Metric {
         if self.is_latency() {
             return format_ns(v);
         }
-        let v = if self == Metric::Bandwidth { v / 1e6 } else { v };
+        let v = if self == Metric::Bandwidth {
+            v / 1e6
+        } else {
+            v
+        };
         if v >= 1e6 {
             format!("{:.2}M", v / 1e6)
         } else if v >= 1e4 {
@@ -157,7 +161,8 @@ pub fn invalid_reason(bench: &Value, limits: &Limits) -> Option<String> {
             limits.max_cv * 100.0
         ));
     }
-    let target = at(bench, &["job", "iodepth"]).unwrap_or(0.0) * at(bench, &["job", "jobs"]).unwrap_or(1.0);
+    let target =
+        at(bench, &["job", "iodepth"]).unwrap_or(0.0) * at(bench, &["job", "jobs"]).unwrap_or(1.0);
     if let Some(qd) = at(bench, &["qd_achieved"])
         && target > 0.0
         && qd < limits.min_qd * target

@@ -22,7 +22,9 @@ use crate::exit_code;
 pub enum CompareError {
     #[error(transparent)]
     Read(#[from] ReadError),
-    #[error("{base} and {new} are the same run ({run_id}): a run compared with itself proves nothing")]
+    #[error(
+        "{base} and {new} are the same run ({run_id}): a run compared with itself proves nothing"
+    )]
     SameRun {
         base: String,
         new: String,
@@ -101,7 +103,11 @@ impl Report {
         } else {
             String::new()
         };
-        format!("{head}{} (Holm family of {})", parts.join(", "), self.family)
+        format!(
+            "{head}{} (Holm family of {})",
+            parts.join(", "),
+            self.family
+        )
     }
 }
 
@@ -122,13 +128,23 @@ fn common(base: &RunDoc, new: &RunDoc, notes: &mut Vec<String>) -> Vec<(String, 
         }
         if !ws.is_empty() {
             out.push((class, ws));
-        } else if new.trials.iter().any(|t| t.class == class && t.workload().is_some() && !t.repetitions.is_empty()) {
-            notes.push(format!("class {class}: no speed results in {} to compare with", base.label));
+        } else if new
+            .trials
+            .iter()
+            .any(|t| t.class == class && t.workload().is_some() && !t.repetitions.is_empty())
+        {
+            notes.push(format!(
+                "class {class}: no speed results in {} to compare with",
+                base.label
+            ));
         }
     }
     for class in base.classes() {
         if !new.classes().contains(&class)
-            && base.trials.iter().any(|t| t.class == class && !t.repetitions.is_empty())
+            && base
+                .trials
+                .iter()
+                .any(|t| t.class == class && !t.repetitions.is_empty())
         {
             notes.push(format!("class {class}: only in {}", base.label));
         }
@@ -169,7 +185,13 @@ pub fn compare(base: RunDoc, new: RunDoc, allow_mismatch: bool) -> Result<Report
             let (Some(b), Some(n)) = (base.speed_trial(class, w), new.speed_trial(class, w)) else {
                 continue;
             };
-            comparisons.extend(gate::judge_workload(class, w, b, n, &thresholds.for_workload(w)));
+            comparisons.extend(gate::judge_workload(
+                class,
+                w,
+                b,
+                n,
+                &thresholds.for_workload(w),
+            ));
         }
     }
     let family = gate::finish(&mut comparisons);

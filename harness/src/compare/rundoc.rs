@@ -148,7 +148,11 @@ impl RunDoc {
             let rep_volumes = metrics
                 .get("repetitions")
                 .and_then(Value::as_array)
-                .map(|reps| reps.iter().filter_map(|r| r.get("volume").cloned()).collect())
+                .map(|reps| {
+                    reps.iter()
+                        .filter_map(|r| r.get("volume").cloned())
+                        .collect()
+                })
                 .unwrap_or_default();
             let failure = t.get("failure");
             trials.push(TrialDoc {

@@ -64,7 +64,11 @@ fn histogram(p50: f64, p99: f64) -> String {
     let mut h = LatencyHistogram::new();
     for i in 0..1000u64 {
         let q = i as f64 / 1000.0;
-        let v = if q < 0.5 { p50 * (0.5 + q) } else { p50 + (p99 - p50) * ((q - 0.5) / 0.49).powi(3) };
+        let v = if q < 0.5 {
+            p50 * (0.5 + q)
+        } else {
+            p50 + (p99 - p50) * ((q - 0.5) / 0.49).powi(3)
+        };
         h.record(v.max(1.0) as u64);
     }
     h.encode()
@@ -72,12 +76,19 @@ fn histogram(p50: f64, p99: f64) -> String {
 
 /// One repetition's bench JSON.
 fn bench(w: &str, speed: f64, hist: bool) -> Value {
-    let job = pvcheck_workloads::speed::matrix::workload(pvcheck_workloads::speed::matrix::Profile::Quick, w)
-        .map(|w| serde_json::to_value(w.job).unwrap_or(Value::Null))
-        .unwrap_or(Value::Null);
+    let job = pvcheck_workloads::speed::matrix::workload(
+        pvcheck_workloads::speed::matrix::Profile::Quick,
+        w,
+    )
+    .map(|w| serde_json::to_value(w.job).unwrap_or(Value::Null))
+    .unwrap_or(Value::Null);
     let bs = job["bs"].as_f64().unwrap_or(4096.0);
     let qd = job["iodepth"].as_f64().unwrap_or(1.0);
-    let iops = if bs >= 65536.0 { 2000.0 } else { 20_000.0 * qd.sqrt() } * speed;
+    let iops = if bs >= 65536.0 {
+        2000.0
+    } else {
+        20_000.0 * qd.sqrt()
+    } * speed;
     let p50 = 1e9 * qd / iops;
     let (p99, p999) = (p50 * 3.0, p50 * 8.0);
     let mut b = json!({

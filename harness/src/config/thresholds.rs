@@ -54,7 +54,9 @@ impl<'de> Deserialize<'de> for Percent {
 pub fn parse_percent(s: &str) -> Result<Percent, String> {
     let t = s.trim();
     let Some(num) = t.strip_suffix('%') else {
-        return Err(format!("{s:?} is not a percentage: write it like -5% or +10%"));
+        return Err(format!(
+            "{s:?} is not a percentage: write it like -5% or +10%"
+        ));
     };
     let num = num.trim();
     let signed = num.starts_with('+') || num.starts_with('-');
@@ -166,11 +168,7 @@ fn check_limits(l: &LimitsSpec, prefix: &str) -> Result<(), (String, String)> {
         ("bandwidth", l.bandwidth),
         ("metadata", l.metadata),
     ];
-    let latencies = [
-        ("p99", l.p99),
-        ("p999", l.p999),
-        ("fsync_p99", l.fsync_p99),
-    ];
+    let latencies = [("p99", l.p99), ("p999", l.p999), ("fsync_p99", l.fsync_p99)];
     for (name, p) in rates {
         if let Some(p) = p {
             if p.value > 0.0 && p.signed {
@@ -185,7 +183,10 @@ fn check_limits(l: &LimitsSpec, prefix: &str) -> Result<(), (String, String)> {
             if p.value == 0.0 || p.value.abs() >= 100.0 {
                 return Err((
                     format!("{prefix}{name}"),
-                    format!("{}% is not a usable threshold: give a drop between 0% and 100%", p.value),
+                    format!(
+                        "{}% is not a usable threshold: give a drop between 0% and 100%",
+                        p.value
+                    ),
                 ));
             }
         }
@@ -306,7 +307,16 @@ mod tests {
         let t = ThresholdsSpec::default().resolve();
         let l = t.for_workload("randread-4k-qd64");
         assert_eq!(
-            (l.iops, l.bandwidth, l.p99, l.p999, l.fsync_p99, l.metadata, l.max_cv, l.min_qd),
+            (
+                l.iops,
+                l.bandwidth,
+                l.p99,
+                l.p999,
+                l.fsync_p99,
+                l.metadata,
+                l.max_cv,
+                l.min_qd
+            ),
             (0.05, 0.05, 0.10, 0.20, 0.10, 0.05, 0.10, 0.90)
         );
     }
@@ -329,9 +339,13 @@ mod tests {
         let e = spec("iops: +5%").validate().unwrap_err();
         assert_eq!(e.0, "iops");
         assert!(e.1.contains("-5%"), "{}", e.1);
-        let e = spec("workloads:\n  metadata: { p99: -10% }").validate().unwrap_err();
+        let e = spec("workloads:\n  metadata: { p99: -10% }")
+            .validate()
+            .unwrap_err();
         assert_eq!(e.0, "workloads.metadata.p99");
-        let e = spec("workloads:\n  randread: { p99: 10% }").validate().unwrap_err();
+        let e = spec("workloads:\n  randread: { p99: 10% }")
+            .validate()
+            .unwrap_err();
         assert_eq!(e.0, "workloads.randread");
         assert!(e.1.contains("randread-4k-qd64"), "{}", e.1);
         let e = spec("max_cv: -3%").validate().unwrap_err();
@@ -340,9 +354,13 @@ mod tests {
 
     #[test]
     fn a_bare_number_or_an_unknown_key_is_refused() {
-        let e = serde_saphyr::from_str::<ThresholdsSpec>("iops: 5").unwrap_err().to_string();
+        let e = serde_saphyr::from_str::<ThresholdsSpec>("iops: 5")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no unit"), "{e}");
-        let e = serde_saphyr::from_str::<ThresholdsSpec>("iopz: 5%").unwrap_err().to_string();
+        let e = serde_saphyr::from_str::<ThresholdsSpec>("iopz: 5%")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown field"), "{e}");
         assert!(parse_percent("5 percent").is_err());
         assert_eq!(parse_percent(" -12.5% ").unwrap().value, -12.5);

@@ -90,7 +90,14 @@ pub fn rates(title: &str, y_desc: &str, rows: &[RateRow], scale: f64) -> Option<
             chart
                 .draw_series(rows.iter().enumerate().filter_map(|(i, r)| {
                     pick(r).map(|w| {
-                        ErrorBar::new_vertical(i as f64 + dx, w.low / scale, w.median / scale, w.high / scale, color.filled(), 10)
+                        ErrorBar::new_vertical(
+                            i as f64 + dx,
+                            w.low / scale,
+                            w.median / scale,
+                            w.high / scale,
+                            color.filled(),
+                            10,
+                        )
                     })
                 }))
                 .ok()?
@@ -98,7 +105,8 @@ pub fn rates(title: &str, y_desc: &str, rows: &[RateRow], scale: f64) -> Option<
                 .legend(move |(x, y)| Circle::new((x + 8, y), 4, color.filled()));
             chart
                 .draw_series(rows.iter().enumerate().filter_map(|(i, r)| {
-                    pick(r).map(|w| Circle::new((i as f64 + dx, w.median / scale), 4, color.filled()))
+                    pick(r)
+                        .map(|w| Circle::new((i as f64 + dx, w.median / scale), 4, color.filled()))
                 }))
                 .ok()?;
         }
@@ -115,9 +123,16 @@ pub fn rates(title: &str, y_desc: &str, rows: &[RateRow], scale: f64) -> Option<
 }
 
 /// Latency percentile curves (p50 … p99.99) of both sides; x is the number of nines.
-pub fn percentiles(title: &str, base: Option<&[(f64, f64)]>, new: Option<&[(f64, f64)]>) -> Option<String> {
+pub fn percentiles(
+    title: &str,
+    base: Option<&[(f64, f64)]>,
+    new: Option<&[(f64, f64)]>,
+) -> Option<String> {
     let nines = |q: f64| -(1.0 - q).log10();
-    let vals = base.into_iter().chain(new).flat_map(|c| c.iter().map(|p| p.1));
+    let vals = base
+        .into_iter()
+        .chain(new)
+        .flat_map(|c| c.iter().map(|p| p.1));
     let (lo, hi) = log_range(vals)?;
     let mut svg = String::new();
     {
@@ -147,10 +162,15 @@ pub fn percentiles(title: &str, base: Option<&[(f64, f64)]>, new: Option<&[(f64,
         for (side, color, curve) in [("base", BASE, base), ("new", NEW, new)] {
             let Some(curve) = curve else { continue };
             chart
-                .draw_series(LineSeries::new(curve.iter().map(|(q, v)| (nines(*q), *v)), color.stroke_width(2)))
+                .draw_series(LineSeries::new(
+                    curve.iter().map(|(q, v)| (nines(*q), *v)),
+                    color.stroke_width(2),
+                ))
                 .ok()?
                 .label(side)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                });
         }
         chart
             .configure_series_labels()
@@ -165,7 +185,11 @@ pub fn percentiles(title: &str, base: Option<&[(f64, f64)]>, new: Option<&[(f64,
 }
 
 /// Each workload over the runs, in percent of its median over the runs shown.
-pub fn trend(title: &str, runs: &[String], series: &[(String, Vec<(usize, f64)>)]) -> Option<String> {
+pub fn trend(
+    title: &str,
+    runs: &[String],
+    series: &[(String, Vec<(usize, f64)>)],
+) -> Option<String> {
     if runs.len() < 2 || series.is_empty() {
         return None;
     }
@@ -210,12 +234,20 @@ pub fn trend(title: &str, runs: &[String], series: &[(String, Vec<(usize, f64)>)
         for (k, (name, pts)) in series.iter().enumerate() {
             let color = PALETTE[k % PALETTE.len()];
             chart
-                .draw_series(LineSeries::new(pts.iter().map(|(i, v)| (*i as f64, *v)), color.stroke_width(2)))
+                .draw_series(LineSeries::new(
+                    pts.iter().map(|(i, v)| (*i as f64, *v)),
+                    color.stroke_width(2),
+                ))
                 .ok()?
                 .label(name.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                });
             chart
-                .draw_series(pts.iter().map(|(i, v)| Circle::new((*i as f64, *v), 3, color.filled())))
+                .draw_series(
+                    pts.iter()
+                        .map(|(i, v)| Circle::new((*i as f64, *v), 3, color.filled())),
+                )
                 .ok()?;
         }
         chart

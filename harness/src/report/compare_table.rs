@@ -13,7 +13,13 @@ fn pct(x: f64) -> String {
 /// `-2.1% … +1.5%`.
 pub fn interval(c: &Comparison) -> String {
     c.ratio
-        .map(|r| format!("{} … {}", pct((r.low - 1.0) * 100.0), pct((r.high - 1.0) * 100.0)))
+        .map(|r| {
+            format!(
+                "{} … {}",
+                pct((r.low - 1.0) * 100.0),
+                pct((r.high - 1.0) * 100.0)
+            )
+        })
         .unwrap_or_default()
 }
 
@@ -69,7 +75,10 @@ pub fn render(r: &Report) -> String {
             let mut v: Vec<usize> = rows.iter().map(|c| f(c)).collect();
             v.sort_unstable();
             v.dedup();
-            v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("/")
+            v.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join("/")
         };
         let counts: Vec<String> = Verdict::ALL
             .iter()
@@ -89,10 +98,21 @@ pub fn render(r: &Report) -> String {
         if t.width().is_some_and(|w| w >= 60) {
             t.set_content_arrangement(ContentArrangement::Dynamic);
         }
-        t.set_header(vec!["workload", "metric", "base → new", "change", "95% interval", "verdict"]);
+        t.set_header(vec![
+            "workload",
+            "metric",
+            "base → new",
+            "change",
+            "95% interval",
+            "verdict",
+        ]);
         let mut last_w = "";
         for c in &rows {
-            let w = if c.workload == last_w { "" } else { c.workload.as_str() };
+            let w = if c.workload == last_w {
+                ""
+            } else {
+                c.workload.as_str()
+            };
             last_w = &c.workload;
             t.add_row(vec![
                 Cell::new(w),
@@ -128,7 +148,11 @@ pub fn render(r: &Report) -> String {
     for f in &r.failed {
         out.push_str(&format!(
             "{} {}: {}\n",
-            if f.integrity { "INTEGRITY FAILED" } else { "FAILED" },
+            if f.integrity {
+                "INTEGRITY FAILED"
+            } else {
+                "FAILED"
+            },
             f.name,
             f.message.lines().next().unwrap_or("")
         ));

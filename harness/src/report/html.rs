@@ -20,12 +20,20 @@ const TREND_RUNS: usize = 30;
 const QUANTILES: [f64; 9] = [0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999];
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn values(doc: &RunDoc, class: &str, workload: &str, m: Metric) -> Vec<f64> {
     doc.speed_trial(class, workload)
-        .map(|t| t.repetitions.iter().filter_map(|b| metrics::value(b, m)).collect())
+        .map(|t| {
+            t.repetitions
+                .iter()
+                .filter_map(|b| metrics::value(b, m))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -40,7 +48,12 @@ fn workloads(doc: &RunDoc, class: &str) -> Vec<(String, Vec<Metric>)> {
     doc.trials
         .iter()
         .filter(|t| t.class == class && !t.repetitions.is_empty())
-        .filter_map(|t| Some((t.workload()?.to_string(), metrics::metrics_of(&t.repetitions[0]))))
+        .filter_map(|t| {
+            Some((
+                t.workload()?.to_string(),
+                metrics::metrics_of(&t.repetitions[0]),
+            ))
+        })
         .collect()
 }
 
@@ -55,7 +68,12 @@ fn curve(doc: &RunDoc, class: &str, workload: &str) -> Option<Vec<(f64, f64)>> {
     if merged.count() == 0 {
         return None;
     }
-    Some(QUANTILES.iter().map(|&q| (q, merged.inner().value_at_quantile(q) as f64)).collect())
+    Some(
+        QUANTILES
+            .iter()
+            .map(|&q| (q, merged.inner().value_at_quantile(q) as f64))
+            .collect(),
+    )
 }
 
 fn trend(results: &Path, class: &str) -> Option<String> {
@@ -69,8 +87,14 @@ fn trend(results: &Path, class: &str) -> Option<String> {
     files.sort();
     let files = &files[files.len().saturating_sub(TREND_RUNS)..];
     let docs: Vec<RunDoc> = files.iter().filter_map(|p| RunDoc::read(p).ok()).collect();
-    let docs: Vec<&RunDoc> = docs.iter().filter(|d| d.classes().iter().any(|c| c == class)).collect();
-    let labels: Vec<String> = docs.iter().map(|d| d.start.get(5..16).unwrap_or(&d.start).replace('T', " ")).collect();
+    let docs: Vec<&RunDoc> = docs
+        .iter()
+        .filter(|d| d.classes().iter().any(|c| c == class))
+        .collect();
+    let labels: Vec<String> = docs
+        .iter()
+        .map(|d| d.start.get(5..16).unwrap_or(&d.start).replace('T', " "))
+        .collect();
     let mut names: Vec<String> = Vec::new();
     for d in &docs {
         for (w, _) in workloads(d, class) {
@@ -83,17 +107,37 @@ fn trend(results: &Path, class: &str) -> Option<String> {
     for w in names {
         let mut pts = Vec::new();
         for (i, d) in docs.iter().enumerate() {
-            let Some(t) = d.speed_trial(class, &w) else { continue };
-            let Some(m) = t.repetitions.first().and_then(|b| metrics::metrics_of(b).first().copied()) else { continue };
+            let Some(t) = d.speed_trial(class, &w) else {
+                continue;
+            };
+            let Some(m) = t
+                .repetitions
+                .first()
+                .and_then(|b| metrics::metrics_of(b).first().copied())
+            else {
+                continue;
+            };
             if let Some(v) = crate::stats::median(&values(d, class, &w, m)) {
                 pts.push((i, v));
             }
         }
         let all: Vec<f64> = pts.iter().map(|p| p.1).collect();
-        let Some(mid) = crate::stats::median(&all).filter(|m| *m > 0.0) else { continue };
-        series.push((w, pts.into_iter().map(|(i, v)| (i, 100.0 * v / mid)).collect()));
+        let Some(mid) = crate::stats::median(&all).filter(|m| *m > 0.0) else {
+            continue;
+        };
+        series.push((
+            w,
+            pts.into_iter().map(|(i, v)| (i, 100.0 * v / mid)).collect(),
+        ));
     }
-    charts::trend(&format!("{class}: trend over {} runs (headline figure per workload)", docs.len()), &labels, &series)
+    charts::trend(
+        &format!(
+            "{class}: trend over {} runs (headline figure per workload)",
+            docs.len()
+        ),
+        &labels,
+        &series,
+    )
 }
 
 const STYLE: &str = "body{font-family:sans-serif;margin:2em;color:#222;max-width:1400px}\
@@ -112,7 +156,12 @@ pub fn render(input: &ReportInput) -> String {
         Some(b) => format!("pvcheck: {} → {}", b.label, new.label),
         None => format!("pvcheck run {}", new.label),
     };
-    let _ = write!(h, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>\n<h1>{}</h1>\n", esc(&title), esc(&title));
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>\n<h1>{}</h1>\n",
+        esc(&title),
+        esc(&title)
+    );
     let _ = writeln!(
         h,
         "<p>Profile <b>{}</b>, platform <b>{}</b>, kernel {}; new run started {}{}.</p>",
@@ -120,13 +169,21 @@ pub fn render(input: &ReportInput) -> String {
         esc(&new.platform),
         esc(new.environment["kernel"].as_str().unwrap_or("?")),
         esc(&new.start),
-        base.map(|b| format!("; baseline {} ({} run(s), {})", esc(&b.label), b.run_ids.len(), esc(&b.start)))
-            .unwrap_or_default()
+        base.map(|b| format!(
+            "; baseline {} ({} run(s), {})",
+            esc(&b.label),
+            b.run_ids.len(),
+            esc(&b.start)
+        ))
+        .unwrap_or_default()
     );
     if let Some(r) = input.comparison {
         let _ = writeln!(h, "<p class=\"summary\">{}</p>", esc(&r.summary()));
         if !r.differences.is_empty() {
-            let _ = writeln!(h, "<h3 class=\"diff\">Unlike setups, compared with --allow-mismatch</h3><ul>");
+            let _ = writeln!(
+                h,
+                "<h3 class=\"diff\">Unlike setups, compared with --allow-mismatch</h3><ul>"
+            );
             for d in &r.differences {
                 let _ = writeln!(h, "<li class=\"diff\">{}</li>", esc(&d.to_string()));
             }
@@ -144,8 +201,18 @@ pub fn render(input: &ReportInput) -> String {
                 h,
                 "<li><b>{}</b>{}: {}</li>",
                 esc(&t.name),
-                if t.is_integrity_failure() { " (integrity)" } else { "" },
-                esc(t.failure_message.as_deref().unwrap_or("").lines().next().unwrap_or(""))
+                if t.is_integrity_failure() {
+                    " (integrity)"
+                } else {
+                    ""
+                },
+                esc(t
+                    .failure_message
+                    .as_deref()
+                    .unwrap_or("")
+                    .lines()
+                    .next()
+                    .unwrap_or(""))
             );
         }
         h.push_str("</ul>\n");
@@ -164,7 +231,11 @@ pub fn render(input: &ReportInput) -> String {
                 esc(&interval(c)),
                 c.verdict.as_str(),
                 c.verdict.as_str(),
-                if c.verdict == Verdict::Pass { String::new() } else { esc(&c.reason) }
+                if c.verdict == Verdict::Pass {
+                    String::new()
+                } else {
+                    esc(&c.reason)
+                }
             );
         }
         h.push_str("</table>\n");
@@ -190,7 +261,14 @@ pub fn render(input: &ReportInput) -> String {
                 })
                 .collect();
             if let Some(svg) = (!rows.is_empty())
-                .then(|| charts::rates(&format!("{class}: {title}, median and 95% interval"), unit, &rows, scale))
+                .then(|| {
+                    charts::rates(
+                        &format!("{class}: {title}, median and 95% interval"),
+                        unit,
+                        &rows,
+                        scale,
+                    )
+                })
                 .flatten()
             {
                 h.push_str(&svg);
@@ -198,15 +276,26 @@ pub fn render(input: &ReportInput) -> String {
             }
         }
         if ws.iter().any(|(w, _)| w == "metadata") {
-            let rows: Vec<RateRow> = [Metric::Creates, Metric::Stats, Metric::Renames, Metric::Unlinks]
-                .iter()
-                .map(|&m| RateRow {
-                    label: m.label().to_string(),
-                    base: base.and_then(|b| whisker(&values(b, &class, "metadata", m), seed(m.key(), 0))),
-                    new: whisker(&values(new, &class, "metadata", m), seed(m.key(), 1)),
-                })
-                .collect();
-            if let Some(svg) = charts::rates(&format!("{class}: metadata operations per second"), "ops/s", &rows, 1.0) {
+            let rows: Vec<RateRow> = [
+                Metric::Creates,
+                Metric::Stats,
+                Metric::Renames,
+                Metric::Unlinks,
+            ]
+            .iter()
+            .map(|&m| RateRow {
+                label: m.label().to_string(),
+                base: base
+                    .and_then(|b| whisker(&values(b, &class, "metadata", m), seed(m.key(), 0))),
+                new: whisker(&values(new, &class, "metadata", m), seed(m.key(), 1)),
+            })
+            .collect();
+            if let Some(svg) = charts::rates(
+                &format!("{class}: metadata operations per second"),
+                "ops/s",
+                &rows,
+                1.0,
+            ) {
                 h.push_str(&svg);
                 h.push('\n');
             }

@@ -12,7 +12,11 @@ use super::outputs::ReportInput;
 use crate::compare::{Comparison, Verdict};
 
 fn line(c: &Comparison) -> String {
-    let limit = if c.metric.higher_is_better() { -c.threshold } else { c.threshold } * 100.0;
+    let limit = if c.metric.higher_is_better() {
+        -c.threshold
+    } else {
+        c.threshold
+    } * 100.0;
     let mut s = format!(
         "{} {}: {} ({}, 95% interval {}, threshold {limit:+.0}%)",
         c.metric.label(),
@@ -50,14 +54,20 @@ pub fn render(input: &ReportInput) -> String {
                         .collect()
                 })
                 .unwrap_or_default();
-            let regressed: Vec<&&Comparison> =
-                verdicts.iter().filter(|c| c.verdict == Verdict::Regressed).collect();
+            let regressed: Vec<&&Comparison> = verdicts
+                .iter()
+                .filter(|c| c.verdict == Verdict::Regressed)
+                .collect();
             let status = match t.status.as_str() {
                 "failed" => {
                     let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
                     let msg = t.failure_message.clone().unwrap_or_default();
                     s.set_message(msg.lines().next().unwrap_or("").to_string());
-                    s.set_type(if t.is_integrity_failure() { "integrity" } else { "check" });
+                    s.set_type(if t.is_integrity_failure() {
+                        "integrity"
+                    } else {
+                        "check"
+                    });
                     s.set_description(msg);
                     s
                 }
@@ -76,10 +86,23 @@ pub fn render(input: &ReportInput) -> String {
                     s.set_type("regression");
                     s.set_message(format!(
                         "{} regressed against {}",
-                        regressed.iter().map(|c| c.metric.label()).collect::<Vec<_>>().join(", "),
-                        input.comparison.map(|c| c.base.label.as_str()).unwrap_or("")
+                        regressed
+                            .iter()
+                            .map(|c| c.metric.label())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        input
+                            .comparison
+                            .map(|c| c.base.label.as_str())
+                            .unwrap_or("")
                     ));
-                    s.set_description(regressed.iter().map(|c| line(c)).collect::<Vec<_>>().join("\n"));
+                    s.set_description(
+                        regressed
+                            .iter()
+                            .map(|c| line(c))
+                            .collect::<Vec<_>>()
+                            .join("\n"),
+                    );
                     s
                 }
                 _ => TestCaseStatus::success(),
@@ -88,7 +111,13 @@ pub fn render(input: &ReportInput) -> String {
             case.set_classname(class.clone());
             case.set_time(Duration::from_secs_f64(t.duration_s.max(0.0)));
             if !verdicts.is_empty() {
-                case.set_system_out(verdicts.iter().map(|c| line(c)).collect::<Vec<_>>().join("\n"));
+                case.set_system_out(
+                    verdicts
+                        .iter()
+                        .map(|c| line(c))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                );
             }
             suite.add_test_case(case);
         }

@@ -55,7 +55,11 @@ pub fn render(input: &ReportInput) -> String {
             } else {
                 "✅"
             };
-            let _ = writeln!(out, "## pvcheck: {} → {} {icon}\n", r.base.label, r.new.label);
+            let _ = writeln!(
+                out,
+                "## pvcheck: {} → {} {icon}\n",
+                r.base.label, r.new.label
+            );
             let _ = writeln!(out, "**{}**\n", r.summary());
             let _ = writeln!(
                 out,
@@ -65,7 +69,10 @@ pub fn render(input: &ReportInput) -> String {
                 failed.len()
             );
             if !r.differences.is_empty() {
-                let _ = writeln!(out, "### ⚠️ Unlike setups (compared with `--allow-mismatch`)\n");
+                let _ = writeln!(
+                    out,
+                    "### ⚠️ Unlike setups (compared with `--allow-mismatch`)\n"
+                );
                 for d in &r.differences {
                     let _ = writeln!(out, "- `{}`", d);
                 }
@@ -100,7 +107,11 @@ pub fn render(input: &ReportInput) -> String {
                 out.push('\n');
             }
             let all: Vec<&Comparison> = r.comparisons.iter().collect();
-            let _ = writeln!(out, "<details><summary>All {} comparisons</summary>\n", all.len());
+            let _ = writeln!(
+                out,
+                "<details><summary>All {} comparisons</summary>\n",
+                all.len()
+            );
             table(&mut out, &all, false);
             out.push_str("\n</details>\n");
         }
@@ -119,13 +130,21 @@ pub fn render(input: &ReportInput) -> String {
                     out,
                     "- ❌ `{}`: {}",
                     t.name,
-                    esc(t.failure_message.as_deref().unwrap_or("").lines().next().unwrap_or(""))
+                    esc(t
+                        .failure_message
+                        .as_deref()
+                        .unwrap_or("")
+                        .lines()
+                        .next()
+                        .unwrap_or(""))
                 );
             }
             if !failed.is_empty() {
                 out.push('\n');
             }
-            out.push_str("| class | workload | metric | median | repetitions |\n|---|---|---|---:|---:|\n");
+            out.push_str(
+                "| class | workload | metric | median | repetitions |\n|---|---|---|---:|---:|\n",
+            );
             for t in run.trials.iter().filter(|t| !t.repetitions.is_empty()) {
                 let Some(w) = t.workload() else { continue };
                 for m in crate::compare::metrics::metrics_of(&t.repetitions[0]) {
@@ -134,7 +153,9 @@ pub fn render(input: &ReportInput) -> String {
                         .iter()
                         .filter_map(|b| crate::compare::metrics::value(b, m))
                         .collect();
-                    let med = crate::stats::median(&vals).map(|v| m.format(v)).unwrap_or_default();
+                    let med = crate::stats::median(&vals)
+                        .map(|v| m.format(v))
+                        .unwrap_or_default();
                     let _ = writeln!(
                         out,
                         "| {} | {w} | {} | {med} | {} |",

@@ -17,7 +17,10 @@ pub struct ReportPaths {
 
 impl ReportPaths {
     pub fn is_empty(&self) -> bool {
-        self.junit.is_none() && self.markdown.is_none() && self.html.is_none() && self.prometheus.is_none()
+        self.junit.is_none()
+            && self.markdown.is_none()
+            && self.html.is_none()
+            && self.prometheus.is_none()
     }
 }
 

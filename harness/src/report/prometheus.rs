@@ -14,11 +14,21 @@ use crate::compare::{RunDoc, Verdict};
 
 /// A label value, escaped as the format requires.
 fn lv(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn num(v: f64) -> String {
-    if v.is_finite() { format!("{v}") } else if v.is_nan() { "NaN".into() } else if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+    if v.is_finite() {
+        format!("{v}")
+    } else if v.is_nan() {
+        "NaN".into()
+    } else if v > 0.0 {
+        "+Inf".into()
+    } else {
+        "-Inf".into()
+    }
 }
 
 struct Family<'a> {
@@ -30,7 +40,10 @@ impl Family<'_> {
         let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     }
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], v: f64) {
-        let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", lv(v))).collect();
+        let l: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", lv(v)))
+            .collect();
         let _ = writeln!(self.out, "{name}{{{}}} {}", l.join(","), num(v));
     }
 }
@@ -55,7 +68,11 @@ fn medians(run: &RunDoc) -> Vec<(String, String, Metric, f64, usize)> {
     for t in run.trials.iter().filter(|t| !t.repetitions.is_empty()) {
         let Some(w) = t.workload() else { continue };
         for m in metrics::metrics_of(&t.repetitions[0]) {
-            let vals: Vec<f64> = t.repetitions.iter().filter_map(|b| metrics::value(b, m)).collect();
+            let vals: Vec<f64> = t
+                .repetitions
+                .iter()
+                .filter_map(|b| metrics::value(b, m))
+                .collect();
             if let Some(med) = crate::stats::median(&vals) {
                 let v = if m.is_latency() { med / 1e9 } else { med };
                 out.push((t.class.clone(), w.to_string(), m, v, vals.len()));
@@ -69,14 +86,27 @@ pub fn render(input: &ReportInput) -> String {
     let run = input.run;
     let mut out = String::new();
     let mut f = Family { out: &mut out };
-    f.head("pvcheck_run_info", "The run these figures come from.", "gauge");
+    f.head(
+        "pvcheck_run_info",
+        "The run these figures come from.",
+        "gauge",
+    );
     let kernel = run.environment["kernel"].as_str().unwrap_or("");
     f.sample(
         "pvcheck_run_info",
-        &[("run_id", &run.run_ids.join(",")), ("profile", &run.profile), ("platform", &run.platform), ("kernel", kernel)],
+        &[
+            ("run_id", &run.run_ids.join(",")),
+            ("profile", &run.profile),
+            ("platform", &run.platform),
+            ("kernel", kernel),
+        ],
         1.0,
     );
-    f.head("pvcheck_trial_status", "1 for the status each trial ended with.", "gauge");
+    f.head(
+        "pvcheck_trial_status",
+        "1 for the status each trial ended with.",
+        "gauge",
+    );
     for t in &run.trials {
         for s in ["passed", "failed", "ignored", "interrupted"] {
             f.sample(
@@ -95,8 +125,12 @@ pub fn render(input: &ReportInput) -> String {
         let help = match name {
             "pvcheck_speed_iops" => "Median IOPS over the repetitions.",
             "pvcheck_speed_bandwidth_bytes_per_second" => "Median bandwidth over the repetitions.",
-            "pvcheck_speed_latency_seconds" => "Median completion latency percentile over the repetitions.",
-            "pvcheck_fsync_latency_seconds" => "Median fdatasync latency percentile over the repetitions.",
+            "pvcheck_speed_latency_seconds" => {
+                "Median completion latency percentile over the repetitions."
+            }
+            "pvcheck_fsync_latency_seconds" => {
+                "Median fdatasync latency percentile over the repetitions."
+            }
             _ => "Median metadata operation rate over the repetitions.",
         };
         f.head(name, help, "gauge");
@@ -108,41 +142,84 @@ pub fn render(input: &ReportInput) -> String {
             f.sample(name, &labels, *v);
         }
     }
-    f.head("pvcheck_speed_repetitions", "Repetitions behind each speed figure.", "gauge");
+    f.head(
+        "pvcheck_speed_repetitions",
+        "Repetitions behind each speed figure.",
+        "gauge",
+    );
     let mut seen = Vec::new();
     for (class, w, _, _, n) in &meds {
         if !seen.contains(&(class, w)) {
             seen.push((class, w));
-            f.sample("pvcheck_speed_repetitions", &[("class", class), ("workload", w)], *n as f64);
+            f.sample(
+                "pvcheck_speed_repetitions",
+                &[("class", class), ("workload", w)],
+                *n as f64,
+            );
         }
     }
     if let Some(r) = input.comparison {
-        f.head("pvcheck_gate_verdict", "1 for the verdict of each compared figure against the baseline.", "gauge");
+        f.head(
+            "pvcheck_gate_verdict",
+            "1 for the verdict of each compared figure against the baseline.",
+            "gauge",
+        );
         for c in &r.comparisons {
             for v in Verdict::ALL {
                 f.sample(
                     "pvcheck_gate_verdict",
-                    &[("class", &c.class), ("workload", &c.workload), ("metric", c.metric.key()), ("baseline", &r.base.label), ("verdict", v.as_str())],
+                    &[
+                        ("class", &c.class),
+                        ("workload", &c.workload),
+                        ("metric", c.metric.key()),
+                        ("baseline", &r.base.label),
+                        ("verdict", v.as_str()),
+                    ],
                     f64::from(u8::from(c.verdict == v)),
                 );
             }
         }
-        f.head("pvcheck_gate_ratio", "Median new / median baseline, with the 95% bootstrap interval's bounds.", "gauge");
+        f.head(
+            "pvcheck_gate_ratio",
+            "Median new / median baseline, with the 95% bootstrap interval's bounds.",
+            "gauge",
+        );
         for c in &r.comparisons {
             if let Some(x) = c.ratio {
                 for (bound, v) in [("median", x.ratio), ("low", x.low), ("high", x.high)] {
                     f.sample(
                         "pvcheck_gate_ratio",
-                        &[("class", &c.class), ("workload", &c.workload), ("metric", c.metric.key()), ("bound", bound)],
+                        &[
+                            ("class", &c.class),
+                            ("workload", &c.workload),
+                            ("metric", c.metric.key()),
+                            ("bound", bound),
+                        ],
                         v,
                     );
                 }
             }
         }
-        f.head("pvcheck_gate_regressions", "Figures that regressed against the baseline.", "gauge");
-        f.sample("pvcheck_gate_regressions", &[("baseline", &r.base.label)], r.count(Verdict::Regressed) as f64);
-        f.head("pvcheck_gate_failed_trials", "Trials that failed in the compared run (integrity fails the gate).", "gauge");
-        f.sample("pvcheck_gate_failed_trials", &[("baseline", &r.base.label)], r.failed.len() as f64);
+        f.head(
+            "pvcheck_gate_regressions",
+            "Figures that regressed against the baseline.",
+            "gauge",
+        );
+        f.sample(
+            "pvcheck_gate_regressions",
+            &[("baseline", &r.base.label)],
+            r.count(Verdict::Regressed) as f64,
+        );
+        f.head(
+            "pvcheck_gate_failed_trials",
+            "Trials that failed in the compared run (integrity fails the gate).",
+            "gauge",
+        );
+        f.sample(
+            "pvcheck_gate_failed_trials",
+            &[("baseline", &r.base.label)],
+            r.failed.len() as f64,
+        );
     }
     out
 }

@@ -71,7 +71,9 @@ pub fn render(trials: &[TrialResult]) -> String {
         // A class whose every trial is ignored for one reason is one line, not a table that
         // repeats the reason on every row (issue 12: 17 identical rows per flexVolume class).
         if let Some(first) = of.first()
-            && of.iter().all(|t| t.status == Status::Ignored && t.ignored_reason == first.ignored_reason)
+            && of
+                .iter()
+                .all(|t| t.status == Status::Ignored && t.ignored_reason == first.ignored_reason)
         {
             out.push_str(&format!(
                 "\n{class}: all {} trials ignored: {}\n",
@@ -101,7 +103,13 @@ pub fn render(trials: &[TrialResult]) -> String {
             // Metadata operations are a rate of operations, not of bytes.
             let metadata = bench.and_then(|b| b.get("metadata")).is_some();
             let iops = num(&["iops"])
-                .map(|v| if metadata { format!("{v:.0} ops/s") } else { format!("{v:.0}") })
+                .map(|v| {
+                    if metadata {
+                        format!("{v:.0} ops/s")
+                    } else {
+                        format!("{v:.0}")
+                    }
+                })
                 .unwrap_or_default();
             let mbs = num(&["bw_bytes"])
                 .filter(|_| !metadata)

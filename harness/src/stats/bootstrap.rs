@@ -65,12 +65,19 @@ pub fn ratio_of_medians(
 }
 
 /// A percentile bootstrap interval of one sample's median (the whiskers of the charts).
-pub fn median_interval(xs: &[f64], resamples: u32, confidence: f64, seed: u64) -> Option<(f64, f64)> {
+pub fn median_interval(
+    xs: &[f64],
+    resamples: u32,
+    confidence: f64,
+    seed: u64,
+) -> Option<(f64, f64)> {
     median(xs)?;
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let mut buf = vec![0.0; xs.len()];
     let n = resamples.max(1);
-    let mut meds: Vec<f64> = (0..n).map(|_| resampled_median(&mut rng, xs, &mut buf)).collect();
+    let mut meds: Vec<f64> = (0..n)
+        .map(|_| resampled_median(&mut rng, xs, &mut buf))
+        .collect();
     meds.sort_unstable_by(f64::total_cmp);
     let tail = (1.0 - confidence) / 2.0;
     let at = |q: f64| meds[((q * n as f64).ceil() as usize).clamp(1, meds.len()) - 1];

@@ -178,22 +178,37 @@ pub fn compare(base: RunDoc, new: RunDoc, allow_mismatch: bool) -> Result<Report
     if !differences.is_empty() && !allow_mismatch {
         return Err(CompareError::Mismatch(differences));
     }
-    let mut comparisons = Vec::new();
+    // Every (class, workload) is judged on its own (the bootstrap is most of the work), so
+    // they are spread over the CPUs; the order of the result stays the run's.
+    let mut jobs = Vec::new();
     for (class, workloads) in &classes {
         let thresholds = new.thresholds(class);
         for w in workloads {
-            let (Some(b), Some(n)) = (base.speed_trial(class, w), new.speed_trial(class, w)) else {
-                continue;
-            };
-            comparisons.extend(gate::judge_workload(
-                class,
-                w,
-                b,
-                n,
-                &thresholds.for_workload(w),
-            ));
+            if let (Some(b), Some(n)) = (base.speed_trial(class, w), new.speed_trial(class, w)) {
+                jobs.push((class.as_str(), w.as_str(), b, n, thresholds.for_workload(w)));
+            }
         }
     }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(jobs.len().max(1));
+    let chunk = jobs.len().div_ceil(threads).max(1);
+    let mut comparisons: Vec<Comparison> = std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .flat_map(|(c, w, b, n, l)| gate::judge_workload(c, w, b, n, l))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
     let family = gate::finish(&mut comparisons);
     let failed = new
         .trials

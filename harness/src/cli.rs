@@ -39,6 +39,11 @@ pub enum Command {
     Image(ImageCommand),
     /// The agent, built in (`pvcheck agent --help`).
     Agent,
+    /// Is NEW worse than BASE? Verdicts per class, workload and metric (exit 3: regressed).
+    Compare(crate::cli_gate::CompareArgs),
+    /// Save and list baselines (results/baselines/NAME.json).
+    #[command(subcommand)]
+    Baseline(crate::cli_gate::BaselineCommand),
 }
 
 #[derive(Debug, Args)]
@@ -68,13 +73,26 @@ pub struct RunArgs {
     #[arg(long, allow_negative_numbers = true, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=pvcheck_workloads::units::JSON_SAFE_MAX))]
     pub seed: Option<u64>,
     /// Fail trials that passed only with warnings (an offline expansion, flattering speed
-    /// figures, a driver reply kubelet tolerates); exit 4 when nothing else failed.
+    /// figures, a driver reply kubelet tolerates), and with --baseline count an inconclusive
+    /// comparison against the run: exit 4 when nothing else failed or regressed.
     #[arg(long)]
     pub strict: bool,
     /// Data set of the speed matrix instead of the profile's (quick 128MiB, standard 4GiB),
     /// with a unit: larger to get past caches, smaller to fit a small class.
     #[arg(long, value_name = "SIZE")]
     pub speed_size: Option<pvcheck_workloads::units::Size>,
+    /// Repetitions of each speed workload, each a new agent process (default: 1 under quick,
+    /// 5 under standard and thorough; the gate needs 5 on each side).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub repeat: Option<u32>,
+    /// Compare the run with this baseline at the end (a name in results/baselines, or a file).
+    #[arg(long, value_name = "NAME")]
+    pub baseline: Option<String>,
+    /// With --baseline: compare even when the setups differ.
+    #[arg(long)]
+    pub allow_mismatch: bool,
+    #[command(flatten)]
+    pub reports: crate::cli_gate::ReportArgs,
 
     // libtest's flags, with cargo test's meaning.
     /// List the trials instead of running them.
@@ -240,6 +258,8 @@ pub fn main(cli: Cli) -> u8 {
         Command::Cleanup(a) => cleanup_cmd(a),
         Command::Classes(a) => platform::kube::discover::main(&a.kube.options()),
         Command::Image(ImageCommand::Export(a)) => crate::image::export_main(a.out, a.agent, a.tag),
+        Command::Compare(a) => crate::cli_gate::compare_cmd(a),
+        Command::Baseline(c) => crate::cli_gate::baseline_cmd(c),
         Command::Agent => {
             // main.rs forwards `pvcheck agent …` before parsing; reaching this means no arguments.
             eprintln!("pvcheck: `pvcheck agent` needs a subcommand; see `pvcheck agent --help`");
@@ -294,6 +314,16 @@ fn run_cmd(a: RunArgs) -> u8 {
             return exit_code::USAGE;
         }
         other => other,
+    // A baseline that cannot be read is a usage error before anything is created.
+    let baseline = match &a.baseline {
+        None => None,
+        Some(b) => match crate::compare::rundoc::resolve(b, &a.results) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                eprintln!("pvcheck: --baseline: {e}");
+                return exit_code::USAGE;
+            }
+        },
     };
     let opts = RunOptions {
         test_args: a.test_args(),
@@ -309,6 +339,10 @@ fn run_cmd(a: RunArgs) -> u8 {
         keep_on_failure: a.keep_on_failure,
         seed: a.seed,
         platform: a.platform.choice(),
+        repeat: a.repeat.unwrap_or(a.profile.default_repeat()),
+        baseline,
+        reports: a.reports.paths(),
+        allow_mismatch: a.allow_mismatch,
     };
     run::execute(opts)
 }

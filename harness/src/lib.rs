@@ -7,9 +7,12 @@
 //! - [`registry`]: everything a run creates, recorded before it is created, removed at the end.
 //! - [`exit_code`]: the documented exit codes.
 
+pub mod baseline;
 pub mod checks;
 pub mod cleanup;
 pub mod cli;
+pub mod cli_gate;
+pub mod compare;
 pub mod config;
 pub mod exit_code;
 pub mod image;
@@ -19,4 +22,5 @@ pub mod registry;
 pub mod report;
 pub mod run;
 pub mod signals;
+pub mod stats;
 pub mod sys;

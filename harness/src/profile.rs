@@ -52,6 +52,14 @@ impl Profile {
             Profile::Thorough => P::Thorough,
         }
     }
+    /// Repetitions of each speed workload when `--repeat` is not given: a regression gate
+    /// needs at least 5 on each side (issue 12), a smoke test one.
+    pub fn default_repeat(self) -> u32 {
+        match self {
+            Profile::Quick => 1,
+            Profile::Standard | Profile::Thorough => 5,
+        }
+    }
     /// The bench file size of the speed matrix (the agent's profile, one file the data
     /// workloads share), plus room beside it for fsync-latency's 22 MiB file and the metadata
     /// files.

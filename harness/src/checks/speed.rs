@@ -3,6 +3,14 @@
 //! The speed trials of a class share one volume ([`SpeedVolumes`]), provisioned by the first and
 //! destroyed after the last (the scheduler knows how many run), so the matrix measures the
 //! volume, not provisioning. The scheduler also guarantees no other trial runs meanwhile.
+//!
+//! `--repeat N` (issue 12): each workload runs N times, each repetition a new agent process.
+//! With N ≥ 2 the class has two speed volumes, provisioned independently: the first half of
+//! the repetitions (rounded up) runs on the first, the rest on the second, so the first and
+//! the last repetition are on different volumes and the spread between repetitions includes
+//! the volume-to-volume variation a new run will meet. Every repetition is kept in the trial's
+//! metrics (`repetitions: [{volume, seconds, bench}]`); `bench` stays the first repetition's
+//! result, where readers of a single result find it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -21,27 +29,50 @@ pub fn workloads() -> &'static [&'static str] {
 /// A class's shared speed volume with its running pod.
 type Shared = (Box<dyn Volume>, Box<dyn Pod>);
 
-/// The shared speed volumes of a run, per class.
-#[derive(Default)]
+/// The shared speed volumes of a run, per class and slot (0, and 1 with repetitions).
 pub struct SpeedVolumes {
-    by_class: Mutex<HashMap<String, Shared>>,
+    by_class: Mutex<HashMap<(String, usize), Shared>>,
+    /// Repetitions per workload (`--repeat`).
+    repeat: u32,
+}
+
+impl Default for SpeedVolumes {
+    fn default() -> Self {
+        Self::new(1)
+    }
 }
 
 impl SpeedVolumes {
-    /// Stops and destroys the class's speed volume (after its last speed trial).
+    pub fn new(repeat: u32) -> Self {
+        Self {
+            by_class: Mutex::new(HashMap::new()),
+            repeat: repeat.max(1),
+        }
+    }
+
+    pub fn repeat(&self) -> u32 {
+        self.repeat
+    }
+
+    /// Stops and destroys the class's speed volumes (after its last speed trial).
     pub fn release(&self, class: &str) -> Result<(), Failure> {
-        let taken = self
-            .by_class
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(class);
-        if let Some((mut vol, pod)) = taken {
+        let taken: Vec<Shared> = {
+            let mut g = self.by_class.lock().unwrap_or_else(|e| e.into_inner());
+            let keys: Vec<_> = g.keys().filter(|k| k.0 == class).cloned().collect();
+            keys.into_iter().filter_map(|k| g.remove(&k)).collect()
+        };
+        let mut first_err = None;
+        for (mut vol, pod) in taken {
             let stopped = vol.stop_pod(pod);
             let destroyed = vol.destroy();
-            stopped?;
-            destroyed?;
+            if let Err(e) = stopped.and(destroyed) {
+                first_err.get_or_insert(e);
+            }
         }
-        Ok(())
+        match first_err {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 
     /// Destroys every remaining speed volume (end of run, interruption).
@@ -69,35 +100,90 @@ fn shares_prefill(profile: crate::profile::Profile, workload: &str) -> bool {
         .is_some_and(|w| !matches!(w.job.rw, JobKind::FsyncLatency | JobKind::Metadata))
 }
 
+/// The volume slot of repetition `i` (0-based) of `n`: the first half (rounded up) on slot 0,
+/// the rest on slot 1.
+pub fn slot_of(i: u32, n: u32) -> usize {
+    usize::from(n > 1 && i >= n.div_ceil(2))
+}
+
 pub fn check(ctx: &CheckCtx, workload: &str) -> Result<Verdict, Failure> {
+    let n = ctx.speed.repeat;
+    let mut reps = Vec::new();
+    let mut result = Ok(Verdict::Passed);
+    for i in 0..n {
+        let started = std::time::Instant::now();
+        let (volume, out) = repetition(ctx, workload, slot_of(i, n));
+        if let Some(v) = out
+            .as_ref()
+            .ok()
+            .or(out.as_ref().err().and_then(|(v, _)| v.as_ref()))
+        {
+            if i == 0 {
+                // Kept whole, histograms included, so runs can be merged and compared later.
+                ctx.metric("bench", v.clone());
+            }
+            reps.push(serde_json::json!({
+                "volume": volume,
+                "seconds": started.elapsed().as_secs_f64(),
+                "bench": v,
+            }));
+        }
+        if let Err((_, f)) = out {
+            result = Err(if n > 1 {
+                f.context(&format!("repetition {} of {n}", i + 1))
+            } else {
+                f
+            });
+            break;
+        }
+    }
+    ctx.metric("repetitions", Value::Array(reps));
+    result
+}
+
+/// One repetition on the class's volume in `slot`: (the volume's fingerprint, the bench JSON
+/// or the failure with whatever JSON the agent printed).
+#[allow(clippy::type_complexity)]
+fn repetition(
+    ctx: &CheckCtx,
+    workload: &str,
+    slot: usize,
+) -> (Option<Value>, Result<Value, (Option<Value>, Failure)>) {
     let mut guard = ctx.speed.by_class.lock().unwrap_or_else(|e| e.into_inner());
-    if !guard.contains_key(ctx.class.name()) {
+    let key = (ctx.class.name().to_string(), slot);
+    if !guard.contains_key(&key) {
         let req = VolumeRequest {
             run_id: ctx.run_id.clone(),
-            name: format!("{}-speed", ctx.class.name()),
+            name: if slot == 0 {
+                format!("{}-speed", ctx.class.name())
+            } else {
+                format!("{}-speed-{}", ctx.class.name(), slot + 1)
+            },
             size: ctx.speed_volume_bytes(),
         };
-        let mut vol = ctx
-            .platform
-            .provision(&ctx.class, &req)
-            .map_err(|e| Failure::from(e).context("provision"))?;
+        let mut vol = match ctx.platform.provision(&ctx.class, &req) {
+            Ok(v) => v,
+            Err(e) => return (None, Err((None, Failure::from(e).context("provision")))),
+        };
         ctx.noticed(vol.as_mut());
         let pod = match vol.start_pod() {
             Ok(p) => p,
             Err(e) => {
-                ctx.noticed(vol.as_mut());
                 let _ = vol.destroy();
-                return Err(Failure::from(e).context("starting the pod"));
+                return (
+                    None,
+                    Err((None, Failure::from(e).context("starting the pod"))),
+                );
             }
         };
         ctx.noticed(vol.as_mut());
-        guard.insert(ctx.class.name().to_string(), (vol, pod));
+        guard.insert(key.clone(), (vol, pod));
     }
-    let Some((vol, pod)) = guard.get_mut(ctx.class.name()) else {
-        return Err(Failure::new("speed volume vanished"));
+    let Some((vol, pod)) = guard.get_mut(&key) else {
+        return (None, Err((None, Failure::new("speed volume vanished"))));
     };
-    let fp = vol.fingerprint();
-    if fp.get("direct_io") == Some(&Value::Bool(false)) {
+    let fingerprint = vol.fingerprint();
+    if fingerprint.get("direct_io") == Some(&Value::Bool(false)) {
         // O_DIRECT on the volume ends in the loop device, which then goes through the host's
         // page cache: the figures may be the host's memory, not the storage.
         ctx.warn(
@@ -105,7 +191,26 @@ pub fn check(ctx: &CheckCtx, workload: &str) -> Result<Verdict, Failure> {
              O_DIRECT reads may be served from the host's page cache",
         );
     }
-    ctx.data.lock().unwrap_or_else(|e| e.into_inner()).volume = Some(fp);
+    ctx.data.lock().unwrap_or_else(|e| e.into_inner()).volume = Some(fingerprint.clone());
+    let mut json = None;
+    let out = match run_bench(ctx, workload, vol.as_ref(), pod.as_mut(), &mut json) {
+        Ok(()) => match json {
+            Some(v) => Ok(v),
+            None => Err((None, Failure::new("the agent printed no result"))),
+        },
+        Err(f) => Err((json, f)),
+    };
+    (Some(fingerprint), out)
+}
+
+/// Runs the agent's bench once; `json` receives its result whenever it printed one.
+fn run_bench(
+    ctx: &CheckCtx,
+    workload: &str,
+    vol: &dyn Volume,
+    pod: &mut dyn Pod,
+    json: &mut Option<Value>,
+) -> Result<(), Failure> {
     let cap = pod.capacity()?;
     if cap.available_bytes < ctx.speed_volume_bytes() {
         return Err(Failure::setup(format!(
@@ -133,11 +238,10 @@ pub fn check(ctx: &CheckCtx, workload: &str) -> Result<Verdict, Failure> {
         }
     }
     let call = AgentCall::new(args, ctx.agent_timeout());
-    let out = agent_json::run(ctx, pod.as_mut(), &call, workload)?;
+    let out = agent_json::run(ctx, pod, &call, workload)?;
     let result = agent_json::parse(&out, workload);
     if let Ok(v) = &result {
-        // Kept whole, histograms included, so runs can be merged and compared later.
-        ctx.metric("bench", v.clone());
+        *json = Some(v.clone());
         // What the agent says about its own figures (a data set that caches can hold, too few
         // samples, a busy CPU) is a warning of the trial, shown with the figures.
         for w in v
@@ -179,5 +283,5 @@ pub fn check(ctx: &CheckCtx, workload: &str) -> Result<Verdict, Failure> {
         .category(category));
     }
     result?;
-    Ok(Verdict::Passed)
+    Ok(())
 }

@@ -232,6 +232,16 @@ fn check_class(
                 .map_err(|what| ConfigError::new(file, Some(at), field("upgrade.driver"), what))?,
         );
     }
+    if let Some(t) = &class.thresholds
+        && let Err((f, what)) = t.validate()
+    {
+        return Err(ConfigError::new(
+            file,
+            Some(line),
+            field(&format!("thresholds.{f}")),
+            what,
+        ));
+    }
     if let Some(u) = &class.upgrade
         && u.rollback
         && u.driver.is_none()

@@ -26,6 +26,7 @@ mod limits;
 mod load;
 mod messages;
 mod spec;
+pub mod thresholds;
 
 pub use error::ConfigError;
 pub use flexvolume::{DriverSource, FlexvolumeSpec};

@@ -33,6 +33,9 @@ pub struct ClassSpec {
     pub upgrade: Option<UpgradeSpec>,
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// How large a speed change the regression gate calls a regression (`thresholds.rs`).
+    #[serde(default)]
+    pub thresholds: Option<super::thresholds::ThresholdsSpec>,
     /// The YAML file this class came from (set by the loader).
     #[serde(skip)]
     pub file: PathBuf,

@@ -7,6 +7,7 @@
 //! trials. Result: remove what is left, write the result file, print the per-class tables.
 //! It returns the exit code (see `crate::exit_code`).
 
+pub mod gate;
 pub mod list;
 pub mod preflight;
 pub mod schedule;
@@ -59,6 +60,14 @@ pub struct RunOptions {
     pub speed_size: Option<u64>,
     /// The command line as given (for the result file).
     pub command_line: Vec<String>,
+    /// Repetitions of each speed workload (`--repeat`; issue 12).
+    pub repeat: u32,
+    /// `--baseline NAME`: compared with at the end (read before anything is created).
+    pub baseline: Option<crate::compare::RunDoc>,
+    /// `--junit`, `--markdown`, `--html`, `--prometheus`.
+    pub reports: crate::report::outputs::ReportPaths,
+    /// `--allow-mismatch`: compare with the baseline even when the setups differ.
+    pub allow_mismatch: bool,
 }
 
 /// One planned trial.
@@ -506,7 +515,7 @@ fn run_trials(opts: &RunOptions, run: RunPlan) -> Result<FinishedRun, u8> {
         registry: registry.clone(),
         schedule: Schedule::default(),
         sink: ResultSink::default(),
-        speed: Arc::new(checks::speed::SpeedVolumes::default()),
+        speed: Arc::new(checks::speed::SpeedVolumes::new(opts.repeat)),
         kept: Arc::new(Mutex::new(Vec::new())),
         agent_clock: Arc::new(checks::AgentClock::default()),
         progress: Progress::new(selected.len() as u64, threads > 1 && pretty),
@@ -636,7 +645,7 @@ fn run_trials(opts: &RunOptions, run: RunPlan) -> Result<FinishedRun, u8> {
 
 /// Removes what is left, writes the result file, prints the tables, the timing and the verdict
 /// (the last lines: the verdict, then the result path); returns the exit code.
-fn conclude(_opts: &RunOptions, run: FinishedRun) -> u8 {
+fn conclude(opts: &RunOptions, run: FinishedRun) -> u8 {
     let FinishedRun {
         ctx,
         started,
@@ -689,6 +698,9 @@ fn conclude(_opts: &RunOptions, run: FinishedRun) -> u8 {
     } else {
         code
     };
+    // `--baseline` and the report flags: the comparison table and the report files, and the
+    // gate's exit code (3 regressed, 4 inconclusive with --strict) when no check failed.
+    let code = gate::after_run(opts, path.as_ref().ok().map(PathBuf::as_path), code);
     eprintln!("{}", verdict::line(&Summary::of(&all), code, ending));
     eprintln!(
         "{}",
@@ -818,6 +830,7 @@ fn environment(opts: &RunOptions, platform: &dyn Platform) -> serde_json::Value 
         o.insert("agent".into(), opts.agent.path.display().to_string().into());
         o.insert("agent_version".into(), agent_version(&opts.agent).into());
         o.insert("class_files".into(), opts.class_files.clone().into());
+        o.insert("repeat".into(), opts.repeat.into());
     }
     env
 }
@@ -858,7 +871,8 @@ fn result_doc(
         let (from, volume) = ctx.sink.volume_of(c.name()).unzip();
         classes.insert(
             c.name().to_string(),
-            serde_json::json!({ "parameters": c.parameters(), "volume": volume, "volume_from": from }),
+            serde_json::json!({ "parameters": c.parameters(), "volume": volume, "volume_from": from,
+                "thresholds": c.thresholds.clone().unwrap_or_default().resolve() }),
         );
     }
     if let Some(o) = env.as_object_mut() {

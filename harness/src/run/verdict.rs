@@ -89,6 +89,7 @@ pub fn line(s: &Summary, code: u8, ending: Ending) -> String {
         exit_code::OK if s.passed == 0 => "NOTHING TESTED",
         exit_code::OK => "PASSED",
         exit_code::INCONCLUSIVE => "INCONCLUSIVE",
+        exit_code::REGRESSED => "REGRESSED",
         exit_code::INFRASTRUCTURE => "HARNESS FAILURE",
         _ if s.failed_in(FailureCategory::Data) > 0 => "FAILED, DATA DAMAGED",
         _ => "FAILED",

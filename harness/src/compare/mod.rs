@@ -1,0 +1,232 @@
+//! `pvcheck compare BASE NEW`: is NEW worse than BASE? (issue 12)
+//!
+//! [`rundoc`] reads run and baseline files, [`fingerprint`] refuses unlike setups (listing
+//! every difference), [`metrics`] picks the figures of each workload, [`gate`] gives each
+//! (class, workload, metric) its verdict with the statistics of [`crate::stats`].
+//! [`Comparison`] results feed every report (`crate::report`).
+
+pub mod fingerprint;
+pub mod gate;
+pub mod metrics;
+pub mod rundoc;
+pub mod synthetic;
+
+pub use fingerprint::Difference;
+pub use gate::{Comparison, Verdict};
+pub use rundoc::{ReadError, RunDoc, TrialDoc};
+
+use crate::exit_code;
+
+/// Why two results are not compared.
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(
+        "{base} and {new} are the same run ({run_id}): a run compared with itself proves nothing"
+    )]
+    SameRun {
+        base: String,
+        new: String,
+        run_id: String,
+    },
+    #[error(
+        "refusing to compare unlike setups ({} difference(s); --allow-mismatch compares anyway):\n{}",
+        .0.len(),
+        .0.iter().map(|d| format!("  {d}")).collect::<Vec<_>>().join("\n")
+    )]
+    Mismatch(Vec<Difference>),
+    #[error("nothing to compare: no speed workload has results on both sides ({base} and {new})")]
+    NothingInCommon { base: String, new: String },
+}
+
+/// A failed trial of the new side.
+#[derive(Debug, Clone)]
+pub struct FailedTrial {
+    pub name: String,
+    pub message: String,
+    pub integrity: bool,
+}
+
+/// The whole comparison.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub base: RunDoc,
+    pub new: RunDoc,
+    /// Fingerprint differences (only with --allow-mismatch; otherwise the comparison is refused).
+    pub differences: Vec<Difference>,
+    pub comparisons: Vec<Comparison>,
+    /// How many comparisons were tested together (the Holm family).
+    pub family: usize,
+    pub failed: Vec<FailedTrial>,
+    /// Things the reader should know (classes or workloads on one side only).
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    pub fn count(&self, v: Verdict) -> usize {
+        self.comparisons.iter().filter(|c| c.verdict == v).count()
+    }
+
+    /// The exit code of the gate: 1 a check failed in the new run (integrity first of all),
+    /// 3 a regression, 4 inconclusive or invalid comparisons with `--strict`, else 0.
+    pub fn exit_code(&self, strict: bool) -> u8 {
+        if !self.failed.is_empty() {
+            exit_code::CHECK_FAILED
+        } else if self.count(Verdict::Regressed) > 0 {
+            exit_code::REGRESSED
+        } else if strict && (self.count(Verdict::Inconclusive) + self.count(Verdict::Invalid)) > 0 {
+            exit_code::INCONCLUSIVE
+        } else {
+            exit_code::OK
+        }
+    }
+
+    /// One line: what the gate says.
+    pub fn summary(&self) -> String {
+        let mut parts: Vec<String> = Verdict::ALL
+            .iter()
+            .rev()
+            .filter(|v| self.count(**v) > 0)
+            .map(|v| format!("{} {}", self.count(*v), v.as_str()))
+            .collect();
+        if parts.is_empty() {
+            parts.push("no comparisons".into());
+        }
+        let integrity = self.failed.iter().filter(|f| f.integrity).count();
+        let head = if integrity > 0 {
+            format!("GATE FAILED: {integrity} integrity failure(s); ")
+        } else if !self.failed.is_empty() {
+            format!("GATE FAILED: {} check(s) failed; ", self.failed.len())
+        } else if self.count(Verdict::Regressed) > 0 {
+            "REGRESSED: ".into()
+        } else {
+            String::new()
+        };
+        format!(
+            "{head}{} (Holm family of {})",
+            parts.join(", "),
+            self.family
+        )
+    }
+}
+
+/// The classes and speed workloads both sides have results for, in the new run's order.
+fn common(base: &RunDoc, new: &RunDoc, notes: &mut Vec<String>) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    for class in new.classes() {
+        let mut ws = Vec::new();
+        for t in new.trials.iter().filter(|t| t.class == class) {
+            let Some(w) = t.workload() else { continue };
+            let other = base.speed_trial(&class, w);
+            match other {
+                Some(o) if !o.repetitions.is_empty() && !t.repetitions.is_empty() => {
+                    ws.push(w.to_string())
+                }
+                Some(_) | None => {}
+            }
+        }
+        if !ws.is_empty() {
+            out.push((class, ws));
+        } else if new
+            .trials
+            .iter()
+            .any(|t| t.class == class && t.workload().is_some() && !t.repetitions.is_empty())
+        {
+            notes.push(format!(
+                "class {class}: no speed results in {} to compare with",
+                base.label
+            ));
+        }
+    }
+    for class in base.classes() {
+        if !new.classes().contains(&class)
+            && base
+                .trials
+                .iter()
+                .any(|t| t.class == class && !t.repetitions.is_empty())
+        {
+            notes.push(format!("class {class}: only in {}", base.label));
+        }
+    }
+    out
+}
+
+/// Compares two results. Refuses the same run on both sides, and unlike setups unless
+/// `allow_mismatch` (then the differences are part of the report).
+pub fn compare(base: RunDoc, new: RunDoc, allow_mismatch: bool) -> Result<Report, CompareError> {
+    if let Some(id) = new
+        .run_ids
+        .iter()
+        .find(|id| !id.is_empty() && base.run_ids.contains(id))
+    {
+        return Err(CompareError::SameRun {
+            base: base.path.display().to_string(),
+            new: new.path.display().to_string(),
+            run_id: id.clone(),
+        });
+    }
+    let mut notes = Vec::new();
+    let classes = common(&base, &new, &mut notes);
+    if classes.is_empty() {
+        return Err(CompareError::NothingInCommon {
+            base: base.label.clone(),
+            new: new.label.clone(),
+        });
+    }
+    let differences = fingerprint::differences(&base, &new, &classes);
+    if !differences.is_empty() && !allow_mismatch {
+        return Err(CompareError::Mismatch(differences));
+    }
+    // Every (class, workload) is judged on its own (the bootstrap is most of the work), so
+    // they are spread over the CPUs; the order of the result stays the run's.
+    let mut jobs = Vec::new();
+    for (class, workloads) in &classes {
+        let thresholds = new.thresholds(class);
+        for w in workloads {
+            if let (Some(b), Some(n)) = (base.speed_trial(class, w), new.speed_trial(class, w)) {
+                jobs.push((class.as_str(), w.as_str(), b, n, thresholds.for_workload(w)));
+            }
+        }
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(jobs.len().max(1));
+    let chunk = jobs.len().div_ceil(threads).max(1);
+    let mut comparisons: Vec<Comparison> = std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .flat_map(|(c, w, b, n, l)| gate::judge_workload(c, w, b, n, l))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let family = gate::finish(&mut comparisons);
+    let failed = new
+        .trials
+        .iter()
+        .filter(|t| t.status == "failed")
+        .map(|t| FailedTrial {
+            name: t.name.clone(),
+            message: t.failure_message.clone().unwrap_or_default(),
+            integrity: t.is_integrity_failure(),
+        })
+        .collect();
+    Ok(Report {
+        base,
+        new,
+        differences,
+        comparisons,
+        family,
+        failed,
+        notes,
+    })
+}

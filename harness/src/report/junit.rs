@@ -1,0 +1,129 @@
+//! `--junit FILE`: a testsuite per class, a testcase per trial (CI systems show these). A
+//! failed trial is a failure with its message; an ignored one is skipped with its reason; a
+//! speed trial with a regressed metric is a failure whose text gives the numbers (old → new,
+//! change, interval, threshold, adjusted p); the other verdicts go to the testcase's output.
+
+use std::time::Duration;
+
+use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
+
+use super::compare_table::{change, interval, old_new};
+use super::outputs::ReportInput;
+use crate::compare::{Comparison, Verdict};
+
+fn line(c: &Comparison) -> String {
+    let limit = if c.metric.higher_is_better() {
+        -c.threshold
+    } else {
+        c.threshold
+    } * 100.0;
+    let mut s = format!(
+        "{} {}: {} ({}, 95% interval {}, threshold {limit:+.0}%)",
+        c.metric.label(),
+        c.verdict.as_str(),
+        old_new(c),
+        change(c),
+        interval(c),
+    );
+    if let Some(p) = c.p_worse_adjusted {
+        s.push_str(&format!(", p = {p:.4} after Holm"));
+    }
+    if matches!(c.verdict, Verdict::Inconclusive | Verdict::Invalid) {
+        s.push_str(&format!(": {}", c.reason));
+    }
+    s
+}
+
+pub fn render(input: &ReportInput) -> String {
+    let run = input.run;
+    let mut report = Report::new("pvcheck");
+    for class in run.classes() {
+        let mut suite = TestSuite::new(class.clone());
+        suite.add_property(Property::new("run_id", run.run_ids.join(",")));
+        suite.add_property(Property::new("profile", run.profile.clone()));
+        if let Some(cmp) = input.comparison {
+            suite.add_property(Property::new("baseline", cmp.base.label.clone()));
+        }
+        for t in run.trials.iter().filter(|t| t.class == class) {
+            let verdicts: Vec<&Comparison> = input
+                .comparison
+                .map(|c| {
+                    c.comparisons
+                        .iter()
+                        .filter(|x| x.class == class && Some(x.workload.as_str()) == t.workload())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let regressed: Vec<&&Comparison> = verdicts
+                .iter()
+                .filter(|c| c.verdict == Verdict::Regressed)
+                .collect();
+            let status = match t.status.as_str() {
+                "failed" => {
+                    let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                    let msg = t.failure_message.clone().unwrap_or_default();
+                    s.set_message(msg.lines().next().unwrap_or("").to_string());
+                    s.set_type(if t.is_integrity_failure() {
+                        "integrity"
+                    } else {
+                        "check"
+                    });
+                    s.set_description(msg);
+                    s
+                }
+                "ignored" => {
+                    let mut s = TestCaseStatus::skipped();
+                    s.set_message(t.ignored_reason.clone().unwrap_or_default());
+                    s
+                }
+                "interrupted" => {
+                    let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+                    s.set_message("interrupted");
+                    s
+                }
+                _ if !regressed.is_empty() => {
+                    let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                    s.set_type("regression");
+                    s.set_message(format!(
+                        "{} regressed against {}",
+                        regressed
+                            .iter()
+                            .map(|c| c.metric.label())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        input
+                            .comparison
+                            .map(|c| c.base.label.as_str())
+                            .unwrap_or("")
+                    ));
+                    s.set_description(
+                        regressed
+                            .iter()
+                            .map(|c| line(c))
+                            .collect::<Vec<_>>()
+                            .join("\n"),
+                    );
+                    s
+                }
+                _ => TestCaseStatus::success(),
+            };
+            let mut case = TestCase::new(t.check.clone(), status);
+            case.set_classname(class.clone());
+            case.set_time(Duration::from_secs_f64(t.duration_s.max(0.0)));
+            if !verdicts.is_empty() {
+                case.set_system_out(
+                    verdicts
+                        .iter()
+                        .map(|c| line(c))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                );
+            }
+            suite.add_test_case(case);
+        }
+        report.add_test_suite(suite);
+    }
+    report
+        .to_string()
+        .unwrap_or_else(|e| format!("<!-- cannot serialize the JUnit report: {e} -->\n"))
+}

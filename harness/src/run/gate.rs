@@ -1,0 +1,61 @@
+//! The end of `pvcheck run`: `--baseline NAME` compares the new run with it, and the report
+//! flags (`--junit`, `--markdown`, `--html`, `--prometheus`) write their files.
+//!
+//! The exit code: the run's own (a failed check, 1) first; then the gate's (3 regressed,
+//! 4 inconclusive with `--strict`); 2 when the comparison itself was refused (unlike setups)
+//! or a report could not be written.
+
+use std::path::Path;
+
+use super::RunOptions;
+use crate::compare::{self, RunDoc};
+use crate::exit_code;
+use crate::report::compare_table;
+use crate::report::outputs::{self, ReportInput};
+
+pub fn after_run(opts: &RunOptions, result_file: Option<&Path>, run_code: u8) -> u8 {
+    if opts.baseline.is_none() && opts.reports.is_empty() {
+        return run_code;
+    }
+    let Some(file) = result_file else {
+        eprintln!("pvcheck: no result file was written: no comparison and no reports");
+        return run_code.max(exit_code::CHECK_FAILED);
+    };
+    let run = match RunDoc::read(file) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pvcheck: {e}");
+            return run_code.max(exit_code::CHECK_FAILED);
+        }
+    };
+    let mut gate_code = exit_code::OK;
+    let report = match opts.baseline.clone() {
+        None => None,
+        Some(base) => match compare::compare(base, run.clone(), opts.allow_mismatch) {
+            Ok(r) => {
+                println!("{}", compare_table::render(&r));
+                gate_code = r.exit_code(opts.strict);
+                Some(r)
+            }
+            Err(e) => {
+                eprintln!("pvcheck: --baseline: {e}");
+                gate_code = exit_code::USAGE;
+                None
+            }
+        },
+    };
+    let input = ReportInput {
+        run: report.as_ref().map_or(&run, |r| &r.new),
+        comparison: report.as_ref(),
+        results: &opts.results,
+    };
+    for p in outputs::write_all(&opts.reports, &input) {
+        eprintln!("pvcheck: {p}");
+        gate_code = gate_code.max(exit_code::USAGE);
+    }
+    if run_code != exit_code::OK {
+        run_code
+    } else {
+        gate_code
+    }
+}

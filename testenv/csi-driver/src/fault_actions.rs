@@ -1,7 +1,7 @@
 //! The data damage of the `lose-tail-at-unstage` and `bitflip-on-start` faults.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -104,6 +104,7 @@ pub fn flip_middle_bit(path: &Path) -> io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
 
     #[test]
     fn zero_last_written_chunk_finds_the_highest_data() {

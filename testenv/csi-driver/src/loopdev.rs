@@ -75,7 +75,7 @@ pub struct LoopError {
     pub errno: Errno,
 }
 
-fn err(what: &'static str, path: &Path) -> impl FnOnce(Errno) -> LoopError + '_ {
+fn err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(Errno) -> LoopError + 'a {
     move |errno| LoopError { what, path: path.to_path_buf(), errno }
 }
 

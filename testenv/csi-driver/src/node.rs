@@ -77,11 +77,11 @@ fn grow_filesystem(device: &Path, mount_point: &Path, fs_type: &str) -> Result<(
 }
 
 impl NodeService {
-    /// An unknown volume id: NOT_FOUND, or OK under the `ok-for-unknown` fault (then `Ok(None)`).
-    fn unknown<T>(&self, call: &str, volume_id: &str) -> Result<Option<T>, Status> {
+    /// An unknown volume id: NOT_FOUND, or OK under the `ok-for-unknown` fault (then `Ok(())`).
+    fn unknown(&self, call: &str, volume_id: &str) -> Result<(), Status> {
         if self.0.fault(Fault::OkForUnknown) {
             self.0.log_fault(Fault::OkForUnknown, format_args!("{call} of unknown volume {volume_id}: OK"));
-            return Ok(None);
+            return Ok(());
         }
         Err(Status::not_found(format!("volume {volume_id} does not exist")))
     }
@@ -142,7 +142,7 @@ impl Node for NodeService {
         let staging_path = PathBuf::from(&req.staging_target_path);
         let mut state = self.0.state.lock().await;
         let Some(v) = state.volumes.get(&req.volume_id).cloned() else {
-            return self.unknown("NodeStageVolume", &req.volume_id).map(|_| Response::new(csi::NodeStageVolumeResponse {}));
+            return self.unknown("NodeStageVolume", &req.volume_id).map(|()| Response::new(csi::NodeStageVolumeResponse {}));
         };
         if !supports(v.kind, &access) {
             return Err(Status::failed_precondition(format!("volume {} ({:?}) cannot be staged for {access:?}", v.id, v.kind)));
@@ -218,7 +218,7 @@ impl Node for NodeService {
         let staging_path = PathBuf::from(&req.staging_target_path);
         let mut state = self.0.state.lock().await;
         let Some(v) = state.volumes.get(&req.volume_id).cloned() else {
-            return self.unknown("NodeUnstageVolume", &req.volume_id).map(|_| Response::new(csi::NodeUnstageVolumeResponse {}));
+            return self.unknown("NodeUnstageVolume", &req.volume_id).map(|()| Response::new(csi::NodeUnstageVolumeResponse {}));
         };
         let Some(staging) = v.staging.clone().filter(|s| s.staging_path == staging_path) else {
             return Ok(Response::new(csi::NodeUnstageVolumeResponse {}));
@@ -249,7 +249,7 @@ impl Node for NodeService {
         let readonly = req.readonly || is_reader_only(mode);
         let mut state = self.0.state.lock().await;
         let Some(v) = state.volumes.get(&req.volume_id).cloned() else {
-            return self.unknown("NodePublishVolume", &req.volume_id).map(|_| Response::new(csi::NodePublishVolumeResponse {}));
+            return self.unknown("NodePublishVolume", &req.volume_id).map(|()| Response::new(csi::NodePublishVolumeResponse {}));
         };
         if !supports(v.kind, &access) {
             return Err(Status::failed_precondition(format!("volume {} ({:?}) cannot be published for {access:?}", v.id, v.kind)));
@@ -326,7 +326,7 @@ impl Node for NodeService {
         let target = PathBuf::from(&req.target_path);
         let mut state = self.0.state.lock().await;
         let Some(v) = state.volumes.get(&req.volume_id).cloned() else {
-            return self.unknown("NodeUnpublishVolume", &req.volume_id).map(|_| Response::new(csi::NodeUnpublishVolumeResponse {}));
+            return self.unknown("NodeUnpublishVolume", &req.volume_id).map(|()| Response::new(csi::NodeUnpublishVolumeResponse {}));
         };
         let Some(publication) = v.publications.get(&target) else {
             return Ok(Response::new(csi::NodeUnpublishVolumeResponse {}));
@@ -357,7 +357,7 @@ impl Node for NodeService {
         let path = PathBuf::from(&req.volume_path);
         let state = self.0.state.lock().await;
         let Some(v) = state.volumes.get(&req.volume_id) else {
-            return self.unknown("NodeGetVolumeStats", &req.volume_id).map(|_| Response::new(csi::NodeGetVolumeStatsResponse::default()));
+            return self.unknown("NodeGetVolumeStats", &req.volume_id).map(|()| Response::new(csi::NodeGetVolumeStatsResponse::default()));
         };
         let known_path = v.publications.contains_key(&path) || v.staging.as_ref().is_some_and(|s| s.staging_path == path);
         if !known_path || !path.exists() {
@@ -404,7 +404,7 @@ impl Node for NodeService {
         let path = PathBuf::from(&req.volume_path);
         let state = self.0.state.lock().await;
         let Some(v) = state.volumes.get(&req.volume_id) else {
-            return self.unknown("NodeExpandVolume", &req.volume_id).map(|_| Response::new(csi::NodeExpandVolumeResponse::default()));
+            return self.unknown("NodeExpandVolume", &req.volume_id).map(|()| Response::new(csi::NodeExpandVolumeResponse::default()));
         };
         if !path.exists() {
             return Err(Status::not_found(format!("volume path {} does not exist", path.display())));

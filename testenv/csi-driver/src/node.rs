@@ -333,7 +333,15 @@ impl Node for NodeService {
         };
         mounts::unmount_all(&target).map_err(|e| io_internal(format_args!("unmount {}", target.display()), e))?;
         if publication.created_target {
-            let removed = if target.is_dir() { fs::remove_dir(&target) } else { fs::remove_file(&target) };
+            // Under `publish-without-mount` the target is a plain directory the workload wrote
+            // into; it goes with its contents (the data never reached the volume).
+            let removed = if !publication.mounted {
+                fs::remove_dir_all(&target)
+            } else if target.is_dir() {
+                fs::remove_dir(&target)
+            } else {
+                fs::remove_file(&target)
+            };
             match removed {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

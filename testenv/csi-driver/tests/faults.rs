@@ -25,7 +25,12 @@ async fn publish_without_mount_creates_the_target_but_mounts_nothing() {
     std::fs::write(t.join("f"), b"lost").unwrap();
     assert!(!s.join("f").exists(), "what is written there never reaches the volume");
     assert!(driver.log().contains("FAULT publish-without-mount"), "{}", driver.log());
-    std::fs::remove_file(t.join("f")).unwrap();
+    // Unpublish still succeeds (the loss must be found by reading the data back), and takes
+    // the stray directory with it.
+    c.unpublish_unstage(&vol.volume_id, &s, &t).await;
+    assert!(!t.exists());
+    c.stage_publish(&vol.volume_id, &s, &t, mount_cap()).await;
+    assert!(!t.join("f").exists(), "the write is lost");
     c.unpublish_unstage(&vol.volume_id, &s, &t).await;
     assert_clean(&sb);
     assert_eq!(driver.stop(), 0);

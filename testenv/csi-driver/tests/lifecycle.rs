@@ -435,3 +435,86 @@ async fn enable_attach_requires_controller_publish_before_stage() {
     assert_clean(&sb);
     assert_eq!(driver.stop(), 0);
 }
+
+/// `--backing image`: mount access on a loop device with a filesystem made by mkfs.ext4, grown
+/// online with resize2fs. Needs e2fsprogs (Debian `e2fsprogs`); without it the test says so.
+#[tokio::test]
+async fn image_backing_mounts_an_ext4_filesystem_and_grows_it_online() {
+    if !root_or_skip("image backing") {
+        return;
+    }
+    if std::process::Command::new("mkfs.ext4").arg("-V").output().is_err() {
+        eprintln!("image backing: skipped: mkfs.ext4 not installed (Debian package e2fsprogs)");
+        return;
+    }
+    let sb = Sandbox::new();
+    let mut driver = DriverProcess::start(&sb, &["--backing=image"]);
+    let mut c = driver.client().await;
+    let vol = c.create("img", 32 << 20, mount_cap()).await;
+    let (s, t) = (sb.path("s"), sb.path("t"));
+    c.stage_publish(&vol.volume_id, &s, &t, mount_cap()).await;
+    let data = pattern(200_000, 10);
+    write_at(&t.join("f"), 0, &data);
+    c.unpublish_unstage(&vol.volume_id, &s, &t).await;
+    assert_clean(&sb);
+    c.stage_publish(&vol.volume_id, &s, &t, mount_cap()).await;
+    assert_eq!(std::fs::read(t.join("f")).unwrap(), data, "the filesystem is kept, not made again");
+    let total = |c: &mut Client| {
+        let mut c = c.clone();
+        let (id, path) = (vol.volume_id.clone(), t.display().to_string());
+        async move {
+            c.node
+                .node_get_volume_stats(csi::NodeGetVolumeStatsRequest { volume_id: id, volume_path: path, staging_target_path: String::new() })
+                .await
+                .unwrap()
+                .into_inner()
+                .usage[0]
+                .total
+        }
+    };
+    let before = total(&mut c).await;
+    let reply = c
+        .controller
+        .controller_expand_volume(csi::ControllerExpandVolumeRequest {
+            volume_id: vol.volume_id.clone(),
+            capacity_range: Some(csi::CapacityRange { required_bytes: 64 << 20, limit_bytes: 0 }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(reply.node_expansion_required);
+    let expanded = c
+        .node
+        .node_expand_volume(csi::NodeExpandVolumeRequest {
+            volume_id: vol.volume_id.clone(),
+            volume_path: t.display().to_string(),
+            staging_target_path: s.display().to_string(),
+            ..Default::default()
+        })
+        .await;
+    if has_cap_sys_resource() {
+        expanded.unwrap();
+        let after = total(&mut c).await;
+        assert!(after > before + (16 << 20), "filesystem grew: {before} -> {after}");
+    } else {
+        // Online ext4 growth is an ioctl that needs CAP_SYS_RESOURCE; some sandboxes drop it.
+        // Then the driver must fail the call and say why, not claim success.
+        let err = expanded.unwrap_err();
+        assert!(err.message().contains("resize2fs"), "{err:?}");
+        eprintln!("image backing: online growth not checked: this process lacks CAP_SYS_RESOURCE (NodeExpandVolume failed as it must: {})", err.message().lines().last().unwrap_or(""));
+    }
+    c.unpublish_unstage(&vol.volume_id, &s, &t).await;
+    assert_clean(&sb);
+    assert_eq!(driver.stop(), 0);
+}
+
+/// CAP_SYS_RESOURCE (bit 24) in this process's effective set.
+fn has_cap_sys_resource() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << 24) != 0)
+}

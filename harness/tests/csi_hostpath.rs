@@ -69,7 +69,8 @@ fn hostpath_in_filesystem_mode_passes_every_check() {
         }
     }
     // The class parameters in the result name the driver command, never a secret value.
-    assert!(r.result.as_ref().unwrap().to_string().contains("hostpathplugin"));
+    let driver_name = hp.file_name().unwrap().to_string_lossy().to_string();
+    assert!(r.result.as_ref().unwrap().to_string().contains(&driver_name));
     s.assert_nothing_left();
 }
 

@@ -8,32 +8,48 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-/// The hostpath driver: `$PVCHECK_CSI_HOSTPATH` or `<repo>/testenv/bin/hostpathplugin`.
-/// None (and one line saying so) when it is absent: the test passes as skipped (CI has it).
+/// The CSI driver the tests run: `$PVCHECK_TEST_CSI_DRIVER` (or `$PVCHECK_CSI_HOSTPATH`), else
+/// pvcheck's own hostpath-style driver `pvcheck-test-csi` (workspace crate `testenv/csi-driver`),
+/// which `cargo test --workspace` builds beside this test binary. kubernetes-csi's hostpath
+/// driver works too (same flags), but the Go module proxy refuses it, so it is not the default.
+/// None (and one line saying so) when it is absent or we are not root: the test passes as
+/// skipped.
 pub fn hostpath(test: &str) -> Option<PathBuf> {
-    let p = std::env::var_os("PVCHECK_CSI_HOSTPATH")
+    let p = std::env::var_os("PVCHECK_TEST_CSI_DRIVER")
+        .or_else(|| std::env::var_os("PVCHECK_CSI_HOSTPATH"))
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../testenv/bin/hostpathplugin")
+            // target/<profile>/deps/<test> → target/<profile>/pvcheck-test-csi
+            let exe = std::env::current_exe().unwrap_or_default();
+            exe.parent()
+                .and_then(Path::parent)
+                .map(|d| d.join("pvcheck-test-csi"))
+                .unwrap_or_default()
         });
     if !p.is_file() {
         println!(
-            "{test}: skipped: no CSI hostpath driver at {} (set PVCHECK_CSI_HOSTPATH or run testenv/build csi)",
+            "{test}: skipped: no CSI driver at {} (set PVCHECK_TEST_CSI_DRIVER, or build the workspace: cargo build -p pvcheck-test-csi)",
             p.display()
         );
         return None;
     }
     if !nix::unistd::geteuid().is_root() {
-        println!("{test}: skipped: the CSI hostpath driver mounts: run as root (CI does)");
+        println!("{test}: skipped: the CSI driver mounts: run as root (CI does)");
         return None;
     }
     Some(std::fs::canonicalize(p).unwrap())
 }
 
-/// `csi-sanity` beside the hostpath driver, when there.
+/// `csi-sanity`: `$PVCHECK_CSI_SANITY`, or beside the driver, or `<repo>/testenv/bin/`.
 pub fn csi_sanity(hostpath: &Path) -> Option<PathBuf> {
-    let p = hostpath.with_file_name("csi-sanity");
-    p.is_file().then_some(p)
+    [
+        std::env::var_os("PVCHECK_CSI_SANITY").map(PathBuf::from),
+        Some(hostpath.with_file_name("csi-sanity")),
+        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../testenv/bin/csi-sanity")),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|p| p.is_file())
 }
 
 /// The zoo proxy (harness/tests/fixtures/csi-zoo), built once per test process.
@@ -225,7 +241,6 @@ pub fn hostpath_argv(hostpath: &Path, endpoint: &str) -> Vec<String> {
         "--nodeid={node_id}".into(),
         "--statedir={state_dir}/hostpath".into(),
         "--drivername=hostpath.csi.k8s.io".into(),
-        "--v=2".into(),
     ]
 }
 

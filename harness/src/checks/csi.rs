@@ -27,6 +27,13 @@ pub fn check(ctx: &CheckCtx, call: &str) -> Result<Verdict, Failure> {
             ctx.metric("checked", note.into());
             Ok(Verdict::Passed)
         }
+        Ok(ProtocolOutcome::Warned { summary, warnings }) => {
+            ctx.metric("checked", summary.into());
+            for w in warnings {
+                ctx.warn(w);
+            }
+            Ok(Verdict::Passed)
+        }
         Ok(ProtocolOutcome::NotApplicable(reason)) => Ok(Verdict::Ignored(reason)),
         Err(e) => Err(Failure::from(e)),
     }

@@ -25,13 +25,6 @@ pub fn check(ctx: &CheckCtx, call: &str) -> Result<Verdict, Failure> {
             Ok(Verdict::Passed)
         }
         Ok(ProtocolOutcome::NotApplicable(reason)) => Ok(Verdict::Ignored(reason)),
-        Ok(ProtocolOutcome::Warned { summary, warnings }) => {
-            ctx.metric("checked", summary.into());
-            for w in warnings {
-                ctx.warn(w);
-            }
-            Ok(Verdict::Passed)
-        }
         Err(e) => Err(Failure::from(e)),
     }
 }

@@ -111,8 +111,6 @@ pub struct TrialResult {
     pub ignored_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<FailureRecord>,
-    /// What the trial noticed that is no failure (always present, possibly empty).
-    pub warnings: Vec<String>,
 }
 
 /// Collects trial results as they finish (from any thread).

@@ -180,7 +180,6 @@ fn run_trial(ctx: &RunCtx, p: &Planned, name: &str) -> Result<Completion, Failed
             warnings: data.warnings,
             ignored_reason: reason,
             failure,
-            warnings: data.warnings,
         });
     };
     if let Some(reason) = &p.ignore {
@@ -462,8 +461,6 @@ struct FinishedRun {
     finish: Finish,
     pretty: bool,
     args: Arguments,
-    /// The stdout relay, finished after the tables are printed.
-    relay: Option<stdout_relay::Relay>,
 }
 
 /// Removes what is left, writes the result file; `true` when interrupted.
@@ -557,7 +554,6 @@ fn run_trials(opts: &RunOptions, run: RunPlan) -> Result<FinishedRun, u8> {
                         warnings: Vec::new(),
                         ignored_reason: None,
                         failure: None,
-                        warnings: Vec::new(),
                     });
                 }
             }
@@ -639,7 +635,6 @@ fn run_trials(opts: &RunOptions, run: RunPlan) -> Result<FinishedRun, u8> {
         finish,
         pretty,
         args,
-        relay,
     })
 }
 
@@ -652,7 +647,6 @@ fn conclude(opts: &RunOptions, run: FinishedRun) -> u8 {
         finish,
         pretty,
         args,
-        relay,
     } = run;
     let (path, problems, code) = finish(false);
     let all = ctx.sink.trials();

@@ -131,9 +131,4 @@ pub trait Backend: Send {
     fn fingerprint(&self) -> serde_json::Value;
     /// Where the volume's data is, for `--keep-on-failure` messages.
     fn location(&self) -> String;
-    /// What the backend did differently from what was asked since the last call
-    /// (see `Volume::take_warnings`).
-    fn take_warnings(&mut self) -> Vec<String> {
-        Vec::new()
-    }
 }

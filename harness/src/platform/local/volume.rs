@@ -321,10 +321,6 @@ impl Volume for LocalVolume {
         s
     }
 
-    fn take_warnings(&mut self) -> Vec<String> {
-        self.backend.take_warnings()
-    }
-
     fn destroy(mut self: Box<Self>) -> Result<(), PlatformError> {
         self.done = true;
         let detached = self.detach();

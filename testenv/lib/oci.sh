@@ -55,8 +55,12 @@ copy_with_libs() {
   for d in bin sbin lib lib64; do [[ -e $rootfs/$d ]] || ln -s "usr/$d" "$rootfs/$d"; done
   for prog in "$@"; do
     path=$(command -v "$prog") || { echo "testenv/build: host program '$prog' is missing (run .ci/setup-testenv)" >&2; return 1; }
-    path=$(readlink -f "$path")
-    install -D -m 0755 "$path" "$rootfs$path"
+    local real
+    real=$(readlink -f "$path")
+    install -D -m 0755 "$real" "$rootfs$real"
+    # Called by its own name (sh is a link to dash): keep that name too.
+    [[ $path == "$real" || -e $rootfs$path ]] || ln -s "$real" "$rootfs$path"
+    path=$real
     for lib in $(ldd "$path" 2>/dev/null | grep -oE '/[^ ]+' || true); do
       dest=$(readlink -f "$(dirname "$lib")")/$(basename "$lib")
       [[ -e $rootfs$dest ]] || install -D -m 0755 "$(readlink -f "$lib")" "$rootfs$dest"

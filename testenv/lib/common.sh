@@ -51,6 +51,8 @@ node_name() { echo "pvcheck-node-$1"; }
 node_port_kubelet() { echo $((20000 + SLOT * 1000 + 250 + ($1 - 1) * 10)); }
 node_port_healthz() { echo $((20000 + SLOT * 1000 + 248 + ($1 - 1) * 10)); }
 node_dir() { echo "$STATE/node-$1"; }
+# The CNI bridge of node N: one per node, since each node's bridge has its own gateway address.
+node_bridge() { if (($1 == 1)); then echo "$BRIDGE"; else echo "$BRIDGE-$1"; fi; }
 containerd_sock() { echo "$(node_dir "$1")/containerd/containerd.sock"; }
 
 # proc_start PID: the process's start time (field 22 of /proc/PID/stat), empty when gone.

@@ -60,8 +60,10 @@ proc_start() {
   local stat
   stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
   stat=${stat##*) }
-  # after "comm) " the fields are numbered from 3
+  # after "comm) " the fields are numbered from 3; a zombie (Z, X) has ended: nothing reaps
+  # the processes up started once up itself has exited (PID 1 here does not), so they linger.
   set -- $stat
+  [[ $1 == [ZX] ]] && return 0
   echo "${20}"
 }
 

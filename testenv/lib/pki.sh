@@ -40,6 +40,17 @@ for ((n = 1; n <= nodes; n++)); do
   cert "kubelet-$n-serving" "/CN=pvcheck-node-$n" serverAuth "DNS:pvcheck-node-$n,IP:$node_ip,IP:127.0.0.1"
 done
 
+# The aggregation layer's front proxy has a CA of its own (the API server publishes it in
+# kube-system/extension-apiserver-authentication; without it every component logs errors).
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out front-proxy-ca.key 2>/dev/null
+openssl req -x509 -new -key front-proxy-ca.key -sha256 -days 30 -subj "/CN=pvcheck-testenv-front-proxy-ca" -out front-proxy-ca.crt
+newkey front-proxy-client
+openssl req -new -key front-proxy-client.key -subj "/CN=front-proxy-client" -out front-proxy-client.csr
+printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' >front-proxy-client.ext
+openssl x509 -req -in front-proxy-client.csr -CA front-proxy-ca.crt -CAkey front-proxy-ca.key -CAcreateserial \
+  -sha256 -days 30 -extfile front-proxy-client.ext -out front-proxy-client.crt 2>/dev/null
+rm -f front-proxy-client.csr front-proxy-client.ext
+
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out sa.key 2>/dev/null
 openssl pkey -in sa.key -pubout -out sa.pub
 chmod 0600 ./*.key

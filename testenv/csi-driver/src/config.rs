@@ -1,0 +1,207 @@
+//! Command-line flags and the configuration they produce.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+use crate::faults::{Fault, Faults, UnknownFault};
+
+/// The topology key every volume and the node carry.
+pub const TOPOLOGY_KEY: &str = "topology.pvcheck.io/node";
+
+/// The environment variable that adds faults (comma-separated names).
+pub const FAULTS_ENV: &str = "PVCHECK_TEST_CSI_FAULTS";
+
+/// How a volume created for mount access is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Backing {
+    /// A directory, bind-mounted (needs no binary at all).
+    Dir,
+    /// A sparse image file on a loop device with a filesystem made by `mkfs.<fs_type>`.
+    Image,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pvcheck-test-csi",
+    version,
+    about = "pvcheck's hostpath-style test CSI driver (test infrastructure, not for production)",
+    after_help = "Exit codes: 0 stopped by SIGTERM/SIGINT, 1 failed while serving, 2 bad flags or endpoint."
+)]
+pub struct Args {
+    /// CSI endpoint, unix:///path/to.sock (a stale socket there is replaced; any other file is refused)
+    #[arg(long)]
+    pub endpoint: String,
+    /// Node id reported by NodeGetInfo and used in the topology (default: the host name)
+    #[arg(long)]
+    pub nodeid: Option<String>,
+    /// CSI driver name
+    #[arg(long, default_value = "hostpath.csi.pvcheck.io")]
+    pub drivername: String,
+    /// Directory holding volumes, snapshots and state.json (kept across restarts)
+    #[arg(long, default_value = "/var/lib/pvcheck-test-csi")]
+    pub statedir: PathBuf,
+    /// Appended to vendor_version ("0.1.0+TAG"), so two builds can be told apart in an upgrade
+    #[arg(long)]
+    pub version_tag: Option<String>,
+    /// Advertise PUBLISH_UNPUBLISH_VOLUME and serve ControllerPublish/Unpublish
+    #[arg(long)]
+    pub enable_attach: bool,
+    /// Storage of mount-access volumes (block-access volumes are always images)
+    #[arg(long, value_enum, default_value_t = Backing::Dir)]
+    pub backing: Backing,
+    /// NodeGetInfo's max_volumes_per_node (0: no limit)
+    #[arg(long, default_value_t = 0)]
+    pub max_volumes_per_node: i64,
+    /// Capacity of a volume created without a capacity range
+    #[arg(long, default_value_t = 1 << 30)]
+    pub default_volume_size: i64,
+    /// Inject a fault (repeatable): publish-without-mount, lose-tail-at-unstage,
+    /// bitflip-on-start, ok-for-unknown, not-idempotent, hang. Also PVCHECK_TEST_CSI_FAULTS=a,b
+    #[arg(long = "fault", value_name = "NAME")]
+    pub faults: Vec<String>,
+    /// The CSI endpoint's path as kubelet sees it; with --registration-dir, serves kubelet's
+    /// plugin-registration API on DIR/<drivername>-reg.sock
+    #[arg(long, requires = "registration_dir")]
+    pub kubelet_registration_path: Option<PathBuf>,
+    /// kubelet's plugin registry directory (usually /var/lib/kubelet/plugins_registry)
+    #[arg(long, requires = "kubelet_registration_path")]
+    pub registration_dir: Option<PathBuf>,
+}
+
+/// Registration settings (both flags given).
+#[derive(Clone, Debug)]
+pub struct Registration {
+    pub kubelet_registration_path: PathBuf,
+    pub registration_dir: PathBuf,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub socket: PathBuf,
+    pub node_id: String,
+    pub driver_name: String,
+    pub state_dir: PathBuf,
+    pub vendor_version: String,
+    pub enable_attach: bool,
+    pub backing: Backing,
+    pub max_volumes_per_node: i64,
+    pub default_volume_size: i64,
+    pub faults: Faults,
+    pub registration: Option<Registration>,
+}
+
+/// A flag that cannot be used, with the flag named.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--endpoint {0:?}: expected unix:///absolute/path.sock")]
+    Endpoint(String),
+    #[error("--fault / {FAULTS_ENV}: {0}")]
+    Fault(#[from] UnknownFault),
+    #[error("--drivername {0:?}: must be non-empty, at most 63 characters of [a-z0-9.-], starting and ending alphanumeric")]
+    DriverName(String),
+    #[error("--nodeid: not given and the host name cannot be read")]
+    NodeId,
+    #[error("--default-volume-size {0}: must be positive")]
+    DefaultSize(i64),
+    #[error("--statedir {0:?}: must be an absolute path")]
+    StateDir(PathBuf),
+}
+
+impl Args {
+    pub fn into_config(self, env_faults: Option<&str>) -> Result<Config, ConfigError> {
+        let socket = parse_endpoint(&self.endpoint)?;
+        let flags = self
+            .faults
+            .iter()
+            .map(|s| s.parse::<Fault>())
+            .collect::<Result<Vec<_>, _>>()?;
+        let faults = Faults::from_sources(&flags, env_faults)?;
+        if !valid_driver_name(&self.drivername) {
+            return Err(ConfigError::DriverName(self.drivername));
+        }
+        let node_id = match self.nodeid {
+            Some(id) if !id.is_empty() => id,
+            _ => nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .filter(|h| !h.is_empty())
+                .ok_or(ConfigError::NodeId)?,
+        };
+        if self.default_volume_size <= 0 {
+            return Err(ConfigError::DefaultSize(self.default_volume_size));
+        }
+        if !self.statedir.is_absolute() {
+            return Err(ConfigError::StateDir(self.statedir));
+        }
+        let vendor_version = match self.version_tag {
+            Some(tag) if !tag.is_empty() => format!("{}+{tag}", env!("CARGO_PKG_VERSION")),
+            _ => env!("CARGO_PKG_VERSION").to_string(),
+        };
+        let registration = match (self.kubelet_registration_path, self.registration_dir) {
+            (Some(kubelet_registration_path), Some(registration_dir)) => Some(Registration {
+                kubelet_registration_path,
+                registration_dir,
+            }),
+            _ => None,
+        };
+        Ok(Config {
+            socket,
+            node_id,
+            driver_name: self.drivername,
+            state_dir: self.statedir,
+            vendor_version,
+            enable_attach: self.enable_attach,
+            backing: self.backing,
+            max_volumes_per_node: self.max_volumes_per_node,
+            default_volume_size: self.default_volume_size,
+            faults,
+            registration,
+        })
+    }
+}
+
+/// `unix:///abs/path` (or `unix:/abs/path`) → the path.
+pub fn parse_endpoint(endpoint: &str) -> Result<PathBuf, ConfigError> {
+    let rest = endpoint
+        .strip_prefix("unix://")
+        .or_else(|| endpoint.strip_prefix("unix:"))
+        .ok_or_else(|| ConfigError::Endpoint(endpoint.to_string()))?;
+    let path = PathBuf::from(rest);
+    if !path.is_absolute() || rest.len() <= 1 {
+        return Err(ConfigError::Endpoint(endpoint.to_string()));
+    }
+    Ok(path)
+}
+
+/// The CSI spec's rule for a plugin name: a domain-name-like string of at most 63 characters.
+fn valid_driver_name(name: &str) -> bool {
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-');
+    let ends_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    !name.is_empty() && name.len() <= 63 && ok_chars && ends_ok(name.chars().next()) && ends_ok(name.chars().last())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_must_be_an_absolute_unix_path() {
+        assert_eq!(parse_endpoint("unix:///run/x.sock").unwrap(), PathBuf::from("/run/x.sock"));
+        assert_eq!(parse_endpoint("unix:/run/x.sock").unwrap(), PathBuf::from("/run/x.sock"));
+        assert!(parse_endpoint("tcp://1.2.3.4:5").is_err());
+        assert!(parse_endpoint("unix://relative.sock").is_err());
+        assert!(parse_endpoint("unix:///").is_err());
+    }
+
+    #[test]
+    fn driver_names_follow_the_spec() {
+        assert!(valid_driver_name("hostpath.csi.pvcheck.io"));
+        assert!(!valid_driver_name("Hostpath"));
+        assert!(!valid_driver_name("-x"));
+        assert!(!valid_driver_name(&"a".repeat(64)));
+    }
+}

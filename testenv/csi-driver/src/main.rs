@@ -1,0 +1,53 @@
+//! pvcheck-test-csi: thin CLI over the library. Exit codes: 0 stopped by SIGTERM/SIGINT,
+//! 1 failed while serving, 2 bad flags, state directory or endpoint.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use pvcheck_test_csi::config::{Args, FAULTS_ENV};
+use pvcheck_test_csi::driver::Driver;
+use pvcheck_test_csi::{log, serve};
+
+const EXIT_FAILED: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let env = std::env::var(FAULTS_ENV).ok();
+    let config = match args.into_config(env.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            log!("{e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    for fault in config.faults.iter() {
+        log!("FAULT {fault}: injected");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            log!("starting the runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    let driver = match Driver::open(config) {
+        Ok(d) => d,
+        Err(e) => {
+            log!("{e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match runtime.block_on(serve::run(driver)) {
+        Ok(()) => {
+            // A call that hangs forever (the `hang` fault) must not block the exit.
+            runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            log!("{e}");
+            runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+            ExitCode::from(if e.is_usage() { EXIT_USAGE } else { EXIT_FAILED })
+        }
+    }
+}

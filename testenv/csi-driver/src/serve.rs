@@ -1,0 +1,158 @@
+//! Serving: the CSI socket (and kubelet's registration socket), and a clean stop on SIGTERM or
+//! SIGINT that stops serving and removes the sockets — but unmounts nothing, as a real node
+//! plugin restart leaves its mounts in place.
+
+use std::fs;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UnixListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::transport::Server;
+
+use crate::controller::ControllerService;
+use crate::csi::controller_server::ControllerServer;
+use crate::csi::identity_server::IdentityServer;
+use crate::csi::node_server::NodeServer;
+use crate::driver::Driver;
+use crate::identity::IdentityService;
+use crate::log;
+use crate::node::NodeService;
+use crate::pluginregistration::registration_server::RegistrationServer;
+use crate::registration::{self, RegistrationService};
+
+/// Serving failed or could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}: exists and is not a socket; refusing to replace it")]
+    NotASocket(PathBuf),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("serving {path}: {source}")]
+    Serve { path: PathBuf, source: tonic::transport::Error },
+    #[error("installing signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+impl ServeError {
+    /// Bad input (exit 2) rather than a failure while serving (exit 1).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, ServeError::NotASocket(_))
+    }
+}
+
+/// Remove a stale socket at `path` (only a socket), make its directory, and listen.
+pub fn listen(path: &Path) -> Result<UnixListener, ServeError> {
+    let io = |source| ServeError::Io { path: path.to_path_buf(), source };
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => fs::remove_file(path).map_err(io)?,
+        Ok(_) => return Err(ServeError::NotASocket(path.to_path_buf())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(io)?;
+    }
+    UnixListener::bind(path).map_err(io)
+}
+
+/// Serve until SIGTERM/SIGINT. Sockets are removed on every way out.
+pub async fn run(driver: Arc<Driver>) -> Result<(), ServeError> {
+    let config = driver.config.clone();
+    let mut sockets = Vec::new();
+    let result = serve(driver, &config, &mut sockets).await;
+    for s in &sockets {
+        let _ = fs::remove_file(s);
+    }
+    result
+}
+
+async fn serve(driver: Arc<Driver>, config: &crate::config::Config, sockets: &mut Vec<PathBuf>) -> Result<(), ServeError> {
+    let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let csi_listener = listen(&config.socket)?;
+    sockets.push(config.socket.clone());
+    let csi_server = Server::builder()
+        .add_service(IdentityServer::new(IdentityService(driver.clone())))
+        .add_service(ControllerServer::new(ControllerService(driver.clone())))
+        .add_service(NodeServer::new(NodeService(driver.clone())))
+        .serve_with_incoming_shutdown(UnixListenerStream::new(csi_listener), stopped(stop_rx.clone()));
+    let mut tasks = vec![(config.socket.clone(), tokio::spawn(csi_server))];
+
+    if let Some(reg) = &config.registration {
+        let path = registration::socket_path(&reg.registration_dir, &config.driver_name);
+        let listener = listen(&path)?;
+        sockets.push(path.clone());
+        let service = RegistrationService {
+            driver_name: config.driver_name.clone(),
+            endpoint: reg.kubelet_registration_path.display().to_string(),
+        };
+        let server = Server::builder()
+            .add_service(RegistrationServer::new(service))
+            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stopped(stop_rx.clone()));
+        log!("registration socket {} (endpoint for kubelet: {})", path.display(), reg.kubelet_registration_path.display());
+        tasks.push((path, tokio::spawn(server)));
+    }
+    log!(
+        "serving {} on {} as node {} (version {}{})",
+        config.driver_name,
+        config.socket.display(),
+        config.node_id,
+        config.vendor_version,
+        if config.faults.iter().next().is_some() {
+            format!(", faults: {}", config.faults.iter().map(|f| f.name()).collect::<Vec<_>>().join(","))
+        } else {
+            String::new()
+        }
+    );
+
+    // Stop on a signal, or when a server ends by itself (an error).
+    let first_end = async {
+        let mut handles: Vec<_> = tasks.iter_mut().map(|(_, h)| h).collect();
+        let (res, idx, _) = futures_select_all(&mut handles).await;
+        (res, idx)
+    };
+    tokio::select! {
+        _ = term.recv() => log!("SIGTERM: stopping (mounts stay)"),
+        _ = int.recv() => log!("SIGINT: stopping (mounts stay)"),
+        (res, idx) = first_end => {
+            let path = tasks[idx].0.clone();
+            let _ = stop_tx.send(true);
+            return match res {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(source)) => Err(ServeError::Serve { path, source }),
+                Err(join) => Err(ServeError::Io { path, source: std::io::Error::other(join.to_string()) }),
+            };
+        }
+    }
+    let _ = stop_tx.send(true);
+    // Calls that never return (the `hang` fault) must not keep the process alive.
+    for (_, handle) in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(2), handle).await;
+    }
+    Ok(())
+}
+
+/// The first of several join handles to finish, with its index.
+async fn futures_select_all<T>(
+    handles: &mut [&mut tokio::task::JoinHandle<T>],
+) -> (Result<T, tokio::task::JoinError>, usize, ()) {
+    std::future::poll_fn(|cx| {
+        for (i, h) in handles.iter_mut().enumerate() {
+            if let std::task::Poll::Ready(r) = std::pin::Pin::new(&mut **h).poll(cx) {
+                return std::task::Poll::Ready((r, i, ()));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}

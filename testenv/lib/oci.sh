@@ -44,26 +44,3 @@ oci_archive() {
   mv "$out.tmp" "$out"
   rm -rf "$work"
 }
-
-# copy_with_libs ROOTFS PROGRAM...: copies each host program (found in PATH) and the shared
-# libraries it links into ROOTFS at the same paths, for images that need host tools.
-copy_with_libs() {
-  local rootfs=$1 prog path lib dest
-  shift
-  # Debian's merged /usr: /bin, /sbin, /lib, /lib64 are links into /usr.
-  mkdir -p "$rootfs/usr/bin" "$rootfs/usr/sbin" "$rootfs/usr/lib" "$rootfs/usr/lib64"
-  for d in bin sbin lib lib64; do [[ -e $rootfs/$d ]] || ln -s "usr/$d" "$rootfs/$d"; done
-  for prog in "$@"; do
-    path=$(command -v "$prog") || { echo "testenv/build: host program '$prog' is missing (run .ci/setup-testenv)" >&2; return 1; }
-    local real
-    real=$(readlink -f "$path")
-    install -D -m 0755 "$real" "$rootfs$real"
-    # Called by its own name (sh is a link to dash): keep that name too.
-    [[ $path == "$real" || -e $rootfs$path ]] || ln -s "$real" "$rootfs$path"
-    path=$real
-    for lib in $(ldd "$path" 2>/dev/null | grep -oE '/[^ ]+' || true); do
-      dest=$(readlink -f "$(dirname "$lib")")/$(basename "$lib")
-      [[ -e $rootfs$dest ]] || install -D -m 0755 "$(readlink -f "$lib")" "$rootfs$dest"
-    done
-  done
-}

@@ -113,7 +113,7 @@ mod tests {
         let f = File::create(&p).unwrap();
         f.set_len(10 * TAIL).unwrap();
         f.write_all_at(&[7u8; 100], 3 * TAIL + 5).unwrap();
-        f.write_all_at(&[9u8; 100], 1 * TAIL).unwrap();
+        f.write_all_at(&[9u8; 100], TAIL).unwrap();
         assert_eq!(zero_last_written_chunk(&p).unwrap(), Some((3 * TAIL, 4 * TAIL)));
         assert_eq!(zero_last_written_chunk(&p).unwrap(), Some((TAIL, 2 * TAIL)));
         assert_eq!(zero_last_written_chunk(&p).unwrap(), None);

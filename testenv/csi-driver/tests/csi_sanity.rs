@@ -31,7 +31,7 @@ fn run(flags: &[&str], sanity_args: &[&str]) -> String {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    let summary = text.lines().filter(|l| l.contains("Passed") && l.contains("Failed")).last().unwrap_or("").to_string();
+    let summary = text.lines().filter(|l| l.contains("Passed") && l.contains("Failed")).next_back().unwrap_or("").to_string();
     assert!(out.status.success(), "csi-sanity {flags:?} {sanity_args:?} failed: {summary}\n{text}\n--- driver log ---\n{}", driver.log());
     assert_eq!(driver.stop(), 0);
     assert_clean(&sb);

@@ -199,6 +199,7 @@ pub fn build(p: &PodPlan<'_>) -> Pod {
         },
         spec: Some(PodSpec {
             containers: vec![container],
+            volumes: Some(volumes),
             restart_policy: Some("Never".into()),
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
@@ -399,6 +400,20 @@ mod tests {
         let f = terms[0].match_fields.as_ref().unwrap();
         assert_eq!(f[0].key, "metadata.name");
         assert_eq!(f[0].values.as_deref(), Some(&["n1".to_string()][..]));
+    }
+
+    /// The volume under test reaches the container: as a mount (Filesystem) or a device (Block).
+    #[test]
+    fn the_claim_is_mounted_at_the_data_dir() {
+        let placement = PlacementSpec::default();
+        let spec = build(&plan(&placement, VolumeMode::Filesystem)).spec.unwrap();
+        let v = spec.volumes.as_ref().unwrap().iter().find(|v| v.name == "data").unwrap();
+        assert_eq!(v.persistent_volume_claim.as_ref().unwrap().claim_name, "c");
+        let c = &spec.containers[0];
+        assert!(c.volume_mounts.as_ref().unwrap().iter().any(|m| m.name == "data" && m.mount_path == DATA_DIR));
+        let spec = build(&plan(&placement, VolumeMode::Block)).spec.unwrap();
+        let c = &spec.containers[0];
+        assert!(c.volume_devices.as_ref().unwrap().iter().any(|d| d.name == "data" && d.device_path == DEVICE_PATH));
     }
 
     #[test]

@@ -81,6 +81,8 @@ pub struct Shared {
     pub created: Mutex<Vec<(String, String)>>,
     /// PVCs kept with --keep-on-failure: the end of the run leaves them and their namespace.
     pub kept: Mutex<Vec<String>>,
+    /// Latencies per volume (bound, first pod, pod start, detach), for the run's report.
+    pub latencies: Mutex<BTreeMap<String, serde_json::Value>>,
 }
 
 /// Time limits of one class.
@@ -155,6 +157,7 @@ pub fn select(opts: &KubeOptions, ctx: SelectCtx<'_>) -> Result<Arc<dyn Platform
         wffc: facts.wffc,
         created: Mutex::new(Vec::new()),
         kept: Mutex::new(Vec::new()),
+        latencies: Mutex::new(BTreeMap::new()),
     });
     Ok(Arc::new(KubePlatform {
         shared: Some(shared),
@@ -232,7 +235,15 @@ impl Platform for KubePlatform {
 
     fn report(&self) -> Option<serde_json::Value> {
         let (by_scope, total) = self.api_requests()?;
-        Some(serde_json::json!({ "api_requests": { "total": total, "by_check": by_scope } }))
+        let latencies = self
+            .shared
+            .as_ref()
+            .map(|s| s.latencies.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .unwrap_or_default();
+        Some(serde_json::json!({
+            "api_requests": { "total": total, "by_check": by_scope },
+            "latencies_s": latencies,
+        }))
     }
 }
 

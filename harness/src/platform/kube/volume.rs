@@ -152,6 +152,12 @@ impl KubeVolume {
 
     fn remove(&mut self) -> Result<(), PlatformError> {
         self.done = true;
+        self.ctx
+            .shared
+            .latencies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(self.ctx.pvc.clone(), serde_json::Value::Object(self.timings.clone()));
         let ctx = self.ctx.clone();
         let conn = &ctx.shared.conn;
         conn.block_on(async {
@@ -242,7 +248,13 @@ impl Volume for KubeVolume {
             }
         };
         let key = if self.unbound { "first_pod_seconds" } else { "pod_start_seconds" };
-        self.timings.insert(key.into(), start.elapsed().as_secs_f64().into());
+        let took = start.elapsed().as_secs_f64();
+        match self.timings.get_mut(key).and_then(|v| v.as_array_mut()) {
+            Some(a) => a.push(took.into()),
+            None => {
+                self.timings.insert(key.into(), vec![serde_json::Value::from(took)].into());
+            }
+        }
         if self.pv.is_none() {
             let claim = conn.block_on(pvc::get(&ctx.client, &ctx.shared.namespace, &ctx.pvc))?;
             self.pv = claim.spec.and_then(|s| s.volume_name);
@@ -276,7 +288,13 @@ impl Volume for KubeVolume {
             }
             Ok::<_, PlatformError>(())
         })?;
-        self.timings.insert("last_detach_seconds".into(), start.elapsed().as_secs_f64().into());
+        let took = start.elapsed().as_secs_f64();
+        match self.timings.get_mut("detach_seconds").and_then(|v| v.as_array_mut()) {
+            Some(a) => a.push(took.into()),
+            None => {
+                self.timings.insert("detach_seconds".into(), vec![serde_json::Value::from(took)].into());
+            }
+        }
         Ok(())
     }
 

@@ -82,7 +82,7 @@ fn every_check_passes_on_the_hostpath_class() {
     assert_eq!(out.status.code(), Some(0), "stdout: {}\nstderr: {}", stdout(&out), stderr(&out));
     let r = env.result();
     assert_eq!(r["platform"], "kubernetes");
-    for name in ["provision", "integrity::recreate", "integrity::durability", "integrity::selftest", "expand", "snapshot", "cleanup"] {
+    for name in ["provision", "integrity::recreate", "integrity::durability", "integrity::selftest", "integrity::upgrade", "expand", "snapshot", "cleanup"] {
         let t = trial(&r, &format!("hostpath::{name}"));
         assert_eq!(t["status"], "passed", "{name}: {t}");
     }

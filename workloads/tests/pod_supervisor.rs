@@ -8,12 +8,19 @@ const AGENT: &str = env!("CARGO_BIN_EXE_pvcheck-agent");
 
 fn run(args: &[&str]) -> String {
     let out = Command::new(AGENT).args(args).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
 fn end(log: &str) -> serde_json::Value {
-    let x = log.lines().find_map(|l| l.strip_prefix("x ")).expect("no x line");
+    let x = log
+        .lines()
+        .find_map(|l| l.strip_prefix("x "))
+        .expect("no x line");
     serde_json::from_str(x).unwrap()
 }
 
@@ -37,23 +44,48 @@ fn kill_after_is_a_sigkill_of_the_agent_and_keeps_its_acknowledgements() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
     let log = run(&[
-        "pod", "--kill-after", "700ms", "--", "durability", "--dir", d, "--seed", "1", "--volume-id", "1", "--duration", "30s",
+        "pod",
+        "--kill-after",
+        "700ms",
+        "--",
+        "durability",
+        "--dir",
+        d,
+        "--seed",
+        "1",
+        "--volume-id",
+        "1",
+        "--duration",
+        "30s",
     ]);
     let x = end(&log);
     assert_eq!(x["signal"], 9, "{log}");
     assert!(x["code"].is_null());
     let killed = x["killed_after_s"].as_f64().unwrap();
     assert!((0.7..2.0).contains(&killed), "{killed}");
-    let acks = log.lines().filter(|l| l.starts_with("o {\"record\"")).count();
+    let acks = log
+        .lines()
+        .filter(|l| l.starts_with("o {\"record\""))
+        .count();
     assert!(acks > 0, "no acknowledged record before the kill: {log}");
 }
 
 #[test]
 fn hold_waits_for_sigterm_and_exits_0() {
-    let mut child = Command::new(AGENT).args(["pod", "--hold"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child = Command::new(AGENT)
+        .args(["pod", "--hold"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
-    assert!(child.try_wait().unwrap().is_none(), "--hold exited by itself");
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "--hold exited by itself"
+    );
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
 }

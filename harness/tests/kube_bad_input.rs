@@ -19,7 +19,9 @@ fn no_kubeconfig_is_exit_2_in_one_line() {
     let env = Env::new();
     let home = tempfile::tempdir().unwrap();
     let mut c = env.run_cmd(&["--platform", "kubernetes", "--classes", &hostpath()]);
-    c.env_remove("KUBECONFIG").env_remove("KUBERNETES_SERVICE_HOST").env("HOME", home.path());
+    c.env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("HOME", home.path());
     let out = c.output().unwrap();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
@@ -30,10 +32,20 @@ fn no_kubeconfig_is_exit_2_in_one_line() {
 #[test]
 fn a_kubeconfig_flag_naming_no_file_is_exit_2_naming_the_flag() {
     let env = Env::new();
-    let out = env.run(&["--platform", "kube", "--kubeconfig", "/nonexistent/kubeconfig", "--classes", &hostpath()]);
+    let out = env.run(&[
+        "--platform",
+        "kube",
+        "--kubeconfig",
+        "/nonexistent/kubeconfig",
+        "--classes",
+        &hostpath(),
+    ]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(one_line(&err) && err.contains("--kubeconfig /nonexistent/kubeconfig"), "{err}");
+    assert!(
+        one_line(&err) && err.contains("--kubeconfig /nonexistent/kubeconfig"),
+        "{err}"
+    );
 }
 
 /// Port 1 on loopback refuses connections: the API server "went away".
@@ -46,7 +58,14 @@ fn an_unreachable_api_server_is_exit_5_naming_the_server() {
         "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n",
     )
     .unwrap();
-    let out = env.run(&["--platform", "kubernetes", "--kubeconfig", kc.to_str().unwrap(), "--classes", &hostpath()]);
+    let out = env.run(&[
+        "--platform",
+        "kubernetes",
+        "--kubeconfig",
+        kc.to_str().unwrap(),
+        "--classes",
+        &hostpath(),
+    ]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(5), "{err}");
     assert!(one_line(&err) && err.contains("127.0.0.1:1"), "{err}");
@@ -57,10 +76,21 @@ fn an_unreachable_api_server_is_exit_5_naming_the_server() {
 #[test]
 fn listing_kubernetes_trials_contacts_nothing() {
     let env = Env::new();
-    let out = env.run(&["--platform", "kubernetes", "--kubeconfig", "/nonexistent", "--classes", &hostpath(), "--list"]);
+    let out = env.run(&[
+        "--platform",
+        "kubernetes",
+        "--kubeconfig",
+        "/nonexistent",
+        "--classes",
+        &hostpath(),
+        "--list",
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(text.contains("hostpath::integrity::recreate: test"), "{text}");
+    assert!(
+        text.contains("hostpath::integrity::recreate: test"),
+        "{text}"
+    );
 }
 
 /// A class for the cluster is ignored on the local platform, with the reason.
@@ -72,5 +102,10 @@ fn a_kube_class_is_ignored_on_the_local_platform_with_the_reason() {
     let r = env.result();
     let t = common::trial(&r, "hostpath::provision");
     assert_eq!(t["status"], "ignored");
-    assert!(t["ignored_reason"].as_str().unwrap().contains("no `local:` section"));
+    assert!(
+        t["ignored_reason"]
+            .as_str()
+            .unwrap()
+            .contains("no `local:` section")
+    );
 }

@@ -16,14 +16,17 @@ fn kubeconfig() -> Option<String> {
     match std::env::var("PVCHECK_TEST_KUBECONFIG") {
         Ok(k) if !k.is_empty() => Some(k),
         _ => {
-            eprintln!("skipped: PVCHECK_TEST_KUBECONFIG is not set (no test cluster; testenv/up starts one)");
+            eprintln!(
+                "skipped: PVCHECK_TEST_KUBECONFIG is not set (no test cluster; testenv/up starts one)"
+            );
             None
         }
     }
 }
 
 fn image() -> String {
-    std::env::var("PVCHECK_TEST_AGENT_IMAGE").unwrap_or_else(|_| format!("docker.io/pvcheck/agent:{}", env!("CARGO_PKG_VERSION")))
+    std::env::var("PVCHECK_TEST_AGENT_IMAGE")
+        .unwrap_or_else(|_| format!("docker.io/pvcheck/agent:{}", env!("CARGO_PKG_VERSION")))
 }
 
 fn kube_args(kc: &str) -> Vec<String> {
@@ -44,14 +47,35 @@ fn objects_of_run(kc: &str, run_id: &str) -> Vec<String> {
     let mut left = Vec::new();
     for kind in ["namespaces", "pods", "pvc", "configmaps", "pv"] {
         let out = Command::new(&kubectl)
-            .args(["--kubeconfig", kc, "get", kind, "-A", "-l", &format!("pvcheck.io/run-id={run_id}"), "-o", "name"])
+            .args([
+                "--kubeconfig",
+                kc,
+                "get",
+                kind,
+                "-A",
+                "-l",
+                &format!("pvcheck.io/run-id={run_id}"),
+                "-o",
+                "name",
+            ])
             .output()
             .expect("kubectl (set PVCHECK_TEST_KUBECTL)");
-        left.extend(String::from_utf8_lossy(&out.stdout).lines().map(str::to_string));
+        left.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_string),
+        );
     }
     // PVs do not carry the claim's labels: find them by their claim's namespace.
     let out = Command::new(&kubectl)
-        .args(["--kubeconfig", kc, "get", "pv", "-o", "jsonpath={range .items[*]}{.metadata.name} {.spec.claimRef.namespace}{\"\\n\"}{end}"])
+        .args([
+            "--kubeconfig",
+            kc,
+            "get",
+            "pv",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name} {.spec.claimRef.namespace}{\"\\n\"}{end}",
+        ])
         .output()
         .unwrap();
     for l in String::from_utf8_lossy(&out.stdout).lines() {
@@ -73,27 +97,55 @@ fn every_check_passes_on_the_hostpath_class() {
     let env = Env::new();
     let classes = fixtures().join("kube/hostpath.yaml");
     let mut args: Vec<String> = kube_args(&kc);
-    args.extend(["--classes".into(), classes.display().to_string(), "--skip".into(), "speed::".into()]);
+    args.extend([
+        "--classes".into(),
+        classes.display().to_string(),
+        "--skip".into(),
+        "speed::".into(),
+    ]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let start = Instant::now();
     let out = env.run(&args);
     eprintln!("{}", stderr(&out));
     println!("{}", stdout(&out));
-    assert_eq!(out.status.code(), Some(0), "stdout: {}\nstderr: {}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        stdout(&out),
+        stderr(&out)
+    );
     let r = env.result();
     assert_eq!(r["platform"], "kubernetes");
-    for name in ["provision", "integrity::recreate", "integrity::durability", "integrity::selftest", "expand", "snapshot", "cleanup"] {
+    for name in [
+        "provision",
+        "integrity::recreate",
+        "integrity::durability",
+        "integrity::selftest",
+        "integrity::upgrade",
+        "expand",
+        "snapshot",
+        "cleanup",
+    ] {
         let t = trial(&r, &format!("hostpath::{name}"));
         assert_eq!(t["status"], "passed", "{name}: {t}");
     }
     let requests = &r["environment"]["platform_report"]["api_requests"];
-    eprintln!("API requests: {} in {:.0}s", requests["total"], start.elapsed().as_secs_f64());
+    eprintln!(
+        "API requests: {} in {:.0}s",
+        requests["total"],
+        start.elapsed().as_secs_f64()
+    );
     for (check, n) in requests["by_check"].as_object().unwrap() {
         eprintln!("  {check}: {}", n["total"]);
         // Bounded: a check's requests do not grow with how long it waits (watches, not polls).
         assert!(n["total"].as_u64().unwrap() < 400, "{check}: {n}");
     }
-    assert!(objects_of_run(&kc, &run_id(&r)).is_empty(), "{:?}", objects_of_run(&kc, &run_id(&r)));
+    assert!(
+        objects_of_run(&kc, &run_id(&r)).is_empty(),
+        "{:?}",
+        objects_of_run(&kc, &run_id(&r))
+    );
 }
 
 /// An upgrade command that damages one block on the node (under the driver's data directory)
@@ -108,14 +160,28 @@ fn an_upgrade_that_damages_a_block_on_the_node_is_caught_with_kind_and_offset() 
     let env = Env::new();
     let classes = fixtures().join("kube/hostpath-flip-byte.yaml");
     let mut args = kube_args(&kc);
-    args.extend(["--classes".into(), classes.display().to_string(), "--exact".into(), "hostpath-flip::integrity::upgrade".into()]);
+    args.extend([
+        "--classes".into(),
+        classes.display().to_string(),
+        "--exact".into(),
+        "hostpath-flip::integrity::upgrade".into(),
+    ]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut c = env.run_cmd(&args);
     c.env("CSI_HOSTPATH_DATA_DIR", data_dir);
     let out = c.output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "stdout: {}\nstderr: {}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout: {}\nstderr: {}",
+        stdout(&out),
+        stderr(&out)
+    );
     let record = env.record();
-    let (file, byte) = record.trim().split_once(' ').expect("the fixture recorded what it flipped");
+    let (file, byte) = record
+        .trim()
+        .split_once(' ')
+        .expect("the fixture recorded what it flipped");
     let block = byte.parse::<u64>().unwrap() / 4096 * 4096;
     let r = env.result();
     let t = trial(&r, "hostpath-flip::integrity::upgrade");
@@ -134,7 +200,12 @@ fn sigint_mid_run_leaves_no_object() {
     let env = Env::new();
     let classes = fixtures().join("kube/hostpath.yaml");
     let mut args = kube_args(&kc);
-    args.extend(["--classes".into(), classes.display().to_string(), "--skip".into(), "speed::".into()]);
+    args.extend([
+        "--classes".into(),
+        classes.display().to_string(),
+        "--skip".into(),
+        "speed::".into(),
+    ]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let child = env.spawn(&args);
     // Wait until the run's pods exist, so the signal lands in the middle.
@@ -143,7 +214,17 @@ fn sigint_mid_run_leaves_no_object() {
     let mut started = false;
     while Instant::now() < deadline {
         let out = Command::new(&kubectl)
-            .args(["--kubeconfig", &kc, "get", "pods", "-A", "-l", "pvcheck.io/role=agent", "-o", "name"])
+            .args([
+                "--kubeconfig",
+                &kc,
+                "get",
+                "pods",
+                "-A",
+                "-l",
+                "pvcheck.io/role=agent",
+                "-o",
+                "name",
+            ])
             .output()
             .unwrap();
         if !out.stdout.is_empty() {
@@ -163,7 +244,10 @@ fn sigint_mid_run_leaves_no_object() {
 }
 
 fn nix_kill(pid: u32) {
-    Command::new("kill").args(["-INT", &pid.to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
 }
 
 /// A StorageClass that does not exist: exit 2 before anything is created.
@@ -178,6 +262,14 @@ fn a_storageclass_that_does_not_exist_is_exit_2_and_creates_nothing() {
     let out = env.run(&args);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.trim().lines().count() == 1 && err.contains("no-such-storageclass") && err.contains("missing-storageclass.yaml"), "{err}");
-    assert!(!env.results.path().join("runs").exists(), "a result file was written");
+    assert!(
+        err.trim().lines().count() == 1
+            && err.contains("no-such-storageclass")
+            && err.contains("missing-storageclass.yaml"),
+        "{err}"
+    );
+    assert!(
+        !env.results.path().join("runs").exists(),
+        "a result file was written"
+    );
 }

@@ -149,7 +149,11 @@ fn frame(
             if complete {
                 line.pop();
             }
-            let t = if complete { tag } else { tag.to_ascii_uppercase() };
+            let t = if complete {
+                tag
+            } else {
+                tag.to_ascii_uppercase()
+            };
             let mut o = out.lock().unwrap_or_else(|e| e.into_inner());
             let _ = write!(o, "{t} ");
             let _ = o.write_all(&line);

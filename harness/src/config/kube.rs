@@ -265,7 +265,11 @@ pub(super) fn check(
     let snapshot = class.capabilities.snapshot;
     let block = class.capabilities.block;
     let Some(k) = &mut class.kube else {
-        if class.upgrade.as_ref().is_some_and(|u| !u.rollout.is_empty()) {
+        if class
+            .upgrade
+            .as_ref()
+            .is_some_and(|u| !u.rollout.is_empty())
+        {
             return Err(ConfigError::new(
                 file,
                 Some(line),

@@ -60,7 +60,12 @@ pub fn export_main(out: PathBuf, agent: Option<PathBuf>, tag: Option<String>) ->
         .map(std::io::BufWriter::new)
         .and_then(|f| {
             let w = oci::write(
-                &oci::ImageSpec { agent: &bytes, arch, reference: &reference, version: env!("CARGO_PKG_VERSION") },
+                &oci::ImageSpec {
+                    agent: &bytes,
+                    arch,
+                    reference: &reference,
+                    version: env!("CARGO_PKG_VERSION"),
+                },
                 f,
             )?;
             std::fs::rename(&tmp, &out)?;

@@ -33,7 +33,11 @@ fn sha(b: &[u8]) -> String {
 pub fn layer(agent: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut t = TarWriter::new(Vec::new());
     t.dir("etc", 0o755)?;
-    t.file("etc/passwd", 0o644, b"root:x:0:0:root:/:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/:/sbin/nologin\n")?;
+    t.file(
+        "etc/passwd",
+        0o644,
+        b"root:x:0:0:root:/:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/:/sbin/nologin\n",
+    )?;
     t.file("etc/group", 0o644, b"root:x:0:\nnonroot:x:65532:\n")?;
     t.dir("data", 0o755)?;
     t.dir("inputs", 0o755)?;
@@ -78,7 +82,12 @@ pub fn write(spec: &ImageSpec<'_>, w: impl std::io::Write) -> std::io::Result<Wr
         } ],
     }))?;
     let manifest_digest = sha(&manifest);
-    let tag = spec.reference.rsplit_once(':').map(|(_, t)| t).filter(|t| !t.contains('/')).unwrap_or("latest");
+    let tag = spec
+        .reference
+        .rsplit_once(':')
+        .map(|(_, t)| t)
+        .filter(|t| !t.contains('/'))
+        .unwrap_or("latest");
     let index = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.index.v1+json",
@@ -147,7 +156,12 @@ mod tests {
     /// no shell; and the same input must give the same digest (reproducible images).
     #[test]
     fn the_archive_names_the_image_and_runs_the_agent_as_65532() {
-        let spec = ImageSpec { agent: b"\x7fELF-not-really", arch: "amd64", reference: "docker.io/pvcheck/agent:0.1.0", version: "0.1.0" };
+        let spec = ImageSpec {
+            agent: b"\x7fELF-not-really",
+            arch: "amd64",
+            reference: "docker.io/pvcheck/agent:0.1.0",
+            version: "0.1.0",
+        };
         let mut a = Vec::new();
         let w1 = write(&spec, &mut a).unwrap();
         let mut b = Vec::new();
@@ -167,7 +181,9 @@ mod tests {
         let me = std::fs::read("/proc/self/exe").unwrap();
         let (is_static, _) = elf_facts(&me).unwrap();
         // Test binaries are linked dynamically unless built with crt-static.
-        let dynamic = std::fs::read_to_string("/proc/self/maps").unwrap().contains("ld-linux");
+        let dynamic = std::fs::read_to_string("/proc/self/maps")
+            .unwrap()
+            .contains("ld-linux");
         assert_eq!(is_static, !dynamic);
         assert!(elf_facts(b"#!/bin/sh\n").is_err());
     }

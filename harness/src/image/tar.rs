@@ -4,12 +4,21 @@
 use std::io::{self, Write};
 
 /// One entry's header.
-fn header(name: &str, size: u64, mode: u32, uid: u32, gid: u32, dir: bool) -> io::Result<[u8; 512]> {
+fn header(
+    name: &str,
+    size: u64,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    dir: bool,
+) -> io::Result<[u8; 512]> {
     let mut h = [0u8; 512];
     let (prefix, base) = if name.len() <= 100 {
         ("", name)
     } else {
-        let cut = name[..name.len().min(155)].rfind('/').ok_or_else(|| io::Error::other(format!("tar: name too long: {name}")))?;
+        let cut = name[..name.len().min(155)]
+            .rfind('/')
+            .ok_or_else(|| io::Error::other(format!("tar: name too long: {name}")))?;
         (&name[..cut], &name[cut + 1..])
     };
     if base.len() > 100 || prefix.len() > 155 {
@@ -52,7 +61,8 @@ impl<W: Write> TarWriter<W> {
     }
 
     pub fn file(&mut self, name: &str, mode: u32, data: &[u8]) -> io::Result<()> {
-        self.w.write_all(&header(name, data.len() as u64, mode, 0, 0, false)?)?;
+        self.w
+            .write_all(&header(name, data.len() as u64, mode, 0, 0, false)?)?;
         self.w.write_all(data)?;
         let pad = (512 - data.len() % 512) % 512;
         self.w.write_all(&vec![0u8; pad])
@@ -78,16 +88,29 @@ mod tests {
         };
         let mut t = TarWriter::new(Vec::new());
         t.dir("etc", 0o755).unwrap();
-        t.file("etc/passwd", 0o644, b"nonroot:x:65532:65532::/:/sbin/nologin\n").unwrap();
+        t.file(
+            "etc/passwd",
+            0o644,
+            b"nonroot:x:65532:65532::/:/sbin/nologin\n",
+        )
+        .unwrap();
         let long = format!("{}/{}", "d".repeat(90), "f".repeat(60));
         t.file(&long, 0o755, &[7u8; 1000]).unwrap();
         let bytes = t.finish().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("a.tar");
         std::fs::write(&f, &bytes).unwrap();
-        let out = std::process::Command::new(tar).arg("-tvf").arg(&f).output().unwrap();
+        let out = std::process::Command::new(tar)
+            .arg("-tvf")
+            .arg(&f)
+            .output()
+            .unwrap();
         let list = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(list.contains("etc/passwd"), "{list}");
         assert!(list.contains(&long), "{list}");
     }

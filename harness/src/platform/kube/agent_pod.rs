@@ -14,17 +14,21 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::{DeleteParams, LogParams, PostParams};
 
+use super::VolumeCtx;
 use super::logs::{Framed, Parser};
 use super::podspec::{self, PodPlan};
 use super::wait::{self, Decision};
-use super::VolumeCtx;
 use crate::platform::{AgentCall, PlatformError};
 
 /// How a pod's wait for start ended.
 pub enum Started {
-    Running { node: String },
+    Running {
+        node: String,
+    },
     /// It ran to the end before we saw it running (short agent runs).
-    Finished { node: String },
+    Finished {
+        node: String,
+    },
 }
 
 /// The reasons a container waits that no amount of waiting fixes.
@@ -94,33 +98,56 @@ pub async fn create_and_start(
         .await
         .map_err(|e| api_error(&format!("creating pod {}/{name}", v.shared.namespace), e))?;
     let mut seen = false;
-    let r = wait::until(api, &name, &format!("pod {}/{name} to start", v.shared.namespace), limit, |p: Option<&Pod>| {
-        let Some(p) = p else {
-            return if seen {
-                Decision::Fail("the pod was deleted before it ran (evicted or removed by someone else)".into())
-            } else {
-                Decision::Wait
+    let r = wait::until(
+        api,
+        &name,
+        &format!("pod {}/{name} to start", v.shared.namespace),
+        limit,
+        |p: Option<&Pod>| {
+            let Some(p) = p else {
+                return if seen {
+                    Decision::Fail(
+                        "the pod was deleted before it ran (evicted or removed by someone else)"
+                            .into(),
+                    )
+                } else {
+                    Decision::Wait
+                };
             };
-        };
-        seen = true;
-        if let Some(why) = hopeless(p) {
-            return Decision::Fail(why);
-        }
-        match p.status.as_ref().and_then(|s| s.phase.as_deref()) {
-            Some("Running") => Decision::Done(Started::Running { node: node_of(p) }),
-            Some("Succeeded") | Some("Failed") => Decision::Done(Started::Finished { node: node_of(p) }),
-            _ => Decision::Wait,
-        }
-    })
+            seen = true;
+            if let Some(why) = hopeless(p) {
+                return Decision::Fail(why);
+            }
+            match p.status.as_ref().and_then(|s| s.phase.as_deref()) {
+                Some("Running") => Decision::Done(Started::Running { node: node_of(p) }),
+                Some("Succeeded") | Some("Failed") => {
+                    Decision::Done(Started::Finished { node: node_of(p) })
+                }
+                _ => Decision::Wait,
+            }
+        },
+    )
     .await;
     match r {
         Ok(s) => Ok(s),
         Err(e) => {
-            let events = super::events::about(&v.client, &v.shared.namespace, "Pod", &name, 4).await;
-            let pvc_events = super::events::about(&v.client, &v.shared.namespace, "PersistentVolumeClaim", &v.pvc, 2).await;
+            let events =
+                super::events::about(&v.client, &v.shared.namespace, "Pod", &name, 4).await;
+            let pvc_events = super::events::about(
+                &v.client,
+                &v.shared.namespace,
+                "PersistentVolumeClaim",
+                &v.pvc,
+                2,
+            )
+            .await;
             let mut all = events;
             all.extend(pvc_events);
-            let msg = format!("pod {}/{name} did not start: {e}{}", v.shared.namespace, super::events::suffix(&all));
+            let msg = format!(
+                "pod {}/{name} did not start: {e}{}",
+                v.shared.namespace,
+                super::events::suffix(&all)
+            );
             Err(match e {
                 wait::WaitError::Timeout { .. } => PlatformError::Timeout {
                     command: msg,
@@ -133,16 +160,26 @@ pub async fn create_and_start(
 }
 
 /// Waits until the pod has terminated (or is gone), within `limit`.
-pub async fn until_terminated(v: &VolumeCtx, name: &str, limit: Duration) -> Result<Option<Pod>, PlatformError> {
+pub async fn until_terminated(
+    v: &VolumeCtx,
+    name: &str,
+    limit: Duration,
+) -> Result<Option<Pod>, PlatformError> {
     let api: Api<Pod> = Api::namespaced(v.client.clone(), &v.shared.namespace);
-    wait::until(api, name, &format!("pod {}/{name} to finish", v.shared.namespace), limit, |p: Option<&Pod>| match p {
-        None => Decision::Done(None),
-        Some(p) if terminated(p) => Decision::Done(Some(p.clone())),
-        Some(p) => match hopeless(p) {
-            Some(why) => Decision::Fail(why),
-            None => Decision::Wait,
+    wait::until(
+        api,
+        name,
+        &format!("pod {}/{name} to finish", v.shared.namespace),
+        limit,
+        |p: Option<&Pod>| match p {
+            None => Decision::Done(None),
+            Some(p) if terminated(p) => Decision::Done(Some(p.clone())),
+            Some(p) => match hopeless(p) {
+                Some(why) => Decision::Fail(why),
+                None => Decision::Wait,
+            },
         },
-    })
+    )
     .await
     .map_err(|e| match e {
         wait::WaitError::Timeout { .. } => PlatformError::Timeout {
@@ -154,26 +191,55 @@ pub async fn until_terminated(v: &VolumeCtx, name: &str, limit: Duration) -> Res
 }
 
 /// Deletes a pod (and waits until it is gone when `wait`).
-pub async fn delete(v: &VolumeCtx, name: &str, grace: u32, wait_gone: bool, limit: Duration) -> Result<(), PlatformError> {
+pub async fn delete(
+    v: &VolumeCtx,
+    name: &str,
+    grace: u32,
+    wait_gone: bool,
+    limit: Duration,
+) -> Result<(), PlatformError> {
     let api: Api<Pod> = Api::namespaced(v.client.clone(), &v.shared.namespace);
-    match api.delete(name, &DeleteParams::default().grace_period(grace)).await {
+    match api
+        .delete(name, &DeleteParams::default().grace_period(grace))
+        .await
+    {
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
-        Err(e) => return Err(api_error(&format!("deleting pod {}/{name}", v.shared.namespace), e)),
+        Err(e) => {
+            return Err(api_error(
+                &format!("deleting pod {}/{name}", v.shared.namespace),
+                e,
+            ));
+        }
     }
     if !wait_gone {
         return Ok(());
     }
-    wait::until(api, name, &format!("pod {}/{name} to be gone", v.shared.namespace), limit, |p: Option<&Pod>| {
-        if p.is_none() { Decision::Done(()) } else { Decision::Wait }
-    })
+    wait::until(
+        api,
+        name,
+        &format!("pod {}/{name} to be gone", v.shared.namespace),
+        limit,
+        |p: Option<&Pod>| {
+            if p.is_none() {
+                Decision::Done(())
+            } else {
+                Decision::Wait
+            }
+        },
+    )
     .await
     .map_err(|e| PlatformError::Other(e.to_string()))
 }
 
 /// A ConfigMap holding the agent's input files; returns its name and the arguments that name
 /// the files as the agent sees them.
-pub async fn inputs(v: &VolumeCtx, name: &str, call: &AgentCall, labels: BTreeMap<String, String>) -> Result<(Option<String>, Vec<String>), PlatformError> {
+pub async fn inputs(
+    v: &VolumeCtx,
+    name: &str,
+    call: &AgentCall,
+    labels: BTreeMap<String, String>,
+) -> Result<(Option<String>, Vec<String>), PlatformError> {
     if call.inputs.is_empty() {
         return Ok((None, Vec::new()));
     }
@@ -181,8 +247,9 @@ pub async fn inputs(v: &VolumeCtx, name: &str, call: &AgentCall, labels: BTreeMa
     let mut args = Vec::new();
     let mut total = 0usize;
     for (i, (flag, path)) in call.inputs.iter().enumerate() {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| PlatformError::io(format!("reading the agent input {}", path.display()), e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            PlatformError::io(format!("reading the agent input {}", path.display()), e)
+        })?;
         total += text.len();
         let key = format!("input-{i}");
         args.push(flag.clone());
@@ -206,9 +273,12 @@ pub async fn inputs(v: &VolumeCtx, name: &str, call: &AgentCall, labels: BTreeMa
         ..Default::default()
     };
     let api: Api<ConfigMap> = Api::namespaced(v.client.clone(), &v.shared.namespace);
-    api.create(&PostParams::default(), &cm)
-        .await
-        .map_err(|e| api_error(&format!("creating ConfigMap {}/{name}", v.shared.namespace), e))?;
+    api.create(&PostParams::default(), &cm).await.map_err(|e| {
+        api_error(
+            &format!("creating ConfigMap {}/{name}", v.shared.namespace),
+            e,
+        )
+    })?;
     Ok((Some(name.to_string()), args))
 }
 
@@ -220,23 +290,34 @@ pub async fn delete_config_map(v: &VolumeCtx, name: &str) {
 /// The whole log of a finished pod, parsed.
 pub async fn read_log(v: &VolumeCtx, name: &str) -> Result<Framed, PlatformError> {
     let api: Api<Pod> = Api::namespaced(v.client.clone(), &v.shared.namespace);
-    let log = api
-        .logs(name, &LogParams::default())
-        .await
-        .map_err(|e| api_error(&format!("reading the log of pod {}/{name}", v.shared.namespace), e))?;
+    let log = api.logs(name, &LogParams::default()).await.map_err(|e| {
+        api_error(
+            &format!("reading the log of pod {}/{name}", v.shared.namespace),
+            e,
+        )
+    })?;
     Ok(super::logs::parse(&log))
 }
 
 /// Follows the log of a running pod into `to` (the agent's stdout, unframed) until it ends.
-pub async fn follow_log(client: kube::Client, namespace: String, name: String, to: std::path::PathBuf) -> Result<Framed, PlatformError> {
+pub async fn follow_log(
+    client: kube::Client,
+    namespace: String,
+    name: String,
+    to: std::path::PathBuf,
+) -> Result<Framed, PlatformError> {
     use std::io::Write;
     let api: Api<Pod> = Api::namespaced(client, &namespace);
-    let lp = LogParams { follow: true, ..Default::default() };
+    let lp = LogParams {
+        follow: true,
+        ..Default::default()
+    };
     let stream = api
         .log_stream(&name, &lp)
         .await
         .map_err(|e| api_error(&format!("following the log of pod {namespace}/{name}"), e))?;
-    let mut file = std::fs::File::create(&to).map_err(|e| PlatformError::io(to.display().to_string(), e))?;
+    let mut file =
+        std::fs::File::create(&to).map_err(|e| PlatformError::io(to.display().to_string(), e))?;
     let mut parser = Parser::default();
     let mut lines = std::pin::pin!(stream.lines());
     while let Ok(Some(line)) = lines.try_next().await {
@@ -244,15 +325,24 @@ pub async fn follow_log(client: kube::Client, namespace: String, name: String, t
         parser.line(&line);
         let added = &parser.out.stdout[before..];
         if !added.is_empty() {
-            file.write_all(added.as_bytes()).map_err(|e| PlatformError::io(to.display().to_string(), e))?;
-            file.flush().map_err(|e| PlatformError::io(to.display().to_string(), e))?;
+            file.write_all(added.as_bytes())
+                .map_err(|e| PlatformError::io(to.display().to_string(), e))?;
+            file.flush()
+                .map_err(|e| PlatformError::io(to.display().to_string(), e))?;
         }
     }
     Ok(parser.out)
 }
 
 /// The plan of an agent pod of the volume.
-pub fn plan<'a>(v: &'a VolumeCtx, name: &str, args: Vec<String>, inputs: Option<String>, node: Option<String>, role: &str) -> PodPlan<'a> {
+pub fn plan<'a>(
+    v: &'a VolumeCtx,
+    name: &str,
+    args: Vec<String>,
+    inputs: Option<String>,
+    node: Option<String>,
+    role: &str,
+) -> PodPlan<'a> {
     PodPlan {
         name: name.to_string(),
         namespace: v.shared.namespace.clone(),
@@ -271,11 +361,21 @@ pub fn plan<'a>(v: &'a VolumeCtx, name: &str, args: Vec<String>, inputs: Option<
 }
 
 /// Runs one agent call to completion in a pod on `node`; the pod and its inputs are removed.
-pub async fn run(v: &VolumeCtx, name: &str, call: &AgentCall, node: &str, statfs_only: bool) -> Result<(Framed, String), PlatformError> {
+pub async fn run(
+    v: &VolumeCtx,
+    name: &str,
+    call: &AgentCall,
+    node: &str,
+    statfs_only: bool,
+) -> Result<(Framed, String), PlatformError> {
     let labels = super::labels::of(&v.shared.run_id, Some(&v.class), Some(&v.pvc), "inputs");
     let cm_name = format!("{name}-in");
     let (cm, input_args) = inputs(v, &cm_name, call, labels).await?;
-    let mut args = vec!["pod".to_string(), "--statfs".into(), podspec::DATA_DIR.into()];
+    let mut args = vec![
+        "pod".to_string(),
+        "--statfs".into(),
+        podspec::DATA_DIR.into(),
+    ];
     let mut agent_args = call.args.clone();
     agent_args.extend(input_args);
     if !statfs_only {
@@ -287,11 +387,22 @@ pub async fn run(v: &VolumeCtx, name: &str, call: &AgentCall, node: &str, statfs
         agent_args.join(" "),
         v.shared.namespace
     );
-    let pod = podspec::build(&plan(v, name, args, cm.clone(), Some(node.to_string()), "agent"));
+    let pod = podspec::build(&plan(
+        v,
+        name,
+        args,
+        cm.clone(),
+        Some(node.to_string()),
+        "agent",
+    ));
     let start = Instant::now();
     let result = async {
         create_and_start(v, pod, v.timeouts.pod_start).await?;
-        let left = call.timeout.saturating_sub(start.elapsed()).max(Duration::from_secs(1)) + v.timeouts.pod_start;
+        let left = call
+            .timeout
+            .saturating_sub(start.elapsed())
+            .max(Duration::from_secs(1))
+            + v.timeouts.pod_start;
         let done = until_terminated(v, name, left).await?;
         let framed = read_log(v, name).await?;
         if framed.end.is_none() {
@@ -302,7 +413,13 @@ pub async fn run(v: &VolumeCtx, name: &str, call: &AgentCall, node: &str, statfs
                 .and_then(|c| c.first())
                 .and_then(|c| c.state.as_ref())
                 .and_then(|s| s.terminated.as_ref())
-                .map(|t| format!("{} (exit {})", t.reason.clone().unwrap_or_default(), t.exit_code))
+                .map(|t| {
+                    format!(
+                        "{} (exit {})",
+                        t.reason.clone().unwrap_or_default(),
+                        t.exit_code
+                    )
+                })
                 .unwrap_or_else(|| "the pod is gone".into());
             return Err(PlatformError::Other(format!(
                 "the agent pod {}/{name} ended without its final line: {why}; stderr: {}",
@@ -327,6 +444,9 @@ pub fn api_error(what: &str, e: kube::Error) -> PlatformError {
             "{what}: forbidden by RBAC ({})",
             super::client::one_line(&s.message)
         )),
-        _ => PlatformError::Other(format!("{what}: {}", super::client::one_line(&e.to_string()))),
+        _ => PlatformError::Other(format!(
+            "{what}: {}",
+            super::client::one_line(&e.to_string())
+        )),
     }
 }

@@ -8,7 +8,9 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim, Pod,
+};
 use k8s_openapi::api::storage::v1::VolumeAttachment;
 use kube::Api;
 use kube::api::{DeleteParams, DynamicObject, ListParams};
@@ -30,21 +32,33 @@ fn leftover(run_id: &str, class: Option<String>, kind: &str, what: String) -> Le
     }
 }
 
-fn label(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, key: &str) -> Option<String> {
+fn label(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    key: &str,
+) -> Option<String> {
     meta.labels.as_ref().and_then(|l| l.get(key).cloned())
 }
 
 /// The runs (namespaces) the filter selects: (run id, namespace).
-async fn runs(client: &kube::Client, filter: &RunFilter, older_than: Option<Duration>) -> Result<Vec<(String, String)>, PlatformError> {
+async fn runs(
+    client: &kube::Client,
+    filter: &RunFilter,
+    older_than: Option<Duration>,
+) -> Result<Vec<(String, String)>, PlatformError> {
     let api: Api<Namespace> = Api::all(client.clone());
     let lp = ListParams::default().labels(labels::RUN);
-    let list = api.list(&lp).await.map_err(|e| api_error("listing pvcheck's namespaces", e))?;
+    let list = api
+        .list(&lp)
+        .await
+        .map_err(|e| api_error("listing pvcheck's namespaces", e))?;
     let me = super::namespace::owner();
     let host = me.split(':').next().unwrap_or("").to_string();
     let now = std::time::SystemTime::now();
     let mut out = Vec::new();
     for ns in list.items {
-        let Some(run) = label(&ns.metadata, labels::RUN) else { continue };
+        let Some(run) = label(&ns.metadata, labels::RUN) else {
+            continue;
+        };
         let name = ns.metadata.name.clone().unwrap_or_default();
         let keep = match filter {
             RunFilter::Run { run_id, .. } => &run == run_id,
@@ -54,12 +68,23 @@ async fn runs(client: &kube::Client, filter: &RunFilter, older_than: Option<Dura
                     .creation_timestamp
                     .as_ref()
                     .and_then(|t| u64::try_from(t.0.as_second()).ok())
-                    .and_then(|s| now.duration_since(std::time::UNIX_EPOCH).ok().map(|n| n.as_secs().saturating_sub(s)))
+                    .and_then(|s| {
+                        now.duration_since(std::time::UNIX_EPOCH)
+                            .ok()
+                            .map(|n| n.as_secs().saturating_sub(s))
+                    })
                     .map(Duration::from_secs);
-                let owner = ns.metadata.annotations.as_ref().and_then(|a| a.get(labels::OWNER).cloned()).unwrap_or_default();
+                let owner = ns
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(labels::OWNER).cloned())
+                    .unwrap_or_default();
                 let (ohost, opid) = owner.split_once(':').unwrap_or(("", ""));
                 let dead_here = ohost == host
-                    && opid.parse::<i32>().is_ok_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_err());
+                    && opid.parse::<i32>().is_ok_and(|p| {
+                        nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_err()
+                    });
                 match older_than {
                     Some(limit) => age.is_some_and(|a| a >= limit),
                     None => dead_here,
@@ -74,7 +99,12 @@ async fn runs(client: &kube::Client, filter: &RunFilter, older_than: Option<Dura
 }
 
 /// What the filter selects, nothing removed.
-pub async fn find(client: &kube::Client, filter: &RunFilter, shared: Option<&Shared>, older_than: Option<Duration>) -> Result<Vec<Leftover>, PlatformError> {
+pub async fn find(
+    client: &kube::Client,
+    filter: &RunFilter,
+    shared: Option<&Shared>,
+    older_than: Option<Duration>,
+) -> Result<Vec<Leftover>, PlatformError> {
     let class = match filter {
         RunFilter::Run { class, .. } => class.clone(),
         RunFilter::Dead => None,
@@ -83,59 +113,141 @@ pub async fn find(client: &kube::Client, filter: &RunFilter, shared: Option<&Sha
     for (run, ns) in runs(client, filter, older_than).await? {
         let sel = labels::selector(Some(&run), class.as_deref());
         let lp = ListParams::default().labels(&sel);
-        let cls = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| label(m, labels::CLASS);
+        let cls = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+            label(m, labels::CLASS)
+        };
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        for p in pods.list(&lp).await.map_err(|e| api_error("listing pods", e))?.items {
-            out.push(leftover(&run, cls(&p.metadata), "pod", format!("{ns}/{}", p.metadata.name.unwrap_or_default())));
+        for p in pods
+            .list(&lp)
+            .await
+            .map_err(|e| api_error("listing pods", e))?
+            .items
+        {
+            out.push(leftover(
+                &run,
+                cls(&p.metadata),
+                "pod",
+                format!("{ns}/{}", p.metadata.name.unwrap_or_default()),
+            ));
         }
         let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
-        for p in pvcs.list(&lp).await.map_err(|e| api_error("listing PVCs", e))?.items {
-            out.push(leftover(&run, cls(&p.metadata), "pvc", format!("{ns}/{}", p.metadata.name.unwrap_or_default())));
+        for p in pvcs
+            .list(&lp)
+            .await
+            .map_err(|e| api_error("listing PVCs", e))?
+            .items
+        {
+            out.push(leftover(
+                &run,
+                cls(&p.metadata),
+                "pvc",
+                format!("{ns}/{}", p.metadata.name.unwrap_or_default()),
+            ));
         }
         let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-        for p in cms.list(&lp).await.map_err(|e| api_error("listing ConfigMaps", e))?.items {
-            out.push(leftover(&run, cls(&p.metadata), "configmap", format!("{ns}/{}", p.metadata.name.unwrap_or_default())));
+        for p in cms
+            .list(&lp)
+            .await
+            .map_err(|e| api_error("listing ConfigMaps", e))?
+            .items
+        {
+            out.push(leftover(
+                &run,
+                cls(&p.metadata),
+                "configmap",
+                format!("{ns}/{}", p.metadata.name.unwrap_or_default()),
+            ));
         }
-        let snaps: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &super::snapshot::resource());
+        let snaps: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), &ns, &super::snapshot::resource());
         if let Ok(l) = snaps.list(&lp).await {
             for p in l.items {
-                out.push(leftover(&run, cls(&p.metadata), "volumesnapshot", format!("{ns}/{}", p.metadata.name.unwrap_or_default())));
+                out.push(leftover(
+                    &run,
+                    cls(&p.metadata),
+                    "volumesnapshot",
+                    format!("{ns}/{}", p.metadata.name.unwrap_or_default()),
+                ));
             }
         }
         // PVs bound to the run's claims (their labels do not come from the claim).
         let claims: Option<Vec<String>> = match (&class, shared) {
             (Some(c), Some(s)) => Some(
-                s.created.lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|(k, _)| k == c).map(|(_, p)| p.clone()).collect(),
+                s.created
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .filter(|(k, _)| k == c)
+                    .map(|(_, p)| p.clone())
+                    .collect(),
             ),
             _ => None,
         };
         let pvs: Api<PersistentVolume> = Api::all(client.clone());
         let mut pv_names = Vec::new();
-        for pv in pvs.list(&ListParams::default()).await.map_err(|e| api_error("listing PVs", e))?.items {
+        for pv in pvs
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| api_error("listing PVs", e))?
+            .items
+        {
             let cref = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
             let ours = cref.is_some_and(|r| r.namespace.as_deref() == Some(&ns))
-                && claims.as_ref().is_none_or(|c| cref.and_then(|r| r.name.as_ref()).is_some_and(|n| c.contains(n)));
+                && claims.as_ref().is_none_or(|c| {
+                    cref.and_then(|r| r.name.as_ref())
+                        .is_some_and(|n| c.contains(n))
+                });
             if ours {
                 let name = pv.metadata.name.clone().unwrap_or_default();
-                let phase = pv.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
-                out.push(leftover(&run, class.clone(), "pv", format!("{name} ({phase}, claim {ns}/{})", cref.and_then(|r| r.name.clone()).unwrap_or_default())));
+                let phase = pv
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.phase.clone())
+                    .unwrap_or_default();
+                out.push(leftover(
+                    &run,
+                    class.clone(),
+                    "pv",
+                    format!(
+                        "{name} ({phase}, claim {ns}/{})",
+                        cref.and_then(|r| r.name.clone()).unwrap_or_default()
+                    ),
+                ));
                 pv_names.push(name);
             }
         }
         if !pv_names.is_empty() {
             let vas: Api<VolumeAttachment> = Api::all(client.clone());
-            for va in vas.list(&ListParams::default()).await.map_err(|e| api_error("listing VolumeAttachments", e))?.items {
-                if va.spec.source.persistent_volume_name.as_ref().is_some_and(|p| pv_names.contains(p)) {
-                    out.push(leftover(&run, class.clone(), "volumeattachment", format!(
-                        "{} (PV {}, node {})",
-                        va.metadata.name.unwrap_or_default(),
-                        va.spec.source.persistent_volume_name.unwrap_or_default(),
-                        va.spec.node_name
-                    )));
+            for va in vas
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| api_error("listing VolumeAttachments", e))?
+                .items
+            {
+                if va
+                    .spec
+                    .source
+                    .persistent_volume_name
+                    .as_ref()
+                    .is_some_and(|p| pv_names.contains(p))
+                {
+                    out.push(leftover(
+                        &run,
+                        class.clone(),
+                        "volumeattachment",
+                        format!(
+                            "{} (PV {}, node {})",
+                            va.metadata.name.unwrap_or_default(),
+                            va.spec.source.persistent_volume_name.unwrap_or_default(),
+                            va.spec.node_name
+                        ),
+                    ));
                 }
             }
         }
-        if class.is_none() && !matches!(filter, RunFilter::Run { .. } if shared.is_some_and(|s| s.run_id == run)) {
+        if class.is_none()
+            && !matches!(filter, RunFilter::Run { .. } if shared.is_some_and(|s| s.run_id == run))
+        {
             out.push(leftover(&run, None, "namespace", ns.clone()));
         }
     }
@@ -144,13 +256,20 @@ pub async fn find(client: &kube::Client, filter: &RunFilter, shared: Option<&Sha
 
 /// Removes what the filter selects (for a whole run: its namespace, then waits for its PVs);
 /// returns what was there.
-pub async fn remove(client: &kube::Client, filter: &RunFilter, shared: Option<&Shared>, older_than: Option<Duration>) -> Result<Vec<Leftover>, PlatformError> {
+pub async fn remove(
+    client: &kube::Client,
+    filter: &RunFilter,
+    shared: Option<&Shared>,
+    older_than: Option<Duration>,
+) -> Result<Vec<Leftover>, PlatformError> {
     let found = find(client, filter, shared, older_than).await?;
     let class = match filter {
         RunFilter::Run { class, .. } => class.clone(),
         RunFilter::Dead => None,
     };
-    let kept: Vec<String> = shared.map(|s| s.kept.lock().unwrap_or_else(|e| e.into_inner()).clone()).unwrap_or_default();
+    let kept: Vec<String> = shared
+        .map(|s| s.kept.lock().unwrap_or_else(|e| e.into_inner()).clone())
+        .unwrap_or_default();
     let mut problems = Vec::new();
     for (run, ns) in runs(client, filter, older_than).await? {
         if class.is_some() || !kept.is_empty() {
@@ -159,18 +278,29 @@ pub async fn remove(client: &kube::Client, filter: &RunFilter, shared: Option<&S
             let sel = labels::selector(Some(&run), class.as_deref());
             let lp = ListParams::default().labels(&sel);
             let is_kept = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
-                label(m, labels::VOLUME).is_some_and(|v| kept.iter().any(|k| labels::label_value(k) == v))
+                label(m, labels::VOLUME)
+                    .is_some_and(|v| kept.iter().any(|k| labels::label_value(k) == v))
             };
             let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
             for p in pods.list(&lp).await.map(|l| l.items).unwrap_or_default() {
                 if !is_kept(&p.metadata) {
-                    let _ = pods.delete(&p.metadata.name.unwrap_or_default(), &DeleteParams::default().grace_period(0)).await;
+                    let _ = pods
+                        .delete(
+                            &p.metadata.name.unwrap_or_default(),
+                            &DeleteParams::default().grace_period(0),
+                        )
+                        .await;
                 }
             }
             let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
             for p in cms.list(&lp).await.map(|l| l.items).unwrap_or_default() {
                 if !is_kept(&p.metadata) {
-                    let _ = cms.delete(&p.metadata.name.unwrap_or_default(), &DeleteParams::default()).await;
+                    let _ = cms
+                        .delete(
+                            &p.metadata.name.unwrap_or_default(),
+                            &DeleteParams::default(),
+                        )
+                        .await;
                 }
             }
             let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
@@ -178,7 +308,9 @@ pub async fn remove(client: &kube::Client, filter: &RunFilter, shared: Option<&S
                 if !is_kept(&p.metadata) {
                     let n = p.metadata.name.clone().unwrap_or_default();
                     let pv = p.spec.and_then(|s| s.volume_name);
-                    if let Err(e) = super::pvc::delete(client, &ns, &n, pv.as_deref(), REMOVE_LIMIT).await {
+                    if let Err(e) =
+                        super::pvc::delete(client, &ns, &n, pv.as_deref(), REMOVE_LIMIT).await
+                    {
                         problems.push(e.to_string());
                     }
                 }
@@ -194,30 +326,63 @@ pub async fn remove(client: &kube::Client, filter: &RunFilter, shared: Option<&S
                 continue;
             }
         }
-        if let Err(e) = wait::until(nss, &ns, &format!("namespace {ns} to be gone"), REMOVE_LIMIT, |n: Option<&Namespace>| {
-            if n.is_none() { Decision::Done(()) } else { Decision::Wait }
-        })
+        if let Err(e) = wait::until(
+            nss,
+            &ns,
+            &format!("namespace {ns} to be gone"),
+            REMOVE_LIMIT,
+            |n: Option<&Namespace>| {
+                if n.is_none() {
+                    Decision::Done(())
+                } else {
+                    Decision::Wait
+                }
+            },
+        )
         .await
         {
             problems.push(e.to_string());
             continue;
         }
         let pvs: Api<PersistentVolume> = Api::all(client.clone());
-        for pv in pvs.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default() {
-            let ours = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref()).is_some_and(|r| r.namespace.as_deref() == Some(&ns));
+        for pv in pvs
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default()
+        {
+            let ours = pv
+                .spec
+                .as_ref()
+                .and_then(|s| s.claim_ref.as_ref())
+                .is_some_and(|r| r.namespace.as_deref() == Some(&ns));
             if !ours {
                 continue;
             }
             let name = pv.metadata.name.clone().unwrap_or_default();
-            let policy = pv.spec.as_ref().and_then(|s| s.persistent_volume_reclaim_policy.clone()).unwrap_or_default();
+            let policy = pv
+                .spec
+                .as_ref()
+                .and_then(|s| s.persistent_volume_reclaim_policy.clone())
+                .unwrap_or_default();
             // Only a PV pvcheck made from a template carries the run label: that one it deletes.
             if policy != "Delete" && label(&pv.metadata, labels::RUN).as_deref() == Some(&run) {
                 let _ = pvs.delete(&name, &DeleteParams::default()).await;
             }
             if policy == "Delete" || label(&pv.metadata, labels::RUN).as_deref() == Some(&run) {
-                if let Err(e) = wait::until(pvs.clone(), &name, &format!("PV {name} to be deleted"), REMOVE_LIMIT, |p: Option<&PersistentVolume>| {
-                    if p.is_none() { Decision::Done(()) } else { Decision::Wait }
-                })
+                if let Err(e) = wait::until(
+                    pvs.clone(),
+                    &name,
+                    &format!("PV {name} to be deleted"),
+                    REMOVE_LIMIT,
+                    |p: Option<&PersistentVolume>| {
+                        if p.is_none() {
+                            Decision::Done(())
+                        } else {
+                            Decision::Wait
+                        }
+                    },
+                )
                 .await
                 {
                     problems.push(e.to_string());

@@ -26,7 +26,12 @@ impl ApiCounter {
     pub fn summary(&self) -> serde_json::Value {
         let mut m = serde_json::Map::new();
         m.insert("total".into(), self.total().into());
-        for (k, v) in self.by_verb.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for (k, v) in self
+            .by_verb
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             m.insert((*k).into(), (*v).into());
         }
         serde_json::Value::Object(m)
@@ -136,11 +141,23 @@ mod tests {
     fn watches_lists_and_logs_are_told_apart() {
         let u = |s: &str| s.parse::<http::Uri>().unwrap();
         assert_eq!(
-            verb_of(&http::Method::GET, &u("/api/v1/namespaces/a/pods?watch=true&fieldSelector=x")),
+            verb_of(
+                &http::Method::GET,
+                &u("/api/v1/namespaces/a/pods?watch=true&fieldSelector=x")
+            ),
             "watch"
         );
-        assert_eq!(verb_of(&http::Method::GET, &u("/api/v1/namespaces/a/pods")), "get");
-        assert_eq!(verb_of(&http::Method::GET, &u("/api/v1/namespaces/a/pods/p/log")), "log");
-        assert_eq!(verb_of(&http::Method::DELETE, &u("/api/v1/namespaces/a/pods/p")), "delete");
+        assert_eq!(
+            verb_of(&http::Method::GET, &u("/api/v1/namespaces/a/pods")),
+            "get"
+        );
+        assert_eq!(
+            verb_of(&http::Method::GET, &u("/api/v1/namespaces/a/pods/p/log")),
+            "log"
+        );
+        assert_eq!(
+            verb_of(&http::Method::DELETE, &u("/api/v1/namespaces/a/pods/p")),
+            "delete"
+        );
     }
 }

@@ -22,7 +22,10 @@ pub fn main(opts: &KubeOptions) -> u8 {
         let scs = scs.list(&ListParams::default()).await?.items;
         let drivers: Api<CSIDriver> = Api::all(conn.client.clone());
         let drivers = drivers.list(&ListParams::default()).await?.items;
-        let vscs: Api<DynamicObject> = Api::all_with(conn.client.clone(), &super::preflight::snapshot_class_resource());
+        let vscs: Api<DynamicObject> = Api::all_with(
+            conn.client.clone(),
+            &super::preflight::snapshot_class_resource(),
+        );
         let vscs = match vscs.list(&ListParams::default()).await {
             Ok(l) => l.items,
             Err(kube::Error::Api(s)) if s.code == 404 => Vec::new(),
@@ -33,18 +36,26 @@ pub fn main(opts: &KubeOptions) -> u8 {
     let (scs, drivers, vscs) = match listed {
         Ok(x) => x,
         Err(e) => {
-            eprintln!("pvcheck: classes: {}", super::client::one_line(&e.to_string()));
+            eprintln!(
+                "pvcheck: classes: {}",
+                super::client::one_line(&e.to_string())
+            );
             return exit_code::INFRASTRUCTURE;
         }
     };
-    println!("# cluster {} ({})", conn.config.cluster_url, conn.server_version);
+    println!(
+        "# cluster {} ({})",
+        conn.config.cluster_url, conn.server_version
+    );
     println!("# StorageClasses:");
     for sc in &scs {
         println!(
             "#   {:<28} provisioner {:<28} binding {:<22} expansion {}{}",
             sc.metadata.name.clone().unwrap_or_default(),
             sc.provisioner,
-            sc.volume_binding_mode.clone().unwrap_or_else(|| "Immediate".into()),
+            sc.volume_binding_mode
+                .clone()
+                .unwrap_or_else(|| "Immediate".into()),
             sc.allow_volume_expansion.unwrap_or(false),
             if is_default(sc) { "  (default)" } else { "" }
         );
@@ -57,8 +68,13 @@ pub fn main(opts: &KubeOptions) -> u8 {
             d.metadata.name.clone().unwrap_or_default(),
             s.attach_required.unwrap_or(true),
             s.pod_info_on_mount.unwrap_or(false),
-            s.fs_group_policy.clone().unwrap_or_else(|| "ReadWriteOnceWithFSType".into()),
-            s.volume_lifecycle_modes.clone().unwrap_or_default().join(",")
+            s.fs_group_policy
+                .clone()
+                .unwrap_or_else(|| "ReadWriteOnceWithFSType".into()),
+            s.volume_lifecycle_modes
+                .clone()
+                .unwrap_or_default()
+                .join(",")
         );
     }
     println!("# VolumeSnapshotClasses:");
@@ -67,7 +83,10 @@ pub fn main(opts: &KubeOptions) -> u8 {
             "#   {:<28} driver {:<28} deletionPolicy {}",
             v.metadata.name.clone().unwrap_or_default(),
             v.data.get("driver").and_then(|d| d.as_str()).unwrap_or(""),
-            v.data.get("deletionPolicy").and_then(|d| d.as_str()).unwrap_or("")
+            v.data
+                .get("deletionPolicy")
+                .and_then(|d| d.as_str())
+                .unwrap_or("")
         );
     }
     println!("{}", starter(&scs, &vscs));
@@ -89,11 +108,16 @@ pub fn starter(scs: &[StorageClass], vscs: &[DynamicObject]) -> String {
     for sc in scs {
         let name = sc.metadata.name.clone().unwrap_or_default();
         let class_name = super::labels::object_name(&name);
-        let vsc = vscs.iter().find(|v| v.data.get("driver").and_then(|d| d.as_str()) == Some(sc.provisioner.as_str()));
+        let vsc = vscs.iter().find(|v| {
+            v.data.get("driver").and_then(|d| d.as_str()) == Some(sc.provisioner.as_str())
+        });
         let expansion = sc.allow_volume_expansion.unwrap_or(false);
         out.push_str(&format!("  - name: {class_name}\n    kube:\n      storage_class: {name}\n      access_modes: [ReadWriteOnce]\n      volume_mode: Filesystem\n      size: 1Gi\n"));
         if let Some(v) = vsc {
-            out.push_str(&format!("      snapshot_class: {}\n", v.metadata.name.clone().unwrap_or_default()));
+            out.push_str(&format!(
+                "      snapshot_class: {}\n",
+                v.metadata.name.clone().unwrap_or_default()
+            ));
         }
         out.push_str(&format!(
             "    capabilities: {{ expansion: {expansion}, snapshot: {} }}\n    placement: {{ node_selector: {{}}, tolerations: [] }}\n    timeouts: {{ provision: 5m, attach: 5m, pod_start: 5m }}\n",
@@ -111,15 +135,26 @@ mod tests {
     #[test]
     fn the_starter_class_file_loads() {
         let sc = StorageClass {
-            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta { name: Some("csi-hostpath-sc".into()), ..Default::default() },
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some("csi-hostpath-sc".into()),
+                ..Default::default()
+            },
             provisioner: "hostpath.csi.k8s.io".into(),
             allow_volume_expansion: Some(true),
             ..Default::default()
         };
-        let mut v = DynamicObject::new("csi-hostpath-snapclass", &super::super::preflight::snapshot_class_resource());
+        let mut v = DynamicObject::new(
+            "csi-hostpath-snapclass",
+            &super::super::preflight::snapshot_class_resource(),
+        );
         v.data = serde_json::json!({ "driver": "hostpath.csi.k8s.io", "deletionPolicy": "Delete" });
         let text = starter(&[sc], &[v]);
-        let classes = crate::config::parse_str(&text, std::path::Path::new("starter.yaml"), std::path::Path::new(".")).unwrap();
+        let classes = crate::config::parse_str(
+            &text,
+            std::path::Path::new("starter.yaml"),
+            std::path::Path::new("."),
+        )
+        .unwrap();
         assert_eq!(classes.len(), 1);
         let k = classes[0].kube.as_ref().unwrap();
         assert_eq!(k.snapshot_class.as_deref(), Some("csi-hostpath-snapclass"));

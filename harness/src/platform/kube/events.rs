@@ -7,7 +7,13 @@ use kube::api::ListParams;
 
 /// The last `max` distinct events about `kind/name` in `namespace`, Warnings first, as
 /// `Reason: message` (one line each, oldest first among each kind).
-pub async fn about(client: &kube::Client, namespace: &str, kind: &str, name: &str, max: usize) -> Vec<String> {
+pub async fn about(
+    client: &kube::Client,
+    namespace: &str,
+    kind: &str,
+    name: &str,
+    max: usize,
+) -> Vec<String> {
     let api: Api<Event> = Api::namespaced(client.clone(), namespace);
     let lp = ListParams::default().fields(&format!(
         "involvedObject.kind={kind},involvedObject.name={name}"

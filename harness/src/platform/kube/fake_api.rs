@@ -34,7 +34,10 @@ impl FakeApi {
                             return;
                         }
                         let mut parts = line.split_whitespace();
-                        let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+                        let (method, path) = (
+                            parts.next().unwrap_or("").to_string(),
+                            parts.next().unwrap_or("").to_string(),
+                        );
                         let mut len = 0usize;
                         loop {
                             let mut h = String::new();
@@ -44,7 +47,8 @@ impl FakeApi {
                             if h == "\r\n" {
                                 break;
                             }
-                            if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                            if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:")
+                            {
                                 len = v.trim().parse().unwrap_or(0);
                             }
                         }
@@ -96,16 +100,26 @@ mod tests {
     }
 
     fn wait_bound(api: &FakeApi, limit: Duration) -> Result<String, wait::WaitError> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let client = api.client();
             let pvcs: kube::Api<PersistentVolumeClaim> = kube::Api::namespaced(client, "ns");
-            wait::until(pvcs, "c", "PVC ns/c to bind", limit, |c: Option<&PersistentVolumeClaim>| {
-                match c.and_then(|c| c.status.as_ref()).and_then(|s| s.phase.as_deref()) {
+            wait::until(
+                pvcs,
+                "c",
+                "PVC ns/c to bind",
+                limit,
+                |c: Option<&PersistentVolumeClaim>| match c
+                    .and_then(|c| c.status.as_ref())
+                    .and_then(|s| s.phase.as_deref())
+                {
                     Some("Bound") => Decision::Done("bound".to_string()),
                     _ => Decision::Wait,
-                }
-            })
+                },
+            )
             .await
         })
     }
@@ -135,13 +149,23 @@ mod tests {
     #[test]
     fn a_forbidden_watch_fails_at_once_naming_the_refusal() {
         let api = FakeApi::start(Arc::new(|_m: &str, _p: &str| {
-            Some((403, status(403, "Forbidden", "persistentvolumeclaims is forbidden: User \"ci\" cannot list resource")))
+            Some((
+                403,
+                status(
+                    403,
+                    "Forbidden",
+                    "persistentvolumeclaims is forbidden: User \"ci\" cannot list resource",
+                ),
+            ))
         }));
         let start = std::time::Instant::now();
         let e = wait_bound(&api, Duration::from_secs(30)).unwrap_err();
         assert!(start.elapsed() < Duration::from_secs(10));
         let msg = e.to_string();
-        assert!(msg.contains("forbidden") && msg.contains("PVC ns/c"), "{msg}");
+        assert!(
+            msg.contains("forbidden") && msg.contains("PVC ns/c"),
+            "{msg}"
+        );
     }
 
     /// The API server going away mid-wait ends the wait with a failure naming it, well before
@@ -153,11 +177,19 @@ mod tests {
         let api = FakeApi::start(Arc::new(move |_m: &str, _p: &str| {
             let mut n = c.lock().unwrap();
             *n += 1;
-            if *n == 1 { Some((200, list(vec![pvc("1", "Pending")], "1"))) } else { None }
+            if *n == 1 {
+                Some((200, list(vec![pvc("1", "Pending")], "1")))
+            } else {
+                None
+            }
         }));
         let start = std::time::Instant::now();
         let e = wait_bound(&api, Duration::from_secs(60)).unwrap_err();
-        assert!(start.elapsed() < Duration::from_secs(30), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            start.elapsed()
+        );
         assert!(matches!(e, wait::WaitError::Api { .. }), "{e}");
     }
 }

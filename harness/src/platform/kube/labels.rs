@@ -55,7 +55,13 @@ pub fn label_value(s: &str) -> String {
 pub fn object_name(s: &str) -> String {
     let clean: String = s
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     label_value(clean.trim_matches('-'))
 }

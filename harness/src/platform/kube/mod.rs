@@ -81,6 +81,8 @@ pub struct Shared {
     pub created: Mutex<Vec<(String, String)>>,
     /// PVCs kept with --keep-on-failure: the end of the run leaves them and their namespace.
     pub kept: Mutex<Vec<String>>,
+    /// Latencies per volume (bound, first pod, pod start, detach), for the run's report.
+    pub latencies: Mutex<BTreeMap<String, serde_json::Value>>,
 }
 
 /// Time limits of one class.
@@ -155,6 +157,7 @@ pub fn select(opts: &KubeOptions, ctx: SelectCtx<'_>) -> Result<Arc<dyn Platform
         wffc: facts.wffc,
         created: Mutex::new(Vec::new()),
         kept: Mutex::new(Vec::new()),
+        latencies: Mutex::new(BTreeMap::new()),
     });
     Ok(Arc::new(KubePlatform {
         shared: Some(shared),
@@ -196,7 +199,11 @@ impl Platform for KubePlatform {
         }
     }
 
-    fn provision(&self, class: &ClassSpec, req: &VolumeRequest) -> Result<Box<dyn Volume>, PlatformError> {
+    fn provision(
+        &self,
+        class: &ClassSpec,
+        req: &VolumeRequest,
+    ) -> Result<Box<dyn Volume>, PlatformError> {
         let shared = self.shared()?.clone();
         volume::provision(shared, class, req).map(|v| Box::new(v) as Box<dyn Volume>)
     }
@@ -204,13 +211,23 @@ impl Platform for KubePlatform {
     fn leftovers(&self, filter: &RunFilter) -> Result<Vec<Leftover>, PlatformError> {
         let shared = self.shared()?;
         let conn = &shared.conn;
-        conn.block_on(cleanup::find(&conn.client, filter, Some(shared), self.older_than))
+        conn.block_on(cleanup::find(
+            &conn.client,
+            filter,
+            Some(shared),
+            self.older_than,
+        ))
     }
 
     fn remove_leftovers(&self, filter: &RunFilter) -> Result<Vec<Leftover>, PlatformError> {
         let shared = self.shared()?;
         let conn = &shared.conn;
-        conn.block_on(cleanup::remove(&conn.client, filter, Some(shared), self.older_than))
+        conn.block_on(cleanup::remove(
+            &conn.client,
+            filter,
+            Some(shared),
+            self.older_than,
+        ))
     }
 
     fn fingerprint(&self) -> serde_json::Value {
@@ -232,24 +249,51 @@ impl Platform for KubePlatform {
 
     fn report(&self) -> Option<serde_json::Value> {
         let (by_scope, total) = self.api_requests()?;
-        Some(serde_json::json!({ "api_requests": { "total": total, "by_check": by_scope } }))
+        let latencies = self
+            .shared
+            .as_ref()
+            .map(|s| {
+                s.latencies
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone()
+            })
+            .unwrap_or_default();
+        Some(serde_json::json!({
+            "api_requests": { "total": total, "by_check": by_scope },
+            "latencies_s": latencies,
+        }))
     }
 }
 
 /// The scopes of the API request report, sorted by their totals (largest first), as lines.
 pub fn format_api_requests(report: &serde_json::Value) -> Vec<String> {
     let mut rows: Vec<(String, u64, String)> = Vec::new();
-    if let Some(m) = report.pointer("/api_requests/by_check").and_then(|v| v.as_object()) {
+    if let Some(m) = report
+        .pointer("/api_requests/by_check")
+        .and_then(|v| v.as_object())
+    {
         for (k, v) in m {
             let total = v.get("total").and_then(|t| t.as_u64()).unwrap_or(0);
             let verbs: BTreeMap<&String, u64> = v
                 .as_object()
-                .map(|o| o.iter().filter(|(k, _)| *k != "total").map(|(k, v)| (k, v.as_u64().unwrap_or(0))).collect())
+                .map(|o| {
+                    o.iter()
+                        .filter(|(k, _)| *k != "total")
+                        .map(|(k, v)| (k, v.as_u64().unwrap_or(0)))
+                        .collect()
+                })
                 .unwrap_or_default();
-            let detail = verbs.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ");
+            let detail = verbs
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ");
             rows.push((k.clone(), total, detail));
         }
     }
     rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    rows.into_iter().map(|(k, t, d)| format!("{t:>6}  {k}  ({d})")).collect()
+    rows.into_iter()
+        .map(|(k, t, d)| format!("{t:>6}  {k}  ({d})"))
+        .collect()
 }

@@ -24,8 +24,14 @@ pub fn owner() -> String {
 pub fn manifest(run_id: &str, name: &str) -> Namespace {
     let mut l = labels::of(run_id, None, None, "namespace");
     for mode in ["enforce", "audit", "warn"] {
-        l.insert(format!("pod-security.kubernetes.io/{mode}"), "restricted".into());
-        l.insert(format!("pod-security.kubernetes.io/{mode}-version"), "latest".into());
+        l.insert(
+            format!("pod-security.kubernetes.io/{mode}"),
+            "restricted".into(),
+        );
+        l.insert(
+            format!("pod-security.kubernetes.io/{mode}-version"),
+            "latest".into(),
+        );
     }
     Namespace {
         metadata: ObjectMeta {

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::VolumeCtx;
 use super::agent_pod;
 use super::podspec;
-use super::VolumeCtx;
 use crate::platform::{AgentCall, AgentOutput, AgentProcess, Capacity, PlatformError, Pod};
 
 pub struct KubePod {
@@ -46,12 +46,20 @@ impl Pod for KubePod {
             .conn
             .block_on(agent_pod::run(&self.ctx, &name, &call, &self.node, true))?;
         let s = framed.statfs().cloned().unwrap_or_default();
-        match (s.get("total_bytes").and_then(|v| v.as_u64()), s.get("available_bytes").and_then(|v| v.as_u64())) {
-            (Some(total_bytes), Some(available_bytes)) => Ok(Capacity { total_bytes, available_bytes }),
+        match (
+            s.get("total_bytes").and_then(|v| v.as_u64()),
+            s.get("available_bytes").and_then(|v| v.as_u64()),
+        ) {
+            (Some(total_bytes), Some(available_bytes)) => Ok(Capacity {
+                total_bytes,
+                available_bytes,
+            }),
             _ => Err(PlatformError::Other(format!(
                 "pod {}/{name}: no capacity from inside: {}",
                 self.ctx.shared.namespace,
-                s.get("error").and_then(|e| e.as_str()).unwrap_or("the agent reported nothing")
+                s.get("error")
+                    .and_then(|e| e.as_str())
+                    .unwrap_or("the agent reported nothing")
             ))),
         }
     }
@@ -74,14 +82,27 @@ impl Pod for KubePod {
         Ok(Self::output(framed, command, elapsed))
     }
 
-    fn spawn_agent(&mut self, call: &AgentCall, stdout_to: &Path) -> Result<Box<dyn AgentProcess>, PlatformError> {
+    fn spawn_agent(
+        &mut self,
+        call: &AgentCall,
+        stdout_to: &Path,
+    ) -> Result<Box<dyn AgentProcess>, PlatformError> {
         let ctx = self.ctx.clone();
         let name = ctx.next_name("agent");
-        let labels = super::labels::of(&ctx.shared.run_id, Some(&ctx.class), Some(&ctx.pvc), "inputs");
+        let labels = super::labels::of(
+            &ctx.shared.run_id,
+            Some(&ctx.class),
+            Some(&ctx.pvc),
+            "inputs",
+        );
         let cm_name = format!("{name}-in");
         let conn = &ctx.shared.conn;
         let (cm, input_args) = conn.block_on(agent_pod::inputs(&ctx, &cm_name, call, labels))?;
-        let mut args = vec!["pod".to_string(), "--statfs".into(), podspec::DATA_DIR.into()];
+        let mut args = vec![
+            "pod".to_string(),
+            "--statfs".into(),
+            podspec::DATA_DIR.into(),
+        ];
         if let Some(k) = call.kill_after {
             args.push("--kill-after".into());
             args.push(format!("{}ms", k.as_millis()));
@@ -96,8 +117,19 @@ impl Pod for KubePod {
             ctx.shared.namespace,
             self.node
         );
-        let pod = podspec::build(&agent_pod::plan(&ctx, &name, args, cm.clone(), Some(self.node.clone()), "agent"));
-        let started = conn.block_on(agent_pod::create_and_start(&ctx, pod, ctx.timeouts.pod_start));
+        let pod = podspec::build(&agent_pod::plan(
+            &ctx,
+            &name,
+            args,
+            cm.clone(),
+            Some(self.node.clone()),
+            "agent",
+        ));
+        let started = conn.block_on(agent_pod::create_and_start(
+            &ctx,
+            pod,
+            ctx.timeouts.pod_start,
+        ));
         if let Err(e) = started {
             conn.block_on(async {
                 let _ = agent_pod::delete(&ctx, &name, 0, false, Duration::ZERO).await;
@@ -145,18 +177,28 @@ impl AgentProcess for KubeAgent {
             return Ok(());
         }
         let ctx = self.ctx.clone();
-        ctx.shared.conn.block_on(agent_pod::delete(&ctx, &self.name, 0, false, Duration::ZERO))
+        ctx.shared.conn.block_on(agent_pod::delete(
+            &ctx,
+            &self.name,
+            0,
+            false,
+            Duration::ZERO,
+        ))
     }
 
     fn wait(&mut self, timeout: Duration) -> Result<AgentOutput, PlatformError> {
         let ctx = self.ctx.clone();
         let Some(follow) = self.follow.take() else {
-            return Err(PlatformError::Other("the agent was already waited for".into()));
+            return Err(PlatformError::Other(
+                "the agent was already waited for".into(),
+            ));
         };
         let framed = ctx.shared.conn.block_on(async {
             match tokio::time::timeout(timeout, follow).await {
                 Ok(Ok(r)) => r,
-                Ok(Err(e)) => Err(PlatformError::Other(format!("following the agent's log: {e}"))),
+                Ok(Err(e)) => Err(PlatformError::Other(format!(
+                    "following the agent's log: {e}"
+                ))),
                 Err(_) => Err(PlatformError::Timeout {
                     command: self.command.clone(),
                     limit: timeout,

@@ -199,6 +199,7 @@ pub fn build(p: &PodPlan<'_>) -> Pod {
         },
         spec: Some(PodSpec {
             containers: vec![container],
+            volumes: Some(volumes),
             restart_policy: Some("Never".into()),
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
@@ -240,7 +241,8 @@ pub fn restricted_violations(pod: &Pod) -> Vec<String> {
         return vec!["no spec".into()];
     };
     let psc = spec.security_context.clone().unwrap_or_default();
-    if spec.host_network == Some(true) || spec.host_pid == Some(true) || spec.host_ipc == Some(true) {
+    if spec.host_network == Some(true) || spec.host_pid == Some(true) || spec.host_ipc == Some(true)
+    {
         v.push("host namespaces".into());
     }
     for vol in spec.volumes.iter().flatten() {
@@ -267,7 +269,10 @@ pub fn restricted_violations(pod: &Pod) -> Vec<String> {
             v.push(format!("container {}: privileged", c.name));
         }
         if sc.allow_privilege_escalation != Some(false) {
-            v.push(format!("container {}: allowPrivilegeEscalation is not false", c.name));
+            v.push(format!(
+                "container {}: allowPrivilegeEscalation is not false",
+                c.name
+            ));
         }
         let drops_all = sc
             .capabilities
@@ -275,7 +280,10 @@ pub fn restricted_violations(pod: &Pod) -> Vec<String> {
             .and_then(|c| c.drop.as_ref())
             .is_some_and(|d| d.iter().any(|x| x == "ALL"));
         if !drops_all {
-            v.push(format!("container {}: capabilities do not drop ALL", c.name));
+            v.push(format!(
+                "container {}: capabilities do not drop ALL",
+                c.name
+            ));
         }
         let adds = sc
             .capabilities
@@ -299,9 +307,16 @@ pub fn restricted_violations(pod: &Pod) -> Vec<String> {
             .map(|s| s.type_.as_str())
             .or(pod_seccomp);
         if !matches!(seccomp, Some("RuntimeDefault") | Some("Localhost")) {
-            v.push(format!("container {}: seccompProfile is not RuntimeDefault or Localhost", c.name));
+            v.push(format!(
+                "container {}: seccompProfile is not RuntimeDefault or Localhost",
+                c.name
+            ));
         }
-        if c.ports.iter().flatten().any(|p| p.host_port.is_some_and(|h| h != 0)) {
+        if c.ports
+            .iter()
+            .flatten()
+            .any(|p| p.host_port.is_some_and(|h| h != 0))
+        {
             v.push(format!("container {}: hostPort", c.name));
         }
     }
@@ -356,28 +371,66 @@ mod tests {
         type Breaker = fn(&mut Pod);
         let breakers: [(&str, Breaker); 6] = [
             ("privileged", |p| {
-                p.spec.as_mut().unwrap().containers[0].security_context.as_mut().unwrap().privileged = Some(true)
+                p.spec.as_mut().unwrap().containers[0]
+                    .security_context
+                    .as_mut()
+                    .unwrap()
+                    .privileged = Some(true)
             }),
             ("allowPrivilegeEscalation", |p| {
-                p.spec.as_mut().unwrap().containers[0].security_context.as_mut().unwrap().allow_privilege_escalation = None
+                p.spec.as_mut().unwrap().containers[0]
+                    .security_context
+                    .as_mut()
+                    .unwrap()
+                    .allow_privilege_escalation = None
             }),
             ("drop ALL", |p| {
-                p.spec.as_mut().unwrap().containers[0].security_context.as_mut().unwrap().capabilities = None
+                p.spec.as_mut().unwrap().containers[0]
+                    .security_context
+                    .as_mut()
+                    .unwrap()
+                    .capabilities = None
             }),
             ("runAsNonRoot", |p| {
-                p.spec.as_mut().unwrap().containers[0].security_context.as_mut().unwrap().run_as_non_root = None;
-                p.spec.as_mut().unwrap().security_context.as_mut().unwrap().run_as_non_root = None;
+                p.spec.as_mut().unwrap().containers[0]
+                    .security_context
+                    .as_mut()
+                    .unwrap()
+                    .run_as_non_root = None;
+                p.spec
+                    .as_mut()
+                    .unwrap()
+                    .security_context
+                    .as_mut()
+                    .unwrap()
+                    .run_as_non_root = None;
             }),
             ("seccompProfile", |p| {
-                p.spec.as_mut().unwrap().containers[0].security_context.as_mut().unwrap().seccomp_profile = None;
-                p.spec.as_mut().unwrap().security_context.as_mut().unwrap().seccomp_profile = None;
+                p.spec.as_mut().unwrap().containers[0]
+                    .security_context
+                    .as_mut()
+                    .unwrap()
+                    .seccomp_profile = None;
+                p.spec
+                    .as_mut()
+                    .unwrap()
+                    .security_context
+                    .as_mut()
+                    .unwrap()
+                    .seccomp_profile = None;
             }),
             ("hostPath", |p| {
-                p.spec.as_mut().unwrap().volumes.as_mut().unwrap().push(Volume {
-                    name: "h".into(),
-                    host_path: Some(Default::default()),
-                    ..Default::default()
-                })
+                p.spec
+                    .as_mut()
+                    .unwrap()
+                    .volumes
+                    .as_mut()
+                    .unwrap()
+                    .push(Volume {
+                        name: "h".into(),
+                        host_path: Some(Default::default()),
+                        ..Default::default()
+                    })
             }),
         ];
         for (what, brk) in breakers {
@@ -394,11 +447,51 @@ mod tests {
         let pod = build(&plan(&placement, VolumeMode::Filesystem));
         let spec = pod.spec.unwrap();
         assert!(spec.node_name.is_none());
-        let terms = spec.affinity.unwrap().node_affinity.unwrap()
-            .required_during_scheduling_ignored_during_execution.unwrap().node_selector_terms;
+        let terms = spec
+            .affinity
+            .unwrap()
+            .node_affinity
+            .unwrap()
+            .required_during_scheduling_ignored_during_execution
+            .unwrap()
+            .node_selector_terms;
         let f = terms[0].match_fields.as_ref().unwrap();
         assert_eq!(f[0].key, "metadata.name");
         assert_eq!(f[0].values.as_deref(), Some(&["n1".to_string()][..]));
+    }
+
+    /// The volume under test reaches the container: as a mount (Filesystem) or a device (Block).
+    #[test]
+    fn the_claim_is_mounted_at_the_data_dir() {
+        let placement = PlacementSpec::default();
+        let spec = build(&plan(&placement, VolumeMode::Filesystem))
+            .spec
+            .unwrap();
+        let v = spec
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|v| v.name == "data")
+            .unwrap();
+        assert_eq!(v.persistent_volume_claim.as_ref().unwrap().claim_name, "c");
+        let c = &spec.containers[0];
+        assert!(
+            c.volume_mounts
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|m| m.name == "data" && m.mount_path == DATA_DIR)
+        );
+        let spec = build(&plan(&placement, VolumeMode::Block)).spec.unwrap();
+        let c = &spec.containers[0];
+        assert!(
+            c.volume_devices
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|d| d.name == "data" && d.device_path == DEVICE_PATH)
+        );
     }
 
     #[test]
@@ -406,7 +499,13 @@ mod tests {
         let placement = PlacementSpec::default();
         let pod = build(&plan(&placement, VolumeMode::Filesystem));
         let c = &pod.spec.unwrap().containers[0];
-        let m = c.volume_mounts.as_ref().unwrap().iter().find(|m| m.mount_path == INPUTS_DIR).unwrap();
+        let m = c
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.mount_path == INPUTS_DIR)
+            .unwrap();
         assert_eq!(m.read_only, Some(true));
     }
 }

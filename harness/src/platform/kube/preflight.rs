@@ -23,12 +23,19 @@ pub struct Facts {
 
 /// The VolumeSnapshotClass resource (snapshot.storage.k8s.io/v1).
 pub fn snapshot_class_resource() -> ApiResource {
-    ApiResource::from_gvk(&GroupVersionKind::gvk("snapshot.storage.k8s.io", "v1", "VolumeSnapshotClass"))
+    ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "snapshot.storage.k8s.io",
+        "v1",
+        "VolumeSnapshotClass",
+    ))
 }
 
 fn api_err(what: &str, e: kube::Error) -> SelectError {
     match &e {
-        kube::Error::Api(s) if s.code == 403 => SelectError::Infrastructure(format!("{what}: forbidden by RBAC ({})", one_line(&s.message))),
+        kube::Error::Api(s) if s.code == 403 => SelectError::Infrastructure(format!(
+            "{what}: forbidden by RBAC ({})",
+            one_line(&s.message)
+        )),
         _ => SelectError::Infrastructure(format!("{what}: {}", one_line(&e.to_string()))),
     }
 }
@@ -92,7 +99,11 @@ pub fn check(conn: &Connection, classes: &[ClassSpec]) -> Result<Facts, SelectEr
 
 /// Ready and not cordoned.
 pub fn schedulable(n: &Node) -> bool {
-    let cordoned = n.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false);
+    let cordoned = n
+        .spec
+        .as_ref()
+        .and_then(|s| s.unschedulable)
+        .unwrap_or(false);
     let ready = n
         .status
         .as_ref()

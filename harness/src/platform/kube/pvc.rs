@@ -41,7 +41,12 @@ pub fn claim(
             ..Default::default()
         },
         spec: Some(PersistentVolumeClaimSpec {
-            access_modes: Some(spec.access_modes.iter().map(|m| m.as_str().to_string()).collect()),
+            access_modes: Some(
+                spec.access_modes
+                    .iter()
+                    .map(|m| m.as_str().to_string())
+                    .collect(),
+            ),
             storage_class_name: storage_class,
             volume_mode: Some(match spec.volume_mode {
                 VolumeMode::Filesystem => "Filesystem".into(),
@@ -70,8 +75,12 @@ pub fn pv_from_template(
     claim: &str,
     labels: BTreeMap<String, String>,
 ) -> Result<PersistentVolume, PlatformError> {
-    let mut pv: PersistentVolume = serde_saphyr::from_str(yaml)
-        .map_err(|e| PlatformError::Other(format!("kube.pv_template: not a PersistentVolume: {}", super::client::one_line(&e.to_string()))))?;
+    let mut pv: PersistentVolume = serde_saphyr::from_str(yaml).map_err(|e| {
+        PlatformError::Other(format!(
+            "kube.pv_template: not a PersistentVolume: {}",
+            super::client::one_line(&e.to_string())
+        ))
+    })?;
     pv.metadata.name = Some(name.to_string());
     let mut l = pv.metadata.labels.take().unwrap_or_default();
     l.extend(labels);
@@ -98,22 +107,35 @@ pub async fn until_bound(
     limit: Duration,
 ) -> Result<String, PlatformError> {
     let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
-    let r = wait::until(api, name, &format!("PVC {namespace}/{name} to bind"), limit, |c: Option<&PersistentVolumeClaim>| {
-        let Some(c) = c else { return Decision::Wait };
-        let bound = c.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
-        match c.spec.as_ref().and_then(|s| s.volume_name.clone()) {
-            Some(v) if bound => Decision::Done(v),
-            _ => Decision::Wait,
-        }
-    })
+    let r = wait::until(
+        api,
+        name,
+        &format!("PVC {namespace}/{name} to bind"),
+        limit,
+        |c: Option<&PersistentVolumeClaim>| {
+            let Some(c) = c else { return Decision::Wait };
+            let bound = c.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+            match c.spec.as_ref().and_then(|s| s.volume_name.clone()) {
+                Some(v) if bound => Decision::Done(v),
+                _ => Decision::Wait,
+            }
+        },
+    )
     .await;
     match r {
         Ok(v) => Ok(v),
         Err(e) => {
-            let ev = super::events::about(client, namespace, "PersistentVolumeClaim", name, 4).await;
-            let msg = format!("PVC {namespace}/{name} was not bound: {e}{}", super::events::suffix(&ev));
+            let ev =
+                super::events::about(client, namespace, "PersistentVolumeClaim", name, 4).await;
+            let msg = format!(
+                "PVC {namespace}/{name} was not bound: {e}{}",
+                super::events::suffix(&ev)
+            );
             Err(match e {
-                wait::WaitError::Timeout { .. } => PlatformError::Timeout { command: msg, limit },
+                wait::WaitError::Timeout { .. } => PlatformError::Timeout {
+                    command: msg,
+                    limit,
+                },
                 _ => PlatformError::Other(msg),
             })
         }
@@ -121,18 +143,35 @@ pub async fn until_bound(
 }
 
 /// The claim as it is now.
-pub async fn get(client: &kube::Client, namespace: &str, name: &str) -> Result<PersistentVolumeClaim, PlatformError> {
+pub async fn get(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<PersistentVolumeClaim, PlatformError> {
     let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
-    api.get(name).await.map_err(|e| api_error(&format!("reading PVC {namespace}/{name}"), e))
+    api.get(name)
+        .await
+        .map_err(|e| api_error(&format!("reading PVC {namespace}/{name}"), e))
 }
 
-pub async fn create(client: &kube::Client, pvc: &PersistentVolumeClaim) -> Result<(), PlatformError> {
+pub async fn create(
+    client: &kube::Client,
+    pvc: &PersistentVolumeClaim,
+) -> Result<(), PlatformError> {
     let ns = pvc.metadata.namespace.clone().unwrap_or_default();
     let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
     api.create(&PostParams::default(), pvc)
         .await
         .map(|_| ())
-        .map_err(|e| api_error(&format!("creating PVC {ns}/{}", pvc.metadata.name.clone().unwrap_or_default()), e))
+        .map_err(|e| {
+            api_error(
+                &format!(
+                    "creating PVC {ns}/{}",
+                    pvc.metadata.name.clone().unwrap_or_default()
+                ),
+                e,
+            )
+        })
 }
 
 /// Deletes the claim and waits until it is gone; then, when its PV is deleted with it (reclaim
@@ -150,15 +189,28 @@ pub async fn delete(
         Err(kube::Error::Api(s)) if s.code == 404 => {}
         Err(e) => return Err(api_error(&format!("deleting PVC {namespace}/{name}"), e)),
     }
-    wait::until(api, name, &format!("PVC {namespace}/{name} to be gone"), limit, |c: Option<&PersistentVolumeClaim>| {
-        if c.is_none() { Decision::Done(()) } else { Decision::Wait }
-    })
+    wait::until(
+        api,
+        name,
+        &format!("PVC {namespace}/{name} to be gone"),
+        limit,
+        |c: Option<&PersistentVolumeClaim>| {
+            if c.is_none() {
+                Decision::Done(())
+            } else {
+                Decision::Wait
+            }
+        },
+    )
     .await
     .map_err(|e| PlatformError::Other(e.to_string()))?;
     let Some(pv) = pv else { return Ok(()) };
     let pvs: Api<PersistentVolume> = Api::all(client.clone());
     let policy = match pvs.get_opt(pv).await {
-        Ok(Some(p)) => p.spec.and_then(|s| s.persistent_volume_reclaim_policy).unwrap_or_default(),
+        Ok(Some(p)) => p
+            .spec
+            .and_then(|s| s.persistent_volume_reclaim_policy)
+            .unwrap_or_default(),
         Ok(None) => return Ok(()),
         Err(e) => return Err(api_error(&format!("reading PV {pv}"), e)),
     };
@@ -169,16 +221,25 @@ pub async fn delete(
             Err(e) => return Err(api_error(&format!("deleting PV {pv}"), e)),
         }
     }
-    wait::until(pvs, pv, &format!("PV {pv} to be deleted"), limit, |p: Option<&PersistentVolume>| {
-        match p {
+    wait::until(
+        pvs,
+        pv,
+        &format!("PV {pv} to be deleted"),
+        limit,
+        |p: Option<&PersistentVolume>| match p {
             None => Decision::Done(()),
-            Some(p) if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed") => Decision::Fail(format!(
-                "PV {pv} failed to delete: {}",
-                p.status.as_ref().and_then(|s| s.message.clone()).unwrap_or_default()
-            )),
+            Some(p) if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed") => {
+                Decision::Fail(format!(
+                    "PV {pv} failed to delete: {}",
+                    p.status
+                        .as_ref()
+                        .and_then(|s| s.message.clone())
+                        .unwrap_or_default()
+                ))
+            }
             Some(_) => Decision::Wait,
-        }
-    })
+        },
+    )
     .await
     .map_err(|e| PlatformError::Other(format!("the driver did not delete the volume: {e}")))
 }

@@ -15,13 +15,24 @@ use super::{VolumeCtx, agent_pod, labels, pvc};
 use crate::platform::{PlatformError, Volume};
 
 pub fn resource() -> ApiResource {
-    ApiResource::from_gvk(&GroupVersionKind::gvk("snapshot.storage.k8s.io", "v1", "VolumeSnapshot"))
+    ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "snapshot.storage.k8s.io",
+        "v1",
+        "VolumeSnapshot",
+    ))
 }
 
 pub fn take_and_restore(vol: &mut KubeVolume, name: &str) -> Result<KubeVolume, PlatformError> {
-    let spec = vol.class.kube.clone().ok_or_else(|| PlatformError::Unsupported("no kube section".into()))?;
+    let spec = vol
+        .class
+        .kube
+        .clone()
+        .ok_or_else(|| PlatformError::Unsupported("no kube section".into()))?;
     let Some(vsc) = spec.snapshot_class.clone() else {
-        return Err(PlatformError::Unsupported(format!("class {} names no kube.snapshot_class", vol.class.name())));
+        return Err(PlatformError::Unsupported(format!(
+            "class {} names no kube.snapshot_class",
+            vol.class.name()
+        )));
     };
     let ctx = vol.ctx.clone();
     let shared = ctx.shared.clone();
@@ -29,38 +40,63 @@ pub fn take_and_restore(vol: &mut KubeVolume, name: &str) -> Result<KubeVolume, 
     let restored_name = labels::object_name(&format!("{}-{name}-restored", ctx.pvc));
     let l = labels::of(&shared.run_id, Some(&ctx.class), Some(&ctx.pvc), "snapshot");
     let start = Instant::now();
-    shared.conn.block_on(async {
-        let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &shared.namespace, &resource());
-        let mut obj = DynamicObject::new(&snap_name, &resource()).within(&shared.namespace);
-        obj.metadata.labels = Some(l.clone());
-        obj.data = serde_json::json!({
-            "spec": {
-                "volumeSnapshotClassName": vsc,
-                "source": { "persistentVolumeClaimName": ctx.pvc },
-            }
-        });
-        api.create(&PostParams::default(), &obj)
+    shared
+        .conn
+        .block_on(async {
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(ctx.client.clone(), &shared.namespace, &resource());
+            let mut obj = DynamicObject::new(&snap_name, &resource()).within(&shared.namespace);
+            obj.metadata.labels = Some(l.clone());
+            obj.data = serde_json::json!({
+                "spec": {
+                    "volumeSnapshotClassName": vsc,
+                    "source": { "persistentVolumeClaimName": ctx.pvc },
+                }
+            });
+            api.create(&PostParams::default(), &obj)
+                .await
+                .map_err(|e| {
+                    agent_pod::api_error(
+                        &format!("creating VolumeSnapshot {}/{snap_name}", shared.namespace),
+                        e,
+                    )
+                })?;
+            wait::until(
+                api,
+                &snap_name,
+                &format!(
+                    "VolumeSnapshot {}/{snap_name} to be ready",
+                    shared.namespace
+                ),
+                ctx.timeouts.provision,
+                |o: Option<&DynamicObject>| {
+                    let Some(o) = o else { return Decision::Wait };
+                    let st = o.data.get("status");
+                    if let Some(err) = st
+                        .and_then(|s| s.get("error"))
+                        .and_then(|e| e.get("message"))
+                        .and_then(|m| m.as_str())
+                    {
+                        return Decision::Fail(format!("the snapshot failed: {err}"));
+                    }
+                    if st
+                        .and_then(|s| s.get("readyToUse"))
+                        .and_then(|r| r.as_bool())
+                        == Some(true)
+                    {
+                        Decision::Done(())
+                    } else {
+                        Decision::Wait
+                    }
+                },
+            )
             .await
-            .map_err(|e| agent_pod::api_error(&format!("creating VolumeSnapshot {}/{snap_name}", shared.namespace), e))?;
-        wait::until(api, &snap_name, &format!("VolumeSnapshot {}/{snap_name} to be ready", shared.namespace), ctx.timeouts.provision, |o: Option<&DynamicObject>| {
-            let Some(o) = o else { return Decision::Wait };
-            let st = o.data.get("status");
-            if let Some(err) = st.and_then(|s| s.get("error")).and_then(|e| e.get("message")).and_then(|m| m.as_str()) {
-                return Decision::Fail(format!("the snapshot failed: {err}"));
-            }
-            if st.and_then(|s| s.get("readyToUse")).and_then(|r| r.as_bool()) == Some(true) {
-                Decision::Done(())
-            } else {
-                Decision::Wait
-            }
+            .map_err(|e| PlatformError::Other(e.to_string()))
         })
-        .await
-        .map_err(|e| PlatformError::Other(e.to_string()))
-    })
-    .map_err(|e| {
-        let _ = shared.conn.block_on(delete(&ctx, &snap_name));
-        e
-    })?;
+        .map_err(|e| {
+            let _ = shared.conn.block_on(delete(&ctx, &snap_name));
+            e
+        })?;
     let snapshot_seconds = start.elapsed().as_secs_f64();
     // The restored claim: same class, the snapshot as its data source.
     let client = shared
@@ -85,7 +121,12 @@ pub fn take_and_restore(vol: &mut KubeVolume, name: &str) -> Result<KubeVolume, 
     let claim = pvc::claim(
         &restored_name,
         &shared.namespace,
-        labels::of(&shared.run_id, Some(&ctx.class), Some(&restored_name), "volume"),
+        labels::of(
+            &shared.run_id,
+            Some(&ctx.class),
+            Some(&restored_name),
+            "volume",
+        ),
         &spec,
         vol.size(),
         Some(TypedLocalObjectReference {
@@ -96,22 +137,40 @@ pub fn take_and_restore(vol: &mut KubeVolume, name: &str) -> Result<KubeVolume, 
         None,
     );
     let mut restored = KubeVolume::new_restored(vol, rctx.clone(), vol.size(), snap_name.clone());
-    restored.timings.insert("snapshot_ready_seconds".into(), snapshot_seconds.into());
+    restored
+        .timings
+        .insert("snapshot_ready_seconds".into(), snapshot_seconds.into());
     shared.conn.block_on(pvc::create(&rctx.client, &claim))?;
     restored.finish_provisioning(Instant::now())?;
     Ok(restored)
 }
 
 pub async fn delete(ctx: &VolumeCtx, name: &str) -> Result<(), PlatformError> {
-    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &ctx.shared.namespace, &resource());
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), &ctx.shared.namespace, &resource());
     match api.delete(name, &DeleteParams::default()).await {
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
-        Err(e) => return Err(agent_pod::api_error(&format!("deleting VolumeSnapshot {name}"), e)),
+        Err(e) => {
+            return Err(agent_pod::api_error(
+                &format!("deleting VolumeSnapshot {name}"),
+                e,
+            ));
+        }
     }
-    wait::until(api, name, &format!("VolumeSnapshot {name} to be gone"), ctx.timeouts.provision, |o: Option<&DynamicObject>| {
-        if o.is_none() { Decision::Done(()) } else { Decision::Wait }
-    })
+    wait::until(
+        api,
+        name,
+        &format!("VolumeSnapshot {name} to be gone"),
+        ctx.timeouts.provision,
+        |o: Option<&DynamicObject>| {
+            if o.is_none() {
+                Decision::Done(())
+            } else {
+                Decision::Wait
+            }
+        },
+    )
     .await
     .map_err(|e| PlatformError::Other(e.to_string()))
 }

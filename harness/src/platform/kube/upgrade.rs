@@ -16,16 +16,24 @@ use crate::platform::{PlatformError, UpgradeStep, Volume};
 /// Runs one upgrade step of the class for `vol` (whose holder pod keeps it mounted).
 pub fn run(vol: &KubeVolume, step: &UpgradeStep) -> Result<(), PlatformError> {
     let Some(spec) = vol.class.upgrade.clone() else {
-        return Err(PlatformError::Unsupported("the class defines no upgrade".into()));
+        return Err(PlatformError::Unsupported(
+            "the class defines no upgrade".into(),
+        ));
     };
     let limit = vol.ctx.timeouts.upgrade;
     let start = Instant::now();
     let shared = &vol.ctx.shared;
     let conn = &shared.conn;
-    let cwd = vol.class.file.parent().filter(|d| d.is_dir()).map(std::path::Path::to_path_buf);
+    let cwd = vol
+        .class
+        .file
+        .parent()
+        .filter(|d| d.is_dir())
+        .map(std::path::Path::to_path_buf);
     let handle = vol.pv().and_then(|pv| {
         conn.block_on(async {
-            let api: Api<k8s_openapi::api::core::v1::PersistentVolume> = Api::all(vol.ctx.client.clone());
+            let api: Api<k8s_openapi::api::core::v1::PersistentVolume> =
+                Api::all(vol.ctx.client.clone());
             api.get_opt(pv).await.ok().flatten()
         })
         .and_then(|p| p.spec.and_then(|s| s.csi.map(|c| c.volume_handle)))
@@ -61,14 +69,19 @@ pub fn run(vol: &KubeVolume, step: &UpgradeStep) -> Result<(), PlatformError> {
         }
     }
     for r in &spec.rollout {
-        let left = limit.saturating_sub(start.elapsed()).max(Duration::from_secs(1));
+        let left = limit
+            .saturating_sub(start.elapsed())
+            .max(Duration::from_secs(1));
         conn.block_on(until_rolled_out(&vol.ctx.client, r, left))?;
     }
     if let Some(ready) = &spec.ready {
         loop {
             let left = limit.saturating_sub(start.elapsed());
             if left.is_zero() {
-                return Err(PlatformError::Timeout { command: format!("upgrade.ready {ready:?}"), limit });
+                return Err(PlatformError::Timeout {
+                    command: format!("upgrade.ready {ready:?}"),
+                    limit,
+                });
             }
             let mut c = std::process::Command::new("sh");
             c.arg("-c").arg(ready);
@@ -95,8 +108,17 @@ fn progress(
 
 /// Waits until a DaemonSet, Deployment or StatefulSet has finished rolling out (what
 /// `kubectl rollout status` checks), by watching it.
-pub async fn until_rolled_out(client: &kube::Client, r: &Rollout, limit: Duration) -> Result<(), PlatformError> {
-    let what = format!("{} {}/{} to finish rolling out", r.kind.as_str(), r.namespace, r.name);
+pub async fn until_rolled_out(
+    client: &kube::Client,
+    r: &Rollout,
+    limit: Duration,
+) -> Result<(), PlatformError> {
+    let what = format!(
+        "{} {}/{} to finish rolling out",
+        r.kind.as_str(),
+        r.namespace,
+        r.name
+    );
     let gone = |what: &str| Decision::Fail(format!("{what}: it does not exist"));
     let res = match r.kind {
         RolloutKind::DaemonSet => {
@@ -104,7 +126,13 @@ pub async fn until_rolled_out(client: &kube::Client, r: &Rollout, limit: Duratio
             wait::until(api, &r.name, &what, limit, |d: Option<&DaemonSet>| {
                 let Some(d) = d else { return gone(&what) };
                 let s = d.status.clone().unwrap_or_default();
-                if progress(d.metadata.generation, s.observed_generation, s.desired_number_scheduled, s.updated_number_scheduled.unwrap_or(0), s.number_available.unwrap_or(0)) {
+                if progress(
+                    d.metadata.generation,
+                    s.observed_generation,
+                    s.desired_number_scheduled,
+                    s.updated_number_scheduled.unwrap_or(0),
+                    s.number_available.unwrap_or(0),
+                ) {
                     Decision::Done(())
                 } else {
                     Decision::Wait
@@ -119,7 +147,15 @@ pub async fn until_rolled_out(client: &kube::Client, r: &Rollout, limit: Duratio
                 let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
                 let s = d.status.clone().unwrap_or_default();
                 let old = s.replicas.unwrap_or(0) > s.updated_replicas.unwrap_or(0);
-                if !old && progress(d.metadata.generation, s.observed_generation, want, s.updated_replicas.unwrap_or(0), s.available_replicas.unwrap_or(0)) {
+                if !old
+                    && progress(
+                        d.metadata.generation,
+                        s.observed_generation,
+                        want,
+                        s.updated_replicas.unwrap_or(0),
+                        s.available_replicas.unwrap_or(0),
+                    )
+                {
                     Decision::Done(())
                 } else {
                     Decision::Wait
@@ -133,7 +169,13 @@ pub async fn until_rolled_out(client: &kube::Client, r: &Rollout, limit: Duratio
                 let Some(d) = d else { return gone(&what) };
                 let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
                 let s = d.status.clone().unwrap_or_default();
-                if progress(d.metadata.generation, s.observed_generation, want, s.updated_replicas.unwrap_or(0), s.available_replicas.unwrap_or(0)) {
+                if progress(
+                    d.metadata.generation,
+                    s.observed_generation,
+                    want,
+                    s.updated_replicas.unwrap_or(0),
+                    s.available_replicas.unwrap_or(0),
+                ) {
                     Decision::Done(())
                 } else {
                     Decision::Wait
@@ -143,7 +185,10 @@ pub async fn until_rolled_out(client: &kube::Client, r: &Rollout, limit: Duratio
         }
     };
     res.map_err(|e| match e {
-        wait::WaitError::Timeout { what, .. } => PlatformError::Timeout { command: what, limit },
+        wait::WaitError::Timeout { what, .. } => PlatformError::Timeout {
+            command: what,
+            limit,
+        },
         e => PlatformError::Other(e.to_string()),
     })
 }
@@ -155,9 +200,18 @@ mod tests {
     /// A rollout the controller has not seen yet is not complete, whatever the counts say.
     #[test]
     fn a_rollout_is_complete_only_when_observed_updated_and_available() {
-        assert!(!progress(Some(3), Some(2), 1, 1, 1), "observedGeneration behind");
-        assert!(!progress(Some(3), Some(3), 2, 1, 2), "not every pod updated");
-        assert!(!progress(Some(3), Some(3), 2, 2, 1), "not every pod available");
+        assert!(
+            !progress(Some(3), Some(2), 1, 1, 1),
+            "observedGeneration behind"
+        );
+        assert!(
+            !progress(Some(3), Some(3), 2, 1, 2),
+            "not every pod updated"
+        );
+        assert!(
+            !progress(Some(3), Some(3), 2, 2, 1),
+            "not every pod available"
+        );
         assert!(progress(Some(3), Some(3), 2, 2, 2));
     }
 }

@@ -35,7 +35,12 @@ pub struct KubeVolume {
 
 /// The request: the class's `kube.size` or what the check needs, whichever is more.
 fn request_bytes(class: &ClassSpec, needed: u64) -> u64 {
-    let min = class.kube.as_ref().and_then(|k| k.size).map(|q| q.bytes).unwrap_or(0);
+    let min = class
+        .kube
+        .as_ref()
+        .and_then(|k| k.size)
+        .map(|q| q.bytes)
+        .unwrap_or(0);
     needed.max(min).div_ceil(1 << 20) * (1 << 20)
 }
 
@@ -50,11 +55,14 @@ pub fn limits(class: &ClassSpec) -> Limits {
 
 /// Creates the claim (and the PV of a template class), and waits for Bound unless the class
 /// binds at the first consumer.
-pub fn provision(shared: Arc<Shared>, class: &ClassSpec, req: &VolumeRequest) -> Result<KubeVolume, PlatformError> {
-    let spec = class
-        .kube
-        .as_ref()
-        .ok_or_else(|| PlatformError::Unsupported(format!("class {} has no `kube:` section", class.name())))?;
+pub fn provision(
+    shared: Arc<Shared>,
+    class: &ClassSpec,
+    req: &VolumeRequest,
+) -> Result<KubeVolume, PlatformError> {
+    let spec = class.kube.as_ref().ok_or_else(|| {
+        PlatformError::Unsupported(format!("class {} has no `kube:` section", class.name()))
+    })?;
     let name = labels::object_name(&req.name);
     let client = shared
         .conn
@@ -94,9 +102,15 @@ pub fn provision(shared: Arc<Shared>, class: &ClassSpec, req: &VolumeRequest) ->
         let volume_name = match &spec.pv_template_yaml {
             Some(yaml) => {
                 let pv_name = labels::object_name(&format!("{}-{name}", shared.namespace));
-                let pv = pvc::pv_from_template(yaml, &pv_name, &shared.namespace, &name, l.clone())?;
-                let sc = pv.spec.as_ref().and_then(|s| s.storage_class_name.clone()).unwrap_or_default();
-                let api: Api<k8s_openapi::api::core::v1::PersistentVolume> = Api::all(ctx.client.clone());
+                let pv =
+                    pvc::pv_from_template(yaml, &pv_name, &shared.namespace, &name, l.clone())?;
+                let sc = pv
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.storage_class_name.clone())
+                    .unwrap_or_default();
+                let api: Api<k8s_openapi::api::core::v1::PersistentVolume> =
+                    Api::all(ctx.client.clone());
                 api.create(&Default::default(), &pv)
                     .await
                     .map_err(|e| agent_pod::api_error(&format!("creating PV {pv_name}"), e))?;
@@ -104,12 +118,26 @@ pub fn provision(shared: Arc<Shared>, class: &ClassSpec, req: &VolumeRequest) ->
             }
             None => None,
         };
-        let claim = pvc::claim(&name, &shared.namespace, l.clone(), spec, bytes, None, volume_name);
+        let claim = pvc::claim(
+            &name,
+            &shared.namespace,
+            l.clone(),
+            spec,
+            bytes,
+            None,
+            volume_name,
+        );
         pvc::create(&ctx.client, &claim).await
     });
     if let Err(e) = created {
         vol.done = true;
-        let _ = shared.conn.block_on(pvc::delete(&ctx.client, &shared.namespace, &name, None, ctx.timeouts.provision));
+        let _ = shared.conn.block_on(pvc::delete(
+            &ctx.client,
+            &shared.namespace,
+            &name,
+            None,
+            ctx.timeouts.provision,
+        ));
         return Err(e);
     }
     vol.finish_provisioning(start)?;
@@ -119,23 +147,42 @@ pub fn provision(shared: Arc<Shared>, class: &ClassSpec, req: &VolumeRequest) ->
 impl KubeVolume {
     /// Waits for Bound unless the StorageClass binds at the first consumer.
     pub fn finish_provisioning(&mut self, start: Instant) -> Result<(), PlatformError> {
-        let sc = self.class.kube.as_ref().and_then(|k| k.storage_class_name()).unwrap_or("");
+        let sc = self
+            .class
+            .kube
+            .as_ref()
+            .and_then(|k| k.storage_class_name())
+            .unwrap_or("");
         let wffc = self.ctx.shared.wffc.get(sc).copied().unwrap_or(false);
-        if wffc && self.class.kube.as_ref().is_some_and(|k| k.pv_template_yaml.is_none()) {
+        if wffc
+            && self
+                .class
+                .kube
+                .as_ref()
+                .is_some_and(|k| k.pv_template_yaml.is_none())
+        {
             self.unbound = true;
             return Ok(());
         }
         let ctx = self.ctx.clone();
-        let pv = ctx
-            .shared
-            .conn
-            .block_on(pvc::until_bound(&ctx.client, &ctx.shared.namespace, &ctx.pvc, ctx.timeouts.provision))?;
+        let pv = ctx.shared.conn.block_on(pvc::until_bound(
+            &ctx.client,
+            &ctx.shared.namespace,
+            &ctx.pvc,
+            ctx.timeouts.provision,
+        ))?;
         self.pv = Some(pv);
-        self.timings.insert("bound_seconds".into(), start.elapsed().as_secs_f64().into());
+        self.timings
+            .insert("bound_seconds".into(), start.elapsed().as_secs_f64().into());
         Ok(())
     }
 
-    pub fn new_restored(base: &KubeVolume, ctx: Arc<VolumeCtx>, requested: u64, snapshot: String) -> KubeVolume {
+    pub fn new_restored(
+        base: &KubeVolume,
+        ctx: Arc<VolumeCtx>,
+        requested: u64,
+        snapshot: String,
+    ) -> KubeVolume {
         KubeVolume {
             id: format!("{}/{}", ctx.shared.namespace, ctx.pvc),
             ctx,
@@ -152,12 +199,26 @@ impl KubeVolume {
 
     fn remove(&mut self) -> Result<(), PlatformError> {
         self.done = true;
+        self.ctx
+            .shared
+            .latencies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                self.ctx.pvc.clone(),
+                serde_json::Value::Object(self.timings.clone()),
+            );
         let ctx = self.ctx.clone();
         let conn = &ctx.shared.conn;
         conn.block_on(async {
             // Agent pods are deleted after each run; a holder or agent a failure left goes now.
-            let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(ctx.client.clone(), &ctx.shared.namespace);
-            let lp = kube::api::ListParams::default().labels(&format!("{}={}", labels::VOLUME, labels::label_value(&ctx.pvc)));
+            let pods: Api<k8s_openapi::api::core::v1::Pod> =
+                Api::namespaced(ctx.client.clone(), &ctx.shared.namespace);
+            let lp = kube::api::ListParams::default().labels(&format!(
+                "{}={}",
+                labels::VOLUME,
+                labels::label_value(&ctx.pvc)
+            ));
             if let Ok(list) = pods.list(&lp).await {
                 for p in list.items {
                     let n = p.metadata.name.unwrap_or_default();
@@ -174,7 +235,14 @@ impl KubeVolume {
             if let Some(pv) = &pv {
                 attach::until_detached(&ctx.client, pv, None, ctx.timeouts.attach).await?;
             }
-            pvc::delete(&ctx.client, &ctx.shared.namespace, &ctx.pvc, pv.as_deref(), ctx.timeouts.provision).await?;
+            pvc::delete(
+                &ctx.client,
+                &ctx.shared.namespace,
+                &ctx.pvc,
+                pv.as_deref(),
+                ctx.timeouts.provision,
+            )
+            .await?;
             if let Some(s) = &self.from_snapshot {
                 super::snapshot::delete(&ctx, s).await?;
             }
@@ -216,7 +284,14 @@ impl Volume for KubeVolume {
     fn start_pod(&mut self) -> Result<Box<dyn Pod>, PlatformError> {
         let ctx = self.ctx.clone();
         let name = ctx.next_name("holder");
-        let mut plan = agent_pod::plan(&ctx, &name, vec!["pod".into(), "--hold".into()], None, self.node.clone(), "holder");
+        let mut plan = agent_pod::plan(
+            &ctx,
+            &name,
+            vec!["pod".into(), "--hold".into()],
+            None,
+            self.node.clone(),
+            "holder",
+        );
         plan.grace_seconds = 10;
         let pod = podspec::build(&plan);
         // The first pod of a WaitForFirstConsumer claim also waits for the volume to be created.
@@ -230,19 +305,42 @@ impl Volume for KubeVolume {
         let node = match started {
             Ok(super::agent_pod::Started::Running { node }) => node,
             Ok(super::agent_pod::Started::Finished { .. }) => {
-                let _ = conn.block_on(agent_pod::delete(&ctx, &name, 0, true, ctx.timeouts.pod_start));
+                let _ = conn.block_on(agent_pod::delete(
+                    &ctx,
+                    &name,
+                    0,
+                    true,
+                    ctx.timeouts.pod_start,
+                ));
                 return Err(PlatformError::Other(format!(
                     "the holder pod {}/{name} ended at once (see its log)",
                     ctx.shared.namespace
                 )));
             }
             Err(e) => {
-                let _ = conn.block_on(agent_pod::delete(&ctx, &name, 0, true, ctx.timeouts.pod_start));
+                let _ = conn.block_on(agent_pod::delete(
+                    &ctx,
+                    &name,
+                    0,
+                    true,
+                    ctx.timeouts.pod_start,
+                ));
                 return Err(e);
             }
         };
-        let key = if self.unbound { "first_pod_seconds" } else { "pod_start_seconds" };
-        self.timings.insert(key.into(), start.elapsed().as_secs_f64().into());
+        let key = if self.unbound {
+            "first_pod_seconds"
+        } else {
+            "pod_start_seconds"
+        };
+        let took = start.elapsed().as_secs_f64();
+        match self.timings.get_mut(key).and_then(|v| v.as_array_mut()) {
+            Some(a) => a.push(took.into()),
+            None => {
+                self.timings
+                    .insert(key.into(), vec![serde_json::Value::from(took)].into());
+            }
+        }
         if self.pv.is_none() {
             let claim = conn.block_on(pvc::get(&ctx.client, &ctx.shared.namespace, &ctx.pvc))?;
             self.pv = claim.spec.and_then(|s| s.volume_name);
@@ -264,24 +362,51 @@ impl Volume for KubeVolume {
         let conn = &ctx.shared.conn;
         let start = Instant::now();
         conn.block_on(async {
-            let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(ctx.client.clone(), &ctx.shared.namespace);
-            let lp = kube::api::ListParams::default().labels(&format!("{}={}", labels::VOLUME, labels::label_value(&ctx.pvc)));
-            let list = pods.list(&lp).await.map_err(|e| agent_pod::api_error("listing the volume's pods", e))?;
+            let pods: Api<k8s_openapi::api::core::v1::Pod> =
+                Api::namespaced(ctx.client.clone(), &ctx.shared.namespace);
+            let lp = kube::api::ListParams::default().labels(&format!(
+                "{}={}",
+                labels::VOLUME,
+                labels::label_value(&ctx.pvc)
+            ));
+            let list = pods
+                .list(&lp)
+                .await
+                .map_err(|e| agent_pod::api_error("listing the volume's pods", e))?;
             for p in list.items {
                 let n = p.metadata.name.unwrap_or_default();
                 agent_pod::delete(&ctx, &n, 5, true, ctx.timeouts.pod_start).await?;
             }
             if let Some(pv) = &self.pv {
-                attach::until_detached(&ctx.client, pv, self.node.as_deref(), ctx.timeouts.attach).await?;
+                attach::until_detached(&ctx.client, pv, self.node.as_deref(), ctx.timeouts.attach)
+                    .await?;
             }
             Ok::<_, PlatformError>(())
         })?;
-        self.timings.insert("last_detach_seconds".into(), start.elapsed().as_secs_f64().into());
+        let took = start.elapsed().as_secs_f64();
+        match self
+            .timings
+            .get_mut("detach_seconds")
+            .and_then(|v| v.as_array_mut())
+        {
+            Some(a) => a.push(took.into()),
+            None => {
+                self.timings.insert(
+                    "detach_seconds".into(),
+                    vec![serde_json::Value::from(took)].into(),
+                );
+            }
+        }
         Ok(())
     }
 
     fn upgrade_steps(&self) -> Vec<UpgradeStep> {
-        if self.class.upgrade.as_ref().is_some_and(|u| u.command.is_some()) {
+        if self
+            .class
+            .upgrade
+            .as_ref()
+            .is_some_and(|u| u.command.is_some())
+        {
             ["upgrade", "upgrade-after-rewrite"]
                 .iter()
                 .map(|n| UpgradeStep { name: (*n).into() })
@@ -291,7 +416,11 @@ impl Volume for KubeVolume {
         }
     }
 
-    fn upgrade(&mut self, pod: Box<dyn Pod>, step: &UpgradeStep) -> Result<Box<dyn Pod>, PlatformError> {
+    fn upgrade(
+        &mut self,
+        pod: Box<dyn Pod>,
+        step: &UpgradeStep,
+    ) -> Result<Box<dyn Pod>, PlatformError> {
         // The holder keeps the volume attached and mounted while the driver is upgraded, as a
         // workload would; then the pod is recreated, so the verify also crosses a detach and an
         // attach by the new driver.
@@ -306,37 +435,52 @@ impl Volume for KubeVolume {
         let q = crate::config::kube::format_quantity(bytes);
         let conn = &ctx.shared.conn;
         conn.block_on(async {
-            let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ctx.shared.namespace);
-            let patch = serde_json::json!({ "spec": { "resources": { "requests": { "storage": q } } } });
+            let api: Api<PersistentVolumeClaim> =
+                Api::namespaced(ctx.client.clone(), &ctx.shared.namespace);
+            let patch =
+                serde_json::json!({ "spec": { "resources": { "requests": { "storage": q } } } });
             api.patch(&ctx.pvc, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
-                .map_err(|e| agent_pod::api_error(&format!("expanding PVC {} to {q}", self.id), e))?;
+                .map_err(|e| {
+                    agent_pod::api_error(&format!("expanding PVC {} to {q}", self.id), e)
+                })?;
             let limit = ctx.timeouts.provision + ctx.timeouts.attach;
-            super::wait::until(api, &ctx.pvc, &format!("PVC {} to be resized to {q}", self.id), limit, |c: Option<&PersistentVolumeClaim>| {
-                let Some(c) = c else { return super::wait::Decision::Fail("the PVC is gone".into()) };
-                let st = c.status.as_ref();
-                let cap = st
-                    .and_then(|s| s.capacity.as_ref())
-                    .and_then(|m| m.get("storage"))
-                    .and_then(|q| crate::config::kube::parse_quantity(&q.0).ok())
-                    .unwrap_or(0);
-                let pending = st
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|cs| cs.iter().any(|c| c.status == "True" && (c.type_ == "Resizing" || c.type_ == "FileSystemResizePending")));
-                let failed = st
-                    .and_then(|s| s.allocated_resource_statuses.as_ref())
-                    .and_then(|m| m.get("storage"))
-                    .filter(|s| s.contains("Infeasible") || s.contains("Failed"))
-                    .cloned();
-                if let Some(f) = failed {
-                    return super::wait::Decision::Fail(format!("the resize failed: {f}"));
-                }
-                if cap >= bytes && !pending {
-                    super::wait::Decision::Done(())
-                } else {
-                    super::wait::Decision::Wait
-                }
-            })
+            super::wait::until(
+                api,
+                &ctx.pvc,
+                &format!("PVC {} to be resized to {q}", self.id),
+                limit,
+                |c: Option<&PersistentVolumeClaim>| {
+                    let Some(c) = c else {
+                        return super::wait::Decision::Fail("the PVC is gone".into());
+                    };
+                    let st = c.status.as_ref();
+                    let cap = st
+                        .and_then(|s| s.capacity.as_ref())
+                        .and_then(|m| m.get("storage"))
+                        .and_then(|q| crate::config::kube::parse_quantity(&q.0).ok())
+                        .unwrap_or(0);
+                    let pending = st.and_then(|s| s.conditions.as_ref()).is_some_and(|cs| {
+                        cs.iter().any(|c| {
+                            c.status == "True"
+                                && (c.type_ == "Resizing" || c.type_ == "FileSystemResizePending")
+                        })
+                    });
+                    let failed = st
+                        .and_then(|s| s.allocated_resource_statuses.as_ref())
+                        .and_then(|m| m.get("storage"))
+                        .filter(|s| s.contains("Infeasible") || s.contains("Failed"))
+                        .cloned();
+                    if let Some(f) = failed {
+                        return super::wait::Decision::Fail(format!("the resize failed: {f}"));
+                    }
+                    if cap >= bytes && !pending {
+                        super::wait::Decision::Done(())
+                    } else {
+                        super::wait::Decision::Wait
+                    }
+                },
+            )
             .await
             .map_err(|e| PlatformError::Other(e.to_string()))
         })?;

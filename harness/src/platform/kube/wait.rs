@@ -67,7 +67,10 @@ where
                     if errors >= 5 {
                         return Err(WaitError::Api {
                             what: what.to_string(),
-                            reason: format!("the watch failed {errors} times: {}", super::client::one_line(&e.to_string())),
+                            reason: format!(
+                                "the watch failed {errors} times: {}",
+                                super::client::one_line(&e.to_string())
+                            ),
                         });
                     }
                     // The watcher starts over (list, then watch) on the next poll; a short

@@ -1,0 +1,91 @@
+//! `pvcheck-agent pod`: what the agent image runs on Kubernetes. Its framed log is the only way
+//! results leave a pod, so stdout, stderr and the end must stay apart, and `--kill-after` must
+//! be a real SIGKILL of the agent whose acknowledged records stay in the log.
+
+use std::process::Command;
+
+const AGENT: &str = env!("CARGO_BIN_EXE_pvcheck-agent");
+
+fn run(args: &[&str]) -> String {
+    let out = Command::new(AGENT).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn end(log: &str) -> serde_json::Value {
+    let x = log
+        .lines()
+        .find_map(|l| l.strip_prefix("x "))
+        .expect("no x line");
+    serde_json::from_str(x).unwrap()
+}
+
+#[test]
+fn stdout_stderr_and_the_exit_code_stay_apart_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    // A usage error: one line on stderr, exit 2, nothing on stdout.
+    let log = run(&["pod", "--statfs", d, "--", "verify", "--dir", d]);
+    assert!(log.lines().any(|l| l.starts_with("e ")), "{log}");
+    assert!(!log.lines().any(|l| l.starts_with("o ")), "{log}");
+    let x = end(&log);
+    assert_eq!(x["code"], 2, "{log}");
+    assert!(x["statfs"]["total_bytes"].as_u64().unwrap() > 0);
+}
+
+/// The durability check's crash: SIGKILL at the moment asked, the acknowledgements printed
+/// before it in the log, a cut last line left without its newline.
+#[test]
+fn kill_after_is_a_sigkill_of_the_agent_and_keeps_its_acknowledgements() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let log = run(&[
+        "pod",
+        "--kill-after",
+        "700ms",
+        "--",
+        "durability",
+        "--dir",
+        d,
+        "--seed",
+        "1",
+        "--volume-id",
+        "1",
+        "--duration",
+        "30s",
+    ]);
+    let x = end(&log);
+    assert_eq!(x["signal"], 9, "{log}");
+    assert!(x["code"].is_null());
+    let killed = x["killed_after_s"].as_f64().unwrap();
+    assert!((0.7..2.0).contains(&killed), "{killed}");
+    let acks = log
+        .lines()
+        .filter(|l| l.starts_with("o {\"record\""))
+        .count();
+    assert!(acks > 0, "no acknowledged record before the kill: {log}");
+}
+
+#[test]
+fn hold_waits_for_sigterm_and_exits_0() {
+    let mut child = Command::new(AGENT)
+        .args(["pod", "--hold"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "--hold exited by itself"
+    );
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}

@@ -314,6 +314,7 @@ fn run_cmd(a: RunArgs) -> u8 {
             return exit_code::USAGE;
         }
         other => other,
+    };
     // A baseline that cannot be read is a usage error before anything is created.
     let baseline = match &a.baseline {
         None => None,

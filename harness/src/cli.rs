@@ -13,7 +13,7 @@ use crate::exit_code;
 use crate::platform::select::{Choice, Purpose, SelectCtx};
 use crate::platform::{self, AgentBinary, PlatformKind, RunFilter};
 use crate::profile::Profile;
-use crate::registry;
+use crate::registry::{self, Registry};
 use crate::run::{self, RunOptions};
 
 /// pvcheck: does a storage class keep every acknowledged byte, is it as fast as yesterday,

@@ -442,10 +442,15 @@ fn secrets_reach_mount_but_never_a_message() {
 /// Writes the pattern with v1, mounts once with the zoo driver, returns what the pod reads.
 fn after_zoo(s: &Scratch, variant: &str) -> Vec<u8> {
     let v1 = s.sample("flexvolume/loop/v1/loop");
-    with_volume(s, &v1, "z", |dir| {
+    // A volume name of its own per test: kubelet's `detach` carries only the name, so the driver
+    // frees every device over `<name>.img` on the node, and tests run side by side (two tests
+    // both naming their volume "z" detached each other's loop device between attach and
+    // waitforattach).
+    let name = format!("z-{variant}");
+    with_volume(s, &v1, &name, |dir| {
         std::fs::write(dir.join("data"), pattern(1)).unwrap()
     });
-    let got = with_volume(s, &s.zoo(variant), "z", |dir| {
+    let got = with_volume(s, &s.zoo(variant), &name, |dir| {
         std::fs::read(dir.join("data")).unwrap()
     });
     s.assert_nothing_left();
@@ -501,13 +506,14 @@ fn zoo_stale_serves_the_copy_from_its_first_mount() {
     let s = Scratch::new("stale");
     let v1 = s.sample("flexvolume/loop/v1/loop");
     let zoo = s.zoo("stale");
-    with_volume(&s, &v1, "z", |dir| {
+    // Its own volume name (see `after_zoo`).
+    with_volume(&s, &v1, "z-stale", |dir| {
         std::fs::write(dir.join("data"), pattern(1)).unwrap()
     });
-    with_volume(&s, &zoo, "z", |dir| {
+    with_volume(&s, &zoo, "z-stale", |dir| {
         std::fs::write(dir.join("data"), pattern(2)).unwrap()
     });
-    let got = with_volume(&s, &zoo, "z", |dir| {
+    let got = with_volume(&s, &zoo, "z-stale", |dir| {
         std::fs::read(dir.join("data")).unwrap()
     });
     assert!(

@@ -6,7 +6,6 @@
 
 use super::{CheckCtx, Failure, Verdict};
 use crate::config::{ClassSpec, LocalKind};
-use crate::platform::{ProtocolOutcome, VolumeRequest};
 
 /// Why data checks of a block-mode class are ignored (they need the agent's `--device`).
 pub const BLOCK_DATA: &str = "access_type block: the data checks run the agent with --dir; block volumes need --device, which the checks do not pass yet (the csi::* checks cover block publishing)";
@@ -16,25 +15,7 @@ pub fn block_mode(class: &ClassSpec) -> bool {
     matches!(&class.local, Some(LocalKind::Csi(c)) if c.access_type == crate::config::csi::AccessType::Block)
 }
 
+/// The same trial as a flexVolume call's: the platform knows which protocol the class speaks.
 pub fn check(ctx: &CheckCtx, call: &str) -> Result<Verdict, Failure> {
-    let req = VolumeRequest {
-        run_id: ctx.run_id.clone(),
-        name: format!("{}-{}", ctx.class.name(), ctx.check.tag()),
-        size: 0,
-    };
-    match ctx.platform.protocol_check(&ctx.class, &req, call) {
-        Ok(ProtocolOutcome::Passed(note)) => {
-            ctx.metric("checked", note.into());
-            Ok(Verdict::Passed)
-        }
-        Ok(ProtocolOutcome::Warned { summary, warnings }) => {
-            ctx.metric("checked", summary.into());
-            for w in warnings {
-                ctx.warn(w);
-            }
-            Ok(Verdict::Passed)
-        }
-        Ok(ProtocolOutcome::NotApplicable(reason)) => Ok(Verdict::Ignored(reason)),
-        Err(e) => Err(Failure::from(e)),
-    }
+    super::flexvolume::check(ctx, call)
 }

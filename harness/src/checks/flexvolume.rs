@@ -6,6 +6,8 @@
 use super::{CheckCtx, Failure, Verdict};
 use crate::platform::{ProtocolOutcome, VolumeRequest};
 
+/// Runs one driver-protocol trial (`flexvolume::<call>`, `csi::<call>`): the platform makes the
+/// call on a scratch volume of its own; what it tolerated but noticed becomes warnings.
 pub fn check(ctx: &CheckCtx, call: &str) -> Result<Verdict, Failure> {
     let req = VolumeRequest {
         run_id: ctx.run_id.clone(),

@@ -352,13 +352,17 @@ fn cleanup_cmd(a: CleanupArgs) -> u8 {
     let state_dir = a.state_dir.unwrap_or_else(registry::default_state_dir);
     if a.platform.platform == PlatformKind::Local {
         if a.run_id.is_some() || a.older_than.is_some() {
-            eprintln!("pvcheck: cleanup: --run-id and --older-than are for --platform kubernetes (on the local platform name runs as arguments: pvcheck cleanup RUN_ID…)");
+            eprintln!(
+                "pvcheck: cleanup: --run-id and --older-than are for --platform kubernetes (on the local platform name runs as arguments: pvcheck cleanup RUN_ID…)"
+            );
             return exit_code::USAGE;
         }
         return crate::cleanup::command(&state_dir, &a.run_ids, a.dry_run);
     }
     if a.run_ids.len() > 1 || (a.run_id.is_some() && !a.run_ids.is_empty()) {
-        eprintln!("pvcheck: cleanup: --platform kubernetes cleans one run at a time (--run-id ID, or one RUN_ID argument)");
+        eprintln!(
+            "pvcheck: cleanup: --platform kubernetes cleans one run at a time (--run-id ID, or one RUN_ID argument)"
+        );
         return exit_code::USAGE;
     }
     let run_id = a.run_id.clone().or_else(|| a.run_ids.first().cloned());
@@ -425,8 +429,12 @@ fn cleanup_cmd(a: CleanupArgs) -> u8 {
             let from = match a.platform.platform {
                 PlatformKind::Local => format!("dead runs in {}", state_dir.display()),
                 PlatformKind::Kubernetes => match &run_id {
-                    Some(r) => format!("run {r} in the cluster (objects labelled pvcheck.io/run-id={r})"),
-                    None => "abandoned runs in the cluster (objects labelled pvcheck.io/run-id)".into(),
+                    Some(r) => {
+                        format!("run {r} in the cluster (objects labelled pvcheck.io/run-id={r})")
+                    }
+                    None => {
+                        "abandoned runs in the cluster (objects labelled pvcheck.io/run-id)".into()
+                    }
                 },
             };
             println!("{} thing(s) {verb} from {from}", list.len());

@@ -36,7 +36,9 @@ pub fn meaning(code: u8) -> &'static str {
         FAILED => "at least one check failed",
         USAGE => "usage or configuration error",
         REGRESSED => "a regression was found",
-        INCONCLUSIVE => "passed only with warnings or inconclusive comparisons, which --strict does not accept",
+        INCONCLUSIVE => {
+            "passed only with warnings or inconclusive comparisons, which --strict does not accept"
+        }
         INFRASTRUCTURE => "the harness could not do its work",
         INTERRUPTED => "interrupted",
         _ => "unknown",

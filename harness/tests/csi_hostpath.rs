@@ -46,8 +46,18 @@ fn hostpath_in_filesystem_mode_passes_every_check() {
     let r = run(&s, &yaml, &["--skip", "speed::", "hostpath::"], &[]);
     let st = statuses(&r);
     let failed: Vec<_> = st.iter().filter(|(_, s, _)| s == "failed").collect();
-    assert!(failed.is_empty(), "failed trials: {failed:#?}\nstderr: {}", r.stderr);
-    assert_eq!(r.code, Some(0), "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    assert!(
+        failed.is_empty(),
+        "failed trials: {failed:#?}\nstderr: {}",
+        r.stderr
+    );
+    assert_eq!(
+        r.code,
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        r.stdout,
+        r.stderr
+    );
     for must in [
         "hostpath::integrity::recreate",
         "hostpath::integrity::durability",
@@ -70,7 +80,13 @@ fn hostpath_in_filesystem_mode_passes_every_check() {
     }
     // The class parameters in the result name the driver command, never a secret value.
     let driver_name = hp.file_name().unwrap().to_string_lossy().to_string();
-    assert!(r.result.as_ref().unwrap().to_string().contains(&driver_name));
+    assert!(
+        r.result
+            .as_ref()
+            .unwrap()
+            .to_string()
+            .contains(&driver_name)
+    );
     s.assert_nothing_left();
 }
 
@@ -89,13 +105,22 @@ fn hostpath_in_block_mode_passes_the_protocol_checks() {
     let st = statuses(&r);
     let failed: Vec<_> = st.iter().filter(|(_, s, _)| s == "failed").collect();
     assert!(failed.is_empty(), "failed trials: {failed:#?}");
-    assert_eq!(r.trial("hpblock::csi::node_publish_volume")["status"], "passed");
+    assert_eq!(
+        r.trial("hpblock::csi::node_publish_volume")["status"],
+        "passed"
+    );
     assert_eq!(r.trial("hpblock::cleanup")["status"], "passed");
     s.assert_nothing_left();
 }
 
 fn one_line_exit_2(r: &csi_support::Run, want: &[&str]) {
-    assert_eq!(r.code, Some(2), "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    assert_eq!(
+        r.code,
+        Some(2),
+        "stdout: {}\nstderr: {}",
+        r.stdout,
+        r.stderr
+    );
     let lines: Vec<&str> = r.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "one line expected: {}", r.stderr);
     for w in want {
@@ -120,7 +145,15 @@ fn bad_csi_classes_get_one_line_and_exit_2() {
         &[],
         &[],
     );
-    one_line_exit_2(&r, &["classes.yaml:5", "classes[0].local.csi.endpoint", "no-such.sock", "No such file"]);
+    one_line_exit_2(
+        &r,
+        &[
+            "classes.yaml:5",
+            "classes[0].local.csi.endpoint",
+            "no-such.sock",
+            "No such file",
+        ],
+    );
     let file = s.root.join("plain-file");
     std::fs::write(&file, "x").unwrap();
     let r = run(
@@ -132,12 +165,20 @@ fn bad_csi_classes_get_one_line_and_exit_2() {
     one_line_exit_2(&r, &["classes.yaml:5", "is not a unix socket"]);
     let r = run(
         &s,
-        &format!("{head}        endpoint: unix://{}\n        command: [/bin/true, \"{{endpoint}}\"]\n", file.display()),
+        &format!(
+            "{head}        endpoint: unix://{}\n        command: [/bin/true, \"{{endpoint}}\"]\n",
+            file.display()
+        ),
         &[],
         &[],
     );
     one_line_exit_2(&r, &["classes.yaml:5", "either `endpoint`", "not both"]);
-    let r = run(&s, &format!("{head}        command: [/bin/true]\n"), &[], &[]);
+    let r = run(
+        &s,
+        &format!("{head}        command: [/bin/true]\n"),
+        &[],
+        &[],
+    );
     one_line_exit_2(&r, &["classes.yaml:5", "local.csi.command", "{endpoint}"]);
     let r = run(
         &s,
@@ -148,12 +189,17 @@ fn bad_csi_classes_get_one_line_and_exit_2() {
     one_line_exit_2(&r, &["classes.yaml:5", "nope"]);
     let r = run(
         &s,
-        &format!("{head}        command: [/bin/true, \"{{endpoint}}\"]\n        acces_type: block\n"),
+        &format!(
+            "{head}        command: [/bin/true, \"{{endpoint}}\"]\n        acces_type: block\n"
+        ),
         &[],
         &[],
     );
     one_line_exit_2(&r, &["classes.yaml:6", "acces_type"]);
-    assert!(!s.root.join("results").exists(), "a configuration error created results");
+    assert!(
+        !s.root.join("results").exists(),
+        "a configuration error created results"
+    );
     s.assert_nothing_left();
 }
 
@@ -162,12 +208,18 @@ fn bad_csi_classes_get_one_line_and_exit_2() {
 #[test]
 fn broken_drivers_fail_their_trials_with_one_line_and_leave_nothing() {
     if !nix::unistd::geteuid().is_root() {
-        println!("broken_drivers_fail_their_trials_with_one_line_and_leave_nothing: skipped: needs root");
+        println!(
+            "broken_drivers_fail_their_trials_with_one_line_and_leave_nothing: skipped: needs root"
+        );
         return;
     }
     let s = Scratch::new("broken");
     let script = s.root.join("exits.sh");
-    std::fs::write(&script, "#!/bin/sh\necho 'flag provided but not defined: -x' >&2\nexit 3\n").unwrap();
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho 'flag provided but not defined: -x' >&2\nexit 3\n",
+    )
+    .unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let yaml = format!(
         "classes:\n  - name: quits\n    local:\n      csi:\n        command: [{}, \"--endpoint={{endpoint}}\"]\n",
@@ -183,7 +235,10 @@ fn broken_drivers_fail_their_trials_with_one_line_and_leave_nothing() {
     assert!(first.contains("flag provided but not defined"), "{first}");
 
     // A socket that accepts and writes garbage, and one that accepts and never answers.
-    for (name, reply) in [("garbage", Some(b"HTTP/1.0 200 OK\r\n\r\nhello".as_slice())), ("silent", None)] {
+    for (name, reply) in [
+        ("garbage", Some(b"HTTP/1.0 200 OK\r\n\r\nhello".as_slice())),
+        ("silent", None),
+    ] {
         let dir = s.root.join("keep");
         std::fs::create_dir_all(&dir).unwrap();
         let sock = dir.join(format!("{name}.sock"));

@@ -9,17 +9,32 @@ use csi_support::{Run, Scratch, class, hostpath, run, zoo_argv};
 use serde_json::Value;
 
 /// Runs the trials `filter` of class `z` (the zoo with `fault`, upgraded to `upgrade_fault`).
-fn zoo_run(test: &str, fault: &str, upgrade_fault: Option<&str>, filter: &[&str]) -> Option<(Scratch, Run, String)> {
+fn zoo_run(
+    test: &str,
+    fault: &str,
+    upgrade_fault: Option<&str>,
+    filter: &[&str],
+) -> Option<(Scratch, Run, String)> {
     let hp = hostpath(test)?;
     let s = Scratch::new(test);
     let mut extra = String::new();
     if let Some(u) = upgrade_fault {
         let argv: Vec<String> = zoo_argv(&hp, u).iter().map(|a| format!("{a:?}")).collect();
-        extra = format!("    upgrade:\n      csi: {{ command: [{}] }}\n", argv.join(", "));
+        extra = format!(
+            "    upgrade:\n      csi: {{ command: [{}] }}\n",
+            argv.join(", ")
+        );
     }
     let mut c = class("z", &zoo_argv(&hp, fault), "mount", "");
     // A hanging call must fail fast.
-    c = c.replace("call_timeout: 20s", if fault == "hang" { "call_timeout: 3s" } else { "call_timeout: 20s" });
+    c = c.replace(
+        "call_timeout: 20s",
+        if fault == "hang" {
+            "call_timeout: 3s"
+        } else {
+            "call_timeout: 20s"
+        },
+    );
     let yaml = format!("classes:\n{c}{extra}");
     let log = s.root.join("zoo.log");
     let mut args = vec!["--test-threads", "1"];
@@ -41,7 +56,11 @@ fn injected(zlog: &str, fault: &str) -> (String, u64, String) {
             .unwrap_or_else(|| panic!("{k} in {line}"))
             .to_string()
     };
-    (field("file"), field("offset").parse().unwrap(), field("kind"))
+    (
+        field("file"),
+        field("offset").parse().unwrap(),
+        field("kind"),
+    )
 }
 
 /// The damage list of a failed integrity trial: (kind, file, offset).
@@ -72,13 +91,27 @@ fn assert_failed_with(r: &Run, trial: &str, want: &[&str]) {
 
 #[test]
 fn zoo_publish_without_mount_fails_node_publish_and_the_data_trials() {
-    let Some((s, r, _)) = zoo_run("nomount", "publish-without-mount", None, &["z::csi::node_publish_volume", "--exact"]) else {
+    let Some((s, r, _)) = zoo_run(
+        "nomount",
+        "publish-without-mount",
+        None,
+        &["z::csi::node_publish_volume", "--exact"],
+    ) else {
         return;
     };
-    assert_failed_with(&r, "z::csi::node_publish_volume", &["class z (", "is not a mount point"]);
+    assert_failed_with(
+        &r,
+        "z::csi::node_publish_volume",
+        &["class z (", "is not a mount point"],
+    );
     s.assert_nothing_left();
     drop(s);
-    let Some((s, r, _)) = zoo_run("nomount2", "publish-without-mount", None, &["z::integrity::recreate", "--exact"]) else {
+    let Some((s, r, _)) = zoo_run(
+        "nomount2",
+        "publish-without-mount",
+        None,
+        &["z::integrity::recreate", "--exact"],
+    ) else {
         return;
     };
     assert_failed_with(&r, "z::integrity::recreate", &["is not a mount point"]);
@@ -87,7 +120,12 @@ fn zoo_publish_without_mount_fails_node_publish_and_the_data_trials() {
 
 #[test]
 fn zoo_lost_writes_at_unstage_fail_recreate_at_the_damaged_block() {
-    let Some((s, r, zlog)) = zoo_run("lose", "lose-writes-at-unstage", None, &["z::integrity::recreate", "--exact"]) else {
+    let Some((s, r, zlog)) = zoo_run(
+        "lose",
+        "lose-writes-at-unstage",
+        None,
+        &["z::integrity::recreate", "--exact"],
+    ) else {
         return;
     };
     let (file, offset, kind) = injected(&zlog, "lose-writes-at-unstage");
@@ -95,7 +133,8 @@ fn zoo_lost_writes_at_unstage_fail_recreate_at_the_damaged_block() {
     assert_eq!(t["status"], "failed", "{t:#}\n{zlog}");
     let d = damage(t);
     assert!(
-        d.iter().any(|(k, f, o)| *k == kind && f.ends_with(&file) && *o == offset),
+        d.iter()
+            .any(|(k, f, o)| *k == kind && f.ends_with(&file) && *o == offset),
         "the zoo damaged {file} at {offset} ({kind}); pvcheck found {d:?}"
     );
     s.assert_nothing_left();
@@ -103,7 +142,12 @@ fn zoo_lost_writes_at_unstage_fail_recreate_at_the_damaged_block() {
 
 #[test]
 fn zoo_bitflip_on_upgrade_fails_upgrade_with_corrupt_at_the_flipped_block() {
-    let Some((s, r, zlog)) = zoo_run("flip", "none", Some("bitflip-on-upgrade"), &["z::integrity::upgrade", "--exact"]) else {
+    let Some((s, r, zlog)) = zoo_run(
+        "flip",
+        "none",
+        Some("bitflip-on-upgrade"),
+        &["z::integrity::upgrade", "--exact"],
+    ) else {
         return;
     };
     let (file, offset, kind) = injected(&zlog, "bitflip-on-upgrade");
@@ -112,10 +156,14 @@ fn zoo_bitflip_on_upgrade_fails_upgrade_with_corrupt_at_the_flipped_block() {
     assert_eq!(t["status"], "failed", "{t:#}\n{zlog}");
     let d = damage(t);
     assert!(
-        d.iter().any(|(k, f, o)| k == "corrupt" && f.ends_with(&file) && *o == offset),
+        d.iter()
+            .any(|(k, f, o)| k == "corrupt" && f.ends_with(&file) && *o == offset),
         "the zoo flipped a bit in {file} at {offset}; pvcheck found {d:?}"
     );
-    assert!(r.message("z::integrity::upgrade").contains("verify after upgrade"));
+    assert!(
+        r.message("z::integrity::upgrade")
+            .contains("verify after upgrade")
+    );
     s.assert_nothing_left();
 }
 
@@ -124,11 +172,19 @@ fn zoo_ok_for_notfound_fails_the_calls_that_must_answer_notfound() {
     let Some((s, r, _)) = zoo_run("notfound", "ok-for-notfound", None, &["z::csi::"]) else {
         return;
     };
-    for call in ["node_unpublish_volume", "node_get_volume_stats", "node_stage_volume"] {
+    for call in [
+        "node_unpublish_volume",
+        "node_get_volume_stats",
+        "node_stage_volume",
+    ] {
         assert_failed_with(
             &r,
             &format!("z::csi::{call}"),
-            &["answered OK to", "unknown volume id", "the spec requires NotFound"],
+            &[
+                "answered OK to",
+                "unknown volume id",
+                "the spec requires NotFound",
+            ],
         );
     }
     // Calls without a NotFound case are not blamed.
@@ -138,16 +194,30 @@ fn zoo_ok_for_notfound_fails_the_calls_that_must_answer_notfound() {
 
 #[test]
 fn zoo_create_not_idempotent_fails_create_volume() {
-    let Some((s, r, _)) = zoo_run("createtwice", "create-not-idempotent", None, &["z::csi::create_volume", "--exact"]) else {
+    let Some((s, r, _)) = zoo_run(
+        "createtwice",
+        "create-not-idempotent",
+        None,
+        &["z::csi::create_volume", "--exact"],
+    ) else {
         return;
     };
-    assert_failed_with(&r, "z::csi::create_volume", &["the same CreateVolume again gave volume", "not idempotent"]);
+    assert_failed_with(
+        &r,
+        "z::csi::create_volume",
+        &["the same CreateVolume again gave volume", "not idempotent"],
+    );
     s.assert_nothing_left();
 }
 
 #[test]
 fn zoo_publish_not_idempotent_fails_node_publish_with_stacked_mounts() {
-    let Some((s, r, _)) = zoo_run("publishtwice", "publish-not-idempotent", None, &["z::csi::node_publish_volume", "--exact"]) else {
+    let Some((s, r, _)) = zoo_run(
+        "publishtwice",
+        "publish-not-idempotent",
+        None,
+        &["z::csi::node_publish_volume", "--exact"],
+    ) else {
         return;
     };
     assert_failed_with(&r, "z::csi::node_publish_volume", &["mounts stacked on it"]);
@@ -156,9 +226,18 @@ fn zoo_publish_not_idempotent_fails_node_publish_with_stacked_mounts() {
 
 #[test]
 fn zoo_hang_fails_node_publish_with_a_timeout_and_leaves_no_process() {
-    let Some((s, r, _)) = zoo_run("hang", "hang", None, &["z::csi::node_publish_volume", "--exact"]) else {
+    let Some((s, r, _)) = zoo_run(
+        "hang",
+        "hang",
+        None,
+        &["z::csi::node_publish_volume", "--exact"],
+    ) else {
         return;
     };
-    assert_failed_with(&r, "z::csi::node_publish_volume", &["NodePublishVolume: no answer within 3.0s"]);
+    assert_failed_with(
+        &r,
+        "z::csi::node_publish_volume",
+        &["NodePublishVolume: no answer within 3.0s"],
+    );
     s.assert_nothing_left();
 }

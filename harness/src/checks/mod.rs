@@ -115,10 +115,7 @@ impl Check {
     }
     /// Why the class cannot run this check, if it cannot (the trial is ignored with that reason).
     pub fn unsupported(&self, class: &ClassSpec, platform: &dyn Platform) -> Option<String> {
-        let runs_the_agent = !matches!(
-            self,
-            Check::Flexvolume(_) | Check::Csi(_) | Check::Cleanup
-        );
+        let runs_the_agent = !matches!(self, Check::Flexvolume(_) | Check::Csi(_) | Check::Cleanup);
         if runs_the_agent && csi::block_mode(class) {
             return Some(csi::BLOCK_DATA.into());
         }

@@ -265,7 +265,10 @@ pub fn check(
             "access_type block has no filesystem: drop fs_type and mount_flags".into(),
         ));
     }
-    for (name, t) in [("call_timeout", spec.call_timeout), ("start_timeout", spec.start_timeout)] {
+    for (name, t) in [
+        ("call_timeout", spec.call_timeout),
+        ("start_timeout", spec.start_timeout),
+    ] {
         if t.is_some_and(|d| d.0.is_zero()) {
             return Err(err(
                 class_line,
@@ -361,11 +364,17 @@ mod tests {
         let e = resolve_command(&["/bin/true".into(), "--x".into()], Path::new("/")).unwrap_err();
         assert!(e.contains("{endpoint}"), "{e}");
         let e = resolve_command(
-            &["/bin/true".into(), "{endpoint}".into(), "--n={nodeid}".into()],
+            &[
+                "/bin/true".into(),
+                "{endpoint}".into(),
+                "--n={nodeid}".into(),
+            ],
             Path::new("/"),
         )
         .unwrap_err();
         assert!(e.contains("unknown placeholder"), "{e}");
-        assert!(resolve_command(&["/bin/true".into(), "{endpoint}".into()], Path::new("/")).is_ok());
+        assert!(
+            resolve_command(&["/bin/true".into(), "{endpoint}".into()], Path::new("/")).is_ok()
+        );
     }
 }

@@ -4,9 +4,9 @@
 //! ([`compare_table`]) and the report files ([`outputs`]: [`junit`], [`markdown`], [`html`] with
 //! [`charts`], [`prometheus`]).
 
-pub mod errors;
 pub mod charts;
 pub mod compare_table;
+pub mod errors;
 pub mod html;
 pub mod junit;
 pub mod markdown;

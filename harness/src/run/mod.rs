@@ -533,59 +533,61 @@ fn run_trials(opts: &RunOptions, run: RunPlan) -> Result<FinishedRun, u8> {
     let finish: Finish = {
         let (ctx, opts, env, selection) =
             (ctx.clone(), opts.clone(), env.clone(), selection.clone());
-        Arc::new(move |interrupted: bool| -> (Result<PathBuf, String>, Vec<String>, u8) {
-            if interrupted {
-                // The trials the signal cut short: listed, so a partial result says what was
-                // running, not only what finished.
-                for (name, elapsed) in ctx.progress.running() {
-                    let (class, check) = name.split_once("::").unwrap_or((&name, ""));
-                    ctx.sink.push(TrialResult {
-                        name: name.clone(),
-                        class: class.to_string(),
-                        check: check.to_string(),
-                        status: Status::Interrupted,
-                        started: results::rfc3339_utc_millis(
-                            SystemTime::now()
-                                .checked_sub(elapsed)
-                                .unwrap_or_else(SystemTime::now),
-                        ),
-                        duration_s: elapsed.as_secs_f64(),
-                        metrics: serde_json::Value::Object(Default::default()),
-                        warnings: Vec::new(),
-                        ignored_reason: None,
-                        failure: None,
-                    });
+        Arc::new(
+            move |interrupted: bool| -> (Result<PathBuf, String>, Vec<String>, u8) {
+                if interrupted {
+                    // The trials the signal cut short: listed, so a partial result says what was
+                    // running, not only what finished.
+                    for (name, elapsed) in ctx.progress.running() {
+                        let (class, check) = name.split_once("::").unwrap_or((&name, ""));
+                        ctx.sink.push(TrialResult {
+                            name: name.clone(),
+                            class: class.to_string(),
+                            check: check.to_string(),
+                            status: Status::Interrupted,
+                            started: results::rfc3339_utc_millis(
+                                SystemTime::now()
+                                    .checked_sub(elapsed)
+                                    .unwrap_or_else(SystemTime::now),
+                            ),
+                            duration_s: elapsed.as_secs_f64(),
+                            metrics: serde_json::Value::Object(Default::default()),
+                            warnings: Vec::new(),
+                            ignored_reason: None,
+                            failure: None,
+                        });
+                    }
                 }
-            }
-            ctx.progress.done();
-            ctx.speed.release_all();
-            let problems = remove_everything(&ctx, interrupted);
-            let ending = verdict::Ending {
-                leftovers: !problems.is_empty(),
-                no_result: false,
-            };
-            let code = if interrupted {
-                exit_code::INTERRUPTED
-            } else {
-                verdict::exit_code(&ctx.sink.trials(), ending)
-            };
-            let doc = result_doc(
-                &ctx,
-                &opts,
-                env.clone(),
-                started,
-                interrupted,
-                code,
-                selection.clone(),
-            );
-            let path = doc.write(&opts.results, started).map_err(|e| {
-                format!(
-                    "cannot write the result file under {}: {e}",
-                    opts.results.display()
-                )
-            });
-            (path, problems, code)
-        })
+                ctx.progress.done();
+                ctx.speed.release_all();
+                let problems = remove_everything(&ctx, interrupted);
+                let ending = verdict::Ending {
+                    leftovers: !problems.is_empty(),
+                    no_result: false,
+                };
+                let code = if interrupted {
+                    exit_code::INTERRUPTED
+                } else {
+                    verdict::exit_code(&ctx.sink.trials(), ending)
+                };
+                let doc = result_doc(
+                    &ctx,
+                    &opts,
+                    env.clone(),
+                    started,
+                    interrupted,
+                    code,
+                    selection.clone(),
+                );
+                let path = doc.write(&opts.results, started).map_err(|e| {
+                    format!(
+                        "cannot write the result file under {}: {e}",
+                        opts.results.display()
+                    )
+                });
+                (path, problems, code)
+            },
+        )
     };
     {
         let finish = finish.clone();
@@ -667,7 +669,8 @@ fn conclude(opts: &RunOptions, run: FinishedRun) -> u8 {
         if !lines.is_empty() {
             eprintln!(
                 "pvcheck: API requests per check ({} in all):",
-                r.pointer("/api_requests/total").unwrap_or(&serde_json::Value::Null)
+                r.pointer("/api_requests/total")
+                    .unwrap_or(&serde_json::Value::Null)
             );
             for l in lines {
                 eprintln!("  {l}");

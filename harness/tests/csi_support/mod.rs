@@ -58,7 +58,13 @@ pub fn zoo() -> PathBuf {
     ZOO.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let out = Command::new(cargo)
-            .args(["build", "-q", "-p", "pvcheck-csi-zoo", "--message-format=json"])
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "pvcheck-csi-zoo",
+                "--message-format=json",
+            ])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .output()
             .unwrap();
@@ -171,7 +177,12 @@ impl Run {
             .as_ref()
             .and_then(|r| r["trials"].as_array())
             .and_then(|t| t.iter().find(|x| x["name"] == name))
-            .unwrap_or_else(|| panic!("no trial {name}; stdout: {}\nstderr: {}", self.stdout, self.stderr))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no trial {name}; stdout: {}\nstderr: {}",
+                    self.stdout, self.stderr
+                )
+            })
     }
     pub fn trials(&self) -> Vec<Value> {
         self.result
@@ -226,7 +237,11 @@ pub fn run(s: &Scratch, yaml: &str, filter: &[&str], env: &[(&str, &Path)]) -> R
 /// command: the zoo), with `extra` lines appended (capabilities, upgrade, …).
 pub fn class(name: &str, command: &[String], access: &str, extra: &str) -> String {
     let cmd: Vec<String> = command.iter().map(|a| format!("{a:?}")).collect();
-    let fs = if access == "mount" { "\n        fs_type: ext4" } else { "" };
+    let fs = if access == "mount" {
+        "\n        fs_type: ext4"
+    } else {
+        ""
+    };
     format!(
         "  - name: {name}\n    local:\n      csi:\n        command: [{}]\n        access_type: {access}{fs}\n        call_timeout: 20s\n{extra}",
         cmd.join(", ")

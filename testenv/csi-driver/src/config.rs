@@ -99,7 +99,9 @@ pub enum ConfigError {
     Endpoint(String),
     #[error("--fault / {FAULTS_ENV}: {0}")]
     Fault(#[from] UnknownFault),
-    #[error("--drivername {0:?}: must be non-empty, at most 63 characters of [a-z0-9.-], starting and ending alphanumeric")]
+    #[error(
+        "--drivername {0:?}: must be non-empty, at most 63 characters of [a-z0-9.-], starting and ending alphanumeric"
+    )]
     DriverName(String),
     #[error("--nodeid: not given and the host name cannot be read")]
     NodeId,
@@ -181,7 +183,11 @@ fn valid_driver_name(name: &str) -> bool {
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-');
     let ends_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
-    !name.is_empty() && name.len() <= 63 && ok_chars && ends_ok(name.chars().next()) && ends_ok(name.chars().last())
+    !name.is_empty()
+        && name.len() <= 63
+        && ok_chars
+        && ends_ok(name.chars().next())
+        && ends_ok(name.chars().last())
 }
 
 #[cfg(test)]
@@ -190,8 +196,14 @@ mod tests {
 
     #[test]
     fn endpoint_must_be_an_absolute_unix_path() {
-        assert_eq!(parse_endpoint("unix:///run/x.sock").unwrap(), PathBuf::from("/run/x.sock"));
-        assert_eq!(parse_endpoint("unix:/run/x.sock").unwrap(), PathBuf::from("/run/x.sock"));
+        assert_eq!(
+            parse_endpoint("unix:///run/x.sock").unwrap(),
+            PathBuf::from("/run/x.sock")
+        );
+        assert_eq!(
+            parse_endpoint("unix:/run/x.sock").unwrap(),
+            PathBuf::from("/run/x.sock")
+        );
         assert!(parse_endpoint("tcp://1.2.3.4:5").is_err());
         assert!(parse_endpoint("unix://relative.sock").is_err());
         assert!(parse_endpoint("unix:///").is_err());

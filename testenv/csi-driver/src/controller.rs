@@ -14,7 +14,9 @@ use crate::csi::controller_server::Controller;
 use crate::csi::controller_service_capability::{self, rpc};
 use crate::csi::volume_content_source::{SnapshotSource, Type as SourceType, VolumeSource};
 use crate::csi::{self, ControllerServiceCapability};
-use crate::driver::{Driver, access_of, io_internal, require, supports, topology, topology_matches};
+use crate::driver::{
+    Driver, access_of, io_internal, require, supports, topology, topology_matches,
+};
 use crate::faults::Fault;
 use crate::ids::random_id;
 use crate::log;
@@ -30,8 +32,12 @@ impl ControllerService {
             volume_context: HashMap::new(),
             content_source: v.source.as_ref().map(|s| csi::VolumeContentSource {
                 r#type: Some(match s {
-                    Source::Snapshot(id) => SourceType::Snapshot(SnapshotSource { snapshot_id: id.clone() }),
-                    Source::Volume(id) => SourceType::Volume(VolumeSource { volume_id: id.clone() }),
+                    Source::Snapshot(id) => SourceType::Snapshot(SnapshotSource {
+                        snapshot_id: id.clone(),
+                    }),
+                    Source::Volume(id) => SourceType::Volume(VolumeSource {
+                        volume_id: id.clone(),
+                    }),
                 }),
             }),
             accessible_topology: vec![topology(&self.0.config.node_id)],
@@ -86,7 +92,10 @@ impl ControllerService {
             size_bytes: s.size_bytes,
             snapshot_id: s.id.clone(),
             source_volume_id: s.source_volume_id.clone(),
-            creation_time: Some(prost_types::Timestamp { seconds: s.created_seconds, nanos: s.created_nanos }),
+            creation_time: Some(prost_types::Timestamp {
+                seconds: s.created_seconds,
+                nanos: s.created_nanos,
+            }),
             ready_to_use: true,
             group_snapshot_id: String::new(),
         }
@@ -124,7 +133,11 @@ fn flush_loop_device(state: &State, volume_id: &str) {
 }
 
 /// Page through `items` with an index as the token.
-fn page<T: Clone>(items: &[T], starting_token: &str, max_entries: i32) -> Result<(Vec<T>, String), Status> {
+fn page<T: Clone>(
+    items: &[T],
+    starting_token: &str,
+    max_entries: i32,
+) -> Result<(Vec<T>, String), Status> {
     if max_entries < 0 {
         return Err(Status::invalid_argument("max_entries must not be negative"));
     }
@@ -135,15 +148,27 @@ fn page<T: Clone>(items: &[T], starting_token: &str, max_entries: i32) -> Result
             .parse::<usize>()
             .ok()
             .filter(|s| *s <= items.len())
-            .ok_or_else(|| Status::aborted(format!("starting_token {starting_token:?} is not valid")))?
+            .ok_or_else(|| {
+                Status::aborted(format!("starting_token {starting_token:?} is not valid"))
+            })?
     };
-    let end = if max_entries == 0 { items.len() } else { (start + max_entries as usize).min(items.len()) };
-    let next = if end < items.len() { end.to_string() } else { String::new() };
+    let end = if max_entries == 0 {
+        items.len()
+    } else {
+        (start + max_entries as usize).min(items.len())
+    };
+    let next = if end < items.len() {
+        end.to_string()
+    } else {
+        String::new()
+    };
     Ok((items[start..end].to_vec(), next))
 }
 
 fn now() -> (i64, i32) {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     (d.as_secs() as i64, d.subsec_nanos() as i32)
 }
 
@@ -163,20 +188,33 @@ impl Controller for ControllerService {
             let (access, _) = access_of(Some(cap), &format!("volume_capabilities[{i}]"))?;
             wants_block |= access == Access::Block;
         }
-        let kind = if wants_block || self.0.config.backing == Backing::Image { VolumeKind::Image } else { VolumeKind::Dir };
-        let (required, limit) = req.capacity_range.map(|r| (r.required_bytes, r.limit_bytes)).unwrap_or((0, 0));
+        let kind = if wants_block || self.0.config.backing == Backing::Image {
+            VolumeKind::Image
+        } else {
+            VolumeKind::Dir
+        };
+        let (required, limit) = req
+            .capacity_range
+            .map(|r| (r.required_bytes, r.limit_bytes))
+            .unwrap_or((0, 0));
         if required < 0 || limit < 0 {
-            return Err(Status::invalid_argument("capacity_range: bytes must not be negative"));
+            return Err(Status::invalid_argument(
+                "capacity_range: bytes must not be negative",
+            ));
         }
         if limit > 0 && required > limit {
-            return Err(Status::invalid_argument(format!("capacity_range: required_bytes {required} > limit_bytes {limit}")));
+            return Err(Status::invalid_argument(format!(
+                "capacity_range: required_bytes {required} > limit_bytes {limit}"
+            )));
         }
         let node_id = &self.0.config.node_id;
         if let Some(ar) = &req.accessibility_requirements
             && !ar.requisite.is_empty()
             && !ar.requisite.iter().any(|t| topology_matches(t, node_id))
         {
-            return Err(Status::resource_exhausted(format!("no requisite topology is node {node_id:?}")));
+            return Err(Status::resource_exhausted(format!(
+                "no requisite topology is node {node_id:?}"
+            )));
         }
         let source = match req.volume_content_source.and_then(|s| s.r#type) {
             None => None,
@@ -192,14 +230,23 @@ impl Controller for ControllerService {
         let mut state = self.0.state.lock().await;
         if let Some(existing) = state.volumes.values().find(|v| v.name == req.name) {
             if self.0.fault(Fault::NotIdempotent) {
-                self.0.log_fault(Fault::NotIdempotent, format_args!("CreateVolume {:?} exists as {}; making another", req.name, existing.id));
+                self.0.log_fault(
+                    Fault::NotIdempotent,
+                    format_args!(
+                        "CreateVolume {:?} exists as {}; making another",
+                        req.name, existing.id
+                    ),
+                );
             } else {
-                let fits = existing.capacity_bytes >= required && (limit == 0 || existing.capacity_bytes <= limit);
+                let fits = existing.capacity_bytes >= required
+                    && (limit == 0 || existing.capacity_bytes <= limit);
                 let same_source = existing.source == source;
                 let kind_ok = !wants_block || existing.kind == VolumeKind::Image;
                 if fits && same_source && kind_ok {
                     log!("CreateVolume {:?}: exists as {}", req.name, existing.id);
-                    return Ok(Response::new(csi::CreateVolumeResponse { volume: Some(self.csi_volume(existing)) }));
+                    return Ok(Response::new(csi::CreateVolumeResponse {
+                        volume: Some(self.csi_volume(existing)),
+                    }));
                 }
                 return Err(Status::already_exists(format!(
                     "volume {:?} exists as {} with capacity {} and source {:?}, incompatible with this request",
@@ -211,16 +258,28 @@ impl Controller for ControllerService {
         let source_size = match &source {
             None => 0,
             Some(Source::Snapshot(id)) => {
-                let s = state.snapshots.get(id).ok_or_else(|| Status::not_found(format!("snapshot {id} does not exist")))?;
+                let s = state
+                    .snapshots
+                    .get(id)
+                    .ok_or_else(|| Status::not_found(format!("snapshot {id} does not exist")))?;
                 if s.kind != kind {
-                    return Err(Status::invalid_argument(format!("snapshot {id} holds a {:?} volume, this request needs {kind:?}", s.kind)));
+                    return Err(Status::invalid_argument(format!(
+                        "snapshot {id} holds a {:?} volume, this request needs {kind:?}",
+                        s.kind
+                    )));
                 }
                 s.size_bytes
             }
             Some(Source::Volume(id)) => {
-                let v = state.volumes.get(id).ok_or_else(|| Status::not_found(format!("volume {id} does not exist")))?;
+                let v = state
+                    .volumes
+                    .get(id)
+                    .ok_or_else(|| Status::not_found(format!("volume {id} does not exist")))?;
                 if v.kind != kind {
-                    return Err(Status::invalid_argument(format!("volume {id} is a {:?} volume, this request needs {kind:?}", v.kind)));
+                    return Err(Status::invalid_argument(format!(
+                        "volume {id} is a {:?} volume, this request needs {kind:?}",
+                        v.kind
+                    )));
                 }
                 v.capacity_bytes
             }
@@ -228,12 +287,18 @@ impl Controller for ControllerService {
         let capacity = if required > 0 {
             required
         } else if limit > 0 {
-            self.0.config.default_volume_size.min(limit).max(source_size.min(limit))
+            self.0
+                .config
+                .default_volume_size
+                .min(limit)
+                .max(source_size.min(limit))
         } else {
             self.0.config.default_volume_size.max(source_size)
         };
         if kind == VolumeKind::Image && capacity < source_size {
-            return Err(Status::out_of_range(format!("capacity {capacity} is smaller than the source's {source_size} bytes")));
+            return Err(Status::out_of_range(format!(
+                "capacity {capacity} is smaller than the source's {source_size} bytes"
+            )));
         }
         let volume = Volume {
             id: random_id(),
@@ -247,11 +312,18 @@ impl Controller for ControllerService {
             publications: BTreeMap::new(),
         };
         self.create_data(&state, &volume)?;
-        log!("CreateVolume {:?}: created {} ({kind:?}, {capacity} bytes, source {:?})", volume.name, volume.id, volume.source);
+        log!(
+            "CreateVolume {:?}: created {} ({kind:?}, {capacity} bytes, source {:?})",
+            volume.name,
+            volume.id,
+            volume.source
+        );
         let reply = self.csi_volume(&volume);
         state.volumes.insert(volume.id.clone(), volume);
         self.0.save(&state)?;
-        Ok(Response::new(csi::CreateVolumeResponse { volume: Some(reply) }))
+        Ok(Response::new(csi::CreateVolumeResponse {
+            volume: Some(reply),
+        }))
     }
 
     async fn delete_volume(
@@ -290,7 +362,9 @@ impl Controller for ControllerService {
         request: Request<csi::ControllerPublishVolumeRequest>,
     ) -> Result<Response<csi::ControllerPublishVolumeResponse>, Status> {
         if !self.0.config.enable_attach {
-            return Err(Status::unimplemented("ControllerPublishVolume needs --enable-attach"));
+            return Err(Status::unimplemented(
+                "ControllerPublishVolume needs --enable-attach",
+            ));
         }
         let req = request.into_inner();
         require("volume_id", &req.volume_id)?;
@@ -299,28 +373,54 @@ impl Controller for ControllerService {
         let mut state = self.0.state.lock().await;
         let Some(v) = state.volumes.get_mut(&req.volume_id) else {
             if self.0.fault(Fault::OkForUnknown) {
-                self.0.log_fault(Fault::OkForUnknown, format_args!("ControllerPublishVolume of unknown volume {}: OK", req.volume_id));
-                return Ok(Response::new(csi::ControllerPublishVolumeResponse::default()));
+                self.0.log_fault(
+                    Fault::OkForUnknown,
+                    format_args!(
+                        "ControllerPublishVolume of unknown volume {}: OK",
+                        req.volume_id
+                    ),
+                );
+                return Ok(Response::new(
+                    csi::ControllerPublishVolumeResponse::default(),
+                ));
             }
-            return Err(Status::not_found(format!("volume {} does not exist", req.volume_id)));
+            return Err(Status::not_found(format!(
+                "volume {} does not exist",
+                req.volume_id
+            )));
         };
         if req.node_id != self.0.config.node_id {
-            return Err(Status::not_found(format!("node {} does not exist (this driver serves {})", req.node_id, self.0.config.node_id)));
+            return Err(Status::not_found(format!(
+                "node {} does not exist (this driver serves {})",
+                req.node_id, self.0.config.node_id
+            )));
         }
         if !supports(v.kind, &access) {
-            return Err(Status::invalid_argument(format!("volume {} ({:?}) cannot be used for {access:?}", v.id, v.kind)));
+            return Err(Status::invalid_argument(format!(
+                "volume {} ({:?}) cannot be used for {access:?}",
+                v.id, v.kind
+            )));
         }
         if let Some(&ro) = v.attached.get(&req.node_id) {
             if ro != req.readonly {
-                return Err(Status::already_exists(format!("volume {} is attached to {} with readonly={ro}", v.id, req.node_id)));
+                return Err(Status::already_exists(format!(
+                    "volume {} is attached to {} with readonly={ro}",
+                    v.id, req.node_id
+                )));
             }
         } else {
             v.attached.insert(req.node_id.clone(), req.readonly);
             self.0.save(&state)?;
         }
-        log!("ControllerPublishVolume {} to {}", req.volume_id, req.node_id);
+        log!(
+            "ControllerPublishVolume {} to {}",
+            req.volume_id,
+            req.node_id
+        );
         let context = [("pvcheck.io/attached-to".to_string(), req.node_id.clone())].into();
-        Ok(Response::new(csi::ControllerPublishVolumeResponse { publish_context: context }))
+        Ok(Response::new(csi::ControllerPublishVolumeResponse {
+            publish_context: context,
+        }))
     }
 
     async fn controller_unpublish_volume(
@@ -328,7 +428,9 @@ impl Controller for ControllerService {
         request: Request<csi::ControllerUnpublishVolumeRequest>,
     ) -> Result<Response<csi::ControllerUnpublishVolumeResponse>, Status> {
         if !self.0.config.enable_attach {
-            return Err(Status::unimplemented("ControllerUnpublishVolume needs --enable-attach"));
+            return Err(Status::unimplemented(
+                "ControllerUnpublishVolume needs --enable-attach",
+            ));
         }
         let req = request.into_inner();
         require("volume_id", &req.volume_id)?;
@@ -345,7 +447,11 @@ impl Controller for ControllerService {
                 self.0.save(&state)?;
             }
         }
-        log!("ControllerUnpublishVolume {} from {:?}", req.volume_id, req.node_id);
+        log!(
+            "ControllerUnpublishVolume {} from {:?}",
+            req.volume_id,
+            req.node_id
+        );
         Ok(Response::new(csi::ControllerUnpublishVolumeResponse {}))
     }
 
@@ -365,10 +471,21 @@ impl Controller for ControllerService {
         let state = self.0.state.lock().await;
         let Some(v) = state.volumes.get(&req.volume_id) else {
             if self.0.fault(Fault::OkForUnknown) {
-                self.0.log_fault(Fault::OkForUnknown, format_args!("ValidateVolumeCapabilities of unknown volume {}: OK", req.volume_id));
-                return Ok(Response::new(csi::ValidateVolumeCapabilitiesResponse::default()));
+                self.0.log_fault(
+                    Fault::OkForUnknown,
+                    format_args!(
+                        "ValidateVolumeCapabilities of unknown volume {}: OK",
+                        req.volume_id
+                    ),
+                );
+                return Ok(Response::new(
+                    csi::ValidateVolumeCapabilitiesResponse::default(),
+                ));
             }
-            return Err(Status::not_found(format!("volume {} does not exist", req.volume_id)));
+            return Err(Status::not_found(format!(
+                "volume {} does not exist",
+                req.volume_id
+            )));
         };
         if let Some(bad) = accesses.iter().find(|a| !supports(v.kind, a)) {
             return Ok(Response::new(csi::ValidateVolumeCapabilitiesResponse {
@@ -396,10 +513,16 @@ impl Controller for ControllerService {
         let all: Vec<csi::list_volumes_response::Entry> = state
             .volumes
             .values()
-            .map(|v| csi::list_volumes_response::Entry { volume: Some(self.csi_volume(v)), status: None })
+            .map(|v| csi::list_volumes_response::Entry {
+                volume: Some(self.csi_volume(v)),
+                status: None,
+            })
             .collect();
         let (entries, next_token) = page(&all, &req.starting_token, req.max_entries)?;
-        Ok(Response::new(csi::ListVolumesResponse { entries, next_token }))
+        Ok(Response::new(csi::ListVolumesResponse {
+            entries,
+            next_token,
+        }))
     }
 
     async fn get_capacity(
@@ -415,8 +538,10 @@ impl Controller for ControllerService {
         {
             return Ok(Response::new(csi::GetCapacityResponse::default()));
         }
-        let st = nix::sys::statvfs::statvfs(&self.0.layout.root).map_err(|e| io_internal("statvfs", e))?;
-        let available = (st.blocks_available() as u128 * st.fragment_size() as u128).min(i64::MAX as u128) as i64;
+        let st = nix::sys::statvfs::statvfs(&self.0.layout.root)
+            .map_err(|e| io_internal("statvfs", e))?;
+        let available = (st.blocks_available() as u128 * st.fragment_size() as u128)
+            .min(i64::MAX as u128) as i64;
         Ok(Response::new(csi::GetCapacityResponse {
             available_capacity: available,
             maximum_volume_size: Some(available),
@@ -432,10 +557,14 @@ impl Controller for ControllerService {
             .capabilities()
             .into_iter()
             .map(|t| ControllerServiceCapability {
-                r#type: Some(controller_service_capability::Type::Rpc(controller_service_capability::Rpc { r#type: t as i32 })),
+                r#type: Some(controller_service_capability::Type::Rpc(
+                    controller_service_capability::Rpc { r#type: t as i32 },
+                )),
             })
             .collect();
-        Ok(Response::new(csi::ControllerGetCapabilitiesResponse { capabilities }))
+        Ok(Response::new(csi::ControllerGetCapabilitiesResponse {
+            capabilities,
+        }))
     }
 
     async fn create_snapshot(
@@ -448,17 +577,18 @@ impl Controller for ControllerService {
         let mut state = self.0.state.lock().await;
         if let Some(existing) = state.snapshots.values().find(|s| s.name == req.name) {
             if existing.source_volume_id == req.source_volume_id {
-                return Ok(Response::new(csi::CreateSnapshotResponse { snapshot: Some(Self::csi_snapshot(existing)) }));
+                return Ok(Response::new(csi::CreateSnapshotResponse {
+                    snapshot: Some(Self::csi_snapshot(existing)),
+                }));
             }
             return Err(Status::already_exists(format!(
                 "snapshot {:?} exists as {} of volume {}",
                 req.name, existing.id, existing.source_volume_id
             )));
         }
-        let v = state
-            .volumes
-            .get(&req.source_volume_id)
-            .ok_or_else(|| Status::not_found(format!("volume {} does not exist", req.source_volume_id)))?;
+        let v = state.volumes.get(&req.source_volume_id).ok_or_else(|| {
+            Status::not_found(format!("volume {} does not exist", req.source_volume_id))
+        })?;
         let (kind, capacity) = (v.kind, v.capacity_bytes);
         flush_loop_device(&state, &req.source_volume_id);
         let id = random_id();
@@ -467,14 +597,19 @@ impl Controller for ControllerService {
         let src = layout.volume_data(&req.source_volume_id, kind);
         let dst = layout.snapshot_data(&id, kind);
         let made = fs::create_dir_all(&dir).and_then(|()| match kind {
-            VolumeKind::Dir => fs::create_dir(&dst).and_then(|()| copy::tree(&src, &dst)).map(|()| copy::tree_size(&dst)),
+            VolumeKind::Dir => fs::create_dir(&dst)
+                .and_then(|()| copy::tree(&src, &dst))
+                .map(|()| copy::tree_size(&dst)),
             VolumeKind::Image => copy::sparse_file(&src, &dst),
         });
         let size = match made {
             Ok(size) => size,
             Err(e) => {
                 let _ = fs::remove_dir_all(&dir);
-                return Err(io_internal(format_args!("copying {} to {}", src.display(), dst.display()), e));
+                return Err(io_internal(
+                    format_args!("copying {} to {}", src.display(), dst.display()),
+                    e,
+                ));
             }
         };
         let (created_seconds, created_nanos) = now();
@@ -482,16 +617,27 @@ impl Controller for ControllerService {
             id: id.clone(),
             name: req.name,
             source_volume_id: req.source_volume_id,
-            size_bytes: if kind == VolumeKind::Image { capacity } else { size as i64 },
+            size_bytes: if kind == VolumeKind::Image {
+                capacity
+            } else {
+                size as i64
+            },
             kind,
             created_seconds,
             created_nanos,
         };
-        log!("CreateSnapshot {:?}: {} of volume {}", snapshot.name, id, snapshot.source_volume_id);
+        log!(
+            "CreateSnapshot {:?}: {} of volume {}",
+            snapshot.name,
+            id,
+            snapshot.source_volume_id
+        );
         let reply = Self::csi_snapshot(&snapshot);
         state.snapshots.insert(id, snapshot);
         self.0.save(&state)?;
-        Ok(Response::new(csi::CreateSnapshotResponse { snapshot: Some(reply) }))
+        Ok(Response::new(csi::CreateSnapshotResponse {
+            snapshot: Some(reply),
+        }))
     }
 
     async fn delete_snapshot(
@@ -525,11 +671,18 @@ impl Controller for ControllerService {
             .snapshots
             .values()
             .filter(|s| req.snapshot_id.is_empty() || s.id == req.snapshot_id)
-            .filter(|s| req.source_volume_id.is_empty() || s.source_volume_id == req.source_volume_id)
-            .map(|s| csi::list_snapshots_response::Entry { snapshot: Some(Self::csi_snapshot(s)) })
+            .filter(|s| {
+                req.source_volume_id.is_empty() || s.source_volume_id == req.source_volume_id
+            })
+            .map(|s| csi::list_snapshots_response::Entry {
+                snapshot: Some(Self::csi_snapshot(s)),
+            })
             .collect();
         let (entries, next_token) = page(&all, &req.starting_token, req.max_entries)?;
-        Ok(Response::new(csi::ListSnapshotsResponse { entries, next_token }))
+        Ok(Response::new(csi::ListSnapshotsResponse {
+            entries,
+            next_token,
+        }))
     }
 
     async fn get_snapshot(
@@ -539,11 +692,12 @@ impl Controller for ControllerService {
         let req = request.into_inner();
         require("snapshot_id", &req.snapshot_id)?;
         let state = self.0.state.lock().await;
-        let s = state
-            .snapshots
-            .get(&req.snapshot_id)
-            .ok_or_else(|| Status::not_found(format!("snapshot {} does not exist", req.snapshot_id)))?;
-        Ok(Response::new(csi::GetSnapshotResponse { snapshot: Some(Self::csi_snapshot(s)) }))
+        let s = state.snapshots.get(&req.snapshot_id).ok_or_else(|| {
+            Status::not_found(format!("snapshot {} does not exist", req.snapshot_id))
+        })?;
+        Ok(Response::new(csi::GetSnapshotResponse {
+            snapshot: Some(Self::csi_snapshot(s)),
+        }))
     }
 
     async fn controller_expand_volume(
@@ -552,17 +706,35 @@ impl Controller for ControllerService {
     ) -> Result<Response<csi::ControllerExpandVolumeResponse>, Status> {
         let req = request.into_inner();
         require("volume_id", &req.volume_id)?;
-        let range = req.capacity_range.ok_or_else(|| Status::invalid_argument("capacity_range is required"))?;
-        if range.required_bytes < 0 || range.limit_bytes < 0 || (range.limit_bytes > 0 && range.required_bytes > range.limit_bytes) {
-            return Err(Status::invalid_argument(format!("capacity_range {}..{} is not valid", range.required_bytes, range.limit_bytes)));
+        let range = req
+            .capacity_range
+            .ok_or_else(|| Status::invalid_argument("capacity_range is required"))?;
+        if range.required_bytes < 0
+            || range.limit_bytes < 0
+            || (range.limit_bytes > 0 && range.required_bytes > range.limit_bytes)
+        {
+            return Err(Status::invalid_argument(format!(
+                "capacity_range {}..{} is not valid",
+                range.required_bytes, range.limit_bytes
+            )));
         }
         let mut state = self.0.state.lock().await;
         let Some(v) = state.volumes.get_mut(&req.volume_id) else {
-            return Err(Status::not_found(format!("volume {} does not exist", req.volume_id)));
+            return Err(Status::not_found(format!(
+                "volume {} does not exist",
+                req.volume_id
+            )));
         };
-        let wanted = if range.required_bytes > 0 { range.required_bytes } else { range.limit_bytes };
+        let wanted = if range.required_bytes > 0 {
+            range.required_bytes
+        } else {
+            range.limit_bytes
+        };
         if range.limit_bytes > 0 && v.capacity_bytes > range.limit_bytes {
-            return Err(Status::out_of_range(format!("volume {} has {} bytes, more than limit_bytes {}", v.id, v.capacity_bytes, range.limit_bytes)));
+            return Err(Status::out_of_range(format!(
+                "volume {} has {} bytes, more than limit_bytes {}",
+                v.id, v.capacity_bytes, range.limit_bytes
+            )));
         }
         if wanted > v.capacity_bytes {
             if v.kind == VolumeKind::Image {
@@ -573,7 +745,11 @@ impl Controller for ControllerService {
                     .and_then(|f| f.set_len(wanted as u64))
                     .map_err(|e| io_internal(image.display(), e))?;
             }
-            log!("ControllerExpandVolume {}: {} -> {wanted} bytes", v.id, v.capacity_bytes);
+            log!(
+                "ControllerExpandVolume {}: {} -> {wanted} bytes",
+                v.id,
+                v.capacity_bytes
+            );
             v.capacity_bytes = wanted;
         }
         let reply = csi::ControllerExpandVolumeResponse {
@@ -588,14 +764,18 @@ impl Controller for ControllerService {
         &self,
         _: Request<csi::ControllerGetVolumeRequest>,
     ) -> Result<Response<csi::ControllerGetVolumeResponse>, Status> {
-        Err(Status::unimplemented("ControllerGetVolume is not offered (no GET_VOLUME capability)"))
+        Err(Status::unimplemented(
+            "ControllerGetVolume is not offered (no GET_VOLUME capability)",
+        ))
     }
 
     async fn controller_modify_volume(
         &self,
         _: Request<csi::ControllerModifyVolumeRequest>,
     ) -> Result<Response<csi::ControllerModifyVolumeResponse>, Status> {
-        Err(Status::unimplemented("ControllerModifyVolume is not offered (no MODIFY_VOLUME capability)"))
+        Err(Status::unimplemented(
+            "ControllerModifyVolume is not offered (no MODIFY_VOLUME capability)",
+        ))
     }
 }
 
@@ -611,8 +791,17 @@ mod tests {
         let (c, t3) = page(&items, &t2, 2).unwrap();
         assert_eq!([a, b, c].concat(), items);
         assert_eq!(t3, "");
-        assert_eq!(page(&items, "x", 1).unwrap_err().code(), tonic::Code::Aborted);
-        assert_eq!(page(&items, "9", 1).unwrap_err().code(), tonic::Code::Aborted);
-        assert_eq!(page(&items, "", -1).unwrap_err().code(), tonic::Code::InvalidArgument);
+        assert_eq!(
+            page(&items, "x", 1).unwrap_err().code(),
+            tonic::Code::Aborted
+        );
+        assert_eq!(
+            page(&items, "9", 1).unwrap_err().code(),
+            tonic::Code::Aborted
+        );
+        assert_eq!(
+            page(&items, "", -1).unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
     }
 }

@@ -71,7 +71,9 @@ pub fn tree(from: &Path, to: &Path) -> io::Result<()> {
 
 /// Bytes used by the regular files of a tree (a snapshot's size).
 pub fn tree_size(dir: &Path) -> u64 {
-    let Ok(entries) = fs::read_dir(dir) else { return 0 };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
     entries
         .flatten()
         .map(|e| match e.file_type() {
@@ -97,8 +99,14 @@ mod tests {
         symlink("sub/f", a.path().join("link")).unwrap();
         tree(a.path(), b.path()).unwrap();
         assert_eq!(fs::read(b.path().join("sub/f")).unwrap(), b"hello");
-        assert_eq!(fs::read_link(b.path().join("link")).unwrap(), Path::new("sub/f"));
-        assert_eq!(fs::metadata(b.path().join("sparse")).unwrap().len(), 3 * CHUNK as u64 + 7);
+        assert_eq!(
+            fs::read_link(b.path().join("link")).unwrap(),
+            Path::new("sub/f")
+        );
+        assert_eq!(
+            fs::metadata(b.path().join("sparse")).unwrap().len(),
+            3 * CHUNK as u64 + 7
+        );
         assert_eq!(tree_size(b.path()), 3 * CHUNK as u64 + 7 + 5);
     }
 }

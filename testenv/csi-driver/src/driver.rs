@@ -22,8 +22,13 @@ use crate::state::{Access, Layout, State, StateError, VolumeKind};
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("--statedir {path}: {source}")]
-    StateDir { path: PathBuf, source: std::io::Error },
-    #[error("--statedir {0}: another pvcheck-test-csi uses it (its lock file is held); stop that one first")]
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "--statedir {0}: another pvcheck-test-csi uses it (its lock file is held); stop that one first"
+    )]
     Locked(PathBuf),
     #[error("--statedir: {0}")]
     State(#[from] StateError),
@@ -42,8 +47,13 @@ impl Driver {
     /// Lock the statedir, load the state, check the loop devices it names, and apply
     /// `bitflip-on-start`.
     pub fn open(config: Config) -> Result<Arc<Driver>, StartError> {
-        let layout = Layout { root: config.state_dir.clone() };
-        let dir_err = |source| StartError::StateDir { path: layout.root.clone(), source };
+        let layout = Layout {
+            root: config.state_dir.clone(),
+        };
+        let dir_err = |source| StartError::StateDir {
+            path: layout.root.clone(),
+            source,
+        };
         for sub in ["", "volumes", "snapshots"] {
             fs::create_dir_all(layout.root.join(sub)).map_err(dir_err)?;
         }
@@ -90,14 +100,18 @@ impl Driver {
 
     /// Persist `state`; a failure is an INTERNAL error of the call that changed it.
     pub fn save(&self, state: &State) -> Result<(), Status> {
-        self.layout.save(state).map_err(|e| Status::internal(format!("saving state: {e}")))
+        self.layout
+            .save(state)
+            .map_err(|e| Status::internal(format!("saving state: {e}")))
     }
 
     fn flip_bits_now(&self) {
         let state = self.state.try_lock().expect("no call is served yet");
         for v in state.volumes.values() {
             let target = match v.kind {
-                VolumeKind::Dir => fault_actions::largest_file(&self.layout.volume_data(&v.id, v.kind)),
+                VolumeKind::Dir => {
+                    fault_actions::largest_file(&self.layout.volume_data(&v.id, v.kind))
+                }
                 // Through the loop device when attached, so its page cache cannot hide the flip.
                 VolumeKind::Image => Some(
                     v.staging
@@ -107,13 +121,23 @@ impl Driver {
                 ),
             };
             match target {
-                None => self.log_fault(Fault::BitflipOnStart, format_args!("volume {} has no non-empty file", v.id)),
+                None => self.log_fault(
+                    Fault::BitflipOnStart,
+                    format_args!("volume {} has no non-empty file", v.id),
+                ),
                 Some(path) => match fault_actions::flip_middle_bit(&path) {
                     Ok(offset) => self.log_fault(
                         Fault::BitflipOnStart,
-                        format_args!("volume {} file {} offset {offset}: flipped bit 0", v.id, path.display()),
+                        format_args!(
+                            "volume {} file {} offset {offset}: flipped bit 0",
+                            v.id,
+                            path.display()
+                        ),
                     ),
-                    Err(e) => self.log_fault(Fault::BitflipOnStart, format_args!("volume {} file {}: {e}", v.id, path.display())),
+                    Err(e) => self.log_fault(
+                        Fault::BitflipOnStart,
+                        format_args!("volume {} file {}: {e}", v.id, path.display()),
+                    ),
                 },
             }
         }
@@ -129,7 +153,12 @@ fn reconcile_loop_devices(layout: &Layout, state: &mut State) {
             && let Some(dev) = staging.loop_device.clone()
             && !loopdev::is_attached_to(&dev, &image)
         {
-            log!("volume {}: recorded loop device {} is no longer attached to {}; forgetting it", v.id, dev.display(), image.display());
+            log!(
+                "volume {}: recorded loop device {} is no longer attached to {}; forgetting it",
+                v.id,
+                dev.display(),
+                image.display()
+            );
             staging.loop_device = None;
         }
     }
@@ -145,18 +174,30 @@ pub fn require(field: &str, value: &str) -> Result<(), Status> {
 }
 
 /// A volume capability's access (type and mode checked).
-pub fn access_of(cap: Option<&csi::VolumeCapability>, field: &str) -> Result<(Access, Mode), Status> {
+pub fn access_of(
+    cap: Option<&csi::VolumeCapability>,
+    field: &str,
+) -> Result<(Access, Mode), Status> {
     let cap = cap.ok_or_else(|| Status::invalid_argument(format!("{field} is required")))?;
     let mode = cap
         .access_mode
         .as_ref()
         .and_then(|m| Mode::try_from(m.mode).ok())
         .filter(|m| *m != Mode::Unknown)
-        .ok_or_else(|| Status::invalid_argument(format!("{field}.access_mode is missing or unknown")))?;
+        .ok_or_else(|| {
+            Status::invalid_argument(format!("{field}.access_mode is missing or unknown"))
+        })?;
     let access = match &cap.access_type {
         Some(AccessType::Block(_)) => Access::Block,
-        Some(AccessType::Mount(m)) => Access::Mount { fs_type: m.fs_type.clone(), mount_flags: m.mount_flags.clone() },
-        None => return Err(Status::invalid_argument(format!("{field}.access_type is required"))),
+        Some(AccessType::Mount(m)) => Access::Mount {
+            fs_type: m.fs_type.clone(),
+            mount_flags: m.mount_flags.clone(),
+        },
+        None => {
+            return Err(Status::invalid_argument(format!(
+                "{field}.access_type is required"
+            )));
+        }
     };
     Ok((access, mode))
 }
@@ -172,17 +213,24 @@ pub fn is_reader_only(mode: Mode) -> bool {
 
 /// Same kind of access (block vs mount) — what a publication must share with its staging.
 pub fn same_access_type(a: &Access, b: &Access) -> bool {
-    matches!((a, b), (Access::Block, Access::Block) | (Access::Mount { .. }, Access::Mount { .. }))
+    matches!(
+        (a, b),
+        (Access::Block, Access::Block) | (Access::Mount { .. }, Access::Mount { .. })
+    )
 }
 
 /// The node's topology segment.
 pub fn topology(node_id: &str) -> csi::Topology {
-    csi::Topology { segments: [(crate::config::TOPOLOGY_KEY.to_string(), node_id.to_string())].into() }
+    csi::Topology {
+        segments: [(crate::config::TOPOLOGY_KEY.to_string(), node_id.to_string())].into(),
+    }
 }
 
 /// Whether `t` can be satisfied on this node: every key is ours with our value.
 pub fn topology_matches(t: &csi::Topology, node_id: &str) -> bool {
-    t.segments.iter().all(|(k, v)| k == crate::config::TOPOLOGY_KEY && v == node_id)
+    t.segments
+        .iter()
+        .all(|(k, v)| k == crate::config::TOPOLOGY_KEY && v == node_id)
 }
 
 pub fn io_internal(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Status {

@@ -9,7 +9,9 @@ use std::time::SystemTime;
 pub const TAIL: u64 = 64 * 1024;
 
 fn regular_files(dir: &Path, out: &mut Vec<(PathBuf, fs::Metadata)>) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         match e.file_type() {
             Ok(ft) if ft.is_dir() => regular_files(&e.path(), out),
@@ -114,7 +116,10 @@ mod tests {
         f.set_len(10 * TAIL).unwrap();
         f.write_all_at(&[7u8; 100], 3 * TAIL + 5).unwrap();
         f.write_all_at(&[9u8; 100], TAIL).unwrap();
-        assert_eq!(zero_last_written_chunk(&p).unwrap(), Some((3 * TAIL, 4 * TAIL)));
+        assert_eq!(
+            zero_last_written_chunk(&p).unwrap(),
+            Some((3 * TAIL, 4 * TAIL))
+        );
         assert_eq!(zero_last_written_chunk(&p).unwrap(), Some((TAIL, 2 * TAIL)));
         assert_eq!(zero_last_written_chunk(&p).unwrap(), None);
     }

@@ -104,7 +104,8 @@ mod tests {
 
     #[test]
     fn env_and_flags_merge_and_unknown_names_are_refused() {
-        let f = Faults::from_sources(&[Fault::Hang], Some("ok-for-unknown, ,bitflip-on-start")).unwrap();
+        let f = Faults::from_sources(&[Fault::Hang], Some("ok-for-unknown, ,bitflip-on-start"))
+            .unwrap();
         assert_eq!(
             f.iter().collect::<Vec<_>>(),
             vec![Fault::BitflipOnStart, Fault::OkForUnknown, Fault::Hang]

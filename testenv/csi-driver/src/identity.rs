@@ -39,20 +39,27 @@ impl Identity for IdentityService {
         _: Request<csi::GetPluginCapabilitiesRequest>,
     ) -> Result<Response<csi::GetPluginCapabilitiesResponse>, Status> {
         let service = |t: service::Type| {
-            capability(plugin_capability::Type::Service(plugin_capability::Service { r#type: t as i32 }))
+            capability(plugin_capability::Type::Service(
+                plugin_capability::Service { r#type: t as i32 },
+            ))
         };
         Ok(Response::new(csi::GetPluginCapabilitiesResponse {
             capabilities: vec![
                 service(service::Type::ControllerService),
                 service(service::Type::VolumeAccessibilityConstraints),
-                capability(plugin_capability::Type::VolumeExpansion(plugin_capability::VolumeExpansion {
-                    r#type: volume_expansion::Type::Online as i32,
-                })),
+                capability(plugin_capability::Type::VolumeExpansion(
+                    plugin_capability::VolumeExpansion {
+                        r#type: volume_expansion::Type::Online as i32,
+                    },
+                )),
             ],
         }))
     }
 
-    async fn probe(&self, _: Request<csi::ProbeRequest>) -> Result<Response<csi::ProbeResponse>, Status> {
+    async fn probe(
+        &self,
+        _: Request<csi::ProbeRequest>,
+    ) -> Result<Response<csi::ProbeResponse>, Status> {
         Ok(Response::new(csi::ProbeResponse { ready: Some(true) }))
     }
 }

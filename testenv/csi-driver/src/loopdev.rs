@@ -76,7 +76,11 @@ pub struct LoopError {
 }
 
 fn err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(Errno) -> LoopError + 'a {
-    move |errno| LoopError { what, path: path.to_path_buf(), errno }
+    move |errno| LoopError {
+        what,
+        path: path.to_path_buf(),
+        errno,
+    }
 }
 
 fn io_errno(e: std::io::Error) -> Errno {
@@ -88,9 +92,14 @@ fn device_node(n: u32) -> Result<PathBuf, LoopError> {
     let path = PathBuf::from(format!("/dev/loop{n}"));
     if !path.exists() {
         let dev = nix::sys::stat::makedev(LOOP_MAJOR, u64::from(n));
-        nix::sys::stat::mknod(&path, nix::sys::stat::SFlag::S_IFBLK, nix::sys::stat::Mode::from_bits_truncate(0o660), dev)
-            .or_else(|e| if e == Errno::EEXIST { Ok(()) } else { Err(e) })
-            .map_err(err("mknod", &path))?;
+        nix::sys::stat::mknod(
+            &path,
+            nix::sys::stat::SFlag::S_IFBLK,
+            nix::sys::stat::Mode::from_bits_truncate(0o660),
+            dev,
+        )
+        .or_else(|e| if e == Errno::EEXIST { Ok(()) } else { Err(e) })
+        .map_err(err("mknod", &path))?;
     }
     Ok(path)
 }
@@ -99,19 +108,37 @@ fn device_node(n: u32) -> Result<PathBuf, LoopError> {
 /// takes the free device between our GET_FREE and CONFIGURE.
 pub fn attach(image: &Path) -> Result<PathBuf, LoopError> {
     let control_path = Path::new("/dev/loop-control");
-    let image_file = OpenOptions::new().read(true).write(true).open(image).map_err(|e| err("open", image)(io_errno(e)))?;
+    let image_file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(image)
+        .map_err(|e| err("open", image)(io_errno(e)))?;
     let mut last = Errno::EBUSY;
     for _ in 0..20 {
-        let control = OpenOptions::new().read(true).write(true).open(control_path).map_err(|e| err("open", control_path)(io_errno(e)))?;
+        let control = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(control_path)
+            .map_err(|e| err("open", control_path)(io_errno(e)))?;
         // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number.
-        let n = unsafe { loop_ctl_get_free(control.as_raw_fd()) }.map_err(err("LOOP_CTL_GET_FREE", control_path))?;
+        let n = unsafe { loop_ctl_get_free(control.as_raw_fd()) }
+            .map_err(err("LOOP_CTL_GET_FREE", control_path))?;
         let dev_path = device_node(n as u32)?;
-        let dev = OpenOptions::new().read(true).write(true).open(&dev_path).map_err(|e| err("open", &dev_path)(io_errno(e)))?;
+        let dev = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&dev_path)
+            .map_err(|e| err("open", &dev_path)(io_errno(e)))?;
         let mut info = zeroed_info();
         let name = image.as_os_str().as_encoded_bytes();
         let len = name.len().min(LO_NAME_SIZE - 1);
         info.lo_file_name[..len].copy_from_slice(&name[..len]);
-        let config = LoopConfig { fd: image_file.as_raw_fd() as u32, block_size: 0, info, reserved: [0; 8] };
+        let config = LoopConfig {
+            fd: image_file.as_raw_fd() as u32,
+            block_size: 0,
+            info,
+            reserved: [0; 8],
+        };
         // SAFETY: config is a valid, fully initialised struct loop_config.
         match unsafe { loop_configure(dev.as_raw_fd(), &config) } {
             Ok(_) => return Ok(dev_path),

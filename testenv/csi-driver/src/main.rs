@@ -24,7 +24,11 @@ fn main() -> ExitCode {
     for fault in config.faults.iter() {
         log!("FAULT {fault}: injected");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             log!("starting the runtime: {e}");
@@ -47,7 +51,11 @@ fn main() -> ExitCode {
         Err(e) => {
             log!("{e}");
             runtime.shutdown_timeout(std::time::Duration::from_millis(100));
-            ExitCode::from(if e.is_usage() { EXIT_USAGE } else { EXIT_FAILED })
+            ExitCode::from(if e.is_usage() {
+                EXIT_USAGE
+            } else {
+                EXIT_FAILED
+            })
         }
     }
 }

@@ -9,7 +9,13 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 /// Bind `source` onto `target`, read-only if asked (a bind mount ignores MS_RDONLY, so that takes
 /// a second, remounting call).
 pub fn bind(source: &Path, target: &Path, readonly: bool) -> Result<(), Errno> {
-    mount(Some(source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)?;
+    mount(
+        Some(source),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )?;
     if readonly {
         let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
         if let Err(e) = mount(None::<&str>, target, None::<&str>, flags, None::<&str>) {
@@ -22,10 +28,20 @@ pub fn bind(source: &Path, target: &Path, readonly: bool) -> Result<(), Errno> {
 
 /// Mount the filesystem on `device` at `target`. `options` are mount(8)-style flags; the ones
 /// that are MsFlags are turned into flags, the rest passed as data.
-pub fn mount_fs(device: &Path, target: &Path, fs_type: &str, options: &[String], readonly: bool) -> Result<(), Errno> {
+pub fn mount_fs(
+    device: &Path,
+    target: &Path,
+    fs_type: &str,
+    options: &[String],
+    readonly: bool,
+) -> Result<(), Errno> {
     let mut flags = MsFlags::empty();
     let mut data = Vec::new();
-    for opt in options.iter().flat_map(|o| o.split(',')).filter(|o| !o.is_empty()) {
+    for opt in options
+        .iter()
+        .flat_map(|o| o.split(','))
+        .filter(|o| !o.is_empty())
+    {
         match opt {
             "ro" => flags |= MsFlags::MS_RDONLY,
             "rw" | "defaults" => {}
@@ -42,7 +58,13 @@ pub fn mount_fs(device: &Path, target: &Path, fs_type: &str, options: &[String],
         flags |= MsFlags::MS_RDONLY;
     }
     let data = data.join(",");
-    mount(Some(device), target, Some(fs_type), flags, (!data.is_empty()).then_some(data.as_str()))
+    mount(
+        Some(device),
+        target,
+        Some(fs_type),
+        flags,
+        (!data.is_empty()).then_some(data.as_str()),
+    )
 }
 
 /// Unmount `target` if something is mounted there (every layer of it). Not mounted → Ok.
@@ -83,7 +105,12 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+        {
             let v = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
             out.push(v);
             i += 4;

@@ -13,7 +13,9 @@ use tonic::{Request, Response, Status};
 use crate::csi::node_server::Node;
 use crate::csi::node_service_capability::{self, rpc};
 use crate::csi::{self, NodeServiceCapability, VolumeUsage, volume_usage};
-use crate::driver::{Driver, access_of, io_internal, is_reader_only, require, same_access_type, supports, topology};
+use crate::driver::{
+    Driver, access_of, io_internal, is_reader_only, require, same_access_type, supports, topology,
+};
 use crate::fault_actions;
 use crate::faults::Fault;
 use crate::log;
@@ -51,10 +53,16 @@ fn make_filesystem(device: &Path, fs_type: &str) -> Result<(), Status> {
         cmd.args(["-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0"]);
     }
     let out = cmd.arg(device).output().map_err(|e| {
-        Status::failed_precondition(format!("{program} cannot be run ({e}); mount access to an image volume needs it"))
+        Status::failed_precondition(format!(
+            "{program} cannot be run ({e}); mount access to an image volume needs it"
+        ))
     })?;
     if !out.status.success() {
-        return Err(Status::internal(format!("{program} {}: {}", device.display(), String::from_utf8_lossy(&out.stderr).trim())));
+        return Err(Status::internal(format!(
+            "{program} {}: {}",
+            device.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
     }
     Ok(())
 }
@@ -64,14 +72,22 @@ fn grow_filesystem(device: &Path, mount_point: &Path, fs_type: &str) -> Result<(
     let (program, arg) = match fs_type {
         "xfs" => ("xfs_growfs", mount_point),
         "" | "ext2" | "ext3" | "ext4" => ("resize2fs", device),
-        other => return Err(Status::failed_precondition(format!("cannot grow a {other} filesystem"))),
+        other => {
+            return Err(Status::failed_precondition(format!(
+                "cannot grow a {other} filesystem"
+            )));
+        }
     };
     let out = Command::new(program)
         .arg(arg)
         .output()
         .map_err(|e| Status::failed_precondition(format!("{program} cannot be run ({e})")))?;
     if !out.status.success() {
-        return Err(Status::internal(format!("{program} {}: {}", arg.display(), String::from_utf8_lossy(&out.stderr).trim())));
+        return Err(Status::internal(format!(
+            "{program} {}: {}",
+            arg.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
     }
     Ok(())
 }
@@ -80,19 +96,26 @@ impl NodeService {
     /// An unknown volume id: NOT_FOUND, or OK under the `ok-for-unknown` fault (then `Ok(())`).
     fn unknown(&self, call: &str, volume_id: &str) -> Result<(), Status> {
         if self.0.fault(Fault::OkForUnknown) {
-            self.0.log_fault(Fault::OkForUnknown, format_args!("{call} of unknown volume {volume_id}: OK"));
+            self.0.log_fault(
+                Fault::OkForUnknown,
+                format_args!("{call} of unknown volume {volume_id}: OK"),
+            );
             return Ok(());
         }
-        Err(Status::not_found(format!("volume {volume_id} does not exist")))
+        Err(Status::not_found(format!(
+            "volume {volume_id} does not exist"
+        )))
     }
 
     /// The device or directory a staged volume is published from.
     fn publish_source(&self, v: &Volume, staging: &Staging) -> Result<PathBuf, Status> {
         match (&staging.access, v.kind) {
-            (Access::Block, _) => staging
-                .loop_device
-                .clone()
-                .ok_or_else(|| Status::failed_precondition(format!("volume {} is staged without a loop device; unstage and stage it again", v.id))),
+            (Access::Block, _) => staging.loop_device.clone().ok_or_else(|| {
+                Status::failed_precondition(format!(
+                    "volume {} is staged without a loop device; unstage and stage it again",
+                    v.id
+                ))
+            }),
             (Access::Mount { .. }, _) => Ok(staging.staging_path.clone()),
         }
     }
@@ -100,7 +123,12 @@ impl NodeService {
     /// Undo a staging: unmount, detach, and (fault) damage the tail of the data.
     fn unstage(&self, v: &Volume, staging: &Staging) -> Result<(), Status> {
         if matches!(staging.access, Access::Mount { .. }) {
-            mounts::unmount_all(&staging.staging_path).map_err(|e| io_internal(format_args!("unmount {}", staging.staging_path.display()), e))?;
+            mounts::unmount_all(&staging.staging_path).map_err(|e| {
+                io_internal(
+                    format_args!("unmount {}", staging.staging_path.display()),
+                    e,
+                )
+            })?;
         }
         if let Some(dev) = &staging.loop_device {
             let _ = fs::File::open(dev).and_then(|f| f.sync_all());
@@ -113,15 +141,26 @@ impl NodeService {
                     Some(file) => fault_actions::zero_tail(&file).map(|r| Some((file, r))),
                     None => Ok(None),
                 },
-                VolumeKind::Image => fault_actions::zero_last_written_chunk(&data).map(|r| r.map(|r| (data.clone(), r))),
+                VolumeKind::Image => fault_actions::zero_last_written_chunk(&data)
+                    .map(|r| r.map(|r| (data.clone(), r))),
             };
             match damage {
                 Ok(Some((file, (start, end)))) => self.0.log_fault(
                     Fault::LoseTailAtUnstage,
-                    format_args!("volume {} file {} zeroed bytes {start}..{end}", v.id, file.display()),
+                    format_args!(
+                        "volume {} file {} zeroed bytes {start}..{end}",
+                        v.id,
+                        file.display()
+                    ),
                 ),
-                Ok(None) => self.0.log_fault(Fault::LoseTailAtUnstage, format_args!("volume {} has no data to lose", v.id)),
-                Err(e) => self.0.log_fault(Fault::LoseTailAtUnstage, format_args!("volume {}: {e}", v.id)),
+                Ok(None) => self.0.log_fault(
+                    Fault::LoseTailAtUnstage,
+                    format_args!("volume {} has no data to lose", v.id),
+                ),
+                Err(e) => self.0.log_fault(
+                    Fault::LoseTailAtUnstage,
+                    format_args!("volume {}: {e}", v.id),
+                ),
             }
         }
         Ok(())
@@ -142,10 +181,15 @@ impl Node for NodeService {
         let staging_path = PathBuf::from(&req.staging_target_path);
         let mut state = self.0.state.lock().await;
         let Some(v) = state.volumes.get(&req.volume_id).cloned() else {
-            return self.unknown("NodeStageVolume", &req.volume_id).map(|()| Response::new(csi::NodeStageVolumeResponse {}));
+            return self
+                .unknown("NodeStageVolume", &req.volume_id)
+                .map(|()| Response::new(csi::NodeStageVolumeResponse {}));
         };
         if !supports(v.kind, &access) {
-            return Err(Status::failed_precondition(format!("volume {} ({:?}) cannot be staged for {access:?}", v.id, v.kind)));
+            return Err(Status::failed_precondition(format!(
+                "volume {} ({:?}) cannot be staged for {access:?}",
+                v.id, v.kind
+            )));
         }
         if self.0.config.enable_attach && !v.attached.contains_key(&self.0.config.node_id) {
             return Err(Status::failed_precondition(format!(
@@ -158,7 +202,12 @@ impl Node for NodeService {
                 if same_access_type(&existing.access, &access) {
                     return Ok(Response::new(csi::NodeStageVolumeResponse {}));
                 }
-                return Err(Status::already_exists(format!("volume {} is staged at {} for {:?}", v.id, staging_path.display(), existing.access)));
+                return Err(Status::already_exists(format!(
+                    "volume {} is staged at {} for {:?}",
+                    v.id,
+                    staging_path.display(),
+                    existing.access
+                )));
             }
             return Err(Status::failed_precondition(format!(
                 "volume {} is already staged at {}",
@@ -169,25 +218,52 @@ impl Node for NodeService {
         fs::create_dir_all(&staging_path).map_err(|e| io_internal(staging_path.display(), e))?;
         let data = self.0.layout.volume_data(&v.id, v.kind);
         let loop_device = match v.kind {
-            VolumeKind::Image => Some(loopdev::attach(&data).map_err(|e| Status::internal(e.to_string()))?),
+            VolumeKind::Image => {
+                Some(loopdev::attach(&data).map_err(|e| Status::internal(e.to_string()))?)
+            }
             VolumeKind::Dir => None,
         };
         let mounted = match (&access, v.kind, &loop_device) {
             (Access::Block, _, _) => Ok(()),
-            (Access::Mount { .. }, VolumeKind::Dir, _) => {
-                mounts::bind(&data, &staging_path, false).map_err(|e| io_internal(format_args!("bind {} on {}", data.display(), staging_path.display()), e))
-            }
-            (Access::Mount { fs_type, mount_flags }, VolumeKind::Image, Some(dev)) => {
-                let fs_type = if fs_type.is_empty() { DEFAULT_FS } else { fs_type.as_str() };
+            (Access::Mount { .. }, VolumeKind::Dir, _) => mounts::bind(&data, &staging_path, false)
+                .map_err(|e| {
+                    io_internal(
+                        format_args!("bind {} on {}", data.display(), staging_path.display()),
+                        e,
+                    )
+                }),
+            (
+                Access::Mount {
+                    fs_type,
+                    mount_flags,
+                },
+                VolumeKind::Image,
+                Some(dev),
+            ) => {
+                let fs_type = if fs_type.is_empty() {
+                    DEFAULT_FS
+                } else {
+                    fs_type.as_str()
+                };
                 (|| {
                     if !has_filesystem(dev).map_err(|e| io_internal(dev.display(), e))? {
                         make_filesystem(dev, fs_type)?;
                     }
-                    mounts::mount_fs(dev, &staging_path, fs_type, mount_flags, false)
-                        .map_err(|e| io_internal(format_args!("mount {} ({fs_type}) on {}", dev.display(), staging_path.display()), e))
+                    mounts::mount_fs(dev, &staging_path, fs_type, mount_flags, false).map_err(|e| {
+                        io_internal(
+                            format_args!(
+                                "mount {} ({fs_type}) on {}",
+                                dev.display(),
+                                staging_path.display()
+                            ),
+                            e,
+                        )
+                    })
                 })()
             }
-            (Access::Mount { .. }, VolumeKind::Image, None) => unreachable!("image volumes get a loop device"),
+            (Access::Mount { .. }, VolumeKind::Image, None) => {
+                unreachable!("image volumes get a loop device")
+            }
         };
         if let Err(e) = mounted {
             if let Some(dev) = &loop_device {
@@ -199,10 +275,17 @@ impl Node for NodeService {
             "NodeStageVolume {} at {}{}",
             v.id,
             staging_path.display(),
-            loop_device.as_ref().map(|d| format!(" (loop device {})", d.display())).unwrap_or_default()
+            loop_device
+                .as_ref()
+                .map(|d| format!(" (loop device {})", d.display()))
+                .unwrap_or_default()
         );
         let vol = state.volumes.get_mut(&v.id).expect("looked up above");
-        vol.staging = Some(Staging { staging_path, access, loop_device });
+        vol.staging = Some(Staging {
+            staging_path,
+            access,
+            loop_device,
+        });
         self.0.save(&state)?;
         Ok(Response::new(csi::NodeStageVolumeResponse {}))
     }
@@ -218,17 +301,27 @@ impl Node for NodeService {
         let staging_path = PathBuf::from(&req.staging_target_path);
         let mut state = self.0.state.lock().await;
         let Some(v) = state.volumes.get(&req.volume_id).cloned() else {
-            return self.unknown("NodeUnstageVolume", &req.volume_id).map(|()| Response::new(csi::NodeUnstageVolumeResponse {}));
+            return self
+                .unknown("NodeUnstageVolume", &req.volume_id)
+                .map(|()| Response::new(csi::NodeUnstageVolumeResponse {}));
         };
         let Some(staging) = v.staging.clone().filter(|s| s.staging_path == staging_path) else {
             return Ok(Response::new(csi::NodeUnstageVolumeResponse {}));
         };
         if let Some(target) = v.publications.keys().next() {
-            return Err(Status::failed_precondition(format!("volume {} is still published at {}", v.id, target.display())));
+            return Err(Status::failed_precondition(format!(
+                "volume {} is still published at {}",
+                v.id,
+                target.display()
+            )));
         }
         self.unstage(&v, &staging)?;
         log!("NodeUnstageVolume {} from {}", v.id, staging_path.display());
-        state.volumes.get_mut(&v.id).expect("looked up above").staging = None;
+        state
+            .volumes
+            .get_mut(&v.id)
+            .expect("looked up above")
+            .staging = None;
         self.0.save(&state)?;
         Ok(Response::new(csi::NodeUnstageVolumeResponse {}))
     }
@@ -243,29 +336,54 @@ impl Node for NodeService {
         require("target_path", &req.target_path)?;
         let (access, mode) = access_of(req.volume_capability.as_ref(), "volume_capability")?;
         if req.staging_target_path.is_empty() {
-            return Err(Status::failed_precondition("staging_target_path is required (the plugin has STAGE_UNSTAGE_VOLUME)"));
+            return Err(Status::failed_precondition(
+                "staging_target_path is required (the plugin has STAGE_UNSTAGE_VOLUME)",
+            ));
         }
         let target = PathBuf::from(&req.target_path);
         let readonly = req.readonly || is_reader_only(mode);
         let mut state = self.0.state.lock().await;
         let Some(v) = state.volumes.get(&req.volume_id).cloned() else {
-            return self.unknown("NodePublishVolume", &req.volume_id).map(|()| Response::new(csi::NodePublishVolumeResponse {}));
+            return self
+                .unknown("NodePublishVolume", &req.volume_id)
+                .map(|()| Response::new(csi::NodePublishVolumeResponse {}));
         };
         if !supports(v.kind, &access) {
-            return Err(Status::failed_precondition(format!("volume {} ({:?}) cannot be published for {access:?}", v.id, v.kind)));
+            return Err(Status::failed_precondition(format!(
+                "volume {} ({:?}) cannot be published for {access:?}",
+                v.id, v.kind
+            )));
         }
         let staging = v
             .staging
             .clone()
             .filter(|s| s.staging_path == Path::new(&req.staging_target_path))
-            .ok_or_else(|| Status::failed_precondition(format!("volume {} is not staged at {}", v.id, req.staging_target_path)))?;
+            .ok_or_else(|| {
+                Status::failed_precondition(format!(
+                    "volume {} is not staged at {}",
+                    v.id, req.staging_target_path
+                ))
+            })?;
         if !same_access_type(&staging.access, &access) {
-            return Err(Status::failed_precondition(format!("volume {} is staged for {:?}, not {access:?}", v.id, staging.access)));
+            return Err(Status::failed_precondition(format!(
+                "volume {} is staged for {:?}, not {access:?}",
+                v.id, staging.access
+            )));
         }
         if let Some(existing) = v.publications.get(&target) {
             if self.0.fault(Fault::NotIdempotent) {
-                self.0.log_fault(Fault::NotIdempotent, format_args!("second NodePublishVolume of {} at {}: failing", v.id, target.display()));
-                return Err(Status::internal(format!("target {} is busy", target.display())));
+                self.0.log_fault(
+                    Fault::NotIdempotent,
+                    format_args!(
+                        "second NodePublishVolume of {} at {}: failing",
+                        v.id,
+                        target.display()
+                    ),
+                );
+                return Err(Status::internal(format!(
+                    "target {} is busy",
+                    target.display()
+                )));
             }
             if existing.readonly == readonly && same_access_type(&existing.access, &access) {
                 return Ok(Response::new(csi::NodePublishVolumeResponse {}));
@@ -284,7 +402,10 @@ impl Node for NodeService {
         let made = match (&access, fault_no_mount) {
             (Access::Block, false) => {
                 if target.is_dir() {
-                    return Err(Status::failed_precondition(format!("target {} of a block volume is a directory", target.display())));
+                    return Err(Status::failed_precondition(format!(
+                        "target {} of a block volume is a directory",
+                        target.display()
+                    )));
                 }
                 if created_target {
                     fs::File::create(&target).map_err(|e| io_internal(target.display(), e))?;
@@ -293,7 +414,14 @@ impl Node for NodeService {
             }
             (_, true) => {
                 fs::create_dir_all(&target).map_err(|e| io_internal(target.display(), e))?;
-                self.0.log_fault(Fault::PublishWithoutMount, format_args!("NodePublishVolume {} at {}: mounted nothing", v.id, target.display()));
+                self.0.log_fault(
+                    Fault::PublishWithoutMount,
+                    format_args!(
+                        "NodePublishVolume {} at {}: mounted nothing",
+                        v.id,
+                        target.display()
+                    ),
+                );
                 Ok(())
             }
             (Access::Mount { .. }, false) => {
@@ -305,11 +433,29 @@ impl Node for NodeService {
             if created_target {
                 let _ = fs::remove_dir(&target).or_else(|_| fs::remove_file(&target));
             }
-            return Err(io_internal(format_args!("bind {} on {}", source.display(), target.display()), e));
+            return Err(io_internal(
+                format_args!("bind {} on {}", source.display(), target.display()),
+                e,
+            ));
         }
-        log!("NodePublishVolume {} at {} (readonly={readonly})", v.id, target.display());
-        let publication = Publication { target_path: target.clone(), access, readonly, created_target, mounted: !fault_no_mount };
-        state.volumes.get_mut(&v.id).expect("looked up above").publications.insert(target, publication);
+        log!(
+            "NodePublishVolume {} at {} (readonly={readonly})",
+            v.id,
+            target.display()
+        );
+        let publication = Publication {
+            target_path: target.clone(),
+            access,
+            readonly,
+            created_target,
+            mounted: !fault_no_mount,
+        };
+        state
+            .volumes
+            .get_mut(&v.id)
+            .expect("looked up above")
+            .publications
+            .insert(target, publication);
         self.0.save(&state)?;
         self.0.mark_published();
         Ok(Response::new(csi::NodePublishVolumeResponse {}))
@@ -326,12 +472,15 @@ impl Node for NodeService {
         let target = PathBuf::from(&req.target_path);
         let mut state = self.0.state.lock().await;
         let Some(v) = state.volumes.get(&req.volume_id).cloned() else {
-            return self.unknown("NodeUnpublishVolume", &req.volume_id).map(|()| Response::new(csi::NodeUnpublishVolumeResponse {}));
+            return self
+                .unknown("NodeUnpublishVolume", &req.volume_id)
+                .map(|()| Response::new(csi::NodeUnpublishVolumeResponse {}));
         };
         let Some(publication) = v.publications.get(&target) else {
             return Ok(Response::new(csi::NodeUnpublishVolumeResponse {}));
         };
-        mounts::unmount_all(&target).map_err(|e| io_internal(format_args!("unmount {}", target.display()), e))?;
+        mounts::unmount_all(&target)
+            .map_err(|e| io_internal(format_args!("unmount {}", target.display()), e))?;
         if publication.created_target {
             // Under `publish-without-mount` the target is a plain directory the workload wrote
             // into; it goes with its contents (the data never reached the volume).
@@ -345,11 +494,21 @@ impl Node for NodeService {
             match removed {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_internal(format_args!("removing {}", target.display()), e)),
+                Err(e) => {
+                    return Err(io_internal(
+                        format_args!("removing {}", target.display()),
+                        e,
+                    ));
+                }
             }
         }
         log!("NodeUnpublishVolume {} from {}", v.id, target.display());
-        state.volumes.get_mut(&v.id).expect("looked up above").publications.remove(&target);
+        state
+            .volumes
+            .get_mut(&v.id)
+            .expect("looked up above")
+            .publications
+            .remove(&target);
         self.0.save(&state)?;
         Ok(Response::new(csi::NodeUnpublishVolumeResponse {}))
     }
@@ -365,23 +524,41 @@ impl Node for NodeService {
         let path = PathBuf::from(&req.volume_path);
         let state = self.0.state.lock().await;
         let Some(v) = state.volumes.get(&req.volume_id) else {
-            return self.unknown("NodeGetVolumeStats", &req.volume_id).map(|()| Response::new(csi::NodeGetVolumeStatsResponse::default()));
+            return self
+                .unknown("NodeGetVolumeStats", &req.volume_id)
+                .map(|()| Response::new(csi::NodeGetVolumeStatsResponse::default()));
         };
-        let known_path = v.publications.contains_key(&path) || v.staging.as_ref().is_some_and(|s| s.staging_path == path);
+        let known_path = v.publications.contains_key(&path)
+            || v.staging.as_ref().is_some_and(|s| s.staging_path == path);
         if !known_path || !path.exists() {
-            return Err(Status::not_found(format!("volume {} is not at {}", v.id, path.display())));
+            return Err(Status::not_found(format!(
+                "volume {} is not at {}",
+                v.id,
+                path.display()
+            )));
         }
-        let is_block = v.publications.get(&path).is_some_and(|p| p.access == Access::Block)
-            || v.staging.as_ref().is_some_and(|s| s.staging_path == path && s.access == Access::Block);
+        let is_block = v
+            .publications
+            .get(&path)
+            .is_some_and(|p| p.access == Access::Block)
+            || v.staging
+                .as_ref()
+                .is_some_and(|s| s.staging_path == path && s.access == Access::Block);
         let usage = if is_block {
             let size = if loopdev::is_block_device(&path) {
                 loopdev::device_size(&path).map_err(|e| Status::internal(e.to_string()))? as i64
             } else {
                 v.capacity_bytes
             };
-            vec![VolumeUsage { available: 0, total: size, used: 0, unit: volume_usage::Unit::Bytes as i32 }]
+            vec![VolumeUsage {
+                available: 0,
+                total: size,
+                used: 0,
+                unit: volume_usage::Unit::Bytes as i32,
+            }]
         } else {
-            let st = nix::sys::statvfs::statvfs(&path).map_err(|e| io_internal(format_args!("statvfs {}", path.display()), e))?;
+            let st = nix::sys::statvfs::statvfs(&path)
+                .map_err(|e| io_internal(format_args!("statvfs {}", path.display()), e))?;
             let f = st.fragment_size() as i64;
             vec![
                 VolumeUsage {
@@ -398,7 +575,10 @@ impl Node for NodeService {
                 },
             ]
         };
-        Ok(Response::new(csi::NodeGetVolumeStatsResponse { usage, volume_condition: None }))
+        Ok(Response::new(csi::NodeGetVolumeStatsResponse {
+            usage,
+            volume_condition: None,
+        }))
     }
 
     async fn node_expand_volume(
@@ -412,10 +592,15 @@ impl Node for NodeService {
         let path = PathBuf::from(&req.volume_path);
         let state = self.0.state.lock().await;
         let Some(v) = state.volumes.get(&req.volume_id) else {
-            return self.unknown("NodeExpandVolume", &req.volume_id).map(|()| Response::new(csi::NodeExpandVolumeResponse::default()));
+            return self
+                .unknown("NodeExpandVolume", &req.volume_id)
+                .map(|()| Response::new(csi::NodeExpandVolumeResponse::default()));
         };
         if !path.exists() {
-            return Err(Status::not_found(format!("volume path {} does not exist", path.display())));
+            return Err(Status::not_found(format!(
+                "volume path {} does not exist",
+                path.display()
+            )));
         }
         if let Some(staging) = &v.staging
             && let Some(dev) = &staging.loop_device
@@ -425,8 +610,15 @@ impl Node for NodeService {
                 grow_filesystem(dev, &staging.staging_path, fs_type)?;
             }
         }
-        log!("NodeExpandVolume {} at {}: {} bytes", v.id, path.display(), v.capacity_bytes);
-        Ok(Response::new(csi::NodeExpandVolumeResponse { capacity_bytes: v.capacity_bytes }))
+        log!(
+            "NodeExpandVolume {} at {}: {} bytes",
+            v.id,
+            path.display(),
+            v.capacity_bytes
+        );
+        Ok(Response::new(csi::NodeExpandVolumeResponse {
+            capacity_bytes: v.capacity_bytes,
+        }))
     }
 
     async fn node_get_capabilities(
@@ -434,13 +626,21 @@ impl Node for NodeService {
         _: Request<csi::NodeGetCapabilitiesRequest>,
     ) -> Result<Response<csi::NodeGetCapabilitiesResponse>, Status> {
         self.0.hang_if_due("NodeGetCapabilities").await;
-        let capabilities = [rpc::Type::StageUnstageVolume, rpc::Type::ExpandVolume, rpc::Type::GetVolumeStats]
-            .into_iter()
-            .map(|t| NodeServiceCapability {
-                r#type: Some(node_service_capability::Type::Rpc(node_service_capability::Rpc { r#type: t as i32 })),
-            })
-            .collect();
-        Ok(Response::new(csi::NodeGetCapabilitiesResponse { capabilities }))
+        let capabilities = [
+            rpc::Type::StageUnstageVolume,
+            rpc::Type::ExpandVolume,
+            rpc::Type::GetVolumeStats,
+        ]
+        .into_iter()
+        .map(|t| NodeServiceCapability {
+            r#type: Some(node_service_capability::Type::Rpc(
+                node_service_capability::Rpc { r#type: t as i32 },
+            )),
+        })
+        .collect();
+        Ok(Response::new(csi::NodeGetCapabilitiesResponse {
+            capabilities,
+        }))
     }
 
     async fn node_get_info(

@@ -8,7 +8,9 @@ use tonic::{Request, Response, Status};
 
 use crate::log;
 use crate::pluginregistration::registration_server::Registration;
-use crate::pluginregistration::{InfoRequest, PluginInfo, RegistrationStatus, RegistrationStatusResponse};
+use crate::pluginregistration::{
+    InfoRequest, PluginInfo, RegistrationStatus, RegistrationStatusResponse,
+};
 
 /// The plugin type kubelet's CSI handler registers.
 pub const CSI_PLUGIN_TYPE: &str = "CSIPlugin";
@@ -45,7 +47,11 @@ impl Registration for RegistrationService {
         if status.plugin_registered {
             log!("registration: kubelet registered {}", self.driver_name);
         } else {
-            log!("registration: kubelet refused {}: {}", self.driver_name, status.error);
+            log!(
+                "registration: kubelet refused {}: {}",
+                self.driver_name,
+                status.error
+            );
         }
         Ok(Response::new(RegistrationStatusResponse {}))
     }

@@ -31,9 +31,15 @@ pub enum ServeError {
     #[error("{0}: exists and is not a socket; refusing to replace it")]
     NotASocket(PathBuf),
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("serving {path}: {source}")]
-    Serve { path: PathBuf, source: tonic::transport::Error },
+    Serve {
+        path: PathBuf,
+        source: tonic::transport::Error,
+    },
     #[error("installing signal handlers: {0}")]
     Signals(std::io::Error),
 }
@@ -47,7 +53,10 @@ impl ServeError {
 
 /// Remove a stale socket at `path` (only a socket), make its directory, and listen.
 pub fn listen(path: &Path) -> Result<UnixListener, ServeError> {
-    let io = |source| ServeError::Io { path: path.to_path_buf(), source };
+    let io = |source| ServeError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     match fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => fs::remove_file(path).map_err(io)?,
         Ok(_) => return Err(ServeError::NotASocket(path.to_path_buf())),
@@ -71,7 +80,11 @@ pub async fn run(driver: Arc<Driver>) -> Result<(), ServeError> {
     result
 }
 
-async fn serve(driver: Arc<Driver>, config: &crate::config::Config, sockets: &mut Vec<PathBuf>) -> Result<(), ServeError> {
+async fn serve(
+    driver: Arc<Driver>,
+    config: &crate::config::Config,
+    sockets: &mut Vec<PathBuf>,
+) -> Result<(), ServeError> {
     let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -85,7 +98,10 @@ async fn serve(driver: Arc<Driver>, config: &crate::config::Config, sockets: &mu
         .add_service(IdentityServer::new(IdentityService(driver.clone())))
         .add_service(ControllerServer::new(ControllerService(driver.clone())))
         .add_service(NodeServer::new(NodeService(driver.clone())))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(csi_listener), stopped(stop_rx.clone()));
+        .serve_with_incoming_shutdown(
+            UnixListenerStream::new(csi_listener),
+            stopped(stop_rx.clone()),
+        );
     let mut tasks = vec![(config.socket.clone(), tokio::spawn(csi_server))];
 
     if let Some(reg) = &config.registration {
@@ -98,8 +114,15 @@ async fn serve(driver: Arc<Driver>, config: &crate::config::Config, sockets: &mu
         };
         let server = Server::builder()
             .add_service(RegistrationServer::new(service))
-            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stopped(stop_rx.clone()));
-        log!("registration socket {} (endpoint for kubelet: {})", path.display(), reg.kubelet_registration_path.display());
+            .serve_with_incoming_shutdown(
+                UnixListenerStream::new(listener),
+                stopped(stop_rx.clone()),
+            );
+        log!(
+            "registration socket {} (endpoint for kubelet: {})",
+            path.display(),
+            reg.kubelet_registration_path.display()
+        );
         tasks.push((path, tokio::spawn(server)));
     }
     log!(
@@ -109,7 +132,15 @@ async fn serve(driver: Arc<Driver>, config: &crate::config::Config, sockets: &mu
         config.node_id,
         config.vendor_version,
         if config.faults.iter().next().is_some() {
-            format!(", faults: {}", config.faults.iter().map(|f| f.name()).collect::<Vec<_>>().join(","))
+            format!(
+                ", faults: {}",
+                config
+                    .faults
+                    .iter()
+                    .map(|f| f.name())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
         } else {
             String::new()
         }

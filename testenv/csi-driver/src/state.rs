@@ -31,7 +31,10 @@ pub enum Source {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Access {
-    Mount { fs_type: String, mount_flags: Vec<String> },
+    Mount {
+        fs_type: String,
+        mount_flags: Vec<String>,
+    },
     Block,
 }
 
@@ -95,13 +98,22 @@ pub struct State {
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: not a state file of this driver: {source}")]
-    Parse { path: PathBuf, source: serde_json::Error },
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
-    move |source| StateError::Io { path: path.to_path_buf(), source }
+    move |source| StateError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// The on-disk layout under `--statedir`.
@@ -134,7 +146,9 @@ impl Layout {
     pub fn load(&self) -> Result<State, StateError> {
         let path = self.state_file();
         match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StateError::Parse { path, source }),
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|source| StateError::Parse { path, source })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
             Err(e) => Err(io_err(&path)(e)),
         }
@@ -149,7 +163,9 @@ impl Layout {
         f.write_all(&bytes).map_err(io_err(&tmp))?;
         f.sync_all().map_err(io_err(&tmp))?;
         fs::rename(&tmp, &path).map_err(io_err(&path))?;
-        fs::File::open(&self.root).and_then(|d| d.sync_all()).map_err(io_err(&self.root))?;
+        fs::File::open(&self.root)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&self.root))?;
         Ok(())
     }
 }
@@ -168,8 +184,13 @@ mod tests {
     #[test]
     fn state_round_trips_through_the_atomic_file() {
         let dir = tempfile::tempdir().unwrap();
-        let layout = Layout { root: dir.path().to_path_buf() };
-        assert!(layout.load().unwrap().volumes.is_empty(), "a fresh statedir has no volumes");
+        let layout = Layout {
+            root: dir.path().to_path_buf(),
+        };
+        assert!(
+            layout.load().unwrap().volumes.is_empty(),
+            "a fresh statedir has no volumes"
+        );
         let mut state = State::default();
         let mut publications = BTreeMap::new();
         publications.insert(
@@ -192,14 +213,21 @@ mod tests {
                 source: Some(Source::Snapshot("s".into())),
                 parameters: BTreeMap::new(),
                 attached: BTreeMap::new(),
-                staging: Some(Staging { staging_path: "/s".into(), access: Access::Block, loop_device: Some("/dev/loop9".into()) }),
+                staging: Some(Staging {
+                    staging_path: "/s".into(),
+                    access: Access::Block,
+                    loop_device: Some("/dev/loop9".into()),
+                }),
                 publications,
             },
         );
         layout.save(&state).unwrap();
         let back = layout.load().unwrap();
         let v = &back.volumes["v"];
-        assert_eq!(v.staging.as_ref().unwrap().loop_device, Some(PathBuf::from("/dev/loop9")));
+        assert_eq!(
+            v.staging.as_ref().unwrap().loop_device,
+            Some(PathBuf::from("/dev/loop9"))
+        );
         assert!(v.publications[Path::new("/t")].readonly);
         assert!(!dir.path().join(".state.json.tmp").exists());
     }

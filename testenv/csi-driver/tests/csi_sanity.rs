@@ -30,13 +30,28 @@ fn run(flags: &[&str], sanity_args: &[&str]) -> String {
         .args(sanity_args)
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    let summary = text.lines().filter(|l| l.contains("Passed") && l.contains("Failed")).next_back().unwrap_or("").to_string();
-    assert!(out.status.success(), "csi-sanity {flags:?} {sanity_args:?} failed: {summary}\n{text}\n--- driver log ---\n{}", driver.log());
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let summary = text
+        .lines()
+        .filter(|l| l.contains("Passed") && l.contains("Failed"))
+        .next_back()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        out.status.success(),
+        "csi-sanity {flags:?} {sanity_args:?} failed: {summary}\n{text}\n--- driver log ---\n{}",
+        driver.log()
+    );
     assert_eq!(driver.stop(), 0);
     assert_clean(&sb);
-    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(sb.statedir().join("state.json")).unwrap()).unwrap();
-    assert_eq!(state["volumes"].as_object().unwrap().len(), 0, "csi-sanity deleted every volume it made");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(sb.statedir().join("state.json")).unwrap()).unwrap();
+    assert_eq!(
+        state["volumes"].as_object().unwrap().len(),
+        0,
+        "csi-sanity deleted every volume it made"
+    );
     eprintln!("csi-sanity {flags:?} {sanity_args:?}: {summary}");
     summary
 }
@@ -47,13 +62,21 @@ fn csi_sanity_passes_on_filesystem_attach_and_block_volumes() {
         return;
     }
     if csi_sanity().is_none() {
-        eprintln!("csi-sanity: skipped: not at $PVCHECK_CSI_SANITY or testenv/bin/csi-sanity (testenv/build csi builds it)");
+        eprintln!(
+            "csi-sanity: skipped: not at $PVCHECK_CSI_SANITY or testenv/bin/csi-sanity (testenv/build csi builds it)"
+        );
         return;
     }
     for summary in [
         run(&[], &[]),
         run(&["--enable-attach"], &[]),
-        run(&[], &["-csi.testvolumeaccesstype=block", "-csi.testvolumesize=67108864"]),
+        run(
+            &[],
+            &[
+                "-csi.testvolumeaccesstype=block",
+                "-csi.testvolumesize=67108864",
+            ],
+        ),
     ] {
         assert!(summary.contains("0 Failed"), "{summary}");
     }

@@ -21,10 +21,20 @@ async fn publish_without_mount_creates_the_target_but_mounts_nothing() {
     let (s, t) = (sb.path("s"), sb.path("t"));
     c.stage_publish(&vol.volume_id, &s, &t, mount_cap()).await;
     assert!(t.is_dir());
-    assert!(!pvcheck_test_csi::mounts::is_mount_point(&t), "nothing is mounted at the target");
+    assert!(
+        !pvcheck_test_csi::mounts::is_mount_point(&t),
+        "nothing is mounted at the target"
+    );
     std::fs::write(t.join("f"), b"lost").unwrap();
-    assert!(!s.join("f").exists(), "what is written there never reaches the volume");
-    assert!(driver.log().contains("FAULT publish-without-mount"), "{}", driver.log());
+    assert!(
+        !s.join("f").exists(),
+        "what is written there never reaches the volume"
+    );
+    assert!(
+        driver.log().contains("FAULT publish-without-mount"),
+        "{}",
+        driver.log()
+    );
     // Unpublish still succeeds (the loss must be found by reading the data back), and takes
     // the stray directory with it.
     c.unpublish_unstage(&vol.volume_id, &s, &t).await;
@@ -42,7 +52,11 @@ async fn lose_tail_at_unstage_zeroes_the_last_64k_of_the_newest_file() {
         return;
     }
     let sb = Sandbox::new();
-    let mut driver = DriverProcess::start_env(&sb, &[], &[("PVCHECK_TEST_CSI_FAULTS", "lose-tail-at-unstage")]);
+    let mut driver = DriverProcess::start_env(
+        &sb,
+        &[],
+        &[("PVCHECK_TEST_CSI_FAULTS", "lose-tail-at-unstage")],
+    );
     let mut c = driver.client().await;
     let vol = c.create("v", 4 << 20, mount_cap()).await;
     let (s, t) = (sb.path("s"), sb.path("t"));
@@ -55,12 +69,26 @@ async fn lose_tail_at_unstage_zeroes_the_last_64k_of_the_newest_file() {
     c.stage_publish(&vol.volume_id, &s, &t, mount_cap()).await;
     let back = std::fs::read(t.join("new")).unwrap();
     let cut = 256 * 1024 - 64 * 1024;
-    assert_eq!(back.len(), data.len(), "size kept: the loss shows as zeros at an offset");
+    assert_eq!(
+        back.len(),
+        data.len(),
+        "size kept: the loss shows as zeros at an offset"
+    );
     assert_eq!(&back[..cut], &data[..cut]);
     assert!(back[cut..].iter().all(|&b| b == 0));
-    assert_eq!(std::fs::read(t.join("old")).unwrap(), pattern(100_000, 1), "older files are untouched");
+    assert_eq!(
+        std::fs::read(t.join("old")).unwrap(),
+        pattern(100_000, 1),
+        "older files are untouched"
+    );
     let log = driver.log();
-    assert!(log.contains(&format!("FAULT lose-tail-at-unstage: volume {}", vol.volume_id)) && log.contains(&format!("zeroed bytes {cut}..{}", 256 * 1024)), "{log}");
+    assert!(
+        log.contains(&format!(
+            "FAULT lose-tail-at-unstage: volume {}",
+            vol.volume_id
+        )) && log.contains(&format!("zeroed bytes {cut}..{}", 256 * 1024)),
+        "{log}"
+    );
     c.unpublish_unstage(&vol.volume_id, &s, &t).await;
     assert_clean(&sb);
     assert_eq!(driver.stop(), 0);
@@ -118,8 +146,16 @@ async fn bitflip_on_start_flips_one_bit_in_the_middle_of_the_largest_file() {
     assert_eq!((back[1 << 19] ^ big[1 << 19]).count_ones(), 1, "by one bit");
     let back = read_at(&bt, 0, 4 << 20);
     let diffs: Vec<usize> = (0..dev.len()).filter(|&i| back[i] != dev[i]).collect();
-    assert_eq!(diffs, vec![2 << 20], "the block device's middle byte, seen through the published device");
-    assert!(v2.log().contains(&format!("offset {}", 1 << 19)), "{}", v2.log());
+    assert_eq!(
+        diffs,
+        vec![2 << 20],
+        "the block device's middle byte, seen through the published device"
+    );
+    assert!(
+        v2.log().contains(&format!("offset {}", 1 << 19)),
+        "{}",
+        v2.log()
+    );
     let mut c = v2.client().await;
     c.unpublish_unstage(&vol.volume_id, &s, &t).await;
     c.unpublish_unstage(&blk.volume_id, &bs, &bt).await;
@@ -136,13 +172,29 @@ async fn ok_for_unknown_answers_ok_where_the_spec_wants_not_found() {
     let mut driver = DriverProcess::start(&sb, &["--fault=ok-for-unknown"]);
     let mut c = driver.client().await;
     let t = sb.path("t");
-    c.node.node_unpublish_volume(unpublish_req("ghost", &t)).await.unwrap();
-    c.node.node_unstage_volume(unstage_req("ghost", &t)).await.unwrap();
     c.node
-        .node_get_volume_stats(csi::NodeGetVolumeStatsRequest { volume_id: "ghost".into(), volume_path: "/".into(), staging_target_path: String::new() })
+        .node_unpublish_volume(unpublish_req("ghost", &t))
         .await
         .unwrap();
-    assert!(driver.log().contains("FAULT ok-for-unknown: NodeUnpublishVolume of unknown volume ghost"), "{}", driver.log());
+    c.node
+        .node_unstage_volume(unstage_req("ghost", &t))
+        .await
+        .unwrap();
+    c.node
+        .node_get_volume_stats(csi::NodeGetVolumeStatsRequest {
+            volume_id: "ghost".into(),
+            volume_path: "/".into(),
+            staging_target_path: String::new(),
+        })
+        .await
+        .unwrap();
+    assert!(
+        driver
+            .log()
+            .contains("FAULT ok-for-unknown: NodeUnpublishVolume of unknown volume ghost"),
+        "{}",
+        driver.log()
+    );
     assert_eq!(driver.stop(), 0);
 }
 
@@ -159,7 +211,11 @@ async fn not_idempotent_makes_a_second_volume_and_fails_a_second_publish() {
     assert_ne!(a.volume_id, b.volume_id);
     let (s, t) = (sb.path("s"), sb.path("t"));
     c.stage_publish(&a.volume_id, &s, &t, mount_cap()).await;
-    let again = c.node.node_publish_volume(publish_req(&a.volume_id, &s, &t, mount_cap(), false)).await.unwrap_err();
+    let again = c
+        .node
+        .node_publish_volume(publish_req(&a.volume_id, &s, &t, mount_cap(), false))
+        .await
+        .unwrap_err();
     assert_eq!(again.code(), Code::Internal);
     c.unpublish_unstage(&a.volume_id, &s, &t).await;
     assert_clean(&sb);
@@ -177,12 +233,35 @@ async fn hang_blocks_every_node_call_after_the_first_publish_but_not_identity_or
     let vol = c.create("v", 1 << 20, mount_cap()).await;
     let (s, t) = (sb.path("s"), sb.path("t"));
     c.stage_publish(&vol.volume_id, &s, &t, mount_cap()).await;
-    let hung = tokio::time::timeout(Duration::from_secs(2), c.node.node_unpublish_volume(unpublish_req(&vol.volume_id, &t))).await;
+    let hung = tokio::time::timeout(
+        Duration::from_secs(2),
+        c.node
+            .node_unpublish_volume(unpublish_req(&vol.volume_id, &t)),
+    )
+    .await;
     assert!(hung.is_err(), "NodeUnpublishVolume returned: {hung:?}");
     let mut c2 = driver.client().await;
-    assert_eq!(c2.identity.probe(csi::ProbeRequest {}).await.unwrap().into_inner().ready, Some(true));
-    assert!(driver.log().contains("FAULT hang: NodeUnpublishVolume will never return"), "{}", driver.log());
-    assert_eq!(driver.stop(), 0, "a hung call does not keep the driver from stopping");
+    assert_eq!(
+        c2.identity
+            .probe(csi::ProbeRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .ready,
+        Some(true)
+    );
+    assert!(
+        driver
+            .log()
+            .contains("FAULT hang: NodeUnpublishVolume will never return"),
+        "{}",
+        driver.log()
+    );
+    assert_eq!(
+        driver.stop(),
+        0,
+        "a hung call does not keep the driver from stopping"
+    );
     // The mounts stay (a stop never unmounts); a driver without the fault undoes them.
     let restarted = DriverProcess::start(&sb, &[]);
     let mut c = restarted.client().await;
@@ -201,6 +280,9 @@ fn an_unknown_fault_name_is_refused_with_exit_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("PVCHECK_TEST_CSI_FAULTS") && err.contains("flip-everything"), "{err}");
+    assert!(
+        err.contains("PVCHECK_TEST_CSI_FAULTS") && err.contains("flip-everything"),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1, "one line: {err}");
 }

@@ -10,7 +10,9 @@ use hyper_util::rt::TokioIo;
 use pvcheck_test_csi::csi::controller_client::ControllerClient;
 use pvcheck_test_csi::csi::identity_client::IdentityClient;
 use pvcheck_test_csi::csi::node_client::NodeClient;
-use pvcheck_test_csi::csi::volume_capability::{AccessMode, AccessType, BlockVolume, MountVolume, access_mode::Mode};
+use pvcheck_test_csi::csi::volume_capability::{
+    AccessMode, AccessType, BlockVolume, MountVolume, access_mode::Mode,
+};
 use pvcheck_test_csi::csi::{self, VolumeCapability};
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -34,7 +36,12 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn new() -> Sandbox {
-        Sandbox { dir: tempfile::Builder::new().prefix("pvcheck-test-csi-").tempdir().unwrap() }
+        Sandbox {
+            dir: tempfile::Builder::new()
+                .prefix("pvcheck-test-csi-")
+                .tempdir()
+                .unwrap(),
+        }
     }
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
@@ -51,7 +58,8 @@ impl Drop for Sandbox {
     /// Whatever a failed test left: unmount everything under the sandbox, detach loop devices
     /// over its images. A passing test has already cleaned up (and asserted so).
     fn drop(&mut self) {
-        let root = std::fs::canonicalize(self.dir.path()).unwrap_or_else(|_| self.dir.path().to_path_buf());
+        let root = std::fs::canonicalize(self.dir.path())
+            .unwrap_or_else(|_| self.dir.path().to_path_buf());
         for _ in 0..4 {
             for m in mounts_under(&root).into_iter().rev() {
                 let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
@@ -65,13 +73,18 @@ impl Drop for Sandbox {
 
 /// Mount points at or under `root`.
 pub fn mounts_under(root: &Path) -> Vec<PathBuf> {
-    pvcheck_test_csi::mounts::mount_points().into_iter().filter(|m| m.starts_with(root)).collect()
+    pvcheck_test_csi::mounts::mount_points()
+        .into_iter()
+        .filter(|m| m.starts_with(root))
+        .collect()
 }
 
 /// Loop devices whose backing file is under `root` (from sysfs).
 pub fn loops_over(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/sys/block") else { return out };
+    let Ok(entries) = std::fs::read_dir("/sys/block") else {
+        return out;
+    };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if !name.starts_with("loop") {
@@ -89,8 +102,16 @@ pub fn loops_over(root: &Path) -> Vec<PathBuf> {
 /// Assert that nothing under the sandbox is mounted or attached.
 pub fn assert_clean(sb: &Sandbox) {
     let root = std::fs::canonicalize(sb.dir.path()).unwrap();
-    assert_eq!(mounts_under(&root), Vec::<PathBuf>::new(), "mounts left behind");
-    assert_eq!(loops_over(&root), Vec::<PathBuf>::new(), "loop devices left behind");
+    assert_eq!(
+        mounts_under(&root),
+        Vec::<PathBuf>::new(),
+        "mounts left behind"
+    );
+    assert_eq!(
+        loops_over(&root),
+        Vec::<PathBuf>::new(),
+        "loop devices left behind"
+    );
 }
 
 /// The driver process; killed (SIGKILL) on drop if still running.
@@ -123,7 +144,11 @@ impl DriverProcess {
             cmd.env(k, v);
         }
         let child = cmd.spawn().unwrap();
-        let mut p = DriverProcess { child, socket, stderr_path };
+        let mut p = DriverProcess {
+            child,
+            socket,
+            stderr_path,
+        };
         p.wait_for_socket();
         p
     }
@@ -135,7 +160,10 @@ impl DriverProcess {
                 return;
             }
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("driver exited with {status} before listening:\n{}", self.log());
+                panic!(
+                    "driver exited with {status} before listening:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -148,13 +176,21 @@ impl DriverProcess {
 
     /// SIGTERM and wait; returns the exit code.
     pub fn stop(&mut self) -> i32 {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code().unwrap_or(-1);
             }
-            assert!(Instant::now() < deadline, "driver did not stop within 10 s of SIGTERM:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "driver did not stop within 10 s of SIGTERM:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -186,7 +222,9 @@ pub async fn channel(socket: &Path) -> Channel {
         .unwrap()
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let path = path.clone();
-            async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+            }
         }))
         .await
         .unwrap()
@@ -195,34 +233,49 @@ pub async fn channel(socket: &Path) -> Channel {
 impl Client {
     pub async fn connect(socket: &Path) -> Client {
         let ch = channel(socket).await;
-        Client { identity: IdentityClient::new(ch.clone()), controller: ControllerClient::new(ch.clone()), node: NodeClient::new(ch) }
+        Client {
+            identity: IdentityClient::new(ch.clone()),
+            controller: ControllerClient::new(ch.clone()),
+            node: NodeClient::new(ch),
+        }
     }
 }
 
 pub fn mount_cap() -> VolumeCapability {
     VolumeCapability {
         access_type: Some(AccessType::Mount(MountVolume::default())),
-        access_mode: Some(AccessMode { mode: Mode::SingleNodeWriter as i32 }),
+        access_mode: Some(AccessMode {
+            mode: Mode::SingleNodeWriter as i32,
+        }),
     }
 }
 
 pub fn block_cap() -> VolumeCapability {
     VolumeCapability {
         access_type: Some(AccessType::Block(BlockVolume {})),
-        access_mode: Some(AccessMode { mode: Mode::SingleNodeWriter as i32 }),
+        access_mode: Some(AccessMode {
+            mode: Mode::SingleNodeWriter as i32,
+        }),
     }
 }
 
 pub fn create_req(name: &str, bytes: i64, cap: VolumeCapability) -> csi::CreateVolumeRequest {
     csi::CreateVolumeRequest {
         name: name.to_string(),
-        capacity_range: Some(csi::CapacityRange { required_bytes: bytes, limit_bytes: 0 }),
+        capacity_range: Some(csi::CapacityRange {
+            required_bytes: bytes,
+            limit_bytes: 0,
+        }),
         volume_capabilities: vec![cap],
         ..Default::default()
     }
 }
 
-pub fn stage_req(volume_id: &str, staging: &Path, cap: VolumeCapability) -> csi::NodeStageVolumeRequest {
+pub fn stage_req(
+    volume_id: &str,
+    staging: &Path,
+    cap: VolumeCapability,
+) -> csi::NodeStageVolumeRequest {
     csi::NodeStageVolumeRequest {
         volume_id: volume_id.to_string(),
         staging_target_path: staging.display().to_string(),
@@ -231,7 +284,13 @@ pub fn stage_req(volume_id: &str, staging: &Path, cap: VolumeCapability) -> csi:
     }
 }
 
-pub fn publish_req(volume_id: &str, staging: &Path, target: &Path, cap: VolumeCapability, readonly: bool) -> csi::NodePublishVolumeRequest {
+pub fn publish_req(
+    volume_id: &str,
+    staging: &Path,
+    target: &Path,
+    cap: VolumeCapability,
+    readonly: bool,
+) -> csi::NodePublishVolumeRequest {
     csi::NodePublishVolumeRequest {
         volume_id: volume_id.to_string(),
         staging_target_path: staging.display().to_string(),
@@ -243,40 +302,77 @@ pub fn publish_req(volume_id: &str, staging: &Path, target: &Path, cap: VolumeCa
 }
 
 pub fn unpublish_req(volume_id: &str, target: &Path) -> csi::NodeUnpublishVolumeRequest {
-    csi::NodeUnpublishVolumeRequest { volume_id: volume_id.to_string(), target_path: target.display().to_string() }
+    csi::NodeUnpublishVolumeRequest {
+        volume_id: volume_id.to_string(),
+        target_path: target.display().to_string(),
+    }
 }
 
 pub fn unstage_req(volume_id: &str, staging: &Path) -> csi::NodeUnstageVolumeRequest {
-    csi::NodeUnstageVolumeRequest { volume_id: volume_id.to_string(), staging_target_path: staging.display().to_string() }
+    csi::NodeUnstageVolumeRequest {
+        volume_id: volume_id.to_string(),
+        staging_target_path: staging.display().to_string(),
+    }
 }
 
 impl Client {
     pub async fn create(&mut self, name: &str, bytes: i64, cap: VolumeCapability) -> csi::Volume {
-        self.controller.create_volume(create_req(name, bytes, cap)).await.unwrap().into_inner().volume.unwrap()
+        self.controller
+            .create_volume(create_req(name, bytes, cap))
+            .await
+            .unwrap()
+            .into_inner()
+            .volume
+            .unwrap()
     }
 
     /// Stage at `staging` and publish at `target`.
-    pub async fn stage_publish(&mut self, id: &str, staging: &Path, target: &Path, cap: VolumeCapability) {
+    pub async fn stage_publish(
+        &mut self,
+        id: &str,
+        staging: &Path,
+        target: &Path,
+        cap: VolumeCapability,
+    ) {
         std::fs::create_dir_all(staging).unwrap();
-        self.node.node_stage_volume(stage_req(id, staging, cap.clone())).await.unwrap();
-        self.node.node_publish_volume(publish_req(id, staging, target, cap, false)).await.unwrap();
+        self.node
+            .node_stage_volume(stage_req(id, staging, cap.clone()))
+            .await
+            .unwrap();
+        self.node
+            .node_publish_volume(publish_req(id, staging, target, cap, false))
+            .await
+            .unwrap();
     }
 
     pub async fn unpublish_unstage(&mut self, id: &str, staging: &Path, target: &Path) {
-        self.node.node_unpublish_volume(unpublish_req(id, target)).await.unwrap();
-        self.node.node_unstage_volume(unstage_req(id, staging)).await.unwrap();
+        self.node
+            .node_unpublish_volume(unpublish_req(id, target))
+            .await
+            .unwrap();
+        self.node
+            .node_unstage_volume(unstage_req(id, staging))
+            .await
+            .unwrap();
     }
 }
 
 /// Deterministic, varied bytes (a test's data must not be all one value).
 pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| ((i as u32).wrapping_mul(2_654_435_761) >> 13) as u8 ^ seed).collect()
+    (0..len)
+        .map(|i| ((i as u32).wrapping_mul(2_654_435_761) >> 13) as u8 ^ seed)
+        .collect()
 }
 
 /// Write `data` to `path` at `offset` and fsync.
 pub fn write_at(path: &Path, offset: u64, data: &[u8]) {
     use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(path).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .unwrap();
     f.write_all_at(data, offset).unwrap();
     f.sync_all().unwrap();
 }

@@ -77,9 +77,8 @@ pub fn driver_for(
                 let _op = ctx.record(Resource::Dir {
                     path: state_dir.clone(),
                 })?;
-                std::fs::create_dir_all(&state_dir).map_err(|e| {
-                    PlatformError::io(format!("mkdir {}", state_dir.display()), e)
-                })?;
+                std::fs::create_dir_all(&state_dir)
+                    .map_err(|e| PlatformError::io(format!("mkdir {}", state_dir.display()), e))?;
             }
             let sockets = ctx.registry.dir().join("csi");
             std::fs::create_dir_all(&sockets)
@@ -205,10 +204,9 @@ impl CsiBackend {
 
     fn co(&self) -> Result<Co<'_>, PlatformError> {
         let d = self.driver()?;
-        let caps = self
-            .caps
-            .clone()
-            .ok_or_else(|| PlatformError::Other(format!("{}: driver not discovered", self.origin)))?;
+        let caps = self.caps.clone().ok_or_else(|| {
+            PlatformError::Other(format!("{}: driver not discovered", self.origin))
+        })?;
         Ok(Co {
             client: &d.client,
             spec: &self.spec,
@@ -265,7 +263,12 @@ impl Backend for CsiBackend {
         self.pods += 1;
         let uid = format!("pod{}", self.pods);
         let vol = self.volume()?.clone();
-        let paths = Paths::new(&ctx.work_dir.join("kubelet"), &ctx.volume, &uid, self.spec.access_type);
+        let paths = Paths::new(
+            &ctx.work_dir.join("kubelet"),
+            &ctx.volume,
+            &uid,
+            self.spec.access_type,
+        );
         // Recorded before they exist; the guards are held until set-up ends.
         let _staging = ctx.record(Resource::Mount {
             path: paths.staging.clone(),
@@ -474,7 +477,10 @@ impl Backend for CsiBackend {
 
     fn size(&self) -> Option<u64> {
         // A mount volume of a plugin that gives no capacity is a directory: statfs tells.
-        self.volume.as_ref().map(|v| v.capacity).filter(|c| *c > 0)
+        self.volume
+            .as_ref()
+            .map(|v| v.capacity)
+            .filter(|c| *c > 0)
             .filter(|_| self.spec.access_type == AccessType::Block)
     }
 

@@ -132,9 +132,7 @@ fn channel(rt: &tokio::runtime::Runtime, socket: &Path) -> Result<Channel, Strin
         endpoint.connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
             let path = path.clone();
             async move {
-                Ok::<_, std::io::Error>(TokioIo::new(
-                    tokio::net::UnixStream::connect(path).await?,
-                ))
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
             }
         })),
     )

@@ -117,8 +117,7 @@ fn valid_plugin_name(n: &str) -> bool {
         && n.len() <= 63
         && n.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
         && n.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
-        && n
-            .bytes()
+        && n.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
@@ -164,7 +163,9 @@ impl<'a> Co<'a> {
             proto::GetPluginCapabilitiesRequest {},
             |ch, r| async move { IdentityClient::new(ch).get_plugin_capabilities(r).await },
         )?;
-        use proto::plugin_capability::{Type as PT, service::Type as ST, volume_expansion::Type as ET};
+        use proto::plugin_capability::{
+            Type as PT, service::Type as ST, volume_expansion::Type as ET,
+        };
         for c in &pc.capabilities {
             match &c.r#type {
                 Some(PT::Service(s)) => match ST::try_from(s.r#type) {
@@ -184,7 +185,11 @@ impl<'a> Co<'a> {
             let cc = client.call(
                 Call::ControllerGetCapabilities,
                 proto::ControllerGetCapabilitiesRequest {},
-                |ch, r| async move { ControllerClient::new(ch).controller_get_capabilities(r).await },
+                |ch, r| async move {
+                    ControllerClient::new(ch)
+                        .controller_get_capabilities(r)
+                        .await
+                },
             )?;
             use proto::controller_service_capability::{Type as CT, rpc::Type as R};
             for c in &cc.capabilities {
@@ -287,10 +292,7 @@ impl<'a> Co<'a> {
     }
 
     /// CreateVolume, its reply checked: an id, capacity ≥ required, the source carried through.
-    pub fn create_volume(
-        &self,
-        req: proto::CreateVolumeRequest,
-    ) -> Result<CsiVolume, CsiError> {
+    pub fn create_volume(&self, req: proto::CreateVolumeRequest) -> Result<CsiVolume, CsiError> {
         let shown = req.clone();
         let resp = self
             .client
@@ -369,7 +371,13 @@ impl<'a> Co<'a> {
             node_id: self.caps.node_id.clone(),
             volume_capability: Some(self.capability()),
             readonly: false,
-            secrets: self.spec.secrets.controller_publish.clone().into_iter().collect(),
+            secrets: self
+                .spec
+                .secrets
+                .controller_publish
+                .clone()
+                .into_iter()
+                .collect(),
             volume_context: vol.context.clone(),
         }
     }
@@ -389,11 +397,19 @@ impl<'a> Co<'a> {
         let req = proto::ControllerUnpublishVolumeRequest {
             volume_id: volume_id.into(),
             node_id: self.caps.node_id.clone(),
-            secrets: self.spec.secrets.controller_publish.clone().into_iter().collect(),
+            secrets: self
+                .spec
+                .secrets
+                .controller_publish
+                .clone()
+                .into_iter()
+                .collect(),
         };
         self.client
             .call(Call::ControllerUnpublishVolume, req, |ch, r| async move {
-                ControllerClient::new(ch).controller_unpublish_volume(r).await
+                ControllerClient::new(ch)
+                    .controller_unpublish_volume(r)
+                    .await
             })
             .map(|_| ())
     }
@@ -568,7 +584,8 @@ impl<'a> Co<'a> {
         let r = (|| {
             if self.caps.publish_unpublish {
                 p.controller_published = true;
-                p.publish_context = self.controller_publish(self.controller_publish_request(vol))?;
+                p.publish_context =
+                    self.controller_publish(self.controller_publish_request(vol))?;
             }
             if self.caps.stage_unstage {
                 p.staging = Some(paths.staging.clone());
@@ -636,7 +653,13 @@ impl<'a> Co<'a> {
                     required_bytes: new_size as i64,
                     limit_bytes: 0,
                 }),
-                secrets: self.spec.secrets.controller_expand.clone().into_iter().collect(),
+                secrets: self
+                    .spec
+                    .secrets
+                    .controller_expand
+                    .clone()
+                    .into_iter()
+                    .collect(),
                 volume_capability: Some(self.capability()),
             };
             let shown = req.clone();
@@ -781,15 +804,20 @@ impl<'a> Co<'a> {
             .map(|_| ())
     }
 
-    pub fn stats(&self, volume_id: &str, path: &Path) -> Result<proto::NodeGetVolumeStatsResponse, CsiError> {
+    pub fn stats(
+        &self,
+        volume_id: &str,
+        path: &Path,
+    ) -> Result<proto::NodeGetVolumeStatsResponse, CsiError> {
         let req = proto::NodeGetVolumeStatsRequest {
             volume_id: volume_id.into(),
             volume_path: path.display().to_string(),
             staging_target_path: String::new(),
         };
-        self.client.call(Call::NodeGetVolumeStats, req, |ch, r| async move {
-            NodeClient::new(ch).node_get_volume_stats(r).await
-        })
+        self.client
+            .call(Call::NodeGetVolumeStats, req, |ch, r| async move {
+                NodeClient::new(ch).node_get_volume_stats(r).await
+            })
     }
 }
 
@@ -804,7 +832,10 @@ impl<T: super::client::Shown> ShownString for T {
 
 /// How many mounts the kernel shows exactly at `p` (0 when none or unreadable).
 pub fn mounts_at(p: &Path) -> usize {
-    sys::mount_points().iter().filter(|m| m.as_path() == p).count()
+    sys::mount_points()
+        .iter()
+        .filter(|m| m.as_path() == p)
+        .count()
 }
 
 /// kubelet retries a failed unmount: the usual cause is "target is busy" for a moment after

@@ -99,14 +99,17 @@ fn expect_code<T: std::fmt::Debug>(
             request: what.to_string(),
             reply: format!("{reply:?}"),
         }),
-        Err(CsiError::Status { code, message, request, .. }) if code != want => {
-            Err(CsiError::Protocol {
-                call,
-                what: format!("answered {code} to {what}; the spec requires {want}"),
-                request,
-                reply: message,
-            })
-        }
+        Err(CsiError::Status {
+            code,
+            message,
+            request,
+            ..
+        }) if code != want => Err(CsiError::Protocol {
+            call,
+            what: format!("answered {code} to {what}; the spec requires {want}"),
+            request,
+            reply: message,
+        }),
         Err(CsiError::Status { .. }) => Ok(()),
         Err(e) => Err(e),
     }
@@ -118,9 +121,11 @@ fn na(reason: impl Into<String>) -> Result<Verdict, CsiError> {
 
 impl<'a> Subject<'a> {
     fn create(&self, made: &Made<'_>, suffix: &str) -> Result<CsiVolume, CsiError> {
-        let v = self
-            .co
-            .create_volume(self.co.create_request(&format!("{}-{suffix}", self.name), self.size, None))?;
+        let v = self.co.create_volume(self.co.create_request(
+            &format!("{}-{suffix}", self.name),
+            self.size,
+            None,
+        ))?;
         made.volumes.borrow_mut().push(v.id.clone());
         Ok(v)
     }
@@ -178,7 +183,9 @@ pub fn check(call: Call, s: &Subject<'_>) -> Result<Verdict, CsiError> {
         Call::Probe => {
             // Discovery already probed once; a CO probes again whenever it likes.
             let r = client.call(Call::Probe, proto::ProbeRequest {}, |ch, r| async move {
-                proto::identity_client::IdentityClient::new(ch).probe(r).await
+                proto::identity_client::IdentityClient::new(ch)
+                    .probe(r)
+                    .await
             })?;
             Verdict::Passed(format!("ready: {:?}", r.ready))
         }
@@ -269,7 +276,12 @@ pub fn check(call: Call, s: &Subject<'_>) -> Result<Verdict, CsiError> {
             {
                 made.volumes.borrow_mut().push(vv.volume_id.clone());
             }
-            expect_code(Call::CreateVolume, r, "InvalidArgument", "CreateVolume without a name")?;
+            expect_code(
+                Call::CreateVolume,
+                r,
+                "InvalidArgument",
+                "CreateVolume without a name",
+            )?;
             let mut nocaps = req.clone();
             nocaps.name = format!("{}-b", s.name);
             nocaps.volume_capabilities.clear();
@@ -306,12 +318,22 @@ pub fn check(call: Call, s: &Subject<'_>) -> Result<Verdict, CsiError> {
                 },
                 |ch, r| async move { ControllerClient::new(ch).delete_volume(r).await },
             );
-            expect_code(Call::DeleteVolume, r, "InvalidArgument", "DeleteVolume without a volume_id")?;
-            Verdict::Passed("delete, delete again and delete of an unknown id: OK; no id: InvalidArgument".into())
+            expect_code(
+                Call::DeleteVolume,
+                r,
+                "InvalidArgument",
+                "DeleteVolume without a volume_id",
+            )?;
+            Verdict::Passed(
+                "delete, delete again and delete of an unknown id: OK; no id: InvalidArgument"
+                    .into(),
+            )
         }
         Call::ControllerPublishVolume | Call::ControllerUnpublishVolume => {
             if !caps.publish_unpublish {
-                return na("the controller has no PUBLISH_UNPUBLISH_VOLUME: the attacher never calls it");
+                return na(
+                    "the controller has no PUBLISH_UNPUBLISH_VOLUME: the attacher never calls it",
+                );
             }
             let v = s.create(&made, "a")?;
             let req = co.controller_publish_request(&v);
@@ -329,11 +351,21 @@ pub fn check(call: Call, s: &Subject<'_>) -> Result<Verdict, CsiError> {
                 let mut unknown = req.clone();
                 unknown.volume_id = UNKNOWN_VOLUME.into();
                 let r = co.controller_publish(unknown);
-                expect_code(call, r, "NotFound", "ControllerPublishVolume of an unknown volume id")?;
+                expect_code(
+                    call,
+                    r,
+                    "NotFound",
+                    "ControllerPublishVolume of an unknown volume id",
+                )?;
                 let mut nonode = req.clone();
                 nonode.node_id.clear();
                 let r = co.controller_publish(nonode);
-                expect_code(call, r, "InvalidArgument", "ControllerPublishVolume without a node_id")?;
+                expect_code(
+                    call,
+                    r,
+                    "InvalidArgument",
+                    "ControllerPublishVolume without a node_id",
+                )?;
                 co.controller_unpublish(&v.id)?;
                 "publish, publish again: the same context; unknown volume: NotFound; no node: InvalidArgument"
             } else {
@@ -381,13 +413,23 @@ pub fn check(call: Call, s: &Subject<'_>) -> Result<Verdict, CsiError> {
                 let r = client.call(call, unknown, |ch, r| async move {
                     NodeClient::new(ch).node_stage_volume(r).await
                 });
-                expect_code(call, r, "NotFound", "NodeStageVolume of an unknown volume id")?;
+                expect_code(
+                    call,
+                    r,
+                    "NotFound",
+                    "NodeStageVolume of an unknown volume id",
+                )?;
                 let mut nopath = req.clone();
                 nopath.staging_target_path.clear();
                 let r = client.call(call, nopath, |ch, r| async move {
                     NodeClient::new(ch).node_stage_volume(r).await
                 });
-                expect_code(call, r, "InvalidArgument", "NodeStageVolume without a staging_target_path")?;
+                expect_code(
+                    call,
+                    r,
+                    "InvalidArgument",
+                    "NodeStageVolume without a staging_target_path",
+                )?;
                 "stage, stage again: OK, at most one mount; unknown volume: NotFound; no path: InvalidArgument"
             } else {
                 co.node_unstage(&v.id, &paths.staging)?;
@@ -408,14 +450,24 @@ pub fn check(call: Call, s: &Subject<'_>) -> Result<Verdict, CsiError> {
             let r = client.call(call, nopath, |ch, r| async move {
                 NodeClient::new(ch).node_publish_volume(r).await
             });
-            expect_code(call, r, "InvalidArgument", "NodePublishVolume without a target_path")?;
+            expect_code(
+                call,
+                r,
+                "InvalidArgument",
+                "NodePublishVolume without a target_path",
+            )?;
             let mut nocap = req.clone();
             nocap.volume_capability = None;
             nocap.target_path = format!("{}-nocap", req.target_path);
             let r = client.call(call, nocap, |ch, r| async move {
                 NodeClient::new(ch).node_publish_volume(r).await
             });
-            expect_code(call, r, "InvalidArgument", "NodePublishVolume without a volume_capability")?;
+            expect_code(
+                call,
+                r,
+                "InvalidArgument",
+                "NodePublishVolume without a volume_capability",
+            )?;
             s.unpublish(&made, &p)?;
             Verdict::Passed(format!(
                 "{} mounted at the target, publish again: still one mount; missing fields: InvalidArgument",
@@ -428,7 +480,12 @@ pub fn check(call: Call, s: &Subject<'_>) -> Result<Verdict, CsiError> {
             co.node_unpublish(&v.id, &p.target)?;
             co.node_unpublish(&v.id, &p.target)?;
             let r = co.node_unpublish(UNKNOWN_VOLUME, &p.target);
-            expect_code(call, r, "NotFound", "NodeUnpublishVolume of an unknown volume id")?;
+            expect_code(
+                call,
+                r,
+                "NotFound",
+                "NodeUnpublishVolume of an unknown volume id",
+            )?;
             s.unpublish(&made, &p)?;
             Verdict::Passed(
                 "unpublish, then unpublish of the unpublished target: OK, nothing mounted; unknown volume: NotFound"
@@ -450,17 +507,31 @@ pub fn check(call: Call, s: &Subject<'_>) -> Result<Verdict, CsiError> {
                     _ => {
                         return Err(CsiError::Protocol {
                             call,
-                            what: "no BYTES usage with a total above 0 for a published mount volume".into(),
-                            request: format!("volume_id {:?} volume_path {}", v.id, p.target.display()),
+                            what:
+                                "no BYTES usage with a total above 0 for a published mount volume"
+                                    .into(),
+                            request: format!(
+                                "volume_id {:?} volume_path {}",
+                                v.id,
+                                p.target.display()
+                            ),
                             reply: format!("{st:?}"),
                         });
                     }
                 }
             }
             let r = co.stats(UNKNOWN_VOLUME, &p.target);
-            expect_code(call, r, "NotFound", "NodeGetVolumeStats of an unknown volume id")?;
+            expect_code(
+                call,
+                r,
+                "NotFound",
+                "NodeGetVolumeStats of an unknown volume id",
+            )?;
             s.unpublish(&made, &p)?;
-            Verdict::Passed(format!("usage {:?}; unknown volume: NotFound", usage.map(|u| (u.total, u.used, u.available))))
+            Verdict::Passed(format!(
+                "usage {:?}; unknown volume: NotFound",
+                usage.map(|u| (u.total, u.used, u.available))
+            ))
         }
         Call::ControllerExpandVolume | Call::NodeExpandVolume => {
             let has = if call == Call::ControllerExpandVolume {
@@ -471,7 +542,11 @@ pub fn check(call: Call, s: &Subject<'_>) -> Result<Verdict, CsiError> {
             if !has {
                 return na(format!(
                     "the {} has no EXPAND_VOLUME capability: the resizer and kubelet never call it",
-                    if call == Call::ControllerExpandVolume { "controller" } else { "node" }
+                    if call == Call::ControllerExpandVolume {
+                        "controller"
+                    } else {
+                        "node"
+                    }
                 ));
             }
             let v = s.create(&made, "a")?;
@@ -499,7 +574,12 @@ pub fn check(call: Call, s: &Subject<'_>) -> Result<Verdict, CsiError> {
                 let r = client.call(call, req, |ch, r| async move {
                     NodeClient::new(ch).node_expand_volume(r).await
                 });
-                expect_code(call, r, "NotFound", "NodeExpandVolume of an unknown volume id")?;
+                expect_code(
+                    call,
+                    r,
+                    "NotFound",
+                    "NodeExpandVolume of an unknown volume id",
+                )?;
             }
             if let Some(p) = &p {
                 s.unpublish(&made, p)?;
@@ -512,7 +592,9 @@ pub fn check(call: Call, s: &Subject<'_>) -> Result<Verdict, CsiError> {
         }
         Call::CreateSnapshot | Call::DeleteSnapshot => {
             if !caps.snapshots {
-                return na("the controller has no CREATE_DELETE_SNAPSHOT: the snapshotter never calls it");
+                return na(
+                    "the controller has no CREATE_DELETE_SNAPSHOT: the snapshotter never calls it",
+                );
             }
             let v = s.create(&made, "a")?;
             let name = format!("{}-snap", s.name);
@@ -524,22 +606,31 @@ pub fn check(call: Call, s: &Subject<'_>) -> Result<Verdict, CsiError> {
                     made.snapshots.borrow_mut().push(again.clone());
                     return Err(CsiError::Protocol {
                         call,
-                        what: format!("the same CreateSnapshot again gave snapshot {again}, the first gave {id}: not idempotent"),
+                        what: format!(
+                            "the same CreateSnapshot again gave snapshot {again}, the first gave {id}: not idempotent"
+                        ),
                         request: name.clone(),
                         reply: again,
                     });
                 }
                 let other = s.create(&made, "b")?;
-                let r = client.call(call, co.snapshot_request(&other.id, &name), |ch, r| async move {
-                    ControllerClient::new(ch).create_snapshot(r).await
-                });
+                let r = client.call(
+                    call,
+                    co.snapshot_request(&other.id, &name),
+                    |ch, r| async move { ControllerClient::new(ch).create_snapshot(r).await },
+                );
                 if let Ok(resp) = &r
                     && let Some(sn) = &resp.snapshot
                     && sn.snapshot_id != id
                 {
                     made.snapshots.borrow_mut().push(sn.snapshot_id.clone());
                 }
-                expect_code(call, r, "AlreadyExists", "CreateSnapshot with an existing name of another volume")?;
+                expect_code(
+                    call,
+                    r,
+                    "AlreadyExists",
+                    "CreateSnapshot with an existing name of another volume",
+                )?;
                 let r = client.call(call, co.snapshot_request(&v.id, ""), |ch, r| async move {
                     ControllerClient::new(ch).create_snapshot(r).await
                 });
@@ -558,7 +649,12 @@ pub fn check(call: Call, s: &Subject<'_>) -> Result<Verdict, CsiError> {
                     },
                     |ch, r| async move { ControllerClient::new(ch).delete_snapshot(r).await },
                 );
-                expect_code(call, r, "InvalidArgument", "DeleteSnapshot without a snapshot_id")?;
+                expect_code(
+                    call,
+                    r,
+                    "InvalidArgument",
+                    "DeleteSnapshot without a snapshot_id",
+                )?;
                 "delete, delete again and delete of an unknown id: OK; no id: InvalidArgument"
             };
             Verdict::Passed(note.into())

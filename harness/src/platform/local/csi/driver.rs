@@ -141,11 +141,7 @@ impl Driver {
     pub fn describe(&self) -> String {
         let p = self.process.lock().unwrap_or_else(|e| e.into_inner());
         match p.as_ref() {
-            Some(p) => format!(
-                "driver `{}` (log {})",
-                p.argv.join(" "),
-                p.log.display()
-            ),
+            Some(p) => format!("driver `{}` (log {})", p.argv.join(" "), p.log.display()),
             None => format!("driver at {}", self.client.socket().display()),
         }
     }
@@ -249,16 +245,22 @@ impl Driver {
                     self.origin,
                     self.client.socket().display(),
                     self.start_timeout.as_secs_f64(),
-                    log.map(|l| format!("; its log: {}", tail(l))).unwrap_or_default()
+                    log.map(|l| format!("; its log: {}", tail(l)))
+                        .unwrap_or_default()
                 )));
             }
             if self.client.socket().exists() || log.is_none() {
                 let limit = left.min(self.client.timeout()).min(Duration::from_secs(5));
-                match self
-                    .client
-                    .call_within(Call::Probe, proto::ProbeRequest {}, limit, |ch, r| async move {
-                        proto::identity_client::IdentityClient::new(ch).probe(r).await
-                    }) {
+                match self.client.call_within(
+                    Call::Probe,
+                    proto::ProbeRequest {},
+                    limit,
+                    |ch, r| async move {
+                        proto::identity_client::IdentityClient::new(ch)
+                            .probe(r)
+                            .await
+                    },
+                ) {
                     Ok(r) if r.ready != Some(false) => return Ok(()),
                     Ok(_) => last = Some(CsiError::Driver("Probe answered ready: false".into())),
                     // A driver that answers with an error code or garbage is up but broken:
@@ -302,7 +304,12 @@ impl Driver {
 
     /// Ends the started process (SIGTERM to its group, SIGKILL after 5 s); removes its socket.
     pub fn stop(&self) {
-        let Some(mut p) = self.process.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        let Some(mut p) = self
+            .process
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
             return;
         };
         self.client.disconnect();

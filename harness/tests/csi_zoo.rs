@@ -241,3 +241,52 @@ fn zoo_hang_fails_node_publish_with_a_timeout_and_leaves_no_process() {
     );
     s.assert_nothing_left();
 }
+
+/// Block mode is not blind: the driver restarted by the upgrade with its own
+/// `bitflip-on-start` fault flips one bit of the raw device inside the dataset (through the loop
+/// device, under the published volume), and `integrity::upgrade` names that block of the
+/// device as `corrupt`.
+#[test]
+fn bitflip_on_upgrade_in_block_mode_fails_upgrade_at_the_flipped_block_of_the_device() {
+    let test = "bitflip_on_upgrade_in_block_mode";
+    let Some(hp) = hostpath(test) else {
+        return;
+    };
+    let s = Scratch::new("blockflip");
+    let flips = s.root.join("driver-faults.log");
+    // The upgraded driver is the same binary with the fault on; its stderr (where it says what
+    // it flipped) also goes to a file of the test's.
+    let upgraded = format!(
+        "exec {} --endpoint={{endpoint}} --nodeid={{node_id}} --statedir={{state_dir}}/hostpath --drivername=hostpath.csi.k8s.io --fault=bitflip-on-start --flip-at=12345678 2>>{}",
+        hp.display(),
+        flips.display()
+    );
+    let yaml = format!(
+        "classes:\n{}    capabilities: {{ block: true }}\n    upgrade:\n      csi: {{ command: [/bin/sh, -c, {upgraded:?}] }}\n",
+        class(
+            "zb",
+            &csi_support::hostpath_argv(&hp, "{endpoint}"),
+            "block",
+            ""
+        ),
+    );
+    let r = run(&s, &yaml, &["zb::integrity::upgrade", "--exact"], &[]);
+    let log = std::fs::read_to_string(&flips).unwrap_or_default();
+    // "FAULT bitflip-on-start: volume V file /dev/loopN offset O: flipped bit 0"
+    let offset: u64 = log
+        .lines()
+        .find(|l| l.contains("bitflip-on-start") && l.contains("flipped"))
+        .and_then(|l| l.split("offset ").nth(1))
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|o| o.trim().parse().ok())
+        .unwrap_or_else(|| panic!("the driver flipped nothing: {log}\n{}", r.stderr));
+    let t = r.trial("zb::integrity::upgrade");
+    assert_eq!(t["status"], "failed", "driver log: {log}\ntrial: {t:#}");
+    let d = damage(t);
+    let block = offset / 4096 * 4096;
+    assert!(
+        d.iter().any(|(k, _, o)| k == "corrupt" && *o == block),
+        "the driver flipped a bit of the device at {offset} (block {block}); pvcheck found {d:?}"
+    );
+    s.assert_nothing_left();
+}

@@ -148,6 +148,64 @@ fn every_check_passes_on_the_hostpath_class() {
     );
 }
 
+/// volumeMode Block: the PVC is a raw device in the pod (`volumeDevices`), the non-root agent
+/// opens it (the device belongs to the pod's user), and every data check that needs no
+/// filesystem runs through it; the others are ignored with the reason.
+#[test]
+fn block_volumes_run_the_data_checks_on_the_raw_device_in_the_pod() {
+    let Some(kc) = kubeconfig() else { return };
+    let env = Env::new();
+    let classes = fixtures().join("kube/hostpath-block.yaml");
+    let mut args: Vec<String> = kube_args(&kc);
+    args.extend([
+        "--classes".into(),
+        classes.display().to_string(),
+        "--skip".into(),
+        "speed::".into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = env.run(&args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let r = env.result();
+    for name in [
+        "provision",
+        "integrity::recreate",
+        "expand",
+        "snapshot",
+        "cleanup",
+    ] {
+        let t = trial(&r, &format!("hostpath-block::{name}"));
+        assert_eq!(t["status"], "passed", "{name}: {t}");
+    }
+    let recreate = trial(&r, "hostpath-block::integrity::recreate");
+    assert_eq!(
+        recreate["metrics"]["verify_after_rewrite_and_recreate"]["target"], "device",
+        "{recreate}"
+    );
+    for name in ["integrity::durability", "integrity::selftest"] {
+        let t = trial(&r, &format!("hostpath-block::{name}"));
+        assert_eq!(t["status"], "ignored", "{name}: {t}");
+        assert!(
+            t["ignored_reason"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("raw block volume"),
+            "{name}: {t}"
+        );
+    }
+    assert!(
+        objects_of_run(&kc, &run_id(&r)).is_empty(),
+        "{:?}",
+        objects_of_run(&kc, &run_id(&r))
+    );
+}
+
 /// An upgrade command that damages one block on the node (under the driver's data directory)
 /// is caught with the right kind, file and offset.
 #[test]

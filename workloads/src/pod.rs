@@ -163,8 +163,17 @@ fn frame(
     })
 }
 
-/// `{"total_bytes", "available_bytes"}` of `dir`, or `{"error"}`.
+/// `{"total_bytes", "available_bytes"}` of `dir`, or `{"error"}`. A Block volume's device
+/// (`--statfs /dev/…`) has no filesystem: its size, all of it available.
 fn statfs(dir: &std::path::Path) -> serde_json::Value {
+    use std::io::Seek;
+    use std::os::unix::fs::FileTypeExt;
+    if std::fs::metadata(dir).is_ok_and(|m| m.file_type().is_block_device()) {
+        return match std::fs::File::open(dir).and_then(|mut f| f.seek(std::io::SeekFrom::End(0))) {
+            Ok(size) => serde_json::json!({ "total_bytes": size, "available_bytes": size }),
+            Err(e) => serde_json::json!({ "error": format!("size of {}: {e}", dir.display()) }),
+        };
+    }
     match nix::sys::statvfs::statvfs(dir) {
         Ok(s) => {
             let f = s.fragment_size() as u64;

@@ -7,9 +7,6 @@
 use super::{CheckCtx, Failure, Verdict};
 use crate::config::{ClassSpec, LocalKind};
 
-/// Why data checks of a block-mode class are ignored (they need the agent's `--device`).
-pub const BLOCK_DATA: &str = "access_type block: the data checks run the agent with --dir; block volumes need --device, which the checks do not pass yet (the csi::* checks cover block publishing)";
-
 /// Whether the class publishes raw block volumes.
 pub fn block_mode(class: &ClassSpec) -> bool {
     matches!(&class.local, Some(LocalKind::Csi(c)) if c.access_type == crate::config::csi::AccessType::Block)

@@ -33,11 +33,12 @@ pub fn write(
     pod: &mut dyn Pod,
     ledger: &Path,
 ) -> Result<Value, Failure> {
+    let [target_flag, target] = pod.target().args();
     let call = AgentCall::new(
         [
             "write".to_string(),
-            "--dir".into(),
-            dir_arg(pod),
+            target_flag,
+            target,
             "--size".into(),
             format_size(ctx.profile.dataset_bytes()),
             "--seed".into(),
@@ -64,11 +65,12 @@ pub fn rewrite(
     ledger: &Path,
     next: &Path,
 ) -> Result<(), Failure> {
+    let [target_flag, target] = pod.target().args();
     let call = AgentCall::new(
         [
             "rewrite".to_string(),
-            "--dir".into(),
-            dir_arg(pod),
+            target_flag,
+            target,
             "--fraction".into(),
             ctx.profile.rewrite_fraction().to_string(),
             "--volume-id".into(),
@@ -101,11 +103,12 @@ pub fn verify(
     when: &str,
 ) -> Result<Value, Failure> {
     let agent_vol = CheckCtx::agent_volume_id(vol);
+    let [target_flag, target] = pod.target().args();
     let mut call = AgentCall::new(
         [
             "verify".to_string(),
-            "--dir".into(),
-            dir_arg(pod),
+            target_flag,
+            target,
             "--volume-id".into(),
             agent_vol.to_string(),
             "--threads".into(),

@@ -113,11 +113,28 @@ impl Check {
     pub fn tag(&self) -> String {
         self.name().replace("integrity::", "").replace("::", "-")
     }
+    /// Why this check cannot run on a raw block volume, if it cannot: the agent runs every
+    /// other data check with `--device` on the device the platform publishes.
+    pub fn needs_a_filesystem(&self) -> Option<&'static str> {
+        match self {
+            Check::Durability => Some(
+                "raw block volume: the durability stream appends fsynced records to a log file, which needs a filesystem (integrity::recreate and integrity::upgrade verify the raw device)",
+            ),
+            Check::Selftest => Some(
+                "raw block volume: the self-test damages a sacrificial dataset in a directory of its own, which needs a filesystem (the raw device's checks use the same verifier)",
+            ),
+            Check::Speed(w) if w == "metadata" => {
+                Some("raw block volume: metadata rates (create, stat, unlink) need a filesystem")
+            }
+            _ => None,
+        }
+    }
     /// Why the class cannot run this check, if it cannot (the trial is ignored with that reason).
     pub fn unsupported(&self, class: &ClassSpec, platform: &dyn Platform) -> Option<String> {
-        let runs_the_agent = !matches!(self, Check::Flexvolume(_) | Check::Csi(_) | Check::Cleanup);
-        if runs_the_agent && csi::block_mode(class) {
-            return Some(csi::BLOCK_DATA.into());
+        if platform.raw_block(class)
+            && let Some(why) = self.needs_a_filesystem()
+        {
+            return Some(why.into());
         }
         match self {
             Check::Upgrade => {
@@ -133,10 +150,7 @@ impl Check {
                 .then(|| "capability `snapshot` is off for this class".into()),
             Check::Clone => (!class.capabilities.clone)
                 .then(|| "capability `clone` is off for this class".into()),
-            _ => {
-                let _ = platform;
-                None
-            }
+            _ => None,
         }
     }
 }

@@ -227,10 +227,12 @@ fn run_bench(
         workload.into(),
         "--profile".into(),
         ctx.profile.name().into(),
-        "--dir".into(),
-        pod.data_dir().display().to_string(),
     ];
-    if shares_prefill(ctx.profile, workload) {
+    let target = pod.target();
+    args.extend(target.args());
+    // A raw device has no room beside the data for the marker that `--reuse` keeps: each
+    // workload prefills its region again.
+    if shares_prefill(ctx.profile, workload) && !target.is_device() {
         args.push("--reuse".into());
         if let Some(size) = ctx.speed_size {
             args.push("--size".into());

@@ -98,6 +98,12 @@ pub trait Platform: Send + Sync {
     /// `Err(reason)` when this platform cannot use the class here (no root for loop devices,
     /// missing mkfs, no `local:` section): its trials are ignored with that reason.
     fn usable(&self, class: &ClassSpec) -> Result<(), String>;
+    /// Whether the class's volumes reach the agent as a raw block device here (a CSI class
+    /// with `access_type: block` on the local platform, `volume_mode: Block` on Kubernetes).
+    fn raw_block(&self, class: &ClassSpec) -> bool {
+        let _ = class;
+        false
+    }
     /// Creates a volume of the class. It is not attached until [`Volume::start_pod`].
     fn provision(
         &self,
@@ -191,11 +197,37 @@ pub trait Volume: Send {
     }
 }
 
+/// What the agent works on: a mounted filesystem (`--dir`) or a raw block volume (`--device`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentTarget<'a> {
+    Dir(&'a Path),
+    Device(&'a Path),
+}
+
+impl AgentTarget<'_> {
+    /// The agent's flag and its value.
+    pub fn args(self) -> [String; 2] {
+        match self {
+            AgentTarget::Dir(p) => ["--dir".into(), p.display().to_string()],
+            AgentTarget::Device(p) => ["--device".into(), p.display().to_string()],
+        }
+    }
+    pub fn is_device(self) -> bool {
+        matches!(self, AgentTarget::Device(_))
+    }
+}
+
 /// A place where the agent runs with the volume mounted.
 pub trait Pod: Send {
-    /// The mounted volume, as the agent sees it (its `--dir`).
+    /// The mounted volume, as the agent sees it (its `--dir`), or the raw block volume's device.
     fn data_dir(&self) -> &Path;
-    /// Capacity of the mounted volume, seen from inside.
+    /// What the agent is pointed at: [`Pod::data_dir`] as a directory unless the pod publishes
+    /// a raw block volume.
+    fn target(&self) -> AgentTarget<'_> {
+        AgentTarget::Dir(self.data_dir())
+    }
+    /// Capacity of the mounted volume, seen from inside (a block volume: the device's size,
+    /// all of it available).
     fn capacity(&self) -> Result<Capacity, PlatformError>;
     /// Runs the agent to completion (killed after `call.timeout`).
     fn run_agent(&mut self, call: &AgentCall) -> Result<AgentOutput, PlatformError>;

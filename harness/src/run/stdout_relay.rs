@@ -106,10 +106,18 @@ fn relay(from: File, mut to: File, marker: &str, annotate: Option<Annotate>) {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
-        let text = String::from_utf8_lossy(&line);
-        if text.trim_end_matches('\n') == marker {
+        // The marker follows whatever was written last, which may be an unfinished line (the
+        // terse format's progress dots when a signal stops the run): the end is the marker at
+        // the end of a line, not only a line of its own.
+        let body = line.strip_suffix(b"\n").unwrap_or(&line);
+        if let Some(before) = body.strip_suffix(marker.as_bytes()) {
+            if !closed && !before.is_empty() {
+                let _ = to.write_all(before);
+                let _ = to.write_all(b"\n");
+            }
             return;
         }
+        let text = String::from_utf8_lossy(&line);
         if closed {
             continue; // keep draining, so writers never block or fail
         }
@@ -153,6 +161,30 @@ fn annotated(line: &str, a: &AnnotateFn) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by `scripts/interrupt-storm`: SIGINT in the middle of the terse format's line of
+    /// progress dots put the end marker at the end of that line; the relay only knew a marker
+    /// on a line of its own, so it printed it and waited for ever, and the run never exited.
+    #[test]
+    fn the_end_marker_after_an_unfinished_line_ends_the_relay_and_keeps_the_line() {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let dir = std::env::temp_dir().join(format!("pvcheck-relay-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out_path = dir.join("out");
+        let out = File::create(&out_path).unwrap();
+        let marker = "\u{1}pvcheck-relay-end-test\u{1}";
+        let mut w = File::from(w);
+        w.write_all(format!("running 3 tests\n..i{marker}\nnot relayed\n").as_bytes())
+            .unwrap();
+        let t = std::thread::spawn(move || relay(File::from(r), out, marker, None));
+        // Without the fix the relay would still be reading after the marker: the pipe's write
+        // end stays open here, so only the marker can end it.
+        t.join().unwrap();
+        drop(w);
+        let got = std::fs::read_to_string(&out_path).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(got, "running 3 tests\n..i\n");
+    }
 
     #[test]
     fn an_ignored_event_gains_its_reason_and_keeps_its_fields() {

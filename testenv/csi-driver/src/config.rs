@@ -60,6 +60,10 @@ pub struct Args {
     /// bitflip-on-start, ok-for-unknown, not-idempotent, hang. Also PVCHECK_TEST_CSI_FAULTS=a,b
     #[arg(long = "fault", value_name = "NAME")]
     pub faults: Vec<String>,
+    /// Byte offset bitflip-on-start flips in each volume (default: the middle; skipped with a
+    /// log line where a volume is smaller)
+    #[arg(long, value_name = "BYTES")]
+    pub flip_at: Option<u64>,
     /// The CSI endpoint's path as kubelet sees it; with --registration-dir, serves kubelet's
     /// plugin-registration API on DIR/<drivername>-reg.sock
     #[arg(long, requires = "registration_dir")]
@@ -89,6 +93,7 @@ pub struct Config {
     pub max_volumes_per_node: i64,
     pub default_volume_size: i64,
     pub faults: Faults,
+    pub flip_at: Option<u64>,
     pub registration: Option<Registration>,
 }
 
@@ -158,6 +163,7 @@ impl Args {
             backing: self.backing,
             max_volumes_per_node: self.max_volumes_per_node,
             default_volume_size: self.default_volume_size,
+            flip_at: self.flip_at,
             faults,
             registration,
         })

@@ -125,7 +125,7 @@ impl Driver {
                     Fault::BitflipOnStart,
                     format_args!("volume {} has no non-empty file", v.id),
                 ),
-                Some(path) => match fault_actions::flip_middle_bit(&path) {
+                Some(path) => match fault_actions::flip_bit_at(&path, self.config.flip_at) {
                     Ok(offset) => self.log_fault(
                         Fault::BitflipOnStart,
                         format_args!(

@@ -82,9 +82,9 @@ pub fn zero_last_written_chunk(image: &Path) -> io::Result<Option<(u64, u64)>> {
     Ok(None)
 }
 
-/// Flip the lowest bit of the byte in the middle of `path` (a file or a block device);
-/// returns the offset.
-pub fn flip_middle_bit(path: &Path) -> io::Result<u64> {
+/// Flip the lowest bit of the byte at `at` (the middle when `None`) of `path` (a file or a
+/// block device); returns the offset. An offset past the end is an error: nothing is flipped.
+pub fn flip_bit_at(path: &Path, at: Option<u64>) -> io::Result<u64> {
     let f = OpenOptions::new().read(true).write(true).open(path)?;
     let len = if crate::loopdev::is_block_device(path) {
         crate::loopdev::device_size(path).map_err(|e| io::Error::other(e.to_string()))?
@@ -94,7 +94,12 @@ pub fn flip_middle_bit(path: &Path) -> io::Result<u64> {
     if len == 0 {
         return Err(io::Error::other("empty"));
     }
-    let offset = len / 2;
+    let offset = at.unwrap_or(len / 2);
+    if offset >= len {
+        return Err(io::Error::other(format!(
+            "offset {offset} is past the end ({len} bytes)"
+        )));
+    }
     let mut byte = [0u8; 1];
     f.read_exact_at(&mut byte, offset)?;
     byte[0] ^= 1;
@@ -129,7 +134,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("f");
         fs::write(&p, vec![0xAAu8; 200_000]).unwrap();
-        assert_eq!(flip_middle_bit(&p).unwrap(), 100_000);
+        assert_eq!(flip_bit_at(&p, None).unwrap(), 100_000);
+        assert_eq!(flip_bit_at(&p, Some(4096)).unwrap(), 4096);
+        assert!(flip_bit_at(&p, Some(200_000)).is_err());
+        assert_eq!(fs::read(&p).unwrap()[4096], 0xAB);
         let data = fs::read(&p).unwrap();
         assert_eq!(data[100_000], 0xAB);
         assert_eq!(zero_tail(&p).unwrap(), (200_000 - TAIL, 200_000));

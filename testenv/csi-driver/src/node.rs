@@ -596,7 +596,14 @@ impl Node for NodeService {
                 .unknown("NodeExpandVolume", &req.volume_id)
                 .map(|()| Response::new(csi::NodeExpandVolumeResponse::default()));
         };
-        if !path.exists() {
+        // kubelet grows a raw block volume while mapping it for a new pod, before that pod's
+        // publish path exists: the staged loop device is what grows, so only a mount volume's
+        // path must exist (found by pvcheck's `expand` on a Block PVC).
+        let staged_block = v
+            .staging
+            .as_ref()
+            .is_some_and(|s| s.loop_device.is_some() && matches!(s.access, Access::Block));
+        if !path.exists() && !staged_block {
             return Err(Status::not_found(format!(
                 "volume path {} does not exist",
                 path.display()

@@ -374,7 +374,7 @@ pub async fn run(
     let mut args = vec![
         "pod".to_string(),
         "--statfs".into(),
-        podspec::DATA_DIR.into(),
+        podspec::target_path(v.volume_mode).into(),
     ];
     let mut agent_args = call.args.clone();
     agent_args.extend(input_args);

@@ -189,12 +189,16 @@ impl Platform for KubePlatform {
         self.nodes
     }
 
+    fn raw_block(&self, class: &ClassSpec) -> bool {
+        class
+            .kube
+            .as_ref()
+            .is_some_and(|k| k.volume_mode == VolumeMode::Block)
+    }
+
     fn usable(&self, class: &ClassSpec) -> Result<(), String> {
         match &class.kube {
             None => Err("no `kube:` section: the class is for another platform".into()),
-            Some(k) if k.volume_mode == VolumeMode::Block => Err(
-                "volume_mode Block: the agent's --device mode in a pod is not supported by this pvcheck yet".into(),
-            ),
             Some(_) => Ok(()),
         }
     }

@@ -9,13 +9,17 @@ use std::time::{Duration, Instant};
 use super::VolumeCtx;
 use super::agent_pod;
 use super::podspec;
-use crate::platform::{AgentCall, AgentOutput, AgentProcess, Capacity, PlatformError, Pod};
+use crate::config::kube::VolumeMode;
+use crate::platform::{
+    AgentCall, AgentOutput, AgentProcess, AgentTarget, Capacity, PlatformError, Pod,
+};
 
 pub struct KubePod {
     pub ctx: Arc<VolumeCtx>,
     /// The holder pod.
     pub holder: String,
     pub node: String,
+    /// The mount, or a Block volume's device, in the agent's container.
     pub data_dir: PathBuf,
 }
 
@@ -35,6 +39,13 @@ impl KubePod {
 impl Pod for KubePod {
     fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    fn target(&self) -> AgentTarget<'_> {
+        match self.ctx.volume_mode {
+            VolumeMode::Filesystem => AgentTarget::Dir(&self.data_dir),
+            VolumeMode::Block => AgentTarget::Device(&self.data_dir),
+        }
     }
 
     fn capacity(&self) -> Result<Capacity, PlatformError> {
@@ -101,7 +112,7 @@ impl Pod for KubePod {
         let mut args = vec![
             "pod".to_string(),
             "--statfs".into(),
-            podspec::DATA_DIR.into(),
+            podspec::target_path(ctx.volume_mode).into(),
         ];
         if let Some(k) = call.kill_after {
             args.push("--kill-after".into());

@@ -27,6 +27,13 @@ pub const AGENT_UID: i64 = 65532;
 pub const DATA_DIR: &str = "/data";
 /// Where a Block volume's device appears.
 pub const DEVICE_PATH: &str = "/dev/pvcheck-volume";
+/// What the agent works on in the container: the mount, or a Block volume's device.
+pub fn target_path(mode: VolumeMode) -> &'static str {
+    match mode {
+        VolumeMode::Filesystem => DATA_DIR,
+        VolumeMode::Block => DEVICE_PATH,
+    }
+}
 /// Where the agent's inputs (ledgers, acks) appear, read-only.
 pub const INPUTS_DIR: &str = "/inputs";
 /// The agent binary in the image.

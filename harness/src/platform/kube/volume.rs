@@ -347,11 +347,12 @@ impl Volume for KubeVolume {
         }
         self.unbound = false;
         self.node = Some(node.clone());
+        let data_dir = podspec::target_path(ctx.volume_mode).into();
         Ok(Box::new(KubePod {
             ctx,
             holder: name,
             node,
-            data_dir: podspec::DATA_DIR.into(),
+            data_dir,
         }))
     }
 

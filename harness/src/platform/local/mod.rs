@@ -128,6 +128,10 @@ impl Platform for LocalPlatform {
         1
     }
 
+    fn raw_block(&self, class: &ClassSpec) -> bool {
+        crate::checks::csi::block_mode(class)
+    }
+
     fn usable(&self, class: &ClassSpec) -> Result<(), String> {
         match &class.local {
             None => Err("no `local:` section: the class is for another platform".into()),

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use super::backend::{Backend, BackendCtx};
 use crate::config::UpgradeSpec;
 use crate::platform::{
-    AgentBinary, AgentCall, AgentOutput, AgentProcess, Capacity, PlatformError, Pod, UpgradeStep,
-    Volume,
+    AgentBinary, AgentCall, AgentOutput, AgentProcess, AgentTarget, Capacity, PlatformError, Pod,
+    UpgradeStep, Volume,
 };
 use crate::registry::Resource;
 use crate::{signals, sys};
@@ -226,6 +226,7 @@ impl Volume for LocalVolume {
         Ok(Box::new(LocalPod {
             ctx: self.ctx.clone(),
             agent: self.agent.clone(),
+            block: sys::is_block_device(&dir),
             dir,
             children: Vec::new(),
         }))
@@ -273,6 +274,7 @@ impl Volume for LocalVolume {
             return Ok(Box::new(LocalPod {
                 ctx: self.ctx.clone(),
                 agent: self.agent.clone(),
+                block: sys::is_block_device(&dir),
                 dir,
                 children: Vec::new(),
             }));
@@ -333,7 +335,9 @@ impl Volume for LocalVolume {
 struct LocalPod {
     ctx: BackendCtx,
     agent: AgentBinary,
+    /// The mount point, or the device node of a published raw block volume (`block`).
     dir: PathBuf,
+    block: bool,
     /// Background agents (pid), killed when the pod ends.
     children: Vec<i32>,
 }
@@ -361,7 +365,23 @@ impl Pod for LocalPod {
         &self.dir
     }
 
+    fn target(&self) -> AgentTarget<'_> {
+        if self.block {
+            AgentTarget::Device(&self.dir)
+        } else {
+            AgentTarget::Dir(&self.dir)
+        }
+    }
+
     fn capacity(&self) -> Result<Capacity, PlatformError> {
+        if self.block {
+            let size = sys::block_device_size(&self.dir)
+                .map_err(|e| PlatformError::io(format!("size of {}", self.dir.display()), e))?;
+            return Ok(Capacity {
+                total_bytes: size,
+                available_bytes: size,
+            });
+        }
         let (total_bytes, available_bytes) = sys::statvfs(&self.dir)
             .map_err(|e| PlatformError::io(format!("statfs {}", self.dir.display()), e))?;
         Ok(Capacity {

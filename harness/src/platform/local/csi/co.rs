@@ -24,6 +24,7 @@ use super::proto;
 use super::proto::controller_client::ControllerClient;
 use super::proto::identity_client::IdentityClient;
 use super::proto::node_client::NodeClient;
+use super::reply;
 use crate::config::csi::{AccessType, CsiSpec};
 use crate::sys;
 
@@ -111,51 +112,21 @@ fn code_of(e: &CsiError) -> Option<&str> {
     e.code()
 }
 
-/// Plugin names: at most 63 characters, alphanumerics, '-', '.' inside (the spec's rule).
-fn valid_plugin_name(n: &str) -> bool {
-    !n.is_empty()
-        && n.len() <= 63
-        && n.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && n.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
-        && n.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-}
-
 impl<'a> Co<'a> {
     /// The provisioner's and kubelet's discovery: identity, capabilities, node info.
     pub fn discover(client: &'a CsiClient, spec: &'a CsiSpec) -> Result<Co<'a>, CsiError> {
         let mut caps = Caps::default();
-        let probe = client.call(Call::Probe, proto::ProbeRequest {}, |ch, r| async move {
+        let req = proto::ProbeRequest {};
+        let probe = client.call(Call::Probe, req, |ch, r| async move {
             IdentityClient::new(ch).probe(r).await
         })?;
-        if probe.ready == Some(false) {
-            return Err(client.violation(
-                Call::Probe,
-                "ready: false after the driver was found ready",
-                &proto::ProbeRequest {},
-                &probe,
-            ));
-        }
+        reply::probe(&probe).map_err(|m| client.violation(Call::Probe, m, &req, &probe))?;
         let req = proto::GetPluginInfoRequest {};
         let info = client.call(Call::GetPluginInfo, req, |ch, r| async move {
             IdentityClient::new(ch).get_plugin_info(r).await
         })?;
-        if !valid_plugin_name(&info.name) {
-            return Err(client.violation(
-                Call::GetPluginInfo,
-                format!("name {:?} is not a valid plugin name (REQUIRED: ≤63 characters, alphanumerics, '-', '.', beginning and ending alphanumeric)", info.name),
-                &req,
-                &info,
-            ));
-        }
-        if info.vendor_version.is_empty() {
-            return Err(client.violation(
-                Call::GetPluginInfo,
-                "vendor_version is empty (REQUIRED)",
-                &req,
-                &info,
-            ));
-        }
+        reply::plugin_info(&info)
+            .map_err(|m| client.violation(Call::GetPluginInfo, m, &req, &info))?;
         caps.name = info.name;
         caps.vendor_version = info.vendor_version;
         let pc = client.call(
@@ -163,24 +134,7 @@ impl<'a> Co<'a> {
             proto::GetPluginCapabilitiesRequest {},
             |ch, r| async move { IdentityClient::new(ch).get_plugin_capabilities(r).await },
         )?;
-        use proto::plugin_capability::{
-            Type as PT, service::Type as ST, volume_expansion::Type as ET,
-        };
-        for c in &pc.capabilities {
-            match &c.r#type {
-                Some(PT::Service(s)) => match ST::try_from(s.r#type) {
-                    Ok(ST::ControllerService) => caps.controller_service = true,
-                    Ok(ST::VolumeAccessibilityConstraints) => caps.accessibility_constraints = true,
-                    _ => {}
-                },
-                Some(PT::VolumeExpansion(e)) => match ET::try_from(e.r#type) {
-                    Ok(ET::Online) => caps.online_expansion = true,
-                    Ok(ET::Offline) => caps.offline_expansion = true,
-                    _ => {}
-                },
-                None => {}
-            }
-        }
+        reply::plugin_capabilities(&pc, &mut caps);
         if caps.controller_service {
             let cc = client.call(
                 Call::ControllerGetCapabilities,
@@ -191,50 +145,20 @@ impl<'a> Co<'a> {
                         .await
                 },
             )?;
-            use proto::controller_service_capability::{Type as CT, rpc::Type as R};
-            for c in &cc.capabilities {
-                if let Some(CT::Rpc(rpc)) = &c.r#type {
-                    match R::try_from(rpc.r#type) {
-                        Ok(R::CreateDeleteVolume) => caps.create_delete_volume = true,
-                        Ok(R::PublishUnpublishVolume) => caps.publish_unpublish = true,
-                        Ok(R::ExpandVolume) => caps.controller_expand = true,
-                        Ok(R::CreateDeleteSnapshot) => caps.snapshots = true,
-                        Ok(R::CloneVolume) => caps.clone = true,
-                        _ => {}
-                    }
-                }
-            }
+            reply::controller_capabilities(&cc, &mut caps);
         }
         let nc = client.call(
             Call::NodeGetCapabilities,
             proto::NodeGetCapabilitiesRequest {},
             |ch, r| async move { NodeClient::new(ch).node_get_capabilities(r).await },
         )?;
-        use proto::node_service_capability::{Type as NT, rpc::Type as NR};
-        for c in &nc.capabilities {
-            if let Some(NT::Rpc(rpc)) = &c.r#type {
-                match NR::try_from(rpc.r#type) {
-                    Ok(NR::StageUnstageVolume) => caps.stage_unstage = true,
-                    Ok(NR::GetVolumeStats) => caps.volume_stats = true,
-                    Ok(NR::ExpandVolume) => caps.node_expand = true,
-                    _ => {}
-                }
-            }
-        }
+        reply::node_capabilities(&nc, &mut caps);
         let req = proto::NodeGetInfoRequest {};
         let ni = client.call(Call::NodeGetInfo, req, |ch, r| async move {
             NodeClient::new(ch).node_get_info(r).await
         })?;
-        if ni.node_id.is_empty() {
-            return Err(client.violation(
-                Call::NodeGetInfo,
-                "node_id is empty (REQUIRED)",
-                &req,
-                &ni,
-            ));
-        }
-        caps.node_id = ni.node_id;
-        caps.topology = ni.accessible_topology.map(|t| t.segments);
+        (caps.node_id, caps.topology) =
+            reply::node_info(&ni).map_err(|m| client.violation(Call::NodeGetInfo, m, &req, &ni))?;
         Ok(Co { client, spec, caps })
     }
 
@@ -299,55 +223,8 @@ impl<'a> Co<'a> {
             .call(Call::CreateVolume, req, |ch, r| async move {
                 ControllerClient::new(ch).create_volume(r).await
             })?;
-        let Some(v) = resp.volume.as_ref() else {
-            return Err(self.client.violation(
-                Call::CreateVolume,
-                "the reply has no volume (REQUIRED)",
-                &shown,
-                &resp,
-            ));
-        };
-        if v.volume_id.is_empty() {
-            return Err(self.client.violation(
-                Call::CreateVolume,
-                "volume_id is empty (REQUIRED)",
-                &shown,
-                &resp,
-            ));
-        }
-        let required = shown
-            .capacity_range
-            .as_ref()
-            .map(|c| c.required_bytes)
-            .unwrap_or(0);
-        if v.capacity_bytes < 0 || (v.capacity_bytes != 0 && v.capacity_bytes < required) {
-            return Err(self.client.violation(
-                Call::CreateVolume,
-                format!(
-                    "capacity_bytes {} is less than the required_bytes {required} asked for",
-                    v.capacity_bytes
-                ),
-                &shown,
-                &resp,
-            ));
-        }
-        if shown.volume_content_source.is_some()
-            && v.content_source.is_some()
-            && v.content_source != shown.volume_content_source
-        {
-            return Err(self.client.violation(
-                Call::CreateVolume,
-                "content_source of the new volume differs from the one asked for",
-                &shown,
-                &resp,
-            ));
-        }
-        Ok(CsiVolume {
-            name: shown.name.clone(),
-            id: v.volume_id.clone(),
-            capacity: v.capacity_bytes.max(0) as u64,
-            context: v.volume_context.clone(),
-        })
+        reply::created_volume(&shown, &resp)
+            .map_err(|m| self.client.violation(Call::CreateVolume, m, &shown, &resp))
     }
 
     pub fn delete_volume(&self, id: &str) -> Result<(), CsiError> {
@@ -668,19 +545,10 @@ impl<'a> Co<'a> {
                 .call(Call::ControllerExpandVolume, req, |ch, r| async move {
                     ControllerClient::new(ch).controller_expand_volume(r).await
                 })?;
-            if r.capacity_bytes < new_size as i64 {
-                return Err(self.client.violation(
-                    Call::ControllerExpandVolume,
-                    format!(
-                        "capacity_bytes {} is less than the required_bytes {new_size} asked for",
-                        r.capacity_bytes
-                    ),
-                    &shown,
-                    &r,
-                ));
-            }
-            capacity = r.capacity_bytes as u64;
-            node_required = r.node_expansion_required;
+            (capacity, node_required) = reply::controller_expanded(new_size, &r).map_err(|m| {
+                self.client
+                    .violation(Call::ControllerExpandVolume, m, &shown, &r)
+            })?;
         } else if !self.caps.node_expand {
             return Err(CsiError::Driver(format!(
                 "plugin {} has neither the controller's nor the node's EXPAND_VOLUME capability",
@@ -712,17 +580,8 @@ impl<'a> Co<'a> {
                 .call(Call::NodeExpandVolume, req, |ch, r| async move {
                     NodeClient::new(ch).node_expand_volume(r).await
                 })?;
-            if r.capacity_bytes != 0 && r.capacity_bytes < new_size as i64 {
-                return Err(self.client.violation(
-                    Call::NodeExpandVolume,
-                    format!(
-                        "capacity_bytes {} is less than the required_bytes {new_size} asked for",
-                        r.capacity_bytes
-                    ),
-                    &shown,
-                    &r,
-                ));
-            }
+            reply::node_expanded(new_size, &r)
+                .map_err(|m| self.client.violation(Call::NodeExpandVolume, m, &shown, &r))?;
         }
         Ok(capacity)
     }
@@ -748,39 +607,12 @@ impl<'a> Co<'a> {
                 .call(Call::CreateSnapshot, req, |ch, r| async move {
                     ControllerClient::new(ch).create_snapshot(r).await
                 })?;
-            let Some(s) = r.snapshot.as_ref() else {
-                return Err(self.client.violation(
-                    Call::CreateSnapshot,
-                    "the reply has no snapshot (REQUIRED)",
-                    &shown,
-                    &r,
-                ));
-            };
-            if s.snapshot_id.is_empty() || s.source_volume_id != source {
-                return Err(self.client.violation(
-                    Call::CreateSnapshot,
-                    "snapshot_id is empty or source_volume_id is not the volume asked for (both REQUIRED)",
-                    &shown,
-                    &r,
-                ));
+            let s = reply::created_snapshot(source, first_id.as_deref(), &r)
+                .map_err(|m| self.client.violation(Call::CreateSnapshot, m, &shown, &r))?;
+            if s.ready {
+                return Ok(s.id);
             }
-            if let Some(id) = &first_id
-                && *id != s.snapshot_id
-            {
-                return Err(self.client.violation(
-                    Call::CreateSnapshot,
-                    format!(
-                        "the same CreateSnapshot again gave snapshot {}, the first gave {id}: not idempotent",
-                        s.snapshot_id
-                    ),
-                    &shown,
-                    &r,
-                ));
-            }
-            if s.ready_to_use {
-                return Ok(s.snapshot_id.clone());
-            }
-            first_id = Some(s.snapshot_id.clone());
+            first_id = Some(s.id);
             if Instant::now() > deadline {
                 return Err(CsiError::Timeout {
                     call: Call::CreateSnapshot,

@@ -6,7 +6,8 @@
 //! - [`client`]: a blocking client over a unix socket: deadlines, masked secrets, transcript;
 //! - [`call`]: the RPCs and their trial names;
 //! - [`driver`]: a running driver's socket, or a command pvcheck starts, restarts and stops;
-//! - [`co`]: the orchestrator's call sequence, each reply checked against the spec;
+//! - [`co`]: the orchestrator's call sequence, each reply checked against the spec by [`reply`]
+//!   (pure functions: a reply in, `Ok` or the breach out; fuzzed by `fuzz/`'s `csi_reply`);
 //! - [`backend`]: the local [`crate::platform::local::backend::Backend`] over it;
 //! - [`conformance`]: the checks that become `<class>::csi::<call>` trials.
 
@@ -18,6 +19,7 @@ pub mod conformance;
 pub mod driver;
 pub mod error;
 pub mod proto;
+pub mod reply;
 
 pub use call::Call;
 pub use error::CsiError;

@@ -86,6 +86,29 @@ fn objects_of_run(kc: &str, run_id: &str) -> Vec<String> {
     left
 }
 
+/// Requests of run `run_id` in the test cluster's audit log (`$PVCHECK_TESTENV_STATE/audit.log`,
+/// written by testenv/up): distinct audit ids under the run's User-Agent. `None` (with a line)
+/// when the cluster's state directory is not known.
+fn audited_requests(run_id: &str) -> Option<u64> {
+    let Some(state) = std::env::var_os("PVCHECK_TESTENV_STATE") else {
+        eprintln!(
+            "audit log not checked: PVCHECK_TESTENV_STATE is not set (scripts/test-all sets it)"
+        );
+        return None;
+    };
+    let log = std::path::Path::new(&state).join("audit.log");
+    let text = std::fs::read_to_string(&log)
+        .unwrap_or_else(|e| panic!("the test cluster's audit log {}: {e}", log.display()));
+    let agent = format!("(run {run_id})");
+    let ids: std::collections::BTreeSet<String> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["userAgent"].as_str().is_some_and(|a| a.ends_with(&agent)))
+        .filter_map(|e| e["auditID"].as_str().map(str::to_string))
+        .collect();
+    Some(ids.len() as u64)
+}
+
 fn run_id(result: &Value) -> String {
     result["run_id"].as_str().unwrap().to_string()
 }
@@ -140,6 +163,20 @@ fn every_check_passes_on_the_hostpath_class() {
         eprintln!("  {check}: {}", n["total"]);
         // Bounded: a check's requests do not grow with how long it waits (watches, not polls).
         assert!(n["total"].as_u64().unwrap() < 400, "{check}: {n}");
+    }
+    // The API server's own count: its audit log records every request of the run under
+    // pvcheck's User-Agent, which names the run (a count pvcheck keeps itself could be blind
+    // to requests it makes around its counter).
+    if let Some(audited) = audited_requests(&run_id(&r)) {
+        eprintln!(
+            "API requests in the API server's audit log: {audited} (pvcheck counted {})",
+            requests["total"]
+        );
+        assert_eq!(
+            Some(audited),
+            requests["total"].as_u64(),
+            "the audit log and pvcheck's count of the run's API requests differ"
+        );
     }
     assert!(
         objects_of_run(&kc, &run_id(&r)).is_empty(),

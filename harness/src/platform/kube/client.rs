@@ -85,7 +85,11 @@ fn kubeconfig_source(opts: &KubeOptions) -> Result<Option<PathBuf>, SelectError>
 
 /// Reads the configuration and checks that the API server answers. No kubeconfig or a broken
 /// one is a usage error (exit 2); a server that does not answer is infrastructure (exit 5).
-pub fn connect(opts: &KubeOptions) -> Result<Connection, SelectError> {
+///
+/// `run_id` goes into the User-Agent (`pvcheck/<version> (run <id>)`), so the API server's
+/// audit log and per-client metrics tell this run's requests from everyone else's (the
+/// end-to-end tests count them there and compare with pvcheck's own count).
+pub fn connect(opts: &KubeOptions, run_id: Option<&str>) -> Result<Connection, SelectError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("pvcheck-kube")
@@ -116,6 +120,13 @@ pub fn connect(opts: &KubeOptions) -> Result<Connection, SelectError> {
     })?;
     let mut config = config;
     config.connect_timeout = Some(CONNECT_TIMEOUT);
+    let agent = match run_id {
+        Some(id) => format!("pvcheck/{} (run {id})", env!("CARGO_PKG_VERSION")),
+        None => format!("pvcheck/{}", env!("CARGO_PKG_VERSION")),
+    };
+    if let Ok(v) = http::HeaderValue::from_str(&agent) {
+        config.headers.push((http::header::USER_AGENT, v));
+    }
     let counters = Arc::new(ApiCounters::default());
     let mut conn = Connection {
         client: {

@@ -10,7 +10,7 @@ use crate::exit_code;
 
 /// Runs `pvcheck classes`; returns the exit code.
 pub fn main(opts: &KubeOptions) -> u8 {
-    let conn = match super::client::connect(opts) {
+    let conn = match super::client::connect(opts, None) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("pvcheck: {e}");

@@ -136,8 +136,8 @@ pub fn select(opts: &KubeOptions, ctx: SelectCtx<'_>) -> Result<Arc<dyn Platform
             older_than: None,
         }));
     }
-    let conn = client::connect(opts)?;
     let run_id = ctx.registry.run_id().to_string();
+    let conn = client::connect(opts, Some(&run_id))?;
     let facts = if ctx.purpose == Purpose::Run {
         preflight::check(&conn, ctx.classes)?
     } else {

@@ -198,6 +198,85 @@ fn hostpath_in_block_mode_passes_the_protocol_checks_and_measures_the_device() {
     s.assert_nothing_left();
 }
 
+/// A driver pvcheck does not own (`endpoint:`: systemd or a DaemonSet runs it) is upgraded by
+/// the class's `upgrade.command`, which restarts it on the same socket. The socket is gone for
+/// a moment: pvcheck waits for Probe ready (start_timeout) instead of failing the unstage that
+/// follows with "cannot reach the driver", then verifies the data.
+#[test]
+fn an_upgrade_command_that_restarts_an_external_driver_is_waited_for() {
+    let test = "an_upgrade_command_that_restarts_an_external_driver_is_waited_for";
+    let Some(hp) = hostpath(test) else {
+        return;
+    };
+    let s = Scratch::new("extupgrade");
+    let sock = s.root.join("csi.sock");
+    let pidfile = s.root.join("driver.pid");
+    let log = s.root.join("driver.log");
+    let args = format!(
+        "--endpoint=unix://{} --nodeid=n1 --statedir={}/driver --drivername=hostpath.csi.k8s.io",
+        sock.display(),
+        s.root.display()
+    );
+    let start = |tag: &str| {
+        let child = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!(
+                "exec {} {args} --version-tag={tag} >>{} 2>&1",
+                hp.display(),
+                log.display()
+            ))
+            .spawn()
+            .unwrap();
+        std::fs::write(&pidfile, child.id().to_string()).unwrap();
+    };
+    start("v1");
+    let t0 = std::time::Instant::now();
+    while !sock.exists() && t0.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The upgrade: stop the driver, leave the socket missing for a second, start v2 in a
+    // session of its own (as a service manager would: pvcheck ends what its commands leave
+    // running in their own process group).
+    let restart = s.root.join("restart.sh");
+    std::fs::write(
+        &restart,
+        format!(
+            "#!/bin/sh\nkill $(cat {pid}); sleep 1; rm -f {sock}\nsleep 1\nsetsid {hp} {args} --version-tag=v2 >>{log} 2>&1 &\necho $! >{pid}\n",
+            pid = pidfile.display(),
+            sock = sock.display(),
+            hp = hp.display(),
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &restart,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let yaml = format!(
+        "classes:\n  - name: ext\n    local:\n      csi:\n        endpoint: unix://{}\n        access_type: mount\n        fs_type: ext4\n    upgrade:\n      command: {}\n",
+        sock.display(),
+        restart.display()
+    );
+    let r = run(&s, &yaml, &["ext::integrity::upgrade", "--exact"], &[]);
+    let pid = std::fs::read_to_string(&pidfile).unwrap_or_default();
+    let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+    let driver_log = std::fs::read_to_string(&log).unwrap_or_default();
+    let t = r.trial("ext::integrity::upgrade");
+    assert_eq!(
+        t["status"], "passed",
+        "{t:#}\nstderr: {}\ndriver log: {driver_log}",
+        r.stderr
+    );
+    assert!(
+        driver_log.contains("0.1.0+v2") || driver_log.contains("v2"),
+        "the upgrade did not restart the driver: {driver_log}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    s.assert_nothing_left();
+}
+
 fn one_line_exit_2(r: &csi_support::Run, want: &[&str]) {
     assert_eq!(
         r.code,

@@ -283,7 +283,7 @@ pub fn check(
             return Err(err(
                 line,
                 "upgrade.csi",
-                "an upgrade restarts the driver pvcheck started: it needs local.csi.command, not endpoint".into(),
+                "upgrade.csi restarts a driver pvcheck started (local.csi.command); to upgrade a driver you run at `endpoint`, give upgrade.command (pvcheck waits for its socket to answer again)".into(),
             ));
         }
         u.resolved = resolve_command(&u.command.value, base)

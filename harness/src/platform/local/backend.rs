@@ -70,6 +70,11 @@ pub trait Backend: Send {
     fn upgrade_steps(&self) -> Vec<UpgradeStep> {
         Vec::new()
     }
+    /// Called after the class's `upgrade.command` ran (the volume still mounted), before the
+    /// volume is detached: a driver the command restarted is waited for here.
+    fn after_upgrade_command(&mut self, _ctx: &BackendCtx) -> Result<(), PlatformError> {
+        Ok(())
+    }
     /// Whether [`Backend::upgrade`] runs with the volume still attached and mounted (a CSI node
     /// plugin is restarted under published volumes); the pod then goes on with the same mount.
     fn upgrades_in_place(&self) -> bool {

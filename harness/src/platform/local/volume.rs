@@ -267,6 +267,7 @@ impl Volume for LocalVolume {
                 .clone()
                 .ok_or_else(|| PlatformError::Other("no upgrade".into()))?;
             self.run_upgrade_command(&spec, &step.name, &dir)?;
+            self.backend.after_upgrade_command(&self.ctx)?;
             self.detach()?;
         } else if self.backend.upgrades_in_place() && self.attached.is_some() {
             // The volume stays published: the pod goes on over the same mount.

@@ -315,6 +315,11 @@ impl Backend for CsiBackend {
         true
     }
 
+    fn after_upgrade_command(&mut self, _ctx: &BackendCtx) -> Result<(), PlatformError> {
+        let d = self.driver()?;
+        d.wait_until_ready().map_err(|e| self.err(e))
+    }
+
     fn upgrade(&mut self, _ctx: &BackendCtx, step: &UpgradeStep) -> Result<(), PlatformError> {
         let to = match step.name.as_str() {
             UPGRADE_STEP if self.commands.len() > 1 => 1,

@@ -284,7 +284,13 @@ impl CsiClient {
                         request: shown,
                     });
                 }
-                if status.code() == tonic::Code::Unavailable && is_transport(&status) {
+                // A connection that broke under a call (the driver restarted) comes back as
+                // Unknown with the transport error as its source: unreachable too, not an answer.
+                if matches!(
+                    status.code(),
+                    tonic::Code::Unavailable | tonic::Code::Unknown
+                ) && is_transport(&status)
+                {
                     return Err(CsiError::Unreachable {
                         call,
                         socket: self.socket.display().to_string(),

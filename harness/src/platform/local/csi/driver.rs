@@ -110,7 +110,7 @@ impl Driver {
             ctx: None,
             start_timeout: timeout,
         };
-        d.wait_ready(None)?;
+        d.wait_ready(None, false)?;
         Ok(d)
     }
 
@@ -144,6 +144,19 @@ impl Driver {
             Some(p) => format!("driver `{}` (log {})", p.argv.join(" "), p.log.display()),
             None => format!("driver at {}", self.client.socket().display()),
         }
+    }
+
+    /// Waits until the driver answers Probe ready again (within `start_timeout`): after an
+    /// `upgrade.command` that restarted a driver pvcheck does not own (systemd, a DaemonSet),
+    /// its socket may be gone for a moment.
+    pub fn wait_until_ready(&self) -> Result<(), CsiError> {
+        let log = self
+            .process
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|p| p.log.clone());
+        self.wait_ready(log.as_deref(), true)
     }
 
     /// Whether pvcheck started this driver (and so can restart it).
@@ -212,7 +225,7 @@ impl Driver {
             log: log.clone(),
         });
         self.client.reconnect()?;
-        if let Err(e) = self.wait_ready(Some(&log)) {
+        if let Err(e) = self.wait_ready(Some(&log), false) {
             self.stop();
             return Err(e);
         }
@@ -220,7 +233,9 @@ impl Driver {
     }
 
     /// Polls Probe until it answers ready, the process exits, or the start timeout passes.
-    fn wait_ready(&self, log: Option<&Path>) -> Result<(), CsiError> {
+    /// `restarting`: the driver is known to be coming back (after an upgrade command), so an
+    /// external one is waited for too.
+    fn wait_ready(&self, log: Option<&Path>, restarting: bool) -> Result<(), CsiError> {
         let deadline = Instant::now() + self.start_timeout;
         let mut last: Option<CsiError> = None;
         loop {
@@ -274,7 +289,7 @@ impl Driver {
                     }
                     Err(e) => last = Some(e),
                 }
-                if log.is_none() && last.is_some() {
+                if log.is_none() && last.is_some() && !restarting {
                     // An external driver is either there or not: do not wait a minute for it.
                     return Err(last.unwrap_or_else(|| CsiError::Driver("not ready".into())));
                 }

@@ -34,6 +34,7 @@ pub mod podspec;
 pub mod preflight;
 pub mod pvc;
 pub mod snapshot;
+pub mod topology;
 pub mod upgrade;
 pub mod volume;
 pub mod wait;

@@ -226,7 +226,9 @@ pub fn category_of(e: &PlatformError) -> FailureCategory {
             FailureCategory::Setup
         }
         PlatformError::Io { .. } => FailureCategory::Setup,
-        PlatformError::Interrupted | PlatformError::Registry(_) => FailureCategory::Infrastructure,
+        PlatformError::Interrupted
+        | PlatformError::Registry(_)
+        | PlatformError::Infrastructure(_) => FailureCategory::Infrastructure,
     }
 }
 

@@ -136,7 +136,8 @@ pub fn take_and_restore(vol: &mut KubeVolume, name: &str) -> Result<KubeVolume, 
         }),
         None,
     );
-    let mut restored = KubeVolume::new_restored(vol, rctx.clone(), vol.size(), snap_name.clone());
+    let mut restored =
+        KubeVolume::new_restored(vol, rctx.clone(), vol.size(), Some(snap_name.clone()));
     restored
         .timings
         .insert("snapshot_ready_seconds".into(), snapshot_seconds.into());

@@ -181,7 +181,7 @@ impl KubeVolume {
         base: &KubeVolume,
         ctx: Arc<VolumeCtx>,
         requested: u64,
-        snapshot: String,
+        snapshot: Option<String>,
     ) -> KubeVolume {
         KubeVolume {
             id: format!("{}/{}", ctx.shared.namespace, ctx.pvc),
@@ -191,7 +191,7 @@ impl KubeVolume {
             pv: None,
             node: None,
             unbound: true,
-            from_snapshot: Some(snapshot),
+            from_snapshot: snapshot,
             timings: Default::default(),
             done: false,
         }
@@ -545,6 +545,10 @@ impl Volume for KubeVolume {
 
     fn snapshot(&mut self, name: &str) -> Result<Box<dyn Volume>, PlatformError> {
         super::snapshot::take_and_restore(self, name).map(|v| Box::new(v) as Box<dyn Volume>)
+    }
+
+    fn clone_volume(&mut self, name: &str) -> Result<Box<dyn Volume>, PlatformError> {
+        super::clone::clone_of(self, name).map(|v| Box::new(v) as Box<dyn Volume>)
     }
 
     fn keep(mut self: Box<Self>) -> String {

@@ -11,18 +11,23 @@ use std::time::{Duration, Instant};
 use common::kube::{kube_args, kubeconfig, kubectl, objects_of_run, run_id};
 use common::{Env, fixtures, stderr, stdout, trial};
 
-/// A StorageClass no provisioner serves, binding at once (so the PVC waits for provisioning, not
-/// for a pod), labelled as this test's and deleted by name when the test ends.
+/// A StorageClass no provisioner serves, labelled as this test's and deleted by name when the
+/// test ends.
 struct NobodyClass {
     kc: String,
     name: String,
 }
 
 impl NobodyClass {
-    fn create(kc: &str) -> Self {
-        let name = format!("pvcheck-test-nobody-{}", std::process::id());
+    /// `binding`: `Immediate` or `WaitForFirstConsumer`.
+    fn create(kc: &str, binding: &str) -> Self {
+        let name = format!(
+            "pvcheck-test-nobody-{}-{}",
+            binding.to_lowercase(),
+            std::process::id()
+        );
         let manifest = format!(
-            "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: {name}\n  labels: {{ pvcheck.io/test: kube-infrastructure }}\nprovisioner: nobody.pvcheck.io\nvolumeBindingMode: Immediate\nreclaimPolicy: Delete\n"
+            "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: {name}\n  labels: {{ pvcheck.io/test: kube-infrastructure }}\nprovisioner: nobody.pvcheck.io\nvolumeBindingMode: {binding}\nreclaimPolicy: Delete\n"
         );
         let mut c = kubectl()
             .args(["--kubeconfig", kc, "apply", "-f", "-"])
@@ -93,7 +98,7 @@ fn assert_infrastructure(
 #[test]
 fn a_pvc_never_bound_within_timeouts_provision_is_exit_5_infrastructure_and_leaves_nothing() {
     let Some(kc) = kubeconfig() else { return };
-    let sc = NobodyClass::create(&kc);
+    let sc = NobodyClass::create(&kc, "Immediate");
     let env = Env::new();
     let file = env.scratch.path().join("classes.yaml");
     std::fs::write(
@@ -154,4 +159,39 @@ fn an_agent_image_that_cannot_be_pulled_is_exit_5_infrastructure_naming_the_imag
         "{message}"
     );
     assert!(message.contains("--agent-image"), "{message}");
+}
+
+/// `WaitForFirstConsumer`: the claim is provisioned for the first pod, which waits; when it times
+/// out with the claim still unbound, that is the volume not provisioned in time (exit 5), not a
+/// pod that did not start.
+#[test]
+fn a_first_consumer_claim_never_provisioned_is_exit_5_infrastructure_naming_the_claim() {
+    let Some(kc) = kubeconfig() else { return };
+    let sc = NobodyClass::create(&kc, "WaitForFirstConsumer");
+    let env = Env::new();
+    let file = env.scratch.path().join("classes.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "classes:\n  - name: nobody-wffc\n    kube:\n      storage_class: {}\n      size: 64Mi\n    timeouts: {{ provision: 5s, attach: 5s, pod_start: 5s }}\n",
+            sc.name
+        ),
+    )
+    .unwrap();
+    let mut args = kube_args(&kc);
+    args.extend([
+        "--classes".into(),
+        file.display().to_string(),
+        "--exact".into(),
+        "nobody-wffc::integrity::recreate".into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = env.run(&args);
+    let message = assert_infrastructure(&out, &env, &kc, "nobody-wffc::integrity::recreate");
+    assert!(
+        message.contains("did not start")
+            && message.contains("was never bound")
+            && message.contains("timeouts.provision"),
+        "{message}"
+    );
 }

@@ -164,6 +164,7 @@ fn frame(
 }
 
 /// `{"total_bytes", "available_bytes"}` of `dir`, or `{"error"}`.
+#[allow(clippy::unnecessary_cast)] // statvfs's c_ulong is u32 on 32-bit targets
 fn statfs(dir: &std::path::Path) -> serde_json::Value {
     match nix::sys::statvfs::statvfs(dir) {
         Ok(s) => {

@@ -93,9 +93,8 @@ pub fn take_and_restore(vol: &mut KubeVolume, name: &str) -> Result<KubeVolume, 
             .await
             .map_err(|e| PlatformError::Other(e.to_string()))
         })
-        .map_err(|e| {
+        .inspect_err(|_| {
             let _ = shared.conn.block_on(delete(&ctx, &snap_name));
-            e
         })?;
     let snapshot_seconds = start.elapsed().as_secs_f64();
     // The restored claim: same class, the snapshot as its data source.

@@ -177,6 +177,8 @@ impl KubeVolume {
         Ok(())
     }
 
+    /// A volume made from `base` (a snapshot's restore, or a clone when `snapshot` is `None`)
+    /// whose claim `ctx.pvc` is about to be created: unbound until its first pod or Bound.
     pub fn new_restored(
         base: &KubeVolume,
         ctx: Arc<VolumeCtx>,

@@ -148,6 +148,7 @@ fn every_check_passes_on_the_hostpath_class() {
         "integrity::upgrade",
         "expand",
         "snapshot",
+        "clone",
         "cleanup",
     ] {
         let t = trial(&r, &format!("hostpath::{name}"));

@@ -165,6 +165,7 @@ fn frame(
 
 /// `{"total_bytes", "available_bytes"}` of `dir`, or `{"error"}`. A Block volume's device
 /// (`--statfs /dev/…`) has no filesystem: its size, all of it available.
+#[allow(clippy::unnecessary_cast)] // statvfs's c_ulong is u32 on 32-bit targets
 fn statfs(dir: &std::path::Path) -> serde_json::Value {
     use std::io::Seek;
     use std::os::unix::fs::FileTypeExt;

@@ -13,6 +13,7 @@ pub mod csi;
 pub mod expand;
 pub mod flexvolume;
 pub mod integrity;
+pub mod other_node;
 pub mod provision;
 pub mod snapshot;
 pub mod speed;
@@ -33,6 +34,8 @@ use crate::report::results::{FailureCategory, KeptVolume};
 pub enum Check {
     Provision,
     Recreate,
+    /// Written on one node, verified on another after the detach.
+    OtherNode,
     Durability,
     Selftest,
     Upgrade,
@@ -54,6 +57,7 @@ impl Check {
         match self {
             Check::Provision => "provision".into(),
             Check::Recreate => "integrity::recreate".into(),
+            Check::OtherNode => "integrity::other-node".into(),
             Check::Durability => "integrity::durability".into(),
             Check::Selftest => "integrity::selftest".into(),
             Check::Upgrade => "integrity::upgrade".into(),
@@ -71,6 +75,7 @@ impl Check {
         let mut v = vec![
             Check::Provision,
             Check::Recreate,
+            Check::OtherNode,
             Check::Durability,
             Check::Selftest,
             Check::Upgrade,
@@ -150,6 +155,7 @@ impl Check {
                 .then(|| "capability `snapshot` is off for this class".into()),
             Check::Clone => (!class.capabilities.clone)
                 .then(|| "capability `clone` is off for this class".into()),
+            Check::OtherNode => other_node::unsupported(platform),
             _ => None,
         }
     }
@@ -234,7 +240,9 @@ pub fn category_of(e: &PlatformError) -> FailureCategory {
             FailureCategory::Setup
         }
         PlatformError::Io { .. } => FailureCategory::Setup,
-        PlatformError::Interrupted | PlatformError::Registry(_) => FailureCategory::Infrastructure,
+        PlatformError::Interrupted
+        | PlatformError::Registry(_)
+        | PlatformError::Infrastructure(_) => FailureCategory::Infrastructure,
     }
 }
 

@@ -205,7 +205,7 @@ pub fn parse_quantity(s: &str) -> Result<u64, String> {
     let n: f64 = num
         .parse()
         .map_err(|_| format!("{t:?} is not a number followed by a unit"))?;
-    if !(n > 0.0) {
+    if n.is_nan() || n <= 0.0 {
         return Err(format!("{t:?} must be larger than zero"));
     }
     Ok((n * mult as f64).ceil() as u64)
@@ -215,40 +215,11 @@ pub fn parse_quantity(s: &str) -> Result<u64, String> {
 /// to a MiB.
 pub fn format_quantity(bytes: u64) -> String {
     for (unit, m) in [("Ti", 1u64 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20)] {
-        if bytes >= m && bytes % m == 0 {
+        if bytes >= m && bytes.is_multiple_of(m) {
             return format!("{}{unit}", bytes / m);
         }
     }
     format!("{}Mi", bytes.div_ceil(1 << 20).max(1))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// kubestr#145: `-z 45` silently meant 45 bytes; a class size must carry its unit.
-    #[test]
-    fn a_size_without_a_unit_is_refused() {
-        assert!(parse_quantity("45").unwrap_err().contains("no unit"));
-    }
-
-    #[test]
-    fn kubernetes_quantities_mean_what_they_mean_in_a_pvc() {
-        assert_eq!(parse_quantity("10Gi").unwrap(), 10 << 30);
-        assert_eq!(parse_quantity("10G").unwrap(), 10_000_000_000);
-        assert_eq!(parse_quantity("512Mi").unwrap(), 512 << 20);
-        assert_eq!(parse_quantity("1.5Gi").unwrap(), 3 << 29);
-        assert_eq!(parse_quantity("2GiB").unwrap(), 2 << 30);
-        assert!(parse_quantity("10gb").is_err());
-        assert!(parse_quantity("0Gi").is_err());
-    }
-
-    #[test]
-    fn requests_are_written_in_the_largest_exact_binary_unit() {
-        assert_eq!(format_quantity(10 << 30), "10Gi");
-        assert_eq!(format_quantity(1536 << 20), "1536Mi");
-        assert_eq!(format_quantity((1 << 20) + 1), "2Mi");
-    }
 }
 
 /// The checks serde cannot do, for the loader: exactly one of `storage_class` and
@@ -348,4 +319,33 @@ pub(super) fn check(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// kubestr#145: `-z 45` silently meant 45 bytes; a class size must carry its unit.
+    #[test]
+    fn a_size_without_a_unit_is_refused() {
+        assert!(parse_quantity("45").unwrap_err().contains("no unit"));
+    }
+
+    #[test]
+    fn kubernetes_quantities_mean_what_they_mean_in_a_pvc() {
+        assert_eq!(parse_quantity("10Gi").unwrap(), 10 << 30);
+        assert_eq!(parse_quantity("10G").unwrap(), 10_000_000_000);
+        assert_eq!(parse_quantity("512Mi").unwrap(), 512 << 20);
+        assert_eq!(parse_quantity("1.5Gi").unwrap(), 3 << 29);
+        assert_eq!(parse_quantity("2GiB").unwrap(), 2 << 30);
+        assert!(parse_quantity("10gb").is_err());
+        assert!(parse_quantity("0Gi").is_err());
+    }
+
+    #[test]
+    fn requests_are_written_in_the_largest_exact_binary_unit() {
+        assert_eq!(format_quantity(10 << 30), "10Gi");
+        assert_eq!(format_quantity(1536 << 20), "1536Mi");
+        assert_eq!(format_quantity((1 << 20) + 1), "2Mi");
+    }
 }

@@ -36,6 +36,11 @@ pub enum PlatformError {
     /// The run registry could not record or remove something.
     #[error("run registry: {0}")]
     Registry(String),
+    /// The environment, not the storage under test, kept the harness from its work: a volume
+    /// not provisioned within `timeouts.provision`, an agent image that cannot be pulled
+    /// (category `infrastructure`, exit 5 when nothing else failed).
+    #[error("{0}")]
+    Infrastructure(String),
     /// Anything else, described.
     #[error("{0}")]
     Other(String),

@@ -177,6 +177,23 @@ pub trait Volume: Send {
     fn expand(&mut self, new_size: u64) -> Result<(), PlatformError>;
     /// Takes a point-in-time copy now and restores it as a new volume named `name`.
     fn snapshot(&mut self, name: &str) -> Result<Box<dyn Volume>, PlatformError>;
+    /// Nodes other than the last pod's that this volume may move to (schedulable, and allowed by
+    /// the volume's topology), for the other-node check; call it after a pod ran. `Nowhere`
+    /// says why there is none (one node, a node-local volume): the check is ignored with it.
+    fn other_nodes(&mut self) -> Result<Elsewhere, PlatformError> {
+        Ok(Elsewhere::Nowhere(
+            "this platform has one node: a volume cannot move to another".into(),
+        ))
+    }
+    /// [`Volume::start_pod`] on any node but those in `avoid` (after [`Volume::stop_pod`], so
+    /// the volume was detached from them first).
+    fn start_pod_avoiding(&mut self, avoid: &[String]) -> Result<Box<dyn Pod>, PlatformError> {
+        let _ = avoid;
+        Err(PlatformError::Unsupported(format!(
+            "volume {} cannot be moved to another node",
+            self.id()
+        )))
+    }
     /// Makes a new volume named `name` with this volume's content now (a CSI clone).
     fn clone_volume(&mut self, name: &str) -> Result<Box<dyn Volume>, PlatformError> {
         let _ = name;
@@ -217,6 +234,15 @@ impl AgentTarget<'_> {
     }
 }
 
+/// Where a volume can move, from [`Volume::other_nodes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Elsewhere {
+    /// These nodes (never empty).
+    Nodes(Vec<String>),
+    /// None, and why.
+    Nowhere(String),
+}
+
 /// A place where the agent runs with the volume mounted.
 pub trait Pod: Send {
     /// The mounted volume, as the agent sees it (its `--dir`), or the raw block volume's device.
@@ -225,6 +251,10 @@ pub trait Pod: Send {
     /// a raw block volume.
     fn target(&self) -> AgentTarget<'_> {
         AgentTarget::Dir(self.data_dir())
+    }
+    /// The node the pod runs on, where the platform has nodes.
+    fn node(&self) -> Option<&str> {
+        None
     }
     /// Capacity of the mounted volume, seen from inside (a block volume: the device's size,
     /// all of it available).

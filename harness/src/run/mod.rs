@@ -222,6 +222,7 @@ fn run_trial(ctx: &RunCtx, p: &Planned, name: &str) -> Result<Completion, Failed
         let mut r = match &p.check {
             Check::Provision => checks::provision::check(&cctx),
             Check::Recreate => checks::integrity::recreate_check(&cctx),
+            Check::OtherNode => checks::other_node::check(&cctx),
             Check::Durability => checks::integrity::durability_check(&cctx),
             Check::Selftest => checks::integrity::selftest_check(&cctx),
             Check::Upgrade => checks::integrity::upgrade_check(&cctx),

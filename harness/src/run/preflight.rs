@@ -174,6 +174,7 @@ fn needed(
                 }
             }
             Check::Recreate
+            | Check::OtherNode
             | Check::Durability
             | Check::Upgrade
             | Check::Expand

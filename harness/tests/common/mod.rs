@@ -2,6 +2,8 @@
 //! directories, read the result file, and prove nothing was left behind.
 #![allow(dead_code)]
 
+pub mod kube;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

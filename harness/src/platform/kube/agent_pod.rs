@@ -31,6 +31,14 @@ pub enum Started {
     },
 }
 
+/// Why the agent image cannot run: the harness's setup, not the storage (infrastructure).
+const IMAGE_PROBLEMS: &[&str] = &[
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "ErrImageNeverPull",
+];
+
 /// The reasons a container waits that no amount of waiting fixes.
 const HOPELESS: &[&str] = &[
     "ErrImagePull",
@@ -148,11 +156,32 @@ pub async fn create_and_start(
                 v.shared.namespace,
                 super::events::suffix(&all)
             );
+            let unbound = match super::pvc::get(&v.client, &v.shared.namespace, &v.pvc).await {
+                Ok(c) => c.status.and_then(|s| s.phase).as_deref() != Some("Bound"),
+                Err(_) => false,
+            };
             Err(match e {
+                // The first pod of a WaitForFirstConsumer claim also waits for provisioning.
+                wait::WaitError::Timeout { .. } if unbound => {
+                    PlatformError::Infrastructure(format!(
+                        "{msg}; PVC {} was never bound: the volume was not provisioned in time (timeouts.provision)",
+                        v.pvc
+                    ))
+                }
                 wait::WaitError::Timeout { .. } => PlatformError::Timeout {
                     command: msg,
                     limit,
                 },
+                wait::WaitError::Failed(why)
+                    if IMAGE_PROBLEMS
+                        .iter()
+                        .any(|r| why.starts_with(&format!("{r}:"))) =>
+                {
+                    PlatformError::Infrastructure(format!(
+                        "{msg} (the agent image {} cannot run: see --agent-image, --image-pull-secret)",
+                        v.shared.image
+                    ))
+                }
                 _ => PlatformError::Other(msg),
             })
         }

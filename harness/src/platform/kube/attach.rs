@@ -1,9 +1,11 @@
 //! Detach: after a pod is gone, its volume's VolumeAttachment must go before the next pod
 //! starts, so recreating a pod crosses a real detach and attach (as Dell's cert-csi does).
-//! Drivers that do not attach have no VolumeAttachment: nothing to wait for.
+//! Attachable drivers without VolumeAttachments (flexVolume) are detached when the node's status
+//! no longer lists the volume; drivers that do not attach have neither: nothing to wait for.
 
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::storage::v1::VolumeAttachment;
 use kube::Api;
 use kube::api::ListParams;
@@ -67,4 +69,61 @@ pub async fn until_detached(
         })?;
     }
     Ok(vas.len())
+}
+
+/// Waits until `node`'s status no longer lists PV `pv` among its attached volumes: the detach of
+/// attachable drivers that have no VolumeAttachment (flexVolume), as the attach/detach
+/// controller records it. A volume that was never listed (a driver that does not attach) is
+/// done at once. Entries are matched by the PV's name in their unique volume name
+/// (`<vendor>/<driver>/<pv>` for flexVolume, as in `pvcheck/loop/pvcheck-1a2b3c4d-x`).
+pub async fn until_off_node(
+    client: &kube::Client,
+    pv: &str,
+    node: &str,
+    limit: Duration,
+) -> Result<(), PlatformError> {
+    let api: Api<Node> = Api::all(client.clone());
+    wait::until(
+        api,
+        node,
+        &format!("PV {pv} to be detached from node {node} (node status volumesAttached)"),
+        limit,
+        |n: Option<&Node>| {
+            let attached = n
+                .and_then(|n| n.status.as_ref())
+                .and_then(|s| s.volumes_attached.as_ref())
+                .is_some_and(|v| v.iter().any(|a| lists(&a.name, pv)));
+            if attached {
+                Decision::Wait
+            } else {
+                Decision::Done(())
+            }
+        },
+    )
+    .await
+    .map_err(|e| match e {
+        wait::WaitError::Timeout { what, .. } => PlatformError::Timeout {
+            command: what,
+            limit,
+        },
+        e => PlatformError::Other(e.to_string()),
+    })
+}
+
+/// A node status entry `unique` names PV `pv`: `…/<pv>` or `…^<pv>`.
+fn lists(unique: &str, pv: &str) -> bool {
+    unique
+        .rsplit(['/', '^'])
+        .next()
+        .is_some_and(|last| last == pv)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_node_status_entry_names_its_pv_by_the_last_path_element() {
+        assert!(super::lists("pvcheck/loop/pvcheck-1a-x", "pvcheck-1a-x"));
+        assert!(!super::lists("pvcheck/loop/pvcheck-1a-xy", "pvcheck-1a-x"));
+        assert!(!super::lists("kubernetes.io/csi/d^vol-1", "pvcheck-1a-x"));
+    }
 }

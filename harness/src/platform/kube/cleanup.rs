@@ -369,8 +369,8 @@ pub async fn remove(
             if policy != "Delete" && label(&pv.metadata, labels::RUN).as_deref() == Some(&run) {
                 let _ = pvs.delete(&name, &DeleteParams::default()).await;
             }
-            if policy == "Delete" || label(&pv.metadata, labels::RUN).as_deref() == Some(&run) {
-                if let Err(e) = wait::until(
+            if (policy == "Delete" || label(&pv.metadata, labels::RUN).as_deref() == Some(&run))
+                && let Err(e) = wait::until(
                     pvs.clone(),
                     &name,
                     &format!("PV {name} to be deleted"),
@@ -384,9 +384,8 @@ pub async fn remove(
                     },
                 )
                 .await
-                {
-                    problems.push(e.to_string());
-                }
+            {
+                problems.push(e.to_string());
             }
         }
     }

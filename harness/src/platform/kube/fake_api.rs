@@ -28,7 +28,8 @@ impl FakeApi {
                 let s = s.clone();
                 std::thread::spawn(move || {
                     let mut r = BufReader::new(conn.try_clone().unwrap());
-                    loop {
+                    // One request per connection (`Connection: close`).
+                    {
                         let mut line = String::new();
                         if r.read_line(&mut line).unwrap_or(0) == 0 {
                             return;
@@ -63,7 +64,6 @@ impl FakeApi {
                             body.len()
                         );
                         let _ = conn.write_all(resp.as_bytes());
-                        return;
                     }
                 });
             }

@@ -11,6 +11,7 @@
 //! - [`volume`]: the `Volume`; [`pod`]: the `Pod` (a holder pod keeps the volume attached and
 //!   mounted on its node; each agent run is a pod on that node).
 //! - [`upgrade`]: the class's upgrade command and rollouts; [`snapshot`]: VolumeSnapshots;
+//!   [`clone`]: PVCs with a PVC data source; [`topology`]: where a volume may move;
 //!   [`cleanup`]: finding and removing what runs left, by label; [`preflight`]: the classes
 //!   against the cluster before anything is created.
 //!
@@ -21,6 +22,7 @@ pub mod agent_pod;
 pub mod attach;
 pub mod cleanup;
 pub mod client;
+pub mod clone;
 pub mod counting;
 pub mod discover;
 pub mod events;
@@ -34,6 +36,7 @@ pub mod podspec;
 pub mod preflight;
 pub mod pvc;
 pub mod snapshot;
+pub mod topology;
 pub mod upgrade;
 pub mod volume;
 pub mod wait;

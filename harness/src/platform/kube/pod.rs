@@ -48,6 +48,10 @@ impl Pod for KubePod {
         }
     }
 
+    fn node(&self) -> Option<&str> {
+        Some(&self.node)
+    }
+
     fn capacity(&self) -> Result<Capacity, PlatformError> {
         let name = self.ctx.next_name("statfs");
         let call = AgentCall::new(Vec::<String>::new(), self.ctx.timeouts.pod_start);

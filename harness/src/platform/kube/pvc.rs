@@ -132,10 +132,10 @@ pub async fn until_bound(
                 super::events::suffix(&ev)
             );
             Err(match e {
-                wait::WaitError::Timeout { .. } => PlatformError::Timeout {
-                    command: msg,
-                    limit,
-                },
+                // Not provisioned in time: the cluster could not give the harness a volume.
+                wait::WaitError::Timeout { .. } => PlatformError::Infrastructure(format!(
+                    "{msg} (timeouts.provision): no volume to check"
+                )),
                 _ => PlatformError::Other(msg),
             })
         }

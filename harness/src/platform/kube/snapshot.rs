@@ -93,9 +93,8 @@ pub fn take_and_restore(vol: &mut KubeVolume, name: &str) -> Result<KubeVolume, 
             .await
             .map_err(|e| PlatformError::Other(e.to_string()))
         })
-        .map_err(|e| {
+        .inspect_err(|_| {
             let _ = shared.conn.block_on(delete(&ctx, &snap_name));
-            e
         })?;
     let snapshot_seconds = start.elapsed().as_secs_f64();
     // The restored claim: same class, the snapshot as its data source.
@@ -136,7 +135,8 @@ pub fn take_and_restore(vol: &mut KubeVolume, name: &str) -> Result<KubeVolume, 
         }),
         None,
     );
-    let mut restored = KubeVolume::new_restored(vol, rctx.clone(), vol.size(), snap_name.clone());
+    let mut restored =
+        KubeVolume::new_restored(vol, rctx.clone(), vol.size(), Some(snap_name.clone()));
     restored
         .timings
         .insert("snapshot_ready_seconds".into(), snapshot_seconds.into());

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 
 use super::pod::KubePod;
-use super::{Limits, Shared, VolumeCtx, agent_pod, attach, labels, podspec, pvc};
+use super::{Limits, Shared, VolumeCtx, agent_pod, attach, labels, podspec, pvc, topology};
 use crate::config::ClassSpec;
-use crate::platform::{PlatformError, Pod, UpgradeStep, Volume, VolumeRequest};
+use crate::platform::{Elsewhere, PlatformError, Pod, UpgradeStep, Volume, VolumeRequest};
 
 pub struct KubeVolume {
     pub ctx: Arc<VolumeCtx>,
@@ -177,11 +177,13 @@ impl KubeVolume {
         Ok(())
     }
 
+    /// A volume made from `base` (a snapshot's restore, or a clone when `snapshot` is `None`)
+    /// whose claim `ctx.pvc` is about to be created: unbound until its first pod or Bound.
     pub fn new_restored(
         base: &KubeVolume,
         ctx: Arc<VolumeCtx>,
         requested: u64,
-        snapshot: String,
+        snapshot: Option<String>,
     ) -> KubeVolume {
         KubeVolume {
             id: format!("{}/{}", ctx.shared.namespace, ctx.pvc),
@@ -191,7 +193,7 @@ impl KubeVolume {
             pv: None,
             node: None,
             unbound: true,
-            from_snapshot: Some(snapshot),
+            from_snapshot: snapshot,
             timings: Default::default(),
             done: false,
         }
@@ -250,38 +252,13 @@ impl KubeVolume {
         })
     }
 
-    pub fn pv(&self) -> Option<&str> {
-        self.pv.as_deref()
-    }
-    pub fn node(&self) -> Option<&str> {
-        self.node.as_deref()
-    }
-}
-
-impl Volume for KubeVolume {
-    fn id(&self) -> &str {
-        &self.id
-    }
-
-    fn size(&self) -> u64 {
-        self.requested
-    }
-
-    fn fingerprint(&self) -> serde_json::Value {
-        serde_json::json!({
-            "kind": "pvc",
-            "id": self.id,
-            "pv": self.pv,
-            "node": self.node,
-            "requested_bytes": self.requested,
-            "storage_class": self.class.kube.as_ref().and_then(|k| k.storage_class_name()),
-            "volume_mode": self.class.kube.as_ref().map(|k| k.volume_mode),
-            "access_modes": self.class.kube.as_ref().map(|k| k.access_modes.clone()),
-            "timings": self.timings,
-        })
-    }
-
-    fn start_pod(&mut self) -> Result<Box<dyn Pod>, PlatformError> {
+    /// The holder pod: on `node` when given (the volume's last node, so a recreate stays
+    /// there), never on `avoid`; waits until it runs.
+    fn start_holder(
+        &mut self,
+        node: Option<String>,
+        avoid: Vec<String>,
+    ) -> Result<Box<dyn Pod>, PlatformError> {
         let ctx = self.ctx.clone();
         let name = ctx.next_name("holder");
         let mut plan = agent_pod::plan(
@@ -289,9 +266,10 @@ impl Volume for KubeVolume {
             &name,
             vec!["pod".into(), "--hold".into()],
             None,
-            self.node.clone(),
+            node,
             "holder",
         );
+        plan.not_nodes = avoid;
         plan.grace_seconds = 10;
         let pod = podspec::build(&plan);
         // The first pod of a WaitForFirstConsumer claim also waits for the volume to be created.
@@ -356,6 +334,74 @@ impl Volume for KubeVolume {
         }))
     }
 
+    pub fn pv(&self) -> Option<&str> {
+        self.pv.as_deref()
+    }
+    pub fn node(&self) -> Option<&str> {
+        self.node.as_deref()
+    }
+}
+
+impl Volume for KubeVolume {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn size(&self) -> u64 {
+        self.requested
+    }
+
+    fn fingerprint(&self) -> serde_json::Value {
+        serde_json::json!({
+            "kind": "pvc",
+            "id": self.id,
+            "pv": self.pv,
+            "node": self.node,
+            "requested_bytes": self.requested,
+            "storage_class": self.class.kube.as_ref().and_then(|k| k.storage_class_name()),
+            "volume_mode": self.class.kube.as_ref().map(|k| k.volume_mode),
+            "access_modes": self.class.kube.as_ref().map(|k| k.access_modes.clone()),
+            "timings": self.timings,
+        })
+    }
+
+    fn start_pod(&mut self) -> Result<Box<dyn Pod>, PlatformError> {
+        let node = self.node.clone();
+        self.start_holder(node, Vec::new())
+    }
+
+    fn other_nodes(&mut self) -> Result<Elsewhere, PlatformError> {
+        let ctx = self.ctx.clone();
+        let (Some(pv), Some(current)) = (self.pv.clone(), self.node.clone()) else {
+            return Err(PlatformError::Other(format!(
+                "volume {}: no pod ran yet, so its PV and node are not known",
+                self.id
+            )));
+        };
+        ctx.shared.conn.block_on(async {
+            let nodes: Api<Node> = Api::all(ctx.client.clone());
+            let nodes = nodes
+                .list(&Default::default())
+                .await
+                .map_err(|e| agent_pod::api_error("listing nodes", e))?;
+            let pvs: Api<PersistentVolume> = Api::all(ctx.client.clone());
+            let pv = pvs
+                .get(&pv)
+                .await
+                .map_err(|e| agent_pod::api_error(&format!("reading PV {pv}"), e))?;
+            Ok(topology::elsewhere(
+                &nodes.items,
+                &pv,
+                &current,
+                &ctx.placement,
+            ))
+        })
+    }
+
+    fn start_pod_avoiding(&mut self, avoid: &[String]) -> Result<Box<dyn Pod>, PlatformError> {
+        self.start_holder(None, avoid.to_vec())
+    }
+
     fn stop_pod(&mut self, pod: Box<dyn Pod>) -> Result<(), PlatformError> {
         // The pod is ours (a KubePod): its holder is named after this volume.
         drop(pod);
@@ -379,8 +425,19 @@ impl Volume for KubeVolume {
                 agent_pod::delete(&ctx, &n, 5, true, ctx.timeouts.pod_start).await?;
             }
             if let Some(pv) = &self.pv {
-                attach::until_detached(&ctx.client, pv, self.node.as_deref(), ctx.timeouts.attach)
-                    .await?;
+                let attachments = attach::until_detached(
+                    &ctx.client,
+                    pv,
+                    self.node.as_deref(),
+                    ctx.timeouts.attach,
+                )
+                .await?;
+                // An attachable driver without VolumeAttachments (flexVolume): the node's status.
+                if attachments == 0
+                    && let Some(node) = &self.node
+                {
+                    attach::until_off_node(&ctx.client, pv, node, ctx.timeouts.attach).await?;
+                }
             }
             Ok::<_, PlatformError>(())
         })?;
@@ -491,6 +548,10 @@ impl Volume for KubeVolume {
 
     fn snapshot(&mut self, name: &str) -> Result<Box<dyn Volume>, PlatformError> {
         super::snapshot::take_and_restore(self, name).map(|v| Box::new(v) as Box<dyn Volume>)
+    }
+
+    fn clone_volume(&mut self, name: &str) -> Result<Box<dyn Volume>, PlatformError> {
+        super::clone::clone_of(self, name).map(|v| Box::new(v) as Box<dyn Volume>)
     }
 
     fn keep(mut self: Box<Self>) -> String {

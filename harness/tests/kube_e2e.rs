@@ -9,82 +9,9 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::kube::{kube_args, kubeconfig, objects_of_run, run_id};
 use common::{Env, fixtures, stderr, stdout, trial};
 use serde_json::Value;
-
-fn kubeconfig() -> Option<String> {
-    match std::env::var("PVCHECK_TEST_KUBECONFIG") {
-        Ok(k) if !k.is_empty() => Some(k),
-        _ => {
-            eprintln!(
-                "skipped: PVCHECK_TEST_KUBECONFIG is not set (no test cluster; testenv/up starts one)"
-            );
-            None
-        }
-    }
-}
-
-fn image() -> String {
-    std::env::var("PVCHECK_TEST_AGENT_IMAGE")
-        .unwrap_or_else(|_| format!("docker.io/pvcheck/agent:{}", env!("CARGO_PKG_VERSION")))
-}
-
-fn kube_args(kc: &str) -> Vec<String> {
-    vec![
-        "--platform".into(),
-        "kubernetes".into(),
-        "--kubeconfig".into(),
-        kc.into(),
-        "--agent-image".into(),
-        image(),
-    ]
-}
-
-/// Objects carrying pvcheck's run label for `run_id`, listed with kubectl (another client than
-/// pvcheck's own, so a bug in pvcheck's listing cannot hide a leak).
-fn objects_of_run(kc: &str, run_id: &str) -> Vec<String> {
-    let kubectl = std::env::var("PVCHECK_TEST_KUBECTL").unwrap_or_else(|_| "kubectl".into());
-    let mut left = Vec::new();
-    for kind in ["namespaces", "pods", "pvc", "configmaps", "pv"] {
-        let out = Command::new(&kubectl)
-            .args([
-                "--kubeconfig",
-                kc,
-                "get",
-                kind,
-                "-A",
-                "-l",
-                &format!("pvcheck.io/run-id={run_id}"),
-                "-o",
-                "name",
-            ])
-            .output()
-            .expect("kubectl (set PVCHECK_TEST_KUBECTL)");
-        left.extend(
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .map(str::to_string),
-        );
-    }
-    // PVs do not carry the claim's labels: find them by their claim's namespace.
-    let out = Command::new(&kubectl)
-        .args([
-            "--kubeconfig",
-            kc,
-            "get",
-            "pv",
-            "-o",
-            "jsonpath={range .items[*]}{.metadata.name} {.spec.claimRef.namespace}{\"\\n\"}{end}",
-        ])
-        .output()
-        .unwrap();
-    for l in String::from_utf8_lossy(&out.stdout).lines() {
-        if l.ends_with(&format!(" pvcheck-{run_id}")) {
-            left.push(format!("pv {l}"));
-        }
-    }
-    left
-}
 
 /// Requests of run `run_id` in the test cluster's audit log (`$PVCHECK_TESTENV_STATE/audit.log`,
 /// written by testenv/up): distinct audit ids under the run's User-Agent. `None` (with a line)
@@ -107,10 +34,6 @@ fn audited_requests(run_id: &str) -> Option<u64> {
         .filter_map(|e| e["auditID"].as_str().map(str::to_string))
         .collect();
     Some(ids.len() as u64)
-}
-
-fn run_id(result: &Value) -> String {
-    result["run_id"].as_str().unwrap().to_string()
 }
 
 /// Every check on the hostpath class passes; API requests are counted per check and printed.

@@ -554,12 +554,6 @@ pub fn is_block_device(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device())
 }
 
-/// Size in bytes of the block device at `path` (a seek to its end: no ioctl needed).
-pub fn block_device_size(path: &Path) -> std::io::Result<u64> {
-    use std::io::{Seek, SeekFrom};
-    std::fs::File::open(path)?.seek(SeekFrom::End(0))
-}
-
 /// statvfs of `path`: (total, available) bytes.
 pub fn statvfs(path: &Path) -> std::io::Result<(u64, u64)> {
     let s = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from)?;

@@ -167,12 +167,14 @@ fn frame(
 /// (`--statfs /dev/…`) has no filesystem: its size, all of it available.
 #[allow(clippy::unnecessary_cast)] // statvfs's c_ulong is u32 on 32-bit targets
 fn statfs(dir: &std::path::Path) -> serde_json::Value {
-    use std::io::Seek;
     use std::os::unix::fs::FileTypeExt;
     if std::fs::metadata(dir).is_ok_and(|m| m.file_type().is_block_device()) {
-        return match std::fs::File::open(dir).and_then(|mut f| f.seek(std::io::SeekFrom::End(0))) {
+        let size = std::fs::File::open(dir)
+            .map_err(|e| format!("opening {}: {e}", dir.display()))
+            .and_then(|f| crate::integrity::io::target_size(&f, dir).map_err(|e| e.to_string()));
+        return match size {
             Ok(size) => serde_json::json!({ "total_bytes": size, "available_bytes": size }),
-            Err(e) => serde_json::json!({ "error": format!("size of {}: {e}", dir.display()) }),
+            Err(e) => serde_json::json!({ "error": e }),
         };
     }
     match nix::sys::statvfs::statvfs(dir) {

@@ -376,8 +376,10 @@ impl Pod for LocalPod {
 
     fn capacity(&self) -> Result<Capacity, PlatformError> {
         if self.block {
-            let size = sys::block_device_size(&self.dir)
-                .map_err(|e| PlatformError::io(format!("size of {}", self.dir.display()), e))?;
+            let dev = std::fs::File::open(&self.dir)
+                .map_err(|e| PlatformError::io(format!("opening {}", self.dir.display()), e))?;
+            let size = pvcheck_workloads::integrity::io::target_size(&dev, &self.dir)
+                .map_err(|e| PlatformError::Other(e.to_string()))?;
             return Ok(Capacity {
                 total_bytes: size,
                 available_bytes: size,

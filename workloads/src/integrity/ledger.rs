@@ -218,6 +218,35 @@ mod tests {
         assert_eq!(Ledger::parse(&text, Path::new("l")).unwrap(), big);
     }
 
+    /// Found by the `ledger` fuzz target in CI: without serde_json's `float_roundtrip`, a
+    /// fraction such as 6e-123 came back one ULP off, and which blocks a generation rewrote is
+    /// recomputed from that fraction, so verify would have looked for the wrong blocks.
+    #[test]
+    fn generation_fractions_survive_the_round_trip_to_the_last_bit() {
+        let mut l = ledger(1 << 20);
+        for (g, fraction) in [
+            (2, 6e-123),
+            (3, 0.1 + 0.2),
+            (4, f64::MIN_POSITIVE),
+            (5, 1.0 - f64::EPSILON),
+        ] {
+            l.generations.push(Generation {
+                generation: g,
+                seed: 421_120_886_797,
+                fraction,
+            });
+        }
+        let again = Ledger::parse(&l.to_json(), Path::new("l")).unwrap();
+        for (a, b) in again.generations.iter().zip(&l.generations) {
+            assert_eq!(
+                a.fraction.to_bits(),
+                b.fraction.to_bits(),
+                "generation {}",
+                b.generation
+            );
+        }
+    }
+
     #[test]
     fn inconsistent_ledgers_are_refused_naming_the_field() {
         let p = Path::new("l.json");

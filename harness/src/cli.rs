@@ -91,6 +91,15 @@ pub struct RunArgs {
     /// With --baseline: compare even when the setups differ.
     #[arg(long)]
     pub allow_mismatch: bool,
+    /// An upgrade done by another pipeline, in two runs (Kubernetes): `before-upgrade` writes
+    /// each class's data and keeps the volume (and its pod) with the ledger; `after-upgrade
+    /// --resume RUN_ID` verifies it, rewrites, verifies again and removes everything. Only
+    /// integrity::upgrade runs; the class's own upgrade command does not.
+    #[arg(long, value_enum, value_name = "before-upgrade|after-upgrade")]
+    pub phase: Option<crate::phase::PhaseFlag>,
+    /// With --phase after-upgrade: the run id the before-upgrade run printed.
+    #[arg(long, value_name = "RUN_ID")]
+    pub resume: Option<String>,
     #[command(flatten)]
     pub reports: crate::cli_gate::ReportArgs,
 
@@ -161,6 +170,7 @@ impl KubeArgs {
             agent_image: self.agent_image.clone(),
             image_pull_secrets: self.image_pull_secrets.clone(),
             older_than: None,
+            resume: None,
         }
     }
 }
@@ -315,6 +325,14 @@ fn run_cmd(a: RunArgs) -> u8 {
         }
         other => other,
     };
+    let phase =
+        match crate::phase::Phase::from_flags(a.phase, a.resume.as_deref(), a.platform.platform) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("pvcheck: {e}");
+                return exit_code::USAGE;
+            }
+        };
     // A baseline that cannot be read is a usage error before anything is created.
     let baseline = match &a.baseline {
         None => None,
@@ -326,7 +344,10 @@ fn run_cmd(a: RunArgs) -> u8 {
             }
         },
     };
+    let mut choice = a.platform.choice();
+    choice.kube.resume = phase.resumes().map(str::to_string);
     let opts = RunOptions {
+        phase,
         test_args: a.test_args(),
         strict: a.strict,
         speed_size,
@@ -339,7 +360,7 @@ fn run_cmd(a: RunArgs) -> u8 {
         agent,
         keep_on_failure: a.keep_on_failure,
         seed: a.seed,
-        platform: a.platform.choice(),
+        platform: choice,
         repeat: a.repeat.unwrap_or(a.profile.default_repeat()),
         baseline,
         reports: a.reports.paths(),
@@ -437,7 +458,10 @@ fn cleanup_cmd(a: CleanupArgs) -> u8 {
                     }
                 },
             };
-            println!("{} thing(s) {verb} from {from}", list.len());
+            println!(
+                "{verb} {} from {from}",
+                crate::registry::count(list.len(), "thing")
+            );
             exit_code::OK
         }
         Err(e) => {

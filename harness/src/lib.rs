@@ -16,6 +16,7 @@ pub mod compare;
 pub mod config;
 pub mod exit_code;
 pub mod image;
+pub mod phase;
 pub mod platform;
 pub mod profile;
 pub mod registry;

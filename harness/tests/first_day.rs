@@ -612,10 +612,10 @@ fn finding_8_the_result_file_has_what_a_dashboard_needs() {
     );
     assert!(sel["planned"].as_u64() > sel["selected"].as_u64());
     let s = &r["summary"];
-    assert_eq!(s["total"], 10);
+    assert_eq!(s["total"], 11);
     assert_eq!(s["passed"], 5);
-    // snapshot, clone, upgrade and expand: capability or section off; other-node: one machine
-    assert_eq!(s["ignored"], 5);
+    // snapshot, clone, upgrade, expand and rwx: capability or section off; other-node: one machine
+    assert_eq!(s["ignored"], 6);
     assert_eq!(s["failed"], 0);
     assert_eq!(s["failed_by_category"]["data"], 0);
     // Trials in plan order, each with its start time.
@@ -732,7 +732,7 @@ fn finding_9_the_last_lines_are_the_verdict_then_the_result_path() {
     let out = env.run(&["tmpfs::", "--skip", "speed"]);
     let (verdict, last) = last_two(&out);
     assert!(
-        verdict.starts_with("pvcheck: PASSED: 5 passed, 5 ignored"),
+        verdict.starts_with("pvcheck: PASSED: 5 passed, 6 ignored"),
         "{verdict}"
     );
     assert!(
@@ -834,7 +834,7 @@ fn finding_10_list_into_a_closed_pipe_ends_quietly_and_ends_with_a_count() {
     assert!(env.leftovers().is_empty(), "{:?}", env.leftovers());
     let out = env.run(&["tmpfs::", "--list"]);
     let so = stdout(&out);
-    assert!(so.ends_with("\n19 tests, 0 benchmarks\n"), "{so}");
+    assert!(so.ends_with("\n20 tests, 0 benchmarks\n"), "{so}");
 }
 
 // 11. `--keep-on-failure` named the volume directory, which has no ledgers.

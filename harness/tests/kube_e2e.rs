@@ -167,6 +167,61 @@ fn block_volumes_run_the_data_checks_on_the_raw_device_in_the_pod() {
     );
 }
 
+/// Two pods on one ReadWriteMany claim at the same time: each writes its own region while the
+/// other writes, then verifies the other's. The test driver's PVs are pinned to node 1, so on the
+/// two-node test cluster both pods run there and the result says so (a warning, not silence).
+#[test]
+fn rwx_runs_two_pods_at_once_each_verifying_the_others_region() {
+    let Some(kc) = kubeconfig() else { return };
+    let env = Env::new();
+    let classes = fixtures().join("kube/hostpath-rwx.yaml");
+    let mut args = kube_args(&kc);
+    args.extend([
+        "--classes".into(),
+        classes.display().to_string(),
+        "--exact".into(),
+        "hostpath-rwx::rwx".into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = env.run(&args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let r = env.result();
+    let t = trial(&r, "hostpath-rwx::rwx");
+    assert_eq!(t["status"], "passed", "{t}");
+    let m = &t["metrics"];
+    for key in [
+        "verify_by_pod_a_of_what_pod_b_wrote",
+        "verify_by_pod_b_of_what_pod_a_wrote",
+    ] {
+        assert_eq!(m[key]["clean"], true, "{key}: {t}");
+        assert!(
+            m[key]["blocks_checked"].as_u64().unwrap_or(0) > 0,
+            "{key}: {t}"
+        );
+    }
+    let (a, b) = (
+        m["nodes"]["a"].as_str().unwrap(),
+        m["nodes"]["b"].as_str().unwrap(),
+    );
+    let nodes = common::kube::node_names(&kc);
+    if a == b && nodes.len() > 1 {
+        assert!(
+            t["warnings"][0]
+                .as_str()
+                .unwrap()
+                .contains("both pods ran on node"),
+            "{t}"
+        );
+    }
+    assert!(objects_of_run(&kc, &run_id(&r)).is_empty());
+}
+
 /// An upgrade command that damages one block on the node (under the driver's data directory)
 /// is caught with the right kind, file and offset.
 #[test]

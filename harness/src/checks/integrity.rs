@@ -33,27 +33,60 @@ pub fn write(
     pod: &mut dyn Pod,
     ledger: &Path,
 ) -> Result<Value, Failure> {
-    let [target_flag, target] = pod.target().args();
-    let call = AgentCall::new(
-        [
-            "write".to_string(),
-            target_flag,
-            target,
-            "--size".into(),
-            format_size(ctx.profile.dataset_bytes()),
-            "--seed".into(),
-            ctx.seed().to_string(),
-            "--volume-id".into(),
-            CheckCtx::agent_volume_id(vol).to_string(),
-            "--threads".into(),
-            "2".into(),
-        ],
-        ctx.agent_timeout(),
-    );
-    let (out, v) = agent_json::run_ok(ctx, pod, &call, "write")?;
+    let target = pod.target().args();
+    let dataset = Dataset {
+        target,
+        seed: ctx.seed(),
+        agent_volume_id: CheckCtx::agent_volume_id(vol),
+        size: ctx.profile.dataset_bytes(),
+        mkdir: false,
+    };
+    write_dataset(ctx, pod, &dataset, ledger, "write")
+}
+
+/// Where and how a dataset is written: the agent's `--dir`/`--device`, seed, volume id, size.
+pub struct Dataset {
+    pub target: [String; 2],
+    pub seed: u64,
+    pub agent_volume_id: u64,
+    pub size: u64,
+    /// The directory is a part of the volume the agent creates first (`write --mkdir`).
+    pub mkdir: bool,
+}
+
+/// `write` of `dataset` → ledger file (generation 1); `when` names it in messages and metrics.
+pub fn write_dataset(
+    ctx: &CheckCtx,
+    pod: &mut dyn Pod,
+    dataset: &Dataset,
+    ledger: &Path,
+    when: &str,
+) -> Result<Value, Failure> {
+    let [target_flag, target] = dataset.target.clone();
+    let mut args = vec![
+        "write".to_string(),
+        target_flag,
+        target,
+        "--size".into(),
+        format_size(dataset.size),
+        "--seed".into(),
+        dataset.seed.to_string(),
+        "--volume-id".into(),
+        dataset.agent_volume_id.to_string(),
+        "--threads".into(),
+        "2".into(),
+    ];
+    if dataset.mkdir {
+        args.push("--mkdir".into());
+    }
+    let call = AgentCall::new(args, ctx.agent_timeout());
+    let (out, v) = agent_json::run_ok(ctx, pod, &call, when)?;
     std::fs::write(ledger, out.stdout.as_bytes())
         .map_err(|e| Failure::new(format!("saving the ledger {}: {e}", ledger.display())))?;
-    ctx.metric("write_seconds", out.elapsed.as_secs_f64().into());
+    ctx.metric(
+        &format!("{}_seconds", slug(when)),
+        out.elapsed.as_secs_f64().into(),
+    );
     Ok(v)
 }
 
@@ -102,8 +135,22 @@ pub fn verify(
     expect: Expect<'_>,
     when: &str,
 ) -> Result<Value, Failure> {
+    let target = pod.target().args();
+    verify_target(ctx, vol, pod, target, expect, when)
+}
+
+/// [`verify`] of the dataset at `target` (the agent's `--dir`/`--device` and its value) rather
+/// than at the pod's own target: a part of the volume (the `rwx` check's regions).
+pub fn verify_target(
+    ctx: &CheckCtx,
+    vol: &dyn Volume,
+    pod: &mut dyn Pod,
+    target: [String; 2],
+    expect: Expect<'_>,
+    when: &str,
+) -> Result<Value, Failure> {
     let agent_vol = CheckCtx::agent_volume_id(vol);
-    let [target_flag, target] = pod.target().args();
+    let [target_flag, target] = target;
     let mut call = AgentCall::new(
         [
             "verify".to_string(),

@@ -15,8 +15,10 @@ pub mod flexvolume;
 pub mod integrity;
 pub mod other_node;
 pub mod provision;
+pub mod rwx;
 pub mod snapshot;
 pub mod speed;
+pub mod upgrade_phase;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -43,6 +45,9 @@ pub enum Check {
     Snapshot,
     /// A clone (CSI CreateVolume from a volume) holds exactly the source's content at the clone.
     Clone,
+    /// Two pods at once (on two nodes where the volume may be): each writes its own region and
+    /// verifies the other's.
+    Rwx,
     /// `flexvolume::<call>`: the driver's protocol for one call (flexvolume classes only).
     Flexvolume(&'static str),
     /// `csi::<call>`: the driver's CSI protocol for one call (csi classes only).
@@ -64,6 +69,7 @@ impl Check {
             Check::Expand => "expand".into(),
             Check::Snapshot => "snapshot".into(),
             Check::Clone => "clone".into(),
+            Check::Rwx => "rwx".into(),
             Check::Flexvolume(call) => format!("flexvolume::{call}"),
             Check::Csi(call) => format!("csi::{call}"),
             Check::Speed(w) => format!("speed::{w}"),
@@ -82,6 +88,7 @@ impl Check {
             Check::Expand,
             Check::Snapshot,
             Check::Clone,
+            Check::Rwx,
         ];
         v.extend(
             speed::workloads()
@@ -155,6 +162,13 @@ impl Check {
                 .then(|| "capability `snapshot` is off for this class".into()),
             Check::Clone => (!class.capabilities.clone)
                 .then(|| "capability `clone` is off for this class".into()),
+            Check::Rwx if !class.capabilities.rwx => {
+                Some("capability `rwx` is off for this class".into())
+            }
+            Check::Rwx if platform.raw_block(class) => Some(
+                "raw block volume: rwx gives each pod a directory of its own on one filesystem; two pods writing one raw device would need ranges of it".into(),
+            ),
+            Check::Rwx => platform.shares_volumes(class).err(),
             Check::OtherNode => other_node::unsupported(platform),
             _ => None,
         }
@@ -278,6 +292,8 @@ pub struct CheckCtx {
     pub agent_clock: Arc<AgentClock>,
     /// `--speed-size`: the speed matrix's data set instead of the profile's.
     pub speed_size: Option<u64>,
+    /// `--phase`: which part of `integrity::upgrade` this run does.
+    pub phase: crate::phase::Phase,
 }
 
 impl CheckCtx {
@@ -341,6 +357,14 @@ impl CheckCtx {
         size: u64,
         f: impl FnOnce(&mut dyn Volume) -> Result<T, Failure>,
     ) -> Result<T, Failure> {
+        let mut vol = self.provision(suffix, size)?;
+        let result = f(vol.as_mut());
+        self.finish_volume(vol, result)
+    }
+
+    /// Provisions a volume named `<class>-<tag>[-suffix]` and records its provisioning time and
+    /// fingerprint; the caller ends it with [`CheckCtx::finish_volume`] (or keeps it).
+    pub fn provision(&self, suffix: &str, size: u64) -> Result<Box<dyn Volume>, Failure> {
         let name = if suffix.is_empty() {
             format!("{}-{}", self.class.name(), self.check.tag())
         } else {
@@ -357,15 +381,18 @@ impl CheckCtx {
             .provision(&self.class, &req)
             .map_err(|e| Failure::from(e).context("provision"))?;
         self.metric("provision_seconds", start.elapsed().as_secs_f64().into());
-        {
-            let mut d = self.data.lock().unwrap_or_else(|e| e.into_inner());
-            if d.volume.is_none() {
-                d.volume = Some(vol.fingerprint());
-            }
-        }
+        self.adopted(vol.as_mut());
         self.noticed(vol.as_mut());
-        let result = f(vol.as_mut());
-        self.finish_volume(vol, result)
+        Ok(vol)
+    }
+
+    /// Records `vol` as the trial's volume (its fingerprint) unless one is already: the first a
+    /// check provisioned, or one taken over from another run (`--phase after-upgrade`).
+    pub fn adopted(&self, vol: &mut dyn Volume) {
+        let mut d = self.data.lock().unwrap_or_else(|e| e.into_inner());
+        if d.volume.is_none() {
+            d.volume = Some(vol.fingerprint());
+        }
     }
 
     /// Destroys `vol` after `result`, or keeps it when `result` failed and --keep-on-failure is set.

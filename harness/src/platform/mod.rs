@@ -104,6 +104,12 @@ pub trait Platform: Send + Sync {
         let _ = class;
         false
     }
+    /// `Err(reason)` when two pods cannot use a volume of the class at the same time here (the
+    /// `rwx` check is then ignored with that reason).
+    fn shares_volumes(&self, class: &ClassSpec) -> Result<(), String> {
+        let _ = class;
+        Err("this platform runs one pod per volume at a time".into())
+    }
     /// Creates a volume of the class. It is not attached until [`Volume::start_pod`].
     fn provision(
         &self,
@@ -120,6 +126,21 @@ pub trait Platform: Send + Sync {
     /// requests per check), for the result file and the end of the run's output.
     fn report(&self) -> Option<serde_json::Value> {
         None
+    }
+    /// `--phase after-upgrade`: the volume of `class` the resumed run kept for the upgrade, with
+    /// its ledger; `None` when that run kept none of this class. Each is handed out once.
+    fn resume(&self, class: &ClassSpec) -> Result<Option<Resumed>, PlatformError> {
+        Err(PlatformError::Unsupported(format!(
+            "class {}: this platform keeps no volume between runs (--phase needs --platform kubernetes)",
+            class.name()
+        )))
+    }
+    /// Called once when the trials are over, before what is left is removed. `interrupted`: a
+    /// signal ended the run, and what the run meant to keep for a later one
+    /// ([`Volume::keep_for_upgrade`]) is not worth keeping; otherwise it is marked as waiting.
+    fn end_of_run(&self, interrupted: bool) -> Result<(), PlatformError> {
+        let _ = interrupted;
+        Ok(())
     }
     /// Runs one driver-protocol check of the class (`flexvolume::<call>` on the local platform)
     /// on a scratch volume of its own, named after `req`.
@@ -194,6 +215,15 @@ pub trait Volume: Send {
             self.id()
         )))
     }
+    /// A second pod using the volume at the same time as the running one (after
+    /// [`Volume::start_pod`]): on another node where the volume's access mode and topology allow
+    /// it, else on the same node. [`Volume::stop_pod`] of either then stops both.
+    fn share(&mut self) -> Result<Box<dyn Pod>, PlatformError> {
+        Err(PlatformError::Unsupported(format!(
+            "volume {}: this platform runs one pod per volume at a time",
+            self.id()
+        )))
+    }
     /// Makes a new volume named `name` with this volume's content now (a CSI clone).
     fn clone_volume(&mut self, name: &str) -> Result<Box<dyn Volume>, PlatformError> {
         let _ = name;
@@ -204,6 +234,20 @@ pub trait Volume: Send {
     }
     /// Leaves the volume (mounted if a pod ran) for a human; returns where it is.
     fn keep(self: Box<Self>) -> String;
+    /// `--phase before-upgrade`: leaves the volume with `pod` running on it (attached and
+    /// mounted through the upgrade, as a workload's volume is) and stores `ledger` beside it,
+    /// for a later run's [`Platform::resume`]; returns where they are.
+    fn keep_for_upgrade(
+        self: Box<Self>,
+        pod: Box<dyn Pod>,
+        ledger: &KeptLedger,
+    ) -> Result<String, PlatformError> {
+        let _ = (pod, ledger);
+        Err(PlatformError::Unsupported(format!(
+            "volume {}: this platform keeps no volume between runs",
+            self.id()
+        )))
+    }
     /// Removes everything the volume consists of.
     fn destroy(self: Box<Self>) -> Result<(), PlatformError>;
     /// What the volume noticed since the last call and did differently from what was asked
@@ -212,6 +256,29 @@ pub trait Volume: Send {
     fn take_warnings(&mut self) -> Vec<String> {
         Vec::new()
     }
+}
+
+/// The evidence a `--phase before-upgrade` run keeps with a volume.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct KeptLedger {
+    /// The class the volume belongs to.
+    pub class: String,
+    /// The ledger the agent's `write` printed (JSON text).
+    pub ledger: String,
+    /// The seed the dataset was written with (also in the ledger).
+    pub seed: u64,
+    /// The agent volume id stamped in every block.
+    pub agent_volume_id: u64,
+}
+
+/// A volume kept by a `--phase before-upgrade` run, taken over by the after-upgrade run.
+pub struct Resumed {
+    pub volume: Box<dyn Volume>,
+    /// The pod the first run left on it, when it still runs (the upgrade may have evicted it).
+    pub pod: Option<Box<dyn Pod>>,
+    pub kept: KeptLedger,
+    /// Where it was kept (namespace, claim, PV, node, holder), for the result file.
+    pub facts: serde_json::Value,
 }
 
 /// What the agent works on: a mounted filesystem (`--dir`) or a raw block volume (`--device`).

@@ -214,6 +214,10 @@ pub struct RunResult {
     pub kept_volumes: Vec<KeptVolume>,
     /// `wall_s`, `agent_busy_s` (some agent running), `agent_summed_s`, `harness_only_s`, `harness_only_share`.
     pub timing: Value,
+    /// `--phase` runs only: `name` (`before-upgrade`, `after-upgrade`), and the link to the other
+    /// run (`resume_with`: the command; `resumes` and `resumed_result`: the run finished).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Value>,
 }
 
 impl RunResult {

@@ -23,6 +23,7 @@ use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use crate::checks::{self, Check, CheckCtx, TrialData, Verdict};
 use crate::config::ClassSpec;
 use crate::exit_code;
+use crate::phase::Phase;
 use crate::platform::select::{Choice, Purpose, SelectCtx};
 use crate::platform::{self, AgentBinary, Platform, RunFilter};
 use crate::profile::Profile;
@@ -68,6 +69,8 @@ pub struct RunOptions {
     pub reports: crate::report::outputs::ReportPaths,
     /// `--allow-mismatch`: compare with the baseline even when the setups differ.
     pub allow_mismatch: bool,
+    /// `--phase` (and `--resume`): a whole run, or one side of an upgrade done elsewhere.
+    pub phase: Phase,
 }
 
 /// One planned trial.
@@ -88,10 +91,24 @@ impl Planned {
     }
 }
 
-/// Every (class × check), in run order: checks, then speed, then cleanup.
-pub fn plan(classes: &[ClassSpec], platform: &dyn Platform) -> Vec<Planned> {
+/// Every (class × check), in run order: checks, then speed, then cleanup. A split phase
+/// (`--phase`) runs only `integrity::upgrade`, whether or not the class defines an upgrade of
+/// its own: the upgrade is done elsewhere.
+pub fn plan(classes: &[ClassSpec], platform: &dyn Platform, phase: &Phase) -> Vec<Planned> {
     let classes: Vec<Arc<ClassSpec>> = classes.iter().cloned().map(Arc::new).collect();
     let mut out = Vec::new();
+    if phase.is_split() {
+        for class in &classes {
+            out.push(Planned {
+                class: class.clone(),
+                check: Check::Upgrade,
+                group: Group::Check,
+                ignore: platform.usable(class).err(),
+                speed_turn: None,
+            });
+        }
+        return out;
+    }
     for group in [Group::Check, Group::Speed, Group::Cleanup] {
         for class in &classes {
             let unusable = platform.usable(class).err();
@@ -138,6 +155,7 @@ struct RunCtx {
     speed_size: Option<u64>,
     /// Errors already printed by a trial: a repeat prints a reference, not the whole text.
     seen_errors: SeenErrors,
+    phase: Phase,
 }
 
 fn new_run_id() -> String {
@@ -217,6 +235,7 @@ fn run_trial(ctx: &RunCtx, p: &Planned, name: &str) -> Result<Completion, Failed
         speed: ctx.speed.clone(),
         agent_clock: ctx.agent_clock.clone(),
         speed_size: ctx.speed_size,
+        phase: ctx.phase.clone(),
     };
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut r = match &p.check {
@@ -225,10 +244,15 @@ fn run_trial(ctx: &RunCtx, p: &Planned, name: &str) -> Result<Completion, Failed
             Check::OtherNode => checks::other_node::check(&cctx),
             Check::Durability => checks::integrity::durability_check(&cctx),
             Check::Selftest => checks::integrity::selftest_check(&cctx),
-            Check::Upgrade => checks::integrity::upgrade_check(&cctx),
+            Check::Upgrade => match &ctx.phase {
+                Phase::Whole => checks::integrity::upgrade_check(&cctx),
+                Phase::BeforeUpgrade => checks::upgrade_phase::before(&cctx),
+                Phase::AfterUpgrade { .. } => checks::upgrade_phase::after(&cctx),
+            },
             Check::Expand => checks::expand::check(&cctx),
             Check::Snapshot => checks::snapshot::check(&cctx),
             Check::Clone => checks::clone::check(&cctx),
+            Check::Rwx => checks::rwx::check(&cctx),
             Check::Flexvolume(call) => checks::flexvolume::check(&cctx, call),
             Check::Csi(call) => checks::csi::check(&cctx, call),
             Check::Speed(w) => checks::speed::check(&cctx, w),
@@ -378,7 +402,7 @@ fn plan_run(opts: &RunOptions) -> Result<PlanOutcome, u8> {
         }
     };
     let list_platform = select_platform(opts, list_registry, Purpose::List)?;
-    let planned = plan(&opts.classes, list_platform.as_ref());
+    let planned = plan(&opts.classes, list_platform.as_ref(), &opts.phase);
     let probe: Vec<Trial> = planned.iter().map(|p| trial(p.clone(), None)).collect();
     let selected: Vec<usize> = (0..planned.len())
         .filter(|&i| !args.is_filtered_out(&probe[i]) && !args.is_ignored(&probe[i]))
@@ -394,6 +418,14 @@ fn plan_run(opts: &RunOptions) -> Result<PlanOutcome, u8> {
                 format!(" with --skip {:?}", args.skip)
             },
             classes.join(", ")
+        );
+        return Err(exit_code::USAGE);
+    }
+    if let Phase::AfterUpgrade { resumes } = &opts.phase
+        && (args.filter.is_some() || !args.skip.is_empty())
+    {
+        eprintln!(
+            "pvcheck: --phase after-upgrade resumes every class run {resumes} kept and then removes its namespace: a filter or --skip would leave volumes behind unchecked (run it without one)"
         );
         return Err(exit_code::USAGE);
     }
@@ -520,6 +552,7 @@ fn run_trials(opts: &RunOptions, run: RunPlan) -> Result<FinishedRun, u8> {
         strict: opts.strict,
         speed_size: opts.speed_size,
         seen_errors: SeenErrors::default(),
+        phase: opts.phase.clone(),
     });
     ctx.sink
         .set_order(selected.iter().map(|&i| planned[i].name()).collect());
@@ -561,7 +594,13 @@ fn run_trials(opts: &RunOptions, run: RunPlan) -> Result<FinishedRun, u8> {
                 }
                 ctx.progress.done();
                 ctx.speed.release_all();
-                let problems = remove_everything(&ctx, interrupted);
+                // What a before-upgrade run keeps is marked as waiting for its resume (or, after
+                // a signal, given up) before the rest goes.
+                let mut problems = Vec::new();
+                if let Err(e) = ctx.platform.end_of_run(interrupted) {
+                    problems.push(format!("ending the run on the platform: {e}"));
+                }
+                problems.extend(remove_everything(&ctx, interrupted));
                 let ending = verdict::Ending {
                     leftovers: !problems.is_empty(),
                     no_result: false,
@@ -664,6 +703,21 @@ fn conclude(opts: &RunOptions, run: FinishedRun) -> u8 {
     }
     for p in &problems {
         eprintln!("pvcheck: {p}");
+    }
+    if ctx.phase == Phase::BeforeUpgrade {
+        let kept = all
+            .iter()
+            .filter(|t| t.status == results::Status::Passed)
+            .count();
+        if kept > 0 {
+            eprintln!(
+                "pvcheck: kept {} for the upgrade, each with its pod and its ledger (in the result file and a ConfigMap); after the upgrade run:\n  {}",
+                crate::registry::count(kept, "volume"),
+                crate::phase::resume_command(&ctx.run_id, &resume_context(opts))
+            );
+        } else {
+            eprintln!("pvcheck: no volume was kept for the upgrade: there is nothing to resume");
+        }
     }
     if let Some(r) = ctx.platform.report() {
         let lines = platform::kube::format_api_requests(&r);
@@ -898,5 +952,25 @@ fn result_doc(
         kept: kept.iter().map(|k| k.message.clone()).collect(),
         kept_volumes: kept,
         timing: timing(ctx, started),
+        phase: crate::phase::record(&ctx.phase, &ctx.run_id, &resume_context(opts)),
+    }
+}
+
+/// What the command that resumes a before-upgrade run needs of this run's options.
+fn resume_context(opts: &RunOptions) -> crate::phase::ResumeContext<'_> {
+    let files: &[String] = if opts
+        .class_files
+        .iter()
+        .any(|f| f == crate::config::DEFAULT_CLASSES_NAME)
+    {
+        &[]
+    } else {
+        &opts.class_files
+    };
+    crate::phase::ResumeContext {
+        kube: &opts.platform.kube,
+        class_files: files,
+        profile: opts.profile.name(),
+        results: &opts.results,
     }
 }

@@ -34,8 +34,7 @@ fn run(flags: &[&str], sanity_args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     let summary = text
         .lines()
-        .filter(|l| l.contains("Passed") && l.contains("Failed"))
-        .next_back()
+        .rfind(|l| l.contains("Passed") && l.contains("Failed"))
         .unwrap_or("")
         .to_string();
     assert!(

@@ -59,6 +59,10 @@ pub enum Command {
         /// Writer threads.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
         threads: u16,
+        /// Create --dir first (one level: its parent must exist), for a part of a volume that
+        /// another writer shares (the harness's `rwx` check gives each pod its own).
+        #[arg(long, requires = "dir")]
+        mkdir: bool,
     },
     /// Overwrite a seeded fraction of the blocks with the next generation; print the extended ledger.
     Rewrite {
@@ -159,7 +163,16 @@ impl Command {
                 volume_id,
                 block_size,
                 threads,
+                mkdir,
             } => {
+                if mkdir && let Some(dir) = &target.dir {
+                    // One level only: a mistyped mount point further up is still refused.
+                    match std::fs::create_dir(dir) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                        Err(e) => return Err(Error::io(dir, "create directory", e)),
+                    }
+                }
                 let l = write::write(&WriteParams {
                     target: target.target(),
                     size: size.bytes(),

@@ -44,6 +44,7 @@ async fn runs(
     client: &kube::Client,
     filter: &RunFilter,
     older_than: Option<Duration>,
+    say_why_not: bool,
 ) -> Result<Vec<(String, String)>, PlatformError> {
     let api: Api<Namespace> = Api::all(client.clone());
     let lp = ListParams::default().labels(labels::RUN);
@@ -85,8 +86,23 @@ async fn runs(
                     && opid.parse::<i32>().is_ok_and(|p| {
                         nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_err()
                     });
+                let awaiting = ns
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key(labels::AWAITING));
                 match older_than {
                     Some(limit) => age.is_some_and(|a| a >= limit),
+                    // A before-upgrade run's volumes wait for their after-upgrade run: its
+                    // process is gone on purpose. Only naming the run (or --older-than) removes them.
+                    None if awaiting => {
+                        if say_why_not {
+                            eprintln!(
+                                "pvcheck: run {run} (namespace {name}) keeps volumes for `pvcheck run --phase after-upgrade --resume {run}`: left alone; remove it with --run-id {run}"
+                            );
+                        }
+                        false
+                    }
                     None => dead_here,
                 }
             }
@@ -110,7 +126,7 @@ pub async fn find(
         RunFilter::Dead => None,
     };
     let mut out = Vec::new();
-    for (run, ns) in runs(client, filter, older_than).await? {
+    for (run, ns) in runs(client, filter, older_than, true).await? {
         let sel = labels::selector(Some(&run), class.as_deref());
         let lp = ListParams::default().labels(&sel);
         let cls = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
@@ -271,7 +287,10 @@ pub async fn remove(
         .map(|s| s.kept.lock().unwrap_or_else(|e| e.into_inner()).clone())
         .unwrap_or_default();
     let mut problems = Vec::new();
-    for (run, ns) in runs(client, filter, older_than).await? {
+    // What stayed on purpose (a kept volume's claim, pods, ConfigMaps, and its PV and
+    // attachment): not reported as removed.
+    let mut stayed: Vec<String> = Vec::new();
+    for (run, ns) in runs(client, filter, older_than, false).await? {
         if class.is_some() || !kept.is_empty() {
             // One class, or a run that keeps a failed volume: its objects one by one, the
             // kept volume's and the namespace stay.
@@ -283,7 +302,9 @@ pub async fn remove(
             };
             let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
             for p in pods.list(&lp).await.map(|l| l.items).unwrap_or_default() {
-                if !is_kept(&p.metadata) {
+                if is_kept(&p.metadata) {
+                    stayed.push(format!("pod {ns}/{}", p.metadata.name.unwrap_or_default()));
+                } else {
                     let _ = pods
                         .delete(
                             &p.metadata.name.unwrap_or_default(),
@@ -294,7 +315,12 @@ pub async fn remove(
             }
             let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
             for p in cms.list(&lp).await.map(|l| l.items).unwrap_or_default() {
-                if !is_kept(&p.metadata) {
+                if is_kept(&p.metadata) {
+                    stayed.push(format!(
+                        "configmap {ns}/{}",
+                        p.metadata.name.unwrap_or_default()
+                    ));
+                } else {
                     let _ = cms
                         .delete(
                             &p.metadata.name.unwrap_or_default(),
@@ -305,7 +331,13 @@ pub async fn remove(
             }
             let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
             for p in pvcs.list(&lp).await.map(|l| l.items).unwrap_or_default() {
-                if !is_kept(&p.metadata) {
+                let claim = format!("{ns}/{}", p.metadata.name.clone().unwrap_or_default());
+                if is_kept(&p.metadata) {
+                    stayed.push(format!("pvc {claim}"));
+                    if let Some(pv) = p.spec.as_ref().and_then(|s| s.volume_name.clone()) {
+                        stayed.push(format!("pv-name {pv}"));
+                    }
+                } else {
                     let n = p.metadata.name.clone().unwrap_or_default();
                     let pv = p.spec.and_then(|s| s.volume_name);
                     if let Err(e) =
@@ -392,5 +424,17 @@ pub async fn remove(
     if !problems.is_empty() {
         return Err(PlatformError::Other(problems.join("; ")));
     }
-    Ok(found)
+    let kept_pv = |what: &str| {
+        stayed
+            .iter()
+            .filter_map(|s| s.strip_prefix("pv-name "))
+            .any(|pv| what.starts_with(&format!("{pv} ")) || what.contains(&format!("(PV {pv},")))
+    };
+    Ok(found
+        .into_iter()
+        .filter(|l| match l.kind.as_str() {
+            "pv" | "volumeattachment" => !kept_pv(&l.what),
+            kind => !stayed.contains(&format!("{kind} {}", l.what)),
+        })
+        .collect())
 }

@@ -17,6 +17,13 @@ pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// host can tell a crashed run from a running one.
 pub const OWNER: &str = "pvcheck.io/owner";
 
+/// On the namespace of a `--phase before-upgrade` run that kept volumes: `after-upgrade`, until
+/// a `--phase after-upgrade --resume` run takes it over. `pvcheck cleanup` without a run id
+/// leaves such a namespace alone (unless `--older-than` says it was abandoned).
+pub const AWAITING: &str = "pvcheck.io/awaiting";
+/// On a resumed run's namespace: the run id that took it over.
+pub const RESUMED_BY: &str = "pvcheck.io/resumed-by";
+
 /// The namespace of a run.
 pub fn namespace(run_id: &str) -> String {
     format!("pvcheck-{run_id}")

@@ -13,7 +13,8 @@
 //! - [`upgrade`]: the class's upgrade command and rollouts; [`snapshot`]: VolumeSnapshots;
 //!   [`clone`]: PVCs with a PVC data source; [`topology`]: where a volume may move;
 //!   [`cleanup`]: finding and removing what runs left, by label; [`preflight`]: the classes
-//!   against the cluster before anything is created.
+//!   against the cluster before anything is created; [`phase`]: volumes kept by a
+//!   `--phase before-upgrade` run and taken over by its `--phase after-upgrade` run.
 //!
 //! The trait boundary stays synchronous: the platform owns one tokio runtime and every
 //! operation is a `block_on` (see `client`).
@@ -31,6 +32,7 @@ pub mod fake_api;
 pub mod labels;
 pub mod logs;
 pub mod namespace;
+pub mod phase;
 pub mod pod;
 pub mod podspec;
 pub mod preflight;
@@ -69,13 +71,20 @@ pub struct KubeOptions {
     pub image_pull_secrets: Vec<String>,
     /// `pvcheck cleanup --older-than D`: runs older than this count as abandoned.
     pub older_than: Option<Duration>,
+    /// `--phase after-upgrade --resume RUN_ID`: the run whose namespace and kept volumes this
+    /// run takes over.
+    pub resume: Option<String>,
 }
 
 /// What every volume of the run shares.
 pub struct Shared {
     pub conn: client::Connection,
     pub namespace: String,
+    /// The run the namespace and the labels belong to: this run's id, or with `--resume` the
+    /// id of the run it finishes.
     pub run_id: String,
+    /// This run's own id (the result file's), which `RunFilter::Run` names.
+    pub own_run_id: String,
     pub image: String,
     pub pull_secrets: Vec<String>,
     /// StorageClass name → volumeBindingMode is WaitForFirstConsumer.
@@ -84,6 +93,11 @@ pub struct Shared {
     pub created: Mutex<Vec<(String, String)>>,
     /// PVCs kept with --keep-on-failure: the end of the run leaves them and their namespace.
     pub kept: Mutex<Vec<String>>,
+    /// PVCs kept for an upgrade (`--phase before-upgrade`): kept with the namespace at the end
+    /// of the run, or removed with everything else when a signal ended it.
+    pub for_upgrade: Mutex<Vec<String>>,
+    /// `--resume`: the kept volumes of the resumed run by class, each handed out once.
+    pub resumable: Mutex<HashMap<String, phase::KeptFacts>>,
     /// Latencies per volume (bound, first pod, pod start, detach), for the run's report.
     pub latencies: Mutex<BTreeMap<String, serde_json::Value>>,
 }
@@ -146,8 +160,21 @@ pub fn select(opts: &KubeOptions, ctx: SelectCtx<'_>) -> Result<Arc<dyn Platform
     } else {
         preflight::Facts::default()
     };
+    let own_run_id = run_id.clone();
+    let (run_id, resumable) = match (&opts.resume, ctx.purpose) {
+        (Some(resumes), Purpose::Run) => {
+            let kept = conn.block_on(phase::take_over(
+                &conn.client,
+                resumes,
+                &own_run_id,
+                ctx.classes,
+            ))?;
+            (resumes.clone(), kept)
+        }
+        _ => (run_id, HashMap::new()),
+    };
     let namespace = labels::namespace(&run_id);
-    if ctx.purpose == Purpose::Run {
+    if ctx.purpose == Purpose::Run && opts.resume.is_none() {
         conn.block_on(namespace::create(&conn.client, &run_id, &namespace))
             .map_err(|e| SelectError::Infrastructure(e.to_string()))?;
     }
@@ -155,6 +182,9 @@ pub fn select(opts: &KubeOptions, ctx: SelectCtx<'_>) -> Result<Arc<dyn Platform
         conn,
         namespace,
         run_id,
+        own_run_id,
+        for_upgrade: Mutex::new(Vec::new()),
+        resumable: Mutex::new(resumable),
         image: opts.agent_image.clone().unwrap_or_else(default_agent_image),
         pull_secrets: opts.image_pull_secrets.clone(),
         wffc: facts.wffc,
@@ -175,6 +205,20 @@ impl KubePlatform {
         self.shared
             .as_ref()
             .ok_or_else(|| PlatformError::Unsupported("a listing platform creates nothing".into()))
+    }
+
+    /// `filter` with this run's id read as the id its namespace and labels carry (they differ
+    /// for a run that resumes another).
+    fn own(&self, filter: &RunFilter) -> RunFilter {
+        match (filter, &self.shared) {
+            (RunFilter::Run { run_id, class }, Some(s)) if *run_id == s.own_run_id => {
+                RunFilter::Run {
+                    run_id: s.run_id.clone(),
+                    class: class.clone(),
+                }
+            }
+            _ => filter.clone(),
+        }
     }
 
     /// API requests per scope, and their sum (printed at the end of a run).
@@ -199,6 +243,21 @@ impl Platform for KubePlatform {
             .is_some_and(|k| k.volume_mode == VolumeMode::Block)
     }
 
+    fn shares_volumes(&self, class: &ClassSpec) -> Result<(), String> {
+        let many = class.kube.as_ref().is_some_and(|k| {
+            k.access_modes
+                .contains(&crate::config::kube::AccessMode::ReadWriteMany)
+        });
+        if many {
+            Ok(())
+        } else {
+            Err(
+                "kube.access_modes has no ReadWriteMany: two pods may not use the claim at once"
+                    .into(),
+            )
+        }
+    }
+
     fn usable(&self, class: &ClassSpec) -> Result<(), String> {
         match &class.kube {
             None => Err("no `kube:` section: the class is for another platform".into()),
@@ -220,7 +279,7 @@ impl Platform for KubePlatform {
         let conn = &shared.conn;
         conn.block_on(cleanup::find(
             &conn.client,
-            filter,
+            &self.own(filter),
             Some(shared),
             self.older_than,
         ))
@@ -231,10 +290,33 @@ impl Platform for KubePlatform {
         let conn = &shared.conn;
         conn.block_on(cleanup::remove(
             &conn.client,
-            filter,
+            &self.own(filter),
             Some(shared),
             self.older_than,
         ))
+    }
+
+    fn resume(&self, class: &ClassSpec) -> Result<Option<super::Resumed>, PlatformError> {
+        phase::resume(self.shared()?, class)
+    }
+
+    fn end_of_run(&self, interrupted: bool) -> Result<(), PlatformError> {
+        let Some(shared) = &self.shared else {
+            return Ok(());
+        };
+        let kept: Vec<String> =
+            std::mem::take(&mut *shared.for_upgrade.lock().unwrap_or_else(|e| e.into_inner()));
+        if kept.is_empty() || interrupted {
+            // Interrupted: nobody will resume half a before-upgrade run; all of it goes.
+            return Ok(());
+        }
+        shared.conn.block_on(phase::mark_waiting(shared))?;
+        shared
+            .kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(kept);
+        Ok(())
     }
 
     fn fingerprint(&self) -> serde_json::Value {

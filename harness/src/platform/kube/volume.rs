@@ -28,6 +28,9 @@ pub struct KubeVolume {
     unbound: bool,
     /// A VolumeSnapshot this volume was restored from (removed with it).
     pub from_snapshot: Option<String>,
+    /// The ConfigMap holding the ledger of a volume kept for an upgrade (removed with it by
+    /// the run that resumed it).
+    ledger_config_map: Option<String>,
     /// Latencies (seconds) the checks' metrics could use: provision, attach+start.
     pub timings: serde_json::Map<String, serde_json::Value>,
     done: bool,
@@ -95,6 +98,7 @@ pub fn provision(
         node: None,
         unbound: false,
         from_snapshot: None,
+        ledger_config_map: None,
         timings: Default::default(),
         done: false,
     };
@@ -194,6 +198,7 @@ impl KubeVolume {
             node: None,
             unbound: true,
             from_snapshot: snapshot,
+            ledger_config_map: None,
             timings: Default::default(),
             done: false,
         }
@@ -247,6 +252,9 @@ impl KubeVolume {
             .await?;
             if let Some(s) = &self.from_snapshot {
                 super::snapshot::delete(&ctx, s).await?;
+            }
+            if let Some(cm) = &self.ledger_config_map {
+                agent_pod::delete_config_map(&ctx, cm).await;
             }
             Ok::<_, PlatformError>(())
         })
@@ -334,6 +342,40 @@ impl KubeVolume {
         }))
     }
 
+    /// A claim another run made and kept (`--phase after-upgrade`), bound to `pv`, last
+    /// mounted on `node`, its ledger in ConfigMap `ledger_config_map`.
+    pub fn adopted(
+        ctx: Arc<VolumeCtx>,
+        class: &ClassSpec,
+        requested: u64,
+        pv: Option<String>,
+        node: Option<String>,
+        ledger_config_map: String,
+    ) -> KubeVolume {
+        KubeVolume {
+            id: format!("{}/{}", ctx.shared.namespace, ctx.pvc),
+            ctx,
+            class: class.clone(),
+            requested,
+            pv,
+            node,
+            unbound: false,
+            from_snapshot: None,
+            ledger_config_map: Some(ledger_config_map),
+            timings: Default::default(),
+            done: false,
+        }
+    }
+
+    /// `keep` without the message: the end of the run leaves the claim, its pods and the
+    /// objects labelled with its name.
+    fn mark_kept(&mut self, list: &std::sync::Mutex<Vec<String>>) {
+        self.done = true;
+        list.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(self.ctx.pvc.clone());
+    }
+
     pub fn pv(&self) -> Option<&str> {
         self.pv.as_deref()
     }
@@ -400,6 +442,19 @@ impl Volume for KubeVolume {
 
     fn start_pod_avoiding(&mut self, avoid: &[String]) -> Result<Box<dyn Pod>, PlatformError> {
         self.start_holder(None, avoid.to_vec())
+    }
+
+    fn share(&mut self) -> Result<Box<dyn Pod>, PlatformError> {
+        let first = self.node.clone();
+        // Another node when the PV's topology and the placement allow one, else the same node.
+        let target = match self.other_nodes()? {
+            Elsewhere::Nodes(n) => n.into_iter().next(),
+            Elsewhere::Nowhere(_) => first.clone(),
+        };
+        let pod = self.start_holder(target, Vec::new());
+        // The volume's node stays the first pod's: a recreate goes back there.
+        self.node = first;
+        pod
     }
 
     fn stop_pod(&mut self, pod: Box<dyn Pod>) -> Result<(), PlatformError> {
@@ -555,13 +610,8 @@ impl Volume for KubeVolume {
     }
 
     fn keep(mut self: Box<Self>) -> String {
-        self.done = true;
-        self.ctx
-            .shared
-            .kept
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(self.ctx.pvc.clone());
+        let shared = self.ctx.shared.clone();
+        self.mark_kept(&shared.kept);
         let ns = &self.ctx.shared.namespace;
         format!(
             "kept PVC {} (PV {}) of class {}: inspect with `kubectl -n {ns} describe pvc {}` and `kubectl -n {ns} get pods,events -l {}={}`; remove with `pvcheck cleanup --platform kubernetes --run-id {}`",
@@ -573,6 +623,35 @@ impl Volume for KubeVolume {
             labels::label_value(&self.ctx.pvc),
             self.ctx.shared.run_id
         )
+    }
+
+    fn keep_for_upgrade(
+        mut self: Box<Self>,
+        pod: Box<dyn Pod>,
+        ledger: &crate::platform::KeptLedger,
+    ) -> Result<String, PlatformError> {
+        let node = pod.node().map(str::to_string);
+        drop(pod); // the holder pod stays: the volume is in use through the upgrade
+        let ctx = self.ctx.clone();
+        let facts = super::phase::KeptFacts {
+            pvc: ctx.pvc.clone(),
+            pv: self.pv.clone(),
+            node,
+            requested_bytes: self.requested,
+            kept: ledger.clone(),
+        };
+        let cm = ctx
+            .shared
+            .conn
+            .block_on(super::phase::store(&ctx, &facts))?;
+        self.mark_kept(&ctx.shared.for_upgrade);
+        Ok(format!(
+            "PVC {} (PV {}) on node {}, its holder pod running; ledger in ConfigMap {}/{cm}",
+            self.id,
+            self.pv.as_deref().unwrap_or("-"),
+            facts.node.as_deref().unwrap_or("-"),
+            ctx.shared.namespace
+        ))
     }
 
     fn destroy(mut self: Box<Self>) -> Result<(), PlatformError> {

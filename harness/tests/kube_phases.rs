@@ -364,6 +364,67 @@ fn damage_done_between_the_phases_is_caught_by_the_resume_with_kind_and_offset()
     );
 }
 
+/// Ctrl-C during a before-upgrade run: nobody will resume half a run, so everything goes, the
+/// volume already kept for the upgrade (and its ledger ConfigMap) included.
+#[test]
+fn sigint_during_before_upgrade_removes_the_volumes_already_kept() {
+    let Some(kc) = kubeconfig() else { return };
+    let _turn = DRIVER.lock().unwrap_or_else(|e| e.into_inner());
+    let env = Env::new();
+    let mut args = kube_args(&kc);
+    args.extend([
+        "--classes".into(),
+        hostpath_classes(),
+        // A second class, after the first in one thread: the signal lands while it runs.
+        "--classes".into(),
+        fixtures()
+            .join("kube/hostpath-rwx.yaml")
+            .display()
+            .to_string(),
+        "--test-threads".into(),
+        "1".into(),
+        "--phase".into(),
+        "before-upgrade".into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // Ledger ConfigMaps by namespace: those there before this run (a killed earlier test's) do
+    // not count.
+    let ledgers = || {
+        kubectl_out(
+            &kc,
+            &[
+                "get",
+                "configmaps",
+                "-A",
+                "-l",
+                "pvcheck.io/role=ledgers,pvcheck.io/class=hostpath",
+                "-o",
+                "jsonpath={range .items[*]}{.metadata.namespace}{\"\\n\"}{end}",
+            ],
+        )
+    };
+    let before = ledgers();
+    let child = env.spawn(&args);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut kept = false;
+    while std::time::Instant::now() < deadline && !kept {
+        kept = ledgers().lines().any(|ns| !before.lines().any(|b| b == ns));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    assert!(kept, "the first class's volume was not kept within 120 s");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "stderr: {}", stderr(&out));
+    let r = env.result();
+    assert_eq!(r["interrupted"], true);
+    let left = objects_of_run(&kc, &run_id(&r));
+    assert!(left.is_empty(), "left after SIGINT: {left:?}");
+}
+
 /// A run id that waits nowhere is exit 2 before anything is created, naming the namespace.
 #[test]
 fn resuming_a_run_that_is_not_in_the_cluster_is_exit_2_and_creates_nothing() {

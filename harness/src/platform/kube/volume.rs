@@ -564,7 +564,7 @@ impl Volume for KubeVolume {
             .push(self.ctx.pvc.clone());
         let ns = &self.ctx.shared.namespace;
         format!(
-            "kept PVC {} (PV {}) of class {}: inspect with `kubectl -n {ns} describe pvc {}` and `kubectl -n {ns} get pods,events -l {}={}`; remove with `pvcheck cleanup --platform kubernetes --run-id {}`",
+            "kept PVC {} (PV {}) of class {}: inspect with `kubectl -n {ns} describe pvc {}` and `kubectl -n {ns} describe pods -l {}={}`; remove with `pvcheck cleanup --platform kubernetes --run-id {}`",
             self.id,
             self.pv.as_deref().unwrap_or("-"),
             self.class.name(),

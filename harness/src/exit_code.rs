@@ -24,7 +24,8 @@ pub const REGRESSED: u8 = 3;
 /// accept.
 pub const INCONCLUSIVE: u8 = 4;
 /// The infrastructure failed the run (API server unreachable, RBAC refusing a call pvcheck needs
-/// before any trial, agent crashed, result file not written): not a verdict about the storage.
+/// before any trial, or only `infrastructure` failures such as RBAC refusing a call inside a
+/// trial, agent crashed, result file not written): not a verdict about the storage.
 pub const INFRASTRUCTURE: u8 = 5;
 /// Interrupted (128 + SIGINT, as shells report it); the run cleaned up before exiting.
 pub const INTERRUPTED: u8 = 130;

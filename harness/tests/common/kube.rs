@@ -115,3 +115,132 @@ pub fn node_names(kc: &str) -> Vec<String> {
         .map(|l| l.trim_start_matches("node/").to_string())
         .collect()
 }
+
+/// `kubectl --kubeconfig KC ARGS…` with `input` on stdin: its stdout; panics when it fails.
+pub fn kubectl_stdin(kc: &str, args: &[&str], input: &str) -> String {
+    use std::io::Write;
+    let mut c = kubectl()
+        .args(["--kubeconfig", kc])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl (set PVCHECK_TEST_KUBECTL)");
+    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Evicts `namespace/pod` through the Eviction API (policy/v1), as `kubectl drain` does: the
+/// pod gets the `DisruptionTarget` condition and is deleted gracefully.
+pub fn evict(kc: &str, namespace: &str, pod: &str) {
+    let body = format!(
+        "{{\"apiVersion\":\"policy/v1\",\"kind\":\"Eviction\",\"metadata\":{{\"name\":\"{pod}\",\"namespace\":\"{namespace}\"}}}}"
+    );
+    kubectl_stdin(
+        kc,
+        &[
+            "create",
+            "--raw",
+            &format!("/api/v1/namespaces/{namespace}/pods/{pod}/eviction"),
+            "-f",
+            "-",
+        ],
+        &body,
+    );
+}
+
+/// The first pod (namespace, name) matching the label `selector` in any namespace whose phase
+/// is `phase`, polled with kubectl until `limit`; `None` when none showed up.
+pub fn wait_for_pod(
+    kc: &str,
+    selector: &str,
+    phase: &str,
+    limit: std::time::Duration,
+) -> Option<(String, String)> {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        let out = kubectl_out(
+            kc,
+            &[
+                "get",
+                "pods",
+                "-A",
+                "-l",
+                selector,
+                "-o",
+                "jsonpath={range .items[*]}{.metadata.namespace} {.metadata.name} {.status.phase}{\"\\n\"}{end}",
+            ],
+        );
+        for l in out.lines() {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() == 3 && f[2] == phase {
+                return Some((f[0].to_string(), f[1].to_string()));
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    None
+}
+
+/// A kubeconfig at `path` for ServiceAccount `namespace/sa` of the test cluster, with a token
+/// from `kubectl create token` (valid one hour), the cluster's server and CA taken from `kc`.
+pub fn service_account_kubeconfig(kc: &str, namespace: &str, sa: &str, path: &std::path::Path) {
+    let server = kubectl_out(
+        kc,
+        &[
+            "config",
+            "view",
+            "--raw",
+            "--minify",
+            "-o",
+            "jsonpath={.clusters[0].cluster.server}",
+        ],
+    );
+    let ca = kubectl_out(
+        kc,
+        &[
+            "config",
+            "view",
+            "--raw",
+            "--minify",
+            "-o",
+            "jsonpath={.clusters[0].cluster.certificate-authority-data}",
+        ],
+    );
+    let ca_file = kubectl_out(
+        kc,
+        &[
+            "config",
+            "view",
+            "--raw",
+            "--minify",
+            "-o",
+            "jsonpath={.clusters[0].cluster.certificate-authority}",
+        ],
+    );
+    let tls = match (ca.trim(), ca_file.trim()) {
+        ("", "") => "insecure-skip-tls-verify: true".to_string(),
+        ("", file) => format!("certificate-authority: {file}"),
+        (data, _) => format!("certificate-authority-data: {data}"),
+    };
+    let token = kubectl_out(
+        kc,
+        &["-n", namespace, "create", "token", sa, "--duration", "1h"],
+    );
+    std::fs::write(
+        path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    {tls}\nusers:\n- name: {sa}\n  user:\n    token: {}\ncontexts:\n- name: sa\n  context: {{cluster: c, user: {sa}}}\ncurrent-context: sa\n",
+            server.trim(),
+            token.trim()
+        ),
+    )
+    .unwrap();
+}

@@ -50,15 +50,37 @@ const HOPELESS: &[&str] = &[
     "RunContainerError",
 ];
 
-/// Why a pod is not running, if it never will be; `None` while it may still start.
-fn hopeless(pod: &Pod) -> Option<String> {
+/// Why the pod is being (or was) evicted, if it is: the kubelet's `Evicted` (node pressure), or
+/// the `DisruptionTarget` condition Kubernetes sets before it deletes a pod for the Eviction
+/// API (`kubectl drain`), preemption or a taint. A pod evicted through the Eviction API never
+/// gets the `Evicted` reason: it is deleted gracefully, and without this its agent would look
+/// like one that died (exit 143) or a pod that vanished.
+pub fn eviction(pod: &Pod) -> Option<String> {
     let status = pod.status.as_ref()?;
     if status.reason.as_deref() == Some("Evicted") {
         return Some(format!(
-            "evicted: {}",
-            status.message.as_deref().unwrap_or("")
+            "was evicted by the kubelet ({})",
+            super::client::one_line(status.message.as_deref().unwrap_or("no message"))
         ));
     }
+    let c = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "DisruptionTarget" && c.status == "True")?;
+    Some(format!(
+        "was evicted ({}: {})",
+        c.reason.as_deref().unwrap_or("DisruptionTarget"),
+        super::client::one_line(c.message.as_deref().unwrap_or("no message"))
+    ))
+}
+
+/// Why a pod is not running, if it never will be; `None` while it may still start.
+fn hopeless(pod: &Pod) -> Option<String> {
+    if let Some(why) = eviction(pod) {
+        return Some(why);
+    }
+    let status = pod.status.as_ref()?;
     for cs in status.container_statuses.iter().flatten() {
         if let Some(w) = cs.state.as_ref().and_then(|s| s.waiting.as_ref())
             && let Some(r) = w.reason.as_deref()
@@ -182,6 +204,8 @@ pub async fn create_and_start(
                         v.shared.image
                     ))
                 }
+                // RBAC refusing the watch, or the API server failing it: not the storage.
+                wait::WaitError::Api { .. } => PlatformError::Infrastructure(msg),
                 _ => PlatformError::Other(msg),
             })
         }
@@ -195,13 +219,20 @@ pub async fn until_terminated(
     limit: Duration,
 ) -> Result<Option<Pod>, PlatformError> {
     let api: Api<Pod> = Api::namespaced(v.client.clone(), &v.shared.namespace);
+    let ns = &v.shared.namespace;
     wait::until(
         api,
         name,
-        &format!("pod {}/{name} to finish", v.shared.namespace),
+        &format!("pod {ns}/{name} to finish"),
         limit,
         |p: Option<&Pod>| match p {
-            None => Decision::Done(None),
+            // Only pvcheck deletes its agent pods, and only after this wait: someone else did.
+            None => Decision::Fail(
+                "was deleted before the agent finished (evicted, or removed by someone else)"
+                    .into(),
+            ),
+            // An eviction shows before the agent dies of its SIGTERM and the pod terminates.
+            Some(p) if eviction(p).is_some() => Decision::Fail(eviction(p).unwrap_or_default()),
             Some(p) if terminated(p) => Decision::Done(Some(p.clone())),
             Some(p) => match hopeless(p) {
                 Some(why) => Decision::Fail(why),
@@ -212,10 +243,39 @@ pub async fn until_terminated(
     .await
     .map_err(|e| match e {
         wait::WaitError::Timeout { .. } => PlatformError::Timeout {
-            command: format!("agent pod {}/{name}", v.shared.namespace),
+            command: format!("agent pod {ns}/{name}"),
             limit,
         },
-        e => PlatformError::Other(e.to_string()),
+        wait::WaitError::Failed(why) => {
+            PlatformError::Other(format!("agent pod {ns}/{name} {why} while the agent ran"))
+        }
+        e @ wait::WaitError::Api { .. } => PlatformError::Infrastructure(e.to_string()),
+    })
+}
+
+/// Why the holder pod `name` no longer keeps the volume mounted, if it does not: evicted,
+/// being deleted, terminated or gone. One GET.
+pub async fn holder_lost(v: &VolumeCtx, name: &str) -> Result<Option<String>, PlatformError> {
+    let api: Api<Pod> = Api::namespaced(v.client.clone(), &v.shared.namespace);
+    let pod = match api.get_opt(name).await {
+        Ok(p) => p,
+        Err(e) => {
+            return Err(api_error(
+                &format!("reading the holder pod {}/{name}", v.shared.namespace),
+                e,
+            ));
+        }
+    };
+    Ok(match pod {
+        None => Some("is gone (evicted, or deleted by someone else)".into()),
+        Some(p) => eviction(&p)
+            .or_else(|| terminated(&p).then(|| "has terminated".to_string()))
+            .or_else(|| {
+                p.metadata
+                    .deletion_timestamp
+                    .is_some()
+                    .then(|| "is being deleted by someone else".to_string())
+            }),
     })
 }
 
@@ -466,10 +526,13 @@ pub async fn run(
     result.map(|f| (f, command))
 }
 
-/// A kube error as a platform error, one line, naming what was being done.
+/// A kube error as a platform error, one line, naming what was being done. RBAC refusing a
+/// call is the harness's environment keeping it from its work, not something the storage did:
+/// category `infrastructure` (exit 5 when nothing else failed), as a refusal before the first
+/// trial is (preflight, the run's namespace).
 pub fn api_error(what: &str, e: kube::Error) -> PlatformError {
     match &e {
-        kube::Error::Api(s) if s.code == 403 => PlatformError::Other(format!(
+        kube::Error::Api(s) if s.code == 403 => PlatformError::Infrastructure(format!(
             "{what}: forbidden by RBAC ({})",
             super::client::one_line(&s.message)
         )),

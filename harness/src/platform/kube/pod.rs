@@ -36,6 +36,26 @@ impl KubePod {
     }
 }
 
+impl KubePod {
+    /// The holder pod is what keeps the volume attached and mounted between agent runs: one
+    /// evicted (or deleted by someone else) in the middle of a check fails the trial, naming
+    /// it, even when the agent run itself went through.
+    fn holder_still_there(&self) -> Result<(), PlatformError> {
+        let lost = self
+            .ctx
+            .shared
+            .conn
+            .block_on(agent_pod::holder_lost(&self.ctx, &self.holder))?;
+        match lost {
+            None => Ok(()),
+            Some(why) => Err(PlatformError::Other(format!(
+                "holder pod {}/{} (keeping the volume mounted on node {}) {why} during the check",
+                self.ctx.shared.namespace, self.holder, self.node
+            ))),
+        }
+    }
+}
+
 impl Pod for KubePod {
     fn data_dir(&self) -> &Path {
         &self.data_dir
@@ -87,6 +107,7 @@ impl Pod for KubePod {
             .shared
             .conn
             .block_on(agent_pod::run(&self.ctx, &name, call, &self.node, false))?;
+        self.holder_still_there()?;
         let elapsed = framed
             .end
             .as_ref()

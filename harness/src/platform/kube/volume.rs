@@ -614,7 +614,7 @@ impl Volume for KubeVolume {
         self.mark_kept(&shared.kept);
         let ns = &self.ctx.shared.namespace;
         format!(
-            "kept PVC {} (PV {}) of class {}: inspect with `kubectl -n {ns} describe pvc {}` and `kubectl -n {ns} get pods,events -l {}={}`; remove with `pvcheck cleanup --platform kubernetes --run-id {}`",
+            "kept PVC {} (PV {}) of class {}: inspect with `kubectl -n {ns} describe pvc {}` and `kubectl -n {ns} describe pods -l {}={}`; remove with `pvcheck cleanup --platform kubernetes --run-id {}`",
             self.id,
             self.pv.as_deref().unwrap_or("-"),
             self.class.name(),

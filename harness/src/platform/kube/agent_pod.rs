@@ -350,6 +350,17 @@ pub async fn inputs(
             "the agent's inputs are {total} bytes, more than a ConfigMap holds (1 MiB): use a smaller profile"
         )));
     }
+    create_config_map(v, name, labels, data).await?;
+    Ok((Some(name.to_string()), args))
+}
+
+/// Creates an immutable ConfigMap `name` in the run's namespace.
+pub async fn create_config_map(
+    v: &VolumeCtx,
+    name: &str,
+    labels: BTreeMap<String, String>,
+    data: BTreeMap<String, String>,
+) -> Result<(), PlatformError> {
     let cm = ConfigMap {
         metadata: ObjectMeta {
             name: Some(name.to_string()),
@@ -362,13 +373,15 @@ pub async fn inputs(
         ..Default::default()
     };
     let api: Api<ConfigMap> = Api::namespaced(v.client.clone(), &v.shared.namespace);
-    api.create(&PostParams::default(), &cm).await.map_err(|e| {
-        api_error(
-            &format!("creating ConfigMap {}/{name}", v.shared.namespace),
-            e,
-        )
-    })?;
-    Ok((Some(name.to_string()), args))
+    api.create(&PostParams::default(), &cm)
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            api_error(
+                &format!("creating ConfigMap {}/{name}", v.shared.namespace),
+                e,
+            )
+        })
 }
 
 pub async fn delete_config_map(v: &VolumeCtx, name: &str) {

@@ -12,9 +12,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolumeClaim, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams};
 
 use super::agent_pod::api_error;
 use super::pod::KubePod;
@@ -48,29 +47,9 @@ pub async fn store(v: &VolumeCtx, facts: &KeptFacts) -> Result<String, PlatformE
     let name = ledger_config_map(&v.pvc);
     let text = serde_json::to_string_pretty(facts)
         .map_err(|e| PlatformError::Other(format!("the kept volume's facts: {e}")))?;
-    let cm = ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            namespace: Some(v.shared.namespace.clone()),
-            labels: Some(labels::of(
-                &v.shared.run_id,
-                Some(&v.class),
-                Some(&v.pvc),
-                ROLE,
-            )),
-            ..Default::default()
-        },
-        data: Some(BTreeMap::from([("kept.json".to_string(), text)])),
-        immutable: Some(true),
-        ..Default::default()
-    };
-    let api: Api<ConfigMap> = Api::namespaced(v.client.clone(), &v.shared.namespace);
-    api.create(&PostParams::default(), &cm).await.map_err(|e| {
-        api_error(
-            &format!("creating ConfigMap {}/{name}", v.shared.namespace),
-            e,
-        )
-    })?;
+    let labels = labels::of(&v.shared.run_id, Some(&v.class), Some(&v.pvc), ROLE);
+    let data = BTreeMap::from([("kept.json".to_string(), text)]);
+    super::agent_pod::create_config_map(v, &name, labels, data).await?;
     Ok(name)
 }
 

@@ -238,12 +238,15 @@ fn an_upgrade_command_that_restarts_an_external_driver_is_waited_for() {
     }
     // The upgrade: stop the driver, leave the socket missing for a second, start v2 in a
     // session of its own (as a service manager would: pvcheck ends what its commands leave
-    // running in their own process group).
+    // running in their own process group), and return once v2 is in its own session, not once
+    // it listens: pvcheck must wait for Probe ready. Returning at once raced: pvcheck ended the
+    // command's process group before the forked child had called setsid(), so v2 died unborn
+    // on a loaded machine (seen in a full scripts/test-all beside a fuzz run).
     let restart = s.root.join("restart.sh");
     std::fs::write(
         &restart,
         format!(
-            "#!/bin/sh\nkill $(cat {pid}); sleep 1; rm -f {sock}\nsleep 1\nsetsid {hp} {args} --version-tag=v2 >>{log} 2>&1 &\necho $! >{pid}\n",
+            "#!/bin/sh\nkill $(cat {pid}); sleep 1; rm -f {sock}\nsleep 1\nsetsid {hp} {args} --version-tag=v2 >>{log} 2>&1 &\necho $! >{pid}\nme=$(cut -d' ' -f6 /proc/$$/stat)\nwhile [ \"$(cut -d' ' -f6 /proc/$!/stat 2>/dev/null)\" = \"$me\" ]; do sleep 0.02; done\n",
             pid = pidfile.display(),
             sock = sock.display(),
             hp = hp.display(),

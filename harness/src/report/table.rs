@@ -117,7 +117,9 @@ pub fn class_verdict(trials: &[&TrialResult]) -> String {
     let integ = trials
         .iter()
         .filter(|t| {
-            (t.check.starts_with("integrity::") || t.check == "expand" || t.check == "snapshot")
+            // Every check that verifies written data against its ledger.
+            (t.check.starts_with("integrity::")
+                || matches!(t.check.as_str(), "expand" | "snapshot" | "clone" | "rwx"))
                 && t.status == Status::Passed
         })
         .count();
@@ -385,6 +387,22 @@ mod tests {
         assert_eq!(
             out.trim(),
             "xfs-loop: all 2 trial(s) ignored: mkfs.xfs is not installed"
+        );
+    }
+
+    /// A class whose data checks were clone and rwx said "integrity not checked": both verify
+    /// written data against its ledger.
+    #[test]
+    fn clone_and_rwx_count_as_integrity_checks() {
+        let trials = vec![
+            t("nfs", "clone", Status::Passed),
+            t("nfs", "rwx", Status::Passed),
+            t("nfs", "speed::metadata", Status::Passed),
+        ];
+        let out = render(&trials, "ab12cd34");
+        assert!(
+            out.contains("nfs: integrity clean (2 check(s) passed)"),
+            "{out}"
         );
     }
 

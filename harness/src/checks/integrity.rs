@@ -17,7 +17,7 @@ use pvcheck_workloads::units::format_size;
 /// How much of the verify report's damage list goes into a failure message.
 const DAMAGE_SHOWN: usize = 5;
 
-fn size_for(ctx: &CheckCtx) -> u64 {
+pub(crate) fn size_for(ctx: &CheckCtx) -> u64 {
     // The dataset, plus room for the filesystem's and the agent's own files.
     ctx.profile.dataset_bytes() + ctx.profile.dataset_bytes() / 4 + (8 << 20)
 }

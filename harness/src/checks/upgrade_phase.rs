@@ -7,14 +7,9 @@
 //! upgrade keep every acknowledged byte"; the second pair proves the upgraded driver still
 //! writes, and reads back what it wrote, across a pod recreation.
 
-use super::integrity::{Expect, rewrite, verify, write};
+use super::integrity::{Expect, rewrite, size_for, verify, write};
 use super::{CheckCtx, Failure, Verdict, recreate_noticed};
 use crate::platform::KeptLedger;
-
-/// The dataset plus room for the filesystem's own files (as `integrity::upgrade`).
-fn size_for(ctx: &CheckCtx) -> u64 {
-    ctx.profile.dataset_bytes() + ctx.profile.dataset_bytes() / 4 + (8 << 20)
-}
 
 /// `--phase before-upgrade`: writes generation 1 and keeps the volume for the upgrade.
 pub fn before(ctx: &CheckCtx) -> Result<Verdict, Failure> {

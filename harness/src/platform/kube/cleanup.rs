@@ -290,6 +290,8 @@ pub async fn remove(
     // What stayed on purpose (a kept volume's claim, pods, ConfigMaps, and its PV and
     // attachment): not reported as removed.
     let mut stayed: Vec<String> = Vec::new();
+    // The PVs of the kept claims (their PV and VolumeAttachment lines name them).
+    let mut stayed_pvs: Vec<String> = Vec::new();
     for (run, ns) in runs(client, filter, older_than, false).await? {
         if class.is_some() || !kept.is_empty() {
             // One class, or a run that keeps a failed volume: its objects one by one, the
@@ -335,7 +337,7 @@ pub async fn remove(
                 if is_kept(&p.metadata) {
                     stayed.push(format!("pvc {claim}"));
                     if let Some(pv) = p.spec.as_ref().and_then(|s| s.volume_name.clone()) {
-                        stayed.push(format!("pv-name {pv}"));
+                        stayed_pvs.push(pv);
                     }
                 } else {
                     let n = p.metadata.name.clone().unwrap_or_default();
@@ -425,9 +427,8 @@ pub async fn remove(
         return Err(PlatformError::Other(problems.join("; ")));
     }
     let kept_pv = |what: &str| {
-        stayed
+        stayed_pvs
             .iter()
-            .filter_map(|s| s.strip_prefix("pv-name "))
             .any(|pv| what.starts_with(&format!("{pv} ")) || what.contains(&format!("(PV {pv},")))
     };
     Ok(found

@@ -125,6 +125,63 @@ pub struct VolumeCtx {
 }
 
 impl VolumeCtx {
+    /// The context of claim `pvc` of `class`: a client counted under `scope` (the check's
+    /// volume name), the class's mode, placement and limits; the claim is recorded among the
+    /// run's (the per-class leftovers). Pod and ConfigMap names count from `first_name`.
+    pub fn for_class(
+        shared: &Arc<Shared>,
+        class: &ClassSpec,
+        volume_mode: VolumeMode,
+        scope: &str,
+        pvc: String,
+        first_name: u32,
+    ) -> Result<Arc<VolumeCtx>, PlatformError> {
+        let client = shared
+            .conn
+            .client_for(scope)
+            .map_err(|e| PlatformError::Other(format!("API client: {e}")))?;
+        shared
+            .created
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((class.name().to_string(), pvc.clone()));
+        Ok(Arc::new(VolumeCtx {
+            shared: shared.clone(),
+            client,
+            class: class.name().to_string(),
+            pvc,
+            volume_mode,
+            placement: class.placement.clone(),
+            timeouts: volume::limits(class),
+            seq: std::sync::atomic::AtomicU32::new(first_name),
+        }))
+    }
+
+    /// A claim `pvc` of the same class as this one (a clone, a restored snapshot), counted
+    /// under its own name.
+    pub fn sibling(&self, pvc: String) -> Result<Arc<VolumeCtx>, PlatformError> {
+        let shared = &self.shared;
+        let client = shared
+            .conn
+            .client_for(&pvc)
+            .map_err(|e| PlatformError::Other(format!("API client: {e}")))?;
+        shared
+            .created
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((self.class.clone(), pvc.clone()));
+        Ok(Arc::new(VolumeCtx {
+            shared: shared.clone(),
+            client,
+            class: self.class.clone(),
+            pvc,
+            volume_mode: self.volume_mode,
+            placement: self.placement.clone(),
+            timeouts: self.timeouts,
+            seq: Default::default(),
+        }))
+    }
+
     /// `<pvc>-<what><n>`: a fresh pod or ConfigMap name.
     pub fn next_name(&self, what: &str) -> String {
         let n = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

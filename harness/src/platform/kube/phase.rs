@@ -189,27 +189,16 @@ pub fn resume(shared: &Arc<Shared>, class: &ClassSpec) -> Result<Option<Resumed>
     let spec = class.kube.as_ref().ok_or_else(|| {
         PlatformError::Unsupported(format!("class {} has no `kube:` section", class.name()))
     })?;
-    let client = shared
-        .conn
-        .client_for(&facts.pvc)
-        .map_err(|e| PlatformError::Other(format!("API client: {e}")))?;
-    let ctx = Arc::new(VolumeCtx {
-        shared: shared.clone(),
-        client,
-        class: class.name().to_string(),
-        pvc: facts.pvc.clone(),
-        volume_mode: spec.volume_mode,
-        placement: class.placement.clone(),
-        timeouts: super::volume::limits(class),
-        // The first run named its pods from 0: this run's names must not meet a pod of it that
-        // is still terminating.
-        seq: std::sync::atomic::AtomicU32::new(1000),
-    });
-    shared
-        .created
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push((class.name().to_string(), facts.pvc.clone()));
+    // The first run named its pods from 0: this run's names must not meet a pod of it that is
+    // still terminating.
+    let ctx = VolumeCtx::for_class(
+        shared,
+        class,
+        spec.volume_mode,
+        &facts.pvc,
+        facts.pvc.clone(),
+        1000,
+    )?;
     let ns = shared.namespace.clone();
     let holder = shared.conn.block_on(async {
         let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);

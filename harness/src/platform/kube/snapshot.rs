@@ -2,7 +2,6 @@
 //! snapshot CRDs are not in k8s-openapi), waited for `readyToUse`, restored as a new PVC with
 //! the snapshot as its dataSource.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use k8s_openapi::api::core::v1::TypedLocalObjectReference;
@@ -11,8 +10,8 @@ use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Post
 
 use super::volume::KubeVolume;
 use super::wait::{self, Decision};
-use super::{VolumeCtx, agent_pod, labels, pvc};
-use crate::platform::{PlatformError, Volume};
+use super::{VolumeCtx, agent_pod, labels};
+use crate::platform::PlatformError;
 
 pub fn resource() -> ApiResource {
     ApiResource::from_gvk(&GroupVersionKind::gvk(
@@ -98,51 +97,20 @@ pub fn take_and_restore(vol: &mut KubeVolume, name: &str) -> Result<KubeVolume, 
         })?;
     let snapshot_seconds = start.elapsed().as_secs_f64();
     // The restored claim: same class, the snapshot as its data source.
-    let client = shared
-        .conn
-        .client_for(&restored_name)
-        .map_err(|e| PlatformError::Other(format!("API client: {e}")))?;
-    let rctx = Arc::new(VolumeCtx {
-        shared: shared.clone(),
-        client,
-        class: ctx.class.clone(),
-        pvc: restored_name.clone(),
-        volume_mode: ctx.volume_mode,
-        placement: ctx.placement.clone(),
-        timeouts: ctx.timeouts,
-        seq: Default::default(),
-    });
-    shared
-        .created
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push((ctx.class.clone(), restored_name.clone()));
-    let claim = pvc::claim(
-        &restored_name,
-        &shared.namespace,
-        labels::of(
-            &shared.run_id,
-            Some(&ctx.class),
-            Some(&restored_name),
-            "volume",
-        ),
-        &spec,
-        vol.size(),
-        Some(TypedLocalObjectReference {
+    let timings = serde_json::Map::from_iter([(
+        "snapshot_ready_seconds".to_string(),
+        snapshot_seconds.into(),
+    )]);
+    vol.derived(
+        restored_name,
+        TypedLocalObjectReference {
             api_group: Some("snapshot.storage.k8s.io".into()),
             kind: "VolumeSnapshot".into(),
             name: snap_name.clone(),
-        }),
-        None,
-    );
-    let mut restored =
-        KubeVolume::new_restored(vol, rctx.clone(), vol.size(), Some(snap_name.clone()));
-    restored
-        .timings
-        .insert("snapshot_ready_seconds".into(), snapshot_seconds.into());
-    shared.conn.block_on(pvc::create(&rctx.client, &claim))?;
-    restored.finish_provisioning(Instant::now())?;
-    Ok(restored)
+        },
+        Some(snap_name),
+        timings,
+    )
 }
 
 pub async fn delete(ctx: &VolumeCtx, name: &str) -> Result<(), PlatformError> {

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{
+    Node, PersistentVolume, PersistentVolumeClaim, TypedLocalObjectReference,
+};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 
@@ -67,28 +69,10 @@ pub fn provision(
         PlatformError::Unsupported(format!("class {} has no `kube:` section", class.name()))
     })?;
     let name = labels::object_name(&req.name);
-    let client = shared
-        .conn
-        .client_for(&req.name)
-        .map_err(|e| PlatformError::Other(format!("API client: {e}")))?;
-    let ctx = Arc::new(VolumeCtx {
-        shared: shared.clone(),
-        client,
-        class: class.name().to_string(),
-        pvc: name.clone(),
-        volume_mode: spec.volume_mode,
-        placement: class.placement.clone(),
-        timeouts: limits(class),
-        seq: Default::default(),
-    });
+    let ctx = VolumeCtx::for_class(&shared, class, spec.volume_mode, &req.name, name.clone(), 0)?;
     let bytes = request_bytes(class, req.size);
     let l = labels::of(&shared.run_id, Some(class.name()), Some(&name), "volume");
     let start = Instant::now();
-    shared
-        .created
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push((class.name().to_string(), name.clone()));
     let mut vol = KubeVolume {
         ctx: ctx.clone(),
         class: class.clone(),
@@ -181,27 +165,52 @@ impl KubeVolume {
         Ok(())
     }
 
-    /// A volume made from `base` (a snapshot's restore, or a clone when `snapshot` is `None`)
-    /// whose claim `ctx.pvc` is about to be created: unbound until its first pod or Bound.
-    pub fn new_restored(
-        base: &KubeVolume,
-        ctx: Arc<VolumeCtx>,
-        requested: u64,
+    /// A new claim `pvc` of this volume's class and size whose data comes from `source` (the
+    /// PVC to clone, the VolumeSnapshot to restore): created, then Bound unless the class binds
+    /// at the first consumer. `snapshot` is removed with it; `timings` are its first figures.
+    pub fn derived(
+        &self,
+        pvc: String,
+        source: TypedLocalObjectReference,
         snapshot: Option<String>,
-    ) -> KubeVolume {
-        KubeVolume {
-            id: format!("{}/{}", ctx.shared.namespace, ctx.pvc),
-            ctx,
-            class: base.class.clone(),
-            requested,
+        timings: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<KubeVolume, PlatformError> {
+        let spec = self.class.kube.as_ref().ok_or_else(|| {
+            PlatformError::Unsupported(format!(
+                "class {} has no `kube:` section",
+                self.class.name()
+            ))
+        })?;
+        let ctx = self.ctx.sibling(pvc)?;
+        let shared = &ctx.shared;
+        let claim = pvc::claim(
+            &ctx.pvc,
+            &shared.namespace,
+            labels::of(&shared.run_id, Some(&ctx.class), Some(&ctx.pvc), "volume"),
+            spec,
+            self.requested,
+            Some(source),
+            None,
+        );
+        // Made before the claim is created: if anything below fails, dropping it deletes the
+        // claim (and the snapshot).
+        let mut v = KubeVolume {
+            id: format!("{}/{}", shared.namespace, ctx.pvc),
+            ctx: ctx.clone(),
+            class: self.class.clone(),
+            requested: self.requested,
             pv: None,
             node: None,
             unbound: true,
             from_snapshot: snapshot,
             ledger_config_map: None,
-            timings: Default::default(),
+            timings,
             done: false,
-        }
+        };
+        let start = Instant::now();
+        shared.conn.block_on(pvc::create(&ctx.client, &claim))?;
+        v.finish_provisioning(start)?;
+        Ok(v)
     }
 
     fn remove(&mut self) -> Result<(), PlatformError> {

@@ -24,7 +24,7 @@ fn main() {
     std::fs::write(&new, run(&spec("new00002", 2, 0.97)).to_string()).expect("write");
     let size = std::fs::metadata(&new).map(|m| m.len()).unwrap_or(0);
 
-    // The library: read both files, judge every comparison (bootstrap 10 000 resamples each).
+    // The library: read both files, judge every comparison (Hodges–Lehmann with exact bounds).
     let mut times = Vec::new();
     let mut n = 0;
     for _ in 0..5 {
@@ -71,7 +71,7 @@ fn main() {
     bin_times.sort_by(f64::total_cmp);
     let bin = bin_times[bin_times.len() / 2];
     println!(
-        "compare: 5 classes x 9 workloads x 10 repetitions per side ({n} comparisons, 10000 bootstrap resamples each, run file {:.1} MB)",
+        "compare: 5 classes x 9 workloads x 10 repetitions per side ({n} comparisons, exact Hodges–Lehmann intervals, run file {:.1} MB)",
         size as f64 / 1e6
     );
     println!(

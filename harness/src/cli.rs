@@ -73,10 +73,17 @@ pub struct RunArgs {
     #[arg(long, allow_negative_numbers = true, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=pvcheck_workloads::units::JSON_SAFE_MAX))]
     pub seed: Option<u64>,
     /// Fail trials that passed only with warnings (an offline expansion, flattering speed
-    /// figures, a driver reply kubelet tolerates), and with --baseline count an inconclusive
-    /// comparison against the run: exit 4 when nothing else failed or regressed.
+    /// figures, a driver reply kubelet tolerates): exit 4 when nothing else failed or regressed.
     #[arg(long)]
     pub strict: bool,
+    /// With --baseline: exit 0 even when figures were not judged (inconclusive or unreliable
+    /// after --max-repeat repetitions); without it they exit 4.
+    #[arg(long)]
+    pub allow_inconclusive: bool,
+    /// With --baseline: a speed workload whose figures are still inconclusive after --repeat
+    /// repetitions runs again, one repetition at a time, up to this many in all.
+    #[arg(long, value_name = "N", default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_repeat: u32,
     /// Data set of the speed matrix instead of the profile's (quick 128MiB, standard 4GiB),
     /// with a unit: larger to get past caches, smaller to fit a small class.
     #[arg(long, value_name = "SIZE")]
@@ -365,6 +372,8 @@ fn run_cmd(a: RunArgs) -> u8 {
         baseline,
         reports: a.reports.paths(),
         allow_mismatch: a.allow_mismatch,
+        allow_inconclusive: a.allow_inconclusive,
+        max_repeat: a.max_repeat,
     };
     run::execute(opts)
 }

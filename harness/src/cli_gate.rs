@@ -49,9 +49,10 @@ pub struct CompareArgs {
     /// Compare even when the setups differ (the differences are printed above the verdicts).
     #[arg(long)]
     pub allow_mismatch: bool,
-    /// Exit 4 when a comparison is inconclusive or invalid (and nothing regressed).
+    /// Exit 0 even when figures were not judged (inconclusive or unreliable); without it they
+    /// exit 4. The summary line always says how many were not judged.
     #[arg(long)]
-    pub strict: bool,
+    pub allow_inconclusive: bool,
     /// Results root, where baseline names and the trend's runs are looked up.
     #[arg(long, value_name = "DIR", default_value = "results")]
     pub results: PathBuf,
@@ -75,7 +76,8 @@ pub struct SaveArgs {
     /// The baseline's name: letters, digits, '.', '_', '-'.
     #[arg(long)]
     pub name: String,
-    /// Replace an existing baseline of that name.
+    /// Replace an existing baseline of that name, and keep a baseline most of whose workloads
+    /// have unreliable repetitions (refused without it).
     #[arg(long)]
     pub force: bool,
     /// Pool runs even when their setups differ.
@@ -102,17 +104,20 @@ pub fn compare_cmd(a: CompareArgs) -> u8 {
             return exit_code::USAGE;
         }
     };
-    let report = match compare::compare(base, new, a.allow_mismatch) {
+    let noise = crate::compare::history::noise_of(&a.results);
+    let report = match compare::compare_with_noise(base, new, a.allow_mismatch, &noise) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("pvcheck: {e}");
-            return exit_code::USAGE;
+            return e.exit_code();
         }
     };
     println!("{}", compare_table::render(&report));
     let input = ReportInput {
         run: &report.new,
         comparison: Some(&report),
+        refused: None,
+        allow_inconclusive: a.allow_inconclusive,
         results: &a.results,
     };
     let problems = outputs::write_all(&a.reports.paths(), &input);
@@ -122,7 +127,7 @@ pub fn compare_cmd(a: CompareArgs) -> u8 {
     if !problems.is_empty() {
         return exit_code::USAGE;
     }
-    report.exit_code(a.strict)
+    report.exit_code(a.allow_inconclusive)
 }
 
 /// `pvcheck baseline …`.
@@ -147,6 +152,18 @@ pub fn baseline_cmd(c: BaselineCommand) -> u8 {
                         path.display(),
                         a.runs.len()
                     );
+                    if let Ok(d) = compare::RunDoc::from_value(&path, doc) {
+                        let (flagged, total) = baseline::unreliable(&d);
+                        if !flagged.is_empty() {
+                            println!(
+                                "warning: {} of {total} workload(s) have repetitions the gate will call unreliable (their figures will be 'not judged' against this baseline):",
+                                flagged.len()
+                            );
+                            for f in flagged {
+                                println!("  {f}");
+                            }
+                        }
+                    }
                     exit_code::OK
                 }
                 Err(e) => {

@@ -6,8 +6,9 @@
 //! | 1    | at least one check failed (data, setup, protocol or timeout)                   |
 //! | 2    | usage or configuration error: bad flag, bad class file, filter matching nothing, no kubeconfig, a StorageClass that does not exist (nothing was created) |
 //! | 3    | a comparison with a baseline found a regression (and no check failed)         |
-//! | 4    | `--strict` only: nothing failed and nothing regressed, but some trials passed only with warnings or a comparison was inconclusive |
+//! | 4    | not judged: nothing failed and nothing regressed, but some compared figures were inconclusive or unreliable (`--allow-inconclusive` accepts them), or, with `--strict`, some trials passed only with warnings |
 //! | 5    | infrastructure: the API server cannot be reached, a volume could not be provisioned in time, the harness could not do its work, or the result file could not be written |
+//! | 7    | the comparison was refused: unlike setups (without `--allow-mismatch`), the same run on both sides, or nothing in common |
 //! | 130  | interrupted by SIGINT or SIGTERM; everything pvcheck created was removed       |
 
 /// Every selected check passed.
@@ -20,13 +21,16 @@ pub const CHECK_FAILED: u8 = FAILED;
 pub const USAGE: u8 = 2;
 /// A comparison found a regression (comparison reports).
 pub const REGRESSED: u8 = 3;
-/// `--strict`: no failure, but warnings or an inconclusive comparison, which `--strict` does not
-/// accept.
+/// Not judged: no failure and no regression, but compared figures that were inconclusive or
+/// unreliable (unless `--allow-inconclusive`), or warnings under `--strict`.
 pub const INCONCLUSIVE: u8 = 4;
 /// The infrastructure failed the run (API server unreachable, RBAC refusing a call pvcheck needs
 /// before any trial, or only `infrastructure` failures such as RBAC refusing a call inside a
 /// trial, agent crashed, result file not written): not a verdict about the storage.
 pub const INFRASTRUCTURE: u8 = 5;
+/// The comparison with the baseline was refused (unlike setups, the same run twice, nothing in
+/// common): no verdict about speed was given.
+pub const REFUSED: u8 = 7;
 /// Interrupted (128 + SIGINT, as shells report it); the run cleaned up before exiting.
 pub const INTERRUPTED: u8 = 130;
 
@@ -38,8 +42,9 @@ pub fn meaning(code: u8) -> &'static str {
         USAGE => "usage or configuration error",
         REGRESSED => "a regression was found",
         INCONCLUSIVE => {
-            "passed only with warnings or inconclusive comparisons, which --strict does not accept"
+            "not judged: figures inconclusive or unreliable (--allow-inconclusive accepts them), or warnings under --strict"
         }
+        REFUSED => "the comparison with the baseline was refused",
         INFRASTRUCTURE => "the harness could not do its work",
         INTERRUPTED => "interrupted",
         _ => "unknown",

@@ -1,6 +1,7 @@
-//! The regression gate's promises on synthetic repetitions (issue 12): a real 10 % slowdown
-//! is caught at 5 against 5 repetitions, identical setups are not called regressed more than
-//! 5 % of the time, and 3 against 3 repetitions can never be called regressed.
+//! The regression gate's promises on synthetic repetitions (issues 12 and 19): a real 10 %
+//! slowdown is caught at 5 against 5 repetitions, also in a run of a whole matrix (26 figures);
+//! identical setups are called regressed in at most 5 % of whole-matrix runs; noise flags never
+//! turn a clear regression into a pass; too few repetitions say so instead of passing.
 
 use pvcheck::compare::gate::{self, Side, Verdict};
 use pvcheck::compare::metrics::Metric;
@@ -28,9 +29,13 @@ impl Normal {
     }
 }
 
-/// One IOPS comparison through the gate, alone in its family.
+/// One IOPS comparison through the gate (5 % threshold, no history).
 fn judge(base: Vec<f64>, new: Vec<f64>) -> gate::Comparison {
-    let mut cs = vec![gate::judge_metric(
+    judge_flagged(base, new, Vec::new())
+}
+
+fn judge_flagged(base: Vec<f64>, new: Vec<f64>, flags: Vec<String>) -> gate::Comparison {
+    gate::judge_metric(
         "c",
         "randread-4k-qd64",
         Metric::Iops,
@@ -38,9 +43,8 @@ fn judge(base: Vec<f64>, new: Vec<f64>) -> gate::Comparison {
         Side::new(new),
         0.05,
         None,
-    )];
-    gate::finish(&mut cs);
-    cs.pop().unwrap()
+        flags,
+    )
 }
 
 /// 2 % noise taken literally: both sides' repetitions have a coefficient of variation of
@@ -58,17 +62,15 @@ fn a_ten_percent_slowdown_with_two_percent_noise_is_regressed_at_five_against_fi
     let c = judge(base, new);
     assert_eq!(c.verdict, Verdict::Regressed, "{}", c.reason);
     let r = c.ratio.unwrap();
-    assert!(r.high < 0.95 && (r.ratio - 0.9).abs() < 1e-9, "{r:?}");
-    assert!(c.p_worse_adjusted.unwrap() < 0.05);
+    assert!(r.high < 0.95 && (r.ratio - 0.9).abs() < 0.01, "{r:?}");
 }
 
-/// With random normal noise of 2 % (σ) the spread rule sometimes finds a side too noisy to
-/// judge (a sample CV above 2.5 % happens in about a fifth of 5-value samples): then the
-/// verdict is inconclusive, but a 10 % slowdown is never passed or called an improvement.
+/// Under random normal noise of 2 % a 10 % slowdown is never passed or called an improvement,
+/// and is regressed in nearly every sample.
 #[test]
 fn a_ten_percent_slowdown_under_random_noise_is_never_passed() {
     let mut rng = Normal::new(12);
-    let (mut regressed, trials) = (0, 300);
+    let (mut regressed, trials) = (0, 1000);
     for _ in 0..trials {
         let base = rng.sample(5, 100_000.0, 0.02);
         let new = rng.sample(5, 90_000.0, 0.02);
@@ -80,24 +82,44 @@ fn a_ten_percent_slowdown_under_random_noise_is_never_passed() {
         }
     }
     eprintln!("10% slowdown, 5 vs 5, 2% normal noise: regressed in {regressed} of {trials}");
+    // 890 of 1000 at the time of writing; the rest are inconclusive (more repetitions decide).
     assert!(
-        regressed * 2 > trials,
+        regressed * 100 >= trials * 85,
         "regressed only {regressed} of {trials}"
     );
 }
 
-/// The false-alarm promise: 1 000 seeded comparisons of identical distributions (5 against
-/// 5, 2 % noise), each a run of 3 metrics corrected together.
+/// The whole matrix of one class: 26 figures, as many as 9 workloads give (IOPS or MB/s, p99,
+/// p99.9; fsync p99; four metadata rates).
+fn matrix_metrics() -> Vec<Metric> {
+    let mut ms = Vec::new();
+    for _ in 0..7 {
+        ms.extend([Metric::Iops, Metric::P99, Metric::P999]);
+    }
+    ms.push(Metric::FsyncP99);
+    ms.extend([
+        Metric::Creates,
+        Metric::Stats,
+        Metric::Renames,
+        Metric::Unlinks,
+    ]);
+    ms.truncate(26);
+    ms
+}
+
+/// The false-alarm promise: 1 000 seeded whole-matrix runs of identical distributions (26
+/// figures, 5 against 5, 2 % noise, default thresholds): a run with any figure called regressed
+/// is a false alarm.
 #[test]
-fn identical_distributions_are_called_regressed_in_at_most_five_percent_of_1000_runs() {
+fn identical_distributions_are_called_regressed_in_at_most_five_percent_of_1000_matrix_runs() {
     let mut rng = Normal::new(2026);
-    let (mut runs_with_alarm, mut raw_p_below) = (0, 0);
+    let (mut runs_with_alarm, mut passed, mut figures) = (0, 0, 0);
     let runs = 1000;
     for run in 0..runs {
-        let mut cs: Vec<gate::Comparison> = [Metric::Iops, Metric::P99, Metric::P999]
-            .iter()
+        let cs: Vec<gate::Comparison> = matrix_metrics()
+            .into_iter()
             .enumerate()
-            .map(|(i, &m)| {
+            .map(|(i, m)| {
                 gate::judge_metric(
                     "c",
                     &format!("w{run}-{i}"),
@@ -106,84 +128,158 @@ fn identical_distributions_are_called_regressed_in_at_most_five_percent_of_1000_
                     Side::new(rng.sample(5, 1000.0, 0.02)),
                     m.threshold(&Default::default()),
                     None,
+                    Vec::new(),
                 )
             })
             .collect();
-        gate::finish(&mut cs);
-        raw_p_below += cs
-            .iter()
-            .filter(|c| c.p_worse.is_some_and(|p| p < 0.05))
-            .count();
+        figures += cs.len();
+        passed += cs.iter().filter(|c| c.verdict == Verdict::Pass).count();
         if cs.iter().any(|c| c.verdict == Verdict::Regressed) {
             runs_with_alarm += 1;
         }
     }
     eprintln!(
-        "identical distributions: {runs_with_alarm} of {runs} runs called regressed; raw one-sided p < 0.05 in {raw_p_below} of the tested metrics"
+        "identical distributions: {runs_with_alarm} of {runs} matrix runs called regressed; {passed} of {figures} figures passed"
     );
     assert!(
         runs_with_alarm * 20 <= runs,
         "{runs_with_alarm} false alarms in {runs} runs"
     );
+    // And the gate still decides: most figures pass rather than staying inconclusive.
+    assert!(
+        passed * 2 > figures,
+        "only {passed} of {figures} figures passed"
+    );
 }
 
-/// The smallest one-sided exact p with 3 against 3 is 1/20 = 0.05, never below α: whatever
-/// the numbers, the answer is "not enough repetitions".
+/// The bug of issue 19: with Holm over the run's family, no figure of a whole matrix could ever
+/// be called regressed at --repeat 5. Now one slowed figure among 26 is.
 #[test]
-fn three_against_three_is_inconclusive_never_regressed() {
-    for (base, new) in [
-        (vec![100.0, 100.0, 100.0], vec![50.0, 50.0, 50.0]),
-        (vec![100.0, 101.0, 99.0], vec![80.0, 81.0, 79.0]),
-        (vec![100.0, 101.0, 99.0], vec![100.0, 101.0, 99.0]),
-    ] {
-        let c = judge(base, new);
-        assert_eq!(c.verdict, Verdict::Inconclusive, "{}", c.reason);
-        assert!(c.reason.contains("3 vs 3"), "{}", c.reason);
-    }
-}
-
-/// Too few repetitions for the size of the family: a change beyond the threshold is still not
-/// a regression, and the reason says that more repetitions are needed.
-#[test]
-fn a_family_too_large_for_five_repetitions_says_so_instead_of_passing() {
-    let shape = [-1.0, 0.5, 0.0, -0.5, 1.0];
-    let mut cs: Vec<gate::Comparison> = (0..20)
-        .map(|i| {
+fn one_slow_figure_in_a_whole_matrix_is_regressed_at_five_repetitions() {
+    let mut rng = Normal::new(7);
+    let cs: Vec<gate::Comparison> = matrix_metrics()
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let slow = if i == 3 { 0.8 } else { 1.0 };
             gate::judge_metric(
                 "c",
                 &format!("w{i}"),
-                Metric::Iops,
-                Side::new(shape.iter().map(|z| 1000.0 * (1.0 + 0.01 * z)).collect()),
-                Side::new(shape.iter().map(|z| 800.0 * (1.0 + 0.01 * z)).collect()),
-                0.05,
+                m,
+                Side::new(rng.sample(5, 1000.0, 0.01)),
+                Side::new(rng.sample(5, 1000.0 * slow, 0.01)),
+                m.threshold(&Default::default()),
                 None,
+                Vec::new(),
             )
         })
         .collect();
-    assert_eq!(gate::finish(&mut cs), 20);
-    for c in &cs {
-        assert_eq!(c.verdict, Verdict::Inconclusive, "{}", c.reason);
-        assert!(
-            c.reason.contains("more repetitions are needed"),
-            "{}",
-            c.reason
-        );
-    }
+    assert_eq!(cs[3].verdict, Verdict::Regressed, "{}", cs[3].reason);
+    assert_eq!(
+        cs.iter()
+            .filter(|c| c.verdict == Verdict::Regressed)
+            .count(),
+        1
+    );
 }
 
+/// 3 against 3 allows no exact bound at 97.5 %: a small change is inconclusive and the reason
+/// says how many repetitions are needed; a change beyond twice the margin in every pair is
+/// regressed all the same.
 #[test]
-fn an_invalid_repetition_makes_the_metric_invalid_whatever_the_numbers() {
-    let mut cs = vec![gate::judge_metric(
+fn three_against_three_says_more_repetitions_unless_the_change_is_plain() {
+    let c = judge(vec![100.0, 101.0, 99.0], vec![93.0, 94.0, 92.0]);
+    assert_eq!(c.verdict, Verdict::Inconclusive, "{}", c.reason);
+    assert!(
+        c.reason.contains("3 vs 3") && c.reason.contains("--repeat 4"),
+        "{}",
+        c.reason
+    );
+    let c = judge(vec![100.0, 101.0, 99.0], vec![100.0, 101.0, 99.0]);
+    assert_eq!(c.verdict, Verdict::Inconclusive, "{}", c.reason);
+    let c = judge(vec![100.0, 101.0, 99.0], vec![50.0, 51.0, 49.0]);
+    assert_eq!(c.verdict, Verdict::Regressed, "{}", c.reason);
+}
+
+fn noisy(why: &str) -> Vec<String> {
+    vec![why.to_string()]
+}
+
+/// The cases of issue 19 that passed with exit 0: a 77 % and a 43 % write slowdown whose
+/// repetitions varied within their runs. Noise never turns them into a pass.
+#[test]
+fn a_seventy_seven_and_a_forty_three_percent_slowdown_with_unstable_repetitions_are_regressed() {
+    let base = vec![25_300.0, 24_100.0, 26_000.0, 25_500.0, 22_900.0];
+    let c = judge_flagged(
+        base.clone(),
+        vec![5812.0, 6100.0, 5500.0, 5900.0, 5700.0],
+        noisy("base repetition 1: IOPS varied 14.6% within the run (limit 10%)"),
+    );
+    assert_eq!(c.verdict, Verdict::Regressed, "{}", c.reason);
+    assert!(
+        c.reason.contains("14.6%"),
+        "the flag is still shown: {}",
+        c.reason
+    );
+    let c = judge_flagged(
+        vec![20_900.0, 18_000.0, 22_500.0, 21_000.0, 19_800.0],
+        vec![11_900.0, 12_300.0, 11_000.0, 12_100.0, 11_700.0],
+        noisy("base repetition 1: IOPS varied 80.9% within the run (limit 10%)"),
+    );
+    assert_eq!(c.verdict, Verdict::Regressed, "{}", c.reason);
+}
+
+/// A flagged figure whose change is within the margin is not judged (unreliable), never pass.
+#[test]
+fn an_unstable_repetition_makes_an_unchanged_figure_unreliable_not_pass() {
+    let c = judge_flagged(
+        vec![100.0, 101.0, 99.0, 100.5, 99.5],
+        vec![100.2, 100.8, 99.1, 100.4, 99.7],
+        noisy("new repetition 2: the job stalled"),
+    );
+    assert_eq!(c.verdict, Verdict::Unreliable, "{}", c.reason);
+    assert!(c.verdict.not_judged());
+}
+
+/// Where history knows a figure's run-to-run noise, the margin grows to 3σ: a 6 % change of a
+/// figure that moves 4 % from night to night is no regression, though beyond a 5 % threshold.
+#[test]
+fn history_noise_raises_the_margin_to_three_sigma() {
+    let shape = [-1.0, 0.5, 0.0, -0.5, 1.0];
+    let side = |c: f64| {
+        shape
+            .iter()
+            .map(|z| c * (1.0 + 0.005 * z))
+            .collect::<Vec<_>>()
+    };
+    let without = gate::judge_metric(
         "c",
         "w",
         Metric::Iops,
-        Side::new(vec![100.0; 5]),
-        Side::new(vec![50.0; 5]),
+        Side::new(side(1000.0)),
+        Side::new(side(940.0)),
         0.05,
-        Some("new repetition 2: the job stalled".into()),
-    )];
-    gate::finish(&mut cs);
-    assert_eq!(cs[0].verdict, Verdict::Invalid);
+        None,
+        Vec::new(),
+    );
+    assert_eq!(without.verdict, Verdict::Regressed, "{}", without.reason);
+    let with = gate::judge_metric(
+        "c",
+        "w",
+        Metric::Iops,
+        Side::new(side(1000.0)),
+        Side::new(side(940.0)),
+        0.05,
+        Some(0.04),
+        Vec::new(),
+    );
+    assert_eq!(with.verdict, Verdict::Pass, "{}", with.reason);
+    assert!(
+        (with.margin - (1.0 - (-0.12f64).exp())).abs() < 1e-9,
+        "{}",
+        with.margin
+    );
+    assert!(with.reason.contains("3σ"), "{}", with.reason);
 }
 
 #[test]
@@ -195,37 +291,22 @@ fn latency_regresses_upwards_and_improves_downwards() {
             .map(|z| c * (1.0 + 0.01 * z))
             .collect::<Vec<_>>()
     };
-    let mut cs = vec![
+    let judge_p99 = |new: f64| {
         gate::judge_metric(
             "c",
             "a",
             Metric::P99,
             Side::new(lat(100.0)),
-            Side::new(lat(130.0)),
+            Side::new(lat(new)),
             0.10,
             None,
-        ),
-        gate::judge_metric(
-            "c",
-            "b",
-            Metric::P99,
-            Side::new(lat(100.0)),
-            Side::new(lat(70.0)),
-            0.10,
-            None,
-        ),
-        gate::judge_metric(
-            "c",
-            "d",
-            Metric::P99,
-            Side::new(lat(100.0)),
-            Side::new(lat(101.0)),
-            0.10,
-            None,
-        ),
-    ];
-    gate::finish(&mut cs);
-    assert_eq!(cs[0].verdict, Verdict::Regressed, "{}", cs[0].reason);
-    assert_eq!(cs[1].verdict, Verdict::Improved, "{}", cs[1].reason);
-    assert_eq!(cs[2].verdict, Verdict::Pass, "{}", cs[2].reason);
+            Vec::new(),
+        )
+    };
+    let up = judge_p99(130.0);
+    assert_eq!(up.verdict, Verdict::Regressed, "{}", up.reason);
+    let down = judge_p99(70.0);
+    assert_eq!(down.verdict, Verdict::Improved, "{}", down.reason);
+    let same = judge_p99(101.0);
+    assert_eq!(same.verdict, Verdict::Pass, "{}", same.reason);
 }

@@ -47,6 +47,8 @@ fn junit_report_snapshot() {
     let input = ReportInput {
         run: &r.new,
         comparison: Some(&r),
+        refused: None,
+        allow_inconclusive: false,
         results: Path::new("/nonexistent"),
     };
     insta::assert_snapshot!(pvcheck::report::junit::render(&input));
@@ -58,6 +60,8 @@ fn markdown_report_snapshot() {
     let input = ReportInput {
         run: &r.new,
         comparison: Some(&r),
+        refused: None,
+        allow_inconclusive: false,
         results: Path::new("/nonexistent"),
     };
     insta::assert_snapshot!(pvcheck::report::markdown::render(&input));
@@ -69,9 +73,65 @@ fn markdown_of_a_run_without_baseline_snapshot() {
     let input = ReportInput {
         run: &r.new,
         comparison: None,
+        refused: None,
+        allow_inconclusive: false,
         results: Path::new("/nonexistent"),
     };
     insta::assert_snapshot!(pvcheck::report::markdown::render(&input));
+}
+
+/// Issue 19: a refused comparison is a failure in every report, never a green run.
+#[test]
+fn a_refused_comparison_is_red_in_junit_markdown_html_and_prometheus() {
+    let r = report();
+    let input = ReportInput {
+        run: &r.new,
+        comparison: None,
+        refused: Some(
+            "refusing to compare unlike setups (1 difference(s)):\n  c: volume.fs: ext4 → xfs",
+        ),
+        allow_inconclusive: false,
+        results: Path::new("/nonexistent"),
+    };
+    let junit = pvcheck::report::junit::render(&input);
+    assert!(
+        junit.contains("pvcheck-gate") && junit.contains("type=\"refused\""),
+        "{junit}"
+    );
+    let md = pvcheck::report::markdown::render(&input);
+    assert!(md.starts_with("## ❌ pvcheck gate: REFUSED"), "{md}");
+    assert!(!md.contains('✅'), "{md}");
+    let html = pvcheck::report::html::render(&input);
+    assert!(html.contains("gate gate-red\">Gate: REFUSED"), "{html}");
+    let prom = pvcheck::report::prometheus::render(&input);
+    assert!(
+        prom.contains("pvcheck_gate_outcome{outcome=\"refused\"} 1"),
+        "{prom}"
+    );
+}
+
+/// Figures not judged fail the JUnit gate case unless --allow-inconclusive accepts them.
+#[test]
+fn figures_not_judged_fail_the_junit_gate_unless_allowed() {
+    let mut r = report();
+    for c in &mut r.comparisons {
+        c.verdict = pvcheck::compare::Verdict::Pass;
+    }
+    r.comparisons[0].verdict = pvcheck::compare::Verdict::Inconclusive;
+    for allow in [false, true] {
+        let input = ReportInput {
+            run: &r.new,
+            comparison: Some(&r),
+            refused: None,
+            allow_inconclusive: allow,
+            results: Path::new("/nonexistent"),
+        };
+        let junit = pvcheck::report::junit::render(&input);
+        assert_eq!(junit.contains("type=\"not-judged\""), !allow, "{junit}");
+        let md = pvcheck::report::markdown::render(&input);
+        assert!(md.contains("NOT JUDGED"), "{md}");
+        assert_eq!(md.starts_with("## ❌"), !allow, "{md}");
+    }
 }
 
 /// One file that renders anywhere, offline: no external reference of any kind, no script,
@@ -99,6 +159,8 @@ fn html_is_self_contained_and_holds_the_charts() {
     let input = ReportInput {
         run: &r.new,
         comparison: Some(&r),
+        refused: None,
+        allow_inconclusive: false,
         results: d.path(),
     };
     let html = pvcheck::report::html::render(&input);

@@ -41,6 +41,42 @@ pub enum BaselineError {
     Write { path: PathBuf, err: std::io::Error },
     #[error("no run files given")]
     NoRuns,
+    #[error(
+        "refusing a baseline most of whose workloads have unreliable repetitions ({} of {}): every later comparison would be 'unreliable' (give --force to keep it anyway):\n{}",
+        .unreliable.len(),
+        .workloads,
+        .unreliable.iter().map(|u| format!("  {u}")).collect::<Vec<_>>().join("\n")
+    )]
+    MostlyUnreliable {
+        unreliable: Vec<String>,
+        workloads: usize,
+    },
+}
+
+/// The speed workloads of a baseline with repetitions the gate will not trust (stalled,
+/// unstable within the run, shallow queue), one line each (`class::speed::w: repetition 3:
+/// IOPS varied 14.6% …`); and how many speed workloads there are.
+pub fn unreliable(doc: &RunDoc) -> (Vec<String>, usize) {
+    let mut out = Vec::new();
+    let mut total = 0;
+    for t in doc.trials.iter().filter(|t| !t.repetitions.is_empty()) {
+        let Some(w) = t.workload() else { continue };
+        total += 1;
+        let limits = doc.thresholds(&t.class).for_workload(w);
+        let why: Vec<String> = t
+            .repetitions
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| {
+                crate::compare::metrics::invalid_reason(b, &limits)
+                    .map(|r| format!("repetition {}: {r}", i + 1))
+            })
+            .collect();
+        if !why.is_empty() {
+            out.push(format!("{}: {}", t.name, why.join("; ")));
+        }
+    }
+    (out, total)
 }
 
 /// Names of the baselines in `dir` (sorted), for messages and `baseline list`.
@@ -221,6 +257,13 @@ pub fn save(
         .map(|p| RunDoc::read(p))
         .collect::<Result<Vec<_>, _>>()?;
     let doc = build(&runs, name, allow_mismatch)?;
+    let (flagged, workloads) = unreliable(&RunDoc::from_value(&path, doc.clone())?);
+    if !force && workloads > 0 && 2 * flagged.len() > workloads {
+        return Err(BaselineError::MostlyUnreliable {
+            unreliable: flagged,
+            workloads,
+        });
+    }
     let write = || -> std::io::Result<()> {
         std::fs::create_dir_all(&dir)?;
         let tmp = dir.join(format!(".{name}.json.tmp"));
@@ -252,6 +295,63 @@ pub struct Listed {
     pub error: Option<String>,
 }
 
+/// What a class is, in a few words: `loop, ext4, -o sync` for a local class;
+/// `StorageClass csi-hostpath-sc, Filesystem` on Kubernetes.
+fn describe_class(params: &Value) -> Vec<String> {
+    if let Some(k) = params.get("kube").filter(|k| k.is_object()) {
+        let mut what = Vec::new();
+        match (k["storage_class"].as_str(), k["pv_template"].as_str()) {
+            (Some(sc), _) => what.push(format!("StorageClass {sc}")),
+            (None, Some(t)) => what.push(format!("PV template {t}")),
+            _ => what.push("kubernetes".into()),
+        }
+        if let Some(m) = k["volume_mode"].as_str() {
+            what.push(m.to_string());
+        }
+        return what;
+    }
+    let p = &params["local"];
+    let Some(kind) = p.as_object().and_then(|o| o.keys().next().cloned()) else {
+        return vec!["unknown kind".into()];
+    };
+    let mut what = vec![kind.clone()];
+    if let Some(fs) = p[&kind]["fs"].as_str().or(p[&kind]["fs_type"].as_str()) {
+        what.push(fs.to_string());
+    }
+    if let Some(mo) = p[&kind]["mount_options"].as_array()
+        && !mo.is_empty()
+    {
+        what.push(format!(
+            "-o {}",
+            mo.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
+    }
+    what
+}
+
+/// The kernel of a local run, or the distinct kernels of a cluster's nodes.
+fn kernels(env: &Value) -> String {
+    if let Some(k) = env["kernel"].as_str() {
+        return k.to_string();
+    }
+    let mut ks: Vec<&str> = env["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["kernel"].as_str())
+        .collect();
+    ks.sort_unstable();
+    ks.dedup();
+    if ks.is_empty() {
+        "unknown".into()
+    } else {
+        ks.join(", ")
+    }
+}
+
 /// Every baseline in `<results>/baselines`, with its fingerprint summary.
 pub fn list(results: &Path) -> Vec<Listed> {
     let dir = results.join("baselines");
@@ -280,28 +380,8 @@ pub fn list(results: &Path) -> Vec<Listed> {
                                 .first()
                                 .and_then(|w| d.speed_trial(&c, w))
                                 .map_or(0, |t| t.repetitions.len());
-                            let p = &env["classes"][&c]["parameters"]["local"];
-                            let kind = p
-                                .as_object()
-                                .and_then(|o| o.keys().next().cloned())
-                                .unwrap_or_default();
-                            let mut what = vec![kind.clone()];
-                            if let Some(fs) =
-                                p[&kind]["fs"].as_str().or(p[&kind]["fs_type"].as_str())
-                            {
-                                what.push(fs.to_string());
-                            }
-                            if let Some(mo) = p[&kind]["mount_options"].as_array()
-                                && !mo.is_empty()
-                            {
-                                what.push(format!(
-                                    "-o {}",
-                                    mo.iter()
-                                        .filter_map(Value::as_str)
-                                        .collect::<Vec<_>>()
-                                        .join(",")
-                                ));
-                            }
+                            let params = &env["classes"][&c]["parameters"];
+                            let what = describe_class(params);
                             format!("{c} ({}) ×{reps}", what.join(", "))
                         })
                         .collect();
@@ -311,7 +391,7 @@ pub fn list(results: &Path) -> Vec<Listed> {
                         runs: d.run_ids.len(),
                         profile: d.profile.clone(),
                         platform: d.platform.clone(),
-                        kernel: env["kernel"].as_str().unwrap_or("").to_string(),
+                        kernel: kernels(env),
                         agent: env["agent_version"].as_str().unwrap_or("").to_string(),
                         classes,
                         error: None,
@@ -320,4 +400,26 @@ pub fn list(results: &Path) -> Vec<Listed> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 23 item 12: `baseline list` showed an empty kernel column and `csi-hostpath-sc ()`
+    /// for a Kubernetes baseline.
+    #[test]
+    fn baseline_list_names_a_kubernetes_class_and_its_node_kernels() {
+        let params = json!({ "name": "csi-hostpath-sc", "kube": { "storage_class": "csi-hostpath-sc", "volume_mode": "Filesystem" } });
+        assert_eq!(
+            describe_class(&params),
+            ["StorageClass csi-hostpath-sc", "Filesystem"]
+        );
+        let env = json!({ "platform": "kubernetes", "nodes": [
+            { "name": "a", "kernel": "6.1.0-13-amd64" }, { "name": "b", "kernel": "6.1.0-13-amd64" } ] });
+        assert_eq!(kernels(&env), "6.1.0-13-amd64");
+        assert_eq!(kernels(&json!({ "kernel": "6.8.0" })), "6.8.0");
+        let local = json!({ "local": { "loop": { "fs": "ext4", "mount_options": ["sync"] } } });
+        assert_eq!(describe_class(&local), ["loop", "ext4", "-o sync"]);
+    }
 }

@@ -34,6 +34,18 @@ pub struct SpeedVolumes {
     by_class: Mutex<HashMap<(String, usize), Shared>>,
     /// Repetitions per workload (`--repeat`).
     repeat: u32,
+    /// `run --baseline`: what a workload is judged against while it runs, so that one still
+    /// inconclusive gets more repetitions.
+    gate: Option<RepeatUntilDecided>,
+}
+
+/// Repetitions until decided (issue 19): after `--repeat` repetitions a workload is judged
+/// against the baseline as `compare` will judge it; while a figure is inconclusive, one more
+/// repetition runs (on alternating volumes), up to `max_repeat` in all.
+pub struct RepeatUntilDecided {
+    pub baseline: crate::compare::RunDoc,
+    pub noise: crate::compare::Noise,
+    pub max_repeat: u32,
 }
 
 impl Default for SpeedVolumes {
@@ -47,7 +59,44 @@ impl SpeedVolumes {
         Self {
             by_class: Mutex::new(HashMap::new()),
             repeat: repeat.max(1),
+            gate: None,
         }
+    }
+
+    /// With a baseline: repeat still-inconclusive workloads up to `gate.max_repeat`.
+    pub fn repeating_until_decided(mut self, gate: RepeatUntilDecided) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    /// Why `workload` of `class` needs another repetition (a figure still inconclusive against
+    /// the baseline), or `None` when decided, not comparable or at the limit.
+    fn undecided(&self, class: &str, workload: &str, reps: &[Value]) -> Option<String> {
+        let gate = self.gate.as_ref()?;
+        if reps.len() as u32 >= gate.max_repeat {
+            return None;
+        }
+        let base = gate.baseline.speed_trial(class, workload)?;
+        let new = crate::compare::TrialDoc {
+            name: String::new(),
+            class: class.to_string(),
+            check: format!("speed::{workload}"),
+            status: "passed".into(),
+            duration_s: 0.0,
+            ignored_reason: None,
+            failure_message: None,
+            failure_category: None,
+            repetitions: reps
+                .iter()
+                .filter_map(|r| r.get("bench").cloned())
+                .collect(),
+            rep_volumes: Vec::new(),
+        };
+        let limits = gate.baseline.thresholds(class).for_workload(workload);
+        crate::compare::gate::judge_workload(class, workload, base, &new, &limits, &gate.noise)
+            .into_iter()
+            .find(|c| c.verdict == crate::compare::Verdict::Inconclusive)
+            .map(|c| format!("{} {}", c.metric.label(), c.reason))
     }
 
     pub fn repeat(&self) -> u32 {
@@ -110,9 +159,22 @@ pub fn check(ctx: &CheckCtx, workload: &str) -> Result<Verdict, Failure> {
     let n = ctx.speed.repeat;
     let mut reps = Vec::new();
     let mut result = Ok(Verdict::Passed);
-    for i in 0..n {
+    let mut added: Vec<String> = Vec::new();
+    for i in 0.. {
+        if i >= n {
+            // Past --repeat only with a baseline, while a figure is still inconclusive.
+            match ctx.speed.undecided(ctx.class.name(), workload, &reps) {
+                Some(why) => added.push(why),
+                None => break,
+            }
+        }
+        let slot = if i < n {
+            slot_of(i, n)
+        } else {
+            (i % 2) as usize
+        };
         let started = std::time::Instant::now();
-        let (volume, out) = repetition(ctx, workload, slot_of(i, n));
+        let (volume, out) = repetition(ctx, workload, slot);
         if let Some(v) = out
             .as_ref()
             .ok()
@@ -129,8 +191,8 @@ pub fn check(ctx: &CheckCtx, workload: &str) -> Result<Verdict, Failure> {
             }));
         }
         if let Err((_, f)) = out {
-            result = Err(if n > 1 {
-                f.context(&format!("repetition {} of {n}", i + 1))
+            result = Err(if n > 1 || i > 0 {
+                f.context(&format!("repetition {} of {}", i + 1, n.max(i + 1)))
             } else {
                 f
             });
@@ -138,6 +200,17 @@ pub fn check(ctx: &CheckCtx, workload: &str) -> Result<Verdict, Failure> {
         }
     }
     ctx.metric("repetitions", Value::Array(reps));
+    if !added.is_empty() {
+        // How many repetitions deciding took, and why each was added (compare shows it).
+        ctx.metric(
+            "repeated_until_decided",
+            serde_json::json!({
+                "initial": n,
+                "total": n as usize + added.len(),
+                "why": added,
+            }),
+        );
+    }
     result
 }
 

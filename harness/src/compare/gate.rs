@@ -1,38 +1,45 @@
-//! The verdict per (class, workload, metric): pass, improved, regressed, inconclusive, invalid.
+//! The verdict per (class, workload, metric): pass, improved, inconclusive, unreliable,
+//! regressed (issue 19; REFERENCE.md "Deciding regressed vs noise"; docs/gate.md).
 //!
-//! In this order (issue 12; REFERENCE.md "Deciding regressed vs noise"):
-//! 1. **invalid** when a repetition on either side stalled, varied more than `max_cv` within
-//!    its own run, or kept fewer than `min_qd` of its queue depth in flight (or the trial
-//!    failed): such numbers describe the machine's trouble, not the volume;
-//! 2. **inconclusive** with fewer than [`MIN_REPETITIONS`] repetitions on a side, or when the
-//!    spread across a side's repetitions (1.4826 × MAD / median, a robust coefficient of
-//!    variation) exceeds half the threshold (touchstone's rule: noise that large hides a
-//!    change of the threshold's size);
-//! 3. the rest form the family: a one-sided Mann–Whitney test towards "worse" (and one towards
-//!    "better"), Holm-adjusted over the whole family, and a seeded bootstrap 95 % interval of
-//!    the ratio of medians (new / old);
-//!    - **regressed**: adjusted p < α **and** the whole interval beyond the threshold;
-//!    - **improved**: adjusted p < α towards "better" and the whole interval beyond the
-//!      threshold on the good side;
-//!    - **pass**: the whole interval on the acceptable side of the threshold;
-//!    - **inconclusive** otherwise (the interval straddles the threshold, or a change beyond it
-//!      that is not significant after the correction, e.g. too few repetitions for the
-//!      family's size: the reason says which).
+//! Each figure is judged on its own — no correction over the run's family: what holds false
+//! alarms down is a **margin**, not Holm (with 5 against 5 Holm could never fire past 12
+//! figures, so a whole run could never say "regressed").
+//!
+//! 1. On the log scale, the shift of the new side against the base side: the Hodges–Lehmann
+//!    estimate (median of the pairwise log ratios) with an exact distribution-free interval
+//!    (order statistics of the pairwise differences: `stats::shift`), each bound at one-sided
+//!    confidence ≥ 1 − [`ALPHA`]. Oriented so that positive means worse.
+//! 2. The margin δ: the class's threshold for the figure, raised to [`SIGMA_FACTOR`]·σ where the
+//!    figure's run-to-run noise σ is known from the results' history (a stable segment of at
+//!    least six nights: `compare::history`).
+//!    - **regressed**: the lower bound of "worse" lies beyond δ;
+//!    - **improved**: the upper bound of "worse" lies below −δ (better beyond δ);
+//!    - **pass**: the upper bound of "worse" stays within δ (a regression of δ or more is
+//!      excluded at the bound's confidence; a possible improvement is no reason to hold a patch);
+//!    - **inconclusive** otherwise: the interval reaches past δ, or the repetitions are too few
+//!      for an exact bound (3 against 3): more repetitions decide.
+//! 3. **Noise never turns into a pass.** A repetition that stalled, varied more than `max_cv`
+//!    within its run or kept fewer than `min_qd` of its queue depth (or a failed trial) makes
+//!    the figure **unreliable** unless the figure regressed anyway; and a change whose every new
+//!    repetition is worse than every base repetition by more than 2δ is **regressed** whatever
+//!    the flags or the interval.
 
 use serde::Serialize;
 
 use super::metrics::{self, Metric};
 use super::rundoc::TrialDoc;
 use crate::config::thresholds::Limits;
-use crate::stats::{self, Alternative, RatioInterval};
+use crate::stats;
 
-/// Fewer repetitions than this on either side: inconclusive.
-pub const MIN_REPETITIONS: usize = 5;
-/// The family-wise error rate.
-pub const ALPHA: f64 = 0.05;
-/// Bootstrap resamples per comparison.
-pub const RESAMPLES: u32 = 10_000;
-pub const CONFIDENCE: f64 = 0.95;
+/// The one-sided error of each bound of the interval: a two-sided 95 % interval.
+pub const ALPHA: f64 = 0.025;
+/// The margin is at least this many run-to-run standard deviations (of the log figure) where
+/// history knows them: two runs' offsets differ by √2·σ, so 3σ is 2.1 of their standard
+/// deviations before the estimate alone, and further still for the bound.
+pub const SIGMA_FACTOR: f64 = 3.0;
+/// "Regressed whatever the flags" needs this many repetitions on each side (with fewer, two
+/// noisy values can be apart by chance).
+pub const DOMINANCE_MIN_REPETITIONS: usize = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -40,7 +47,7 @@ pub enum Verdict {
     Pass,
     Improved,
     Inconclusive,
-    Invalid,
+    Unreliable,
     Regressed,
 }
 
@@ -50,15 +57,19 @@ impl Verdict {
             Verdict::Pass => "pass",
             Verdict::Improved => "improved",
             Verdict::Inconclusive => "inconclusive",
-            Verdict::Invalid => "invalid",
+            Verdict::Unreliable => "unreliable",
             Verdict::Regressed => "regressed",
         }
+    }
+    /// Not judged: neither a pass nor a regression could be said.
+    pub fn not_judged(self) -> bool {
+        matches!(self, Verdict::Inconclusive | Verdict::Unreliable)
     }
     pub const ALL: [Verdict; 5] = [
         Verdict::Pass,
         Verdict::Improved,
         Verdict::Inconclusive,
-        Verdict::Invalid,
+        Verdict::Unreliable,
         Verdict::Regressed,
     ];
 }
@@ -68,9 +79,7 @@ impl Verdict {
 pub struct Side {
     pub values: Vec<f64>,
     pub median: Option<f64>,
-    /// Spread across the repetitions: 1.4826 × MAD / median, the robust counterpart of the
-    /// coefficient of variation (equal to it for normal noise), so that one odd repetition
-    /// (the cold first one on a fresh volume) does not alone make a side unjudgeable.
+    /// Spread across the repetitions: 1.4826 × MAD / median (shown, not judged on).
     pub spread: Option<f64>,
 }
 
@@ -84,6 +93,17 @@ impl Side {
     }
 }
 
+/// The change new / base as a ratio: the Hodges–Lehmann estimate and its exact interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RatioInterval {
+    pub ratio: f64,
+    /// 0 and +∞ when the repetitions are too few for a bound.
+    pub low: f64,
+    pub high: f64,
+    /// One-sided confidence of each bound (0 when unbounded).
+    pub confidence: f64,
+}
+
 /// One verdict with everything that led to it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
@@ -92,15 +112,18 @@ pub struct Comparison {
     pub metric: Metric,
     pub base: Side,
     pub new: Side,
-    /// The regression threshold, a positive fraction.
+    /// The class's regression threshold, a positive fraction.
     pub threshold: f64,
-    /// median(new) / median(base) with its bootstrap interval.
+    /// The margin used (≥ the threshold), a positive fraction of the base figure.
+    pub margin: f64,
+    /// The run-to-run σ of the log figure from history, when it raised the margin or was known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub noise_sigma: Option<f64>,
+    /// new / base with its interval.
     pub ratio: Option<RatioInterval>,
-    /// One-sided p towards "worse", raw and Holm-adjusted (when tested).
-    pub p_worse: Option<f64>,
-    pub p_worse_adjusted: Option<f64>,
-    pub p_better: Option<f64>,
-    pub p_better_adjusted: Option<f64>,
+    /// Why a repetition cannot be trusted (stalls, within-run variation, queue depth).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
     pub verdict: Verdict,
     pub reason: String,
 }
@@ -116,27 +139,33 @@ impl Comparison {
     pub fn change_pct(&self) -> Option<f64> {
         self.ratio.map(|r| (r.ratio - 1.0) * 100.0)
     }
+    /// The margin as a signed percentage in the figure's bad direction (`-5%`, `+10%`).
+    pub fn margin_pct(&self) -> f64 {
+        if self.metric.higher_is_better() {
+            -self.margin * 100.0
+        } else {
+            self.margin * 100.0
+        }
+    }
 }
 
-/// The bootstrap seed of one comparison: fixed per (class, workload, metric), so the same
-/// two files always give the same intervals.
-fn seed_of(class: &str, workload: &str, metric: Metric) -> u64 {
-    crate::checks::derive_u64(&format!("pvcheck-gate:{class}:{workload}:{}", metric.key()))
-}
+/// Run-to-run noise per figure, from history: (class, workload, metric key) → σ of the log
+/// figure. Empty when no history is known.
+pub type Noise = std::collections::BTreeMap<(String, String, String), f64>;
 
-/// Judges one (class, workload): every metric of the job. P-values are raw here; [`finish`]
-/// adjusts them over the whole family and gives the final verdicts.
+/// Judges one (class, workload): every metric of the job.
 pub fn judge_workload(
     class: &str,
     workload: &str,
     base: &TrialDoc,
     new: &TrialDoc,
     limits: &Limits,
+    noise: &Noise,
 ) -> Vec<Comparison> {
     let Some(first) = new.repetitions.first().or(base.repetitions.first()) else {
         return Vec::new();
     };
-    let invalid = invalid_reason(base, new, limits);
+    let flags = flags_of(base, new, limits);
     metrics::metrics_of(first)
         .into_iter()
         .map(|m| {
@@ -146,6 +175,9 @@ pub fn judge_workload(
                     .filter_map(|b| metrics::value(b, m))
                     .collect::<Vec<f64>>()
             };
+            let sigma = noise
+                .get(&(class.to_string(), workload.to_string(), m.key().to_string()))
+                .copied();
             judge_metric(
                 class,
                 workload,
@@ -153,28 +185,55 @@ pub fn judge_workload(
                 Side::new(vals(base)),
                 Side::new(vals(new)),
                 m.threshold(limits),
-                invalid.clone(),
+                sigma,
+                flags.clone(),
             )
         })
         .collect()
 }
 
-fn invalid_reason(base: &TrialDoc, new: &TrialDoc, limits: &Limits) -> Option<String> {
+/// Every reason a repetition of either side cannot be trusted, in order.
+fn flags_of(base: &TrialDoc, new: &TrialDoc, limits: &Limits) -> Vec<String> {
+    let mut out = Vec::new();
     for (side, t) in [("base", base), ("new", new)] {
         if t.status == "failed" {
-            return Some(format!("the trial failed in the {side} run"));
+            out.push(format!("the trial failed in the {side} run"));
         }
         for (i, b) in t.repetitions.iter().enumerate() {
             if let Some(why) = metrics::invalid_reason(b, limits) {
-                return Some(format!("{side} repetition {}: {why}", i + 1));
+                out.push(format!("{side} repetition {}: {why}", i + 1));
             }
         }
     }
-    None
+    out
 }
 
-/// The verdict of one metric before the family's correction: invalid and inconclusive are
-/// final; the rest carry raw p-values and are decided by [`finish`].
+/// `ln` of the ratio at which a change of `fraction` in the bad direction begins, as a positive
+/// distance on the log scale: `−ln(1 − f)` for rates, `ln(1 + f)` for latencies.
+fn log_margin(metric: Metric, fraction: f64) -> f64 {
+    if metric.higher_is_better() {
+        -(1.0 - fraction.min(0.99)).ln()
+    } else {
+        fraction.ln_1p()
+    }
+}
+
+/// The fraction a log distance stands for, in the figure's bad direction (inverse of
+/// [`log_margin`]).
+fn fraction_of(metric: Metric, log: f64) -> f64 {
+    if metric.higher_is_better() {
+        1.0 - (-log).exp()
+    } else {
+        log.exp_m1()
+    }
+}
+
+fn pct(x: f64) -> String {
+    format!("{:+.1}%", x * 100.0)
+}
+
+/// The verdict of one metric.
+#[allow(clippy::too_many_arguments)]
 pub fn judge_metric(
     class: &str,
     workload: &str,
@@ -182,15 +241,22 @@ pub fn judge_metric(
     base: Side,
     new: Side,
     threshold: f64,
-    invalid: Option<String>,
+    noise_sigma: Option<f64>,
+    flags: Vec<String>,
 ) -> Comparison {
-    let ratio = stats::ratio_of_medians(
-        &base.values,
-        &new.values,
-        RESAMPLES,
-        CONFIDENCE,
-        seed_of(class, workload, metric),
-    );
+    let by_threshold = log_margin(metric, threshold);
+    let margin_log = match noise_sigma {
+        Some(s) if s.is_finite() && SIGMA_FACTOR * s > by_threshold => SIGMA_FACTOR * s,
+        _ => by_threshold,
+    };
+    let margin = fraction_of(metric, margin_log);
+    let positive = |v: &[f64]| v.iter().all(|x| *x > 0.0 && x.is_finite());
+    let shift = if positive(&base.values) && positive(&new.values) {
+        let ln = |v: &[f64]| v.iter().map(|x| x.ln()).collect::<Vec<f64>>();
+        stats::shift(&ln(&base.values), &ln(&new.values), ALPHA)
+    } else {
+        None
+    };
     let mut c = Comparison {
         class: class.to_string(),
         workload: workload.to_string(),
@@ -198,135 +264,143 @@ pub fn judge_metric(
         base,
         new,
         threshold,
-        ratio,
-        p_worse: None,
-        p_worse_adjusted: None,
-        p_better: None,
-        p_better_adjusted: None,
+        margin,
+        noise_sigma,
+        ratio: shift.map(|s| RatioInterval {
+            ratio: s.estimate.exp(),
+            low: s.low.exp(),
+            high: s.high.exp(),
+            confidence: s.one_sided_confidence,
+        }),
+        flags,
         verdict: Verdict::Inconclusive,
         reason: String::new(),
     };
-    if let Some(why) = invalid {
-        c.verdict = Verdict::Invalid;
-        c.reason = why;
+    let Some(s) = shift else {
+        c.verdict = if c.flags.is_empty() {
+            Verdict::Inconclusive
+        } else {
+            Verdict::Unreliable
+        };
+        c.reason = if c.base.values.is_empty() || c.new.values.is_empty() {
+            format!(
+                "{} vs {} repetitions with this figure: nothing to compare",
+                c.base.values.len(),
+                c.new.values.len()
+            )
+        } else {
+            "a value is zero, negative or missing: no ratio".into()
+        };
         return c;
-    }
+    };
+    // Oriented: positive = worse.
+    let worse = |d: f64| if metric.higher_is_better() { -d } else { d };
+    let (worse_low, worse_high) = if metric.higher_is_better() {
+        (worse(s.high), worse(s.low))
+    } else {
+        (worse(s.low), worse(s.high))
+    };
+    let worse_min = if metric.higher_is_better() {
+        worse(s.max)
+    } else {
+        worse(s.min)
+    };
     let (nb, nn) = (c.base.values.len(), c.new.values.len());
-    if nb < MIN_REPETITIONS || nn < MIN_REPETITIONS {
-        c.reason = format!(
-            "{nb} vs {nn} repetitions: at least {MIN_REPETITIONS} on each side are needed (pvcheck run --repeat {MIN_REPETITIONS})"
-        );
-        return c;
-    }
-    let spreads = [("base", c.base.spread), ("new", c.new.spread)];
-    for (side, spread) in spreads {
-        if let Some(sp) = spread
-            && sp > threshold / 2.0
-        {
-            c.reason = format!(
-                "the {side} repetitions spread {:.1}% (1.4826·MAD/median), more than half the {:.0}% threshold",
-                sp * 100.0,
-                threshold * 100.0
-            );
-            return c;
-        }
-    }
-    let Some(_) = c.ratio else {
-        c.reason = "no ratio: a median is zero or a value is missing".into();
-        return c;
+    let limit = pct(c.margin_pct() / 100.0);
+    let why_margin = match noise_sigma {
+        Some(sig) if margin_log > by_threshold => format!(
+            " (the {} threshold raised to {SIGMA_FACTOR}σ, σ = {:.1}% run to run in history)",
+            pct(if metric.higher_is_better() {
+                -threshold
+            } else {
+                threshold
+            }),
+            sig * 100.0
+        ),
+        _ => String::new(),
     };
-    // "worse" is new < base for rates, new > base for latencies.
-    let (worse, better) = if metric.higher_is_better() {
-        (Alternative::Less, Alternative::Greater)
+    let interval = if s.one_sided_confidence > 0.0 {
+        let r = c.ratio.unwrap_or(RatioInterval {
+            ratio: 1.0,
+            low: 1.0,
+            high: 1.0,
+            confidence: 0.0,
+        });
+        format!(
+            "{} … {} ({:.1}% bounds, {nb} vs {nn})",
+            pct(r.low - 1.0),
+            pct(r.high - 1.0),
+            s.one_sided_confidence * 100.0
+        )
     } else {
-        (Alternative::Greater, Alternative::Less)
+        String::new()
     };
-    c.p_worse = stats::mann_whitney(&c.new.values, &c.base.values, worse).map(|r| r.p);
-    c.p_better = stats::mann_whitney(&c.new.values, &c.base.values, better).map(|r| r.p);
-    c
-}
-
-/// Holm over every tested comparison of the run, then the final verdicts.
-pub fn finish(comparisons: &mut [Comparison]) -> usize {
-    let tested: Vec<usize> = (0..comparisons.len())
-        .filter(|&i| comparisons[i].p_worse.is_some() && comparisons[i].verdict != Verdict::Invalid)
-        .collect();
-    let m = tested.len();
-    let worse: Vec<f64> = tested
-        .iter()
-        .map(|&i| comparisons[i].p_worse.unwrap_or(1.0))
-        .collect();
-    let better: Vec<f64> = tested
-        .iter()
-        .map(|&i| comparisons[i].p_better.unwrap_or(1.0))
-        .collect();
-    let (aw, ab) = (stats::holm_adjust(&worse), stats::holm_adjust(&better));
-    for (k, &i) in tested.iter().enumerate() {
-        let c = &mut comparisons[i];
-        c.p_worse_adjusted = Some(aw[k]);
-        c.p_better_adjusted = Some(ab[k]);
-        decide(c, m);
-    }
-    m
-}
-
-fn decide(c: &mut Comparison, family: usize) {
-    let Some(r) = c.ratio else { return };
-    let t = c.threshold;
-    let higher = c.metric.higher_is_better();
-    // Beyond the threshold towards worse / better; within the acceptable side.
-    let (worse_beyond, better_beyond, acceptable) = if higher {
-        (r.high < 1.0 - t, r.low > 1.0 + t, r.low >= 1.0 - t)
+    let flagged = !c.flags.is_empty();
+    let flag_note = if flagged {
+        format!("; despite: {}", c.flags.join("; "))
     } else {
-        (r.low > 1.0 + t, r.high < 1.0 - t, r.high <= 1.0 + t)
+        String::new()
     };
-    let pw = c.p_worse_adjusted.unwrap_or(1.0);
-    let pb = c.p_better_adjusted.unwrap_or(1.0);
-    let interval = format!(
-        "{:+.1}% … {:+.1}%",
-        (r.low - 1.0) * 100.0,
-        (r.high - 1.0) * 100.0
-    );
-    let limit = if higher { -t } else { t } * 100.0;
-    if worse_beyond && pw < ALPHA {
+    if nb >= DOMINANCE_MIN_REPETITIONS
+        && nn >= DOMINANCE_MIN_REPETITIONS
+        && worse_min > 2.0 * margin_log
+    {
         c.verdict = Verdict::Regressed;
         c.reason = format!(
-            "the 95% interval {interval} lies beyond the {limit:+.0}% threshold; p = {pw:.4} after Holm over {family} comparisons"
+            "every new repetition is worse than every base repetition by more than twice the {limit} margin{why_margin} (the closest pair: {}){flag_note}",
+            pct(fraction_of(metric, worse_min) * if metric.higher_is_better() { -1.0 } else { 1.0 })
         );
-    } else if better_beyond && pb < ALPHA {
-        c.verdict = Verdict::Improved;
+        return c;
+    }
+    if s.one_sided_confidence == 0.0 {
+        c.verdict = if flagged {
+            Verdict::Unreliable
+        } else {
+            Verdict::Inconclusive
+        };
+        let needed = (2..=20)
+            .find(|&n| stats::shift::order_statistic(n, n, ALPHA).0 > 0)
+            .unwrap_or(4);
         c.reason = format!(
-            "the 95% interval {interval} lies beyond {:+.0}%; p = {pb:.4} after Holm",
-            -limit
-        );
-    } else if acceptable {
-        c.verdict = Verdict::Pass;
-        c.reason = format!("the 95% interval {interval} stays within the {limit:+.0}% threshold");
-    } else if worse_beyond {
-        let best = 1.0 / binomial(c.base.values.len() + c.new.values.len(), c.new.values.len());
-        c.verdict = Verdict::Inconclusive;
-        c.reason = format!(
-            "the 95% interval {interval} lies beyond the {limit:+.0}% threshold, but p = {pw:.4} after Holm over {family} comparisons is not below {ALPHA}{}",
-            if best * family as f64 >= ALPHA {
-                format!(
-                    " (with {} vs {} repetitions no p below {best:.4} exists: more repetitions are needed for {family} comparisons)",
-                    c.base.values.len(),
-                    c.new.values.len()
-                )
+            "{nb} vs {nn} repetitions allow no exact bound at {:.1}%: at least {needed} on each side are needed (--repeat {needed}){}",
+            (1.0 - ALPHA) * 100.0,
+            if flagged {
+                format!("; and {}", c.flags.join("; "))
             } else {
                 String::new()
             }
         );
+        return c;
+    }
+    if worse_low > margin_log {
+        c.verdict = Verdict::Regressed;
+        c.reason = format!(
+            "the interval {interval} lies wholly beyond the {limit} margin{why_margin}{flag_note}"
+        );
+        return c;
+    }
+    if flagged {
+        c.verdict = Verdict::Unreliable;
+        c.reason = format!(
+            "not judged: {} (interval {interval}, margin {limit})",
+            c.flags.join("; ")
+        );
+        return c;
+    }
+    if worse_high < -margin_log {
+        c.verdict = Verdict::Improved;
+        c.reason =
+            format!("the interval {interval} lies wholly beyond the margin on the good side");
+    } else if worse_high <= margin_log {
+        c.verdict = Verdict::Pass;
+        c.reason = format!(
+            "the interval {interval} excludes a change beyond the {limit} margin{why_margin}"
+        );
     } else {
         c.verdict = Verdict::Inconclusive;
-        c.reason = format!("the 95% interval {interval} reaches past the {limit:+.0}% threshold");
+        c.reason = format!(
+            "the interval {interval} reaches past the {limit} margin{why_margin}: more repetitions decide"
+        );
     }
-}
-
-fn binomial(n: usize, k: usize) -> f64 {
-    let mut r = 1.0f64;
-    for i in 0..k.min(n - k) {
-        r = r * (n - i) as f64 / (i + 1) as f64;
-    }
-    r
+    c
 }

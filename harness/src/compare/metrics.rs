@@ -42,7 +42,7 @@ impl Metric {
     pub fn label(self) -> &'static str {
         match self {
             Metric::Iops => "IOPS",
-            Metric::Bandwidth => "MB/s",
+            Metric::Bandwidth => "MiB/s",
             Metric::P99 => "p99",
             Metric::P999 => "p99.9",
             Metric::FsyncP99 => "fsync p99",
@@ -74,8 +74,9 @@ impl Metric {
         if self.is_latency() {
             return format_ns(v);
         }
+        // MiB/s, as the terminal's speed tables show bandwidth.
         let v = if self == Metric::Bandwidth {
-            v / 1e6
+            v / 1_048_576.0
         } else {
             v
         };
@@ -152,26 +153,58 @@ pub fn invalid_reason(bench: &Value, limits: &Limits) -> Option<String> {
     if bench.get("status").and_then(Value::as_str) == Some("stalled") {
         return Some("the job stalled".into());
     }
+    // Judged on the printed values (one decimal of a percent), so that a flag never reads
+    // "varied 10.0% (limit 10.0%)".
+    let tenths = |fraction: f64| (fraction * 1000.0).round() / 10.0;
     if let Some(cv) = at(bench, &["cv"])
-        && cv > limits.max_cv
+        && tenths(cv) > tenths(limits.max_cv)
     {
         return Some(format!(
-            "IOPS varied {:.1}% within the run (limit {:.0}%)",
-            cv * 100.0,
-            limits.max_cv * 100.0
+            "IOPS varied {:.1}% within the run (limit {:.1}%)",
+            tenths(cv),
+            tenths(limits.max_cv)
         ));
     }
     let target =
         at(bench, &["job", "iodepth"]).unwrap_or(0.0) * at(bench, &["job", "jobs"]).unwrap_or(1.0);
     if let Some(qd) = at(bench, &["qd_achieved"])
         && target > 0.0
-        && qd < limits.min_qd * target
+        && tenths(qd / target) < tenths(limits.min_qd)
     {
         return Some(format!(
-            "kept {qd:.1} I/Os in flight of {target:.0} ({:.0}%, limit {:.0}%)",
-            100.0 * qd / target,
-            limits.min_qd * 100.0
+            "kept {qd:.1} I/Os in flight of {target:.0} ({:.1}%, limit {:.1}%)",
+            tenths(qd / target),
+            tenths(limits.min_qd)
         ));
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bench(cv: f64, qd: f64) -> Value {
+        serde_json::json!({ "cv": cv, "qd_achieved": qd, "job": { "iodepth": 32, "jobs": 1 } })
+    }
+
+    /// Issue 23 item 10: "IOPS varied 10.0% within the run (limit 10%)" read as a pass that
+    /// failed. A figure is flagged only when its printed value is beyond the printed limit.
+    #[test]
+    fn a_variation_printed_as_the_limit_is_not_flagged_and_a_flag_shows_why() {
+        let l = Limits::default();
+        assert_eq!(invalid_reason(&bench(0.10004, 32.0), &l), None);
+        let why = invalid_reason(&bench(0.1006, 32.0), &l).unwrap();
+        assert_eq!(why, "IOPS varied 10.1% within the run (limit 10.0%)");
+        assert_eq!(invalid_reason(&bench(0.05, 28.79), &l), None);
+        let why = invalid_reason(&bench(0.05, 28.7), &l).unwrap();
+        assert_eq!(why, "kept 28.7 I/Os in flight of 32 (89.7%, limit 90.0%)");
+    }
+
+    /// Issue 23 item 9: Markdown showed `MB/s 1252` where the terminal showed `1194 MiB/s`.
+    #[test]
+    fn bandwidth_is_in_mib_per_second_as_the_terminal_shows_it() {
+        assert_eq!(Metric::Bandwidth.label(), "MiB/s");
+        assert_eq!(Metric::Bandwidth.format(1194.0 * 1_048_576.0), "1194");
+    }
 }

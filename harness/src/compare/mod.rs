@@ -7,12 +7,13 @@
 
 pub mod fingerprint;
 pub mod gate;
+pub mod history;
 pub mod metrics;
 pub mod rundoc;
 pub mod synthetic;
 
 pub use fingerprint::Difference;
-pub use gate::{Comparison, Verdict};
+pub use gate::{Comparison, Noise, Verdict};
 pub use rundoc::{ReadError, RunDoc, TrialDoc};
 
 use crate::exit_code;
@@ -40,6 +41,16 @@ pub enum CompareError {
     NothingInCommon { base: String, new: String },
 }
 
+impl CompareError {
+    /// 2 for a file that cannot be read (bad input), 7 for a refusal.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CompareError::Read(_) => exit_code::USAGE,
+            _ => exit_code::REFUSED,
+        }
+    }
+}
+
 /// A failed trial of the new side.
 #[derive(Debug, Clone)]
 pub struct FailedTrial {
@@ -56,8 +67,6 @@ pub struct Report {
     /// Fingerprint differences (only with --allow-mismatch; otherwise the comparison is refused).
     pub differences: Vec<Difference>,
     pub comparisons: Vec<Comparison>,
-    /// How many comparisons were tested together (the Holm family).
-    pub family: usize,
     pub failed: Vec<FailedTrial>,
     /// Things the reader should know (classes or workloads on one side only).
     pub notes: Vec<String>,
@@ -68,21 +77,44 @@ impl Report {
         self.comparisons.iter().filter(|c| c.verdict == v).count()
     }
 
+    /// How many figures were not judged (inconclusive or unreliable).
+    pub fn not_judged(&self) -> usize {
+        self.comparisons
+            .iter()
+            .filter(|c| c.verdict.not_judged())
+            .count()
+    }
+
     /// The exit code of the gate: 1 a check failed in the new run (integrity first of all),
-    /// 3 a regression, 4 inconclusive or invalid comparisons with `--strict`, else 0.
-    pub fn exit_code(&self, strict: bool) -> u8 {
+    /// 3 a regression, 4 figures not judged (inconclusive or unreliable) unless
+    /// `allow_inconclusive`, else 0.
+    pub fn exit_code(&self, allow_inconclusive: bool) -> u8 {
         if !self.failed.is_empty() {
             exit_code::CHECK_FAILED
         } else if self.count(Verdict::Regressed) > 0 {
             exit_code::REGRESSED
-        } else if strict && (self.count(Verdict::Inconclusive) + self.count(Verdict::Invalid)) > 0 {
+        } else if !allow_inconclusive && self.not_judged() > 0 {
             exit_code::INCONCLUSIVE
         } else {
             exit_code::OK
         }
     }
 
-    /// One line: what the gate says.
+    /// The gate's verdict in one word, first in every report: `FAILED` (a check failed),
+    /// `REGRESSED`, `NOT JUDGED` (figures inconclusive or unreliable), `PASS`.
+    pub fn headline(&self) -> &'static str {
+        if !self.failed.is_empty() {
+            "FAILED"
+        } else if self.count(Verdict::Regressed) > 0 {
+            "REGRESSED"
+        } else if self.not_judged() > 0 {
+            "NOT JUDGED"
+        } else {
+            "PASS"
+        }
+    }
+
+    /// One line: what the gate says, always with how many figures were not judged.
     pub fn summary(&self) -> String {
         let mut parts: Vec<String> = Verdict::ALL
             .iter()
@@ -98,15 +130,14 @@ impl Report {
             format!("GATE FAILED: {integrity} integrity failure(s); ")
         } else if !self.failed.is_empty() {
             format!("GATE FAILED: {} check(s) failed; ", self.failed.len())
-        } else if self.count(Verdict::Regressed) > 0 {
-            "REGRESSED: ".into()
         } else {
-            String::new()
+            format!("{}: ", self.headline())
         };
         format!(
-            "{head}{} (Holm family of {})",
+            "{head}{} of {} figure(s); {} not judged",
             parts.join(", "),
-            self.family
+            self.comparisons.len(),
+            self.not_judged()
         )
     }
 }
@@ -155,6 +186,17 @@ fn common(base: &RunDoc, new: &RunDoc, notes: &mut Vec<String>) -> Vec<(String, 
 /// Compares two results. Refuses the same run on both sides, and unlike setups unless
 /// `allow_mismatch` (then the differences are part of the report).
 pub fn compare(base: RunDoc, new: RunDoc, allow_mismatch: bool) -> Result<Report, CompareError> {
+    compare_with_noise(base, new, allow_mismatch, &Noise::new())
+}
+
+/// [`compare`], with the run-to-run noise of each figure known from history (it raises the
+/// margins: `gate`).
+pub fn compare_with_noise(
+    base: RunDoc,
+    new: RunDoc,
+    allow_mismatch: bool,
+    noise: &Noise,
+) -> Result<Report, CompareError> {
     if let Some(id) = new
         .run_ids
         .iter()
@@ -178,8 +220,8 @@ pub fn compare(base: RunDoc, new: RunDoc, allow_mismatch: bool) -> Result<Report
     if !differences.is_empty() && !allow_mismatch {
         return Err(CompareError::Mismatch(differences));
     }
-    // Every (class, workload) is judged on its own (the bootstrap is most of the work), so
-    // they are spread over the CPUs; the order of the result stays the run's.
+    // Every (class, workload) is judged on its own, spread over the CPUs; the order of the
+    // result stays the run's.
     let mut jobs = Vec::new();
     for (class, workloads) in &classes {
         let thresholds = new.thresholds(class);
@@ -193,13 +235,13 @@ pub fn compare(base: RunDoc, new: RunDoc, allow_mismatch: bool) -> Result<Report
         .map_or(1, |n| n.get())
         .min(jobs.len().max(1));
     let chunk = jobs.len().div_ceil(threads).max(1);
-    let mut comparisons: Vec<Comparison> = std::thread::scope(|scope| {
+    let comparisons: Vec<Comparison> = std::thread::scope(|scope| {
         let handles: Vec<_> = jobs
             .chunks(chunk)
             .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .flat_map(|(c, w, b, n, l)| gate::judge_workload(c, w, b, n, l))
+                        .flat_map(|(c, w, b, n, l)| gate::judge_workload(c, w, b, n, l, noise))
                         .collect::<Vec<_>>()
                 })
             })
@@ -209,7 +251,6 @@ pub fn compare(base: RunDoc, new: RunDoc, allow_mismatch: bool) -> Result<Report
             .flat_map(|h| h.join().unwrap_or_default())
             .collect()
     });
-    let family = gate::finish(&mut comparisons);
     let failed = new
         .trials
         .iter()
@@ -225,7 +266,6 @@ pub fn compare(base: RunDoc, new: RunDoc, allow_mismatch: bool) -> Result<Report
         new,
         differences,
         comparisons,
-        family,
         failed,
         notes,
     })

@@ -10,10 +10,14 @@ fn pct(x: f64) -> String {
     format!("{:+.1}%", x)
 }
 
-/// `-2.1% … +1.5%`.
+/// `-2.1% … +1.5%` (the exact interval of the change), or `unbounded` when the repetitions are
+/// too few for a bound.
 pub fn interval(c: &Comparison) -> String {
     c.ratio
         .map(|r| {
+            if r.confidence == 0.0 {
+                return "unbounded".to_string();
+            }
             format!(
                 "{} … {}",
                 pct((r.low - 1.0) * 100.0),
@@ -38,6 +42,22 @@ fn verdict_cell(v: Verdict) -> String {
         Verdict::Regressed => "REGRESSED".into(),
         other => other.as_str().into(),
     }
+}
+
+/// The workloads of `class` that `run --baseline` repeated until decided: (workload, asked,
+/// total).
+pub fn repeated(run: &crate::compare::RunDoc, class: &str) -> Vec<(String, u64, u64)> {
+    run.doc["trials"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["class"] == class)
+        .filter_map(|t| {
+            let r = &t["metrics"]["repeated_until_decided"];
+            let w = t["check"].as_str()?.strip_prefix("speed::")?;
+            Some((w.to_string(), r["initial"].as_u64()?, r["total"].as_u64()?))
+        })
+        .collect()
 }
 
 /// Renders the whole report for a terminal.
@@ -103,7 +123,7 @@ pub fn render(r: &Report) -> String {
             "metric",
             "base → new",
             "change",
-            "95% interval",
+            "interval",
             "verdict",
         ]);
         let mut last_w = "";
@@ -124,6 +144,12 @@ pub fn render(r: &Report) -> String {
             ]);
         }
         out.push_str(&format!("{t}\n"));
+        for (w, initial, total) in repeated(&r.new, class) {
+            out.push_str(&format!(
+                "  {w} needed {total} repetitions to decide ({initial} asked, {} more while a figure was inconclusive)\n",
+                total - initial
+            ));
+        }
         let mut seen: Vec<(String, String)> = Vec::new();
         for c in rows.iter().filter(|c| c.verdict != Verdict::Pass) {
             let key = (c.workload.clone(), c.reason.clone());

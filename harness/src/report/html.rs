@@ -144,7 +144,7 @@ const STYLE: &str = "body{font-family:sans-serif;margin:2em;color:#222;max-width
 h1{font-size:1.5em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}\
 table{border-collapse:collapse;font-size:.85em}td,th{padding:2px 8px;border-bottom:1px solid #eee;text-align:left}\
 td.n{text-align:right;font-variant-numeric:tabular-nums}.v-pass{color:#2a7a2a}.v-improved{color:#1f5fa8}\
-.v-regressed{color:#fff;background:#c0392b;font-weight:bold}.v-invalid{color:#8a5a00}.v-inconclusive{color:#777}\
+.v-regressed{color:#fff;background:#c0392b;font-weight:bold}.v-unreliable{color:#8a5a00}.gate{font-size:1.4em;font-weight:bold;padding:.3em .6em;display:inline-block}.gate-red{color:#fff;background:#c0392b}.gate-green{color:#fff;background:#27ae60}.v-inconclusive{color:#777}\
 .summary{font-size:1.1em;font-weight:bold;padding:.5em;background:#f4f4f4}.diff{color:#a03000}\
 .grid{display:flex;flex-wrap:wrap;gap:8px}.why{color:#666;font-size:.9em}";
 
@@ -177,6 +177,25 @@ pub fn render(input: &ReportInput) -> String {
         ))
         .unwrap_or_default()
     );
+    if let Some(state) = input.gate() {
+        let _ = writeln!(
+            h,
+            "<p class=\"gate {}\">Gate: {}</p>",
+            if state.is_failure() {
+                "gate-red"
+            } else {
+                "gate-green"
+            },
+            state.word()
+        );
+    }
+    if let Some(why) = input.refused {
+        let _ = writeln!(
+            h,
+            "<p class=\"summary\">No speed verdict: the comparison with the baseline was refused.</p><pre>{}</pre>",
+            esc(why)
+        );
+    }
     if let Some(r) = input.comparison {
         let _ = writeln!(h, "<p class=\"summary\">{}</p>", esc(&r.summary()));
         if !r.differences.is_empty() {
@@ -218,7 +237,7 @@ pub fn render(input: &ReportInput) -> String {
         h.push_str("</ul>\n");
     }
     if let Some(r) = input.comparison {
-        h.push_str("<h2>Verdicts</h2>\n<table><tr><th>class</th><th>workload</th><th>metric</th><th>base → new</th><th>change</th><th>95% interval</th><th>verdict</th><th>why</th></tr>\n");
+        h.push_str("<h2>Verdicts</h2>\n<table><tr><th>class</th><th>workload</th><th>metric</th><th>base → new</th><th>change</th><th>interval</th><th>verdict</th><th>why</th></tr>\n");
         for c in &r.comparisons {
             let _ = writeln!(
                 h,
@@ -249,7 +268,7 @@ pub fn render(input: &ReportInput) -> String {
         let seed = |w: &str, side: u64| crate::checks::derive_u64(&format!("{class}:{w}:{side}"));
         for (metric, title, unit, scale) in [
             (Metric::Iops, "IOPS", "IOPS", 1.0),
-            (Metric::Bandwidth, "bandwidth", "MB/s", 1e6),
+            (Metric::Bandwidth, "bandwidth", "MiB/s", 1_048_576.0),
         ] {
             let rows: Vec<RateRow> = ws
                 .iter()

@@ -8,7 +8,7 @@ use std::time::Duration;
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::compare_table::{change, interval, old_new};
-use super::outputs::ReportInput;
+use super::outputs::{GateState, ReportInput};
 use crate::compare::{Comparison, Verdict};
 
 fn line(c: &Comparison) -> String {
@@ -18,25 +18,70 @@ fn line(c: &Comparison) -> String {
         c.threshold
     } * 100.0;
     let mut s = format!(
-        "{} {}: {} ({}, 95% interval {}, threshold {limit:+.0}%)",
+        "{} {}: {} ({}, interval {}, threshold {limit:+.0}%, margin {:+.1}%)",
         c.metric.label(),
         c.verdict.as_str(),
         old_new(c),
         change(c),
         interval(c),
+        c.margin_pct(),
     );
-    if let Some(p) = c.p_worse_adjusted {
-        s.push_str(&format!(", p = {p:.4} after Holm"));
-    }
-    if matches!(c.verdict, Verdict::Inconclusive | Verdict::Invalid) {
+    if c.verdict != Verdict::Pass {
         s.push_str(&format!(": {}", c.reason));
     }
     s
 }
 
+/// The gate's own testsuite, first: one testcase whose status is the gate's verdict, so a CI
+/// dashboard is never greener than the gate (a refusal or a regression is a failure; figures
+/// not judged are one too unless `--allow-inconclusive`).
+fn gate_suite(input: &ReportInput, state: GateState) -> TestSuite {
+    let mut suite = TestSuite::new("pvcheck-gate");
+    let (message, description) = match (input.refused, input.comparison) {
+        (Some(why), _) => (
+            "the comparison with the baseline was refused: no speed verdict".to_string(),
+            why.to_string(),
+        ),
+        (None, Some(r)) => (
+            r.summary(),
+            r.comparisons
+                .iter()
+                .filter(|c| c.verdict != Verdict::Pass && c.verdict != Verdict::Improved)
+                .map(|c| format!("{} {}", c.workload, line(c)))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
+        (None, None) => (String::new(), String::new()),
+    };
+    let status = if state.is_failure() {
+        let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+        s.set_type(match state {
+            GateState::Refused => "refused",
+            GateState::Failed => "check",
+            GateState::Regressed => "regression",
+            _ => "not-judged",
+        });
+        s.set_message(format!("{}: {message}", state.word()));
+        s.set_description(description);
+        s
+    } else {
+        TestCaseStatus::success()
+    };
+    let mut case = TestCase::new("gate", status);
+    case.set_classname("pvcheck-gate");
+    if !state.is_failure() {
+        case.set_system_out(format!("{}: {message}", state.word()));
+    }
+    suite.add_test_case(case);
+    suite
+}
+
 pub fn render(input: &ReportInput) -> String {
     let run = input.run;
     let mut report = Report::new("pvcheck");
+    if let Some(state) = input.gate() {
+        report.add_test_suite(gate_suite(input, state));
+    }
     for class in run.classes() {
         let mut suite = TestSuite::new(class.clone());
         suite.add_property(Property::new("run_id", run.run_ids.join(",")));

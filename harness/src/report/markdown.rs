@@ -1,5 +1,5 @@
 //! `--markdown FILE`: for a pull-request comment or a CI job summary. The verdict first, then
-//! what needs attention (regressions, failed trials, invalid and inconclusive comparisons),
+//! what needs attention (regressions, failed trials, unreliable and inconclusive comparisons),
 //! then every comparison in a collapsed section.
 
 use std::fmt::Write as _;
@@ -13,7 +13,7 @@ fn esc(s: &str) -> String {
 }
 
 fn table(out: &mut String, rows: &[&Comparison], with_reason: bool) {
-    out.push_str("| class | workload | metric | base → new | change | 95% interval | verdict |");
+    out.push_str("| class | workload | metric | base → new | change | interval | verdict |");
     out.push_str(if with_reason { " why |\n" } else { "\n" });
     out.push_str("|---|---|---|---:|---:|---|---|");
     out.push_str(if with_reason { "---|\n" } else { "\n" });
@@ -46,27 +46,41 @@ pub fn render(input: &ReportInput) -> String {
     let failed: Vec<_> = run.trials.iter().filter(|t| t.status == "failed").collect();
     let passed = run.trials.iter().filter(|t| t.status == "passed").count();
     let ignored = run.trials.iter().filter(|t| t.status == "ignored").count();
+    if let Some(why) = input.refused {
+        let _ = writeln!(
+            out,
+            "## ❌ pvcheck gate: REFUSED — {} was not compared\n",
+            run.label
+        );
+        let _ = writeln!(
+            out,
+            "**No speed verdict was given: the comparison with the baseline was refused.**\n"
+        );
+        let _ = writeln!(out, "```\n{}\n```\n", why.trim_end());
+    }
     match input.comparison {
         Some(r) => {
-            let icon = if !r.failed.is_empty() || r.count(Verdict::Regressed) > 0 {
-                "❌"
-            } else if r.count(Verdict::Inconclusive) + r.count(Verdict::Invalid) > 0 {
-                "⚠️"
-            } else {
-                "✅"
+            let state = input.gate().unwrap_or(super::outputs::GateState::Pass);
+            let icon = match state {
+                super::outputs::GateState::Pass => "✅",
+                super::outputs::GateState::NotJudged { accepted: true } => "⚠️",
+                _ => "❌",
             };
             let _ = writeln!(
                 out,
-                "## pvcheck: {} → {} {icon}\n",
-                r.base.label, r.new.label
+                "## {icon} pvcheck gate: {} — {} → {}\n",
+                state.word(),
+                r.base.label,
+                r.new.label
             );
             let _ = writeln!(out, "**{}**\n", r.summary());
             let _ = writeln!(
                 out,
-                "Profile `{}`, platform `{}`; {passed} trial(s) passed, {} failed, {ignored} ignored. Regressed means: one-sided Mann–Whitney p < 0.05 after Holm over all comparisons **and** the whole 95% bootstrap interval of the ratio of medians beyond the threshold.\n",
+                "Profile `{}`, platform `{}`; {passed} trial(s) passed, {} failed, {ignored} ignored. Regressed means: the exact interval of the change (Hodges–Lehmann, one-sided bounds of at least {:.1}%) lies wholly beyond the margin (the class's threshold, or 3σ of the figure's run-to-run noise in history when larger), or every new repetition is worse than every base one by more than twice the margin. Not judged: inconclusive (more repetitions needed) or unreliable (stalls, unstable or shallow repetitions).\n",
                 run.profile,
                 run.platform,
-                failed.len()
+                failed.len(),
+                (1.0 - crate::compare::gate::ALPHA) * 100.0
             );
             if !r.differences.is_empty() {
                 let _ = writeln!(
@@ -116,8 +130,10 @@ pub fn render(input: &ReportInput) -> String {
             out.push_str("\n</details>\n");
         }
         None => {
-            let icon = if failed.is_empty() { "✅" } else { "❌" };
-            let _ = writeln!(out, "## pvcheck run {} {icon}\n", run.label);
+            if input.refused.is_none() {
+                let icon = if failed.is_empty() { "✅" } else { "❌" };
+                let _ = writeln!(out, "## pvcheck run {} {icon}\n", run.label);
+            }
             let _ = writeln!(
                 out,
                 "Profile `{}`, platform `{}`: {passed} passed, {} failed, {ignored} ignored.\n",

@@ -28,8 +28,65 @@ impl ReportPaths {
 pub struct ReportInput<'a> {
     pub run: &'a RunDoc,
     pub comparison: Option<&'a Report>,
+    /// A comparison was asked for (`--baseline`) but refused: why (unlike setups, …).
+    pub refused: Option<&'a str>,
+    /// `--allow-inconclusive`: figures not judged do not fail the gate.
+    pub allow_inconclusive: bool,
     /// `<results>`: the trend chart reads `<results>/runs/*.json`.
     pub results: &'a Path,
+}
+
+/// The gate's verdict, which every report states first (issue 19: never greener than the
+/// verdict).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateState {
+    /// Asked for, but no comparison was made.
+    Refused,
+    /// A check of the new run failed.
+    Failed,
+    Regressed,
+    /// Figures inconclusive or unreliable; `accepted` with `--allow-inconclusive`.
+    NotJudged {
+        accepted: bool,
+    },
+    Pass,
+}
+
+impl GateState {
+    pub fn word(self) -> &'static str {
+        match self {
+            GateState::Refused => "REFUSED",
+            GateState::Failed => "FAILED",
+            GateState::Regressed => "REGRESSED",
+            GateState::NotJudged { .. } => "NOT JUDGED",
+            GateState::Pass => "PASS",
+        }
+    }
+    /// Whether the gate failed (a CI system must show red).
+    pub fn is_failure(self) -> bool {
+        !matches!(
+            self,
+            GateState::Pass | GateState::NotJudged { accepted: true }
+        )
+    }
+}
+
+impl ReportInput<'_> {
+    /// The gate's state; `None` when no comparison was asked for.
+    pub fn gate(&self) -> Option<GateState> {
+        if self.refused.is_some() {
+            return Some(GateState::Refused);
+        }
+        let r = self.comparison?;
+        Some(match r.headline() {
+            "FAILED" => GateState::Failed,
+            "REGRESSED" => GateState::Regressed,
+            "NOT JUDGED" => GateState::NotJudged {
+                accepted: self.allow_inconclusive,
+            },
+            _ => GateState::Pass,
+        })
+    }
 }
 
 fn write_atomic(path: &Path, text: &str) -> Result<(), String> {

@@ -158,6 +158,21 @@ pub fn render(input: &ReportInput) -> String {
             );
         }
     }
+    if let Some(state) = input.gate() {
+        f.head(
+            "pvcheck_gate_outcome",
+            "1 for the gate's verdict of this run (refused, failed, regressed, not_judged, pass).",
+            "gauge",
+        );
+        for o in ["refused", "failed", "regressed", "not_judged", "pass"] {
+            let word = state.word().to_lowercase().replace(' ', "_");
+            f.sample(
+                "pvcheck_gate_outcome",
+                &[("outcome", o)],
+                f64::from(u8::from(word == o)),
+            );
+        }
+    }
     if let Some(r) = input.comparison {
         f.head(
             "pvcheck_gate_verdict",
@@ -181,7 +196,7 @@ pub fn render(input: &ReportInput) -> String {
         }
         f.head(
             "pvcheck_gate_ratio",
-            "Median new / median baseline, with the 95% bootstrap interval's bounds.",
+            "The change new / baseline (Hodges–Lehmann estimate) with its exact interval's bounds.",
             "gauge",
         );
         for c in &r.comparisons {

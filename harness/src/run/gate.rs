@@ -2,8 +2,9 @@
 //! flags (`--junit`, `--markdown`, `--html`, `--prometheus`) write their files.
 //!
 //! The exit code: the run's own (a failed check, 1) first; then the gate's (3 regressed,
-//! 4 inconclusive with `--strict`); 2 when the comparison itself was refused (unlike setups)
-//! or a report could not be written.
+//! 4 figures not judged unless `--allow-inconclusive`, 7 the comparison refused: unlike
+//! setups); 2 when a report could not be written. The reports say the gate's verdict first, a
+//! refusal included.
 
 use std::path::Path;
 
@@ -29,24 +30,31 @@ pub fn after_run(opts: &RunOptions, result_file: Option<&Path>, run_code: u8) ->
         }
     };
     let mut gate_code = exit_code::OK;
+    let mut refused = None;
+    let noise = compare::history::noise_of(&opts.results);
     let report = match opts.baseline.clone() {
         None => None,
-        Some(base) => match compare::compare(base, run.clone(), opts.allow_mismatch) {
-            Ok(r) => {
-                println!("{}", compare_table::render(&r));
-                gate_code = r.exit_code(opts.strict);
-                Some(r)
+        Some(base) => {
+            match compare::compare_with_noise(base, run.clone(), opts.allow_mismatch, &noise) {
+                Ok(r) => {
+                    println!("{}", compare_table::render(&r));
+                    gate_code = r.exit_code(opts.allow_inconclusive);
+                    Some(r)
+                }
+                Err(e) => {
+                    eprintln!("pvcheck: --baseline: GATE REFUSED: {e}");
+                    gate_code = e.exit_code();
+                    refused = Some(e.to_string());
+                    None
+                }
             }
-            Err(e) => {
-                eprintln!("pvcheck: --baseline: {e}");
-                gate_code = exit_code::USAGE;
-                None
-            }
-        },
+        }
     };
     let input = ReportInput {
         run: report.as_ref().map_or(&run, |r| &r.new),
         comparison: report.as_ref(),
+        refused: refused.as_deref(),
+        allow_inconclusive: opts.allow_inconclusive,
         results: &opts.results,
     };
     for p in outputs::write_all(&opts.reports, &input) {

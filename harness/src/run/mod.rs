@@ -69,6 +69,10 @@ pub struct RunOptions {
     pub reports: crate::report::outputs::ReportPaths,
     /// `--allow-mismatch`: compare with the baseline even when the setups differ.
     pub allow_mismatch: bool,
+    /// `--allow-inconclusive`: figures not judged do not make the exit code 4.
+    pub allow_inconclusive: bool,
+    /// `--max-repeat`: with a baseline, repetitions of a still-inconclusive workload, in all.
+    pub max_repeat: u32,
     /// `--phase` (and `--resume`): a whole run, or one side of an upgrade done elsewhere.
     pub phase: Phase,
 }
@@ -487,6 +491,22 @@ fn select_platform(
     })
 }
 
+/// The run's speed volumes; with `--baseline`, workloads still inconclusive against it get more
+/// repetitions, up to `--max-repeat` (issue 19).
+fn speed_volumes(opts: &RunOptions) -> checks::speed::SpeedVolumes {
+    let volumes = checks::speed::SpeedVolumes::new(opts.repeat);
+    match &opts.baseline {
+        Some(baseline) if opts.max_repeat > opts.repeat => {
+            volumes.repeating_until_decided(checks::speed::RepeatUntilDecided {
+                baseline: baseline.clone(),
+                noise: crate::compare::history::noise_of(&opts.results),
+                max_repeat: opts.max_repeat,
+            })
+        }
+        _ => volumes,
+    }
+}
+
 /// A run whose trials have finished (not interrupted).
 struct FinishedRun {
     ctx: Arc<RunCtx>,
@@ -545,7 +565,7 @@ fn run_trials(opts: &RunOptions, run: RunPlan) -> Result<FinishedRun, u8> {
         registry: registry.clone(),
         schedule: Schedule::default(),
         sink: ResultSink::default(),
-        speed: Arc::new(checks::speed::SpeedVolumes::new(opts.repeat)),
+        speed: Arc::new(speed_volumes(opts)),
         kept: Arc::new(Mutex::new(Vec::new())),
         agent_clock: Arc::new(checks::AgentClock::default()),
         progress: Progress::new(selected.len() as u64, threads > 1 && pretty),

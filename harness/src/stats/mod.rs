@@ -1,25 +1,28 @@
-//! The statistics behind the regression gate (issue 12), with no dependency beyond a PRNG:
+//! The statistics behind the regression gate (issues 12 and 19), with no dependency beyond a
+//! PRNG:
 //!
+//! - [`shift`]: the Hodges–Lehmann shift between two samples with exact, distribution-free
+//!   bounds (the Mann–Whitney inversion): the gate's interval, on log values;
 //! - [`mann_whitney`]: the one-sided Mann–Whitney U test; exact p-values (the permutation
 //!   distribution of the rank sum, ties included) for small samples, the normal approximation
 //!   with tie and continuity correction beyond;
-//! - [`holm`]: Holm's step-down adjustment for the many comparisons of one run;
-//! - [`bootstrap`]: a seeded percentile bootstrap of the ratio of medians (Xoshiro256++, so
-//!   the same inputs always give the same interval);
+//! - [`bootstrap`]: a seeded percentile bootstrap of a median and of a ratio of medians
+//!   (Xoshiro256++, so the same inputs always give the same interval; the HTML charts' whiskers);
 //! - [`summary`]: median, coefficient of variation and its robust counterpart.
 //!
 //! Why these: with a handful of repetitions nothing is known about the distribution of a
 //! storage figure (bimodal caches, long tails), so the test is rank-based, and the size of the
 //! change is judged by an interval rather than a point estimate (criterion.rs's rule: a
-//! regression only when the whole interval lies beyond the noise threshold).
+//! regression only when the whole interval lies beyond the noise threshold). No correction over
+//! the run's many figures: a margin holds false alarms down (compare::gate).
 
 pub mod bootstrap;
-pub mod holm;
 pub mod mann_whitney;
 pub mod normal;
+pub mod shift;
 pub mod summary;
 
 pub use bootstrap::{RatioInterval, median_interval, ratio_of_medians};
-pub use holm::holm_adjust;
 pub use mann_whitney::{Alternative, MannWhitney, mann_whitney};
+pub use shift::{Shift, shift};
 pub use summary::{cv, median, robust_spread};

@@ -2,6 +2,7 @@
 //! directories, read the result file, and prove nothing was left behind.
 #![allow(dead_code)]
 
+pub mod blockdev;
 pub mod kube;
 
 use std::path::{Path, PathBuf};

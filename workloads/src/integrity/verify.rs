@@ -158,22 +158,30 @@ pub fn verify(p: &VerifyParams) -> Result<VerifyReport, Error> {
                 let buf = &mut w.buf[..c.len as usize];
                 let n = io::read_full_at(f, buf, c.offset, &file.path)?;
                 let whole = n - n % bs as usize;
-                for (k, b) in buf[..whole].chunks_exact(bs as usize).enumerate() {
-                    let offset = c.offset + k as u64 * bs;
-                    let expected = BlockId {
-                        volume_id: ledger.volume_id,
-                        file_id: file.id,
-                        offset,
-                        generation: schedule.expected(file.id, offset),
-                        seed: ledger.seed,
-                    };
-                    if !block::is_exactly(&expected, b, p.full_hash) {
-                        w.found.push(
+                let found = &mut w.found;
+                let blocks = &buf[..whole];
+                block::check_run(
+                    blocks,
+                    bs as usize,
+                    p.full_hash,
+                    |k| {
+                        let offset = c.offset + k as u64 * bs;
+                        BlockId {
+                            volume_id: ledger.volume_id,
+                            file_id: file.id,
+                            offset,
+                            generation: schedule.expected(file.id, offset),
+                            seed: ledger.seed,
+                        }
+                    },
+                    |k, expected| {
+                        let b = &blocks[k * bs as usize..(k + 1) * bs as usize];
+                        found.push(
                             file.id,
                             classify::classify(&ctx, &file.display, &expected, b),
                         );
-                    }
-                }
+                    },
+                );
                 w.blocks += (whole as u64) / bs;
                 w.bytes += whole as u64;
                 if (whole as u64) < c.len {

@@ -162,16 +162,116 @@ impl Lanes4 {
         self.matches_portable(src)
     }
 
+    /// Four lanes' next four words each, transposed so that `out[l]` holds lane `l`'s words
+    /// in order (what goes into block `l`).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn next4_avx2(v: &mut [std::arch::x86_64::__m256i; 4]) -> [std::arch::x86_64::__m256i; 4] {
+        use std::arch::x86_64::*;
+        let mut r = [_mm256_setzero_si256(); 4];
+        for out in &mut r {
+            let [s0, s1, s2, s3] = v;
+            let sum = _mm256_add_epi64(*s0, *s3);
+            let rot = _mm256_or_si256(_mm256_slli_epi64(sum, 23), _mm256_srli_epi64(sum, 41));
+            *out = _mm256_add_epi64(rot, *s0);
+            let t = _mm256_slli_epi64(*s1, 17);
+            *s2 = _mm256_xor_si256(*s2, *s0);
+            *s3 = _mm256_xor_si256(*s3, *s1);
+            *s1 = _mm256_xor_si256(*s1, *s2);
+            *s0 = _mm256_xor_si256(*s0, *s3);
+            *s2 = _mm256_xor_si256(*s2, t);
+            *s3 = _mm256_or_si256(_mm256_slli_epi64(*s3, 45), _mm256_srli_epi64(*s3, 19));
+        }
+        // r[j] holds step j of lanes 0..4; transpose the 4 × 4 words.
+        let t0 = _mm256_unpacklo_epi64(r[0], r[1]);
+        let t1 = _mm256_unpackhi_epi64(r[0], r[1]);
+        let t2 = _mm256_unpacklo_epi64(r[2], r[3]);
+        let t3 = _mm256_unpackhi_epi64(r[2], r[3]);
+        [
+            _mm256_permute2x128_si256(t0, t2, 0x20),
+            _mm256_permute2x128_si256(t1, t3, 0x20),
+            _mm256_permute2x128_si256(t0, t2, 0x31),
+            _mm256_permute2x128_si256(t1, t3, 0x31),
+        ]
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn load_avx2(&self) -> [std::arch::x86_64::__m256i; 4] {
+        // SAFETY: each `s[w]` is 4 × u64 = 32 bytes; unaligned loads.
+        self.s
+            .map(|w| unsafe { std::arch::x86_64::_mm256_loadu_si256(w.as_ptr().cast()) })
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn store_avx2(&mut self, v: [std::arch::x86_64::__m256i; 4]) {
+        for (w, x) in self.s.iter_mut().zip(v) {
+            // SAFETY: each `s[w]` is 32 bytes; unaligned store.
+            unsafe { std::arch::x86_64::_mm256_storeu_si256(w.as_mut_ptr().cast(), x) };
+        }
+    }
+
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     fn fill_avx2(&mut self, dst: [&mut [u8]; 4]) {
-        self.fill_portable(dst)
+        use std::arch::x86_64::*;
+        let n = dst[0].len();
+        assert!(dst.iter().all(|d| d.len() == n) && n % 8 == 0);
+        let whole = n / 32 * 32;
+        let mut v = self.load_avx2();
+        let mut at = 0;
+        while at < whole {
+            let w = Self::next4_avx2(&mut v);
+            for (d, x) in dst.iter().zip(w) {
+                // SAFETY: at + 32 <= whole <= d.len(); unaligned store.
+                unsafe { _mm256_storeu_si256(d.as_ptr().add(at) as *mut __m256i, x) };
+            }
+            at += 32;
+        }
+        self.store_avx2(v);
+        let [a, b, c, d] = dst;
+        self.fill_portable([
+            &mut a[whole..],
+            &mut b[whole..],
+            &mut c[whole..],
+            &mut d[whole..],
+        ]);
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     fn matches_avx2(&mut self, src: [&[u8]; 4]) -> bool {
-        self.matches_portable(src)
+        use std::arch::x86_64::*;
+        let n = src[0].len();
+        assert!(src.iter().all(|s| s.len() == n) && n % 8 == 0);
+        let whole = n / 32 * 32;
+        let mut v = self.load_avx2();
+        let mut diff = _mm256_setzero_si256();
+        let mut at = 0;
+        while at < whole {
+            // Runs of 256 bytes per lane, then one test: a damaged block stops early.
+            let end = (at + 256).min(whole);
+            while at < end {
+                let w = Self::next4_avx2(&mut v);
+                for (s, x) in src.iter().zip(w) {
+                    // SAFETY: at + 32 <= whole <= s.len(); unaligned load.
+                    let got = unsafe { _mm256_loadu_si256(s.as_ptr().add(at) as *const __m256i) };
+                    diff = _mm256_or_si256(diff, _mm256_xor_si256(got, x));
+                }
+                at += 32;
+            }
+            if _mm256_testz_si256(diff, diff) == 0 {
+                return false;
+            }
+        }
+        self.store_avx2(v);
+        self.matches_portable([
+            &src[0][whole..],
+            &src[1][whole..],
+            &src[2][whole..],
+            &src[3][whole..],
+        ])
     }
 
     #[inline(always)]
@@ -272,7 +372,7 @@ mod tests {
             [9, 8, 7, 0, 5],
             [u64::MAX, 0, u64::MAX, 1 << 40, 2],
         ];
-        for len in [8usize, 416, 4000, 8096] {
+        for len in [8usize, 24, 40, 416, 4000, 8096] {
             let mut bufs = [
                 vec![0u8; len],
                 vec![0u8; len],
@@ -289,6 +389,15 @@ mod tests {
             let src = [&bufs[0][..], &bufs[1][..], &bufs[2][..], &bufs[3][..]];
             assert!(Lanes4::new(keys).matches(src));
             assert!(Lanes4::new(keys).matches_portable(src));
+            let mut again = [
+                vec![0u8; len],
+                vec![0u8; len],
+                vec![0u8; len],
+                vec![0u8; len],
+            ];
+            let [a, b, c, d] = &mut again;
+            Lanes4::new(keys).fill_portable([a, b, c, d]);
+            assert_eq!(again, bufs, "portable fill, len {len}");
         }
     }
 

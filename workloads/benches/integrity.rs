@@ -165,17 +165,17 @@ fn main() {
 
     println!();
     println!(
-        "| operation                      | threads | GB/s (wall) | GB/s per CPU-second | ratio to openssl sha256 |"
+        "| operation                                  | threads | GB/s (wall) | GB/s per CPU-second | ratio to openssl sha256 |"
     );
     println!(
-        "|--------------------------------|--------:|------------:|--------------------:|------------------------:|"
+        "|--------------------------------------------|--------:|------------:|--------------------:|------------------------:|"
     );
     for (op, th, wall, cpu) in &rows {
         let ratio = openssl
             .map(|o| format!("{:.2}", cpu / o))
             .unwrap_or_default();
         println!(
-            "| {op:<30} | {th:>7} | {:>11.3} | {:>19.3} | {ratio:>23} |",
+            "| {op:<42} | {th:>7} | {:>11.3} | {:>19.3} | {ratio:>23} |",
             wall / 1e9,
             cpu / 1e9
         );

@@ -217,7 +217,7 @@ impl Lanes4 {
     fn fill_avx2(&mut self, dst: [&mut [u8]; 4]) {
         use std::arch::x86_64::*;
         let n = dst[0].len();
-        assert!(dst.iter().all(|d| d.len() == n) && n % 8 == 0);
+        assert!(dst.iter().all(|d| d.len() == n) && n.is_multiple_of(8));
         let whole = n / 32 * 32;
         let mut v = self.load_avx2();
         let mut at = 0;
@@ -244,7 +244,7 @@ impl Lanes4 {
     fn matches_avx2(&mut self, src: [&[u8]; 4]) -> bool {
         use std::arch::x86_64::*;
         let n = src[0].len();
-        assert!(src.iter().all(|s| s.len() == n) && n % 8 == 0);
+        assert!(src.iter().all(|s| s.len() == n) && n.is_multiple_of(8));
         let whole = n / 32 * 32;
         let mut v = self.load_avx2();
         let mut diff = _mm256_setzero_si256();
@@ -278,7 +278,7 @@ impl Lanes4 {
     fn fill_portable(&mut self, dst: [&mut [u8]; 4]) {
         let [a, b, c, d] = dst;
         let n = a.len();
-        assert!(b.len() == n && c.len() == n && d.len() == n && n % 8 == 0);
+        assert!(b.len() == n && c.len() == n && d.len() == n && n.is_multiple_of(8));
         let it = a
             .chunks_exact_mut(8)
             .zip(b.chunks_exact_mut(8))
@@ -295,7 +295,7 @@ impl Lanes4 {
     #[inline(always)]
     fn matches_portable(&mut self, src: [&[u8]; 4]) -> bool {
         let n = src[0].len();
-        assert!(src.iter().all(|s| s.len() == n) && n % 8 == 0);
+        assert!(src.iter().all(|s| s.len() == n) && n.is_multiple_of(8));
         let word = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().unwrap());
         let mut diff = [0u64; 4];
         let mut at = 0;

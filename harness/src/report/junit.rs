@@ -39,7 +39,7 @@ fn gate_suite(input: &ReportInput, state: GateState) -> TestSuite {
     let mut suite = TestSuite::new("pvcheck-gate");
     let (message, description) = match (input.refused, input.comparison) {
         (Some(why), _) => (
-            "the comparison with the baseline was refused: no speed verdict".to_string(),
+            "REFUSED: the comparison with the baseline was refused: no speed verdict".to_string(),
             why.to_string(),
         ),
         (None, Some(r)) => (
@@ -61,7 +61,7 @@ fn gate_suite(input: &ReportInput, state: GateState) -> TestSuite {
             GateState::Regressed => "regression",
             _ => "not-judged",
         });
-        s.set_message(format!("{}: {message}", state.word()));
+        s.set_message(message.clone());
         s.set_description(description);
         s
     } else {
@@ -70,7 +70,7 @@ fn gate_suite(input: &ReportInput, state: GateState) -> TestSuite {
     let mut case = TestCase::new("gate", status);
     case.set_classname("pvcheck-gate");
     if !state.is_failure() {
-        case.set_system_out(format!("{}: {message}", state.word()));
+        case.set_system_out(message);
     }
     suite.add_test_case(case);
     suite

@@ -7,6 +7,7 @@
 
 pub mod fingerprint;
 pub mod gate;
+pub mod history;
 pub mod metrics;
 pub mod rundoc;
 pub mod synthetic;

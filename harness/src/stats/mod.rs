@@ -6,7 +6,9 @@
 //! - [`holm`]: Holm's step-down adjustment for the many comparisons of one run;
 //! - [`bootstrap`]: a seeded percentile bootstrap of the ratio of medians (Xoshiro256++, so
 //!   the same inputs always give the same interval);
-//! - [`summary`]: median, coefficient of variation and its robust counterpart.
+//! - [`summary`]: median, coefficient of variation and its robust counterpart;
+//! - [`edivisive`]: change points in a nightly series (E-Divisive means with a seeded
+//!   permutation test), for `pvcheck history`.
 //!
 //! Why these: with a handful of repetitions nothing is known about the distribution of a
 //! storage figure (bimodal caches, long tails), so the test is rank-based, and the size of the
@@ -14,6 +16,7 @@
 //! regression only when the whole interval lies beyond the noise threshold).
 
 pub mod bootstrap;
+pub mod edivisive;
 pub mod holm;
 pub mod mann_whitney;
 pub mod normal;

@@ -3,6 +3,7 @@
 //! [`crate::compare::history`] and [`crate::stats::edivisive`].
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -54,16 +55,18 @@ pub fn history_cmd(a: HistoryArgs) -> u8 {
         eprintln!("pvcheck: warning: {w}");
     }
     let code = h.exit_code(a.allow_inconclusive);
-    if a.format == "json" {
+    let text = if a.format == "json" {
         let mut v = to_json(&h);
         v["exit_code"] = json!(code);
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&v).unwrap_or_else(|_| "{}".into())
-        );
+        let mut t = serde_json::to_string_pretty(&v).unwrap_or_else(|_| "{}".into());
+        t.push('\n');
+        t
     } else {
-        print!("{}", render(&h));
-    }
+        render(&h)
+    };
+    // A reader that went away (`| head`) is not an error of the history: the verdict stands.
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
     code
 }
 

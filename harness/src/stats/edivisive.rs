@@ -38,10 +38,10 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 /// 0.01 is resolved to about ±0.003 (binomial standard error), enough for the α below.
 pub const PERMUTATIONS: usize = 999;
 /// Significance level of each step. 0.01: pure noise shows a change point in about 1 % of
-/// series (measured: `pure_noise_rarely_has_a_change_point`), and a change point alone never
-/// fails a nightly — the newest segment must also be worse than the class's threshold. Otava's
-/// 0.001 suits its t-test on long series; with a few weeks of nights, 0.001 is out of reach
-/// for a step of the minimum segment's length until the history is 20 nights long (2/C(n, 5)).
+/// series (`pure_noise_rarely_has_a_change_point` asserts at most 5 %), and a change point
+/// alone never fails a nightly — the newest segment must also be worse than the class's
+/// threshold. Otava's 0.001 suits its t-test on long series; here a 5-night step could not
+/// reach it before 14 nights (2/C(n, 5) ≤ 0.001), nor be resolved by 999 permutations.
 pub const ALPHA: f64 = 0.01;
 /// Fewest points on each side of a change point. 5 nights: a segment's median then rests on
 /// five runs (each itself a median of repetitions), one or two odd nights cannot make a

@@ -44,6 +44,9 @@ pub enum Command {
     /// Save and list baselines (results/baselines/NAME.json).
     #[command(subcommand)]
     Baseline(crate::cli_gate::BaselineCommand),
+    /// Change points in the nightly runs of a results directory, per class, workload and
+    /// figure (exit 3: the newest segment regressed; 4: too few runs to judge).
+    History(crate::cli_history::HistoryArgs),
 }
 
 #[derive(Debug, Args)]
@@ -277,6 +280,7 @@ pub fn main(cli: Cli) -> u8 {
         Command::Image(ImageCommand::Export(a)) => crate::image::export_main(a.out, a.agent, a.tag),
         Command::Compare(a) => crate::cli_gate::compare_cmd(a),
         Command::Baseline(c) => crate::cli_gate::baseline_cmd(c),
+        Command::History(a) => crate::cli_history::history_cmd(a),
         Command::Agent => {
             // main.rs forwards `pvcheck agent …` before parsing; reaching this means no arguments.
             eprintln!("pvcheck: `pvcheck agent` needs a subcommand; see `pvcheck agent --help`");

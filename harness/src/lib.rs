@@ -12,6 +12,7 @@ pub mod checks;
 pub mod cleanup;
 pub mod cli;
 pub mod cli_gate;
+pub mod cli_history;
 pub mod compare;
 pub mod config;
 pub mod exit_code;

@@ -554,6 +554,30 @@ fn cases() -> Vec<Case> {
             2,
             "10",
         ),
+        case(
+            "history: --results that does not exist",
+            args(&["history", "--results", "{S}/no-such-results"]),
+            2,
+            "--results",
+        ),
+        case(
+            "history: --results without a runs directory",
+            args(&["history", "--results", "{RESULTS}"]),
+            2,
+            "no runs directory",
+        ),
+        case(
+            "history: --last below two runs",
+            args(&["history", "--results", "{RESULTS}", "--last", "1"]),
+            2,
+            "--last",
+        ),
+        case(
+            "history: unknown --format",
+            args(&["history", "--results", "{RESULTS}", "--format", "xml"]),
+            2,
+            "--format",
+        ),
         // (`pvcheck compare` and `pvcheck baseline` come with branch gate: add their bad inputs
         // here — a result file that is not one, a baseline of another class, unknown flags.)
     ]

@@ -3,7 +3,8 @@
 //! [`rundoc`] reads run and baseline files, [`fingerprint`] refuses unlike setups (listing
 //! every difference), [`metrics`] picks the figures of each workload, [`gate`] gives each
 //! (class, workload, metric) its verdict with the statistics of [`crate::stats`].
-//! [`Comparison`] results feed every report (`crate::report`).
+//! [`Comparison`] results feed every report (`crate::report`). [`history`] is the other
+//! direction: change points over a results directory's nightly runs (`pvcheck history`).
 
 pub mod fingerprint;
 pub mod gate;

@@ -184,11 +184,25 @@ pub fn percentiles(
     Some(finish(svg))
 }
 
-/// Each workload over the runs, in percent of its median over the runs shown.
+/// A vertical marker on a trend chart, between two runs.
+#[derive(Debug, Clone)]
+pub struct Mark {
+    /// x position (a run's index; `i − 0.5` falls between runs `i − 1` and `i`).
+    pub at: f64,
+    /// The series whose colour the marker takes; `None`: grey (a setup change).
+    pub series: Option<usize>,
+    pub label: String,
+}
+
+const GREY: RGBColor = RGBColor(0x70, 0x70, 0x70);
+
+/// Each workload over the runs, in percent of its median over the runs shown, with vertical
+/// markers (change points, setup changes) labelled at the top.
 pub fn trend(
     title: &str,
     runs: &[String],
     series: &[(String, Vec<(usize, f64)>)],
+    marks: &[Mark],
 ) -> Option<String> {
     if runs.len() < 2 || series.is_empty() {
         return None;
@@ -204,6 +218,14 @@ pub fn trend(
         return None;
     }
     let pad = ((hi - lo) * 0.1).max(2.0);
+    // Room above the points for one label row per marker sharing a position.
+    let rows = marks
+        .iter()
+        .map(|m| marks.iter().filter(|o| (o.at - m.at).abs() < 0.6).count())
+        .max()
+        .unwrap_or(0);
+    let row_h = (hi - lo + 2.0 * pad) / 14.0;
+    let top = hi + pad + row_h * rows as f64;
     let n = runs.len();
     let mut svg = String::new();
     {
@@ -214,7 +236,7 @@ pub fn trend(
             .margin(12)
             .x_label_area_size(30)
             .y_label_area_size(56)
-            .build_cartesian_2d(-0.3f64..(n as f64 - 0.7), (lo - pad)..(hi + pad))
+            .build_cartesian_2d(-0.3f64..(n as f64 - 0.7), (lo - pad)..top)
             .ok()?;
         chart
             .configure_mesh()
@@ -248,6 +270,25 @@ pub fn trend(
                     pts.iter()
                         .map(|(i, v)| Circle::new((*i as f64, *v), 3, color.filled())),
                 )
+                .ok()?;
+        }
+        let mut placed: Vec<f64> = Vec::new();
+        for m in marks {
+            let color = m.series.map_or(GREY, |k| PALETTE[k % PALETTE.len()]);
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(m.at, lo - pad), (m.at, top)],
+                    color.stroke_width(if m.series.is_some() { 2 } else { 1 }),
+                )))
+                .ok()?;
+            let row = placed.iter().filter(|x| (*x - m.at).abs() < 0.6).count();
+            placed.push(m.at);
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    m.label.clone(),
+                    (m.at + 0.1, top - row_h * (row as f64 + 0.1)),
+                    ("sans-serif", 10).into_font().color(&color),
+                )))
                 .ok()?;
         }
         chart

@@ -2,21 +2,19 @@
 //! with the verdicts and, per class, charts drawn by plotters: IOPS, bandwidth and metadata
 //! rates of both sides with 95 % whiskers, latency percentile curves (p50 … p99.99) of both
 //! sides from the stored HDR histograms (merged over repetitions), and each workload's trend
-//! over the runs in `<results>/runs`.
+//! over the newest runs in `<results>/runs` with the change points `pvcheck history` finds.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 use pvcheck_workloads::speed::latency::LatencyHistogram;
 
 use super::charts::{self, RateRow, Whisker};
 use super::compare_table::{change, interval, old_new};
 use super::outputs::ReportInput;
+use crate::compare::history;
 use crate::compare::metrics::{self, Metric};
 use crate::compare::{RunDoc, Verdict};
 
-/// How many of the newest runs the trend shows.
-const TREND_RUNS: usize = 30;
 const QUANTILES: [f64; 9] = [0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999];
 
 fn esc(s: &str) -> String {
@@ -76,67 +74,73 @@ fn curve(doc: &RunDoc, class: &str, workload: &str) -> Option<Vec<(f64, f64)>> {
     )
 }
 
-fn trend(results: &Path, class: &str) -> Option<String> {
-    let dir = results.join("runs");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    let files = &files[files.len().saturating_sub(TREND_RUNS)..];
-    let docs: Vec<RunDoc> = files.iter().filter_map(|p| RunDoc::read(p).ok()).collect();
-    let docs: Vec<&RunDoc> = docs
-        .iter()
-        .filter(|d| d.classes().iter().any(|c| c == class))
-        .collect();
-    let labels: Vec<String> = docs
-        .iter()
-        .map(|d| d.start.get(5..16).unwrap_or(&d.start).replace('T', " "))
-        .collect();
-    let mut names: Vec<String> = Vec::new();
-    for d in &docs {
-        for (w, _) in workloads(d, class) {
-            if !names.contains(&w) {
-                names.push(w);
-            }
+/// Each workload's headline figure over the newest runs of `<results>/runs`, with the change
+/// points `pvcheck history` finds (the same detection, on the same runs) and the setup changes
+/// marked.
+fn trend(h: Option<&history::History>, class: &str) -> Option<String> {
+    let h = h?;
+    // The headline figure of each workload: its first metric.
+    let mut headline: Vec<&history::Series> = Vec::new();
+    for s in h.series.iter().filter(|s| s.class == class) {
+        if !headline.iter().any(|x| x.workload == s.workload) {
+            headline.push(s);
         }
     }
+    let mut runs: Vec<(&str, &str)> = headline
+        .iter()
+        .flat_map(|s| {
+            s.points
+                .iter()
+                .map(|p| (p.start.as_str(), p.run_id.as_str()))
+        })
+        .collect();
+    runs.sort();
+    runs.dedup();
+    let x_of = |p: &history::Point| {
+        runs.binary_search(&(p.start.as_str(), p.run_id.as_str()))
+            .unwrap_or(0)
+    };
+    let labels: Vec<String> = runs
+        .iter()
+        .map(|(start, _)| start.get(5..16).unwrap_or(start).replace('T', " "))
+        .collect();
     let mut series = Vec::new();
-    for w in names {
-        let mut pts = Vec::new();
-        for (i, d) in docs.iter().enumerate() {
-            let Some(t) = d.speed_trial(class, &w) else {
-                continue;
-            };
-            let Some(m) = t
-                .repetitions
-                .first()
-                .and_then(|b| metrics::metrics_of(b).first().copied())
-            else {
-                continue;
-            };
-            if let Some(v) = crate::stats::median(&values(d, class, &w, m)) {
-                pts.push((i, v));
-            }
-        }
-        let all: Vec<f64> = pts.iter().map(|p| p.1).collect();
+    let mut marks = Vec::new();
+    for (k, s) in headline.iter().enumerate() {
+        let all: Vec<f64> = s.points.iter().map(|p| p.value).collect();
         let Some(mid) = crate::stats::median(&all).filter(|m| *m > 0.0) else {
             continue;
         };
+        for c in &s.changes {
+            marks.push(charts::Mark {
+                at: x_of(&s.points[c.index]) as f64 - 0.5,
+                series: Some(k),
+                label: format!("{} {:+.0}%", s.workload, 100.0 * c.change),
+            });
+        }
+        for e in s.epochs.iter().skip(1) {
+            marks.push(charts::Mark {
+                at: x_of(&s.points[e.first]) as f64 - 0.5,
+                series: None,
+                label: format!("{}: setup changed", s.workload),
+            });
+        }
         series.push((
-            w,
-            pts.into_iter().map(|(i, v)| (i, 100.0 * v / mid)).collect(),
+            format!("{} {}", s.workload, s.metric.label()),
+            s.points
+                .iter()
+                .map(|p| (x_of(p), 100.0 * p.value / mid))
+                .collect(),
         ));
     }
     charts::trend(
         &format!(
-            "{class}: trend over {} runs (headline figure per workload)",
-            docs.len()
+            "{class}: trend over {} runs (headline figure per workload; | change points)",
+            runs.len()
         ),
         &labels,
         &series,
+        &marks,
     )
 }
 
@@ -259,6 +263,15 @@ pub fn render(input: &ReportInput) -> String {
         }
         h.push_str("</table>\n");
     }
+    // The history behind the trend charts, read once for every class.
+    let hist = history::load(
+        input.results,
+        &history::Options {
+            newest_files: Some(history::DEFAULT_LAST),
+            ..history::Options::default()
+        },
+    )
+    .ok();
     for class in new.classes() {
         let ws = workloads(new, &class);
         if ws.is_empty() {
@@ -329,7 +342,7 @@ pub fn render(input: &ReportInput) -> String {
             }
         }
         h.push_str("</div>\n");
-        match trend(input.results, &class) {
+        match trend(hist.as_ref(), &class) {
             Some(svg) => {
                 h.push_str("<h3>Trend</h3>\n");
                 h.push_str(&svg);

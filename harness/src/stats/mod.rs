@@ -8,7 +8,9 @@
 //!   with tie and continuity correction beyond;
 //! - [`bootstrap`]: a seeded percentile bootstrap of a median and of a ratio of medians
 //!   (Xoshiro256++, so the same inputs always give the same interval; the HTML charts' whiskers);
-//! - [`summary`]: median, coefficient of variation and its robust counterpart.
+//! - [`summary`]: median, coefficient of variation and its robust counterpart;
+//! - [`edivisive`]: change points in a nightly series (E-Divisive means with a seeded
+//!   permutation test), for `pvcheck history`.
 //!
 //! Why these: with a handful of repetitions nothing is known about the distribution of a
 //! storage figure (bimodal caches, long tails), so the test is rank-based, and the size of the
@@ -17,6 +19,7 @@
 //! the run's many figures: a margin holds false alarms down (compare::gate).
 
 pub mod bootstrap;
+pub mod edivisive;
 pub mod mann_whitney;
 pub mod normal;
 pub mod shift;

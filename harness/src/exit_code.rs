@@ -8,6 +8,7 @@
 //! | 3    | a comparison with a baseline found a regression (and no check failed)         |
 //! | 4    | `--strict` only: nothing failed and nothing regressed, but some trials passed only with warnings or a comparison was inconclusive |
 //! | 5    | infrastructure: the API server cannot be reached, a volume could not be provisioned in time, the harness could not do its work, or the result file could not be written |
+//! | 6    | nothing tested: every selected trial was ignored (no class can run here, e.g. no class has a section for the chosen platform), so no check passed or failed |
 //! | 130  | interrupted by SIGINT or SIGTERM; everything pvcheck created was removed       |
 
 /// Every selected check passed.
@@ -27,6 +28,11 @@ pub const INCONCLUSIVE: u8 = 4;
 /// before any trial, or only `infrastructure` failures such as RBAC refusing a call inside a
 /// trial, agent crashed, result file not written): not a verdict about the storage.
 pub const INFRASTRUCTURE: u8 = 5;
+/// Nothing was tested: every selected trial was ignored (for instance no class of the class file
+/// has a section for `--platform`), so nothing passed and nothing failed. Not a pass: a nightly
+/// whose classes silently stopped applying must not be green. (A filter that selects no trial
+/// at all is a usage error, 2.)
+pub const NOTHING_TESTED: u8 = 6;
 /// Interrupted (128 + SIGINT, as shells report it); the run cleaned up before exiting.
 pub const INTERRUPTED: u8 = 130;
 
@@ -41,6 +47,7 @@ pub fn meaning(code: u8) -> &'static str {
             "passed only with warnings or inconclusive comparisons, which --strict does not accept"
         }
         INFRASTRUCTURE => "the harness could not do its work",
+        NOTHING_TESTED => "nothing was tested: every selected trial was ignored",
         INTERRUPTED => "interrupted",
         _ => "unknown",
     }

@@ -135,14 +135,20 @@ pub struct RunArgs {
     /// Alias for --format terse.
     #[arg(short, long, conflicts_with = "format")]
     pub quiet: bool,
+    /// At the end, the per-check tables of every class (by default a class that passed is one
+    /// line with its warnings; a class with a failure always gets its tables in full).
+    #[arg(short, long)]
+    pub verbose: bool,
     /// Trials run in parallel (default: twice the CPUs; speed trials always run alone).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub test_threads: Option<u16>,
     /// Colour: auto, always, never.
     #[arg(long, value_name = "auto|always|never", value_parser = ["auto", "always", "never"])]
     pub color: Option<String>,
-    /// Run only trials whose names contain this (e.g. `ext4-loop::`, `::speed::`).
-    pub filter: Option<String>,
+    /// Run only trials whose names contain any of these (e.g. `ext4-loop::`, `::speed::`), as
+    /// `cargo test` takes several.
+    #[arg(value_name = "FILTER")]
+    pub filters: Vec<String>,
 }
 
 /// `--platform` and the Kubernetes platform's flags (run and cleanup).
@@ -255,7 +261,7 @@ impl RunArgs {
             include_ignored: self.include_ignored,
             quiet: self.quiet,
             test_threads: self.test_threads.map(usize::from),
-            filter: self.filter.clone(),
+            filter: None, // the name filters are RunOptions::filters (libtest takes one)
             format: self.format.as_deref().map(|f| match f {
                 "terse" => FormatSetting::Terse,
                 "json" => FormatSetting::Json,
@@ -360,6 +366,8 @@ fn run_cmd(a: RunArgs) -> u8 {
     let opts = RunOptions {
         phase,
         test_args: a.test_args(),
+        filters: a.filters.clone(),
+        verbose: a.verbose,
         strict: a.strict,
         speed_size,
         command_line: std::env::args().collect(),

@@ -8,6 +8,7 @@
 //! | 3    | a comparison with a baseline found a regression (and no check failed)         |
 //! | 4    | not judged: nothing failed and nothing regressed, but some compared figures were inconclusive or unreliable (`--allow-inconclusive` accepts them), or, with `--strict`, some trials passed only with warnings |
 //! | 5    | infrastructure: the API server cannot be reached, a volume could not be provisioned in time, the harness could not do its work, or the result file could not be written |
+//! | 6    | nothing tested: every selected trial was ignored (no class can run here, e.g. no class has a section for the chosen platform), so no check passed or failed |
 //! | 7    | the comparison was refused: unlike setups (without `--allow-mismatch`), the same run on both sides, or nothing in common |
 //! | 130  | interrupted by SIGINT or SIGTERM; everything pvcheck created was removed       |
 
@@ -28,6 +29,11 @@ pub const INCONCLUSIVE: u8 = 4;
 /// before any trial, or only `infrastructure` failures such as RBAC refusing a call inside a
 /// trial, agent crashed, result file not written): not a verdict about the storage.
 pub const INFRASTRUCTURE: u8 = 5;
+/// Nothing was tested: every selected trial was ignored (for instance no class of the class file
+/// has a section for `--platform`), so nothing passed and nothing failed. Not a pass: a nightly
+/// whose classes silently stopped applying must not be green. (A filter that selects no trial
+/// at all is a usage error, 2.)
+pub const NOTHING_TESTED: u8 = 6;
 /// The comparison with the baseline was refused (unlike setups, the same run twice, nothing in
 /// common): no verdict about speed was given.
 pub const REFUSED: u8 = 7;
@@ -46,6 +52,7 @@ pub fn meaning(code: u8) -> &'static str {
         }
         REFUSED => "the comparison with the baseline was refused",
         INFRASTRUCTURE => "the harness could not do its work",
+        NOTHING_TESTED => "nothing was tested: every selected trial was ignored",
         INTERRUPTED => "interrupted",
         _ => "unknown",
     }

@@ -179,6 +179,38 @@ pub fn result_file_of(results: &Path, run_id: &str) -> Option<PathBuf> {
         .max()
 }
 
+/// `--resume RUN_ID` of a run that an after-upgrade run under `results` already resumed: the one
+/// line that says by which run, when, and where its result is. (That run took the namespace
+/// over before its first trial and removed it at its end, so the cluster alone can only say
+/// that nothing waits.)
+pub fn already_resumed(results: &Path, resumes: &str) -> Option<String> {
+    let mut found: Vec<(String, String, PathBuf)> = std::fs::read_dir(results.join("runs"))
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .filter_map(|p| {
+            let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).ok()?).ok()?;
+            let phase = doc.get("phase")?;
+            if phase.get("name")?.as_str()? != "after-upgrade"
+                || phase.get("resumes")?.as_str()? != resumes
+            {
+                return None;
+            }
+            Some((
+                doc.get("start")?.as_str()?.to_string(),
+                doc.get("run_id")?.as_str()?.to_string(),
+                p.clone(),
+            ))
+        })
+        .collect();
+    found.sort();
+    let (at, by, file) = found.into_iter().next()?;
+    Some(format!(
+        "--resume {resumes}: run {resumes} was already resumed by run {by} at {at} (result file {}); that run verified, rewrote and removed its volumes, so there is nothing left to resume",
+        file.display()
+    ))
+}
+
 /// The result file's `phase` object: which phase, and the link to the other run (the command
 /// that resumes this one, or the run it resumed and that run's result file when it is here).
 pub fn record(phase: &Phase, run_id: &str, c: &ResumeContext<'_>) -> Option<serde_json::Value> {
@@ -225,6 +257,35 @@ mod tests {
             Ok(Phase::AfterUpgrade {
                 resumes: "0123abcd".into()
             })
+        );
+    }
+
+    /// Resuming a run twice said "no run … waits … removed by pvcheck cleanup, or … kept
+    /// nothing"; the result file of the run that resumed it says who and when.
+    #[test]
+    fn resuming_a_run_already_resumed_names_the_run_the_time_and_its_result_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let runs = dir.path().join("runs");
+        std::fs::create_dir(&runs).unwrap();
+        assert_eq!(already_resumed(dir.path(), "0123abcd"), None);
+        std::fs::write(
+            runs.join("20261205T100000Z-99999999.json"),
+            r#"{"run_id": "99999999", "start": "2026-12-05T10:00:00Z", "phase": {"name": "after-upgrade", "resumes": "feedbeef"}}"#,
+        )
+        .unwrap();
+        std::fs::write(runs.join("garbage.json"), "{not json").unwrap();
+        assert_eq!(already_resumed(dir.path(), "0123abcd"), None);
+        let file = runs.join("20261205T110000Z-4567cdef.json");
+        std::fs::write(
+            &file,
+            r#"{"run_id": "4567cdef", "start": "2026-12-05T11:00:00Z", "phase": {"name": "after-upgrade", "resumes": "0123abcd"}}"#,
+        )
+        .unwrap();
+        let line = already_resumed(dir.path(), "0123abcd").unwrap();
+        assert!(
+            line.contains("already resumed by run 4567cdef at 2026-12-05T11:00:00Z")
+                && line.contains(&format!("(result file {})", file.display())),
+            "{line}"
         );
     }
 

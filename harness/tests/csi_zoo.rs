@@ -242,6 +242,61 @@ fn zoo_hang_fails_node_publish_with_a_timeout_and_leaves_no_process() {
     s.assert_nothing_left();
 }
 
+/// Issue 23, item 5: a driver that stops answering NodePublishVolume made every trial of the
+/// class wait its own `call_timeout` in turn (ten minutes for a run). The first trial that meets
+/// it fails as `timeout`; the class's remaining trials fail at once as `timeout`, saying when
+/// the driver stopped answering and that they were not retried; `cleanup` still runs.
+#[test]
+fn a_hung_driver_fails_the_class_s_remaining_trials_at_once_as_timeout() {
+    let Some((s, r, _)) = zoo_run(
+        "hung-class",
+        "hang",
+        None,
+        &["z::", "--skip", "speed", "--skip", "csi::"],
+    ) else {
+        return;
+    };
+    let trials = r.result.as_ref().expect("a result file")["trials"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let ran: Vec<&Value> = trials
+        .iter()
+        .filter(|t| t["status"] != "ignored" && t["check"] != "cleanup")
+        .collect();
+    assert!(
+        ran.len() >= 4,
+        "too few trials to prove anything: {trials:#?}"
+    );
+    let first = ran[0];
+    assert_eq!(first["failure"]["category"], "timeout", "{first:#}");
+    assert!(
+        first["failure"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no answer within 3.0s"),
+        "{first:#}"
+    );
+    for t in &ran[1..] {
+        assert_eq!(t["status"], "failed", "{t:#}");
+        assert_eq!(t["failure"]["category"], "timeout", "{t:#}");
+        let m = t["failure"]["message"].as_str().unwrap();
+        assert!(
+            m.contains("the driver stopped answering at") && m.contains("not retried"),
+            "{m}"
+        );
+        assert!(t["duration_s"].as_f64().unwrap() < 1.0, "{t:#}");
+    }
+    // One deadline waited for, not one per trial.
+    let rest: f64 = ran[1..]
+        .iter()
+        .map(|t| t["duration_s"].as_f64().unwrap())
+        .sum();
+    assert!(rest < 3.0, "the other trials took {rest:.1}s in all");
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    s.assert_nothing_left();
+}
+
 /// Block mode is not blind: the driver restarted by the upgrade with its own
 /// `bitflip-on-start` fault flips one bit of the raw device inside the dataset (through the loop
 /// device, under the published volume), and `integrity::upgrade` names that block of the

@@ -136,7 +136,8 @@ fn finding_2_offline_expansion_is_a_warning_and_strict_fails_it() {
         s.output().unwrap()
     };
     let env = Env::new();
-    let out = without_cap(&env, &[]);
+    // --verbose: the table of a class that passed (issue 23 keeps it behind the flag).
+    let out = without_cap(&env, &["--verbose"]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -369,6 +370,7 @@ fn finding_6_speed_warnings_are_in_the_table_and_quick_samples_fill_its_run() {
         "tmpfs::speed::randread-4k-qd1",
         "--speed-size",
         "16MiB",
+        "--verbose",
     ]);
     assert_eq!(
         out.status.code(),
@@ -834,7 +836,13 @@ fn finding_10_list_into_a_closed_pipe_ends_quietly_and_ends_with_a_count() {
     assert!(env.leftovers().is_empty(), "{:?}", env.leftovers());
     let out = env.run(&["tmpfs::", "--list"]);
     let so = stdout(&out);
-    assert!(so.ends_with("\n20 tests, 0 benchmarks\n"), "{so}");
+    // The count line ends the listing (with how many will be ignored, issue 23).
+    assert!(
+        so.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("20 tests, 0 benchmarks")),
+        "{so}"
+    );
 }
 
 // 11. `--keep-on-failure` named the volume directory, which has no ledgers.

@@ -9,7 +9,7 @@ use common::{Env, PVCHECK, fixtures, require_root, stderr, stdout};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-fn interrupt_with(sig: Signal) {
+fn interrupt_with(sig: Signal) -> std::process::Output {
     require_root();
     let env = Env::new();
     let classes = fixtures().join("upgrade/hang.yaml");
@@ -53,6 +53,9 @@ fn interrupt_with(sig: Signal) {
     names.sort_unstable();
     names.dedup();
     assert_eq!(names.len(), n, "a trial listed twice: {names:?}");
+    drop(result);
+    drop(env);
+    out
 }
 
 #[test]
@@ -63,6 +66,28 @@ fn sigint_mid_run_leaves_no_mount_loop_device_or_process() {
 #[test]
 fn sigterm_mid_run_leaves_nothing_either() {
     interrupt_with(Signal::SIGTERM);
+}
+
+/// Issue 23, item 3: an interrupted run ended with `partial results in …` and no verdict. Its
+/// last two lines are the verdict (`INTERRUPTED: …; exit 130: interrupted`) and the result path,
+/// as for every run.
+#[test]
+fn an_interrupted_run_still_ends_with_the_verdict_and_the_result_path() {
+    let out = interrupt_with(Signal::SIGINT);
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 2, "{err}");
+    let (verdict, last) = (lines[lines.len() - 2], lines[lines.len() - 1]);
+    assert!(
+        verdict.starts_with("pvcheck: INTERRUPTED: ")
+            && verdict.contains("interrupted")
+            && verdict.ends_with("; exit 130: interrupted"),
+        "{verdict}"
+    );
+    assert!(
+        last.starts_with("pvcheck: results in ") && last.ends_with(".json"),
+        "{last}"
+    );
 }
 
 /// A run killed with SIGKILL cannot clean up; `pvcheck cleanup` removes what it left, and does not

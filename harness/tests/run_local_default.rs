@@ -200,7 +200,8 @@ fn default_suite_passes_and_the_result_file_is_complete() {
     }
     let p = trial(&r, "ext4-loop::provision");
     assert!(p["metrics"]["available_bytes"].as_u64() >= p["metrics"]["requested_bytes"].as_u64());
-    // The terminal: libtest lines and a table per class.
+    // The terminal: libtest lines and a line per class (the tables of passed classes are
+    // behind --verbose, issue 23).
     let so = stdout(&out);
     assert!(
         so.contains("test ext4-loop::integrity::recreate ... ok")
@@ -210,7 +211,11 @@ fn default_suite_passes_and_the_result_file_is_complete() {
     for class in CLASSES {
         assert!(so.contains(&format!("{class}: integrity clean")), "{so}");
     }
-    assert!(so.contains("IOPS") && so.contains("p99 latency"));
+    assert!(!so.contains("p99 latency"), "{so}");
+    assert!(
+        so.contains("(the per-check tables of the classes that passed: --verbose)"),
+        "{so}"
+    );
     assert!(env.leftovers().is_empty(), "{:?}", env.leftovers());
 }
 
@@ -233,13 +238,15 @@ fn list_names_every_class_and_check_and_creates_nothing() {
             "cleanup",
         ] {
             assert!(
-                so.contains(&format!("{class}::{check}: test\n")),
+                so.lines().any(|l| l == format!("{class}::{check}: test")
+                    || l.starts_with(&format!("{class}::{check}: test (ignored: "))),
                 "{class}::{check} not listed:\n{so}"
             );
         }
         for w in WORKLOADS {
             assert!(
-                so.contains(&format!("{class}::speed::{w}: test\n")),
+                so.lines().any(|l| l == format!("{class}::speed::{w}: test")
+                    || l.starts_with(&format!("{class}::speed::{w}: test (ignored: "))),
                 "{class}::speed::{w} not listed"
             );
         }

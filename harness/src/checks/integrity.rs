@@ -349,6 +349,35 @@ pub fn recreate_check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
     })
 }
 
+/// `acknowledged_records` in the result, in one sentence (also in docs/harness.md).
+pub const ACKNOWLEDGED_NOTE: &str = "records whose fsync had returned when the agent was killed (whole {\"record\":N} lines received); verify requires exactly these (acks.required). The batch being written at the kill was not acknowledged and is not required; the stream's header line and a line cut by the kill are not records";
+
+/// The acknowledgements the harness received from a durability stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckCount {
+    /// Whole `{"record":N}` lines: what verify requires.
+    pub records: u64,
+    /// The last line had no newline: the kill cut it (verify ignores it too).
+    pub cut_line: bool,
+}
+
+/// Counts the acknowledged records of an acks stream as `verify --acks` reads it: the first
+/// line is the header (not a record); a last line without a newline was cut by the kill.
+pub fn count_acks(text: &str) -> AckCount {
+    let mut records = 0;
+    let mut cut_line = false;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        if !line.ends_with('\n') {
+            cut_line = !line.trim().is_empty();
+            break;
+        }
+        if i > 0 && line.trim_start().starts_with("{\"record\"") {
+            records += 1;
+        }
+    }
+    AckCount { records, cut_line }
+}
+
 /// acknowledged-record stream → SIGKILL at a random moment → recreate → every acknowledged record present.
 pub fn durability_check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
     ctx.with_volume("", size_for(ctx), |vol| {
@@ -379,9 +408,23 @@ pub fn durability_check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
                 out.status(), out.stderr_line(), out.command
             )));
         }
-        let acked = std::fs::read_to_string(&acks).map(|s| s.lines().filter(|l| !l.trim().is_empty()).count()).unwrap_or(0);
+        let counted = count_acks(&std::fs::read_to_string(&acks).unwrap_or_default());
+        let acked = counted.records;
         ctx.metric("killed_after_seconds", after.as_secs_f64().into());
+        // What verify then requires (its `acks.required`): whole acknowledgement lines, not the
+        // stream's header line, not a line the kill cut in half.
         ctx.metric("acknowledged_records", acked.into());
+        ctx.metric(
+            "acknowledged_records_note",
+            ACKNOWLEDGED_NOTE.into(),
+        );
+        ctx.metric("ack_line_cut_by_the_kill", counted.cut_line.into());
+        // A small volume: the stream stopped appending within its free space and waited for the
+        // kill (the agent's stderr says so), instead of filling the filesystem.
+        ctx.metric(
+            "stopped_at_free_space",
+            out.stderr.contains(pvcheck_workloads::integrity::durability::STOPPED_AT_FREE_SPACE).into(),
+        );
         if acked == 0 {
             return Err(Failure::new(format!(
                 "no record was acknowledged in the {:.1}s before the kill: nothing to check (stderr: {})\ncommand: {}",
@@ -489,4 +532,37 @@ pub fn upgrade_check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
         vol.stop_pod(pod)?;
         Ok(Verdict::Passed)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 23, item 11: `acknowledged_records: 25761` beside `required: 25760`: the harness
+    /// counted the acks stream's header line as a record. It counts what verify requires.
+    #[test]
+    fn acknowledged_records_are_what_verify_requires_not_the_header_line() {
+        let header = r#"{"format":"pvcheck-acks","version":1,"volume_id":7,"seed":3,"block_size":4096,"log":"pvcheck-durability.log"}"#;
+        let text = format!("{header}\n{{\"record\":0}}\n{{\"record\":1}}\n");
+        assert_eq!(
+            count_acks(&text),
+            AckCount {
+                records: 2,
+                cut_line: false
+            }
+        );
+        // The kill cut the last line: not a record, and said.
+        let text = format!("{header}\n{{\"record\":0}}\n{{\"reco");
+        assert_eq!(
+            count_acks(&text),
+            AckCount {
+                records: 1,
+                cut_line: true
+            }
+        );
+        // Killed before the header was complete, or before any record.
+        assert_eq!(count_acks("").records, 0);
+        assert_eq!(count_acks(&format!("{header}\n")).records, 0);
+        assert!(ACKNOWLEDGED_NOTE.contains("acks.required"));
+    }
 }

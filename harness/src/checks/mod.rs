@@ -244,7 +244,7 @@ impl From<PlatformError> for Failure {
 /// The category of a platform error: what kind of thing went wrong below the check.
 pub fn category_of(e: &PlatformError) -> FailureCategory {
     match e {
-        PlatformError::Timeout { .. } => FailureCategory::Timeout,
+        PlatformError::Timeout { .. } | PlatformError::DriverTimeout(_) => FailureCategory::Timeout,
         PlatformError::Protocol(_) => FailureCategory::Protocol,
         PlatformError::Command { .. }
         | PlatformError::Unsupported(_)

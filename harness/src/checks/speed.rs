@@ -32,6 +32,9 @@ type Shared = (Box<dyn Volume>, Box<dyn Pod>);
 /// The shared speed volumes of a run, per class and slot (0, and 1 with repetitions).
 pub struct SpeedVolumes {
     by_class: Mutex<HashMap<(String, usize), Shared>>,
+    /// Classes whose speed figures were already said to be cacheable (the trial that said it):
+    /// the warning is one line per class, not one per workload.
+    cache_warned: Mutex<HashMap<String, String>>,
     /// Repetitions per workload (`--repeat`).
     repeat: u32,
     /// `run --baseline`: what a workload is judged against while it runs, so that one still
@@ -58,6 +61,7 @@ impl SpeedVolumes {
     pub fn new(repeat: u32) -> Self {
         Self {
             by_class: Mutex::new(HashMap::new()),
+            cache_warned: Mutex::new(HashMap::new()),
             repeat: repeat.max(1),
             gate: None,
         }
@@ -276,6 +280,61 @@ fn repetition(
     (Some(fingerprint), out)
 }
 
+/// The agent's "caches may flatter the result" warning (kbench's 25 × bandwidth rule).
+fn is_cache_warning(w: &str) -> bool {
+    w.starts_with("the data set (") && w.contains("caches may flatter")
+}
+
+/// Whether no cache can hold the data of this measurement: the agent used O_DIRECT, and the
+/// volume is a loop device that reads and writes its image with direct I/O, so nothing ends in
+/// the host's page cache.
+pub fn data_path_bypasses_caches(bench: &Value, fingerprint: &Value) -> bool {
+    bench.get("direct") == Some(&Value::Bool(true))
+        && fingerprint.get("direct_io") == Some(&Value::Bool(true))
+}
+
+/// The cache warning, once per class: the first speed trial that meets it says it for the
+/// class; the others note where it was said (metric `cache_warning`). Not said at all where the
+/// data path bypasses caches.
+fn cache_warning(ctx: &CheckCtx, w: &str, uncached: bool) {
+    if uncached {
+        ctx.metric(
+            "cache_warning",
+            "not raised: O_DIRECT on a loop device with direct I/O, no cache holds the data".into(),
+        );
+        return;
+    }
+    let trial = format!("{}::{}", ctx.class.name(), ctx.check.name());
+    let first = {
+        let mut g = ctx
+            .speed
+            .cache_warned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        g.entry(ctx.class.name().to_string())
+            .or_insert_with(|| trial.clone())
+            .clone()
+    };
+    let said_here = ctx
+        .data
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .warnings
+        .iter()
+        .any(|x| is_cache_warning(x));
+    if first == trial && !said_here {
+        ctx.warn(format!(
+            "{} (said once for the class's speed workloads)",
+            w.replace("use a larger --size", "use a larger --speed-size")
+        ));
+    } else if first != trial {
+        ctx.metric(
+            "cache_warning",
+            format!("said once for the class, in {first}: {w}").into(),
+        );
+    }
+}
+
 /// Runs the agent's bench once; `json` receives its result whenever it printed one.
 fn run_bench(
     ctx: &CheckCtx,
@@ -319,6 +378,7 @@ fn run_bench(
         *json = Some(v.clone());
         // What the agent says about its own figures (a data set that caches can hold, too few
         // samples, a busy CPU) is a warning of the trial, shown with the figures.
+        let uncached = data_path_bypasses_caches(v, &vol.fingerprint());
         for w in v
             .get("warnings")
             .and_then(Value::as_array)
@@ -326,6 +386,10 @@ fn run_bench(
             .flatten()
             .filter_map(Value::as_str)
         {
+            if is_cache_warning(w) {
+                cache_warning(ctx, w, uncached);
+                continue;
+            }
             // The agent's advice names its own flag; through pvcheck it is --speed-size.
             ctx.warn(w.replace("use a larger --size", "use a larger --speed-size"));
         }

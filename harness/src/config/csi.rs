@@ -18,6 +18,7 @@
 //!                    controller_expand: {}, node_expand: {}, snapshotter: {} }
 //!         call_timeout: 2m               # deadline of every call
 //!         start_timeout: 1m              # until a started driver answers Probe ready
+//!         retry_after_timeout: false     # true: after a missed call_timeout, later trials still call
 //!     upgrade:
 //!       csi: { command: [./bin/hostpathplugin-v2, …] }   # restarted on the same socket
 //!       rollback: true
@@ -67,6 +68,10 @@ pub struct CsiSpec {
     /// Until a started driver's socket answers Probe with ready (default 1m).
     #[serde(default)]
     pub start_timeout: Option<Dur>,
+    /// Once a call missed `call_timeout`, the class's remaining trials fail at once as
+    /// `timeout` ("the driver stopped answering"); `true` lets each trial call (and wait) again.
+    #[serde(default)]
+    pub retry_after_timeout: bool,
     /// `endpoint` as a path, or `command` resolved, by the loader.
     #[serde(skip)]
     pub resolved: Option<CsiDriverSource>,

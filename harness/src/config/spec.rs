@@ -45,6 +45,11 @@ impl ClassSpec {
     pub fn name(&self) -> &str {
         &self.name.value
     }
+    /// Whether the class's later trials still call a driver that missed a deadline
+    /// (`local.csi.retry_after_timeout`); by default they fail at once.
+    pub fn retries_after_timeout(&self) -> bool {
+        matches!(&self.local, Some(LocalKind::Csi(c)) if c.retry_after_timeout)
+    }
     /// The line of the class's `name:` in its file.
     pub fn line(&self) -> u64 {
         self.name.referenced.line()

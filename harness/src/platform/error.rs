@@ -11,6 +11,10 @@ pub enum PlatformError {
         status: String,
         stderr: String,
     },
+    /// A driver did not answer a call within its deadline (or stopped answering earlier in the
+    /// run): category `timeout`.
+    #[error("{0}")]
+    DriverTimeout(String),
     /// A command or the agent did not finish in time.
     #[error("`{command}` did not finish within {}", pvcheck_workloads::units::format_duration(*limit))]
     Timeout { command: String, limit: Duration },

@@ -29,6 +29,7 @@ mod error;
 pub mod kube;
 pub mod local;
 pub mod select;
+pub mod unanswered;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

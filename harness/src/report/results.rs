@@ -52,15 +52,19 @@ pub enum FailureCategory {
     Timeout,
     /// The harness or the agent could not do its work (crash, registry, I/O on the harness side).
     Infrastructure,
+    /// `--strict`: the check passed, but with warnings, which `--strict` does not accept. Not a
+    /// finding about the volume: the warnings say what the check did differently.
+    Strict,
 }
 
 impl FailureCategory {
-    pub const ALL: [FailureCategory; 5] = [
+    pub const ALL: [FailureCategory; 6] = [
         FailureCategory::Data,
         FailureCategory::Setup,
         FailureCategory::Protocol,
         FailureCategory::Timeout,
         FailureCategory::Infrastructure,
+        FailureCategory::Strict,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -69,6 +73,7 @@ impl FailureCategory {
             FailureCategory::Protocol => "protocol",
             FailureCategory::Timeout => "timeout",
             FailureCategory::Infrastructure => "infrastructure",
+            FailureCategory::Strict => "strict",
         }
     }
 }

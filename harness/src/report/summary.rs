@@ -67,9 +67,18 @@ impl Summary {
 
     /// `1 setup, 1 data` (categories with failures, in [`FailureCategory::ALL`] order).
     pub fn categories_text(&self) -> String {
+        self.categories_text_where(|_| true)
+    }
+
+    /// [`Summary::categories_text`] without `strict` (said apart: "because of a warning").
+    pub fn categories_text_without_strict(&self) -> String {
+        self.categories_text_where(|c| c != FailureCategory::Strict)
+    }
+
+    fn categories_text_where(&self, keep: impl Fn(FailureCategory) -> bool) -> String {
         FailureCategory::ALL
             .iter()
-            .filter(|c| self.failed_in(**c) > 0)
+            .filter(|c| keep(**c) && self.failed_in(**c) > 0)
             .map(|c| format!("{} {}", self.failed_in(*c), c.as_str()))
             .collect::<Vec<_>>()
             .join(", ")

@@ -104,10 +104,16 @@ pub fn class_verdict(trials: &[&TrialResult]) -> String {
             .iter()
             .map(|(c, v)| match c {
                 FailureCategory::Data => format!("integrity FAILED (data damaged): {}", list(v)),
+                FailureCategory::Strict => {
+                    format!("failed because of a warning (--strict): {}", list(v))
+                }
                 c => format!("{} failure: {}", c.as_str(), list(v)),
             })
             .collect();
-        let head = if failed.iter().any(|(c, _)| *c == FailureCategory::Data) {
+        // Data damage speaks for itself; a warning --strict refused is not a finding at all.
+        let head = if failed.iter().all(|(c, _)| *c == FailureCategory::Strict)
+            || failed.iter().any(|(c, _)| *c == FailureCategory::Data)
+        {
             ""
         } else {
             "FAILED, not a data problem: "
@@ -264,8 +270,15 @@ fn names(v: &[String]) -> String {
     }
 }
 
-/// Renders the per-class summaries, in the order classes first appear in `trials` (plan order).
+/// Renders the per-class summaries, every class with its tables (`--verbose`).
 pub fn render(trials: &[TrialResult], run_id: &str) -> String {
+    render_with(trials, run_id, true)
+}
+
+/// Renders the per-class summaries, in the order classes first appear in `trials` (plan order).
+/// Without `verbose` a class with no failure is its line and its warnings (each once); a class
+/// with a failure always gets its tables and errors in full.
+pub fn render_with(trials: &[TrialResult], run_id: &str, verbose: bool) -> String {
     let mut classes: Vec<&str> = Vec::new();
     for t in trials {
         if !classes.contains(&t.class.as_str()) {
@@ -273,6 +286,9 @@ pub fn render(trials: &[TrialResult], run_id: &str) -> String {
         }
     }
     let mut out = String::new();
+    // Compact class lines follow each other without a blank line between them.
+    let mut compact_before = false;
+    let mut hidden_tables = false;
     for class in classes {
         let of: Vec<&TrialResult> = trials.iter().filter(|t| t.class == class).collect();
         // All ignored for one reason: one line.
@@ -282,12 +298,28 @@ pub fn render(trials: &[TrialResult], run_id: &str) -> String {
             .all(|t| t.status == Status::Ignored && t.ignored_reason.as_deref() == first_reason)
         {
             out.push_str(&format!(
-                "\n{class}: all {} trial(s) ignored: {}\n",
+                "{}{class}: all {} trial(s) ignored: {}\n",
+                if compact_before { "" } else { "\n" },
                 of.len(),
                 first_reason.unwrap_or("")
             ));
+            compact_before = true;
             continue;
         }
+        let failed = of.iter().any(|t| t.status == Status::Failed);
+        if !verbose && !failed {
+            out.push_str(&format!(
+                "{}{class}: {} · {}\n",
+                if compact_before { "" } else { "\n" },
+                class_verdict(&of),
+                counts(&of)
+            ));
+            compact_before = true;
+            hidden_tables = true;
+            push_warnings(&mut out, &of);
+            continue;
+        }
+        compact_before = false;
         out.push_str(&format!(
             "\n{class}: {} · {}\n",
             class_verdict(&of),
@@ -336,19 +368,27 @@ pub fn render(trials: &[TrialResult], run_id: &str) -> String {
             };
             out.push_str(&format!("  error{count} ({}): {text}\n", names(&who)));
         }
-        for (text, who) in grouped_warnings(&of) {
-            let (count, first) = if who.len() > 1 {
-                (format!(" ×{}", who.len()), " (figures of the first)")
-            } else {
-                (String::new(), "")
-            };
-            out.push_str(&format!(
-                "  warning{count} ({}){first}: {text}\n",
-                names(&who)
-            ));
-        }
+        push_warnings(&mut out, &of);
+    }
+    if hidden_tables {
+        out.push_str("(the per-check tables of the classes that passed: --verbose)\n");
     }
     out
+}
+
+/// A class's warnings, each once (with the trials that had it).
+fn push_warnings(out: &mut String, of: &[&TrialResult]) {
+    for (text, who) in grouped_warnings(of) {
+        let (count, first) = if who.len() > 1 {
+            (format!(" ×{}", who.len()), " (figures of the first)")
+        } else {
+            (String::new(), "")
+        };
+        out.push_str(&format!(
+            "  warning{count} ({}){first}: {text}\n",
+            names(&who)
+        ));
+    }
 }
 
 /// The metrics of a speed trial as (iops, bytes/s, p99 ns), for other reports.
@@ -397,6 +437,48 @@ mod tests {
             out.trim(),
             "xfs-loop: all 2 trial(s) ignored: mkfs.xfs is not installed"
         );
+    }
+
+    /// Issue 23, item 14: `pvcheck run` printed every class's tables (about 300 lines for the
+    /// default classes). Without --verbose a class that passed is its line (and its warnings); a
+    /// class with a failure keeps its tables and errors in full.
+    #[test]
+    fn passed_classes_are_one_line_without_verbose_and_failures_stay_in_full() {
+        let mut warned = t("good", "expand", Status::Passed);
+        warned.warnings = vec!["grown offline".into()];
+        let trials = vec![
+            t("good", "provision", Status::Passed),
+            t("good", "integrity::recreate", Status::Passed),
+            warned,
+            t("other", "provision", Status::Passed),
+            t("bad", "provision", Status::Failed),
+            t("bad", "integrity::recreate", Status::Passed),
+        ];
+        let out = render_with(&trials, "ab12cd34", false);
+        assert!(
+            out.starts_with(
+                "\ngood: integrity clean (2 check(s) passed) · 3 passed, 1 with warnings\n  warning (expand): grown offline\nother: integrity not checked · 1 passed\n\nbad: FAILED, not a data problem: setup failure: provision · 1 passed, 1 failed\n"
+            ),
+            "{out}"
+        );
+        // The failed class in full: its table (both rows) and its error.
+        assert!(out.contains("FAILED (setup): `mount` failed"), "{out}");
+        assert!(
+            out.lines()
+                .any(|l| l.trim_start().starts_with("integrity::recreate") && l.contains("ok")),
+            "{out}"
+        );
+        assert!(out.contains("  error (provision): `mount` failed"), "{out}");
+        assert!(
+            out.ends_with("(the per-check tables of the classes that passed: --verbose)\n"),
+            "{out}"
+        );
+        // Only the failed class has a table.
+        assert_eq!(out.matches(" check ").count(), 1, "{out}");
+        // --verbose: every class with its table.
+        let full = render_with(&trials, "ab12cd34", true);
+        assert_eq!(full.matches(" check ").count(), 3, "{full}");
+        assert!(!full.contains("--verbose"), "{full}");
     }
 
     /// A class whose data checks were clone and rwx said "integrity not checked": both verify

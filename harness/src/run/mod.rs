@@ -53,8 +53,14 @@ pub struct RunOptions {
     pub seed: Option<u64>,
     /// Which platform runs the trials (`--platform`), chosen by `platform::select`.
     pub platform: Choice,
-    /// libtest's arguments (filter, --exact, --skip, --list, --format, --test-threads, …).
+    /// libtest's arguments (--exact, --skip, --list, --format, --test-threads, …). Its `filter`
+    /// is unused: the name filters are [`RunOptions::filters`] (several, as `cargo test` takes).
     pub test_args: Arguments,
+    /// The name filters: a trial runs when its name contains any of them (equals one, with
+    /// `--exact`); none selects every trial.
+    pub filters: Vec<String>,
+    /// `--verbose`: the per-check tables of every class, not only of those with a failure.
+    pub verbose: bool,
     /// `--strict`: a trial that passed with warnings fails.
     pub strict: bool,
     /// `--speed-size`: the speed matrix's data set instead of the profile's.
@@ -241,44 +247,60 @@ fn run_trial(ctx: &RunCtx, p: &Planned, name: &str) -> Result<Completion, Failed
         speed_size: ctx.speed_size,
         phase: ctx.phase.clone(),
     };
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let mut r = match &p.check {
-            Check::Provision => checks::provision::check(&cctx),
-            Check::Recreate => checks::integrity::recreate_check(&cctx),
-            Check::OtherNode => checks::other_node::check(&cctx),
-            Check::Durability => checks::integrity::durability_check(&cctx),
-            Check::Selftest => checks::integrity::selftest_check(&cctx),
-            Check::Upgrade => match &ctx.phase {
-                Phase::Whole => checks::integrity::upgrade_check(&cctx),
-                Phase::BeforeUpgrade => checks::upgrade_phase::before(&cctx),
-                Phase::AfterUpgrade { .. } => checks::upgrade_phase::after(&cctx),
-            },
-            Check::Expand => checks::expand::check(&cctx),
-            Check::Snapshot => checks::snapshot::check(&cctx),
-            Check::Clone => checks::clone::check(&cctx),
-            Check::Rwx => checks::rwx::check(&cctx),
-            Check::Flexvolume(call) => checks::flexvolume::check(&cctx, call),
-            Check::Csi(call) => checks::csi::check(&cctx, call),
-            Check::Speed(w) => checks::speed::check(&cctx, w),
-            Check::Cleanup => checks::cleanup::check(&cctx),
-        };
-        if running.last_speed_of_class
-            && let Err(e) = ctx.speed.release(p.class.name())
-        {
-            r = r.and(Err(e.context("removing the speed volume")));
-        }
-        r
-    }))
-    .unwrap_or_else(|panic| {
-        let msg = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default();
-        Err(checks::Failure::new(format!("the check panicked: {msg}")))
-    });
-    // --strict: what passed only with warnings fails (category: protocol for a driver's
-    // protocol check, setup otherwise), marked so the exit code can tell it from a failure.
+    // A driver that already missed a deadline in this run is not waited for again: the trial
+    // fails at once (the cleanup trial still runs: it only looks for leftovers).
+    let stopped_answering = (!matches!(p.check, Check::Cleanup)
+        && !p.class.retries_after_timeout())
+    .then(|| platform::unanswered::missed(p.class.name()))
+    .flatten();
+    let outcome =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if let Some(m) = &stopped_answering {
+                return Err(checks::Failure::timeout(platform::unanswered::message(m))
+                    .with_details(serde_json::json!({
+                        "driver_stopped_answering_at": m.at,
+                        "missed": m.what,
+                        "retried": false,
+                    })));
+            }
+            let mut r = match &p.check {
+                Check::Provision => checks::provision::check(&cctx),
+                Check::Recreate => checks::integrity::recreate_check(&cctx),
+                Check::OtherNode => checks::other_node::check(&cctx),
+                Check::Durability => checks::integrity::durability_check(&cctx),
+                Check::Selftest => checks::integrity::selftest_check(&cctx),
+                Check::Upgrade => match &ctx.phase {
+                    Phase::Whole => checks::integrity::upgrade_check(&cctx),
+                    Phase::BeforeUpgrade => checks::upgrade_phase::before(&cctx),
+                    Phase::AfterUpgrade { .. } => checks::upgrade_phase::after(&cctx),
+                },
+                Check::Expand => checks::expand::check(&cctx),
+                Check::Snapshot => checks::snapshot::check(&cctx),
+                Check::Clone => checks::clone::check(&cctx),
+                Check::Rwx => checks::rwx::check(&cctx),
+                Check::Flexvolume(call) => checks::flexvolume::check(&cctx, call),
+                Check::Csi(call) => checks::csi::check(&cctx, call),
+                Check::Speed(w) => checks::speed::check(&cctx, w),
+                Check::Cleanup => checks::cleanup::check(&cctx),
+            };
+            if running.last_speed_of_class
+                && let Err(e) = ctx.speed.release(p.class.name())
+            {
+                r = r.and(Err(e.context("removing the speed volume")));
+            }
+            r
+        }))
+        .unwrap_or_else(|panic| {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Err(checks::Failure::new(format!("the check panicked: {msg}")))
+        });
+    // --strict: what passed only with warnings fails, with a category of its own (`strict`) so
+    // the verdict says it failed because of a warning and the exit code can tell it from a
+    // failure.
     let warnings = cctx
         .data
         .lock()
@@ -287,15 +309,15 @@ fn run_trial(ctx: &RunCtx, p: &Planned, name: &str) -> Result<Completion, Failed
     let outcome = match outcome {
         Ok(Verdict::Passed) if ctx.strict && !warnings.is_empty() => {
             Err(checks::Failure::new(format!(
-                "passed with {} warning(s), which --strict does not accept: {}",
-                warnings.len(),
+                "failed because of {}, which --strict does not accept: {}",
+                if warnings.len() == 1 {
+                    "a warning".to_string()
+                } else {
+                    format!("{} warnings", warnings.len())
+                },
                 warnings.join("; ")
             ))
-            .category(if matches!(p.check, Check::Flexvolume(_)) {
-                FailureCategory::Protocol
-            } else {
-                FailureCategory::Setup
-            })
+            .category(FailureCategory::Strict)
             .with_details(serde_json::json!({ "strict": true, "warnings": warnings })))
         }
         other => other,
@@ -397,6 +419,12 @@ fn plan_run(opts: &RunOptions) -> Result<PlanOutcome, u8> {
         args.test_threads = Some((2 * cpus).max(2));
     }
 
+    if let Phase::AfterUpgrade { resumes } = &opts.phase
+        && let Some(line) = crate::phase::already_resumed(&opts.results, resumes)
+    {
+        eprintln!("pvcheck: {line}");
+        return Err(exit_code::USAGE);
+    }
     // Planning needs a platform; usable() does not touch the registry, so a listing creates nothing.
     let list_registry = match Registry::open(&opts.state_dir.join("runs").join(&run_id)) {
         Ok(r) => Arc::new(r),
@@ -407,15 +435,27 @@ fn plan_run(opts: &RunOptions) -> Result<PlanOutcome, u8> {
     };
     let list_platform = select_platform(opts, list_registry, Purpose::List)?;
     let planned = plan(&opts.classes, list_platform.as_ref(), &opts.phase);
+    // libtest takes one filter; the name filters are applied here (any of them), and libtest
+    // applies --skip, --exact's meaning for --skip, and --ignored.
+    args.filter = None;
     let probe: Vec<Trial> = planned.iter().map(|p| trial(p.clone(), None)).collect();
     let selected: Vec<usize> = (0..planned.len())
-        .filter(|&i| !args.is_filtered_out(&probe[i]) && !args.is_ignored(&probe[i]))
+        .filter(|&i| {
+            name_selected(&opts.filters, args.exact, &planned[i].name())
+                && !args.is_filtered_out(&probe[i])
+                && !args.is_ignored(&probe[i])
+        })
         .collect();
-    if selected.is_empty() && (args.filter.is_some() || !args.skip.is_empty()) {
+    let filtered = !opts.filters.is_empty() || !args.skip.is_empty();
+    if selected.is_empty() && filtered {
         let classes: Vec<&str> = opts.classes.iter().map(ClassSpec::name).collect();
+        let (what, verb) = match opts.filters.as_slice() {
+            [] => ("the filter \"\"".to_string(), "matches"),
+            [one] => (format!("the filter {one:?}"), "matches"),
+            many => (format!("the filters {many:?}"), "match"),
+        };
         eprintln!(
-            "pvcheck: the filter {:?}{} matches no trial (classes: {}; see `pvcheck run --list`)",
-            args.filter.as_deref().unwrap_or(""),
+            "pvcheck: {what}{} {verb} no trial (classes: {}; see `pvcheck run --list`)",
             if args.skip.is_empty() {
                 String::new()
             } else {
@@ -426,23 +466,42 @@ fn plan_run(opts: &RunOptions) -> Result<PlanOutcome, u8> {
         return Err(exit_code::USAGE);
     }
     if let Phase::AfterUpgrade { resumes } = &opts.phase
-        && (args.filter.is_some() || !args.skip.is_empty())
+        && filtered
     {
         eprintln!(
             "pvcheck: --phase after-upgrade resumes every class run {resumes} kept and then removes its namespace: a filter or --skip would leave volumes behind unchecked (run it without one)"
         );
         return Err(exit_code::USAGE);
     }
+    // The built-in classes are the local platform's: on another platform every trial of them
+    // would be ignored, which the user should hear before the list or the run.
+    if opts.platform.kind != platform::PlatformKind::Local
+        && opts
+            .class_files
+            .iter()
+            .all(|f| f == crate::config::DEFAULT_CLASSES_NAME)
+    {
+        eprintln!(
+            "pvcheck: no class file given for --platform {}: the built-in classes ({}) are for the local platform, so every trial would be ignored; give --classes FILE (`pvcheck classes` prints a starter file for the cluster)",
+            opts.platform.kind.name(),
+            crate::config::DEFAULT_CLASSES_NAME
+        );
+    }
     if args.list {
-        let names: Vec<String> = planned
+        let entries: Vec<list::Entry> = planned
             .iter()
             .zip(&probe)
-            .filter(|(_, t)| {
-                !args.is_filtered_out(t) && !args.ignored // pvcheck flags no trial ignored in advance
+            .filter(|(p, t)| {
+                name_selected(&opts.filters, args.exact, &p.name())
+                    && !args.is_filtered_out(t)
+                    && !args.ignored // pvcheck flags no trial ignored in advance
             })
-            .map(|(p, _)| p.name())
+            .map(|(p, _)| list::Entry {
+                name: p.name(),
+                ignored: p.ignore.clone(),
+            })
             .collect();
-        list::write(&mut std::io::stdout().lock(), &names, args.format);
+        list::write(&mut std::io::stdout().lock(), &entries, args.format);
         return Ok(PlanOutcome::Listed);
     }
     drop(probe);
@@ -576,7 +635,7 @@ fn run_trials(opts: &RunOptions, run: RunPlan) -> Result<FinishedRun, u8> {
     });
     ctx.sink
         .set_order(selected.iter().map(|&i| planned[i].name()).collect());
-    let selection = selection(&args, planned.len(), selected.len());
+    let selection = selection(&args, &opts.filters, planned.len(), selected.len());
     for &i in &selected {
         let p = &mut planned[i];
         p.speed_turn = ctx
@@ -667,10 +726,24 @@ fn run_trials(opts: &RunOptions, run: RunPlan) -> Result<FinishedRun, u8> {
             for p in &problems {
                 eprintln!("pvcheck: {p}");
             }
-            match path {
-                Ok(p) => eprintln!("pvcheck: partial results in {}", p.display()),
-                Err(e) => eprintln!("pvcheck: {e}"),
-            }
+            // The last two lines, as for every run: the verdict, then where the (partial)
+            // result is.
+            let ending = verdict::Ending {
+                leftovers: !problems.is_empty(),
+                no_result: path.is_err(),
+            };
+            eprintln!(
+                "{}",
+                verdict::line(
+                    &Summary::of(&ctx.sink.trials()),
+                    exit_code::INTERRUPTED,
+                    ending
+                )
+            );
+            eprintln!(
+                "{}",
+                verdict::result_line(path.as_deref().map_err(String::as_str))
+            );
             std::process::exit(i32::from(exit_code::INTERRUPTED));
         });
         if let Err(e) = spawned {
@@ -679,8 +752,11 @@ fn run_trials(opts: &RunOptions, run: RunPlan) -> Result<FinishedRun, u8> {
         }
     }
 
+    // The name filters were applied when planning (libtest takes one): only what they select
+    // reaches libtest.
     let trials: Vec<Trial> = planned
         .into_iter()
+        .filter(|p| name_selected(&opts.filters, args.exact, &p.name()))
         .map(|p| trial(p, Some(ctx.clone())))
         .collect();
     start_relay(&args, &ctx);
@@ -713,7 +789,7 @@ fn conclude(opts: &RunOptions, run: FinishedRun) -> u8 {
     let (path, problems, code) = finish(false);
     let all = ctx.sink.trials();
     if pretty {
-        println!("{}", table::render(&all, &ctx.run_id));
+        println!("{}", table::render_with(&all, &ctx.run_id, opts.verbose));
     } else if matches!(args.format, Some(libtest_mimic::FormatSetting::Terse)) || args.quiet {
         print!("{}", terse::render(&all));
     }
@@ -817,11 +893,35 @@ fn start_relay(args: &Arguments, ctx: &Arc<RunCtx>) {
     }
 }
 
+/// Whether a trial's name passes the name filters (any of them; none selects everything), as
+/// `cargo test NAME…` does: substrings, or whole names with `--exact`.
+pub fn name_selected(filters: &[String], exact: bool, name: &str) -> bool {
+    filters.is_empty()
+        || filters.iter().any(|f| {
+            if exact {
+                name == f
+            } else {
+                name.contains(f.as_str())
+            }
+        })
+}
+
 /// `selection` in the result file: what was asked for and how much of the plan it selected, so
 /// a filtered run never looks like a full run with fewer trials.
-fn selection(args: &Arguments, planned: usize, selected: usize) -> serde_json::Value {
+fn selection(
+    args: &Arguments,
+    filters: &[String],
+    planned: usize,
+    selected: usize,
+) -> serde_json::Value {
     serde_json::json!({
-        "filter": args.filter,
+        // One filter as a string (null for none), several as an array; `filters` always lists them.
+        "filter": match filters {
+            [] => serde_json::Value::Null,
+            [one] => one.clone().into(),
+            many => many.to_vec().into(),
+        },
+        "filters": filters,
         "exact": args.exact,
         "skip": args.skip,
         "ignored": args.ignored,

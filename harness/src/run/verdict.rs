@@ -21,14 +21,15 @@ pub struct Ending {
 pub fn is_strict_failure(t: &TrialResult) -> bool {
     t.failure
         .as_ref()
-        .is_some_and(|f| f.details.get("strict").and_then(serde_json::Value::as_bool) == Some(true))
+        .is_some_and(|f| f.category == FailureCategory::Strict)
 }
 
 /// The exit code (see `crate::exit_code`):
 /// 1 when a check failed for a reason in the volume or driver (data, setup, protocol, timeout)
 /// or the run could not remove what it created; 5 when the only failures are the harness's own
 /// (infrastructure) or the result file could not be written; 4 when the only failures are
-/// warnings `--strict` refused; 0 otherwise.
+/// warnings `--strict` refused; 6 when nothing was tested (every trial ignored: nothing passed,
+/// nothing failed); 0 otherwise.
 pub fn exit_code(trials: &[TrialResult], ending: Ending) -> u8 {
     let failed: Vec<&TrialResult> = trials
         .iter()
@@ -52,6 +53,8 @@ pub fn exit_code(trials: &[TrialResult], ending: Ending) -> u8 {
         exit_code::INFRASTRUCTURE
     } else if !failed.is_empty() {
         exit_code::INCONCLUSIVE
+    } else if !trials.iter().any(|t| t.status == Status::Passed) {
+        exit_code::NOTHING_TESTED
     } else {
         exit_code::OK
     }
@@ -61,13 +64,22 @@ pub fn exit_code(trials: &[TrialResult], ending: Ending) -> u8 {
 pub fn line(s: &Summary, code: u8, ending: Ending) -> String {
     let mut parts = Vec::new();
     if s.failed > 0 {
-        parts.push(format!(
-            "{} of {} trial{} failed ({})",
+        // `--strict` failures are said as what they are: a warning, not a finding.
+        let strict = s.failed_in(FailureCategory::Strict);
+        let because = format!("{strict} because of a warning (--strict)");
+        let of = format!(
+            "{} of {} trial{} failed",
             s.failed,
             s.total,
-            if s.total == 1 { "" } else { "s" },
-            s.categories_text()
-        ));
+            if s.total == 1 { "" } else { "s" }
+        );
+        parts.push(if strict == s.failed {
+            format!("{of} because of a warning (--strict)")
+        } else if strict > 0 {
+            format!("{of} ({}; {because})", s.categories_text_without_strict())
+        } else {
+            format!("{of} ({})", s.categories_text())
+        });
     }
     parts.push(format!("{} passed", s.passed));
     if s.ignored > 0 {
@@ -86,11 +98,12 @@ pub fn line(s: &Summary, code: u8, ending: Ending) -> String {
         parts.push("no result file".into());
     }
     let head = match code {
-        exit_code::OK if s.passed == 0 => "NOTHING TESTED",
+        exit_code::NOTHING_TESTED => "NOTHING TESTED",
         exit_code::OK => "PASSED",
         exit_code::INCONCLUSIVE => "INCONCLUSIVE",
         exit_code::REGRESSED => "REGRESSED",
         exit_code::INFRASTRUCTURE => "HARNESS FAILURE",
+        exit_code::INTERRUPTED => "INTERRUPTED",
         _ if s.failed_in(FailureCategory::Data) > 0 => "FAILED, DATA DAMAGED",
         _ => "FAILED",
     };

@@ -126,11 +126,29 @@ pub fn run(p: &DurabilityParams, out: &mut impl Write) -> Result<u64, Error> {
     let start = Instant::now();
     let mut next = 0u64;
     loop {
-        let n = match p.stop {
+        let mut n = match p.stop {
             Stop::Records(total) => p.batch.min(total - next),
             Stop::After(d) if start.elapsed() < d => p.batch,
             Stop::After(_) => 0,
         };
+        // A timed stream waits to be killed: it must not fill the filesystem first (ENOSPC on
+        // a healthy small volume is not a finding). It stays within the free space it sees.
+        if n > 0
+            && let Stop::After(d) = p.stop
+        {
+            let room = room_for_records(&p.dir, p.block_size)?;
+            n = n.min(room);
+            if n == 0 {
+                eprintln!(
+                    "{STOPPED_AT_FREE_SPACE} after record {next}: the filesystem has too little free space for another batch with a margin of {}; waiting for the kill",
+                    crate::units::format_size(free_space_margin(&p.dir))
+                );
+                while start.elapsed() < d {
+                    std::thread::sleep(Duration::from_millis(100).min(d - start.elapsed()));
+                }
+                break;
+            }
+        }
         if n == 0 {
             break;
         }
@@ -151,6 +169,38 @@ pub fn run(p: &DurabilityParams, out: &mut impl Write) -> Result<u64, Error> {
         next += n;
     }
     Ok(next)
+}
+
+/// The stderr line of a timed stream that stopped appending because free space ran low.
+pub const STOPPED_AT_FREE_SPACE: &str = "durability: stopped appending at the free-space limit";
+
+/// Space a timed stream leaves free: 1 MiB or 1/64 of the filesystem, whichever is larger
+/// (metadata, the journal, and what other writers need).
+#[allow(clippy::unnecessary_cast)] // statvfs's c_ulong is u32 on 32-bit targets
+fn free_space_margin(dir: &Path) -> u64 {
+    let total = nix::sys::statvfs::statvfs(dir)
+        .map(|st| st.blocks() as u64 * st.fragment_size() as u64)
+        .unwrap_or(0);
+    margin_for(total)
+}
+
+fn margin_for(filesystem_bytes: u64) -> u64 {
+    (1u64 << 20).max(filesystem_bytes / 64)
+}
+
+/// How many more records of `block_size` fit in the free space of `dir`'s filesystem, above
+/// the margin. A filesystem that reports no block counts (some pseudo and network filesystems)
+/// is not limited.
+#[allow(clippy::unnecessary_cast)] // statvfs's c_ulong is u32 on 32-bit targets
+fn room_for_records(dir: &Path, block_size: u64) -> Result<u64, Error> {
+    let st = nix::sys::statvfs::statvfs(dir)
+        .map_err(|e| Error::io(dir, "statvfs", std::io::Error::from_raw_os_error(e as i32)))?;
+    if st.blocks() == 0 {
+        return Ok(u64::MAX);
+    }
+    let avail = st.blocks_available() as u64 * st.fragment_size() as u64;
+    let total = st.blocks() as u64 * st.fragment_size() as u64;
+    Ok(avail.saturating_sub(margin_for(total)) / block_size)
 }
 
 /// Reads an acks stream: its header and the acknowledged record numbers (sorted, unique).

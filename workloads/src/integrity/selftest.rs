@@ -46,7 +46,9 @@ pub fn selftest(dir: &Path, size: u64, threads: usize) -> Result<SelftestReport,
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    let seed = prng::fold_key(&[nanos as u64, std::process::id() as u64]);
+    // Below 2^53 like every seed in a report, so jq and JavaScript read it back exactly.
+    let seed =
+        prng::fold_key(&[nanos as u64, std::process::id() as u64]) & crate::units::JSON_SAFE_MAX;
     let sub = dir.join(format!(
         "pvcheck-selftest-{}-{:x}",
         std::process::id(),

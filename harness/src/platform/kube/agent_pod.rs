@@ -401,6 +401,94 @@ pub async fn read_log(v: &VolumeCtx, name: &str) -> Result<Framed, PlatformError
     Ok(super::logs::parse(&log))
 }
 
+/// How many lines of a dead pod's log a failure shows.
+pub const LOG_LINES_SHOWN: usize = 5;
+
+/// Why a pod that should have kept running ended (the holder pod "ended at once"): its
+/// container's last state (reason, exit code, message) and the last lines of its log, read
+/// before the pod is deleted. Whatever cannot be read is said, not hidden.
+pub async fn ended_at_once(client: &kube::Client, namespace: &str, name: &str) -> String {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let state = match api.get_opt(name).await {
+        Ok(Some(p)) => last_state(&p),
+        Ok(None) => "the pod is gone".to_string(),
+        Err(e) => format!(
+            "its state could not be read: {}",
+            super::client::one_line(&e.to_string())
+        ),
+    };
+    let log = match api.logs(name, &LogParams::default()).await {
+        Ok(text) => log_tail(&text, LOG_LINES_SHOWN),
+        Err(e) => format!(
+            "\n  (its log could not be read: {})",
+            super::client::one_line(&e.to_string())
+        ),
+    };
+    format!("{state}{log}")
+}
+
+/// `last state: terminated, Error (exit 2): message` from the pod's first container.
+pub fn last_state(p: &Pod) -> String {
+    let status = p.status.as_ref();
+    let c = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|c| c.first());
+    let terminated = c.and_then(|c| {
+        c.state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .or_else(|| c.last_state.as_ref().and_then(|s| s.terminated.as_ref()))
+    });
+    match terminated {
+        Some(t) => format!(
+            "last state: terminated, {} (exit {}){}",
+            t.reason.as_deref().unwrap_or("no reason given"),
+            t.exit_code,
+            t.message
+                .as_deref()
+                .map(|m| format!(": {}", super::client::one_line(m)))
+                .unwrap_or_default()
+        ),
+        None => format!(
+            "last state: phase {}{}",
+            status.and_then(|s| s.phase.as_deref()).unwrap_or("unknown"),
+            status
+                .and_then(|s| s.message.as_deref())
+                .map(|m| format!(": {}", super::client::one_line(m)))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+/// The last `n` lines of a pod's log, the agent's stderr first where its supervisor framed it,
+/// as indented lines after a heading.
+pub fn log_tail(raw: &str, n: usize) -> String {
+    let framed = super::logs::parse(raw);
+    let text = if framed.stderr.trim().is_empty() {
+        raw
+    } else {
+        &framed.stderr
+    };
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        return "; its log is empty".into();
+    }
+    let from = lines.len().saturating_sub(n);
+    let mut out = format!(
+        "; the last {} of its log:",
+        if lines.len() - from == 1 {
+            "line".to_string()
+        } else {
+            format!("{} lines", lines.len() - from)
+        }
+    );
+    for l in &lines[from..] {
+        out.push_str("\n  ");
+        out.push_str(l);
+    }
+    out
+}
+
 /// Follows the log of a running pod into `to` (the agent's stdout, unframed) until it ends.
 pub async fn follow_log(
     client: kube::Client,
@@ -553,5 +641,61 @@ pub fn api_error(what: &str, e: kube::Error) -> PlatformError {
             "{what}: {}",
             super::client::one_line(&e.to_string())
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::kube::fake_api::FakeApi;
+    use std::sync::Arc;
+
+    /// Issue 23, item 7: "the holder pod … ended at once (see its log)" sent the user to a log
+    /// that was deleted with the pod. The failure carries the pod's last state and its log's
+    /// last lines, read before the pod goes (here from a fake API server).
+    #[test]
+    fn a_holder_pod_that_ended_at_once_shows_its_last_state_and_its_log_s_last_lines() {
+        let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "h-0", "namespace": "ns"},
+            "status": {"phase": "Failed", "containerStatuses": [{"name": "agent", "image": "i",
+                "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 2, "reason": "Error",
+                    "message": "mount failed\nsecond line"}}}]}})
+        .to_string();
+        let api = FakeApi::start(Arc::new(move |_m: &str, p: &str| {
+            if p.contains("/log") {
+                Some((
+                    200,
+                    "e line 1\ne line 2\ne line 3\ne line 4\ne line 5\ne pvcheck-agent: /data: EROFS\nx {\"code\":2}\n"
+                        .into(),
+                ))
+            } else {
+                Some((200, pod.clone()))
+            }
+        }));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let why = rt.block_on(async { ended_at_once(&api.client(), "ns", "h-0").await });
+        assert!(
+            why.starts_with("last state: terminated, Error (exit 2): mount failed"),
+            "{why}"
+        );
+        assert!(why.contains("; the last 5 lines of its log:"), "{why}");
+        assert!(why.ends_with("\n  pvcheck-agent: /data: EROFS"), "{why}");
+        assert!(!why.contains("e line 1"), "{why}");
+        // A pod already gone, and a log that cannot be read, are said.
+        let api = FakeApi::start(Arc::new(|_m: &str, _p: &str| {
+            Some((
+                404,
+                crate::platform::kube::fake_api::status(404, "NotFound", "pods \"h-0\" not found"),
+            ))
+        }));
+        let why = rt.block_on(async { ended_at_once(&api.client(), "ns", "h-0").await });
+        assert!(
+            why.starts_with("the pod is gone") && why.contains("its log could not be read"),
+            "{why}"
+        );
     }
 }

@@ -89,7 +89,7 @@ pub fn main(opts: &KubeOptions) -> u8 {
                 .unwrap_or("")
         );
     }
-    println!("{}", starter(&scs, &vscs));
+    println!("{}", starter(&scs, &drivers, &vscs));
     exit_code::OK
 }
 
@@ -101,9 +101,77 @@ fn is_default(sc: &StorageClass) -> bool {
         .is_some_and(|v| v == "true")
 }
 
-/// A class file with one class per StorageClass; capabilities from what the cluster says
-/// (expansion from allowVolumeExpansion, snapshot when a snapshot class has the same driver).
-pub fn starter(scs: &[StorageClass], vscs: &[DynamicObject]) -> String {
+/// One capability of a starter class: its value and why (what the cluster showed, or
+/// "unknown, verify" where the API does not say).
+struct Derived {
+    name: &'static str,
+    on: bool,
+    why: String,
+}
+
+/// The capabilities of a StorageClass as far as the cluster shows them: `expansion` from
+/// allowVolumeExpansion, `snapshot` from a VolumeSnapshotClass of its driver, `clone` from
+/// whether its provisioner is a CSI driver (cloning is CSI's; whether the driver has the
+/// CLONE_VOLUME capability the API does not show: on, "unknown, verify", so the first run's
+/// `clone` trial answers it). `block` and `rwx` are the node plugin's and the backend's: off,
+/// "unknown, verify".
+fn derive(sc: &StorageClass, drivers: &[CSIDriver], vsc: Option<&DynamicObject>) -> Vec<Derived> {
+    let expansion = sc.allow_volume_expansion.unwrap_or(false);
+    let csi = drivers
+        .iter()
+        .find(|d| d.metadata.name.as_deref() == Some(sc.provisioner.as_str()));
+    vec![
+        Derived {
+            name: "expansion",
+            on: expansion,
+            why: format!("StorageClass allowVolumeExpansion: {expansion}"),
+        },
+        Derived {
+            name: "snapshot",
+            on: vsc.is_some(),
+            why: match vsc {
+                Some(v) => format!(
+                    "VolumeSnapshotClass {} has driver {}",
+                    v.metadata.name.clone().unwrap_or_default(),
+                    sc.provisioner
+                ),
+                None => format!("no VolumeSnapshotClass has driver {}", sc.provisioner),
+            },
+        },
+        match csi {
+            Some(_) => Derived {
+                name: "clone",
+                on: true,
+                why: format!(
+                    "unknown, verify: {} is a CSI driver (CSIDriver object), whose cloning (CLONE_VOLUME) the API does not show; the clone trial tests it, set false if it fails as unsupported",
+                    sc.provisioner
+                ),
+            },
+            None => Derived {
+                name: "clone",
+                on: false,
+                why: format!(
+                    "provisioner {} has no CSIDriver object: cloning needs a CSI driver",
+                    sc.provisioner
+                ),
+            },
+        },
+        Derived {
+            name: "block",
+            on: false,
+            why: "unknown, verify: raw block volumes are the node plugin's, which the API does not show".into(),
+        },
+        Derived {
+            name: "rwx",
+            on: false,
+            why: "unknown, verify: ReadWriteMany is the backend's, which the API does not show".into(),
+        },
+    ]
+}
+
+/// A class file with one class per StorageClass; each capability with what the cluster shows
+/// about it, or "unknown, verify" ([`derive`]).
+pub fn starter(scs: &[StorageClass], drivers: &[CSIDriver], vscs: &[DynamicObject]) -> String {
     let mut out = String::from("classes:\n");
     for sc in scs {
         let name = sc.metadata.name.clone().unwrap_or_default();
@@ -111,7 +179,6 @@ pub fn starter(scs: &[StorageClass], vscs: &[DynamicObject]) -> String {
         let vsc = vscs.iter().find(|v| {
             v.data.get("driver").and_then(|d| d.as_str()) == Some(sc.provisioner.as_str())
         });
-        let expansion = sc.allow_volume_expansion.unwrap_or(false);
         out.push_str(&format!("  - name: {class_name}\n    kube:\n      storage_class: {name}\n      access_modes: [ReadWriteOnce]\n      volume_mode: Filesystem\n      size: 1Gi\n"));
         if let Some(v) = vsc {
             out.push_str(&format!(
@@ -119,10 +186,16 @@ pub fn starter(scs: &[StorageClass], vscs: &[DynamicObject]) -> String {
                 v.metadata.name.clone().unwrap_or_default()
             ));
         }
-        out.push_str(&format!(
-            "    capabilities: {{ expansion: {expansion}, snapshot: {} }}\n    placement: {{ node_selector: {{}}, tolerations: [] }}\n    timeouts: {{ provision: 5m, attach: 5m, pod_start: 5m }}\n",
-            vsc.is_some()
-        ));
+        out.push_str("    capabilities:\n");
+        for d in derive(sc, drivers, vsc) {
+            out.push_str(&format!(
+                "      {:<10} {:<6} # {}\n",
+                format!("{}:", d.name),
+                d.on,
+                d.why
+            ));
+        }
+        out.push_str("    placement: { node_selector: {}, tolerations: [] }\n    timeouts: { provision: 5m, attach: 5m, pod_start: 5m }\n");
     }
     out
 }
@@ -148,7 +221,7 @@ mod tests {
             &super::super::preflight::snapshot_class_resource(),
         );
         v.data = serde_json::json!({ "driver": "hostpath.csi.k8s.io", "deletionPolicy": "Delete" });
-        let text = starter(&[sc], &[v]);
+        let text = starter(&[sc], &[], &[v]);
         let classes = crate::config::parse_str(
             &text,
             std::path::Path::new("starter.yaml"),
@@ -159,5 +232,65 @@ mod tests {
         let k = classes[0].kube.as_ref().unwrap();
         assert_eq!(k.snapshot_class.as_deref(), Some("csi-hostpath-snapclass"));
         assert!(classes[0].capabilities.expansion && classes[0].capabilities.snapshot);
+    }
+
+    /// Issue 23, item 17: the starter file left `clone` off for a CSI driver that clones. What
+    /// the cluster shows is derived; what it does not is marked "unknown, verify".
+    #[test]
+    fn the_starter_derives_clone_from_the_csi_driver_and_marks_the_rest_unknown_verify() {
+        let meta = |n: &str| k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some(n.into()),
+            ..Default::default()
+        };
+        let csi_sc = StorageClass {
+            metadata: meta("csi-hostpath-sc"),
+            provisioner: "hostpath.csi.k8s.io".into(),
+            ..Default::default()
+        };
+        let intree = StorageClass {
+            metadata: meta("standard"),
+            provisioner: "rancher.io/local-path".into(),
+            allow_volume_expansion: Some(false),
+            ..Default::default()
+        };
+        let driver = CSIDriver {
+            metadata: meta("hostpath.csi.k8s.io"),
+            ..Default::default()
+        };
+        let text = starter(&[csi_sc, intree], &[driver], &[]);
+        let classes = crate::config::parse_str(
+            &text,
+            std::path::Path::new("starter.yaml"),
+            std::path::Path::new("."),
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(classes.len(), 2);
+        assert!(classes[0].capabilities.clone, "{text}");
+        assert!(!classes[1].capabilities.clone, "{text}");
+        let first: Vec<&str> = text
+            .lines()
+            .take_while(|l| !l.contains("standard"))
+            .collect();
+        let line = |cap: &str| {
+            *first
+                .iter()
+                .find(|l| l.trim_start().starts_with(&format!("{cap}:")))
+                .unwrap()
+        };
+        assert!(line("clone").contains("unknown, verify"), "{text}");
+        assert!(line("block").contains("unknown, verify"), "{text}");
+        assert!(line("rwx").contains("unknown, verify"), "{text}");
+        assert!(
+            line("expansion").contains("allowVolumeExpansion: false"),
+            "{text}"
+        );
+        assert!(
+            line("snapshot").contains("no VolumeSnapshotClass has driver hostpath.csi.k8s.io"),
+            "{text}"
+        );
+        assert!(
+            text.contains("provisioner rancher.io/local-path has no CSIDriver object"),
+            "{text}"
+        );
     }
 }

@@ -93,7 +93,7 @@ pub async fn take_over(
         Ok(Some(ns)) => ns,
         Ok(None) => {
             return Err(SelectError::Usage(format!(
-                "--resume {resumes}: no run {resumes} waits in this cluster (namespace {ns_name} does not exist: removed by `pvcheck cleanup`, or the before-upgrade run kept nothing)"
+                "--resume {resumes}: no run {resumes} waits in this cluster (namespace {ns_name} does not exist: already resumed by an after-upgrade run whose result file is not under this --results, removed by `pvcheck cleanup`, or the before-upgrade run kept nothing)"
             )));
         }
         Err(e) => return Err(infra(api_error(&format!("reading namespace {ns_name}"), e))),

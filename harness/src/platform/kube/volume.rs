@@ -300,6 +300,12 @@ impl KubeVolume {
         let node = match started {
             Ok(super::agent_pod::Started::Running { node }) => node,
             Ok(super::agent_pod::Started::Finished { .. }) => {
+                // Why, read before the pod goes: its last state and its log's last lines.
+                let why = conn.block_on(agent_pod::ended_at_once(
+                    &ctx.client,
+                    &ctx.shared.namespace,
+                    &name,
+                ));
                 let _ = conn.block_on(agent_pod::delete(
                     &ctx,
                     &name,
@@ -308,7 +314,7 @@ impl KubeVolume {
                     ctx.timeouts.pod_start,
                 ));
                 return Err(PlatformError::Other(format!(
-                    "the holder pod {}/{name} ended at once (see its log)",
+                    "the holder pod {}/{name} ended at once: {why}",
                     ctx.shared.namespace
                 )));
             }

@@ -49,10 +49,17 @@ pub fn masker(spec: &CsiSpec) -> Masker {
     Masker::new(spec.secrets.values())
 }
 
-/// A CSI error as the platform reports it: one first line naming the class.
-pub fn platform_error(origin: &str, e: CsiError) -> PlatformError {
+/// A CSI error as the platform reports it: one first line naming the class. A call with no
+/// answer within `call_timeout` is a `timeout`, and noted: the class's driver stopped answering
+/// (see `crate::platform::unanswered`).
+pub fn platform_error(class: &str, origin: &str, e: CsiError) -> PlatformError {
     match e {
         CsiError::Driver(m) if m.starts_with("class ") => PlatformError::Other(m),
+        e if e.is_timeout() => {
+            let text = e.to_string();
+            crate::platform::unanswered::note(class, &text);
+            PlatformError::DriverTimeout(format!("{origin}: {text}"))
+        }
         e => PlatformError::Other(format!("{origin}: {e}")),
     }
 }
@@ -64,7 +71,7 @@ pub fn driver_for(
     ctx: &BackendCtx,
 ) -> Result<(Driver, Option<PathBuf>), PlatformError> {
     let origin = origin(class);
-    let err = |e| platform_error(&origin, e);
+    let err = |e| platform_error(class.name(), &origin, e);
     match spec.source() {
         Some(CsiDriverSource::Endpoint(socket)) => Ok((
             Driver::external(origin.clone(), socket, spec.call_timeout(), masker(spec))
@@ -192,7 +199,7 @@ impl CsiBackend {
     }
 
     fn err(&self, e: CsiError) -> PlatformError {
-        platform_error(&self.origin, e)
+        platform_error(self.class_for_driver.name(), &self.origin, e)
     }
 
     fn driver(&self) -> Result<&Driver, PlatformError> {

@@ -679,7 +679,8 @@ pub fn protocol_check(
     let origin = backend::origin(class);
     let (driver, state_dir) = backend::driver_for(class, spec, ctx)?;
     let result = (|| {
-        let co = Co::discover(&driver.client, spec).map_err(|e| platform_error(&origin, e))?;
+        let co = Co::discover(&driver.client, spec)
+            .map_err(|e| platform_error(class.name(), &origin, e))?;
         let record = |p: &Path| -> Result<(), PlatformError> {
             ctx.record(Resource::Mount {
                 path: p.to_path_buf(),
@@ -696,7 +697,7 @@ pub fn protocol_check(
         match check(call, &subject) {
             Ok(Verdict::Passed(note)) => Ok(ProtocolOutcome::Passed(note)),
             Ok(Verdict::NotApplicable(r)) => Ok(ProtocolOutcome::NotApplicable(r)),
-            Err(e) => Err(platform_error(&origin, e)),
+            Err(e) => Err(platform_error(class.name(), &origin, e)),
         }
     })();
     driver.stop();

@@ -118,18 +118,18 @@ fn the_confined_service_account_may_do_what_a_run_and_a_cleanup_do_and_nothing_e
     };
     made.apply(
         &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{ name: {foreign} }}\n"),
-        &["namespace", &foreign],
+        &["namespace", foreign.as_str()],
     );
     made.apply(
         &namespace_yaml(&own, &run, "restricted"),
-        &["namespace", &own],
+        &["namespace", own.as_str()],
     );
     made.apply(
         &format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{ name: cm, namespace: {own}, labels: {{ pvcheck.io/run-id: {run} }} }}\ndata: {{ a: b }}\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{ name: data, namespace: {own}, labels: {{ pvcheck.io/run-id: {run} }} }}\nspec:\n  storageClassName: csi-hostpath-sc\n  accessModes: [ReadWriteOnce]\n  resources: {{ requests: {{ storage: 16Mi }} }}\n"),
-        &["-n", &own, "configmap/cm", "pvc/data"],
+        &["-n", own.as_str(), "configmap/cm", "pvc/data"],
     );
-    made.apply(&pv_yaml(&foreign, None), &["pv", &foreign]);
-    made.apply(&pv_yaml(&own, Some(&run)), &["pv", &own]);
+    made.apply(&pv_yaml(&foreign, None), &["pv", foreign.as_str()]);
+    made.apply(&pv_yaml(&own, Some(&run)), &["pv", own.as_str()]);
 
     let dry = "--dry-run=server";
     let vap_ns = "pvcheck may create only namespaces";
@@ -155,7 +155,7 @@ fn the_confined_service_account_may_do_what_a_run_and_a_cleanup_do_and_nothing_e
         // Refused.
         (
             "delete a namespace not pvcheck's",
-            vec!["delete", "namespace", &foreign, dry],
+            vec!["delete", "namespace", foreign.as_str(), dry],
             None,
             Some(vap_ns),
         ),
@@ -175,13 +175,13 @@ fn the_confined_service_account_may_do_what_a_run_and_a_cleanup_do_and_nothing_e
         (
             "create a pod in kube-system",
             vec!["create", "-f", "-", dry],
-            Some(&kube_system_pod),
+            Some(kube_system_pod.as_str()),
             Some(vap_scope),
         ),
         (
             "create a pod in its own (the nightly's) namespace",
             vec!["create", "-f", "-", dry],
-            Some(&sa_ns_pod),
+            Some(sa_ns_pod.as_str()),
             Some(vap_scope),
         ),
         (
@@ -198,20 +198,20 @@ fn the_confined_service_account_may_do_what_a_run_and_a_cleanup_do_and_nothing_e
         ),
         (
             "delete a PV not pvcheck's",
-            vec!["delete", "pv", &foreign, dry],
+            vec!["delete", "pv", foreign.as_str(), dry],
             None,
             Some(vap_pv),
         ),
         (
             "create an unlabelled PV",
             vec!["create", "-f", "-", dry],
-            Some(&unlabelled_pv),
+            Some(unlabelled_pv.as_str()),
             Some(vap_pv),
         ),
         (
             "create a namespace without Pod Security restricted",
             vec!["create", "-f", "-", dry],
-            Some(&unrestricted),
+            Some(unrestricted.as_str()),
             Some(vap_ns),
         ),
         (
@@ -219,7 +219,7 @@ fn the_confined_service_account_may_do_what_a_run_and_a_cleanup_do_and_nothing_e
             vec![
                 "label",
                 "namespace",
-                &own,
+                own.as_str(),
                 "--overwrite",
                 "pod-security.kubernetes.io/enforce=privileged",
                 dry,
@@ -242,7 +242,7 @@ fn the_confined_service_account_may_do_what_a_run_and_a_cleanup_do_and_nothing_e
         ),
         (
             "exec into a pod",
-            vec!["auth", "can-i", "create", "pods/exec", "-n", &own],
+            vec!["auth", "can-i", "create", "pods/exec", "-n", own.as_str()],
             None,
             Some("no"),
         ),
@@ -250,7 +250,7 @@ fn the_confined_service_account_may_do_what_a_run_and_a_cleanup_do_and_nothing_e
         (
             "create a run's namespace",
             vec!["create", "-f", "-", dry],
-            Some(&new_ns),
+            Some(new_ns.as_str()),
             None,
         ),
         (
@@ -258,7 +258,7 @@ fn the_confined_service_account_may_do_what_a_run_and_a_cleanup_do_and_nothing_e
             vec![
                 "annotate",
                 "namespace",
-                &own,
+                own.as_str(),
                 "pvcheck.io/awaiting=after-upgrade",
                 dry,
             ],
@@ -268,18 +268,18 @@ fn the_confined_service_account_may_do_what_a_run_and_a_cleanup_do_and_nothing_e
         (
             "create a pod in a run's namespace",
             vec!["create", "-f", "-", dry],
-            Some(&own_pod),
+            Some(own_pod.as_str()),
             None,
         ),
         (
             "create a ConfigMap in a run's namespace",
             vec!["create", "-f", "-", dry],
-            Some(&cm),
+            Some(cm.as_str()),
             None,
         ),
         (
             "delete a run's ConfigMap",
-            vec!["delete", "-n", &own, "configmap", "cm", dry],
+            vec!["delete", "-n", own.as_str(), "configmap", "cm", dry],
             None,
             None,
         ),
@@ -288,7 +288,7 @@ fn the_confined_service_account_may_do_what_a_run_and_a_cleanup_do_and_nothing_e
             vec![
                 "patch",
                 "-n",
-                &own,
+                own.as_str(),
                 "pvc",
                 "data",
                 "-p",
@@ -301,30 +301,30 @@ fn the_confined_service_account_may_do_what_a_run_and_a_cleanup_do_and_nothing_e
         (
             "snapshot a run's claim",
             vec!["create", "-f", "-", dry],
-            Some(&snapshot),
+            Some(snapshot.as_str()),
             None,
         ),
         (
             "delete a run's claim",
-            vec!["delete", "-n", &own, "pvc", "data", dry],
+            vec!["delete", "-n", own.as_str(), "pvc", "data", dry],
             None,
             None,
         ),
         (
             "create a labelled PV (pv_template)",
             vec!["create", "-f", "-", dry],
-            Some(&own_pv),
+            Some(own_pv.as_str()),
             None,
         ),
         (
             "delete a run's PV",
-            vec!["delete", "pv", &own, dry],
+            vec!["delete", "pv", own.as_str(), dry],
             None,
             None,
         ),
         (
             "delete a run's namespace",
-            vec!["delete", "namespace", &own, dry],
+            vec!["delete", "namespace", own.as_str(), dry],
             None,
             None,
         ),
@@ -336,7 +336,7 @@ fn the_confined_service_account_may_do_what_a_run_and_a_cleanup_do_and_nothing_e
         ),
         (
             "read pod logs in a run's namespace",
-            vec!["auth", "can-i", "get", "pods/log", "-n", &own],
+            vec!["auth", "can-i", "get", "pods/log", "-n", own.as_str()],
             None,
             None,
         ),
@@ -382,16 +382,9 @@ fn the_confined_service_account_may_do_what_a_run_and_a_cleanup_do_and_nothing_e
 
     // A real run under the account, kept for an upgrade (namespace created and annotated, a
     // holder pod, agent pods, the ledger's ConfigMap, a claim), then `pvcheck cleanup` under it.
+    let classes = fixtures().join("kube/hostpath.yaml").display().to_string();
     let mut args = kube_args(&sa.kubeconfig());
-    args.extend(
-        [
-            "--classes",
-            &fixtures().join("kube/hostpath.yaml").display().to_string(),
-            "--phase",
-            "before-upgrade",
-        ]
-        .map(String::from),
-    );
+    args.extend(["--classes", classes.as_str(), "--phase", "before-upgrade"].map(String::from));
     let out = env.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(
         out.status.code(),

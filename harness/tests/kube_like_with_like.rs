@@ -73,6 +73,7 @@ fn run(env: &Env, kc: &str, sc: &str) -> PathBuf {
     .unwrap();
     let runs = env.results.path().join("runs");
     let before = files(&runs);
+    let filter = format!("lwl::{WORKLOAD}");
     let mut args = kube_args(kc);
     args.extend(
         [
@@ -82,7 +83,7 @@ fn run(env: &Env, kc: &str, sc: &str) -> PathBuf {
             "quick",
             "--repeat",
             "1",
-            &format!("lwl::{WORKLOAD}"),
+            filter.as_str(),
             "--exact",
         ]
         .map(String::from),

@@ -208,7 +208,7 @@ pub struct ClassesArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
-    /// Write the agent's OCI image archive (import with `ctr images import` or `skopeo copy oci-archive:…`).
+    /// Write the agent's OCI image archive, or with --runner pvcheck's own (import with `ctr images import` or `skopeo copy oci-archive:…`).
     Export(ImageExportArgs),
 }
 
@@ -217,12 +217,18 @@ pub struct ImageExportArgs {
     /// The archive to write.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
-    /// A statically linked pvcheck-agent (default: pvcheck-agent beside this binary).
+    /// A statically linked pvcheck-agent (default: the static one built with this pvcheck:
+    /// beside it, in its target directory's <triple>/ directory, or this pvcheck when static).
     #[arg(long, value_name = "PATH")]
     pub agent: Option<PathBuf>,
-    /// The image's name (default docker.io/pvcheck/agent:<version>).
+    /// The image's name (default docker.io/pvcheck/agent:<version>, with --runner
+    /// docker.io/pvcheck/pvcheck:<version>).
     #[arg(long, value_name = "REF")]
     pub tag: Option<String>,
+    /// The runner's image instead of the agent's: this pvcheck (static) at /pvcheck, the agent
+    /// built in; what deploy/'s CronJob runs.
+    #[arg(long)]
+    pub runner: bool,
 }
 
 #[derive(Debug, Args)]
@@ -283,7 +289,9 @@ pub fn main(cli: Cli) -> u8 {
         Command::Run(a) => run_cmd(a),
         Command::Cleanup(a) => cleanup_cmd(a),
         Command::Classes(a) => platform::kube::discover::main(&a.kube.options()),
-        Command::Image(ImageCommand::Export(a)) => crate::image::export_main(a.out, a.agent, a.tag),
+        Command::Image(ImageCommand::Export(a)) => {
+            crate::image::export_main(a.out, a.agent, a.tag, a.runner)
+        }
         Command::Compare(a) => crate::cli_gate::compare_cmd(a),
         Command::Baseline(c) => crate::cli_gate::baseline_cmd(c),
         Command::History(a) => crate::cli_history::history_cmd(a),

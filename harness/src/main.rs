@@ -6,8 +6,18 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let mut args = std::env::args_os();
-    let _prog = args.next();
+    let prog = args.next();
     let rest: Vec<_> = args.collect();
+    // Called `pvcheck-agent` (a static pvcheck as the agent image's entrypoint, see
+    // `pvcheck image export`): the agent built in, as `pvcheck agent …` is.
+    if prog
+        .as_deref()
+        .map(std::path::Path::new)
+        .and_then(std::path::Path::file_name)
+        .is_some_and(|n| n == "pvcheck-agent")
+    {
+        return pvcheck_workloads::cli::main(std::iter::once("pvcheck-agent".into()).chain(rest));
+    }
     // `pvcheck agent …` is the agent built in, so one binary is enough on a node.
     if rest.first().is_some_and(|a| a == "agent") && rest.len() > 1 {
         return pvcheck_workloads::cli::main(

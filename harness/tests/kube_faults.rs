@@ -13,8 +13,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::kube::{
-    evict, kube_args, kubeconfig, kubectl, kubectl_out, kubectl_stdin, objects_of_run, run_id,
-    service_account_kubeconfig, wait_for_pod,
+    ServiceAccount, evict, kube_args, kubeconfig, kubectl, kubectl_out, kubectl_stdin,
+    objects_of_run, run_id, wait_for_pod,
 };
 use common::{Env, fixtures, stderr, stdout, trial};
 
@@ -164,82 +164,6 @@ fn a_holder_pod_evicted_mid_check_fails_the_trial_naming_the_eviction_and_leaves
     assert_failed_naming_the_eviction(&kc, &env, &victim, &out);
 }
 
-/// A ServiceAccount with deploy/rbac.yaml's rules (optionally edited), its binding and a
-/// kubeconfig for it; everything is deleted when the test ends. The rules are deploy/'s own
-/// text, renamed per test, so a change there is what these tests exercise.
-struct ServiceAccount {
-    kc: String,
-    namespace: String,
-    role: String,
-    kubeconfig: std::path::PathBuf,
-}
-
-impl ServiceAccount {
-    /// `edit` rewrites the rules (each `(from, to)` must be found, so a change in deploy/ that
-    /// makes an edit miss fails loudly instead of testing something else).
-    fn from_deploy(kc: &str, env: &Env, tag: &str, edit: &[(&str, &str)]) -> Self {
-        let pid = std::process::id();
-        let namespace = format!("kf-rbac-{tag}-{pid}");
-        let role = format!("pvcheck-test-{tag}-{pid}");
-        let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/rbac.yaml");
-        let mut text = std::fs::read_to_string(&deploy).unwrap();
-        for (from, to) in edit {
-            assert!(
-                text.contains(from),
-                "deploy/rbac.yaml no longer has {from:?}"
-            );
-            text = text.replace(from, to);
-        }
-        assert_eq!(text.matches("name: pvcheck-runner").count(), 3, "{text}");
-        let text = text
-            .replace("name: pvcheck-runner", &format!("name: {role}"))
-            .replace(
-                "namespace: pvcheck-system",
-                &format!("namespace: {namespace}"),
-            );
-        kubectl_out(kc, &["create", "namespace", &namespace]);
-        let sa = ServiceAccount {
-            kc: kc.to_string(),
-            namespace,
-            role,
-            kubeconfig: env.scratch.path().join("sa-kubeconfig"),
-        };
-        kubectl_stdin(kc, &["apply", "-f", "-"], &text);
-        service_account_kubeconfig(kc, &sa.namespace, "pvcheck", &sa.kubeconfig);
-        sa
-    }
-
-    fn kubeconfig(&self) -> String {
-        self.kubeconfig.display().to_string()
-    }
-}
-
-impl Drop for ServiceAccount {
-    fn drop(&mut self) {
-        for what in [
-            vec![
-                "delete",
-                "clusterrolebinding",
-                &self.role,
-                "--ignore-not-found",
-            ],
-            vec!["delete", "clusterrole", &self.role, "--ignore-not-found"],
-            vec![
-                "delete",
-                "namespace",
-                &self.namespace,
-                "--ignore-not-found",
-                "--wait=false",
-            ],
-        ] {
-            let _ = kubectl()
-                .args(["--kubeconfig", &self.kc])
-                .args(&what)
-                .output();
-        }
-    }
-}
-
 /// The run's namespaces the cluster has now (any run of this test's class file).
 fn run_namespaces(kc: &str) -> BTreeSet<String> {
     kubectl_out(
@@ -264,8 +188,8 @@ fn rbac_forbidding_the_storageclass_list_is_exit_5_in_one_line_before_anything_i
         &env,
         "nosc",
         &[(
-            "resources: [storageclasses, csidrivers, csinodes, volumeattachments]",
-            "resources: [csidrivers, csinodes, volumeattachments]",
+            "resources: [storageclasses, csidrivers, volumeattachments]",
+            "resources: [csidrivers, volumeattachments]",
         )],
     );
     let before = run_namespaces(&kc);
@@ -313,8 +237,8 @@ fn rbac_forbidding_pvc_create_fails_the_trial_as_infrastructure_naming_claim_and
         &env,
         "nopvc",
         &[(
-            "  - apiGroups: [\"\"]\n    resources: [pods, persistentvolumeclaims, configmaps]\n    verbs: [get, list, watch, create, delete, patch]\n",
-            "  - apiGroups: [\"\"]\n    resources: [pods, configmaps]\n    verbs: [get, list, watch, create, delete, patch]\n  - apiGroups: [\"\"]\n    resources: [persistentvolumeclaims]\n    verbs: [get, list, watch, delete, patch]\n",
+            "    resources: [persistentvolumeclaims]\n    verbs: [get, list, watch, create, delete, patch]\n",
+            "    resources: [persistentvolumeclaims]\n    verbs: [get, list, watch, delete, patch]\n",
         )],
     );
     let args = args_of(

@@ -1,15 +1,35 @@
 //! An OCI image archive (image-layout in a tar: `oci-layout`, `index.json`, `blobs/sha256/…`)
-//! holding one uncompressed layer: the static agent at `/pvcheck-agent`, `/etc/passwd` and
-//! `/etc/group` with the non-root user 65532, nothing else (no shell). Importable with
-//! `ctr images import` (which reads `io.containerd.image.name`) and
-//! `skopeo copy oci-archive:FILE …`. Deterministic: the same agent gives the same digests.
+//! holding one uncompressed layer: one static binary (the agent at `/pvcheck-agent`, or for the
+//! runner image pvcheck itself at `/pvcheck`, whose `pvcheck agent …` is the agent built in),
+//! `/etc/passwd` and `/etc/group` with the non-root user 65532, nothing else (no shell).
+//! Importable with `ctr images import` (which reads `io.containerd.image.name`) and
+//! `skopeo copy oci-archive:FILE …`. Deterministic: the same binary gives the same digests.
 
 use sha2::{Digest, Sha256};
 
 use super::tar::TarWriter;
 
+/// Which image: the agent's, or the runner's (pvcheck itself, for the nightly CronJob).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Agent,
+    Runner,
+}
+
+impl Kind {
+    /// The binary's path in the image (its entrypoint) and the image's title.
+    pub fn binary(self) -> &'static str {
+        match self {
+            Kind::Agent => "pvcheck-agent",
+            Kind::Runner => "pvcheck",
+        }
+    }
+}
+
 /// What the image is built from.
 pub struct ImageSpec<'a> {
+    pub kind: Kind,
+    /// The static binary: the agent, or pvcheck for [`Kind::Runner`].
     pub agent: &'a [u8],
     /// `amd64`, `arm64`.
     pub arch: &'a str,
@@ -30,7 +50,7 @@ fn sha(b: &[u8]) -> String {
 }
 
 /// The layer tar.
-pub fn layer(agent: &[u8]) -> std::io::Result<Vec<u8>> {
+pub fn layer(kind: Kind, agent: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut t = TarWriter::new(Vec::new());
     t.dir("etc", 0o755)?;
     t.file(
@@ -39,16 +59,19 @@ pub fn layer(agent: &[u8]) -> std::io::Result<Vec<u8>> {
         b"root:x:0:0:root:/:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/:/sbin/nologin\n",
     )?;
     t.file("etc/group", 0o644, b"root:x:0:\nnonroot:x:65532:\n")?;
-    t.dir("data", 0o755)?;
-    t.dir("inputs", 0o755)?;
+    if kind == Kind::Agent {
+        t.dir("data", 0o755)?;
+        t.dir("inputs", 0o755)?;
+    }
     t.dir("tmp", 0o1777)?;
-    t.file("pvcheck-agent", 0o755, agent)?;
+    t.file(kind.binary(), 0o755, agent)?;
     t.finish()
 }
 
 /// Writes the archive to `w`.
 pub fn write(spec: &ImageSpec<'_>, w: impl std::io::Write) -> std::io::Result<Written> {
-    let layer = layer(spec.agent)?;
+    let layer = layer(spec.kind, spec.agent)?;
+    let binary = spec.kind.binary();
     let layer_digest = sha(&layer);
     let config = serde_json::to_vec(&serde_json::json!({
         "created": "1970-01-01T00:00:00Z",
@@ -56,10 +79,10 @@ pub fn write(spec: &ImageSpec<'_>, w: impl std::io::Write) -> std::io::Result<Wr
         "os": "linux",
         "config": {
             "User": "65532:65532",
-            "Entrypoint": ["/pvcheck-agent"],
+            "Entrypoint": [format!("/{binary}")],
             "WorkingDir": "/",
             "Labels": {
-                "org.opencontainers.image.title": "pvcheck-agent",
+                "org.opencontainers.image.title": binary,
                 "org.opencontainers.image.version": spec.version,
             },
         },
@@ -157,6 +180,7 @@ mod tests {
     #[test]
     fn the_archive_names_the_image_and_runs_the_agent_as_65532() {
         let spec = ImageSpec {
+            kind: Kind::Agent,
             agent: b"\x7fELF-not-really",
             arch: "amd64",
             reference: "docker.io/pvcheck/agent:0.1.0",
@@ -172,8 +196,32 @@ mod tests {
         assert!(text.contains("\"io.containerd.image.name\":\"docker.io/pvcheck/agent:0.1.0\""));
         assert!(text.contains("\"User\":\"65532:65532\""));
         assert!(text.contains("\"Entrypoint\":[\"/pvcheck-agent\"]"));
-        let l = layer(b"x").unwrap();
+        let l = layer(Kind::Agent, b"x").unwrap();
         assert!(!String::from_utf8_lossy(&l).contains("bin/sh"));
+    }
+
+    /// The runner image (the nightly CronJob's): pvcheck at /pvcheck as its entrypoint, user
+    /// 65532, reproducible, and not the agent's image under another name.
+    #[test]
+    fn the_runner_archive_runs_pvcheck_as_65532_and_is_reproducible() {
+        let spec = ImageSpec {
+            kind: Kind::Runner,
+            agent: b"\x7fELF-pvcheck",
+            arch: "amd64",
+            reference: "docker.io/pvcheck/pvcheck:0.1.0",
+            version: "0.1.0",
+        };
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let w1 = write(&spec, &mut a).unwrap();
+        let w2 = write(&spec, &mut b).unwrap();
+        assert_eq!(a, b, "not deterministic");
+        assert_eq!(w1.manifest_digest, w2.manifest_digest);
+        let text = String::from_utf8_lossy(&a);
+        assert!(text.contains("\"io.containerd.image.name\":\"docker.io/pvcheck/pvcheck:0.1.0\""));
+        assert!(text.contains("\"User\":\"65532:65532\""));
+        assert!(text.contains("\"Entrypoint\":[\"/pvcheck\"]"));
+        let l = String::from_utf8_lossy(&layer(Kind::Runner, b"x").unwrap()).into_owned();
+        assert!(l.contains("pvcheck") && !l.contains("pvcheck-agent") && !l.contains("bin/sh"));
     }
 
     #[test]

@@ -244,3 +244,107 @@ pub fn service_account_kubeconfig(kc: &str, namespace: &str, sa: &str, path: &st
     )
     .unwrap();
 }
+
+/// A ServiceAccount with deploy/rbac.yaml's rules (optionally edited), its binding and a
+/// kubeconfig for it; everything is deleted when the test ends. The rules are deploy/'s own
+/// text, renamed per test, so a change there is what these tests exercise.
+pub struct ServiceAccount {
+    kc: String,
+    pub namespace: String,
+    role: String,
+    kubeconfig: std::path::PathBuf,
+}
+
+impl ServiceAccount {
+    /// `edit` rewrites the rules (each `(from, to)` must be found, so a change in deploy/ that
+    /// makes an edit miss fails loudly instead of testing something else).
+    pub fn from_deploy(kc: &str, env: &super::Env, tag: &str, edit: &[(&str, &str)]) -> Self {
+        let pid = std::process::id();
+        let namespace = format!("kf-rbac-{tag}-{pid}");
+        let role = format!("pvcheck-test-{tag}-{pid}");
+        let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/rbac.yaml");
+        let mut text = std::fs::read_to_string(&deploy).unwrap();
+        for (from, to) in edit {
+            assert!(
+                text.contains(from),
+                "deploy/rbac.yaml no longer has {from:?}"
+            );
+            text = text.replace(from, to);
+        }
+        assert_eq!(text.matches("name: pvcheck-runner").count(), 3, "{text}");
+        let text = text
+            .replace("name: pvcheck-runner", &format!("name: {role}"))
+            .replace(
+                "namespace: pvcheck-system",
+                &format!("namespace: {namespace}"),
+            );
+        kubectl_out(kc, &["create", "namespace", &namespace]);
+        let sa = ServiceAccount {
+            kc: kc.to_string(),
+            namespace,
+            role,
+            kubeconfig: env.scratch.path().join("sa-kubeconfig"),
+        };
+        kubectl_stdin(kc, &["apply", "-f", "-"], &text);
+        service_account_kubeconfig(kc, &sa.namespace, "pvcheck", &sa.kubeconfig);
+        sa
+    }
+
+    pub fn kubeconfig(&self) -> String {
+        self.kubeconfig.display().to_string()
+    }
+}
+
+impl Drop for ServiceAccount {
+    fn drop(&mut self) {
+        for what in [
+            vec![
+                "delete",
+                "clusterrolebinding",
+                &self.role,
+                "--ignore-not-found",
+            ],
+            vec!["delete", "clusterrole", &self.role, "--ignore-not-found"],
+            vec![
+                "delete",
+                "namespace",
+                &self.namespace,
+                "--ignore-not-found",
+                "--wait=false",
+            ],
+        ] {
+            let _ = kubectl()
+                .args(["--kubeconfig", &self.kc])
+                .args(&what)
+                .output();
+        }
+    }
+}
+
+/// deploy/confine.yaml (the ValidatingAdmissionPolicy confining every ServiceAccount named
+/// `pvcheck`) applied as shipped; removed when dropped. Cluster-scoped: one test at a time.
+pub struct Confinement {
+    kc: String,
+}
+
+impl Confinement {
+    pub fn apply(kc: &str) -> Self {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/confine.yaml");
+        kubectl_out(kc, &["apply", "-f", file.to_str().unwrap()]);
+        Confinement { kc: kc.to_string() }
+    }
+}
+
+impl Drop for Confinement {
+    fn drop(&mut self) {
+        for kind in [
+            "validatingadmissionpolicybinding",
+            "validatingadmissionpolicy",
+        ] {
+            let _ = kubectl()
+                .args(["--kubeconfig", &self.kc])
+                .args(["delete", kind, "pvcheck-confine", "--ignore-not-found"])
+                .output();
+        }
+    }
+}

@@ -15,6 +15,7 @@
 //!   [`cleanup`]: finding and removing what runs left, by label; [`preflight`]: the classes
 //!   against the cluster before anything is created; [`phase`]: volumes kept by a
 //!   `--phase before-upgrade` run and taken over by its `--phase after-upgrade` run.
+//! - [`setup`]: the StorageClass, driver and PV facts of the fingerprint (no per-run names).
 //!
 //! The trait boundary stays synchronous: the platform owns one tokio runtime and every
 //! operation is a `block_on` (see `client`).
@@ -37,6 +38,7 @@ pub mod pod;
 pub mod podspec;
 pub mod preflight;
 pub mod pvc;
+pub mod setup;
 pub mod snapshot;
 pub mod topology;
 pub mod upgrade;
@@ -100,6 +102,8 @@ pub struct Shared {
     pub resumable: Mutex<HashMap<String, phase::KeptFacts>>,
     /// Latencies per volume (bound, first pod, pod start, detach), for the run's report.
     pub latencies: Mutex<BTreeMap<String, serde_json::Value>>,
+    /// StorageClass name → its setup as [`setup::storage`] read it (once per run).
+    pub setups: Mutex<HashMap<String, serde_json::Value>>,
 }
 
 /// Time limits of one class.
@@ -248,6 +252,7 @@ pub fn select(opts: &KubeOptions, ctx: SelectCtx<'_>) -> Result<Arc<dyn Platform
         created: Mutex::new(Vec::new()),
         kept: Mutex::new(Vec::new()),
         latencies: Mutex::new(BTreeMap::new()),
+        setups: Mutex::new(HashMap::new()),
     });
     Ok(Arc::new(KubePlatform {
         shared: Some(shared),

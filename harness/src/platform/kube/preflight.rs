@@ -112,7 +112,8 @@ pub fn schedulable(n: &Node) -> bool {
     ready && !cordoned
 }
 
-/// Node names, kernels and kubelet versions, for the fingerprint.
+/// Node names, kernels, OS images and kubelet versions, for the fingerprint (which leaves the
+/// names out).
 pub async fn node_facts(client: &kube::Client) -> serde_json::Value {
     let nodes: Api<Node> = Api::all(client.clone());
     let Ok(nl) = nodes.list(&ListParams::default()).await else {
@@ -125,6 +126,8 @@ pub async fn node_facts(client: &kube::Client) -> serde_json::Value {
             serde_json::json!({
                 "name": n.metadata.name,
                 "kernel": info.map(|i| i.kernel_version.clone()),
+                "os": info.map(|i| i.os_image.clone()),
+                "architecture": info.map(|i| i.architecture.clone()),
                 "kubelet": info.map(|i| i.kubelet_version.clone()),
                 "runtime": info.map(|i| i.container_runtime_version.clone()),
                 "schedulable": schedulable(n),

@@ -397,6 +397,42 @@ impl KubeVolume {
     pub fn node(&self) -> Option<&str> {
         self.node.as_deref()
     }
+
+    /// The StorageClass and driver (read once per run and StorageClass) and the bound PV as
+    /// mounted: the fingerprint's description of the setup, free of this run's names.
+    fn setup(&self) -> serde_json::Value {
+        let shared = &self.ctx.shared;
+        let client = &self.ctx.client;
+        let sc = self
+            .class
+            .kube
+            .as_ref()
+            .and_then(|k| k.storage_class_name())
+            .map(str::to_string);
+        let storage = sc.map(|name| {
+            let cached = shared
+                .setups
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&name)
+                .cloned();
+            cached.unwrap_or_else(|| {
+                let v = shared.conn.block_on(super::setup::storage(client, &name));
+                shared
+                    .setups
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(name, v.clone());
+                v
+            })
+        });
+        let pv = self.pv.as_deref().map(|pv| {
+            shared
+                .conn
+                .block_on(super::setup::persistent_volume(client, pv))
+        });
+        serde_json::json!({ "storage": storage, "mounted": pv })
+    }
 }
 
 impl Volume for KubeVolume {
@@ -419,6 +455,7 @@ impl Volume for KubeVolume {
             "volume_mode": self.class.kube.as_ref().map(|k| k.volume_mode),
             "access_modes": self.class.kube.as_ref().map(|k| k.access_modes.clone()),
             "timings": self.timings,
+            "setup": self.setup(),
         })
     }
 

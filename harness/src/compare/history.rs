@@ -967,7 +967,11 @@ pub fn noise_of(results: &Path) -> super::Noise {
         .filter_map(|s| {
             let sigma = s.noise_sigma?;
             Some((
-                (s.class.clone(), s.workload.clone(), s.metric.key().to_string()),
+                (
+                    s.class.clone(),
+                    s.workload.clone(),
+                    s.metric.key().to_string(),
+                ),
                 sigma,
             ))
         })

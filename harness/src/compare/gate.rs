@@ -228,6 +228,15 @@ fn fraction_of(metric: Metric, log: f64) -> f64 {
     }
 }
 
+/// The flags in a reason: all of them when few, else the first two and how many more (the
+/// result file keeps every one in `flags`).
+fn said(flags: &[String]) -> String {
+    match flags.len() {
+        0..=3 => flags.join("; "),
+        n => format!("{}; {} and {} more", flags[0], flags[1], n - 2),
+    }
+}
+
 fn pct(x: f64) -> String {
     format!("{:+.1}%", x * 100.0)
 }
@@ -336,8 +345,9 @@ pub fn judge_metric(
         String::new()
     };
     let flagged = !c.flags.is_empty();
+    let flags_said = said(&c.flags);
     let flag_note = if flagged {
-        format!("; despite: {}", c.flags.join("; "))
+        format!("; despite: {flags_said}")
     } else {
         String::new()
     };
@@ -365,7 +375,7 @@ pub fn judge_metric(
             "{nb} vs {nn} repetitions allow no exact bound at {:.1}%: at least {needed} on each side are needed (--repeat {needed}){}",
             (1.0 - ALPHA) * 100.0,
             if flagged {
-                format!("; and {}", c.flags.join("; "))
+                format!("; and {flags_said}")
             } else {
                 String::new()
             }
@@ -381,10 +391,7 @@ pub fn judge_metric(
     }
     if flagged {
         c.verdict = Verdict::Unreliable;
-        c.reason = format!(
-            "not judged: {} (interval {interval}, margin {limit})",
-            c.flags.join("; ")
-        );
+        c.reason = format!("not judged: {flags_said} (interval {interval}, margin {limit})");
         return c;
     }
     if worse_high < -margin_log {

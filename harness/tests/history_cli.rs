@@ -199,6 +199,8 @@ fn the_html_trend_marks_the_change_point_history_finds() {
         let input = pvcheck::report::outputs::ReportInput {
             run: &doc,
             comparison: None,
+            refused: None,
+            allow_inconclusive: false,
             results: d.path(),
         };
         pvcheck::report::html::render(&input)

@@ -147,7 +147,7 @@ pub fn render(r: &Report) -> String {
         for (w, initial, total) in repeated(&r.new, class) {
             out.push_str(&format!(
                 "  {w} needed {total} repetitions to decide ({initial} asked, {} more while a figure was inconclusive)\n",
-                total - initial
+                total.saturating_sub(initial)
             ));
         }
         let mut seen: Vec<(String, String)> = Vec::new();

@@ -320,31 +320,3 @@ impl Drop for ServiceAccount {
         }
     }
 }
-
-/// deploy/confine.yaml (the ValidatingAdmissionPolicy confining every ServiceAccount named
-/// `pvcheck`) applied as shipped; removed when dropped. Cluster-scoped: one test at a time.
-pub struct Confinement {
-    kc: String,
-}
-
-impl Confinement {
-    pub fn apply(kc: &str) -> Self {
-        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/confine.yaml");
-        kubectl_out(kc, &["apply", "-f", file.to_str().unwrap()]);
-        Confinement { kc: kc.to_string() }
-    }
-}
-
-impl Drop for Confinement {
-    fn drop(&mut self) {
-        for kind in [
-            "validatingadmissionpolicybinding",
-            "validatingadmissionpolicy",
-        ] {
-            let _ = kubectl()
-                .args(["--kubeconfig", &self.kc])
-                .args(["delete", kind, "pvcheck-confine", "--ignore-not-found"])
-                .output();
-        }
-    }
-}

@@ -221,37 +221,24 @@ pub fn compare_with_noise(
     if !differences.is_empty() && !allow_mismatch {
         return Err(CompareError::Mismatch(differences));
     }
-    // Every (class, workload) is judged on its own, spread over the CPUs; the order of the
-    // result stays the run's.
-    let mut jobs = Vec::new();
+    // Every (class, workload) is judged on its own, in the new run's order (exact intervals:
+    // no resampling, so one thread is enough).
+    let mut comparisons: Vec<Comparison> = Vec::new();
     for (class, workloads) in &classes {
         let thresholds = new.thresholds(class);
         for w in workloads {
             if let (Some(b), Some(n)) = (base.speed_trial(class, w), new.speed_trial(class, w)) {
-                jobs.push((class.as_str(), w.as_str(), b, n, thresholds.for_workload(w)));
+                comparisons.extend(gate::judge_workload(
+                    class,
+                    w,
+                    b,
+                    n,
+                    &thresholds.for_workload(w),
+                    noise,
+                ));
             }
         }
     }
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(jobs.len().max(1));
-    let chunk = jobs.len().div_ceil(threads).max(1);
-    let comparisons: Vec<Comparison> = std::thread::scope(|scope| {
-        let handles: Vec<_> = jobs
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .flat_map(|(c, w, b, n, l)| gate::judge_workload(c, w, b, n, l, noise))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
     let failed = new
         .trials
         .iter()

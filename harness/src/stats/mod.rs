@@ -3,9 +3,6 @@
 //!
 //! - [`shift`]: the Hodges–Lehmann shift between two samples with exact, distribution-free
 //!   bounds (the Mann–Whitney inversion): the gate's interval, on log values;
-//! - [`mann_whitney`]: the one-sided Mann–Whitney U test; exact p-values (the permutation
-//!   distribution of the rank sum, ties included) for small samples, the normal approximation
-//!   with tie and continuity correction beyond;
 //! - [`bootstrap`]: a seeded percentile bootstrap of a median and of a ratio of medians
 //!   (Xoshiro256++, so the same inputs always give the same interval; the HTML charts' whiskers);
 //! - [`summary`]: median, coefficient of variation and its robust counterpart;
@@ -20,12 +17,10 @@
 
 pub mod bootstrap;
 pub mod edivisive;
-pub mod mann_whitney;
 pub mod normal;
 pub mod shift;
 pub mod summary;
 
 pub use bootstrap::{RatioInterval, median_interval, ratio_of_medians};
-pub use mann_whitney::{Alternative, MannWhitney, mann_whitney};
 pub use shift::{Shift, shift};
 pub use summary::{cv, median, robust_spread};

@@ -310,3 +310,76 @@ fn latency_regresses_upwards_and_improves_downwards() {
     let same = judge_p99(101.0);
     assert_eq!(same.verdict, Verdict::Pass, "{}", same.reason);
 }
+
+/// A speed trial of `iops` per repetition, each of whose agents waited for a CPU `wait` of
+/// the measured time.
+fn trial(iops: &[f64], wait: f64) -> pvcheck::compare::rundoc::TrialDoc {
+    pvcheck::compare::rundoc::TrialDoc {
+        name: "c::speed::randwrite-4k-qd1".into(),
+        class: "c".into(),
+        check: "speed::randwrite-4k-qd1".into(),
+        status: "passed".into(),
+        duration_s: 1.0,
+        ignored_reason: None,
+        failure_message: None,
+        failure_category: None,
+        repetitions: iops
+            .iter()
+            .map(|v| {
+                serde_json::json!({
+                    "job": { "rw": "randwrite", "bs": 4096, "iodepth": 1, "jobs": 1 },
+                    "iops": v, "cv": 0.01, "qd_achieved": 1.0,
+                    "lat_ns": { "p99": 1e9 / v, "p999": 1e9 / v },
+                    "cpu": { "wait_share": wait },
+                })
+            })
+            .collect(),
+        rep_volumes: Vec::new(),
+    }
+}
+
+fn iops_verdict(base: &[f64], base_wait: f64, new: &[f64], new_wait: f64) -> gate::Comparison {
+    let limits = pvcheck::config::thresholds::Limits::default();
+    gate::judge_workload(
+        "c",
+        "randwrite-4k-qd1",
+        &trial(base, base_wait),
+        &trial(new, new_wait),
+        &limits,
+        &gate::Noise::new(),
+    )
+    .into_iter()
+    .find(|c| c.metric == Metric::Iops)
+    .unwrap()
+}
+
+/// CI, 2026-12-05: two runs of one unchanged class, the second while the test cluster's
+/// components took the CPU, differed by −38 % in every repetition and were called regressed.
+/// The agent's own schedstat shows the cause: its thread waited for a CPU a quarter of the
+/// time. Such a change is the machine's: not judged, and never a pass.
+#[test]
+fn a_slowdown_while_the_agent_waited_for_a_cpu_is_not_judged_instead_of_regressed() {
+    let base = [25_300.0, 25_100.0, 24_900.0, 25_200.0, 25_000.0];
+    let new = [15_800.0, 15_500.0, 15_900.0, 15_400.0, 15_600.0];
+    assert_eq!(
+        iops_verdict(&base, 0.01, &new, 0.01).verdict,
+        Verdict::Regressed
+    );
+    let c = iops_verdict(&base, 0.01, &new, 0.26);
+    assert_eq!(c.verdict, Verdict::Unreliable, "{}", c.reason);
+    assert!(
+        c.reason.contains("waited for a CPU 26.0%")
+            && c.reason.contains("would have been regressed"),
+        "{}",
+        c.reason
+    );
+}
+
+/// The same wait on the base side explains no slowdown of the new side: still regressed.
+#[test]
+fn a_base_that_waited_for_a_cpu_does_not_excuse_a_slower_new_run() {
+    let base = [25_300.0, 25_100.0, 24_900.0, 25_200.0, 25_000.0];
+    let new = [15_800.0, 15_500.0, 15_900.0, 15_400.0, 15_600.0];
+    let c = iops_verdict(&base, 0.26, &new, 0.01);
+    assert_eq!(c.verdict, Verdict::Regressed, "{}", c.reason);
+}

@@ -166,6 +166,17 @@ pub fn judge_workload(
         return Vec::new();
     };
     let flags = flags_of(base, new, limits);
+    let starved = |t: &TrialDoc, side: &str| -> Vec<String> {
+        t.repetitions
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| {
+                metrics::cpu_wait_reason(b, limits)
+                    .map(|why| format!("{side} repetition {}: {why}", i + 1))
+            })
+            .collect()
+    };
+    let (starved_base, starved_new) = (starved(base, "base"), starved(new, "new"));
     metrics::metrics_of(first)
         .into_iter()
         .map(|m| {
@@ -189,7 +200,39 @@ pub fn judge_workload(
                 flags.clone(),
             )
         })
+        .map(|c| not_blamed_on_the_machine(c, &starved_base, &starved_new))
         .collect()
+}
+
+/// A change towards the side whose agent waited for a CPU (`max_cpu_wait`) is not the
+/// volume's to answer for: the machine's other work may explain all of it. Such a regression
+/// (new side starved) or improvement (base side starved) is **unreliable** — never a pass, and
+/// not judged (exit 4) — even where every repetition differs. Unlike the other flags, which
+/// say a figure is noisy, this one names another cause.
+fn not_blamed_on_the_machine(
+    mut c: Comparison,
+    starved_base: &[String],
+    starved_new: &[String],
+) -> Comparison {
+    let starved = match c.verdict {
+        Verdict::Regressed => starved_new,
+        Verdict::Improved => starved_base,
+        _ => return c,
+    };
+    if starved.is_empty() {
+        return c;
+    }
+    let change = c
+        .change_pct()
+        .map_or(String::new(), |p| format!(" {p:+.1}%"));
+    c.reason = format!(
+        "not judged: the{change} change may be the machine's, not the volume's: {} (the verdict would have been {}: {})",
+        said(starved),
+        c.verdict.as_str(),
+        c.reason
+    );
+    c.verdict = Verdict::Unreliable;
+    c
 }
 
 /// Every reason a repetition of either side cannot be trusted, in order.

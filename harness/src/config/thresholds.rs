@@ -11,6 +11,7 @@
 //!   metadata: -5%      # create, stat, rename and unlink rates
 //!   max_cv: 10%        # a repetition whose IOPS varied more than this within its run is invalid
 //!   min_qd: 90%        # … or that kept fewer I/Os in flight than this share of its queue depth
+//!   max_cpu_wait: 10%  # … or one of whose agent threads waited this long for a CPU (schedstat)
 //!   workloads:
 //!     randwrite-4k-qd1: { p99: +25% }
 //! ```
@@ -89,6 +90,8 @@ pub struct LimitsSpec {
     pub max_cv: Option<Percent>,
     #[serde(default)]
     pub min_qd: Option<Percent>,
+    #[serde(default)]
+    pub max_cpu_wait: Option<Percent>,
 }
 
 /// The `thresholds:` section of a class.
@@ -111,6 +114,8 @@ pub struct ThresholdsSpec {
     pub max_cv: Option<Percent>,
     #[serde(default)]
     pub min_qd: Option<Percent>,
+    #[serde(default)]
+    pub max_cpu_wait: Option<Percent>,
     /// Per workload of the standard matrix (`randread-4k-qd64`, …).
     #[serde(default)]
     pub workloads: BTreeMap<String, LimitsSpec>,
@@ -127,6 +132,7 @@ impl ThresholdsSpec {
             metadata: self.metadata,
             max_cv: self.max_cv,
             min_qd: self.min_qd,
+            max_cpu_wait: self.max_cpu_wait,
         }
     }
 
@@ -218,13 +224,15 @@ fn check_limits(l: &LimitsSpec, prefix: &str) -> Result<(), (String, String)> {
             "max_cv is a positive percentage, without a sign".into(),
         ));
     }
-    if let Some(p) = l.min_qd
-        && (p.signed || p.value <= 0.0 || p.value > 100.0)
-    {
-        return Err((
-            format!("{prefix}min_qd"),
-            "min_qd is a share between 0% and 100%, without a sign".into(),
-        ));
+    for (name, p) in [("min_qd", l.min_qd), ("max_cpu_wait", l.max_cpu_wait)] {
+        if let Some(p) = p
+            && (p.signed || p.value <= 0.0 || p.value > 100.0)
+        {
+            return Err((
+                format!("{prefix}{name}"),
+                format!("{name} is a share between 0% and 100%, without a sign"),
+            ));
+        }
     }
     Ok(())
 }
@@ -243,6 +251,9 @@ pub struct Limits {
     pub max_cv: f64,
     /// A repetition whose achieved queue depth is below this share of its target is invalid.
     pub min_qd: f64,
+    /// A repetition one of whose agent threads waited for a CPU longer than this share of the
+    /// measured time is invalid, and cannot be called regressed: the machine may explain it.
+    pub max_cpu_wait: f64,
 }
 
 impl Default for Limits {
@@ -257,6 +268,7 @@ impl Default for Limits {
             metadata: 0.05,
             max_cv: 0.10,
             min_qd: 0.90,
+            max_cpu_wait: 0.10,
         }
     }
 }
@@ -273,6 +285,7 @@ impl Limits {
             metadata: f(l.metadata, self.metadata),
             max_cv: f(l.max_cv, self.max_cv),
             min_qd: f(l.min_qd, self.min_qd),
+            max_cpu_wait: f(l.max_cpu_wait, self.max_cpu_wait),
         }
     }
 }

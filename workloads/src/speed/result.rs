@@ -123,6 +123,14 @@ pub struct CpuResult {
     pub threads_user_s: f64,
     pub threads_sys_s: f64,
     pub threads_per_io_us: f64,
+    /// The largest share of the measured time one of the agent's threads spent runnable but
+    /// waiting for a CPU (from schedstat): other work on the machine delayed the job by up to
+    /// this much. Absent where the kernel does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_share: Option<f64>,
+    /// The agent's nice value while it measured (−10 where it may raise its priority).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nice: Option<i32>,
 }
 
 impl CpuResult {
@@ -149,6 +157,8 @@ impl CpuResult {
             } else {
                 0.0
             },
+            wait_share: None,
+            nice: None,
         }
     }
 }

@@ -20,8 +20,15 @@ use super::result::{
     Prefill, PrefillKind, SCHEMA, StallInfo, Status, SyncResult,
 };
 use super::signals;
-use super::stats::{CpuTimes, cv};
+use super::stats::{self, CpuTimes, cv};
 use super::target::{self, Prepared};
+
+/// The nice value the agent measured at (see [`stats::raise_priority`]).
+static NICE: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+
+fn spec_nice() -> i32 {
+    NICE.get().copied().unwrap_or(0)
+}
 
 /// How often the watcher wakes at least (signals, watchdog).
 const TICK: Duration = Duration::from_millis(50);
@@ -30,6 +37,8 @@ const TICK: Duration = Duration::from_millis(50);
 pub fn run(spec: &JobSpec) -> Result<BenchResult, Error> {
     spec.validate()?;
     signals::install().map_err(Error::Signals)?;
+    // Before any worker starts, so that every thread inherits it.
+    let _ = NICE.get_or_init(stats::raise_priority);
     let pool = Arc::new(DataPool::new(pool_len(&spec.job), spec.seed));
     if spec.job.rw == JobKind::Metadata {
         return run_metadata(spec, pool);
@@ -294,6 +303,8 @@ struct Watch {
     stall: Option<StallInfo>,
     interrupted: Option<&'static str>,
     cpu: CpuTimes,
+    /// The largest share of the window one thread waited for a CPU.
+    wait_share: Option<f64>,
     samples: Vec<f64>,
     runtime_ns: u64,
 }
@@ -304,6 +315,7 @@ impl Watch {
             stall: Some(stall),
             interrupted: None,
             cpu: CpuTimes::default(),
+            wait_share: None,
             samples: Vec::new(),
             runtime_ns: 0,
         }
@@ -356,6 +368,7 @@ fn watch<T>(
     };
     let mut cpu_start: Option<CpuTimes> = None;
     let mut cpu_end: Option<CpuTimes> = None;
+    let (mut waits_start, mut waits_end) = (None, None);
     let mut last_sample = (0u64, 0u64);
     let mut next_sample = ms + interval;
     let mut samples = Vec::new();
@@ -385,6 +398,7 @@ fn watch<T>(
         let now = now_ns();
         if cpu_start.is_none() && now >= ms {
             cpu_start = Some(CpuTimes::now());
+            waits_start = Some(stats::run_queue_waits());
             last_sample = (now, done());
         }
         if cpu_start.is_some() && now >= next_sample && next_sample <= dl {
@@ -396,6 +410,7 @@ fn watch<T>(
         }
         if cpu_end.is_none() && now >= dl {
             cpu_end = Some(CpuTimes::now());
+            waits_end = Some(stats::run_queue_waits());
         }
         let a = alive();
         if a != last_alive {
@@ -436,12 +451,21 @@ fn watch<T>(
     } else {
         dl
     };
+    let runtime_ns = stop.saturating_sub(ms);
+    let wait_share = match (
+        &waits_start,
+        waits_end.or_else(|| Some(stats::run_queue_waits())),
+    ) {
+        (Some(a), Some(b)) => stats::max_wait_share(a, &b, runtime_ns as f64 / 1e9),
+        _ => None,
+    };
     Watch {
         stall,
         interrupted,
         cpu,
+        wait_share,
         samples,
-        runtime_ns: stop.saturating_sub(ms),
+        runtime_ns,
     }
 }
 
@@ -485,7 +509,17 @@ fn base_result(
             spec.sample_interval.as_secs_f64()
         ));
     }
-    let cpu = CpuResult::new(watch.cpu, thread_cpu, secs, io_count);
+    let mut cpu = CpuResult::new(watch.cpu, thread_cpu, secs, io_count);
+    cpu.wait_share = watch.wait_share;
+    cpu.nice = Some(spec_nice());
+    if let Some(w) = watch.wait_share
+        && w > 0.05
+    {
+        warnings.push(format!(
+            "a thread of the agent waited for a CPU {:.1} % of the measured time: other work on this machine slowed the job",
+            w * 100.0
+        ));
+    }
     if cpu.util_pct > 60.0 {
         warnings.push(format!(
             "the CPU was {:.0} % busy: latencies may include CPU queuing (kbench asks for at least 40 % idle)",

@@ -98,6 +98,15 @@ pub struct RunArgs {
     /// Compare the run with this baseline at the end (a name in results/baselines, or a file).
     #[arg(long, value_name = "NAME")]
     pub baseline: Option<String>,
+    /// With --baseline NAME: when results/baselines/NAME.json does not exist yet, this run
+    /// becomes it (when every check passed and most speed figures are reliable) and the gate
+    /// starts with the next run: a nightly's first night.
+    #[arg(long, requires = "baseline")]
+    pub create_baseline: bool,
+    /// After the run, keep only the newest N result files in results/runs (older ones pvcheck
+    /// wrote are removed; baselines are kept). `pvcheck history` needs 11.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_runs: Option<u32>,
     /// With --baseline: compare even when the setups differ.
     #[arg(long)]
     pub allow_mismatch: bool,
@@ -359,8 +368,29 @@ fn run_cmd(a: RunArgs) -> u8 {
             }
         };
     // A baseline that cannot be read is a usage error before anything is created.
+    // --create-baseline: a missing baseline of that name is the first night, not an error.
+    let mut create_baseline = None;
+    if a.create_baseline
+        && let Some(b) = &a.baseline
+    {
+        if !crate::baseline::valid_name(b) {
+            eprintln!(
+                "pvcheck: --create-baseline: --baseline {b:?} must be a baseline name (letters, digits, '.', '_', '-'), not a file"
+            );
+            return exit_code::USAGE;
+        }
+        if !a
+            .results
+            .join("baselines")
+            .join(format!("{b}.json"))
+            .is_file()
+        {
+            create_baseline = Some(b.clone());
+        }
+    }
     let baseline = match &a.baseline {
         None => None,
+        Some(_) if create_baseline.is_some() => None,
         Some(b) => match crate::compare::rundoc::resolve(b, &a.results) {
             Ok(d) => Some(d),
             Err(e) => {
@@ -391,6 +421,8 @@ fn run_cmd(a: RunArgs) -> u8 {
         repeat: a.repeat.unwrap_or(a.profile.default_repeat()),
         baseline,
         reports: a.reports.paths(),
+        create_baseline,
+        keep_runs: a.keep_runs,
         allow_mismatch: a.allow_mismatch,
         allow_inconclusive: a.allow_inconclusive,
         max_repeat: a.max_repeat,

@@ -322,3 +322,70 @@ fn an_inconclusive_workload_is_repeated_until_decided_up_to_max_repeat() {
         total
     );
 }
+
+/// Issue 22: the shipped nightly had no gate because `--baseline` needs a baseline the first
+/// night cannot have. With `--create-baseline` the first night becomes it (exit 0, said), the
+/// second is gated against it (a table, never a refusal), and `--keep-runs` leaves the newest
+/// result files only, the baseline untouched.
+#[test]
+fn a_nightly_first_night_becomes_the_baseline_and_the_second_is_gated() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let classes = d.path().join("classes.yaml");
+    // This test is about the nightly's flow, not the quality flags (pinned elsewhere): a busy
+    // machine must not make the first night's baseline be refused.
+    let class = format!(
+        "{}    thresholds: {{ max_cv: 100%, max_cpu_wait: 100%, min_qd: 1% }}\n",
+        dir_class("nightly-dir", &data)
+    );
+    std::fs::write(&classes, class).unwrap();
+    let results = d.path().join("results");
+    let state = d.path().join("state");
+    let junit = d.path().join("junit.xml");
+    let night = || {
+        let o = pvcheck(&[
+            "run",
+            "--classes",
+            classes.to_str().unwrap(),
+            "--repeat",
+            "5",
+            "--results",
+            results.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--baseline",
+            "nightly",
+            "--create-baseline",
+            "--keep-runs",
+            "1",
+            "--junit",
+            junit.to_str().unwrap(),
+            "--exact",
+            "nightly-dir::speed::randread-4k-qd1",
+        ]);
+        (o.status.code(), text(&o))
+    };
+    let (code, out) = night();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("NO BASELINE YET"), "{out}");
+    assert!(results.join("baselines/nightly.json").is_file(), "{out}");
+    let (code, out) = night();
+    // Not judged (4) is allowed on a busy machine; refused (7), failed or regressed is not.
+    assert!(matches!(code, Some(0 | 4)), "{out}");
+    assert!(
+        out.contains("comparing") && out.contains("randread-4k-qd1"),
+        "{out}"
+    );
+    assert!(!out.contains("NO BASELINE YET"), "{out}");
+    let runs: Vec<_> = std::fs::read_dir(results.join("runs"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(runs.len(), 1, "--keep-runs 1 left {runs:?}");
+    assert!(out.contains("removed 1 older result file"), "{out}");
+    assert!(results.join("baselines/nightly.json").is_file());
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("pvcheck-gate"), "{xml}");
+}

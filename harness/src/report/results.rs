@@ -240,6 +240,53 @@ impl RunResult {
     }
 }
 
+/// `--keep-runs N`: removes all but the newest `keep` result files of `results_dir/runs`
+/// (only names pvcheck writes, `<timestamp>-<run id>.json`, ordered by that timestamp; never
+/// `current`, never anything else). Returns the files removed.
+pub fn prune_runs(
+    results_dir: &Path,
+    keep: usize,
+    current: Option<&Path>,
+) -> std::io::Result<Vec<PathBuf>> {
+    let runs = results_dir.join("runs");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&runs)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(is_result_file_name)
+        })
+        .collect();
+    files.sort();
+    let excess = files.len().saturating_sub(keep);
+    let mut removed = Vec::new();
+    for p in files.into_iter().take(excess) {
+        if current.is_some_and(|c| c == p) {
+            continue;
+        }
+        std::fs::remove_file(&p)?;
+        removed.push(p);
+    }
+    Ok(removed)
+}
+
+/// `20261205T190128Z-22fa3c21.json`: what [`RunResult::write`] names a result file.
+fn is_result_file_name(n: &str) -> bool {
+    let Some(stem) = n.strip_suffix(".json") else {
+        return false;
+    };
+    let b = stem.as_bytes();
+    b.len() > 17
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && b[8] == b'T'
+        && b[9..15].iter().all(u8::is_ascii_digit)
+        && b[15] == b'Z'
+        && b[16] == b'-'
+        && stem[17..]
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-')
+}
+
 /// Days since 1970-01-01 → (year, month, day) (Howard Hinnant's civil_from_days).
 fn civil(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
@@ -288,6 +335,33 @@ pub fn compact_utc(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--keep-runs` removes the oldest result files only: never a baseline, a file of
+    /// another name, or the run just written.
+    #[test]
+    fn keep_runs_removes_only_the_oldest_result_files() {
+        let d = tempfile::tempdir().unwrap();
+        let runs = d.path().join("runs");
+        std::fs::create_dir_all(&runs).unwrap();
+        let names = [
+            "20261201T020000Z-aaaa1111.json",
+            "20261202T020000Z-bbbb2222.json",
+            "20261203T020000Z-cccc3333.json",
+            "notes.json",
+            "20261203T020000Z-cccc3333.json.tmp",
+        ];
+        for n in names {
+            std::fs::write(runs.join(n), "{}").unwrap();
+        }
+        let removed = prune_runs(d.path(), 2, None).unwrap();
+        assert_eq!(removed, vec![runs.join(names[0])]);
+        let left: Vec<_> = names.iter().filter(|n| runs.join(n).exists()).collect();
+        assert_eq!(left.len(), 4, "{left:?}");
+        // The current run is never removed, even when it sorts first.
+        let current = runs.join(names[1]);
+        assert!(prune_runs(d.path(), 1, Some(&current)).unwrap().is_empty());
+        assert!(current.exists());
+    }
     use std::time::Duration;
 
     #[test]

@@ -15,7 +15,46 @@ use crate::report::compare_table;
 use crate::report::outputs::{self, ReportInput};
 
 pub fn after_run(opts: &RunOptions, result_file: Option<&Path>, run_code: u8) -> u8 {
-    if opts.baseline.is_none() && opts.reports.is_empty() {
+    let code = judge_and_report(opts, result_file, run_code);
+    if let Some(n) = opts.keep_runs {
+        match crate::report::results::prune_runs(&opts.results, n as usize, result_file) {
+            Ok(removed) if !removed.is_empty() => eprintln!(
+                "pvcheck: --keep-runs {n}: removed {} older result file(s) from {}",
+                removed.len(),
+                opts.results.join("runs").display()
+            ),
+            Ok(_) => {}
+            Err(e) => eprintln!("pvcheck: --keep-runs {n}: {e} (nothing else changed)"),
+        }
+    }
+    code
+}
+
+/// `--create-baseline` on the first night: the run becomes the baseline when it passed.
+fn create_baseline(name: &str, opts: &RunOptions, file: &Path, run_code: u8) -> u8 {
+    if run_code != exit_code::OK {
+        eprintln!(
+            "pvcheck: --create-baseline: no baseline {name} yet, and this run is not saved as it: its checks did not all pass (exit {run_code})"
+        );
+        return run_code;
+    }
+    match crate::baseline::save(&[file.to_path_buf()], name, &opts.results, false, false) {
+        Ok((path, _)) => {
+            println!(
+                "gate: NO BASELINE YET: this run is now baseline {name} ({}); the gate starts with the next run",
+                path.display()
+            );
+            exit_code::OK
+        }
+        Err(e) => {
+            eprintln!("pvcheck: --create-baseline: not saved as baseline {name}: {e}");
+            exit_code::INCONCLUSIVE
+        }
+    }
+}
+
+fn judge_and_report(opts: &RunOptions, result_file: Option<&Path>, run_code: u8) -> u8 {
+    if opts.baseline.is_none() && opts.reports.is_empty() && opts.create_baseline.is_none() {
         return run_code;
     }
     let Some(file) = result_file else {
@@ -29,7 +68,10 @@ pub fn after_run(opts: &RunOptions, result_file: Option<&Path>, run_code: u8) ->
             return run_code.max(exit_code::CHECK_FAILED);
         }
     };
-    let mut gate_code = exit_code::OK;
+    let mut gate_code = match &opts.create_baseline {
+        Some(name) => create_baseline(name, opts, file, run_code),
+        None => exit_code::OK,
+    };
     let mut refused = None;
     let noise = compare::history::noise_of(&opts.results);
     let report = match opts.baseline.clone() {

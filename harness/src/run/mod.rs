@@ -79,6 +79,10 @@ pub struct RunOptions {
     pub allow_inconclusive: bool,
     /// `--max-repeat`: with a baseline, repetitions of a still-inconclusive workload, in all.
     pub max_repeat: u32,
+    /// `--baseline NAME --create-baseline` when NAME does not exist yet: the run becomes it.
+    pub create_baseline: Option<String>,
+    /// `--keep-runs N`: the newest N result files stay in results/runs.
+    pub keep_runs: Option<u32>,
     /// `--phase` (and `--resume`): a whole run, or one side of an upgrade done elsewhere.
     pub phase: Phase,
 }

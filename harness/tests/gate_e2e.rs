@@ -97,7 +97,21 @@ fn needs_root_and_mkfs() -> bool {
 fn two_runs_of_one_local_class_compare_without_a_false_alarm() {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let d = tempfile::tempdir().unwrap();
-    let data = d.path().join("data");
+    // The volume in memory (/dev/shm where there is one): in CI on 2026-12-05 a directory on
+    // the runner's disk, shared with the test cluster's etcd and containerd, wrote 38 % slower
+    // in the second run than in the first, in every repetition — the disk's neighbours, which
+    // no statistic over the runs' own repetitions can tell from the volume (docs/gate.md has
+    // the false-alarm rate measured on a disk). The CPU's neighbours are the gate's to handle
+    // (nice −10, cpu.wait_share), and stay in this test.
+    let mem = tempfile::Builder::new()
+        .prefix("pvcheck-gate-e2e")
+        .tempdir_in(if Path::new("/dev/shm").is_dir() {
+            Path::new("/dev/shm")
+        } else {
+            d.path()
+        })
+        .unwrap();
+    let data = mem.path().join("data");
     std::fs::create_dir(&data).unwrap();
     let classes = d.path().join("classes.yaml");
     // Default thresholds: this is the promise as users get it.

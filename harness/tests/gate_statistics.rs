@@ -359,12 +359,10 @@ fn iops_verdict(base: &[f64], base_wait: f64, new: &[f64], new_wait: f64) -> gat
 /// time. Such a change is the machine's: not judged, and never a pass.
 #[test]
 fn a_slowdown_while_the_agent_waited_for_a_cpu_is_not_judged_instead_of_regressed() {
-    let base = [25_300.0, 25_100.0, 24_900.0, 25_200.0, 25_000.0];
-    let new = [15_800.0, 15_500.0, 15_900.0, 15_400.0, 15_600.0];
-    assert_eq!(
-        iops_verdict(&base, 0.01, &new, 0.01).verdict,
-        Verdict::Regressed
-    );
+    let base = [25_300.0, 24_000.0, 26_000.0, 23_000.0, 27_500.0];
+    let new = [20_000.0, 15_600.0, 13_000.0, 17_500.0, 11_000.0];
+    let c = iops_verdict(&base, 0.01, &new, 0.01);
+    assert_eq!(c.verdict, Verdict::Regressed, "{}", c.reason);
     let c = iops_verdict(&base, 0.01, &new, 0.26);
     assert_eq!(c.verdict, Verdict::Unreliable, "{}", c.reason);
     assert!(
@@ -373,6 +371,22 @@ fn a_slowdown_while_the_agent_waited_for_a_cpu_is_not_judged_instead_of_regresse
         "{}",
         c.reason
     );
+    // What the wait cannot explain is still a regression: the same wait, 40 % slower again.
+    let slower: Vec<f64> = new.iter().map(|v| v * 0.6).collect();
+    let c = iops_verdict(&base, 0.01, &slower, 0.26);
+    assert_eq!(c.verdict, Verdict::Regressed, "{}", c.reason);
+}
+
+/// A base run slowed by a busy machine makes an unchanged new run look fine when it may be
+/// worse: not a pass.
+#[test]
+fn an_unchanged_figure_whose_base_waited_for_a_cpu_does_not_pass() {
+    let base = [25_300.0, 25_100.0, 24_900.0, 25_200.0, 25_000.0];
+    let c = iops_verdict(&base, 0.01, &base, 0.01);
+    assert_eq!(c.verdict, Verdict::Pass, "{}", c.reason);
+    let c = iops_verdict(&base, 0.30, &base, 0.01);
+    assert_eq!(c.verdict, Verdict::Unreliable, "{}", c.reason);
+    assert!(c.reason.contains("would have been pass"), "{}", c.reason);
 }
 
 /// The same wait on the base side explains no slowdown of the new side: still regressed.

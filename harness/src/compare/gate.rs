@@ -166,17 +166,11 @@ pub fn judge_workload(
         return Vec::new();
     };
     let flags = flags_of(base, new, limits);
-    let starved = |t: &TrialDoc, side: &str| -> Vec<String> {
-        t.repetitions
-            .iter()
-            .enumerate()
-            .filter_map(|(i, b)| {
-                metrics::cpu_wait_reason(b, limits)
-                    .map(|why| format!("{side} repetition {}: {why}", i + 1))
-            })
-            .collect()
+    let waits = CpuWaits {
+        base: median_wait(base),
+        new: median_wait(new),
+        limit: limits.max_cpu_wait,
     };
-    let (starved_base, starved_new) = (starved(base, "base"), starved(new, "new"));
     metrics::metrics_of(first)
         .into_iter()
         .map(|m| {
@@ -200,34 +194,96 @@ pub fn judge_workload(
                 flags.clone(),
             )
         })
-        .map(|c| not_blamed_on_the_machine(c, &starved_base, &starved_new))
+        .map(|c| not_blamed_on_the_machine(c, &waits))
         .collect()
 }
 
-/// A change towards the side whose agent waited for a CPU (`max_cpu_wait`) is not the
-/// volume's to answer for: the machine's other work may explain all of it. Such a regression
-/// (new side starved) or improvement (base side starved) is **unreliable** — never a pass, and
-/// not judged (exit 4) — even where every repetition differs. Unlike the other flags, which
-/// say a figure is noisy, this one names another cause.
-fn not_blamed_on_the_machine(
-    mut c: Comparison,
-    starved_base: &[String],
-    starved_new: &[String],
-) -> Comparison {
-    let starved = match c.verdict {
-        Verdict::Regressed => starved_new,
-        Verdict::Improved => starved_base,
-        _ => return c,
-    };
-    if starved.is_empty() {
-        return c;
+/// How long each side's agent waited for a CPU: the median over its repetitions of
+/// `cpu.wait_share` (the largest share of the measured time one engine thread spent runnable
+/// but not running), `None` where the results do not say.
+struct CpuWaits {
+    base: Option<f64>,
+    new: Option<f64>,
+    /// `max_cpu_wait`: for latencies, a larger difference between the sides is the machine's.
+    limit: f64,
+}
+
+fn median_wait(t: &TrialDoc) -> Option<f64> {
+    let mut w: Vec<f64> = t
+        .repetitions
+        .iter()
+        .filter_map(|b| metrics::at(b, &["cpu", "wait_share"]))
+        .filter(|w| w.is_finite())
+        .map(|w| w.clamp(0.0, 0.99))
+        .collect();
+    if w.is_empty() {
+        return None;
     }
+    w.sort_by(f64::total_cmp);
+    Some(w[w.len() / 2])
+}
+
+/// The machine is not blamed on the volume. A thread that waited for a CPU a share `w` of the
+/// time did its work in `1 − w` of it, so a side whose agent waited more may have lost up to
+/// `ln((1 − w_other)/(1 − w_self))` of a rate, on the log scale. A regression of a rate must
+/// clear the margin *plus* what the new side's extra wait explains; a pass or an improvement
+/// must hold *after* what the base side's extra wait explains. Latencies take a scheduling
+/// delay whole, so a latency verdict towards the side that waited more than `max_cpu_wait`
+/// longer is not judged. Such figures are **unreliable** (exit 4), never a pass, and the
+/// reason says what the verdict would have been. Where the results carry no wait (older
+/// agents), nothing changes.
+fn not_blamed_on_the_machine(mut c: Comparison, w: &CpuWaits) -> Comparison {
+    let (Some(wb), Some(wn), Some(r)) = (w.base, w.new, c.ratio) else {
+        return c;
+    };
+    // Positive: the new side waited more (a slowdown it may explain).
+    let explained = ((1.0 - wb) / (1.0 - wn)).ln();
+    let margin_log = log_margin(c.metric, c.margin);
+    let rate = c.metric.higher_is_better();
+    // The interval's ends as "worse" distances on the log scale (positive = worse).
+    let (worse_low, worse_high) = if rate {
+        (-r.high.ln(), -r.low.ln())
+    } else {
+        (r.low.ln(), r.high.ln())
+    };
+    let who = |wait: f64, other: f64, side: &str| {
+        format!(
+            "the {side} run's agent waited for a CPU {:.1}% of the measured time, the other's {:.1}%",
+            wait * 100.0,
+            other * 100.0
+        )
+    };
+    let blame = match c.verdict {
+        Verdict::Regressed if explained > 0.0 => {
+            let kept = if rate {
+                r.confidence > 0.0 && worse_low > margin_log + explained
+            } else {
+                wn - wb <= w.limit
+            };
+            (!kept).then(|| who(wn, wb, "new"))
+        }
+        Verdict::Pass | Verdict::Improved if explained < 0.0 => {
+            let kept = if rate {
+                match c.verdict {
+                    Verdict::Pass => worse_high - explained <= margin_log,
+                    _ => worse_high - explained < -margin_log,
+                }
+            } else {
+                wb - wn <= w.limit
+            };
+            (!kept).then(|| who(wb, wn, "base"))
+        }
+        _ => None,
+    };
+    let Some(why) = blame else {
+        return c;
+    };
     let change = c
         .change_pct()
         .map_or(String::new(), |p| format!(" {p:+.1}%"));
     c.reason = format!(
-        "not judged: the{change} change may be the machine's, not the volume's: {} (the verdict would have been {}: {})",
-        said(starved),
+        "not judged: {why}, which alone may account for the{change} change (up to {:.1}% of a rate): the machine's other work, not the volume, may have set it (the verdict would have been {}: {})",
+        (1.0 - (-explained.abs()).exp()) * 100.0,
         c.verdict.as_str(),
         c.reason
     );

@@ -103,7 +103,7 @@ pub fn format_ns(ns: f64) -> String {
     }
 }
 
-fn at(v: &Value, path: &[&str]) -> Option<f64> {
+pub(crate) fn at(v: &Value, path: &[&str]) -> Option<f64> {
     let mut cur = v;
     for p in path {
         cur = cur.get(*p)?;
@@ -177,21 +177,7 @@ pub fn invalid_reason(bench: &Value, limits: &Limits) -> Option<String> {
             tenths(limits.min_qd)
         ));
     }
-    cpu_wait_reason(bench, limits)
-}
-
-/// Why a repetition measured the machine rather than the volume, if it did: one of the agent's
-/// threads waited for a CPU longer than `max_cpu_wait` of the measured time (schedstat).
-pub fn cpu_wait_reason(bench: &Value, limits: &Limits) -> Option<String> {
-    let tenths = |fraction: f64| (fraction * 1000.0).round() / 10.0;
-    let w = at(bench, &["cpu", "wait_share"])?;
-    (tenths(w) > tenths(limits.max_cpu_wait)).then(|| {
-        format!(
-            "a thread of the agent waited for a CPU {:.1}% of the measured time (limit {:.1}%): other work on the machine slowed it",
-            tenths(w),
-            tenths(limits.max_cpu_wait)
-        )
-    })
+    None
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 //!   metadata: -5%      # create, stat, rename and unlink rates
 //!   max_cv: 10%        # a repetition whose IOPS varied more than this within its run is invalid
 //!   min_qd: 90%        # … or that kept fewer I/Os in flight than this share of its queue depth
-//!   max_cpu_wait: 10%  # … or one of whose agent threads waited this long for a CPU (schedstat)
+//!   max_cpu_wait: 10%  # latencies: a side whose agent waited this much longer for a CPU is not judged
 //!   workloads:
 //!     randwrite-4k-qd1: { p99: +25% }
 //! ```
@@ -251,8 +251,9 @@ pub struct Limits {
     pub max_cv: f64,
     /// A repetition whose achieved queue depth is below this share of its target is invalid.
     pub min_qd: f64,
-    /// A repetition one of whose agent threads waited for a CPU longer than this share of the
-    /// measured time is invalid, and cannot be called regressed: the machine may explain it.
+    /// Latency figures: when one side's agent waited for a CPU (schedstat) this share of the
+    /// measured time longer than the other's, a verdict towards that side is not judged.
+    /// (Rates take the difference into account in proportion; `compare::gate`.)
     pub max_cpu_wait: f64,
 }
 

@@ -17,7 +17,7 @@ pub fn cv(samples: &[f64]) -> Option<f64> {
     Some(var.sqrt() / mean)
 }
 
-/// Run-queue wait of each thread of this process so far (thread id → seconds runnable but not
+/// Run-queue wait of each engine worker thread of this process so far (thread id → seconds runnable but not
 /// running), from the second field of `/proc/self/task/*/schedstat`. Empty where the kernel
 /// does not provide it (no `CONFIG_SCHED_INFO`).
 pub fn run_queue_waits() -> std::collections::HashMap<u32, f64> {
@@ -29,6 +29,13 @@ pub fn run_queue_waits() -> std::collections::HashMap<u32, f64> {
         let Some(tid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
+        // The engine's workers only (`bench-…`): the main and watcher threads sleep, and
+        // io_uring's kernel workers (`iou-wrk-…`) are part of the I/O path being measured.
+        let is_worker = std::fs::read_to_string(e.path().join("comm"))
+            .is_ok_and(|c| c.starts_with("bench-") && !c.starts_with("bench-cleanup"));
+        if !is_worker {
+            continue;
+        }
         let Ok(text) = std::fs::read_to_string(e.path().join("schedstat")) else {
             continue;
         };

@@ -481,14 +481,15 @@ pub fn selftest_check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
     })
 }
 
-/// write → (snapshot) → upgrade step 1 → verify → take over → verify → the pre-upgrade objects
-/// → rewrite → upgrade step 2 (or a recreate when there is only one step) → verify → take over →
-/// verify → every further step → verify → take over → verify. For a class's `upgrade.command`
-/// the two steps are `upgrade` and `upgrade-after-rewrite`; a flexVolume or CSI class brings its
-/// own (`upgrade` to the new driver, `rollback` to the old one). "Take over" recreates the pod so
-/// the driver installed now tears down and sets up the volume made before the step; see
-/// [`super::takeover`]. The volume is deleted by the last driver installed: a failure there is
-/// an `upgrade` failure too.
+/// write → (snapshot) → upgrade step 1 → verify → rewrite → take over → verify → the
+/// pre-upgrade objects → upgrade step 2 → verify → take over → verify → every further step →
+/// verify → take over → verify. For a class's `upgrade.command` the two steps are `upgrade` and
+/// `upgrade-after-rewrite`; a flexVolume or CSI class brings its own (`upgrade` to the new
+/// driver, `rollback` to the old one). Each first verify reads through the mount that survived
+/// the step; "take over" recreates the pod so the driver installed now tears down and sets up
+/// the volume made before the step (see [`super::takeover`]), and the second verify reads
+/// through its mount. The volume is deleted by the last driver installed: a failure there is an
+/// `upgrade` failure too.
 pub fn upgrade_check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
     let mut vol = ctx.provision("", size_for(ctx))?;
     let mut last: Option<takeover::After> = None;
@@ -523,32 +524,45 @@ fn upgrade_steps(
     let after;
     (pod, after) = record.upgrade(ctx, vol, pod, first)?;
     *last = Some(after.clone());
-    pod = verify_and_take_over(ctx, vol, pod, &l1, &after, &mut record, "")?;
-    record.pre_upgrade_objects(ctx, vol, old_snapshot, &after)?;
+    verify(
+        ctx,
+        vol,
+        pod.as_mut(),
+        Expect::Ledger(&l1),
+        &format!("verify after {}", first.name),
+    )?;
+    // The rewrite goes through the surviving mount too: a driver that puts back an older copy
+    // when it tears the volume down is caught by the verify after the takeover.
     rewrite(ctx, vol, pod.as_mut(), &l1, &l2)?;
-    match steps.get(1) {
-        Some(second) => {
-            let after;
-            (pod, after) = record.upgrade(ctx, vol, pod, second)?;
-            *last = Some(after.clone());
-            pod = verify_and_take_over(ctx, vol, pod, &l2, &after, &mut record, "rewrite and ")?;
-        }
-        None => {
-            pod = recreate_noticed(ctx, vol, pod)?;
-            verify(
-                ctx,
-                vol,
-                pod.as_mut(),
-                Expect::Ledger(&l2),
-                &format!("verify after {}, rewrite and recreate", first.name),
-            )?;
-        }
-    }
-    for step in steps.iter().skip(2) {
+    pod = take_over_and_verify(
+        ctx,
+        vol,
+        pod,
+        &l2,
+        &after,
+        &mut record,
+        &format!("verify after {}, rewrite and the takeover", first.name),
+    )?;
+    record.pre_upgrade_objects(ctx, vol, old_snapshot, &after)?;
+    for (i, step) in steps.iter().enumerate().skip(1) {
         let after;
         (pod, after) = record.upgrade(ctx, vol, pod, step)?;
         *last = Some(after.clone());
-        pod = verify_and_take_over(ctx, vol, pod, &l2, &after, &mut record, "")?;
+        let when = if i == 1 {
+            format!("verify after rewrite and {}", step.name)
+        } else {
+            format!("verify after {}", step.name)
+        };
+        verify(ctx, vol, pod.as_mut(), Expect::Ledger(&l2), &when)?;
+        pod = take_over_and_verify(
+            ctx,
+            vol,
+            pod,
+            &l2,
+            &after,
+            &mut record,
+            &format!("verify after {} and the takeover", step.name),
+        )?;
     }
     let id = vol.id().to_string();
     vol.stop_pod(pod).map_err(|e| match last {
@@ -558,35 +572,21 @@ fn upgrade_steps(
     Ok(Verdict::Passed)
 }
 
-/// Verifies over the mount that survived the step, takes the volume over with the driver
-/// installed now, and verifies again.
-fn verify_and_take_over(
+/// Takes the volume over with the driver installed now (the pod recreated) and verifies
+/// `ledger` through the new mount; what is not damage is an `upgrade` failure.
+fn take_over_and_verify(
     ctx: &CheckCtx,
     vol: &mut dyn Volume,
-    mut pod: Box<dyn Pod>,
+    pod: Box<dyn Pod>,
     ledger: &Path,
     after: &takeover::After,
     record: &mut takeover::Steps,
-    before: &str,
+    when: &str,
 ) -> Result<Box<dyn Pod>, Failure> {
-    verify(
-        ctx,
-        vol,
-        pod.as_mut(),
-        Expect::Ledger(ledger),
-        &format!("verify after {before}{}", after.step),
-    )?;
-    pod = record.take_over(ctx, vol, pod, after)?;
-    verify(
-        ctx,
-        vol,
-        pod.as_mut(),
-        Expect::Ledger(ledger),
-        &format!("verify after {before}{} and the takeover", after.step),
-    )
-    .map_err(|f| {
+    let mut pod = record.take_over(ctx, vol, pod, after)?;
+    verify(ctx, vol, pod.as_mut(), Expect::Ledger(ledger), when).map_err(|f| {
         if f.category == crate::report::results::FailureCategory::Data {
-            f.context(&after.describe())
+            f
         } else {
             takeover::failure(after, vol.id(), "verifying, after the takeover,", f)
         }

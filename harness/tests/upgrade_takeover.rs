@@ -267,3 +267,89 @@ fn flexvolume_upgrade_and_rollback_are_taken_over_by_the_installed_driver() {
     );
     f.assert_nothing_left();
 }
+
+/// Item 5: an "upgrade" to the very same driver (same vendor_version) passes, with the warning
+/// that it proved nothing.
+#[test]
+fn an_upgrade_that_changes_no_version_passes_with_a_warning() {
+    let test = "an_upgrade_that_changes_no_version_passes_with_a_warning";
+    let Some(hp) = hostpath(test) else {
+        return;
+    };
+    let s = Scratch::new("takeover-same");
+    let yaml = format!(
+        "classes:\n{}",
+        csi_class("same", &hp, &["--version-tag=v1"], false)
+    );
+    let r = run(&s, &yaml, &["integrity::upgrade"], &[]);
+    assert_eq!(
+        r.code,
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        r.stdout,
+        r.stderr
+    );
+    let t = r.trial("same::integrity::upgrade");
+    assert_eq!(t["status"], "passed", "{t:#}");
+    let w = strings(&t["warnings"]).join("\n");
+    assert!(
+        w.contains("upgrade step \"upgrade\": the driver is 0.")
+            && w.contains("+v1 before and after: an upgrade that upgraded nothing proves nothing"),
+        "{w}"
+    );
+    s.assert_nothing_left();
+}
+
+/// Item 5: each `upgrade.command` step is recorded with the command, its exit status, how long
+/// it took and its last output lines.
+#[test]
+fn each_upgrade_command_step_is_recorded_with_status_duration_and_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let vols = dir.path().join("vols");
+    std::fs::create_dir_all(&vols).unwrap();
+    let yaml = format!(
+        "classes:\n  - name: cmd\n    local: {{ dir: {} }}\n    upgrade: {{ command: \"seq 1 9; echo swapped $PVCHECK_UPGRADE_STEP >&2\" }}\n",
+        vols.display()
+    );
+    let r = run_in(
+        dir.path(),
+        &yaml,
+        &["--exact", "cmd::integrity::upgrade"],
+        &[],
+    );
+    assert_eq!(
+        r.code,
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        r.stdout,
+        r.stderr
+    );
+    let st = steps(&r, "cmd::integrity::upgrade");
+    let names: Vec<&str> = st.iter().filter_map(|s| s["step"].as_str()).collect();
+    assert_eq!(names, ["upgrade", "upgrade-after-rewrite"], "{st:#?}");
+    for rec in &st {
+        let rep = &rec["report"];
+        assert_eq!(rep["exit_status"], "exit 0", "{rec:#}");
+        assert!(
+            rep["command"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("seq 1 9")
+        );
+        assert!(rep["seconds"].as_f64().is_some_and(|s| s >= 0.0), "{rec:#}");
+        assert_eq!(
+            strings(&rep["output_tail"]),
+            [
+                "6",
+                "7",
+                "8",
+                "9",
+                &format!("swapped {}", rec["step"].as_str().unwrap())
+            ],
+            "{rec:#}"
+        );
+        // A directory has no driver to name: no version, so no warning either.
+        assert_eq!(rec["driver_version_after"], Value::Null, "{rec:#}");
+        assert_eq!(rec["takeover"]["ok"], true, "{rec:#}");
+    }
+}

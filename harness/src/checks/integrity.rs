@@ -10,7 +10,7 @@ use std::time::Duration;
 use rand::RngExt;
 use serde_json::Value;
 
-use super::{CheckCtx, Failure, Verdict, agent_json, recreate_noticed};
+use super::{CheckCtx, Failure, Verdict, agent_json, recreate_noticed, takeover};
 use crate::platform::{AgentCall, Pod, Volume};
 use pvcheck_workloads::units::format_size;
 
@@ -481,57 +481,117 @@ pub fn selftest_check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
     })
 }
 
-/// write → upgrade step 1 → verify → rewrite → upgrade step 2 (or a recreate when there is only
-/// one step) → verify → every further step → verify. For a class's `upgrade.command` the two
-/// steps are `upgrade` and `upgrade-after-rewrite`; a flexVolume class brings its own
-/// (`upgrade` to the new driver, `rollback` to the old one).
+/// write → (snapshot) → upgrade step 1 → verify → rewrite → take over → verify → the
+/// pre-upgrade objects → upgrade step 2 → verify → take over → verify → every further step →
+/// verify → take over → verify. For a class's `upgrade.command` the two steps are `upgrade` and
+/// `upgrade-after-rewrite`; a flexVolume or CSI class brings its own (`upgrade` to the new
+/// driver, `rollback` to the old one). Each first verify reads through the mount that survived
+/// the step; "take over" recreates the pod so the driver installed now tears down and sets up
+/// the volume made before the step (see [`super::takeover`]), and the second verify reads
+/// through its mount. The volume is deleted by the last driver installed: a failure there is an
+/// `upgrade` failure too.
 pub fn upgrade_check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
-    ctx.with_volume("", size_for(ctx), |vol| {
-        let steps = vol.upgrade_steps();
-        let Some(first) = steps.first() else {
-            return Ok(Verdict::Ignored("the class defines no upgrade step".into()));
+    let mut vol = ctx.provision("", size_for(ctx))?;
+    let mut last: Option<takeover::After> = None;
+    let result = upgrade_steps(ctx, vol.as_mut(), &mut last);
+    match (result, last) {
+        (Ok(v), Some(after)) => {
+            ctx.noticed(vol.as_mut());
+            let id = vol.id().to_string();
+            vol.destroy()
+                .map_err(|e| takeover::failure(&after, &id, "deleting", Failure::from(e)))?;
+            Ok(v)
+        }
+        (result, _) => ctx.finish_volume(vol, result),
+    }
+}
+
+fn upgrade_steps(
+    ctx: &CheckCtx,
+    vol: &mut dyn Volume,
+    last: &mut Option<takeover::After>,
+) -> Result<Verdict, Failure> {
+    let steps = vol.upgrade_steps();
+    let Some(first) = steps.first() else {
+        return Ok(Verdict::Ignored("the class defines no upgrade step".into()));
+    };
+    let mut record = takeover::Steps::default();
+    let mut pod = vol.start_pod()?;
+    let l1 = path(ctx, "ledger-1.json");
+    let l2 = path(ctx, "ledger-2.json");
+    write(ctx, vol, pod.as_mut(), &l1)?;
+    let old_snapshot = takeover::snapshot_before(ctx, vol)?;
+    let after;
+    (pod, after) = record.upgrade(ctx, vol, pod, first)?;
+    *last = Some(after.clone());
+    verify(
+        ctx,
+        vol,
+        pod.as_mut(),
+        Expect::Ledger(&l1),
+        &format!("verify after {}", first.name),
+    )?;
+    // The rewrite goes through the surviving mount too: a driver that puts back an older copy
+    // when it tears the volume down is caught by the verify after the takeover.
+    rewrite(ctx, vol, pod.as_mut(), &l1, &l2)?;
+    pod = take_over_and_verify(
+        ctx,
+        vol,
+        pod,
+        &l2,
+        &after,
+        &mut record,
+        &format!("verify after {}, rewrite and the takeover", first.name),
+    )?;
+    record.pre_upgrade_objects(ctx, vol, old_snapshot, &after)?;
+    for (i, step) in steps.iter().enumerate().skip(1) {
+        let after;
+        (pod, after) = record.upgrade(ctx, vol, pod, step)?;
+        *last = Some(after.clone());
+        let when = if i == 1 {
+            format!("verify after rewrite and {}", step.name)
+        } else {
+            format!("verify after {}", step.name)
         };
-        let upgrade = |vol: &mut dyn Volume, pod, step: &crate::platform::UpgradeStep| {
-            vol.upgrade(pod, step)
-                .map_err(|e| Failure::from(e).context(&format!("upgrade step {:?}", step.name)))
-        };
-        let mut pod = vol.start_pod()?;
-        let l1 = path(ctx, "ledger-1.json");
-        let l2 = path(ctx, "ledger-2.json");
-        write(ctx, vol, pod.as_mut(), &l1)?;
-        pod = upgrade(vol, pod, first)?;
-        verify(
+        verify(ctx, vol, pod.as_mut(), Expect::Ledger(&l2), &when)?;
+        pod = take_over_and_verify(
             ctx,
             vol,
-            pod.as_mut(),
-            Expect::Ledger(&l1),
-            &format!("verify after {}", first.name),
+            pod,
+            &l2,
+            &after,
+            &mut record,
+            &format!("verify after {} and the takeover", step.name),
         )?;
-        rewrite(ctx, vol, pod.as_mut(), &l1, &l2)?;
-        let after = match steps.get(1) {
-            Some(second) => {
-                pod = upgrade(vol, pod, second)?;
-                format!("verify after rewrite and {}", second.name)
-            }
-            None => {
-                pod = recreate_noticed(ctx, vol, pod)?;
-                format!("verify after {}, rewrite and recreate", first.name)
-            }
-        };
-        verify(ctx, vol, pod.as_mut(), Expect::Ledger(&l2), &after)?;
-        for step in steps.iter().skip(2) {
-            pod = upgrade(vol, pod, step)?;
-            verify(
-                ctx,
-                vol,
-                pod.as_mut(),
-                Expect::Ledger(&l2),
-                &format!("verify after {}", step.name),
-            )?;
+    }
+    let id = vol.id().to_string();
+    vol.stop_pod(pod).map_err(|e| match last {
+        Some(after) => takeover::failure(after, &id, "stopping the last pod of", Failure::from(e)),
+        None => Failure::from(e),
+    })?;
+    Ok(Verdict::Passed)
+}
+
+/// Takes the volume over with the driver installed now (the pod recreated) and verifies
+/// `ledger` through the new mount; what is not damage is an `upgrade` failure.
+fn take_over_and_verify(
+    ctx: &CheckCtx,
+    vol: &mut dyn Volume,
+    pod: Box<dyn Pod>,
+    ledger: &Path,
+    after: &takeover::After,
+    record: &mut takeover::Steps,
+    when: &str,
+) -> Result<Box<dyn Pod>, Failure> {
+    let mut pod = record.take_over(ctx, vol, pod, after)?;
+    verify(ctx, vol, pod.as_mut(), Expect::Ledger(ledger), when).map_err(|f| {
+        if f.category == crate::report::results::FailureCategory::Data {
+            f
+        } else {
+            takeover::failure(after, vol.id(), "verifying, after the takeover,", f)
         }
-        vol.stop_pod(pod)?;
-        Ok(Verdict::Passed)
-    })
+    })?;
+    Ok(pod)
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub mod provision;
 pub mod rwx;
 pub mod snapshot;
 pub mod speed;
+pub mod takeover;
 pub mod upgrade_phase;
 
 use std::path::PathBuf;

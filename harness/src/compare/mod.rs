@@ -58,6 +58,8 @@ pub struct FailedTrial {
     pub name: String,
     pub message: String,
     pub integrity: bool,
+    /// Category `upgrade`: the upgraded driver could not take over the old one's objects.
+    pub upgrade: bool,
 }
 
 /// The whole comparison.
@@ -247,6 +249,7 @@ pub fn compare_with_noise(
             name: t.name.clone(),
             message: t.failure_message.clone().unwrap_or_default(),
             integrity: t.is_integrity_failure(),
+            upgrade: t.is_upgrade_failure(),
         })
         .collect();
     Ok(Report {

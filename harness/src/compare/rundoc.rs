@@ -54,6 +54,12 @@ impl TrialDoc {
         self.check.strip_prefix("speed::")
     }
     /// A failure that means damaged data (the category where recorded, else the check's kind).
+    /// A failure of category `upgrade`: the upgraded driver could not take over what the old
+    /// one made.
+    pub fn is_upgrade_failure(&self) -> bool {
+        self.status == "failed" && self.failure_category.as_deref() == Some("upgrade")
+    }
+
     pub fn is_integrity_failure(&self) -> bool {
         self.status == "failed"
             && match &self.failure_category {

@@ -195,6 +195,24 @@ pub trait Volume: Send {
         pod: Box<dyn Pod>,
         step: &UpgradeStep,
     ) -> Result<Box<dyn Pod>, PlatformError>;
+    /// What identifies the driver serving this volume now: a CSI plugin's `vendor_version`, a
+    /// flexVolume driver's `--version` line or checksum. `None` where the platform cannot tell;
+    /// `integrity::upgrade` names it in messages and compares it before and after each step.
+    fn driver_version(&self) -> Option<String> {
+        None
+    }
+    /// The driver calls made for this volume since the last call of this method, oldest first,
+    /// each as `<call> <outcome>` (`NodeStageVolume OK`), where the platform sees them (empty
+    /// where it does not): the evidence that an upgraded driver took over a volume.
+    fn take_driver_calls(&mut self) -> Vec<String> {
+        Vec::new()
+    }
+    /// What the last [`Volume::upgrade`] ran, for the step's record: a command with its exit
+    /// status, duration and last output lines, or the driver swap; `None` where the platform
+    /// records nothing.
+    fn take_upgrade_report(&mut self) -> Option<serde_json::Value> {
+        None
+    }
     /// Grows the volume (and its filesystem) to `new_size` bytes, online where a pod runs.
     fn expand(&mut self, new_size: u64) -> Result<(), PlatformError>;
     /// Takes a point-in-time copy now and restores it as a new volume named `name`.

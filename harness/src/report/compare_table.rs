@@ -176,6 +176,8 @@ pub fn render(r: &Report) -> String {
             "{} {}: {}\n",
             if f.integrity {
                 "INTEGRITY FAILED"
+            } else if f.upgrade {
+                "UPGRADE FAILED"
             } else {
                 "FAILED"
             },

@@ -226,6 +226,8 @@ pub fn render(input: &ReportInput) -> String {
                 esc(&t.name),
                 if t.is_integrity_failure() {
                     " (integrity)"
+                } else if t.is_upgrade_failure() {
+                    " (upgrade)"
                 } else {
                     ""
                 },

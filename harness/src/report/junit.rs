@@ -110,6 +110,8 @@ pub fn render(input: &ReportInput) -> String {
                     s.set_message(msg.lines().next().unwrap_or("").to_string());
                     s.set_type(if t.is_integrity_failure() {
                         "integrity"
+                    } else if t.is_upgrade_failure() {
+                        "upgrade"
                     } else {
                         "check"
                     });

@@ -102,7 +102,13 @@ pub fn render(input: &ReportInput) -> String {
                         out,
                         "- `{}`{}: {}",
                         f.name,
-                        if f.integrity { " (**integrity**)" } else { "" },
+                        if f.integrity {
+                            " (**integrity**)"
+                        } else if f.upgrade {
+                            " (**upgrade**)"
+                        } else {
+                            ""
+                        },
                         esc(f.message.lines().next().unwrap_or(""))
                     );
                 }
@@ -144,8 +150,13 @@ pub fn render(input: &ReportInput) -> String {
             for t in &failed {
                 let _ = writeln!(
                     out,
-                    "- ❌ `{}`: {}",
+                    "- ❌ `{}`{}: {}",
                     t.name,
+                    if t.is_upgrade_failure() {
+                        " (**upgrade**)"
+                    } else {
+                        ""
+                    },
                     esc(t
                         .failure_message
                         .as_deref()

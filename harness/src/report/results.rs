@@ -50,6 +50,10 @@ pub enum FailureCategory {
     Protocol,
     /// Something did not finish within its limit (or I/O stalled).
     Timeout,
+    /// The upgraded (or rolled back) driver could not take over what the driver before it
+    /// made: unpublish, stage, publish, expand, snapshot or delete a volume or snapshot created
+    /// before the step (`integrity::upgrade`).
+    Upgrade,
     /// The harness or the agent could not do its work (crash, registry, I/O on the harness side).
     Infrastructure,
     /// `--strict`: the check passed, but with warnings, which `--strict` does not accept. Not a
@@ -58,11 +62,12 @@ pub enum FailureCategory {
 }
 
 impl FailureCategory {
-    pub const ALL: [FailureCategory; 6] = [
+    pub const ALL: [FailureCategory; 7] = [
         FailureCategory::Data,
         FailureCategory::Setup,
         FailureCategory::Protocol,
         FailureCategory::Timeout,
+        FailureCategory::Upgrade,
         FailureCategory::Infrastructure,
         FailureCategory::Strict,
     ];
@@ -72,6 +77,7 @@ impl FailureCategory {
             FailureCategory::Setup => "setup",
             FailureCategory::Protocol => "protocol",
             FailureCategory::Timeout => "timeout",
+            FailureCategory::Upgrade => "upgrade",
             FailureCategory::Infrastructure => "infrastructure",
             FailureCategory::Strict => "strict",
         }

@@ -201,9 +201,15 @@ impl Run {
 
 /// Writes `yaml` as the class file and runs `pvcheck run` on the trials matching `filter`.
 pub fn run(s: &Scratch, yaml: &str, filter: &[&str], env: &[(&str, &Path)]) -> Run {
-    let classes = s.root.join("classes.yaml");
+    run_in(&s.root, yaml, filter, env)
+}
+
+/// [`run`] in any scratch directory `root` (a flexVolume test's): the class file, the results
+/// and the state directory go below it.
+pub fn run_in(root: &Path, yaml: &str, filter: &[&str], env: &[(&str, &Path)]) -> Run {
+    let classes = root.join("classes.yaml");
     std::fs::write(&classes, yaml).unwrap();
-    let results = s.root.join("results");
+    let results = root.join("results");
     // One result file per run: an earlier run's is not this one's.
     let _ = std::fs::remove_dir_all(&results);
     let mut c = Command::new(env!("CARGO_BIN_EXE_pvcheck"));
@@ -212,7 +218,7 @@ pub fn run(s: &Scratch, yaml: &str, filter: &[&str], env: &[(&str, &Path)]) -> R
         .arg("--results")
         .arg(&results)
         .arg("--state-dir")
-        .arg(s.root.join("state"))
+        .arg(root.join("state"))
         .args(filter);
     for (k, v) in env {
         c.env(k, v);

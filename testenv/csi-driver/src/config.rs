@@ -41,6 +41,10 @@ pub struct Args {
     /// Directory holding volumes, snapshots and state.json (kept across restarts)
     #[arg(long, default_value = "/var/lib/pvcheck-test-csi")]
     pub statedir: PathBuf,
+    /// Name of the state file under --statedir. A release that changes it forgets what the old
+    /// one created (nothing is migrated): the state-forgetting upgrade of issue 20
+    #[arg(long, value_name = "NAME", default_value = crate::state::STATE_FILE)]
+    pub state_file: String,
     /// Appended to vendor_version ("0.1.0+TAG"), so two builds can be told apart in an upgrade
     #[arg(long)]
     pub version_tag: Option<String>,
@@ -87,6 +91,7 @@ pub struct Config {
     pub node_id: String,
     pub driver_name: String,
     pub state_dir: PathBuf,
+    pub state_file: String,
     pub vendor_version: String,
     pub enable_attach: bool,
     pub backing: Backing,
@@ -114,6 +119,8 @@ pub enum ConfigError {
     DefaultSize(i64),
     #[error("--statedir {0:?}: must be an absolute path")]
     StateDir(PathBuf),
+    #[error("--state-file {0:?}: must be a plain file name (no '/', not empty, not `lock`)")]
+    StateFile(String),
 }
 
 impl Args {
@@ -142,6 +149,9 @@ impl Args {
         if !self.statedir.is_absolute() {
             return Err(ConfigError::StateDir(self.statedir));
         }
+        if !valid_state_file(&self.state_file) {
+            return Err(ConfigError::StateFile(self.state_file));
+        }
         let vendor_version = match self.version_tag {
             Some(tag) if !tag.is_empty() => format!("{}+{tag}", env!("CARGO_PKG_VERSION")),
             _ => env!("CARGO_PKG_VERSION").to_string(),
@@ -158,6 +168,7 @@ impl Args {
             node_id,
             driver_name: self.drivername,
             state_dir: self.statedir,
+            state_file: self.state_file,
             vendor_version,
             enable_attach: self.enable_attach,
             backing: self.backing,
@@ -181,6 +192,14 @@ pub fn parse_endpoint(endpoint: &str) -> Result<PathBuf, ConfigError> {
         return Err(ConfigError::Endpoint(endpoint.to_string()));
     }
     Ok(path)
+}
+
+/// A file directly under the statedir that is none of the driver's other entries.
+fn valid_state_file(name: &str) -> bool {
+    !name.is_empty()
+        && !name.contains('/')
+        && !name.contains('\0')
+        && !matches!(name, "." | ".." | "lock" | "volumes" | "snapshots")
 }
 
 /// The CSI spec's rule for a plugin name: a domain-name-like string of at most 63 characters.
@@ -221,5 +240,22 @@ mod tests {
         assert!(!valid_driver_name("Hostpath"));
         assert!(!valid_driver_name("-x"));
         assert!(!valid_driver_name(&"a".repeat(64)));
+    }
+
+    #[test]
+    fn the_state_file_is_a_plain_name_beside_the_driver_s_own_entries() {
+        assert!(valid_state_file("state.json"));
+        assert!(valid_state_file("volumes.json"));
+        for bad in ["", "a/b", "/abs", "..", "lock", "volumes", "snapshots"] {
+            assert!(!valid_state_file(bad), "{bad:?} accepted");
+        }
+        let args = Args::parse_from([
+            "pvcheck-test-csi",
+            "--endpoint=unix:///run/x.sock",
+            "--nodeid=n",
+            "--state-file=../state.json",
+        ]);
+        let e = args.into_config(None).unwrap_err().to_string();
+        assert!(e.starts_with("--state-file \"../state.json\""), "{e}");
     }
 }

@@ -49,6 +49,7 @@ impl Driver {
     pub fn open(config: Config) -> Result<Arc<Driver>, StartError> {
         let layout = Layout {
             root: config.state_dir.clone(),
+            state_name: config.state_file.clone(),
         };
         let dir_err = |source| StartError::StateDir {
             path: layout.root.clone(),

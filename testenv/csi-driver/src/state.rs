@@ -120,11 +120,16 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
 #[derive(Clone, Debug)]
 pub struct Layout {
     pub root: PathBuf,
+    /// The state file's name under `root` (`--state-file`, default [`STATE_FILE`]).
+    pub state_name: String,
 }
+
+/// The state file's name unless `--state-file` says otherwise.
+pub const STATE_FILE: &str = "state.json";
 
 impl Layout {
     pub fn state_file(&self) -> PathBuf {
-        self.root.join("state.json")
+        self.root.join(&self.state_name)
     }
     pub fn lock_file(&self) -> PathBuf {
         self.root.join("lock")
@@ -157,7 +162,7 @@ impl Layout {
     /// Atomic replace: a crash leaves either the old or the new state, never half of one.
     pub fn save(&self, state: &State) -> Result<(), StateError> {
         let path = self.state_file();
-        let tmp = self.root.join(".state.json.tmp");
+        let tmp = self.root.join(format!(".{}.tmp", self.state_name));
         let bytes = serde_json::to_vec_pretty(state).expect("state serializes");
         let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
         f.write_all(&bytes).map_err(io_err(&tmp))?;
@@ -186,6 +191,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout {
             root: dir.path().to_path_buf(),
+            state_name: STATE_FILE.into(),
         };
         assert!(
             layout.load().unwrap().volumes.is_empty(),
@@ -230,5 +236,38 @@ mod tests {
         );
         assert!(v.publications[Path::new("/t")].readonly);
         assert!(!dir.path().join(".state.json.tmp").exists());
+    }
+
+    /// Issue 20's state-forgetting release: a driver reading another state file name starts
+    /// empty, and the old release's state stays where it was, unread.
+    #[test]
+    fn a_renamed_state_file_forgets_what_the_old_name_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = Layout {
+            root: dir.path().to_path_buf(),
+            state_name: STATE_FILE.into(),
+        };
+        let mut state = State::default();
+        state.snapshots.insert(
+            "s1".into(),
+            Snapshot {
+                id: "s1".into(),
+                name: "s".into(),
+                source_volume_id: "v".into(),
+                size_bytes: 1,
+                kind: VolumeKind::Dir,
+                created_seconds: 0,
+                created_nanos: 0,
+            },
+        );
+        old.save(&state).unwrap();
+        let new = Layout {
+            root: dir.path().to_path_buf(),
+            state_name: "volumes.json".into(),
+        };
+        assert!(new.load().unwrap().snapshots.is_empty());
+        new.save(&State::default()).unwrap();
+        assert_eq!(old.load().unwrap().snapshots.len(), 1);
+        assert!(!dir.path().join(".volumes.json.tmp").exists());
     }
 }

@@ -89,6 +89,16 @@ pub trait Backend: Send {
             step.name
         )))
     }
+    /// What identifies the driver serving the volume now (see
+    /// [`crate::platform::Volume::driver_version`]).
+    fn driver_version(&self) -> Option<String> {
+        None
+    }
+    /// The driver calls made since the last call (see
+    /// [`crate::platform::Volume::take_driver_calls`]).
+    fn take_driver_calls(&mut self) -> Vec<String> {
+        Vec::new()
+    }
     /// Grows the volume and its filesystem to `new_size`; `mounted` is the mount point when attached.
     fn expand(
         &mut self,

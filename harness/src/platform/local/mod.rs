@@ -173,6 +173,7 @@ impl Platform for LocalPlatform {
                 .filter(|d| d.is_dir())
                 .map(std::path::Path::to_path_buf),
             attached: None,
+            last_upgrade: None,
             requested: req.size,
             done: false,
         };

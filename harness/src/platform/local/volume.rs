@@ -30,6 +30,8 @@ pub struct LocalVolume {
     pub(super) upgrade_cwd: Option<PathBuf>,
     /// The directory the agent uses while attached.
     pub(super) attached: Option<PathBuf>,
+    /// What the last upgrade step ran (see [`Volume::take_upgrade_report`]).
+    pub(super) last_upgrade: Option<serde_json::Value>,
     pub(super) requested: u64,
     /// Destroyed or kept: Drop leaves it alone.
     pub(super) done: bool,
@@ -56,18 +58,21 @@ impl LocalVolume {
 
     /// Runs the class's upgrade command, then polls `ready`, both within the upgrade timeout.
     fn run_upgrade_command(
-        &self,
+        &mut self,
         spec: &UpgradeSpec,
         step: &str,
         volume_dir: &Path,
     ) -> Result<(), PlatformError> {
         let deadline = Instant::now() + self.upgrade_timeout;
-        let env = |c: &mut Command| {
-            c.env("PVCHECK_CLASS", &self.ctx.class)
-                .env("PVCHECK_RUN_ID", &self.ctx.run_id)
-                .env("PVCHECK_VOLUME_DIR", volume_dir)
-                .env("PVCHECK_VOLUME_ID", &self.ctx.volume)
-                .env("PVCHECK_UPGRADE_STEP", step);
+        let vars = [
+            ("PVCHECK_CLASS", self.ctx.class.clone()),
+            ("PVCHECK_RUN_ID", self.ctx.run_id.clone()),
+            ("PVCHECK_VOLUME_ID", self.ctx.volume.clone()),
+            ("PVCHECK_UPGRADE_STEP", step.to_string()),
+        ];
+        let env = move |c: &mut Command| {
+            c.envs(vars.iter().map(|(k, v)| (k, v)))
+                .env("PVCHECK_VOLUME_DIR", volume_dir);
         };
         if let Some(command) = &spec.command {
             let mut c = Command::new("sh");
@@ -76,19 +81,28 @@ impl LocalVolume {
             if let Some(d) = &self.upgrade_cwd {
                 c.current_dir(d);
             }
-            let out = self
-                .run_recorded(
-                    &mut c,
-                    deadline.saturating_duration_since(Instant::now()),
-                    command,
-                )
-                .map_err(|e| match e {
-                    PlatformError::Timeout { .. } => PlatformError::Timeout {
-                        command: format!("upgrade.command {command:?}"),
-                        limit: self.upgrade_timeout,
-                    },
-                    e => e,
-                })?;
+            let start = Instant::now();
+            let out = self.run_recorded(
+                &mut c,
+                deadline.saturating_duration_since(Instant::now()),
+                command,
+            );
+            self.last_upgrade = Some(serde_json::json!({
+                "command": command,
+                "exit_status": match &out {
+                    Ok(o) => sys::exit_status_string(&o.status),
+                    Err(e) => e.to_string(),
+                },
+                "seconds": start.elapsed().as_secs_f64(),
+                "output_tail": out.as_ref().map(output_tail).unwrap_or_default(),
+            }));
+            let out = out.map_err(|e| match e {
+                PlatformError::Timeout { .. } => PlatformError::Timeout {
+                    command: format!("upgrade.command {command:?}"),
+                    limit: self.upgrade_timeout,
+                },
+                e => e,
+            })?;
             if !out.status.success() {
                 let stderr = String::from_utf8_lossy(&out.stderr);
                 return Err(PlatformError::Command {
@@ -155,6 +169,25 @@ impl LocalVolume {
     }
 }
 
+/// How many of an upgrade command's last output lines its step's record keeps.
+const OUTPUT_TAIL: usize = 5;
+
+/// The last non-empty lines of a command's stdout, then its stderr.
+fn output_tail(out: &std::process::Output) -> Vec<String> {
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<String> = text
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    lines[lines.len().saturating_sub(OUTPUT_TAIL)..].to_vec()
+}
+
 /// Starts `c` in its own process group and records it under the run label within one
 /// registry operation, so an interrupt can never see the process without its record.
 /// `label` names the command in the error ("cannot start {label}").
@@ -185,6 +218,18 @@ impl Volume for LocalVolume {
 
     fn take_warnings(&mut self) -> Vec<String> {
         self.backend.take_warnings()
+    }
+
+    fn driver_version(&self) -> Option<String> {
+        self.backend.driver_version()
+    }
+
+    fn take_driver_calls(&mut self) -> Vec<String> {
+        self.backend.take_driver_calls()
+    }
+
+    fn take_upgrade_report(&mut self) -> Option<serde_json::Value> {
+        self.last_upgrade.take()
     }
 
     fn size(&self) -> u64 {
@@ -258,6 +303,7 @@ impl Volume for LocalVolume {
     ) -> Result<Box<dyn Pod>, PlatformError> {
         let dir = pod.data_dir().to_path_buf();
         drop(pod); // the agent stops before the upgrade, as a pod would be deleted
+        self.last_upgrade = None;
         let is_command = COMMAND_STEPS.contains(&step.name.as_str())
             && self.upgrade.as_ref().is_some_and(|u| u.command.is_some());
         if is_command {
@@ -271,6 +317,10 @@ impl Volume for LocalVolume {
             self.detach()?;
         } else if self.backend.upgrades_in_place() && self.attached.is_some() {
             // The volume stays published: the pod goes on over the same mount.
+            self.last_upgrade = Some(serde_json::json!({
+                "driver_swap": self.backend.kind(),
+                "in_place": true,
+            }));
             self.backend.upgrade(&self.ctx, step)?;
             return Ok(Box::new(LocalPod {
                 ctx: self.ctx.clone(),
@@ -281,6 +331,10 @@ impl Volume for LocalVolume {
             }));
         } else {
             self.detach()?;
+            self.last_upgrade = Some(serde_json::json!({
+                "driver_swap": self.backend.kind(),
+                "in_place": false,
+            }));
             self.backend.upgrade(&self.ctx, step)?;
         }
         self.start_pod()
@@ -544,6 +598,7 @@ impl LocalVolume {
             upgrade_timeout: self.upgrade_timeout,
             upgrade_cwd: self.upgrade_cwd.clone(),
             attached: None,
+            last_upgrade: None,
             requested: self.requested,
             done: false,
         }))

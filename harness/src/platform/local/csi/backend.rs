@@ -165,6 +165,8 @@ pub struct CsiBackend {
     published: Option<Published>,
     pods: u32,
     class_for_driver: ClassSpec,
+    /// The driver's exchanges already handed out by `take_driver_calls`.
+    calls_seen: u64,
 }
 
 impl CsiBackend {
@@ -195,6 +197,7 @@ impl CsiBackend {
             published: None,
             pods: 0,
             class_for_driver: class.clone(),
+            calls_seen: 0,
         }
     }
 
@@ -324,7 +327,30 @@ impl Backend for CsiBackend {
 
     fn after_upgrade_command(&mut self, _ctx: &BackendCtx) -> Result<(), PlatformError> {
         let d = self.driver()?;
-        d.wait_until_ready().map_err(|e| self.err(e))
+        d.wait_until_ready().map_err(|e| self.err(e))?;
+        // The command may have replaced the driver: kubelet discovers it again.
+        let co = Co::discover(&d.client, &self.spec).map_err(|e| self.err(e))?;
+        self.caps = Some(co.caps);
+        Ok(())
+    }
+
+    fn driver_version(&self) -> Option<String> {
+        self.caps.as_ref().map(|c| c.vendor_version.clone())
+    }
+
+    fn take_driver_calls(&mut self) -> Vec<String> {
+        let Ok(d) = self.driver() else {
+            return Vec::new();
+        };
+        let (exchanges, seen) = d.client.exchanges_since(self.calls_seen);
+        self.calls_seen = seen;
+        exchanges
+            .iter()
+            .map(|x| {
+                let outcome = x.outcome.lines().next().unwrap_or("");
+                format!("{} {outcome}", x.call)
+            })
+            .collect()
     }
 
     fn upgrade(&mut self, _ctx: &BackendCtx, step: &UpgradeStep) -> Result<(), PlatformError> {
@@ -417,6 +443,7 @@ impl Backend for CsiBackend {
             published: None,
             pods: 0,
             class_for_driver: self.class_for_driver.clone(),
+            calls_seen: 0,
         }))
     }
 
@@ -456,6 +483,7 @@ impl Backend for CsiBackend {
             published: None,
             pods: 0,
             class_for_driver: self.class_for_driver.clone(),
+            calls_seen: 0,
         }))
     }
 

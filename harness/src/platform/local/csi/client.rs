@@ -110,6 +110,8 @@ pub struct CsiClient {
     timeout: Duration,
     masker: Masker,
     transcript: Mutex<Vec<Exchange>>,
+    /// Exchanges noted since the client was made (the transcript keeps the last ones only).
+    noted: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for CsiClient {
@@ -157,6 +159,7 @@ impl CsiClient {
             timeout,
             masker,
             transcript: Mutex::new(Vec::new()),
+            noted: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -202,8 +205,25 @@ impl CsiClient {
             .clone()
     }
 
+    /// How many exchanges were noted so far; [`CsiClient::exchanges_since`] takes it back.
+    pub fn noted(&self) -> u64 {
+        let _t = self.transcript.lock().unwrap_or_else(|e| e.into_inner());
+        self.noted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The exchanges after the first `seen` (those the transcript still holds), and the count
+    /// to pass next time.
+    pub fn exchanges_since(&self, seen: u64) -> (Vec<Exchange>, u64) {
+        let t = self.transcript.lock().unwrap_or_else(|e| e.into_inner());
+        let total = self.noted.load(std::sync::atomic::Ordering::Relaxed);
+        let n = (total.saturating_sub(seen) as usize).min(t.len());
+        (t[t.len() - n..].to_vec(), total)
+    }
+
     fn note(&self, call: Call, request: &str, outcome: String, start: Instant) {
         let mut t = self.transcript.lock().unwrap_or_else(|e| e.into_inner());
+        self.noted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if t.len() >= TRANSCRIPT {
             t.remove(0);
         }

@@ -346,6 +346,16 @@ impl Backend for FlexBackend {
         steps
     }
 
+    fn driver_version(&self) -> Option<String> {
+        // The checksum tells two builds apart where the version line does not.
+        let id = self.versions[self.current].identity.as_ref()?;
+        let sha = id.sha256.get(..12).unwrap_or(&id.sha256);
+        Some(match &id.version {
+            Some(v) => format!("{v} (sha256:{sha})"),
+            None => format!("sha256:{sha}"),
+        })
+    }
+
     fn upgrade(&mut self, ctx: &BackendCtx, step: &UpgradeStep) -> Result<(), PlatformError> {
         let to = match step.name.as_str() {
             UPGRADE_STEP if self.versions.len() > 1 => 1,

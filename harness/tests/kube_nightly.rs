@@ -88,7 +88,14 @@ patches:
 fn night(kc: &str, name: &str) -> (Option<i64>, String) {
     kubectl_out(
         kc,
-        &["-n", NS, "create", "job", name, "--from=cronjob/pvcheck-nightly"],
+        &[
+            "-n",
+            NS,
+            "create",
+            "job",
+            name,
+            "--from=cronjob/pvcheck-nightly",
+        ],
     );
     let start = Instant::now();
     let code = loop {
@@ -138,7 +145,9 @@ fn night(kc: &str, name: &str) -> (Option<i64>, String) {
 
 /// The run id of the result file a log names (`results in /results/runs/<ts>-<id>.json`).
 fn run_id_of(log: &str) -> Option<String> {
-    let line = log.lines().find(|l| l.contains("results in /results/runs/"))?;
+    let line = log
+        .lines()
+        .find(|l| l.contains("results in /results/runs/"))?;
     let file = line.rsplit('/').next()?.trim().trim_end_matches(".json");
     file.split_once('-').map(|(_, id)| id.to_string())
 }
@@ -181,7 +190,9 @@ fn the_shipped_nightly_first_becomes_the_baseline_then_gates_the_second_night() 
             err.contains("dynamically linked"),
             "image export --runner failed: {err}"
         );
-        eprintln!("skipped: this pvcheck is dynamically linked (scripts/test-all builds it static): {err}");
+        eprintln!(
+            "skipped: this pvcheck is dynamically linked (scripts/test-all builds it static): {err}"
+        );
         return;
     }
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -174,7 +174,13 @@ impl Steps {
         if !ctx.class.capabilities.expansion {
             skipped.push("expand: capability `expansion` is off for this class".into());
         } else {
-            let old = vol.size();
+            // A directory-backed mount volume reports its host filesystem's size (statfs):
+            // grow from what the check asked for then, not to 1.25 × the host's disk.
+            let asked = super::integrity::size_for(ctx);
+            let old = match vol.size() {
+                s if s > asked.saturating_mul(4) => asked,
+                s => s,
+            };
             let new = old + old / 4;
             let r = vol.expand(new);
             ctx.noticed(vol);

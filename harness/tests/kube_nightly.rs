@@ -69,9 +69,14 @@ patches:
         value:
           - {{ name: KUBERNETES_SERVICE_HOST, value: "{host}" }}
           - {{ name: KUBERNETES_SERVICE_PORT, value: "{port}" }}
+      - {{ op: test, path: /spec/jobTemplate/spec/template/spec/containers/0/args/3, value: --profile=standard }}
+      - {{ op: replace, path: /spec/jobTemplate/spec/template/spec/containers/0/args/3, value: --profile=quick }}
       - op: add
         path: /spec/jobTemplate/spec/template/spec/containers/0/args/-
-        value: --profile=quick
+        value: --repeat=5
+      - op: add
+        path: /spec/jobTemplate/spec/template/spec/containers/0/args/-
+        value: --max-repeat=5
       - op: add
         path: /spec/jobTemplate/spec/template/spec/containers/0/args/-
         value: --exact

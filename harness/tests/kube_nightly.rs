@@ -47,12 +47,31 @@ fn overlay(dir: &Path, kc: &str) {
     let deploy = deploy.canonicalize().unwrap();
     let (host, port) = api_server(kc);
     let rel = relative_to(dir, &deploy);
+    // The shipped classes, with the quality limits opened: this test is about the nightly's
+    // flow, and a busy test machine must not make the first night's baseline be refused
+    // (the limits themselves are pinned by gate_statistics and gate_e2e).
+    let shipped: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(deploy.join("classes.yaml")).unwrap())
+            .unwrap();
+    let classes = format!(
+        "{}    thresholds: {{ max_cv: 100%, max_cpu_wait: 100%, min_qd: 1% }}\n",
+        shipped["data"]["classes.yaml"].as_str().unwrap()
+    );
+    let patch = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": { "name": "pvcheck-classes" },
+        "data": { "classes.yaml": classes },
+    });
+    std::fs::write(dir.join("classes-patch.yaml"), patch.to_string()).unwrap();
     let text = format!(
         r#"apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 namespace: {NS}
 resources: [ {rel} ]
 patches:
+  - path: classes-patch.yaml
+    target: {{ kind: ConfigMap, name: pvcheck-classes }}
   - target: {{ kind: PersistentVolumeClaim, name: pvcheck-results }}
     patch: |
       - {{ op: replace, path: /spec/storageClassName, value: csi-hostpath-sc }}

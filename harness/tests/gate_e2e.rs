@@ -386,8 +386,10 @@ fn a_nightly_first_night_becomes_the_baseline_and_the_second_is_gated() {
     assert!(out.contains("NO BASELINE YET"), "{out}");
     assert!(results.join("baselines/nightly.json").is_file(), "{out}");
     let (code, out) = night();
-    // Not judged (4) is allowed on a busy machine; refused (7), failed or regressed is not.
-    assert!(matches!(code, Some(0 | 4)), "{out}");
+    // The exit is the gate's verdict, whatever it is (CI's disk alarmed here once: a p99 of
+    // +52 % between two nights of one class); refused (7) or failed is never right.
+    assert!(matches!(code, Some(0 | 3 | 4)), "{out}");
+    assert_eq!(code, common::gate_line_exit(&out), "{out}");
     assert!(
         out.contains("comparing") && out.contains("randread-4k-qd1"),
         "{out}"

@@ -196,3 +196,17 @@ pub fn trial<'a>(result: &'a Value, name: &str) -> &'a Value {
         .find(|t| t["name"] == name)
         .unwrap_or_else(|| panic!("no trial {name} in {result}"))
 }
+
+/// The exit code the gate's line in `text` stands for (`gate: REGRESSED: …` → 3,
+/// `gate: NOT JUDGED: …` → 4, `gate: PASS…` → 0), `None` when there is no such line. A nightly
+/// test checks that the exit *is* the verdict; whether two runs of one setup alarm on a busy
+/// machine is docs/gate.md's calibration, not a flow test's business.
+#[allow(dead_code)]
+pub fn gate_line_exit(text: &str) -> Option<i32> {
+    let line = text.lines().find(|l| l.starts_with("gate: "))?;
+    let verdict = line.trim_start_matches("gate: ");
+    [("REGRESSED", 3), ("NOT JUDGED", 4), ("PASS", 0)]
+        .into_iter()
+        .find(|(w, _)| verdict.starts_with(w))
+        .map(|(_, code)| code)
+}

@@ -351,7 +351,7 @@ fn a_nightly_first_night_becomes_the_baseline_and_the_second_is_gated() {
     // This test is about the nightly's flow, not the quality flags (pinned elsewhere): a busy
     // machine must not make the first night's baseline be refused.
     let class = format!(
-        "{}    thresholds: {{ max_cv: 100%, max_cpu_wait: 100%, min_qd: 1% }}\n",
+        "{}    thresholds: {{ max_cv: 10000%, max_cpu_wait: 100%, min_qd: 1% }}\n",
         dir_class("nightly-dir", &data)
     );
     std::fs::write(&classes, class).unwrap();

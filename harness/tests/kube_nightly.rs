@@ -54,7 +54,7 @@ fn overlay(dir: &Path, kc: &str) {
         serde_saphyr::from_str(&std::fs::read_to_string(deploy.join("classes.yaml")).unwrap())
             .unwrap();
     let classes = format!(
-        "{}    thresholds: {{ max_cv: 100%, max_cpu_wait: 100%, min_qd: 1% }}\n",
+        "{}    thresholds: {{ max_cv: 10000%, max_cpu_wait: 100%, min_qd: 1% }}\n",
         shipped["data"]["classes.yaml"].as_str().unwrap()
     );
     let patch = serde_json::json!({

@@ -31,18 +31,8 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// Runs `filter` of the class file with 5 repetitions (inside `throttle` when given); returns
-/// the result file.
-fn run_in(
-    classes: &Path,
-    results: &Path,
-    state: &Path,
-    args: &[&str],
-    throttle: Option<&WriteThrottle>,
-) -> PathBuf {
-    let before: Vec<_> = std::fs::read_dir(results.join("runs"))
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
+/// `pvcheck run` of the class file with 5 repetitions, one test thread, and `args`.
+fn run_command(classes: &Path, results: &Path, state: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pvcheck"));
     cmd.args([
         "run",
@@ -58,6 +48,22 @@ fn run_in(
         "1",
     ])
     .args(args);
+    cmd
+}
+
+/// Runs `filter` of the class file with 5 repetitions (inside `throttle` when given); returns
+/// the result file.
+fn run_in(
+    classes: &Path,
+    results: &Path,
+    state: &Path,
+    args: &[&str],
+    throttle: Option<&WriteThrottle>,
+) -> PathBuf {
+    let before: Vec<_> = std::fs::read_dir(results.join("runs"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    let mut cmd = run_command(classes, results, state, args);
     if let Some(t) = throttle {
         t.apply(&mut cmd);
     }
@@ -359,26 +365,24 @@ fn a_nightly_first_night_becomes_the_baseline_and_the_second_is_gated() {
     let state = d.path().join("state");
     let junit = d.path().join("junit.xml");
     let night = || {
-        let o = pvcheck(&[
-            "run",
-            "--classes",
-            classes.to_str().unwrap(),
-            "--repeat",
-            "5",
-            "--results",
-            results.to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-            "--baseline",
-            "nightly",
-            "--create-baseline",
-            "--keep-runs",
-            "1",
-            "--junit",
-            junit.to_str().unwrap(),
-            "--exact",
-            "nightly-dir::speed::randread-4k-qd1",
-        ]);
+        let o = run_command(
+            &classes,
+            &results,
+            &state,
+            &[
+                "--baseline",
+                "nightly",
+                "--create-baseline",
+                "--keep-runs",
+                "1",
+                "--junit",
+                junit.to_str().unwrap(),
+                "--exact",
+                "nightly-dir::speed::randread-4k-qd1",
+            ],
+        )
+        .output()
+        .expect("run pvcheck");
         (o.status.code(), text(&o))
     };
     let (code, out) = night();

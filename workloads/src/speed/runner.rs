@@ -368,7 +368,7 @@ fn watch<T>(
     };
     let mut cpu_start: Option<CpuTimes> = None;
     let mut cpu_end: Option<CpuTimes> = None;
-    let (mut waits_start, mut waits_end) = (None, None);
+    let (mut waits_start, mut waits_end) = (None, None::<std::collections::HashMap<u32, f64>>);
     let mut last_sample = (0u64, 0u64);
     let mut next_sample = ms + interval;
     let mut samples = Vec::new();
@@ -452,13 +452,11 @@ fn watch<T>(
         dl
     };
     let runtime_ns = stop.saturating_sub(ms);
-    let wait_share = match (
-        &waits_start,
-        waits_end.or_else(|| Some(stats::run_queue_waits())),
-    ) {
-        (Some(a), Some(b)) => stats::max_wait_share(a, &b, runtime_ns as f64 / 1e9),
-        _ => None,
-    };
+    // Ended early (stall, signal): the window closes now.
+    let wait_share = waits_start.and_then(|start| {
+        let end = waits_end.unwrap_or_else(stats::run_queue_waits);
+        stats::max_wait_share(&start, &end, runtime_ns as f64 / 1e9)
+    });
     Watch {
         stall,
         interrupted,

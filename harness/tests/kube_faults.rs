@@ -273,16 +273,20 @@ fn rbac_forbidding_pvc_create_fails_the_trial_as_infrastructure_naming_claim_and
     assert_nothing_left(&kc, &run_id(&r));
 }
 
-/// deploy/'s least-privilege RBAC is enough: a ServiceAccount bound only to deploy/rbac.yaml's
-/// ClusterRole runs the hostpath class's checks that use every kind of call pvcheck makes
-/// (pods and their logs, ConfigMaps, PVC patch for expansion, VolumeSnapshots and snapshot
-/// classes, PVC data sources, the driver's rollout, VolumeAttachments and nodes for moves), and
-/// they pass with nothing left. A verb missing from deploy/ fails here.
+/// deploy/'s least privilege is enough, and what it forbids is refused: a ServiceAccount bound
+/// only to deploy/rbac.yaml's ClusterRole and confined by deploy/confine.yaml's admission
+/// policy runs the hostpath class's checks that use every kind of call pvcheck makes (pods and
+/// their logs, ConfigMaps, PVC patch for expansion, VolumeSnapshots and snapshot classes, PVC
+/// data sources, the driver's rollout, VolumeAttachments and nodes for moves), and they pass
+/// with nothing left; then a run SIGKILLed mid-check is removed by `pvcheck cleanup` under the
+/// same account. A verb missing from deploy/, or a policy refusing one of pvcheck's own calls,
+/// fails here.
 #[test]
-fn deploy_rbac_alone_suffices_for_a_hostpath_run() {
+fn deploy_rbac_and_confinement_suffice_for_a_hostpath_run_and_its_cleanup() {
     let Some(kc) = kubeconfig() else { return };
     let env = Env::new();
-    let sa = ServiceAccount::from_deploy(&kc, &env, "deploy", &[]);
+    let mut sa = ServiceAccount::from_deploy(&kc, &env, "deploy", &[]);
+    sa.confine();
     let args = args_of(
         &sa.kubeconfig(),
         &[
@@ -299,7 +303,7 @@ fn deploy_rbac_alone_suffices_for_a_hostpath_run() {
     let start = Instant::now();
     let out = env.run(&strs(&args));
     eprintln!(
-        "run with deploy/'s RBAC: {:.0}s",
+        "run with deploy/'s RBAC and confinement: {:.0}s",
         start.elapsed().as_secs_f64()
     );
     assert_eq!(
@@ -328,6 +332,192 @@ fn deploy_rbac_alone_suffices_for_a_hostpath_run() {
         );
     }
     assert_nothing_left(&kc, &run_id(&r));
+
+    // A run of the account killed mid-check, removed by a cleanup under the same account.
+    let class = format!("confined-kill-{}", std::process::id());
+    let file = class_file(&env, &class, "256Mi");
+    let exact = format!("{class}::integrity::recreate");
+    let args = args_of(&sa.kubeconfig(), &["--classes", &file, "--exact", &exact]);
+    let mut child = env.spawn(&strs(&args));
+    let inputs = wait_for(
+        &kc,
+        "configmaps",
+        &format!("pvcheck.io/role=inputs,pvcheck.io/class={class}"),
+        Duration::from_secs(120),
+    );
+    child.kill().unwrap(); // SIGKILL
+    let killed = child.wait_with_output().unwrap();
+    let Some((ns, _)) = inputs else {
+        panic!(
+            "no agent input ConfigMap appeared within 120 s: {}",
+            stderr(&killed)
+        );
+    };
+    let run = ns.strip_prefix("pvcheck-").unwrap().to_string();
+    assert!(!run_objects(&kc, &run).is_empty());
+    let removed = cleanup(&env, &sa.kubeconfig(), &["--run-id", &run]);
+    assert_eq!(
+        removed.status.code(),
+        Some(0),
+        "cleanup under the confined account: {}{}",
+        stdout(&removed),
+        stderr(&removed)
+    );
+    assert_nothing_left(&kc, &run);
+}
+
+/// Objects a confined account's matrix needs that only an administrator may make: a
+/// namespace labelled as a run of pvcheck's (no owner annotation, so no `pvcheck cleanup` of a
+/// test beside this one takes it for a dead run), a PV labelled as pvcheck's and one that is
+/// not. Deleted when the test ends.
+struct MatrixObjects {
+    kc: String,
+    run_ns: String,
+    own_pv: String,
+    foreign_pv: String,
+}
+
+impl MatrixObjects {
+    fn create(kc: &str) -> Self {
+        let pid = std::process::id();
+        let o = MatrixObjects {
+            kc: kc.to_string(),
+            run_ns: format!("pvcheck-confine{pid}"),
+            own_pv: format!("pvcheck-confine-own-{pid}"),
+            foreign_pv: format!("confine-foreign-{pid}"),
+        };
+        let pv = |name: &str, labels: &str| {
+            format!(
+                "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{ name: {name}{labels} }}\nspec:\n  capacity: {{ storage: 1Mi }}\n  accessModes: [ReadWriteOnce]\n  persistentVolumeReclaimPolicy: Retain\n  hostPath: {{ path: /nonexistent/{name} }}\n"
+            )
+        };
+        kubectl_stdin(
+            kc,
+            &["apply", "-f", "-"],
+            &format!(
+                "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {}\n  labels: {{ pvcheck.io/run-id: confine{pid}, pod-security.kubernetes.io/enforce: restricted }}\n---\n{}---\n{}",
+                o.run_ns,
+                pv(&o.own_pv, &format!(", labels: {{ pvcheck.io/run-id: confine{pid} }}")),
+                pv(&o.foreign_pv, "")
+            ),
+        );
+        o
+    }
+}
+
+impl Drop for MatrixObjects {
+    fn drop(&mut self) {
+        let _ = kubectl()
+            .args(["--kubeconfig", &self.kc, "delete", "pv", &self.own_pv, &self.foreign_pv])
+            .args(["--ignore-not-found", "--wait=false"])
+            .output();
+        let _ = kubectl()
+            .args(["--kubeconfig", &self.kc, "delete", "namespace", &self.run_ns])
+            .args(["--ignore-not-found", "--wait=false"])
+            .output();
+    }
+}
+
+/// A pod Pod Security "restricted" admits, in `ns`.
+fn restricted_pod(ns: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{ name: confine-probe, namespace: {ns} }}\nspec:\n  securityContext: {{ runAsNonRoot: true, runAsUser: 65534, seccompProfile: {{ type: RuntimeDefault }} }}\n  containers:\n  - name: c\n    image: {}\n    securityContext: {{ allowPrivilegeEscalation: false, capabilities: {{ drop: [ALL] }} }}\n",
+        common::kube::image()
+    )
+}
+
+/// Issue 22: deploy/'s least privilege, proven against the API server with the policy in
+/// force. As the account itself (its token, not `auth can-i`, which sees RBAC only), each
+/// write a server-side dry run (so admission policies are evaluated, nothing is changed), each
+/// read a real one: what a run and a cleanup do is allowed, everything else named in the issue
+/// is refused, by RBAC or by deploy/confine.yaml. The matrix is printed (docs/deploy.md).
+#[test]
+fn the_confined_account_may_do_what_a_run_does_and_nothing_that_is_not_pvchecks() {
+    let Some(kc) = kubeconfig() else { return };
+    let env = Env::new();
+    let mut sa = ServiceAccount::from_deploy(&kc, &env, "matrix", &[]);
+    sa.confine();
+    let o = MatrixObjects::create(&kc);
+    let own_ns = sa.namespace.clone();
+    let dry = "--dry-run=server";
+    let pid = std::process::id();
+    let new_run_ns = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: pvcheck-newrun{pid}\n  labels: {{ pvcheck.io/run-id: newrun{pid}, pod-security.kubernetes.io/enforce: restricted }}\n"
+    );
+    let unrestricted_ns = new_run_ns.replace("restricted", "privileged");
+    let unlabelled_ns = format!("apiVersion: v1\nkind: Namespace\nmetadata: {{ name: pvcheck-bare{pid} }}\n");
+    let labelled_pv = format!(
+        "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{ name: pvcheck-new{pid}, labels: {{ pvcheck.io/run-id: newrun{pid} }} }}\nspec:\n  capacity: {{ storage: 1Mi }}\n  accessModes: [ReadWriteOnce]\n  hostPath: {{ path: /nonexistent }}\n"
+    );
+    let unlabelled_pv = labelled_pv.replace(&format!(", labels: {{ pvcheck.io/run-id: newrun{pid} }}"), "");
+    let claim = |ns: &str| {
+        format!(
+            "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{ name: confine-probe, namespace: {ns} }}\nspec:\n  storageClassName: csi-hostpath-sc\n  accessModes: [ReadWriteOnce]\n  resources: {{ requests: {{ storage: 16Mi }} }}\n"
+        )
+    };
+    let configmap = |ns: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{ name: confine-probe, namespace: {ns} }}\n")
+    };
+    let annotate = r#"{"metadata":{"annotations":{"pvcheck.io/awaiting":"after-upgrade"}}}"#;
+    let relabel = r#"{"metadata":{"labels":{"pod-security.kubernetes.io/enforce":"privileged"}}}"#;
+    let ks = "kube-system";
+    // (allowed?, what, kubectl arguments, stdin)
+    let rows: Vec<(bool, String, Vec<&str>, Option<String>)> = vec![
+        (true, "create a run namespace (pvcheck-*, labelled, restricted)".into(), vec!["create", "-f", "-", dry], Some(new_run_ns.clone())),
+        (true, "create a pod in a run namespace".into(), vec!["create", "-f", "-", dry], Some(restricted_pod(&o.run_ns))),
+        (true, "create a ConfigMap in a run namespace".into(), vec!["create", "-f", "-", dry], Some(configmap(&o.run_ns))),
+        (true, "create a claim in a run namespace".into(), vec!["create", "-f", "-", dry], Some(claim(&o.run_ns))),
+        (true, "annotate a run namespace (--phase)".into(), vec!["patch", "namespace", &o.run_ns, "-p", annotate, dry], None),
+        (true, "delete a run namespace".into(), vec!["delete", "namespace", &o.run_ns, dry], None),
+        (true, "create a PV labelled pvcheck.io/run-id".into(), vec!["create", "-f", "-", dry], Some(labelled_pv.clone())),
+        (true, "delete a PV labelled pvcheck.io/run-id".into(), vec!["delete", "pv", &o.own_pv, dry], None),
+        (true, "list nodes, StorageClasses, CSIDrivers, VolumeAttachments".into(), vec!["get", "nodes,storageclasses,csidrivers,volumeattachments", "-o", "name"], None),
+        (true, "list pods in every namespace".into(), vec!["get", "pods", "-A", "-o", "name"], None),
+        (false, "delete namespace kube-system".into(), vec!["delete", "namespace", ks, dry], None),
+        (false, "delete the account's own namespace".into(), vec!["delete", "namespace", &own_ns, dry], None),
+        (false, "patch namespace kube-system".into(), vec!["patch", "namespace", ks, "-p", annotate, dry], None),
+        (false, "lift restricted from a run namespace".into(), vec!["patch", "namespace", &o.run_ns, "-p", relabel, dry], None),
+        (false, "create a namespace without restricted".into(), vec!["create", "-f", "-", dry], Some(unrestricted_ns)),
+        (false, "create a namespace without the run label".into(), vec!["create", "-f", "-", dry], Some(unlabelled_ns)),
+        (false, "create a pod in kube-system".into(), vec!["create", "-f", "-", dry], Some(restricted_pod(ks))),
+        (false, "create a pod in the account's own namespace".into(), vec!["create", "-f", "-", dry], Some(restricted_pod(&own_ns))),
+        (false, "create a ConfigMap in kube-system".into(), vec!["create", "-f", "-", dry], Some(configmap(ks))),
+        (false, "create a claim in the default namespace".into(), vec!["create", "-f", "-", dry], Some(claim("default"))),
+        (false, "delete a PV that is not pvcheck's".into(), vec!["delete", "pv", &o.foreign_pv, dry], None),
+        (false, "create a PV without pvcheck's label".into(), vec!["create", "-f", "-", dry], Some(unlabelled_pv)),
+        (false, "get secrets in kube-system".into(), vec!["get", "secrets", "-n", ks], None),
+        (false, "list secrets in every namespace".into(), vec!["get", "secrets", "-A"], None),
+        (false, "create a ClusterRoleBinding".into(), vec!["create", "clusterrolebinding", "confine-probe", "--clusterrole=cluster-admin", "--user=x", dry], None),
+        (false, "delete a VolumeAttachment".into(), vec!["auth", "can-i", "delete", "volumeattachments"], None),
+        (false, "exec into a pod (pods/exec)".into(), vec!["auth", "can-i", "create", "pods", "--subresource=exec", "-n", &o.run_ns], None),
+    ];
+    let mut table = String::new();
+    let mut wrong = Vec::new();
+    for (allowed, what, args, input) in &rows {
+        let out = common::kube::kubectl_try(&sa.kubeconfig(), args, input.as_deref());
+        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        // `auth can-i` answers "no" with exit 1; everything else fails with a message.
+        let was_allowed = out.status.success();
+        let by = if was_allowed {
+            "allowed".to_string()
+        } else if err.contains("pvcheck may") {
+            "refused by confine.yaml".to_string()
+        } else if err.contains("forbidden") || args[0] == "auth" {
+            "refused by RBAC".to_string()
+        } else {
+            format!("failed: {err}")
+        };
+        table.push_str(&format!("| {what} | {by} |\n"));
+        let right = if *allowed { was_allowed } else { !was_allowed && by.starts_with("refused") };
+        if !right {
+            wrong.push(format!("{what}: expected {}, got {by} ({err})", if *allowed { "allowed" } else { "refused" }));
+        }
+    }
+    eprintln!("the confined account ({}):\n| request | answer |\n|---|---|\n{table}", sa.user());
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // Nothing of the dry runs was made.
+    let made = kubectl_out(&kc, &["get", "namespace", "-o", "name"]);
+    assert!(!made.contains(&format!("newrun{pid}")) && !made.contains(&format!("bare{pid}")), "{made}");
 }
 
 /// The first object of `kind` matching `selector` in any namespace, as (namespace, name),

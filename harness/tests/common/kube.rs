@@ -118,6 +118,17 @@ pub fn node_names(kc: &str) -> Vec<String> {
 
 /// `kubectl --kubeconfig KC ARGS…` with `input` on stdin: its stdout; panics when it fails.
 pub fn kubectl_stdin(kc: &str, args: &[&str], input: &str) -> String {
+    let out = kubectl_try(kc, args, Some(input));
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `kubectl --kubeconfig KC ARGS…` (with `input` on stdin if given), whatever its outcome.
+pub fn kubectl_try(kc: &str, args: &[&str], input: Option<&str>) -> std::process::Output {
     use std::io::Write;
     let mut c = kubectl()
         .args(["--kubeconfig", kc])
@@ -127,14 +138,12 @@ pub fn kubectl_stdin(kc: &str, args: &[&str], input: &str) -> String {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("kubectl (set PVCHECK_TEST_KUBECTL)");
-    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let out = c.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let mut stdin = c.stdin.take().unwrap();
+    if let Some(input) = input {
+        stdin.write_all(input.as_bytes()).unwrap();
+    }
+    drop(stdin);
+    c.wait_with_output().unwrap()
 }
 
 /// Evicts `namespace/pod` through the Eviction API (policy/v1), as `kubectl drain` does: the
@@ -253,6 +262,9 @@ pub struct ServiceAccount {
     pub namespace: String,
     role: String,
     kubeconfig: std::path::PathBuf,
+    /// The name of deploy/confine.yaml's policy and binding, once [`ServiceAccount::confine`]
+    /// applied them.
+    policy: Option<String>,
 }
 
 impl ServiceAccount {
@@ -284,6 +296,7 @@ impl ServiceAccount {
             namespace,
             role,
             kubeconfig: env.scratch.path().join("sa-kubeconfig"),
+            policy: None,
         };
         kubectl_stdin(kc, &["apply", "-f", "-"], &text);
         service_account_kubeconfig(kc, &sa.namespace, "pvcheck", &sa.kubeconfig);
@@ -293,10 +306,60 @@ impl ServiceAccount {
     pub fn kubeconfig(&self) -> String {
         self.kubeconfig.display().to_string()
     }
+
+    /// The account's user name, as admission sees it.
+    pub fn user(&self) -> String {
+        format!("system:serviceaccount:{}:pvcheck", self.namespace)
+    }
+
+    /// Applies deploy/confine.yaml (its own text; the policy and binding renamed per test, and
+    /// matched to this account only, so tests running beside it keep their accounts as they
+    /// are) and waits until the API server enforces it: until this account's server-side dry
+    /// run of `delete namespace kube-system` is refused by the policy (admission policies take
+    /// effect once the API server's informer has seen them).
+    pub fn confine(&mut self) {
+        let pid = std::process::id();
+        let name = format!("pvcheck-confine-{}", self.role.trim_start_matches("pvcheck-test-"));
+        let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/confine.yaml");
+        let text = std::fs::read_to_string(&deploy).unwrap();
+        let matcher = "request.userInfo.username.startsWith('system:serviceaccount:') &&\n        request.userInfo.username.endsWith(':pvcheck')";
+        assert!(text.contains(matcher), "deploy/confine.yaml no longer matches accounts named pvcheck as this test expects");
+        assert_eq!(text.matches("pvcheck-confine").count(), 3, "{text}");
+        let text = text
+            .replace(matcher, &format!("request.userInfo.username == '{}'", self.user()))
+            .replace("pvcheck-confine", &name);
+        kubectl_stdin(&self.kc, &["apply", "-f", "-"], &text);
+        self.policy = Some(name);
+        let start = std::time::Instant::now();
+        loop {
+            let out = kubectl_try(
+                &self.kubeconfig(),
+                &["delete", "namespace", "kube-system", "--dry-run=server"],
+                None,
+            );
+            let err = String::from_utf8_lossy(&out.stderr);
+            if err.contains("pvcheck may") {
+                return;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "the confinement policy was not enforced within 60 s (pid {pid}): {err}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
 }
 
 impl Drop for ServiceAccount {
     fn drop(&mut self) {
+        if let Some(policy) = &self.policy {
+            for kind in ["validatingadmissionpolicybinding", "validatingadmissionpolicy"] {
+                let _ = kubectl()
+                    .args(["--kubeconfig", &self.kc, "delete", kind, policy])
+                    .arg("--ignore-not-found")
+                    .output();
+            }
+        }
         for what in [
             vec![
                 "delete",

@@ -126,11 +126,17 @@ async fn serve(
         tasks.push((path, tokio::spawn(server)));
     }
     log!(
-        "serving {} on {} as node {} (version {}{})",
+        "serving {} on {} as node {} (version {}, data path {}{}{})",
         config.driver_name,
         config.socket.display(),
         config.node_id,
         config.vendor_version,
+        config.data_path,
+        if config.lose_acked_writes_on_restart {
+            ", lose-acked-writes-on-restart"
+        } else {
+            ""
+        },
         if config.faults.iter().next().is_some() {
             format!(
                 ", faults: {}",

@@ -148,7 +148,11 @@ mod tests {
         fs::write(staging.join("sub/b"), b"kept").unwrap();
         fs::create_dir_all(layout.volume_dir("v")).unwrap();
         assert_eq!(record(&layout, "v", &staging).unwrap(), Some(2));
-        assert_eq!(record(&layout, "v", &staging).unwrap(), None, "kept once made");
+        assert_eq!(
+            record(&layout, "v", &staging).unwrap(),
+            None,
+            "kept once made"
+        );
 
         fs::write(staging.join("a"), b"acknowledged before, and after").unwrap();
         fs::write(staging.join("new"), b"made after").unwrap();

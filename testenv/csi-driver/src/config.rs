@@ -107,7 +107,11 @@ pub struct Args {
     /// How NodePublishVolume serves a mount-access volume: bind (a bind mount), fuse-inside (a
     /// FUSE passthrough served by the driver process: its mounts die with it), fuse-outside (a
     /// FUSE passthrough served by a daemon process of its own that outlives the driver)
-    #[arg(long, value_name = "bind|fuse-inside|fuse-outside", default_value = "bind")]
+    #[arg(
+        long,
+        value_name = "bind|fuse-inside|fuse-outside",
+        default_value = "bind"
+    )]
     pub data_path: String,
     /// Model a write-back cache lost on restart: NodePublishVolume checkpoints the volume's files,
     /// and a driver started with this flag rewrites every published volume's files to their
@@ -359,7 +363,11 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", d.name()));
         }
         let parse = |extra: &[&str]| {
-            let mut argv = vec!["pvcheck-test-csi", "--endpoint=unix:///run/x.sock", "--nodeid=n"];
+            let mut argv = vec![
+                "pvcheck-test-csi",
+                "--endpoint=unix:///run/x.sock",
+                "--nodeid=n",
+            ];
             argv.extend_from_slice(extra);
             Args::parse_from(argv).into_config(None)
         };

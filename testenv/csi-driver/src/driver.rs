@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use nix::fcntl::{Flock, FlockArg};
 use tonic::Status;
 
+use crate::checkpoint;
 use crate::config::Config;
 use crate::csi;
 use crate::csi::volume_capability::{AccessType, access_mode::Mode};
-use crate::checkpoint;
 use crate::fault_actions;
 use crate::faults::Fault;
 use crate::fuse_path;
@@ -197,7 +197,10 @@ fn lose_acked_writes(layout: &Layout, state: &State) {
                     ));
                 }
             }
-            Err(e) => fault(format_args!("volume {}: restoring the checkpoint: {e}", v.id)),
+            Err(e) => fault(format_args!(
+                "volume {}: restoring the checkpoint: {e}",
+                v.id
+            )),
         }
     }
 }

@@ -186,7 +186,9 @@ pub fn is_daemon_for(pid: i32, target: &Path) -> bool {
         return false;
     };
     // The state follows the parenthesised command name, which may itself hold ") ".
-    let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+    let state = stat
+        .rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next());
     if matches!(state, None | Some('Z') | Some('X')) {
         return false;
     }
@@ -339,7 +341,10 @@ pub fn daemon_main(args: crate::config::DaemonArgs) -> ExitCode {
     );
     match session.run() {
         Ok(()) => {
-            log!("fuse-daemon: {} unmounted; exiting", args.mountpoint.display());
+            log!(
+                "fuse-daemon: {} unmounted; exiting",
+                args.mountpoint.display()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -24,8 +24,14 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
+                // clap's message up to its usage hint, as one line.
                 let text = e.to_string();
-                let line = text.lines().next().unwrap_or("bad arguments");
+                let line = text
+                    .lines()
+                    .map(str::trim)
+                    .take_while(|l| !l.is_empty() && !l.starts_with("Usage:"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 log!("fuse-daemon: {}", line.trim_start_matches("error: "));
                 ExitCode::from(EXIT_USAGE)
             }

@@ -1,6 +1,7 @@
 //! CSI Node service: staging (bind mount of a directory volume, or a loop device over an image,
-//! with a filesystem mounted for mount access), publishing (bind mounts, read-only when asked;
-//! a block volume's loop device bound onto a file), stats and expansion.
+//! with a filesystem mounted for mount access), publishing (bind mounts, or with `--data-path
+//! fuse-*` a FUSE passthrough of the staging path; read-only when asked; a block volume's loop
+//! device bound onto a file), stats and expansion.
 
 use std::fs;
 use std::io::Read;
@@ -10,14 +11,14 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use crate::checkpoint;
+use crate::config::DataPath;
 use crate::csi::node_server::Node;
 use crate::csi::node_service_capability::{self, rpc};
 use crate::csi::{self, NodeServiceCapability, VolumeUsage, volume_usage};
 use crate::driver::{
     Driver, access_of, io_internal, is_reader_only, require, same_access_type, supports, topology,
 };
-use crate::checkpoint;
-use crate::config::DataPath;
 use crate::fault_actions;
 use crate::faults::Fault;
 use crate::fuse_path;
@@ -527,7 +528,10 @@ impl Node for NodeService {
         .map_err(|e| io_internal(format_args!("unmount {}", target.display()), e))?;
         if let Some(pid_file) = &publication.fuse_daemon_pid_file {
             fuse_path::stop_daemon(&self.0.fuse_daemons, pid_file, &target).map_err(|e| {
-                io_internal(format_args!("stopping the FUSE daemon of {}", target.display()), e)
+                io_internal(
+                    format_args!("stopping the FUSE daemon of {}", target.display()),
+                    e,
+                )
             })?;
         }
         if publication.created_target {

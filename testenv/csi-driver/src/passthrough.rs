@@ -19,9 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, SessionACL, TimeOrNow,
-    WriteFlags,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, OpenFlags,
+    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
+    ReplyOpen, ReplyStatfs, ReplyWrite, Request, SessionACL, TimeOrNow, WriteFlags,
 };
 use nix::fcntl::{AT_FDCWD, AtFlags, OFlag, openat};
 use nix::sys::stat::{FchmodatFlags, FileStat, Mode, SFlag, UtimensatFlags};
@@ -188,11 +188,7 @@ impl Passthrough {
     }
 
     fn file(&self, fh: FileHandle) -> Result<Arc<File>, Errno> {
-        self.tables()
-            .files
-            .get(&fh.0)
-            .cloned()
-            .ok_or(Errno::EBADF)
+        self.tables().files.get(&fh.0).cloned().ok_or(Errno::EBADF)
     }
 
     /// Look `name` up under `parent` and count one kernel reference to it.
@@ -482,9 +478,9 @@ impl Filesystem for Passthrough {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        let result = self.inode(ino).and_then(|fd| {
-            nix::fcntl::readlinkat(fd.as_fd(), "").map_err(errno)
-        });
+        let result = self
+            .inode(ino)
+            .and_then(|fd| nix::fcntl::readlinkat(fd.as_fd(), "").map_err(errno));
         match result {
             Ok(target) => {
                 use std::os::unix::ffi::OsStrExt;
@@ -629,8 +625,7 @@ impl Filesystem for Passthrough {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let result = self.inode(ino).and_then(|fd| {
-            nix::fcntl::open(&proc_path(&*fd), backing_flags(flags.0), Mode::empty())
-                .map_err(errno)
+            nix::fcntl::open(&proc_path(&*fd), backing_flags(flags.0), Mode::empty()).map_err(errno)
         });
         match result {
             Ok(fd) => reply.opened(self.add_file(File::from(fd)), FopenFlags::empty()),

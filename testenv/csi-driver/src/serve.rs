@@ -159,8 +159,8 @@ async fn serve(
         (res, idx)
     };
     tokio::select! {
-        _ = term.recv() => log!("SIGTERM: stopping (mounts stay)"),
-        _ = int.recv() => log!("SIGINT: stopping (mounts stay)"),
+        _ = term.recv() => log!("SIGTERM: stopping (mounts stay{})", stop_note(config)),
+        _ = int.recv() => log!("SIGINT: stopping (mounts stay{})", stop_note(config)),
         (res, idx) = first_end => {
             let path = tasks[idx].0.clone();
             let _ = stop_tx.send(true);
@@ -177,6 +177,17 @@ async fn serve(
         let _ = tokio::time::timeout(Duration::from_secs(2), handle).await;
     }
     Ok(())
+}
+
+/// What becomes of this process's mounts when it stops.
+fn stop_note(config: &crate::config::Config) -> &'static str {
+    match config.data_path {
+        crate::config::DataPath::FuseInside => {
+            "; the FUSE mounts this process serves die with it: ENOTCONN"
+        }
+        crate::config::DataPath::FuseOutside => "; fuse-daemon processes keep serving theirs",
+        crate::config::DataPath::Bind => "",
+    }
 }
 
 /// The first of several join handles to finish, with its index.

@@ -21,7 +21,10 @@ fn errno_of<T>(r: std::io::Result<T>) -> Option<i32> {
 /// The pid in a fuse-outside daemon's pid file under the statedir.
 fn daemon_pid_files(sb: &Sandbox) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
-    for vol in std::fs::read_dir(sb.statedir().join("volumes")).unwrap().flatten() {
+    for vol in std::fs::read_dir(sb.statedir().join("volumes"))
+        .unwrap()
+        .flatten()
+    {
         for f in std::fs::read_dir(vol.path()).unwrap().flatten() {
             if f.path().extension().is_some_and(|e| e == "pid") {
                 out.push(f.path());
@@ -47,7 +50,11 @@ async fn fuse_inside_mount_fails_with_enotconn_once_the_driver_is_killed() {
     assert_eq!(fs_type_at(&t).as_deref(), Some(FUSE));
     let data = pattern(200_000, 1);
     write_at(&t.join("records"), 0, &data);
-    assert_eq!(std::fs::read(s.join("records")).unwrap(), data, "passed through");
+    assert_eq!(
+        std::fs::read(s.join("records")).unwrap(),
+        data,
+        "passed through"
+    );
     write_at(&bt, 0, &data[..4096]);
 
     drop(c);
@@ -65,7 +72,11 @@ async fn fuse_inside_mount_fails_with_enotconn_once_the_driver_is_killed() {
         errno_of(std::fs::write(t.join("more"), b"x")),
         Some(libc::ENOTCONN)
     );
-    assert_eq!(std::fs::read(s.join("records")).unwrap(), data, "the data is on disk");
+    assert_eq!(
+        std::fs::read(s.join("records")).unwrap(),
+        data,
+        "the data is on disk"
+    );
     assert_eq!(
         read_at(&bt, 0, 4096),
         &data[..4096],
@@ -108,6 +119,11 @@ async fn a_restarted_driver_unpublishes_a_dead_fuse_inside_mount_leaving_no_moun
         errno_of(std::fs::metadata(t.join("f"))),
         Some(libc::ENOTCONN),
         "…kills its FUSE mounts all the same"
+    );
+    assert!(
+        driver.log().contains("die with it: ENOTCONN"),
+        "{}",
+        driver.log()
     );
     // (Reads through it may still come from the page cache; writes reach the dead server.)
     assert_eq!(errno_of(held.write_at(b"lost", 0)), Some(libc::ENOTCONN));
@@ -160,7 +176,11 @@ async fn fuse_outside_mount_outlives_a_killed_driver_and_a_restarted_driver_stop
         .unwrap();
     assert_eq!(recorded, daemons[0], "the pid file names the daemon");
     let sid = nix::unistd::getsid(Some(nix::unistd::Pid::from_raw(recorded))).unwrap();
-    assert_eq!(sid.as_raw(), recorded, "the daemon leads a session of its own");
+    assert_eq!(
+        sid.as_raw(),
+        recorded,
+        "the daemon leads a session of its own"
+    );
     let data = pattern(300_000, 3);
     write_at(&t.join("records"), 0, &data);
 
@@ -171,7 +191,10 @@ async fn fuse_outside_mount_outlives_a_killed_driver_and_a_restarted_driver_stop
     let more = pattern(50_000, 4);
     write_at(&t.join("records"), data.len() as u64, &more);
     write_at(&t.join("new"), 0, &more);
-    assert_eq!(read_at(&s.join("records"), data.len() as u64, more.len()), more);
+    assert_eq!(
+        read_at(&s.join("records"), data.len() as u64, more.len()),
+        more
+    );
 
     let mut v2 = DriverProcess::start(&sb, &["--data-path=fuse-outside"]);
     assert!(
@@ -300,7 +323,10 @@ async fn lose_acked_writes_on_restart_rewinds_fsynced_data_to_the_publication_ch
     v2.kill();
     let mut v3 = DriverProcess::start(&sb, &[]);
     assert!(!v3.log().contains("FAULT"), "{}", v3.log());
-    assert_eq!(&std::fs::read(t.join("records")).unwrap()[..14], b"still writable");
+    assert_eq!(
+        &std::fs::read(t.join("records")).unwrap()[..14],
+        b"still writable"
+    );
     let mut c = v3.client().await;
     c.unpublish_unstage(&vol.volume_id, &s, &t).await;
     assert!(
@@ -382,7 +408,10 @@ async fn fuse_passthrough_serves_the_calls_an_agent_makes() {
         .unwrap()
         .set_modified(when)
         .unwrap();
-    assert_eq!(std::fs::metadata(s.join("b")).unwrap().modified().unwrap(), when);
+    assert_eq!(
+        std::fs::metadata(s.join("b")).unwrap().modified().unwrap(),
+        when
+    );
 
     // Listing, removal, statfs.
     let mut names: Vec<_> = std::fs::read_dir(&t)

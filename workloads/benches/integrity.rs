@@ -304,7 +304,7 @@ fn in_memory(bytes: usize) -> Vec<(&'static str, f64, f64)> {
         ),
         ("xoshiro256++ 4-lane fill (memory)", best[6].0, best[6].1),
         ("verify fast path (memory)", best[3].0, best[3].1),
-        ("verify check_run, 4-lane (memory)", best[5].0, best[5].1),
+        ("verify check_run, 8/4-lane (memory)", best[5].0, best[5].1),
     ]
 }
 

@@ -206,8 +206,9 @@ pub fn is_exactly(id: &BlockId, got: &[u8], full_hash: bool) -> bool {
 
 /// [`is_exactly`] over consecutive blocks of `src` (its length a multiple of `block_size`),
 /// block `k` expected to be `id(k)`: calls `bad(k, id(k))` for every block that is not, in
-/// order. Four blocks at a time on the four-lane generator; a group where anything differs is
-/// checked again block by block, so the answer is `is_exactly`'s for every block.
+/// order. Eight blocks at a time on the eight-lane generator where the CPU has AVX-512, four
+/// at a time on the four-lane one otherwise (and for the rest); a group where anything differs
+/// is checked again block by block, so the answer is `is_exactly`'s for every block.
 pub fn check_run(
     src: &[u8],
     block_size: usize,
@@ -216,8 +217,29 @@ pub fn check_run(
     mut bad: impl FnMut(usize, BlockId),
 ) {
     let bs = block_size;
-    let mut quads = src.chunks_exact(4 * bs);
     let mut done = 0;
+    // Eight blocks per pass where the CPU has AVX-512 (`prng::Lanes8`), then fours.
+    let mut octs = src.chunks_exact(8 * bs);
+    if prng::Lanes8::available() {
+        for oct in &mut octs {
+            let ids: [BlockId; 8] = std::array::from_fn(|l| id(done + l));
+            let blk = |l: usize| &oct[l * bs..(l + 1) * bs];
+            let fast = (0..8).all(|l| header_is(&ids[l], blk(l)))
+                && prng::Lanes8::new(ids.map(|i| key(&i)))
+                    .matches(std::array::from_fn(|l| &blk(l)[HEADER_LEN..]))
+                && (!full_hash || (0..8).all(|l| sha_of(blk(l))[..] == blk(l)[SHA_AT..CHECK_AT]));
+            if !fast {
+                for (l, bid) in ids.iter().enumerate() {
+                    if !is_exactly(bid, blk(l), full_hash) {
+                        bad(done + l, *bid);
+                    }
+                }
+            }
+            done += 8;
+        }
+    }
+    let rest = &src[done * bs..];
+    let mut quads = rest.chunks_exact(4 * bs);
     for quad in &mut quads {
         let ids: [BlockId; 4] = std::array::from_fn(|l| id(done + l));
         let blk = |l: usize| &quad[l * bs..(l + 1) * bs];

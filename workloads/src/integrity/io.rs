@@ -102,6 +102,15 @@ pub fn probe_read_mode(probe: &Path, bs: usize) -> (ReadMode, Option<String>) {
     }
 }
 
+/// True when the kernel serves reads of `path` by copying from memory even with O_DIRECT:
+/// tmpfs, which accepts O_DIRECT since Linux 6.6 and answers it from its page cache. Such
+/// reads are best made in slices that stay in the CPU's cache for the check that follows.
+pub fn direct_reads_copy(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path)
+        .map(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
+        .unwrap_or(false)
+}
+
 /// `EINVAL`, `ENOSPC`… for messages.
 pub fn errno_name(e: &io::Error) -> String {
     match e.raw_os_error() {

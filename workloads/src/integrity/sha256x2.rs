@@ -108,38 +108,61 @@ mod shani {
     }
 
     /// Compresses one 64-byte block into each lane, the two lanes' instructions interleaved.
+    ///
+    /// Written out round by round (a macro per group of four rounds) so the sixteen message
+    /// words stay in registers: as a loop over `w[r % 4]` the compiler kept them in a stack
+    /// array, and every message-schedule step waited for a store to be forwarded to a load.
     #[target_feature(enable = "sha,sse4.1,ssse3")]
     fn compress2(a: &mut Lane, b: &mut Lane, ba: &[u8], bb: &[u8]) {
         let (sa, sb) = (*a, *b);
-        let mut wa = load(ba);
-        let mut wb = load(bb);
-        for r in 0..16 {
-            let i = r % 4;
-            if r >= 4 {
-                let t = _mm_add_epi32(
-                    _mm_sha256msg1_epu32(wa[i], wa[(i + 1) % 4]),
-                    _mm_alignr_epi8(wa[(i + 3) % 4], wa[(i + 2) % 4], 4),
-                );
-                let u = _mm_add_epi32(
-                    _mm_sha256msg1_epu32(wb[i], wb[(i + 1) % 4]),
-                    _mm_alignr_epi8(wb[(i + 3) % 4], wb[(i + 2) % 4], 4),
-                );
-                wa[i] = _mm_sha256msg2_epu32(t, wa[(i + 3) % 4]);
-                wb[i] = _mm_sha256msg2_epu32(u, wb[(i + 3) % 4]);
-            }
-            let k = _mm_set_epi32(
-                K[4 * r + 3] as i32,
-                K[4 * r + 2] as i32,
-                K[4 * r + 1] as i32,
-                K[4 * r] as i32,
-            );
-            let ta = _mm_add_epi32(wa[i], k);
-            let tb = _mm_add_epi32(wb[i], k);
-            a.cdgh = _mm_sha256rnds2_epu32(a.cdgh, a.abef, ta);
-            b.cdgh = _mm_sha256rnds2_epu32(b.cdgh, b.abef, tb);
-            a.abef = _mm_sha256rnds2_epu32(a.abef, a.cdgh, _mm_shuffle_epi32(ta, 0x0E));
-            b.abef = _mm_sha256rnds2_epu32(b.abef, b.cdgh, _mm_shuffle_epi32(tb, 0x0E));
+        let [mut a0, mut a1, mut a2, mut a3] = load(ba);
+        let [mut b0, mut b1, mut b2, mut b3] = load(bb);
+        // Four rounds on both lanes with message words `$wa` / `$wb` (rounds 4r..4r+4).
+        macro_rules! rounds {
+            ($r:expr, $wa:expr, $wb:expr) => {{
+                // SAFETY: K has 64 entries and $r < 16.
+                let k = unsafe { _mm_loadu_si128(K.as_ptr().add(4 * $r).cast()) };
+                let ta = _mm_add_epi32($wa, k);
+                let tb = _mm_add_epi32($wb, k);
+                a.cdgh = _mm_sha256rnds2_epu32(a.cdgh, a.abef, ta);
+                b.cdgh = _mm_sha256rnds2_epu32(b.cdgh, b.abef, tb);
+                a.abef = _mm_sha256rnds2_epu32(a.abef, a.cdgh, _mm_shuffle_epi32(ta, 0x0E));
+                b.abef = _mm_sha256rnds2_epu32(b.abef, b.cdgh, _mm_shuffle_epi32(tb, 0x0E));
+            }};
         }
+        // The message word of rounds 4r..4r+4 (r >= 4) from the four before it, replacing
+        // `$w0`, the oldest: W[r] = msg2(msg1(W[r-4], W[r-3]) + W[r-1..r-2 shifted], W[r-1]).
+        macro_rules! schedule {
+            ($w0:ident, $w1:ident, $w2:ident, $w3:ident) => {
+                $w0 = _mm_sha256msg2_epu32(
+                    _mm_add_epi32(_mm_sha256msg1_epu32($w0, $w1), _mm_alignr_epi8($w3, $w2, 4)),
+                    $w3,
+                );
+            };
+        }
+        rounds!(0, a0, b0);
+        rounds!(1, a1, b1);
+        rounds!(2, a2, b2);
+        rounds!(3, a3, b3);
+        macro_rules! four {
+            ($r:expr) => {
+                schedule!(a0, a1, a2, a3);
+                schedule!(b0, b1, b2, b3);
+                rounds!($r, a0, b0);
+                schedule!(a1, a2, a3, a0);
+                schedule!(b1, b2, b3, b0);
+                rounds!($r + 1, a1, b1);
+                schedule!(a2, a3, a0, a1);
+                schedule!(b2, b3, b0, b1);
+                rounds!($r + 2, a2, b2);
+                schedule!(a3, a0, a1, a2);
+                schedule!(b3, b0, b1, b2);
+                rounds!($r + 3, a3, b3);
+            };
+        }
+        four!(4);
+        four!(8);
+        four!(12);
         a.abef = _mm_add_epi32(a.abef, sa.abef);
         a.cdgh = _mm_add_epi32(a.cdgh, sa.cdgh);
         b.abef = _mm_add_epi32(b.abef, sb.abef);

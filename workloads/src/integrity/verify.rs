@@ -120,13 +120,18 @@ pub fn verify(p: &VerifyParams) -> Result<VerifyReport, Error> {
             .zip(&readable)
             .find(|(_, r)| **r > 0)
             .map(|(f, _)| f.path.clone());
-        let mode = match probe {
-            Some(path) => choose_mode(&path, bs, p.buffered),
+        let mode = match &probe {
+            Some(path) => choose_mode(path, bs, p.buffered),
             None => (
                 ReadMode::Buffered,
                 Some("no dataset file could be read".into()),
             ),
         };
+        // Where the kernel copies (buffered reads; O_DIRECT on tmpfs, served from memory),
+        // read in slices the check finds in the L2 cache. Elsewhere O_DIRECT reads a chunk at
+        // once: the device's request size.
+        let sliced =
+            mode.0 == ReadMode::Buffered || probe.as_deref().is_some_and(io::direct_reads_copy);
         let schedule = Schedule::new(&ledger.generations);
         let names: Vec<String> = files.iter().map(|f| f.display.clone()).collect();
         let ctx = Context {
@@ -158,11 +163,11 @@ pub fn verify(p: &VerifyParams) -> Result<VerifyReport, Error> {
                 if mode.0 == ReadMode::Buffered {
                     io::drop_cache(f, c.offset, c.len);
                 }
-                // Buffered reads go in slices that stay in the L2 cache, each checked right
+                // Copied reads go in slices that stay in the L2 cache, each checked right
                 // after the kernel copied it (a 4 MiB chunk read at once is checked from L3 or
-                // memory); O_DIRECT reads the chunk at once: the device's request size.
+                // memory); O_DIRECT from a device reads the chunk at once.
                 let len = c.len as usize;
-                let slice = if mode.0 == ReadMode::Buffered {
+                let slice = if sliced {
                     (VERIFY_SLICE / bs as usize).max(1) * bs as usize
                 } else {
                     len

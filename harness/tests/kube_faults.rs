@@ -487,201 +487,148 @@ fn the_confined_account_may_do_what_a_run_does_and_nothing_that_is_not_pvchecks(
     let annotate = r#"{"metadata":{"annotations":{"pvcheck.io/awaiting":"after-upgrade"}}}"#;
     let relabel = r#"{"metadata":{"labels":{"pod-security.kubernetes.io/enforce":"privileged"}}}"#;
     let ks = "kube-system";
-    // (allowed?, what, kubectl arguments, stdin)
-    let rows: Vec<(bool, String, Vec<&str>, Option<String>)> = vec![
+    // Each row: (what, kubectl arguments, stdin). A write is a server-side dry run.
+    let create = |m: String| (vec!["create", "-f", "-", dry], Some(m));
+    fn call<'a>(a: &[&'a str]) -> (Vec<&'a str>, Option<String>) {
+        let mut a = a.to_vec();
+        if matches!(a[0], "delete" | "patch") {
+            a.push("--dry-run=server");
+        }
+        (a, None)
+    }
+    let (run_ns, other_ns) = (o.run_ns.as_str(), o.other_ns.as_str());
+    let allowed = [
         (
-            true,
-            "create a run namespace (pvcheck-*, labelled, restricted)".into(),
-            vec!["create", "-f", "-", dry],
-            Some(new_run_ns.clone()),
+            "create a run namespace (pvcheck-*, labelled, restricted)",
+            create(new_run_ns),
         ),
         (
-            true,
-            "create a pod in a run namespace".into(),
-            vec!["create", "-f", "-", dry],
-            Some(restricted_pod(&o.run_ns)),
+            "create a pod in a run namespace",
+            create(restricted_pod(run_ns)),
         ),
         (
-            true,
-            "create a ConfigMap in a run namespace".into(),
-            vec!["create", "-f", "-", dry],
-            Some(configmap(&o.run_ns)),
+            "create a ConfigMap in a run namespace",
+            create(configmap(run_ns)),
+        ),
+        ("create a claim in a run namespace", create(claim(run_ns))),
+        (
+            "annotate a run namespace (--phase)",
+            call(&["patch", "namespace", run_ns, "-p", annotate]),
         ),
         (
-            true,
-            "create a claim in a run namespace".into(),
-            vec!["create", "-f", "-", dry],
-            Some(claim(&o.run_ns)),
+            "delete a run namespace",
+            call(&["delete", "namespace", run_ns]),
         ),
         (
-            true,
-            "annotate a run namespace (--phase)".into(),
-            vec!["patch", "namespace", &o.run_ns, "-p", annotate, dry],
-            None,
+            "create a PV labelled pvcheck.io/run-id",
+            create(labelled_pv),
         ),
         (
-            true,
-            "delete a run namespace".into(),
-            vec!["delete", "namespace", &o.run_ns, dry],
-            None,
+            "delete a PV labelled pvcheck.io/run-id",
+            call(&["delete", "pv", &o.own_pv]),
         ),
         (
-            true,
-            "create a PV labelled pvcheck.io/run-id".into(),
-            vec!["create", "-f", "-", dry],
-            Some(labelled_pv.clone()),
-        ),
-        (
-            true,
-            "delete a PV labelled pvcheck.io/run-id".into(),
-            vec!["delete", "pv", &o.own_pv, dry],
-            None,
-        ),
-        (
-            true,
-            "list nodes, StorageClasses, CSIDrivers, VolumeAttachments".into(),
-            vec![
+            "list nodes, StorageClasses, CSIDrivers, VolumeAttachments",
+            call(&[
                 "get",
                 "nodes,storageclasses,csidrivers,volumeattachments",
                 "-o",
                 "name",
-            ],
-            None,
+            ]),
         ),
         (
-            true,
-            "list pods in every namespace".into(),
-            vec!["get", "pods", "-A", "-o", "name"],
-            None,
+            "list pods in every namespace",
+            call(&["get", "pods", "-A", "-o", "name"]),
+        ),
+    ];
+    let refused = [
+        (
+            "delete namespace kube-system",
+            call(&["delete", "namespace", ks]),
         ),
         (
-            false,
-            "delete namespace kube-system".into(),
-            vec!["delete", "namespace", ks, dry],
-            None,
+            "delete a namespace that is not pvcheck's",
+            call(&["delete", "namespace", other_ns]),
         ),
         (
-            false,
-            "delete a namespace that is not pvcheck's".into(),
-            vec!["delete", "namespace", &o.other_ns, dry],
-            None,
+            "delete the account's own namespace",
+            call(&["delete", "namespace", &own_ns]),
         ),
         (
-            false,
-            "delete the account's own namespace".into(),
-            vec!["delete", "namespace", &own_ns, dry],
-            None,
+            "patch namespace kube-system",
+            call(&["patch", "namespace", ks, "-p", annotate]),
         ),
         (
-            false,
-            "patch namespace kube-system".into(),
-            vec!["patch", "namespace", ks, "-p", annotate, dry],
-            None,
+            "lift restricted from a run namespace",
+            call(&["patch", "namespace", run_ns, "-p", relabel]),
         ),
         (
-            false,
-            "lift restricted from a run namespace".into(),
-            vec!["patch", "namespace", &o.run_ns, "-p", relabel, dry],
-            None,
+            "create a namespace without restricted",
+            create(unrestricted_ns),
         ),
         (
-            false,
-            "create a namespace without restricted".into(),
-            vec!["create", "-f", "-", dry],
-            Some(unrestricted_ns),
+            "create a namespace without the run label",
+            create(unlabelled_ns),
+        ),
+        ("create a pod in kube-system", create(restricted_pod(ks))),
+        (
+            "create a pod in the account's own namespace",
+            create(restricted_pod(&own_ns)),
+        ),
+        ("create a ConfigMap in kube-system", create(configmap(ks))),
+        (
+            "create a claim in the default namespace",
+            create(claim("default")),
         ),
         (
-            false,
-            "create a namespace without the run label".into(),
-            vec!["create", "-f", "-", dry],
-            Some(unlabelled_ns),
+            "delete a PV that is not pvcheck's",
+            call(&["delete", "pv", &o.foreign_pv]),
+        ),
+        ("create a PV without pvcheck's label", create(unlabelled_pv)),
+        (
+            "get secrets in kube-system",
+            call(&["get", "secrets", "-n", ks]),
         ),
         (
-            false,
-            "create a pod in kube-system".into(),
-            vec!["create", "-f", "-", dry],
-            Some(restricted_pod(ks)),
+            "list secrets in every namespace",
+            call(&["get", "secrets", "-A"]),
         ),
         (
-            false,
-            "create a pod in the account's own namespace".into(),
-            vec!["create", "-f", "-", dry],
-            Some(restricted_pod(&own_ns)),
-        ),
-        (
-            false,
-            "create a ConfigMap in kube-system".into(),
-            vec!["create", "-f", "-", dry],
-            Some(configmap(ks)),
-        ),
-        (
-            false,
-            "create a claim in the default namespace".into(),
-            vec!["create", "-f", "-", dry],
-            Some(claim("default")),
-        ),
-        (
-            false,
-            "delete a PV that is not pvcheck's".into(),
-            vec!["delete", "pv", &o.foreign_pv, dry],
-            None,
-        ),
-        (
-            false,
-            "create a PV without pvcheck's label".into(),
-            vec!["create", "-f", "-", dry],
-            Some(unlabelled_pv),
-        ),
-        (
-            false,
-            "get secrets in kube-system".into(),
-            vec!["get", "secrets", "-n", ks],
-            None,
-        ),
-        (
-            false,
-            "list secrets in every namespace".into(),
-            vec!["get", "secrets", "-A"],
-            None,
-        ),
-        (
-            false,
-            "create a ClusterRoleBinding".into(),
-            vec![
+            "create a ClusterRoleBinding",
+            call(&[
                 "create",
                 "clusterrolebinding",
                 "confine-probe",
                 "--clusterrole=cluster-admin",
                 "--user=x",
                 dry,
-            ],
-            None,
+            ]),
         ),
         (
-            false,
-            "delete a VolumeAttachment".into(),
-            vec!["auth", "can-i", "delete", "volumeattachments"],
-            None,
+            "delete a VolumeAttachment",
+            call(&["auth", "can-i", "delete", "volumeattachments"]),
         ),
         (
-            false,
-            "exec into a pod (pods/exec)".into(),
-            vec![
+            "exec into a pod (pods/exec)",
+            call(&[
                 "auth",
                 "can-i",
                 "create",
                 "pods",
                 "--subresource=exec",
                 "-n",
-                &o.run_ns,
-            ],
-            None,
+                run_ns,
+            ]),
         ),
     ];
+    let rows = allowed
+        .into_iter()
+        .map(|r| (true, r))
+        .chain(refused.into_iter().map(|r| (false, r)));
     let mut table = String::new();
     let mut wrong = Vec::new();
-    for (allowed, what, args, input) in &rows {
-        let out = common::kube::kubectl_try(&sa.kubeconfig(), args, input.as_deref());
+    for (allowed, (what, (args, input))) in rows {
+        let out = common::kube::kubectl_try(&sa.kubeconfig(), &args, input.as_deref());
         let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
         // `auth can-i` answers "no" with exit 1; everything else fails with a message.
         let was_allowed = out.status.success();
@@ -697,7 +644,7 @@ fn the_confined_account_may_do_what_a_run_does_and_nothing_that_is_not_pvchecks(
             format!("failed: {err}")
         };
         table.push_str(&format!("| {what} | {by} |\n"));
-        let right = if *allowed {
+        let right = if allowed {
             was_allowed
         } else {
             !was_allowed && by.starts_with("refused")
@@ -705,7 +652,7 @@ fn the_confined_account_may_do_what_a_run_does_and_nothing_that_is_not_pvchecks(
         if !right {
             wrong.push(format!(
                 "{what}: expected {}, got {by} ({err})",
-                if *allowed { "allowed" } else { "refused" }
+                if allowed { "allowed" } else { "refused" }
             ));
         }
     }

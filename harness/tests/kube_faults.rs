@@ -413,28 +413,14 @@ impl MatrixObjects {
 
 impl Drop for MatrixObjects {
     fn drop(&mut self) {
-        let _ = kubectl()
-            .args([
-                "--kubeconfig",
-                &self.kc,
-                "delete",
-                "pv",
-                &self.own_pv,
-                &self.foreign_pv,
-            ])
-            .args(["--ignore-not-found", "--wait=false"])
-            .output();
-        let _ = kubectl()
-            .args([
-                "--kubeconfig",
-                &self.kc,
-                "delete",
-                "namespace",
-                &self.run_ns,
-                &self.other_ns,
-            ])
-            .args(["--ignore-not-found", "--wait=false"])
-            .output();
+        let gone = ["--ignore-not-found", "--wait=false"];
+        for (kind, a, b) in [
+            ("pv", &self.own_pv, &self.foreign_pv),
+            ("namespace", &self.run_ns, &self.other_ns),
+        ] {
+            let args = [&["delete", kind, a, b][..], &gone].concat();
+            common::kube::kubectl_try(&self.kc, &args, None);
+        }
     }
 }
 

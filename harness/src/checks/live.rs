@@ -97,7 +97,7 @@ pub fn unsupported(
 struct Stream {
     child: Box<dyn AgentProcess>,
     out: PathBuf,
-    /// The agent's `--dir`.
+    /// The agent's `--dir` under the mount (`live-<n>`).
     dir: String,
     spawned: Instant,
     n: usize,
@@ -105,6 +105,7 @@ struct Stream {
 
 /// What a stopped stream said.
 struct Streamed {
+    /// The stream's directory under the mount (`live-<n>`): a recreated pod mounts elsewhere.
     dir: String,
     /// Header and record lines only: `verify --acks` input.
     acks: PathBuf,
@@ -141,7 +142,7 @@ fn start(ctx: &CheckCtx, vol: &dyn Volume, pod: &mut dyn Pod, n: usize) -> Resul
     Ok(Stream {
         child,
         out,
-        dir,
+        dir: sub,
         spawned: Instant::now(),
         n,
     })
@@ -469,7 +470,7 @@ fn verify_all(
             ctx,
             vol,
             pod,
-            ["--dir".into(), dir.clone()],
+            ["--dir".into(), pod.data_dir().join(&dir).display().to_string()],
             Expect::Acks(&acks),
             when,
         ) {
@@ -481,12 +482,7 @@ fn verify_all(
                 seen.data_problems.push(f);
                 return Ok(n);
             }
-            Err(f) => {
-                return Err(format!(
-                    "{when}: {}",
-                    f.message.lines().next().unwrap_or("")
-                ));
-            }
+            Err(f) => return Err(f.message.lines().next().unwrap_or("").to_string()),
         }
     }
     Ok(n)

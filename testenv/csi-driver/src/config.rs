@@ -1,8 +1,11 @@
 //! Command-line flags and the configuration they produce.
 
+use std::fmt;
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use clap::{Parser, ValueEnum};
+use serde::{Deserialize, Serialize};
 
 use crate::faults::{Fault, Faults, UnknownFault};
 
@@ -19,6 +22,56 @@ pub enum Backing {
     Dir,
     /// A sparse image file on a loop device with a filesystem made by `mkfs.<fs_type>`.
     Image,
+}
+
+/// How NodePublishVolume serves a mount-access volume at the target path (block volumes are
+/// always a bind of the loop device). Recorded per publication, so a driver started with
+/// another value still tears down what an older process made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataPath {
+    /// A bind mount of the staging path (what the driver always did).
+    #[default]
+    Bind,
+    /// A FUSE passthrough of the staging path, served by a thread of the driver process: the
+    /// mount dies with the process (ENOTCONN), like FUSE drivers that serve mounts from the node
+    /// plugin (ceph-csi cephfs-fuse, blob-csi-driver, juicefs before its fix).
+    FuseInside,
+    /// The same passthrough served by a `fuse-daemon` process of its own (own session), which
+    /// survives the driver's restart, like the drivers that fixed it.
+    FuseOutside,
+}
+
+impl DataPath {
+    pub const ALL: [DataPath; 3] = [DataPath::Bind, DataPath::FuseInside, DataPath::FuseOutside];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DataPath::Bind => "bind",
+            DataPath::FuseInside => "fuse-inside",
+            DataPath::FuseOutside => "fuse-outside",
+        }
+    }
+
+    pub fn is_fuse(self) -> bool {
+        self != DataPath::Bind
+    }
+}
+
+impl fmt::Display for DataPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for DataPath {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        DataPath::ALL
+            .into_iter()
+            .find(|d| d.name() == s)
+            .ok_or_else(|| ConfigError::DataPath(s.to_string()))
+    }
 }
 
 #[derive(Debug, Parser)]
@@ -51,6 +104,20 @@ pub struct Args {
     /// Advertise PUBLISH_UNPUBLISH_VOLUME and serve ControllerPublish/Unpublish
     #[arg(long)]
     pub enable_attach: bool,
+    /// How NodePublishVolume serves a mount-access volume: bind (a bind mount), fuse-inside (a
+    /// FUSE passthrough served by the driver process: its mounts die with it), fuse-outside (a
+    /// FUSE passthrough served by a daemon process of its own that outlives the driver)
+    #[arg(
+        long,
+        value_name = "bind|fuse-inside|fuse-outside",
+        default_value = "bind"
+    )]
+    pub data_path: String,
+    /// Model a write-back cache lost on restart: NodePublishVolume checkpoints the volume's files,
+    /// and a driver started with this flag rewrites every published volume's files to their
+    /// checkpoint, so writes acknowledged (fsynced) since the publication vanish
+    #[arg(long)]
+    pub lose_acked_writes_on_restart: bool,
     /// Storage of mount-access volumes (block-access volumes are always images)
     #[arg(long, value_enum, default_value_t = Backing::Dir)]
     pub backing: Backing,
@@ -77,6 +144,28 @@ pub struct Args {
     pub registration_dir: Option<PathBuf>,
 }
 
+/// `pvcheck-test-csi fuse-daemon …`: the `fuse-outside` daemon a driver starts (hidden; not for
+/// people). It serves a FUSE passthrough of `--source` at `--mountpoint` until unmounted.
+#[derive(Debug, Parser)]
+#[command(
+    name = "pvcheck-test-csi fuse-daemon",
+    about = "The FUSE daemon of --data-path fuse-outside (started by the driver at NodePublishVolume)"
+)]
+pub struct DaemonArgs {
+    /// Directory served (the volume's staging path)
+    #[arg(long)]
+    pub source: PathBuf,
+    /// Where the FUSE filesystem is mounted (the publication's target path)
+    #[arg(long)]
+    pub mountpoint: PathBuf,
+    /// Mount read-only
+    #[arg(long)]
+    pub readonly: bool,
+    /// The volume, for log lines
+    #[arg(long)]
+    pub volume_id: Option<String>,
+}
+
 /// Registration settings (both flags given).
 #[derive(Clone, Debug)]
 pub struct Registration {
@@ -95,6 +184,8 @@ pub struct Config {
     pub vendor_version: String,
     pub enable_attach: bool,
     pub backing: Backing,
+    pub data_path: DataPath,
+    pub lose_acked_writes_on_restart: bool,
     pub max_volumes_per_node: i64,
     pub default_volume_size: i64,
     pub faults: Faults,
@@ -121,6 +212,8 @@ pub enum ConfigError {
     StateDir(PathBuf),
     #[error("--state-file {0:?}: must be a plain file name (no '/', not empty, not `lock`)")]
     StateFile(String),
+    #[error("--data-path {0:?}: expected bind, fuse-inside or fuse-outside")]
+    DataPath(String),
 }
 
 impl Args {
@@ -152,6 +245,7 @@ impl Args {
         if !valid_state_file(&self.state_file) {
             return Err(ConfigError::StateFile(self.state_file));
         }
+        let data_path: DataPath = self.data_path.parse()?;
         let vendor_version = match self.version_tag {
             Some(tag) if !tag.is_empty() => format!("{}+{tag}", env!("CARGO_PKG_VERSION")),
             _ => env!("CARGO_PKG_VERSION").to_string(),
@@ -172,6 +266,8 @@ impl Args {
             vendor_version,
             enable_attach: self.enable_attach,
             backing: self.backing,
+            data_path,
+            lose_acked_writes_on_restart: self.lose_acked_writes_on_restart,
             max_volumes_per_node: self.max_volumes_per_node,
             default_volume_size: self.default_volume_size,
             flip_at: self.flip_at,
@@ -257,5 +353,35 @@ mod tests {
         ]);
         let e = args.into_config(None).unwrap_err().to_string();
         assert!(e.starts_with("--state-file \"../state.json\""), "{e}");
+    }
+
+    #[test]
+    fn data_path_names_round_trip_and_an_unknown_one_is_named_in_one_line() {
+        for d in DataPath::ALL {
+            assert_eq!(d.name().parse::<DataPath>().unwrap(), d);
+            let json = serde_json::to_string(&d).unwrap();
+            assert_eq!(json, format!("\"{}\"", d.name()));
+        }
+        let parse = |extra: &[&str]| {
+            let mut argv = vec![
+                "pvcheck-test-csi",
+                "--endpoint=unix:///run/x.sock",
+                "--nodeid=n",
+            ];
+            argv.extend_from_slice(extra);
+            Args::parse_from(argv).into_config(None)
+        };
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.data_path, DataPath::Bind);
+        assert!(!c.lose_acked_writes_on_restart);
+        let c = parse(&["--data-path=fuse-outside", "--lose-acked-writes-on-restart"]).unwrap();
+        assert_eq!(c.data_path, DataPath::FuseOutside);
+        assert!(c.lose_acked_writes_on_restart);
+        let e = parse(&["--data-path=fuse"]).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "--data-path \"fuse\": expected bind, fuse-inside or fuse-outside"
+        );
+        assert!(!e.contains('\n'));
     }
 }

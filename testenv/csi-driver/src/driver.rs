@@ -9,11 +9,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use nix::fcntl::{Flock, FlockArg};
 use tonic::Status;
 
+use crate::checkpoint;
 use crate::config::Config;
 use crate::csi;
 use crate::csi::volume_capability::{AccessType, access_mode::Mode};
 use crate::fault_actions;
 use crate::faults::Fault;
+use crate::fuse_path;
 use crate::log;
 use crate::loopdev;
 use crate::state::{Access, Layout, State, StateError, VolumeKind};
@@ -40,6 +42,8 @@ pub struct Driver {
     pub state: tokio::sync::Mutex<State>,
     /// Set after the first successful NodePublishVolume (the `hang` fault's trigger).
     published_once: AtomicBool,
+    /// `fuse-outside` daemons this process started (its children).
+    pub fuse_daemons: fuse_path::Daemons,
     _lock: Flock<File>,
 }
 
@@ -63,12 +67,17 @@ impl Driver {
             .map_err(|_| StartError::Locked(layout.root.clone()))?;
         let mut state = layout.load()?;
         reconcile_loop_devices(&layout, &mut state);
+        fuse_path::report_at_start(&state);
+        if config.lose_acked_writes_on_restart {
+            lose_acked_writes(&layout, &state);
+        }
         layout.save(&state)?;
         let driver = Driver {
             config,
             layout,
             state: tokio::sync::Mutex::new(state),
             published_once: AtomicBool::new(false),
+            fuse_daemons: fuse_path::Daemons::default(),
             _lock: lock,
         };
         if driver.fault(Fault::BitflipOnStart) {
@@ -141,6 +150,57 @@ impl Driver {
                     ),
                 },
             }
+        }
+    }
+}
+
+/// `--lose-acked-writes-on-restart` at startup: every volume published for mount access is
+/// rewound to the checkpoint its publication made (one line per file that lost data); one
+/// without a checkpoint (published by a process without the flag) gets one now.
+fn lose_acked_writes(layout: &Layout, state: &State) {
+    for v in state.volumes.values() {
+        let Some(staging) = v.staging.as_ref() else {
+            continue;
+        };
+        let published = v
+            .publications
+            .values()
+            .any(|p| p.mounted && matches!(p.access, Access::Mount { .. }));
+        if !published || !matches!(staging.access, Access::Mount { .. }) {
+            continue;
+        }
+        let fault = |what: std::fmt::Arguments| log!("FAULT {}: {what}", checkpoint::NAME);
+        if !checkpoint::exists(layout, &v.id) {
+            match checkpoint::record(layout, &v.id, &staging.staging_path) {
+                Ok(n) => fault(format_args!(
+                    "volume {} had no checkpoint; recorded one now ({} files)",
+                    v.id,
+                    n.unwrap_or(0)
+                )),
+                Err(e) => fault(format_args!("volume {}: recording a checkpoint: {e}", v.id)),
+            }
+            continue;
+        }
+        match checkpoint::restore(layout, &v.id, &staging.staging_path) {
+            Ok(rewound) if rewound.is_empty() => fault(format_args!(
+                "volume {}: nothing written since the checkpoint",
+                v.id
+            )),
+            Ok(rewound) => {
+                for r in rewound {
+                    fault(format_args!(
+                        "volume {} file {}: {} bytes -> {} bytes (rewound to the checkpoint of its publication)",
+                        v.id,
+                        r.file.display(),
+                        r.bytes_before,
+                        r.bytes_after
+                    ));
+                }
+            }
+            Err(e) => fault(format_args!(
+                "volume {}: restoring the checkpoint: {e}",
+                v.id
+            )),
         }
     }
 }

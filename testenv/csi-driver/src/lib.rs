@@ -3,20 +3,24 @@
 //! It serves the CSI Identity, Controller and Node services on one unix socket (volumes are
 //! directories or sparse image files under `--statedir`), optionally kubelet's plugin
 //! registration API (so a test cluster needs no node-driver-registrar), and can inject the
-//! faults of pvcheck's CSI fault zoo. Every mount and loop device is made with syscalls, so the
+//! faults of pvcheck's CSI fault zoo, and fail across a restart the way real node plugins do
+//! (`--data-path fuse-inside|fuse-outside`, `--lose-acked-writes-on-restart`). Every mount and loop device is made with syscalls, so the
 //! static binary runs in an image with nothing else in it. See README.md.
 
+pub mod checkpoint;
 pub mod config;
 pub mod controller;
 pub mod copy;
 pub mod driver;
 pub mod fault_actions;
 pub mod faults;
+pub mod fuse_path;
 pub mod identity;
 pub mod ids;
 pub mod loopdev;
 pub mod mounts;
 pub mod node;
+pub mod passthrough;
 pub mod registration;
 pub mod serve;
 pub mod state;

@@ -82,21 +82,52 @@ pub fn unmount_all(target: &Path) -> Result<(), Errno> {
     Err(Errno::EBUSY)
 }
 
-/// The mount points of this mount namespace.
-pub fn mount_points() -> Vec<PathBuf> {
+/// The mount points of this mount namespace with their filesystem types, in mount order.
+pub fn mount_entries() -> Vec<(PathBuf, String)> {
     let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return Vec::new();
     };
     text.lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .map(|p| PathBuf::from(unescape(p)))
+        .filter_map(|line| {
+            let point = line.split(' ').nth(4)?;
+            let (_, after) = line.split_once(" - ")?;
+            let fs_type = after.split(' ').next()?;
+            Some((PathBuf::from(unescape(point)), unescape(fs_type)))
+        })
         .collect()
 }
 
-/// Whether `path` (made absolute and free of symlinks where it exists) is a mount point.
+/// The mount points of this mount namespace.
+pub fn mount_points() -> Vec<PathBuf> {
+    mount_entries().into_iter().map(|(p, _)| p).collect()
+}
+
+/// `path` made absolute and free of symlinks where possible. A dead FUSE mount cannot be
+/// resolved itself (ENOTCONN), but its parent can.
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path)
+        .ok()
+        .or_else(|| {
+            let parent = std::fs::canonicalize(path.parent()?).ok()?;
+            Some(parent.join(path.file_name()?))
+        })
+        .unwrap_or_else(|| path.to_path_buf())
+}
+
+/// Whether `path` is a mount point.
 pub fn is_mount_point(path: &Path) -> bool {
-    let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let canonical = canonical(path);
     mount_points().iter().any(|m| m == &canonical || m == path)
+}
+
+/// The filesystem type of the topmost mount at `path` (`fuse.pvcheck-passthrough`, `ext4`, …).
+pub fn fs_type_at(path: &Path) -> Option<String> {
+    let canonical = canonical(path);
+    mount_entries()
+        .into_iter()
+        .rev()
+        .find(|(m, _)| m == &canonical || m == path)
+        .map(|(_, t)| t)
 }
 
 /// mountinfo escapes space, tab, newline and backslash as \ooo.
@@ -136,5 +167,7 @@ mod tests {
     #[test]
     fn root_is_a_mount_point() {
         assert!(is_mount_point(Path::new("/")));
+        assert!(fs_type_at(Path::new("/")).is_some_and(|t| !t.is_empty()));
+        assert_eq!(fs_type_at(Path::new("/no/such/mount")), None);
     }
 }

@@ -1,6 +1,7 @@
 //! CSI Node service: staging (bind mount of a directory volume, or a loop device over an image,
-//! with a filesystem mounted for mount access), publishing (bind mounts, read-only when asked;
-//! a block volume's loop device bound onto a file), stats and expansion.
+//! with a filesystem mounted for mount access), publishing (bind mounts, or with `--data-path
+//! fuse-*` a FUSE passthrough of the staging path; read-only when asked; a block volume's loop
+//! device bound onto a file), stats and expansion.
 
 use std::fs;
 use std::io::Read;
@@ -10,6 +11,8 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use crate::checkpoint;
+use crate::config::DataPath;
 use crate::csi::node_server::Node;
 use crate::csi::node_service_capability::{self, rpc};
 use crate::csi::{self, NodeServiceCapability, VolumeUsage, volume_usage};
@@ -18,6 +21,7 @@ use crate::driver::{
 };
 use crate::fault_actions;
 use crate::faults::Fault;
+use crate::fuse_path;
 use crate::log;
 use crate::loopdev;
 use crate::mounts;
@@ -399,7 +403,13 @@ impl Node for NodeService {
         let source = self.publish_source(&v, &staging)?;
         let created_target = !target.exists();
         let fault_no_mount = self.0.fault(Fault::PublishWithoutMount);
-        let made = match (&access, fault_no_mount) {
+        // Block volumes and the `publish-without-mount` fault keep the bind path.
+        let data_path = match (&access, fault_no_mount) {
+            (Access::Mount { .. }, false) => self.0.config.data_path,
+            _ => DataPath::Bind,
+        };
+        let mut fuse_daemon_pid_file = None;
+        let made: std::io::Result<()> = match (&access, fault_no_mount) {
             (Access::Block, false) => {
                 if target.is_dir() {
                     return Err(Status::failed_precondition(format!(
@@ -410,7 +420,7 @@ impl Node for NodeService {
                 if created_target {
                     fs::File::create(&target).map_err(|e| io_internal(target.display(), e))?;
                 }
-                mounts::bind(&source, &target, readonly)
+                mounts::bind(&source, &target, readonly).map_err(Into::into)
             }
             (_, true) => {
                 fs::create_dir_all(&target).map_err(|e| io_internal(target.display(), e))?;
@@ -426,29 +436,61 @@ impl Node for NodeService {
             }
             (Access::Mount { .. }, false) => {
                 fs::create_dir_all(&target).map_err(|e| io_internal(target.display(), e))?;
-                mounts::bind(&source, &target, readonly)
+                match data_path {
+                    DataPath::Bind => mounts::bind(&source, &target, readonly).map_err(Into::into),
+                    DataPath::FuseInside => fuse_path::serve_inside(&source, &target, readonly),
+                    DataPath::FuseOutside => fuse_path::spawn_daemon(
+                        &self.0.layout,
+                        &self.0.fuse_daemons,
+                        &v.id,
+                        &source,
+                        &target,
+                        readonly,
+                    )
+                    .map(|pid_file| fuse_daemon_pid_file = Some(pid_file)),
+                }
             }
         };
         if let Err(e) = made {
             if created_target {
                 let _ = fs::remove_dir(&target).or_else(|_| fs::remove_file(&target));
             }
+            let how = match data_path {
+                DataPath::Bind => "bind".to_string(),
+                fuse => format!("{fuse} FUSE mount of"),
+            };
             return Err(io_internal(
-                format_args!("bind {} on {}", source.display(), target.display()),
+                format_args!("{how} {} on {}", source.display(), target.display()),
                 e,
             ));
         }
         log!(
-            "NodePublishVolume {} at {} (readonly={readonly})",
+            "NodePublishVolume {} at {} (readonly={readonly}, data path {data_path})",
             v.id,
             target.display()
         );
+        if self.0.config.lose_acked_writes_on_restart
+            && matches!(access, Access::Mount { .. })
+            && !fault_no_mount
+        {
+            let fault = |what: std::fmt::Arguments| log!("FAULT {}: {what}", checkpoint::NAME);
+            match checkpoint::record(&self.0.layout, &v.id, &staging.staging_path) {
+                Ok(Some(n)) => fault(format_args!(
+                    "volume {} checkpointed at NodePublishVolume ({n} files); a restart rewinds it there",
+                    v.id
+                )),
+                Ok(None) => {}
+                Err(e) => fault(format_args!("volume {}: recording a checkpoint: {e}", v.id)),
+            }
+        }
         let publication = Publication {
             target_path: target.clone(),
             access,
             readonly,
             created_target,
             mounted: !fault_no_mount,
+            data_path,
+            fuse_daemon_pid_file,
         };
         state
             .volumes
@@ -479,8 +521,19 @@ impl Node for NodeService {
         let Some(publication) = v.publications.get(&target) else {
             return Ok(Response::new(csi::NodeUnpublishVolumeResponse {}));
         };
-        mounts::unmount_all(&target)
-            .map_err(|e| io_internal(format_args!("unmount {}", target.display()), e))?;
+        match publication.data_path {
+            DataPath::Bind => mounts::unmount_all(&target),
+            DataPath::FuseInside | DataPath::FuseOutside => fuse_path::unmount(&target),
+        }
+        .map_err(|e| io_internal(format_args!("unmount {}", target.display()), e))?;
+        if let Some(pid_file) = &publication.fuse_daemon_pid_file {
+            fuse_path::stop_daemon(&self.0.fuse_daemons, pid_file, &target).map_err(|e| {
+                io_internal(
+                    format_args!("stopping the FUSE daemon of {}", target.display()),
+                    e,
+                )
+            })?;
+        }
         if publication.created_target {
             // Under `publish-without-mount` the target is a plain directory the workload wrote
             // into; it goes with its contents (the data never reached the volume).
@@ -503,12 +556,13 @@ impl Node for NodeService {
             }
         }
         log!("NodeUnpublishVolume {} from {}", v.id, target.display());
-        state
-            .volumes
-            .get_mut(&v.id)
-            .expect("looked up above")
-            .publications
-            .remove(&target);
+        let vol = state.volumes.get_mut(&v.id).expect("looked up above");
+        vol.publications.remove(&target);
+        if vol.publications.is_empty()
+            && let Err(e) = checkpoint::discard(&self.0.layout, &v.id)
+        {
+            log!("volume {}: removing its checkpoint: {e}", v.id);
+        }
         self.0.save(&state)?;
         Ok(Response::new(csi::NodeUnpublishVolumeResponse {}))
     }

@@ -126,11 +126,17 @@ async fn serve(
         tasks.push((path, tokio::spawn(server)));
     }
     log!(
-        "serving {} on {} as node {} (version {}{})",
+        "serving {} on {} as node {} (version {}, data path {}{}{})",
         config.driver_name,
         config.socket.display(),
         config.node_id,
         config.vendor_version,
+        config.data_path,
+        if config.lose_acked_writes_on_restart {
+            ", lose-acked-writes-on-restart"
+        } else {
+            ""
+        },
         if config.faults.iter().next().is_some() {
             format!(
                 ", faults: {}",
@@ -153,8 +159,8 @@ async fn serve(
         (res, idx)
     };
     tokio::select! {
-        _ = term.recv() => log!("SIGTERM: stopping (mounts stay)"),
-        _ = int.recv() => log!("SIGINT: stopping (mounts stay)"),
+        _ = term.recv() => log!("SIGTERM: stopping (mounts stay{})", stop_note(config)),
+        _ = int.recv() => log!("SIGINT: stopping (mounts stay{})", stop_note(config)),
         (res, idx) = first_end => {
             let path = tasks[idx].0.clone();
             let _ = stop_tx.send(true);
@@ -171,6 +177,17 @@ async fn serve(
         let _ = tokio::time::timeout(Duration::from_secs(2), handle).await;
     }
     Ok(())
+}
+
+/// What becomes of this process's mounts when it stops.
+fn stop_note(config: &crate::config::Config) -> &'static str {
+    match config.data_path {
+        crate::config::DataPath::FuseInside => {
+            "; the FUSE mounts this process serves die with it: ENOTCONN"
+        }
+        crate::config::DataPath::FuseOutside => "; fuse-daemon processes keep serving theirs",
+        crate::config::DataPath::Bind => "",
+    }
 }
 
 /// The first of several join handles to finish, with its index.

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::DataPath;
+
 /// How a volume's data is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -56,6 +58,13 @@ pub struct Publication {
     pub created_target: bool,
     /// False under the `publish-without-mount` fault.
     pub mounted: bool,
+    /// How the target was mounted (`--data-path` of the process that published it; state from
+    /// before the flag existed reads as `bind`).
+    #[serde(default)]
+    pub data_path: DataPath,
+    /// `fuse-outside`: the pid file of the `fuse-daemon` serving the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuse_daemon_pid_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -137,6 +146,15 @@ impl Layout {
     pub fn volume_dir(&self, id: &str) -> PathBuf {
         self.root.join("volumes").join(id)
     }
+    /// `--lose-acked-writes-on-restart`: the copy of a published volume's files.
+    pub fn checkpoint_dir(&self, id: &str) -> PathBuf {
+        self.volume_dir(id).join("checkpoint")
+    }
+    /// `fuse-outside`: the pid file of the daemon serving `target` (its log beside it, `.log`).
+    pub fn fuse_daemon_pid_file(&self, id: &str, target: &Path) -> PathBuf {
+        self.volume_dir(id)
+            .join(format!("fuse-daemon-{:016x}.pid", fnv1a(target)))
+    }
     pub fn snapshot_dir(&self, id: &str) -> PathBuf {
         self.root.join("snapshots").join(id)
     }
@@ -175,6 +193,17 @@ impl Layout {
     }
 }
 
+/// A hash that stays the same across builds and releases (file names in the statedir).
+fn fnv1a(path: &Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    path.as_os_str()
+        .as_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+}
+
 fn data_path(dir: &Path, kind: VolumeKind) -> PathBuf {
     match kind {
         VolumeKind::Dir => dir.join("data"),
@@ -207,6 +236,8 @@ mod tests {
                 readonly: true,
                 created_target: true,
                 mounted: true,
+                data_path: DataPath::FuseOutside,
+                fuse_daemon_pid_file: Some("/p.pid".into()),
             },
         );
         state.volumes.insert(
@@ -235,7 +266,22 @@ mod tests {
             Some(PathBuf::from("/dev/loop9"))
         );
         assert!(v.publications[Path::new("/t")].readonly);
+        assert_eq!(
+            v.publications[Path::new("/t")].data_path,
+            DataPath::FuseOutside
+        );
         assert!(!dir.path().join(".state.json.tmp").exists());
+    }
+
+    #[test]
+    fn a_publication_recorded_before_data_paths_existed_reads_as_a_bind() {
+        let p: Publication = serde_json::from_str(
+            r#"{"target_path":"/t","access":"block","readonly":false,"created_target":true,"mounted":true}"#,
+        )
+        .unwrap();
+        assert_eq!(p.data_path, DataPath::Bind);
+        assert_eq!(p.fuse_daemon_pid_file, None);
+        assert_eq!(fnv1a(Path::new("")), 0xcbf2_9ce4_8422_2325);
     }
 
     /// Issue 20's state-forgetting release: a driver reading another state file name starts

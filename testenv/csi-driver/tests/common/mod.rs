@@ -29,6 +29,18 @@ pub fn root_or_skip(test: &str) -> bool {
     }
 }
 
+/// FUSE tests also need /dev/fuse. Without root or the device they say so in one line and pass.
+pub fn fuse_or_skip(test: &str) -> bool {
+    if !root_or_skip(test) {
+        return false;
+    }
+    if std::fs::metadata("/dev/fuse").is_err() {
+        eprintln!("{test}: skipped: needs /dev/fuse for FUSE mounts");
+        return false;
+    }
+    true
+}
+
 /// A temporary tree: statedir, socket, staging and target paths.
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
@@ -60,6 +72,12 @@ impl Drop for Sandbox {
     fn drop(&mut self) {
         let root = std::fs::canonicalize(self.dir.path())
             .unwrap_or_else(|_| self.dir.path().to_path_buf());
+        for pid in fuse_daemons_under(&root) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         for _ in 0..4 {
             for m in mounts_under(&root).into_iter().rev() {
                 let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
@@ -77,6 +95,47 @@ pub fn mounts_under(root: &Path) -> Vec<PathBuf> {
         .into_iter()
         .filter(|m| m.starts_with(root))
         .collect()
+}
+
+/// Live `pvcheck-test-csi fuse-daemon` processes whose mount point is under `root`.
+pub fn fuse_daemons_under(root: &Path) -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        let under = args.windows(2).any(|w| {
+            w[0] == b"--mountpoint"
+                && Path::new(std::str::from_utf8(w[1]).unwrap_or("")).starts_with(root)
+        });
+        if args.contains(&&b"fuse-daemon"[..]) && under && is_live(pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Whether `pid` runs (exists and is not a zombie).
+pub fn is_live(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(") ")
+                .and_then(|(_, rest)| rest.chars().next())
+        })
+        .is_some_and(|state| state != 'Z' && state != 'X')
+}
+
+/// The filesystem type mounted at `path` (topmost), if any.
+pub fn fs_type_at(path: &Path) -> Option<String> {
+    pvcheck_test_csi::mounts::fs_type_at(path)
 }
 
 /// Loop devices whose backing file is under `root` (from sysfs).
@@ -99,9 +158,14 @@ pub fn loops_over(root: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Assert that nothing under the sandbox is mounted or attached.
+/// Assert that nothing under the sandbox is mounted or attached, and no FUSE daemon serves it.
 pub fn assert_clean(sb: &Sandbox) {
     let root = std::fs::canonicalize(sb.dir.path()).unwrap();
+    assert_eq!(
+        fuse_daemons_under(&root),
+        Vec::<i32>::new(),
+        "fuse-daemon processes left behind"
+    );
     assert_eq!(
         mounts_under(&root),
         Vec::<PathBuf>::new(),
@@ -193,6 +257,12 @@ impl DriverProcess {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// SIGKILL and reap: the node plugin dies without a word (a crash, a forced pod deletion).
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 
     pub async fn client(&self) -> Client {

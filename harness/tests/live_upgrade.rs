@@ -176,44 +176,38 @@ fn an_upgrade_that_drops_acknowledged_records_fails_data_naming_the_record() {
     s.assert_nothing_left();
 }
 
-/// A mount that turns read-only under the writer during the upgrade (as iSCSI and rbd-nbd
-/// volumes do when an upgrade outlasts their timeout) fails `upgrade`, naming EROFS and when in
-/// the window it came; with `upgrade.drain: true` the stream is stopped and the volume
-/// unpublished first, so the same upgrade finds nothing to break and passes with no loss.
+/// A mount that vanishes under the writing pod during the upgrade (lazily unmounted, as a
+/// restarted node agent that cleans up "orphaned" mounts does, kubernetes#121937): the pod's
+/// path now leads to an empty directory. It fails `upgrade`, naming ENOENT and when in the
+/// window it came; with `upgrade.drain: true` the stream is stopped and the volume unpublished
+/// first, so the same upgrade finds nothing to break and passes with no loss.
 #[test]
-fn a_mount_that_turns_read_only_during_the_upgrade_fails_upgrade_unless_drained() {
-    let test = "a_mount_that_turns_read_only_during_the_upgrade_fails_upgrade_unless_drained";
+fn a_mount_that_vanishes_under_the_writer_during_the_upgrade_fails_upgrade_unless_drained() {
+    let test = "a_mount_that_vanishes_under_the_writer_during_the_upgrade_fails_upgrade_unless_drained";
     let Some(hp) = hostpath(test) else {
         return;
     };
-    let s = Scratch::new("live-ro");
+    let s = Scratch::new("live-gone");
     // Only a published volume is hurt: drained, the command finds nothing mounted.
-    let ro = "      command: 'if mountpoint -q \"$PVCHECK_VOLUME_DIR\"; then mount -o remount,bind,ro \"$PVCHECK_VOLUME_DIR\"; sleep 2; fi'\n";
+    let gone = "      command: 'umount -l \"$PVCHECK_VOLUME_DIR\" 2>/dev/null && sleep 2; true'\n";
     let yaml = format!(
         "classes:\n{}{}",
-        live_class("ro", &hp, &[], ro),
-        live_class("drained", &hp, &[], &format!("{ro}      drain: true\n")),
+        live_class("gone", &hp, &[], gone),
+        live_class("drained", &hp, &[], &format!("{gone}      drain: true\n")),
     );
     let r = run(&s, &yaml, &["--verbose", "integrity::live-upgrade"], &[]);
-    assert_eq!(
-        r.code,
-        Some(1),
-        "stdout: {}\nstderr: {}",
-        r.stdout,
-        r.stderr
-    );
-    let trial = "ro::integrity::live-upgrade";
+    assert_eq!(r.code, Some(1), "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    let trial = "gone::integrity::live-upgrade";
     assert_eq!(category(&r, trial), "upgrade", "{:#}", r.trial(trial));
     let msg = r.message(trial);
-    assert!(msg.contains("the mount answered EROFS"), "{msg}");
+    assert!(msg.contains("the mount answered ENOENT"), "{msg}");
     assert!(msg.contains("of the upgrade (step upgrade)"), "{msg}");
     let m = live(&r, trial);
-    assert!(
-        m["errors_by_kind"]["EROFS"]["count"].as_u64() > Some(0),
-        "{m:#}"
-    );
-    // No record lost: it is not a data failure.
-    assert_all_verified(&m);
+    assert!(m["errors_by_kind"]["ENOENT"]["count"].as_u64() > Some(0), "{m:#}");
+    // Nothing lost: the records are there once the volume is published again.
+    let acked = m["records_acknowledged"].as_u64().unwrap_or(0);
+    assert!(acked > 0, "{m:#}");
+    assert_eq!(m["records_verified_after_recreate"].as_u64(), Some(acked), "{m:#}");
 
     let trial = "drained::integrity::live-upgrade";
     assert_eq!(r.trial(trial)["status"], "passed", "{:#}", r.trial(trial));
@@ -262,5 +256,131 @@ fn a_plugin_that_does_not_come_back_after_a_kill_fails_naming_the_kill() {
     let msg = r.message(trial);
     assert!(msg.contains("SIGKILL and restart"), "{msg}");
     assert!(msg.contains("refusing to start again"), "{msg}");
+    s.assert_nothing_left();
+}
+
+/// Issue 20's FUSE bug (ceph-csi cephfs-fuse, blobfuse, datashim, juicefs before mount pods):
+/// the FUSE mount is served by the node plugin's process (`--data-path fuse-inside`), so the
+/// upgrade kills every mount under the running pod. It fails `upgrade`, naming ENOTCONN and the
+/// window; drained (`upgrade.drain: true`: the pod leaves first), the same driver passes.
+#[test]
+fn a_fuse_mount_served_inside_the_plugin_dies_with_the_upgrade_enotconn_unless_drained() {
+    let test = "a_fuse_mount_served_inside_the_plugin_dies_with_the_upgrade_enotconn_unless_drained";
+    let Some(hp) = hostpath(test) else {
+        return;
+    };
+    if !std::path::Path::new("/dev/fuse").exists() {
+        println!("{test}: skipped: no /dev/fuse");
+        return;
+    }
+    let s = Scratch::new("live-fuse-in");
+    let fuse = ["--data-path=fuse-inside"];
+    let yaml = format!(
+        "classes:\n{}{}",
+        live_class("fusein", &hp, &fuse, &csi_upgrade(&hp, &fuse, "")),
+        live_class(
+            "fusedrained",
+            &hp,
+            &fuse,
+            &csi_upgrade(&hp, &fuse, "      drain: true\n")
+        ),
+    );
+    let r = run(&s, &yaml, &["--verbose", "integrity::live-upgrade"], &[]);
+    assert_eq!(r.code, Some(1), "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    let trial = "fusein::integrity::live-upgrade";
+    assert_eq!(category(&r, trial), "upgrade", "{:#}", r.trial(trial));
+    let msg = r.message(trial);
+    assert!(
+        msg.contains("of the upgrade (step upgrade"),
+        "the window is named: {msg}"
+    );
+    assert!(
+        msg.contains("the mount answered ENOTCONN: transport endpoint is not connected"),
+        "{msg}"
+    );
+    let m = live(&r, trial);
+    assert!(m["errors_by_kind"]["ENOTCONN"]["count"].as_u64() > Some(0), "{m:#}");
+    // The data is there once the new driver publishes again: not a data failure.
+    let acked = m["records_acknowledged"].as_u64().unwrap_or(0);
+    assert!(acked > 0, "{m:#}");
+    assert_eq!(m["records_verified_after_recreate"].as_u64(), Some(acked), "{m:#}");
+
+    let trial = "fusedrained::integrity::live-upgrade";
+    assert_eq!(r.trial(trial)["status"], "passed", "{:#}", r.trial(trial));
+    let m = live(&r, trial);
+    assert_eq!(m["errors_by_kind"], serde_json::json!({}), "{m:#}");
+    assert_all_verified(&m);
+    s.assert_nothing_left();
+}
+
+/// The drivers that fixed it serve FUSE from a daemon of its own (`--data-path fuse-outside`):
+/// the mount outlives the plugin, and the live upgrade and the plugin kill pass.
+#[test]
+fn a_fuse_mount_served_outside_the_plugin_survives_the_upgrade_and_the_kill() {
+    let test = "a_fuse_mount_served_outside_the_plugin_survives_the_upgrade_and_the_kill";
+    let Some(hp) = hostpath(test) else {
+        return;
+    };
+    if !std::path::Path::new("/dev/fuse").exists() {
+        println!("{test}: skipped: no /dev/fuse");
+        return;
+    }
+    let s = Scratch::new("live-fuse-out");
+    let fuse = ["--data-path=fuse-outside"];
+    let yaml = format!(
+        "classes:\n{}",
+        live_class("fuseout", &hp, &fuse, &csi_upgrade(&hp, &fuse, "")),
+    );
+    let r = run(
+        &s,
+        &yaml,
+        &[
+            "--verbose",
+            "integrity::live-upgrade",
+            "disruption::node-plugin-kill",
+        ],
+        &[],
+    );
+    assert_eq!(
+        r.code,
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        r.stdout,
+        r.stderr
+    );
+    for trial in [
+        "fuseout::integrity::live-upgrade",
+        "fuseout::disruption::node-plugin-kill",
+    ] {
+        let m = live(&r, trial);
+        assert_eq!(m["errors_by_kind"], serde_json::json!({}), "{m:#}");
+        assert_all_verified(&m);
+    }
+    s.assert_nothing_left();
+}
+
+/// A release that acknowledges writes and drops them when its plugin restarts
+/// (`--lose-acked-writes-on-restart`, a write-back cache in the plugin): the live upgrade fails
+/// `data`, naming the lost record's file and offset and the window.
+#[test]
+fn a_driver_that_drops_acknowledged_writes_on_restart_fails_live_upgrade_as_data() {
+    let test = "a_driver_that_drops_acknowledged_writes_on_restart_fails_live_upgrade_as_data";
+    let Some(hp) = hostpath(test) else {
+        return;
+    };
+    let s = Scratch::new("live-lose");
+    let lose = ["--lose-acked-writes-on-restart"];
+    let yaml = format!(
+        "classes:\n{}",
+        live_class("lose", &hp, &lose, &csi_upgrade(&hp, &lose, "")),
+    );
+    let r = run(&s, &yaml, &["integrity::live-upgrade"], &[]);
+    assert_eq!(r.code, Some(1), "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    let trial = "lose::integrity::live-upgrade";
+    assert_eq!(category(&r, trial), "data", "{:#}", r.trial(trial));
+    let msg = r.message(trial);
+    // The log was cut to nothing: record 0 at offset 0 is the first one lost.
+    assert!(msg.contains("pvcheck-durability.log offset 0"), "{msg}");
+    assert!(msg.contains("window: the upgrade (step upgrade)"), "{msg}");
     s.assert_nothing_left();
 }

@@ -116,11 +116,8 @@ struct Streamed {
 }
 
 fn start(ctx: &CheckCtx, vol: &dyn Volume, pod: &mut dyn Pod, n: usize) -> Result<Stream, Failure> {
-    let dir = pod
-        .data_dir()
-        .join(format!("live-{n}"))
-        .display()
-        .to_string();
+    let sub = format!("live-{n}");
+    let dir = pod.data_dir().join(&sub).display().to_string();
     let call = AgentCall::new(
         [
             "live-stream".to_string(),
@@ -466,11 +463,12 @@ fn verify_all(
                 .collect();
             format!(" (window: {})", ws.join("; "))
         };
+        let target = pod.data_dir().join(&dir).display().to_string();
         match integrity::verify_target(
             ctx,
             vol,
             pod,
-            ["--dir".into(), pod.data_dir().join(&dir).display().to_string()],
+            ["--dir".into(), target],
             Expect::Acks(&acks),
             when,
         ) {

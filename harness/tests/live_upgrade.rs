@@ -183,7 +183,8 @@ fn an_upgrade_that_drops_acknowledged_records_fails_data_naming_the_record() {
 /// first, so the same upgrade finds nothing to break and passes with no loss.
 #[test]
 fn a_mount_that_vanishes_under_the_writer_during_the_upgrade_fails_upgrade_unless_drained() {
-    let test = "a_mount_that_vanishes_under_the_writer_during_the_upgrade_fails_upgrade_unless_drained";
+    let test =
+        "a_mount_that_vanishes_under_the_writer_during_the_upgrade_fails_upgrade_unless_drained";
     let Some(hp) = hostpath(test) else {
         return;
     };
@@ -196,18 +197,31 @@ fn a_mount_that_vanishes_under_the_writer_during_the_upgrade_fails_upgrade_unles
         live_class("drained", &hp, &[], &format!("{gone}      drain: true\n")),
     );
     let r = run(&s, &yaml, &["--verbose", "integrity::live-upgrade"], &[]);
-    assert_eq!(r.code, Some(1), "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    assert_eq!(
+        r.code,
+        Some(1),
+        "stdout: {}\nstderr: {}",
+        r.stdout,
+        r.stderr
+    );
     let trial = "gone::integrity::live-upgrade";
     assert_eq!(category(&r, trial), "upgrade", "{:#}", r.trial(trial));
     let msg = r.message(trial);
     assert!(msg.contains("the mount answered ENOENT"), "{msg}");
     assert!(msg.contains("of the upgrade (step upgrade)"), "{msg}");
     let m = live(&r, trial);
-    assert!(m["errors_by_kind"]["ENOENT"]["count"].as_u64() > Some(0), "{m:#}");
+    assert!(
+        m["errors_by_kind"]["ENOENT"]["count"].as_u64() > Some(0),
+        "{m:#}"
+    );
     // Nothing lost: the records are there once the volume is published again.
     let acked = m["records_acknowledged"].as_u64().unwrap_or(0);
     assert!(acked > 0, "{m:#}");
-    assert_eq!(m["records_verified_after_recreate"].as_u64(), Some(acked), "{m:#}");
+    assert_eq!(
+        m["records_verified_after_recreate"].as_u64(),
+        Some(acked),
+        "{m:#}"
+    );
 
     let trial = "drained::integrity::live-upgrade";
     assert_eq!(r.trial(trial)["status"], "passed", "{:#}", r.trial(trial));
@@ -265,7 +279,8 @@ fn a_plugin_that_does_not_come_back_after_a_kill_fails_naming_the_kill() {
 /// window; drained (`upgrade.drain: true`: the pod leaves first), the same driver passes.
 #[test]
 fn a_fuse_mount_served_inside_the_plugin_dies_with_the_upgrade_enotconn_unless_drained() {
-    let test = "a_fuse_mount_served_inside_the_plugin_dies_with_the_upgrade_enotconn_unless_drained";
+    let test =
+        "a_fuse_mount_served_inside_the_plugin_dies_with_the_upgrade_enotconn_unless_drained";
     let Some(hp) = hostpath(test) else {
         return;
     };
@@ -286,7 +301,13 @@ fn a_fuse_mount_served_inside_the_plugin_dies_with_the_upgrade_enotconn_unless_d
         ),
     );
     let r = run(&s, &yaml, &["--verbose", "integrity::live-upgrade"], &[]);
-    assert_eq!(r.code, Some(1), "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    assert_eq!(
+        r.code,
+        Some(1),
+        "stdout: {}\nstderr: {}",
+        r.stdout,
+        r.stderr
+    );
     let trial = "fusein::integrity::live-upgrade";
     assert_eq!(category(&r, trial), "upgrade", "{:#}", r.trial(trial));
     let msg = r.message(trial);
@@ -299,11 +320,18 @@ fn a_fuse_mount_served_inside_the_plugin_dies_with_the_upgrade_enotconn_unless_d
         "{msg}"
     );
     let m = live(&r, trial);
-    assert!(m["errors_by_kind"]["ENOTCONN"]["count"].as_u64() > Some(0), "{m:#}");
+    assert!(
+        m["errors_by_kind"]["ENOTCONN"]["count"].as_u64() > Some(0),
+        "{m:#}"
+    );
     // The data is there once the new driver publishes again: not a data failure.
     let acked = m["records_acknowledged"].as_u64().unwrap_or(0);
     assert!(acked > 0, "{m:#}");
-    assert_eq!(m["records_verified_after_recreate"].as_u64(), Some(acked), "{m:#}");
+    assert_eq!(
+        m["records_verified_after_recreate"].as_u64(),
+        Some(acked),
+        "{m:#}"
+    );
 
     let trial = "fusedrained::integrity::live-upgrade";
     assert_eq!(r.trial(trial)["status"], "passed", "{:#}", r.trial(trial));
@@ -375,7 +403,13 @@ fn a_driver_that_drops_acknowledged_writes_on_restart_fails_live_upgrade_as_data
         live_class("lose", &hp, &lose, &csi_upgrade(&hp, &lose, "")),
     );
     let r = run(&s, &yaml, &["integrity::live-upgrade"], &[]);
-    assert_eq!(r.code, Some(1), "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    assert_eq!(
+        r.code,
+        Some(1),
+        "stdout: {}\nstderr: {}",
+        r.stdout,
+        r.stderr
+    );
     let trial = "lose::integrity::live-upgrade";
     assert_eq!(category(&r, trial), "data", "{:#}", r.trial(trial));
     let msg = r.message(trial);

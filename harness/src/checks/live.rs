@@ -72,15 +72,13 @@ pub fn unsupported(
         }
     }
     if platform.name() != "local" {
-        return Some(format!(
-            "{}: runs on the local platform's csi kind only so far (the Kubernetes side, a DaemonSet rolled node by node under running pods, is not built yet)",
-            kind.name()
-        ));
+        return Some(
+            "local csi classes only so far: the Kubernetes side (a DaemonSet rolled node by node under running pods) is not built yet".into(),
+        );
     }
     if !matches!(class.local, Some(crate::config::LocalKind::Csi(_))) {
         return Some(format!(
-            "{}: runs on the local platform's csi kind only so far (a class of kind {} has no node plugin pvcheck can replace under a running pod)",
-            kind.name(),
+            "local csi classes only so far: a class of kind {} has no node plugin pvcheck replaces under a running pod",
             match &class.local {
                 Some(crate::config::LocalKind::Dir(_)) => "dir",
                 Some(crate::config::LocalKind::Loop(_)) => "loop",
@@ -89,6 +87,18 @@ pub fn unsupported(
                 None => "-",
             }
         ));
+    }
+    if let Some(crate::config::LocalKind::Csi(spec)) = &class.local
+        && matches!(
+            spec.source(),
+            Some(crate::config::csi::CsiDriverSource::Endpoint(_))
+        )
+        && (kind == Kind::PluginKill || class.upgrade.as_ref().is_some_and(|u| u.command.is_none()))
+    {
+        return Some(
+            "the CSI driver at `endpoint` is not pvcheck's to stop and start (give `local.csi.command`)"
+                .into(),
+        );
     }
     None
 }

@@ -415,6 +415,12 @@ fn a_driver_that_drops_acknowledged_writes_on_restart_fails_live_upgrade_as_data
     let msg = r.message(trial);
     // The log was cut to nothing: record 0 at offset 0 is the first one lost.
     assert!(msg.contains("pvcheck-durability.log offset 0"), "{msg}");
+    assert!(
+        msg.contains(
+            "first damaged acknowledged record: 0 (live-1/pvcheck-durability.log offset 0)"
+        ),
+        "{msg}"
+    );
     assert!(msg.contains("window: the upgrade (step upgrade)"), "{msg}");
     s.assert_nothing_left();
 }

@@ -486,7 +486,18 @@ fn verify_all(
             Err(mut f) if f.category == FailureCategory::Data => {
                 // The first line says what and where; the window follows it.
                 let (first, rest) = f.message.split_once('\n').unwrap_or((&f.message, ""));
-                f.message = format!("{first}{w}\n{rest}");
+                // Records are 4 KiB blocks of the log: the first damaged offset names the record.
+                let record = f.details["damage"][0]["offset"]
+                    .as_u64()
+                    .map(|o| {
+                        format!(
+                            "\n  first damaged acknowledged record: {} ({dir}/{} offset {o})",
+                            o / 4096,
+                            f.details["damage"][0]["file"].as_str().unwrap_or("?")
+                        )
+                    })
+                    .unwrap_or_default();
+                f.message = format!("{first}{w}{record}\n{rest}");
                 seen.data_problems.push(f);
                 return Ok(n);
             }

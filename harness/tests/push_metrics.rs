@@ -312,13 +312,17 @@ fn a_run_puts_its_class_group_in_the_text_format_with_verdict_timestamp_iops_and
 
     // `compare` pushes the judged run, with the gate's families; against a gateway that
     // answers 500 it warns once and exits as it does without a push.
+    // A second night (not pushed) to compare the first with: a run compared with itself is
+    // refused before any report.
+    let o = run(&s, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let f = run_files(&s);
-    assert_eq!(f.len(), 1);
-    let a = f[0].to_str().unwrap();
+    assert_eq!(f.len(), 2);
+    let (a, b) = (f[0].to_str().unwrap(), f[1].to_str().unwrap());
     let results = s.results.to_str().unwrap();
     let compare = |extra: &[&str]| {
         Command::new(common::PVCHECK)
-            .args(["compare", a, a, "--results", results])
+            .args(["compare", a, b, "--results", results])
             .args(extra)
             .output()
             .unwrap()

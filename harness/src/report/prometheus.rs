@@ -118,6 +118,8 @@ pub const VERDICT_NOT_JUDGED: u8 = 1;
 pub const VERDICT_REGRESSED: u8 = 2;
 pub const VERDICT_FAILED: u8 = 3;
 pub const VERDICT_REFUSED: u8 = 4;
+/// Every trial of the class was ignored (no section for the platform, a filter): never green.
+pub const VERDICT_NOTHING_TESTED: u8 = 5;
 
 /// The classes of the run, in the order their first trial appears.
 pub fn classes(run: &RunDoc) -> Vec<String> {
@@ -133,8 +135,8 @@ pub fn classes(run: &RunDoc) -> Vec<String> {
 /// Each class's verdict ([`VERDICT_PASS`] …): 4 the comparison was refused (every class);
 /// 3 a trial of the class failed or was interrupted; 2 a figure of the class regressed;
 /// 1 a figure of the class was not judged (inconclusive or unreliable; with
-/// `--allow-inconclusive` too: the fact, not the exit code); 0 otherwise. Without a
-/// comparison only 3 and 0 occur.
+/// `--allow-inconclusive` too: the fact, not the exit code); 5 every trial of the class was
+/// ignored; 0 otherwise. Without a comparison only 0, 3 and 5 occur.
 pub fn class_verdicts(input: &ReportInput) -> Vec<(String, u8)> {
     classes(input.run)
         .into_iter()
@@ -151,8 +153,15 @@ pub fn class_verdicts(input: &ReportInput) -> Vec<(String, u8)> {
                     .flat_map(|r| r.comparisons.iter())
                     .filter(|x| x.class == c)
             };
+            let tested = input
+                .run
+                .trials
+                .iter()
+                .any(|t| t.class == c && t.status != "ignored");
             let v = if input.refused.is_some() {
                 VERDICT_REFUSED
+            } else if !tested {
+                VERDICT_NOTHING_TESTED
             } else if failed {
                 VERDICT_FAILED
             } else if of_class().any(|x| x.verdict == Verdict::Regressed) {
@@ -259,7 +268,7 @@ fn render_with(input: &ReportInput, drop: Option<&'static str>) -> String {
     }
     f.head(
         "pvcheck_class_verdict",
-        "The class's verdict: 0 pass, 1 not judged, 2 regressed, 3 failed, 4 refused (the worst that holds).",
+        "The class's verdict: 0 pass, 1 not judged, 2 regressed, 3 failed, 4 refused, 5 nothing tested (the worst that holds).",
         "gauge",
     );
     for (class, v) in class_verdicts(input) {
@@ -504,6 +513,15 @@ mod tests {
         };
         let v = class_verdicts(&plain);
         assert_eq!((v[0].1, v[1].1), (VERDICT_FAILED, VERDICT_PASS));
+        // A class whose every trial was ignored is never green.
+        for t in r.new.trials.iter_mut().filter(|t| t.class == "class-1") {
+            t.status = "ignored".into();
+        }
+        let plain = ReportInput {
+            comparison: None,
+            ..input(&r)
+        };
+        assert_eq!(class_verdicts(&plain)[1].1, VERDICT_NOTHING_TESTED);
     }
 
     #[test]

@@ -398,6 +398,47 @@ fn an_http_500_is_one_warning_line_naming_the_status_and_the_run_exits_as_its_ve
     assert_verdict_line_says_not_pushed(&o);
 }
 
+/// A Pushgateway that accepts the connection and never answers: the push gives up after 30 s
+/// with one line, and `compare` exits as it does without a push (no hang).
+#[test]
+fn a_gateway_that_never_answers_is_given_up_after_30_s_with_one_line() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let s = setup();
+    for _ in 0..2 {
+        let o = run(&s, &[]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    }
+    let f = run_files(&s);
+    let (a, b) = (f[0].to_str().unwrap(), f[1].to_str().unwrap());
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    // Accepted by the kernel's backlog, never read or answered.
+    let compare = |extra: &[&str]| {
+        Command::new(common::PVCHECK)
+            .args(["compare", a, b, "--results", s.results.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let plain = compare(&[]);
+    let started = std::time::Instant::now();
+    let o = compare(&["--push-metrics", &url]);
+    let took = started.elapsed();
+    assert_eq!(o.status.code(), plain.status.code(), "{}", text(&o));
+    assert!(
+        took >= std::time::Duration::from_secs(29) && took < std::time::Duration::from_secs(60),
+        "{took:?}"
+    );
+    let lines = push_lines(&o);
+    assert_eq!(lines.len(), 1, "{}", text(&o));
+    assert!(
+        lines[0].contains(&url) && lines[0].contains("no answer within 30 s"),
+        "{}",
+        lines[0]
+    );
+    drop(silent);
+}
+
 #[test]
 fn a_bad_push_url_exits_2_with_one_line_before_anything_runs() {
     let s = setup();

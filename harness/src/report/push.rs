@@ -153,15 +153,37 @@ pub fn push(target: &PushTarget, input: &ReportInput) -> Result<usize, String> {
 }
 
 async fn put_all(groups: &[(String, String)]) -> Result<usize, String> {
+    use hyper_util::client::legacy::{Client, connect::HttpConnector};
+    use hyper_util::rt::TokioExecutor;
+    // Plain http needs no certificates (the runner image has none); https takes the system's
+    // roots, or SSL_CERT_FILE's.
+    if !groups[0].0.starts_with("https:") {
+        let client: Client<_, Full<Bytes>> =
+            Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+        return put_with(&client, groups).await;
+    }
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_native_roots()
-        .map_err(|e| format!("--push-metrics: no TLS root certificates: {e}"))?
-        .https_or_http()
+        .map_err(|e| {
+            format!(
+                "--push-metrics: metrics NOT pushed to {}: no TLS root certificates ({e}; set SSL_CERT_FILE to a CA bundle)",
+                groups[0].0
+            )
+        })?
+        .https_only()
         .enable_http1()
         .build();
-    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build(https);
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(https);
+    put_with(&client, groups).await
+}
+
+async fn put_with<C>(
+    client: &hyper_util::client::legacy::Client<C, Full<Bytes>>,
+    groups: &[(String, String)],
+) -> Result<usize, String>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
     for (i, (url, body)) in groups.iter().enumerate() {
         let not_pushed = |why: String| {
             let left = groups.len() - i;
@@ -252,5 +274,37 @@ mod tests {
         assert_eq!(base64url(b"?>?"), "Pz4_");
         assert_eq!(base64url(b"ab"), "YWI=");
         assert_eq!(base64url(b"a"), "YQ==");
+    }
+
+    /// https to something that does not speak TLS: one line naming the group URL, no panic.
+    #[test]
+    fn an_https_push_to_a_server_without_tls_is_one_line_naming_the_url() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            use std::io::Write as _;
+            for c in l.incoming().flatten() {
+                let _ = (&c).write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+            }
+        });
+        let run = crate::compare::synthetic::run(&crate::compare::synthetic::Spec::new(
+            "push0001", 1, 1, 2,
+        ));
+        let run = crate::compare::RunDoc::from_value(std::path::Path::new("r.json"), run).unwrap();
+        let input = ReportInput {
+            run: &run,
+            comparison: None,
+            refused: None,
+            allow_inconclusive: false,
+            results: std::path::Path::new("/nonexistent"),
+        };
+        let t = PushTarget::parse(&format!("https://{addr}")).unwrap();
+        let e = push(&t, &input).unwrap_err();
+        assert!(
+            e.starts_with(&format!(
+                "--push-metrics: metrics NOT pushed to https://{addr}/metrics/job/pvcheck/class/class-0: "
+            )) && !e.contains('\n'),
+            "{e}"
+        );
     }
 }

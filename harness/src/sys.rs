@@ -560,3 +560,12 @@ pub fn statvfs(path: &Path) -> std::io::Result<(u64, u64)> {
     let f = s.fragment_size() as u64;
     Ok((s.blocks() as u64 * f, s.blocks_available() as u64 * f))
 }
+
+/// The wall clock in Unix milliseconds (the live checks' windows; the agent stamps its events
+/// the same way).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -240,6 +240,16 @@ fn cases() -> Vec<Case> {
             "clases",
         ),
         class(
+            "upgrade.drain without an upgrade",
+            "classes:\n  - name: a\n    local: { dir: /tmp/x }\n    upgrade: { drain: true }\n",
+            "upgrade.drain",
+        ),
+        class(
+            "upgrade.drain not a bool",
+            "classes:\n  - name: a\n    local: { dir: /tmp/x }\n    upgrade: { command: \"true\", drain: sometimes }\n",
+            "drain",
+        ),
+        class(
             "unknown class field",
             "classes:\n  - name: a\n    local: { dir: /tmp/x }\n    capabilites: {}\n",
             "capabilites",

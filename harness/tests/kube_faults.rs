@@ -373,6 +373,7 @@ fn deploy_rbac_and_confinement_suffice_for_a_hostpath_run_and_its_cleanup() {
 struct MatrixObjects {
     kc: String,
     run_ns: String,
+    other_ns: String,
     own_pv: String,
     foreign_pv: String,
 }
@@ -383,6 +384,7 @@ impl MatrixObjects {
         let o = MatrixObjects {
             kc: kc.to_string(),
             run_ns: format!("pvcheck-confine{pid}"),
+            other_ns: format!("confine-other-{pid}"),
             own_pv: format!("pvcheck-confine-own-{pid}"),
             foreign_pv: format!("confine-foreign-{pid}"),
         };
@@ -395,9 +397,13 @@ impl MatrixObjects {
             kc,
             &["apply", "-f", "-"],
             &format!(
-                "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {}\n  labels: {{ pvcheck.io/run-id: confine{pid}, pod-security.kubernetes.io/enforce: restricted }}\n---\n{}---\n{}",
+                "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {}\n  labels: {{ pvcheck.io/run-id: confine{pid}, pod-security.kubernetes.io/enforce: restricted }}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {{ name: {} }}\n---\n{}---\n{}",
                 o.run_ns,
-                pv(&o.own_pv, &format!(", labels: {{ pvcheck.io/run-id: confine{pid} }}")),
+                o.other_ns,
+                pv(
+                    &o.own_pv,
+                    &format!(", labels: {{ pvcheck.io/run-id: confine{pid} }}")
+                ),
                 pv(&o.foreign_pv, "")
             ),
         );
@@ -407,14 +413,14 @@ impl MatrixObjects {
 
 impl Drop for MatrixObjects {
     fn drop(&mut self) {
-        let _ = kubectl()
-            .args(["--kubeconfig", &self.kc, "delete", "pv", &self.own_pv, &self.foreign_pv])
-            .args(["--ignore-not-found", "--wait=false"])
-            .output();
-        let _ = kubectl()
-            .args(["--kubeconfig", &self.kc, "delete", "namespace", &self.run_ns])
-            .args(["--ignore-not-found", "--wait=false"])
-            .output();
+        let gone = ["--ignore-not-found", "--wait=false"];
+        for (kind, a, b) in [
+            ("pv", &self.own_pv, &self.foreign_pv),
+            ("namespace", &self.run_ns, &self.other_ns),
+        ] {
+            let args = [&["delete", kind, a, b][..], &gone].concat();
+            common::kube::kubectl_try(&self.kc, &args, None);
+        }
     }
 }
 
@@ -445,56 +451,170 @@ fn the_confined_account_may_do_what_a_run_does_and_nothing_that_is_not_pvchecks(
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: pvcheck-newrun{pid}\n  labels: {{ pvcheck.io/run-id: newrun{pid}, pod-security.kubernetes.io/enforce: restricted }}\n"
     );
     let unrestricted_ns = new_run_ns.replace("restricted", "privileged");
-    let unlabelled_ns = format!("apiVersion: v1\nkind: Namespace\nmetadata: {{ name: pvcheck-bare{pid} }}\n");
+    let unlabelled_ns =
+        format!("apiVersion: v1\nkind: Namespace\nmetadata: {{ name: pvcheck-bare{pid} }}\n");
     let labelled_pv = format!(
         "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{ name: pvcheck-new{pid}, labels: {{ pvcheck.io/run-id: newrun{pid} }} }}\nspec:\n  capacity: {{ storage: 1Mi }}\n  accessModes: [ReadWriteOnce]\n  hostPath: {{ path: /nonexistent }}\n"
     );
-    let unlabelled_pv = labelled_pv.replace(&format!(", labels: {{ pvcheck.io/run-id: newrun{pid} }}"), "");
+    let unlabelled_pv = labelled_pv.replace(
+        &format!(", labels: {{ pvcheck.io/run-id: newrun{pid} }}"),
+        "",
+    );
     let claim = |ns: &str| {
         format!(
             "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{ name: confine-probe, namespace: {ns} }}\nspec:\n  storageClassName: csi-hostpath-sc\n  accessModes: [ReadWriteOnce]\n  resources: {{ requests: {{ storage: 16Mi }} }}\n"
         )
     };
     let configmap = |ns: &str| {
-        format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{ name: confine-probe, namespace: {ns} }}\n")
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{ name: confine-probe, namespace: {ns} }}\n"
+        )
     };
     let annotate = r#"{"metadata":{"annotations":{"pvcheck.io/awaiting":"after-upgrade"}}}"#;
     let relabel = r#"{"metadata":{"labels":{"pod-security.kubernetes.io/enforce":"privileged"}}}"#;
     let ks = "kube-system";
-    // (allowed?, what, kubectl arguments, stdin)
-    let rows: Vec<(bool, String, Vec<&str>, Option<String>)> = vec![
-        (true, "create a run namespace (pvcheck-*, labelled, restricted)".into(), vec!["create", "-f", "-", dry], Some(new_run_ns.clone())),
-        (true, "create a pod in a run namespace".into(), vec!["create", "-f", "-", dry], Some(restricted_pod(&o.run_ns))),
-        (true, "create a ConfigMap in a run namespace".into(), vec!["create", "-f", "-", dry], Some(configmap(&o.run_ns))),
-        (true, "create a claim in a run namespace".into(), vec!["create", "-f", "-", dry], Some(claim(&o.run_ns))),
-        (true, "annotate a run namespace (--phase)".into(), vec!["patch", "namespace", &o.run_ns, "-p", annotate, dry], None),
-        (true, "delete a run namespace".into(), vec!["delete", "namespace", &o.run_ns, dry], None),
-        (true, "create a PV labelled pvcheck.io/run-id".into(), vec!["create", "-f", "-", dry], Some(labelled_pv.clone())),
-        (true, "delete a PV labelled pvcheck.io/run-id".into(), vec!["delete", "pv", &o.own_pv, dry], None),
-        (true, "list nodes, StorageClasses, CSIDrivers, VolumeAttachments".into(), vec!["get", "nodes,storageclasses,csidrivers,volumeattachments", "-o", "name"], None),
-        (true, "list pods in every namespace".into(), vec!["get", "pods", "-A", "-o", "name"], None),
-        (false, "delete namespace kube-system".into(), vec!["delete", "namespace", ks, dry], None),
-        (false, "delete the account's own namespace".into(), vec!["delete", "namespace", &own_ns, dry], None),
-        (false, "patch namespace kube-system".into(), vec!["patch", "namespace", ks, "-p", annotate, dry], None),
-        (false, "lift restricted from a run namespace".into(), vec!["patch", "namespace", &o.run_ns, "-p", relabel, dry], None),
-        (false, "create a namespace without restricted".into(), vec!["create", "-f", "-", dry], Some(unrestricted_ns)),
-        (false, "create a namespace without the run label".into(), vec!["create", "-f", "-", dry], Some(unlabelled_ns)),
-        (false, "create a pod in kube-system".into(), vec!["create", "-f", "-", dry], Some(restricted_pod(ks))),
-        (false, "create a pod in the account's own namespace".into(), vec!["create", "-f", "-", dry], Some(restricted_pod(&own_ns))),
-        (false, "create a ConfigMap in kube-system".into(), vec!["create", "-f", "-", dry], Some(configmap(ks))),
-        (false, "create a claim in the default namespace".into(), vec!["create", "-f", "-", dry], Some(claim("default"))),
-        (false, "delete a PV that is not pvcheck's".into(), vec!["delete", "pv", &o.foreign_pv, dry], None),
-        (false, "create a PV without pvcheck's label".into(), vec!["create", "-f", "-", dry], Some(unlabelled_pv)),
-        (false, "get secrets in kube-system".into(), vec!["get", "secrets", "-n", ks], None),
-        (false, "list secrets in every namespace".into(), vec!["get", "secrets", "-A"], None),
-        (false, "create a ClusterRoleBinding".into(), vec!["create", "clusterrolebinding", "confine-probe", "--clusterrole=cluster-admin", "--user=x", dry], None),
-        (false, "delete a VolumeAttachment".into(), vec!["auth", "can-i", "delete", "volumeattachments"], None),
-        (false, "exec into a pod (pods/exec)".into(), vec!["auth", "can-i", "create", "pods", "--subresource=exec", "-n", &o.run_ns], None),
+    // Each row: (what, kubectl arguments, stdin). A write is a server-side dry run.
+    let create = |m: String| (vec!["create", "-f", "-", dry], Some(m));
+    fn call<'a>(a: &[&'a str]) -> (Vec<&'a str>, Option<String>) {
+        let mut a = a.to_vec();
+        if matches!(a[0], "delete" | "patch") {
+            a.push("--dry-run=server");
+        }
+        (a, None)
+    }
+    let (run_ns, other_ns) = (o.run_ns.as_str(), o.other_ns.as_str());
+    let allowed = [
+        (
+            "create a run namespace (pvcheck-*, labelled, restricted)",
+            create(new_run_ns),
+        ),
+        (
+            "create a pod in a run namespace",
+            create(restricted_pod(run_ns)),
+        ),
+        (
+            "create a ConfigMap in a run namespace",
+            create(configmap(run_ns)),
+        ),
+        ("create a claim in a run namespace", create(claim(run_ns))),
+        (
+            "annotate a run namespace (--phase)",
+            call(&["patch", "namespace", run_ns, "-p", annotate]),
+        ),
+        (
+            "delete a run namespace",
+            call(&["delete", "namespace", run_ns]),
+        ),
+        (
+            "create a PV labelled pvcheck.io/run-id",
+            create(labelled_pv),
+        ),
+        (
+            "delete a PV labelled pvcheck.io/run-id",
+            call(&["delete", "pv", &o.own_pv]),
+        ),
+        (
+            "list nodes, StorageClasses, CSIDrivers, VolumeAttachments",
+            call(&[
+                "get",
+                "nodes,storageclasses,csidrivers,volumeattachments",
+                "-o",
+                "name",
+            ]),
+        ),
+        (
+            "list pods in every namespace",
+            call(&["get", "pods", "-A", "-o", "name"]),
+        ),
     ];
+    let refused = [
+        (
+            "delete namespace kube-system",
+            call(&["delete", "namespace", ks]),
+        ),
+        (
+            "delete a namespace that is not pvcheck's",
+            call(&["delete", "namespace", other_ns]),
+        ),
+        (
+            "delete the account's own namespace",
+            call(&["delete", "namespace", &own_ns]),
+        ),
+        (
+            "patch namespace kube-system",
+            call(&["patch", "namespace", ks, "-p", annotate]),
+        ),
+        (
+            "lift restricted from a run namespace",
+            call(&["patch", "namespace", run_ns, "-p", relabel]),
+        ),
+        (
+            "create a namespace without restricted",
+            create(unrestricted_ns),
+        ),
+        (
+            "create a namespace without the run label",
+            create(unlabelled_ns),
+        ),
+        ("create a pod in kube-system", create(restricted_pod(ks))),
+        (
+            "create a pod in the account's own namespace",
+            create(restricted_pod(&own_ns)),
+        ),
+        ("create a ConfigMap in kube-system", create(configmap(ks))),
+        (
+            "create a claim in the default namespace",
+            create(claim("default")),
+        ),
+        (
+            "delete a PV that is not pvcheck's",
+            call(&["delete", "pv", &o.foreign_pv]),
+        ),
+        ("create a PV without pvcheck's label", create(unlabelled_pv)),
+        (
+            "get secrets in kube-system",
+            call(&["get", "secrets", "-n", ks]),
+        ),
+        (
+            "list secrets in every namespace",
+            call(&["get", "secrets", "-A"]),
+        ),
+        (
+            "create a ClusterRoleBinding",
+            call(&[
+                "create",
+                "clusterrolebinding",
+                "confine-probe",
+                "--clusterrole=cluster-admin",
+                "--user=x",
+                dry,
+            ]),
+        ),
+        (
+            "delete a VolumeAttachment",
+            call(&["auth", "can-i", "delete", "volumeattachments"]),
+        ),
+        (
+            "exec into a pod (pods/exec)",
+            call(&[
+                "auth",
+                "can-i",
+                "create",
+                "pods",
+                "--subresource=exec",
+                "-n",
+                run_ns,
+            ]),
+        ),
+    ];
+    let rows = allowed
+        .into_iter()
+        .map(|r| (true, r))
+        .chain(refused.into_iter().map(|r| (false, r)));
     let mut table = String::new();
     let mut wrong = Vec::new();
-    for (allowed, what, args, input) in &rows {
-        let out = common::kube::kubectl_try(&sa.kubeconfig(), args, input.as_deref());
+    for (allowed, (what, (args, input))) in rows {
+        let out = common::kube::kubectl_try(&sa.kubeconfig(), &args, input.as_deref());
         let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
         // `auth can-i` answers "no" with exit 1; everything else fails with a message.
         let was_allowed = out.status.success();
@@ -502,22 +622,37 @@ fn the_confined_account_may_do_what_a_run_does_and_nothing_that_is_not_pvchecks(
             "allowed".to_string()
         } else if err.contains("pvcheck may") {
             "refused by confine.yaml".to_string()
-        } else if err.contains("forbidden") || args[0] == "auth" {
+        } else if err.contains(" cannot ") || args[0] == "auth" {
             "refused by RBAC".to_string()
+        } else if err.contains("may not be deleted") {
+            "refused (an immortal namespace)".to_string()
         } else {
             format!("failed: {err}")
         };
         table.push_str(&format!("| {what} | {by} |\n"));
-        let right = if *allowed { was_allowed } else { !was_allowed && by.starts_with("refused") };
+        let right = if allowed {
+            was_allowed
+        } else {
+            !was_allowed && by.starts_with("refused")
+        };
         if !right {
-            wrong.push(format!("{what}: expected {}, got {by} ({err})", if *allowed { "allowed" } else { "refused" }));
+            wrong.push(format!(
+                "{what}: expected {}, got {by} ({err})",
+                if allowed { "allowed" } else { "refused" }
+            ));
         }
     }
-    eprintln!("the confined account ({}):\n| request | answer |\n|---|---|\n{table}", sa.user());
+    eprintln!(
+        "the confined account ({}):\n| request | answer |\n|---|---|\n{table}",
+        sa.user()
+    );
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     // Nothing of the dry runs was made.
     let made = kubectl_out(&kc, &["get", "namespace", "-o", "name"]);
-    assert!(!made.contains(&format!("newrun{pid}")) && !made.contains(&format!("bare{pid}")), "{made}");
+    assert!(
+        !made.contains(&format!("newrun{pid}")) && !made.contains(&format!("bare{pid}")),
+        "{made}"
+    );
 }
 
 /// The first object of `kind` matching `selector` in any namespace, as (namespace, name),

@@ -245,6 +245,11 @@ fn the_shipped_nightly_first_becomes_the_baseline_then_gates_the_second_night() 
     let first = run_id_of(&log).expect("night 1 names its result file");
 
     let (code, log) = night(&kc, "night-2");
+    let tail: Vec<&str> = log.lines().rev().take(12).collect();
+    eprintln!(
+        "night 2 exited {code:?}; the end of its log:\n{}",
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    );
     // The Job's exit is the gate's verdict, whatever the busy test machine makes it; refused
     // (7) or failed is never right.
     assert!(

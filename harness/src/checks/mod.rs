@@ -13,6 +13,7 @@ pub mod csi;
 pub mod expand;
 pub mod flexvolume;
 pub mod integrity;
+pub mod live;
 pub mod other_node;
 pub mod provision;
 pub mod rwx;
@@ -42,6 +43,10 @@ pub enum Check {
     Durability,
     Selftest,
     Upgrade,
+    /// The upgrade rolls while the agent writes (`integrity::live-upgrade`).
+    LiveUpgrade,
+    /// The node plugin SIGKILLed and restarted while the agent writes.
+    PluginKill,
     Expand,
     Snapshot,
     /// A clone (CSI CreateVolume from a volume) holds exactly the source's content at the clone.
@@ -67,6 +72,8 @@ impl Check {
             Check::Durability => "integrity::durability".into(),
             Check::Selftest => "integrity::selftest".into(),
             Check::Upgrade => "integrity::upgrade".into(),
+            Check::LiveUpgrade => "integrity::live-upgrade".into(),
+            Check::PluginKill => "disruption::node-plugin-kill".into(),
             Check::Expand => "expand".into(),
             Check::Snapshot => "snapshot".into(),
             Check::Clone => "clone".into(),
@@ -86,6 +93,8 @@ impl Check {
             Check::Durability,
             Check::Selftest,
             Check::Upgrade,
+            Check::LiveUpgrade,
+            Check::PluginKill,
             Check::Expand,
             Check::Snapshot,
             Check::Clone,
@@ -133,6 +142,9 @@ impl Check {
             Check::Durability => Some(
                 "raw block volume: the durability stream appends fsynced records to a log file, which needs a filesystem (integrity::recreate and integrity::upgrade verify the raw device)",
             ),
+            Check::LiveUpgrade | Check::PluginKill => Some(
+                "raw block volume: the live stream appends fsynced records to a log file, which needs a filesystem",
+            ),
             Check::Selftest => Some(
                 "raw block volume: the self-test damages a sacrificial dataset in a directory of its own, which needs a filesystem (the raw device's checks use the same verifier)",
             ),
@@ -157,6 +169,8 @@ impl Check {
                     .is_some_and(|u| u.command.is_some() || u.driver.is_some() || u.csi.is_some());
                 (!has).then(|| "the class defines no `upgrade`".to_string())
             }
+            Check::LiveUpgrade => live::unsupported(live::Kind::LiveUpgrade, class, platform),
+            Check::PluginKill => live::unsupported(live::Kind::PluginKill, class, platform),
             Check::Expand => (!class.capabilities.expansion)
                 .then(|| "capability `expansion` is off for this class".into()),
             Check::Snapshot => (!class.capabilities.snapshot)

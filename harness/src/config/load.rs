@@ -255,6 +255,19 @@ fn check_class(
         ));
     }
     if let Some(u) = &class.upgrade
+        && u.drain
+        && u.command.is_none()
+        && u.driver.is_none()
+        && u.csi.is_none()
+    {
+        return Err(ConfigError::new(
+            file,
+            Some(line),
+            field("upgrade.drain"),
+            "`drain` needs `upgrade.command`, `upgrade.driver` or `upgrade.csi`: there is no upgrade to drain the volume for",
+        ));
+    }
+    if let Some(u) = &class.upgrade
         && u.command.is_none()
         && u.ready.is_some()
     {

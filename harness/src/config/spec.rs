@@ -78,6 +78,7 @@ impl ClassSpec {
             "upgrade": self.upgrade.as_ref().map(|u| serde_json::json!({
                 "command": u.command, "ready": u.ready,
                 "driver": u.driver_source.as_ref().map(|d| d.describe()), "rollback": u.rollback,
+                "drain": u.drain,
                 "rollout": u.rollout,
                 "csi": u.csi.as_ref().map(|c| &c.command.value),
             })),
@@ -197,6 +198,12 @@ pub struct UpgradeSpec {
     /// flexVolume and CSI classes: after the upgrade, go back to the first driver and verify again.
     #[serde(default)]
     pub rollback: bool,
+    /// `integrity::live-upgrade`: the driver's documented upgrade stops its workloads first (a
+    /// FUSE driver whose mounts die with the node plugin): the stream is stopped and the volume
+    /// unpublished before each step, published again after it, and zero loss is required.
+    /// Without it, the upgrade rolls while the agent writes and must cause no I/O error.
+    #[serde(default)]
+    pub drain: bool,
     /// Kubernetes: workloads whose rollout must be complete after the command (observed
     /// generation, updated and available replicas), within `timeouts.upgrade`.
     #[serde(default)]

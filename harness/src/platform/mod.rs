@@ -66,6 +66,31 @@ pub struct UpgradeStep {
     pub name: String,
 }
 
+/// When a driver was replaced under a volume ([`Volume::upgrade_live`], [`Volume::kill_driver`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DriverWindow {
+    /// What was done (`upgrade`, `rollback`, `SIGKILL`).
+    pub what: String,
+    /// When the replacement began (Unix milliseconds).
+    pub began_ms: u64,
+    /// When the old driver was gone (Unix ms), where the platform knows it.
+    pub old_stopped_ms: Option<u64>,
+    /// When the new driver answered (Unix ms).
+    pub new_answered_ms: u64,
+    /// What the platform ran (command, exit status, the driver's command line).
+    pub report: serde_json::Value,
+}
+
+/// One place a volume is (or must no longer be) mounted, with the mounts found there.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MountCount {
+    /// `staging`, `published`, `orphaned`.
+    pub role: String,
+    pub path: String,
+    pub found: usize,
+    pub expected: usize,
+}
+
 /// Something a run created and did not remove, found by [`Platform::leftovers`].
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Leftover {
@@ -212,6 +237,35 @@ pub trait Volume: Send {
     /// records nothing.
     fn take_upgrade_report(&mut self) -> Option<serde_json::Value> {
         None
+    }
+    /// Runs one upgrade step *while the pod's agents keep running* (`integrity::live-upgrade`):
+    /// the old driver stops and the new one starts under the published volume, or, when no pod
+    /// runs (a drained upgrade), the driver is simply replaced. Returns when the new driver
+    /// answers; `Unsupported` with the reason where the platform cannot do it.
+    fn upgrade_live(&mut self, step: &UpgradeStep) -> Result<DriverWindow, PlatformError> {
+        Err(PlatformError::Unsupported(format!(
+            "volume {}: this platform cannot upgrade its driver while a pod writes (step {})",
+            self.id(),
+            step.name
+        )))
+    }
+    /// Kills the driver serving this volume at once (SIGKILL, as a crash or a pod deleted with
+    /// grace period 0) and starts it again the same way (`disruption::node-plugin-kill`);
+    /// returns when it answers again.
+    fn kill_driver(&mut self) -> Result<DriverWindow, PlatformError> {
+        Err(PlatformError::Unsupported(format!(
+            "volume {}: this platform cannot kill and restart its driver",
+            self.id()
+        )))
+    }
+    /// Where the volume is mounted for its pod now and how many times each place is mounted
+    /// (a staged and a published volume: once each), plus mounts of the volume nobody uses any
+    /// more; the disruption checks require every count to be what is expected.
+    fn mount_counts(&self) -> Result<Vec<MountCount>, PlatformError> {
+        Err(PlatformError::Unsupported(format!(
+            "volume {}: this platform cannot count its mounts",
+            self.id()
+        )))
     }
     /// Grows the volume (and its filesystem) to `new_size` bytes, online where a pod runs.
     fn expand(&mut self, new_size: u64) -> Result<(), PlatformError>;

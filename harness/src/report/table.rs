@@ -337,6 +337,11 @@ pub fn render_with(trials: &[TrialResult], run_id: &str, verbose: bool) -> Strin
                 ]);
             }
             out.push_str(&format!("{table}\n"));
+            for t in &checks {
+                if let Some(line) = live_line(t) {
+                    out.push_str(&format!("  {line}\n"));
+                }
+            }
         }
         if !speed.is_empty() {
             let mut table = new_table(vec![
@@ -374,6 +379,54 @@ pub fn render_with(trials: &[TrialResult], run_id: &str, verbose: bool) -> Strin
         out.push_str("(the per-check tables of the classes that passed: --verbose)\n");
     }
     out
+}
+
+/// The figures of a live check (`integrity::live-upgrade`, `disruption::node-plugin-kill`) in
+/// one line: each window, the errors by kind, the longest stall, the records.
+pub fn live_line(t: &TrialResult) -> Option<String> {
+    let m = t.metrics.get("live")?;
+    let name = t.check.rsplit("::").next().unwrap_or(&t.check);
+    let windows: Vec<String> = m["windows"]
+        .as_array()
+        .map(|ws| {
+            ws.iter()
+                .map(|w| {
+                    format!(
+                        "{} window {:.1} s",
+                        w["what"].as_str().unwrap_or("?"),
+                        w["seconds"].as_f64().unwrap_or(0.0)
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let errors: Vec<String> = m["errors_by_kind"]
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| format!("{k} ×{}", v["count"].as_u64().unwrap_or(0)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let n = |k: &str| m[k].as_u64().unwrap_or(0);
+    Some(format!(
+        "{name}: {}{} · errors: {} · longest stall {:.1} s · {} records acknowledged, {} verified in place, {} after the recreate",
+        if windows.is_empty() {
+            "no window".to_string()
+        } else {
+            windows.join(", ")
+        },
+        if m["drain"] == true { " (drained)" } else { "" },
+        if errors.is_empty() {
+            "none".to_string()
+        } else {
+            errors.join(", ")
+        },
+        m["longest_stall_seconds"].as_f64().unwrap_or(0.0),
+        n("records_acknowledged"),
+        n("records_verified_in_place"),
+        n("records_verified_after_recreate"),
+    ))
 }
 
 /// A class's warnings, each once (with the trials that had it).

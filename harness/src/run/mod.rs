@@ -278,6 +278,8 @@ fn run_trial(ctx: &RunCtx, p: &Planned, name: &str) -> Result<Completion, Failed
                     Phase::BeforeUpgrade => checks::upgrade_phase::before(&cctx),
                     Phase::AfterUpgrade { .. } => checks::upgrade_phase::after(&cctx),
                 },
+                Check::LiveUpgrade => checks::live::live_upgrade_check(&cctx),
+                Check::PluginKill => checks::live::plugin_kill_check(&cctx),
                 Check::Expand => checks::expand::check(&cctx),
                 Check::Snapshot => checks::snapshot::check(&cctx),
                 Check::Clone => checks::clone::check(&cctx),

@@ -275,7 +275,10 @@ pub fn check(
         if trials.is_empty() {
             continue;
         }
-        if trials.iter().any(|p| p.check == Check::Upgrade) {
+        if trials
+            .iter()
+            .any(|p| p.check == Check::Upgrade || p.check == Check::LiveUpgrade)
+        {
             upgrade_commands(class, index)?;
         }
         class_size(class, profile, speed_size, &trials)?;

@@ -315,18 +315,29 @@ impl ServiceAccount {
     /// Applies deploy/confine.yaml (its own text; the policy and binding renamed per test, and
     /// matched to this account only, so tests running beside it keep their accounts as they
     /// are) and waits until the API server enforces it: until this account's server-side dry
-    /// run of `delete namespace kube-system` is refused by the policy (admission policies take
-    /// effect once the API server's informer has seen them).
+    /// run of deleting its own namespace (not pvcheck's: RBAC allows it, the policy does not)
+    /// is refused by the policy (admission policies take effect once the API server's informer
+    /// has seen them).
     pub fn confine(&mut self) {
         let pid = std::process::id();
-        let name = format!("pvcheck-confine-{}", self.role.trim_start_matches("pvcheck-test-"));
-        let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/confine.yaml");
+        let name = format!(
+            "pvcheck-confine-{}",
+            self.role.trim_start_matches("pvcheck-test-")
+        );
+        let deploy =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/confine.yaml");
         let text = std::fs::read_to_string(&deploy).unwrap();
         let matcher = "request.userInfo.username.startsWith('system:serviceaccount:') &&\n        request.userInfo.username.endsWith(':pvcheck')";
-        assert!(text.contains(matcher), "deploy/confine.yaml no longer matches accounts named pvcheck as this test expects");
+        assert!(
+            text.contains(matcher),
+            "deploy/confine.yaml no longer matches accounts named pvcheck as this test expects"
+        );
         assert_eq!(text.matches("pvcheck-confine").count(), 3, "{text}");
         let text = text
-            .replace(matcher, &format!("request.userInfo.username == '{}'", self.user()))
+            .replace(
+                matcher,
+                &format!("request.userInfo.username == '{}'", self.user()),
+            )
             .replace("pvcheck-confine", &name);
         kubectl_stdin(&self.kc, &["apply", "-f", "-"], &text);
         self.policy = Some(name);
@@ -334,7 +345,7 @@ impl ServiceAccount {
         loop {
             let out = kubectl_try(
                 &self.kubeconfig(),
-                &["delete", "namespace", "kube-system", "--dry-run=server"],
+                &["delete", "namespace", &self.namespace, "--dry-run=server"],
                 None,
             );
             let err = String::from_utf8_lossy(&out.stderr);
@@ -353,7 +364,10 @@ impl ServiceAccount {
 impl Drop for ServiceAccount {
     fn drop(&mut self) {
         if let Some(policy) = &self.policy {
-            for kind in ["validatingadmissionpolicybinding", "validatingadmissionpolicy"] {
+            for kind in [
+                "validatingadmissionpolicybinding",
+                "validatingadmissionpolicy",
+            ] {
                 let _ = kubectl()
                     .args(["--kubeconfig", &self.kc, "delete", kind, policy])
                     .arg("--ignore-not-found")

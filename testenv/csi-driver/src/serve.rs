@@ -172,9 +172,13 @@ async fn serve(
         }
     }
     let _ = stop_tx.send(true);
-    // Calls that never return (the `hang` fault) must not keep the process alive.
+    // The servers end once their connections close; a client that keeps its connection open
+    // (every CSI client between calls) or a call that never returns (the `hang` fault) must
+    // not keep the process alive: half a second for all of them (it was 2 s per server, which
+    // made every driver swap of the local tests wait for pvcheck's SIGKILL).
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
     for (_, handle) in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(2), handle).await;
+        let _ = tokio::time::timeout_at(deadline, handle).await;
     }
     Ok(())
 }

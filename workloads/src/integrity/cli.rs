@@ -1,4 +1,4 @@
-//! Subcommands of the integrity engine: write, rewrite, verify, durability, selftest.
+//! Subcommands of the integrity engine: write, rewrite, verify, durability, live-stream, selftest.
 //! A thin layer: parse flags, call the library, print JSON on stdout, map to exit codes.
 
 use std::io::Write;
@@ -138,6 +138,38 @@ pub enum Command {
         #[arg(long, default_value = "4KiB")]
         block_size: Size,
     },
+    /// The durability stream through a driver's upgrade or crash: errors are reported and retried,
+    /// not fatal; the mount is probed meanwhile. stdout: the acks header, `{"record":N}` lines
+    /// and `{"event":…}` lines. Runs until killed or --duration ends.
+    LiveStream {
+        /// Directory on the volume under test; the log is <DIR>/pvcheck-durability.log.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Create --dir first (one level).
+        #[arg(long)]
+        mkdir: bool,
+        /// Seed of the records.
+        #[arg(long)]
+        seed: u64,
+        /// Volume id given by the harness, stamped in every record.
+        #[arg(long)]
+        volume_id: u64,
+        /// Stop after this long (with a unit); the harness normally kills it first.
+        #[arg(long)]
+        duration: Dur,
+        /// Records per fsync.
+        #[arg(long, default_value_t = 8)]
+        batch: u64,
+        /// Record size, with a unit: a multiple of 512B.
+        #[arg(long, default_value = "4KiB")]
+        block_size: Size,
+        /// Pause between batches, with a unit.
+        #[arg(long, default_value = "100ms")]
+        interval: Dur,
+        /// How often the mount is probed, with a unit.
+        #[arg(long, default_value = "1s")]
+        probe_every: Dur,
+    },
     /// Write a sacrificial dataset under --dir, inject one damage of each kind, and pass only if
     /// verify reports exactly those. Exit 0 passed, 1 failed, 2 usage or I/O error.
     Selftest {
@@ -262,6 +294,31 @@ impl Command {
                     stop,
                 };
                 durability::run(&p, &mut std::io::stdout().lock())?;
+                Ok(Outcome::Ok)
+            }
+            Command::LiveStream {
+                dir,
+                mkdir,
+                seed,
+                volume_id,
+                duration,
+                batch,
+                block_size,
+                interval,
+                probe_every,
+            } => {
+                let p = super::live::LiveParams {
+                    dir,
+                    mkdir,
+                    seed,
+                    volume_id,
+                    block_size: block_size.bytes(),
+                    batch,
+                    interval: interval.0,
+                    probe_every: probe_every.0,
+                    duration: duration.0,
+                };
+                super::live::run(&p, Box::new(std::io::stdout()))?;
                 Ok(Outcome::Ok)
             }
             Command::Selftest { dir, size, threads } => {

@@ -11,6 +11,7 @@ pub mod error;
 pub mod io;
 pub mod layout;
 pub mod ledger;
+pub mod live;
 pub mod parallel;
 pub mod prng;
 pub mod report;

@@ -89,6 +89,40 @@ pub trait Backend: Send {
             step.name
         )))
     }
+    /// Replaces the driver under a published volume, or, unpublished, just replaces it (see
+    /// [`crate::platform::Volume::upgrade_live`]).
+    fn upgrade_live(
+        &mut self,
+        _ctx: &BackendCtx,
+        step: &UpgradeStep,
+    ) -> Result<crate::platform::DriverWindow, PlatformError> {
+        Err(PlatformError::Unsupported(format!(
+            "{} volumes: no driver to upgrade while the agent writes (step {:?}; live-upgrade runs on the local platform's csi kind)",
+            self.kind(),
+            step.name
+        )))
+    }
+    /// SIGKILL to the driver and the same driver started again (see
+    /// [`crate::platform::Volume::kill_driver`]).
+    fn kill_driver(
+        &mut self,
+        _ctx: &BackendCtx,
+    ) -> Result<crate::platform::DriverWindow, PlatformError> {
+        Err(PlatformError::Unsupported(format!(
+            "{} volumes have no driver process to kill (the local platform's csi kind does)",
+            self.kind()
+        )))
+    }
+    /// See [`crate::platform::Volume::mount_counts`].
+    fn mount_counts(
+        &self,
+        _ctx: &BackendCtx,
+    ) -> Result<Vec<crate::platform::MountCount>, PlatformError> {
+        Err(PlatformError::Unsupported(format!(
+            "{} volumes: mounts are not counted",
+            self.kind()
+        )))
+    }
     /// What identifies the driver serving the volume now (see
     /// [`crate::platform::Volume::driver_version`]).
     fn driver_version(&self) -> Option<String> {

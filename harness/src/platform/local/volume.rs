@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use super::backend::{Backend, BackendCtx};
 use crate::config::UpgradeSpec;
 use crate::platform::{
-    AgentBinary, AgentCall, AgentOutput, AgentProcess, AgentTarget, Capacity, PlatformError, Pod,
-    UpgradeStep, Volume,
+    AgentBinary, AgentCall, AgentOutput, AgentProcess, AgentTarget, Capacity, DriverWindow,
+    MountCount, PlatformError, Pod, UpgradeStep, Volume,
 };
 use crate::registry::Resource;
 use crate::{signals, sys};
@@ -338,6 +338,50 @@ impl Volume for LocalVolume {
             self.backend.upgrade(&self.ctx, step)?;
         }
         self.start_pod()
+    }
+
+    fn upgrade_live(&mut self, step: &UpgradeStep) -> Result<DriverWindow, PlatformError> {
+        self.last_upgrade = None;
+        let is_command = COMMAND_STEPS.contains(&step.name.as_str())
+            && self.upgrade.as_ref().is_some_and(|u| u.command.is_some());
+        if !is_command {
+            let w = self.backend.upgrade_live(&self.ctx, step)?;
+            self.last_upgrade = Some(w.report.clone());
+            return Ok(w);
+        }
+        // The class's command runs while the agent writes; then the driver is waited for.
+        if self.backend.kind() != "csi" {
+            return Err(PlatformError::Unsupported(format!(
+                "{} volumes: live-upgrade runs on the local platform's csi kind only so far",
+                self.backend.kind()
+            )));
+        }
+        let spec = self
+            .upgrade
+            .clone()
+            .ok_or_else(|| PlatformError::Other("no upgrade".into()))?;
+        let dir = self
+            .attached
+            .clone()
+            .unwrap_or_else(|| self.ctx.mount_point.clone());
+        let began = sys::unix_ms();
+        self.run_upgrade_command(&spec, &step.name, &dir)?;
+        self.backend.after_upgrade_command(&self.ctx)?;
+        Ok(DriverWindow {
+            what: step.name.clone(),
+            began_ms: began,
+            old_stopped_ms: None,
+            new_answered_ms: sys::unix_ms(),
+            report: self.last_upgrade.clone().unwrap_or_default(),
+        })
+    }
+
+    fn kill_driver(&mut self) -> Result<DriverWindow, PlatformError> {
+        self.backend.kill_driver(&self.ctx)
+    }
+
+    fn mount_counts(&self) -> Result<Vec<MountCount>, PlatformError> {
+        self.backend.mount_counts(&self.ctx)
     }
 
     fn expand(&mut self, new_size: u64) -> Result<(), PlatformError> {

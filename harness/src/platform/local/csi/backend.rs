@@ -21,7 +21,7 @@ use super::proto;
 use crate::config::ClassSpec;
 use crate::config::csi::{AccessType, CsiDriverSource, CsiSpec};
 use crate::platform::local::backend::{Backend, BackendCtx};
-use crate::platform::{PlatformError, UpgradeStep};
+use crate::platform::{DriverWindow, MountCount, PlatformError, UpgradeStep};
 use crate::registry::Resource;
 
 /// Name of the step that starts `upgrade.csi.command`.
@@ -224,6 +224,18 @@ impl CsiBackend {
         })
     }
 
+    /// The driver, when pvcheck started it (a driver at an `endpoint` is someone else's).
+    fn started_driver(&self, what: &str) -> Result<&Driver, PlatformError> {
+        let d = self.driver()?;
+        if !d.is_started() {
+            return Err(PlatformError::Unsupported(format!(
+                "{}: the driver at `endpoint` is not pvcheck's to {what} (give `command`)",
+                self.origin
+            )));
+        }
+        Ok(d)
+    }
+
     fn volume(&self) -> Result<&CsiVolume, PlatformError> {
         self.volume
             .as_ref()
@@ -372,6 +384,123 @@ impl Backend for CsiBackend {
         let co = Co::discover(&d.client, &self.spec).map_err(|e| self.err(e))?;
         self.caps = Some(co.caps);
         Ok(())
+    }
+
+    fn upgrade_live(
+        &mut self,
+        _ctx: &BackendCtx,
+        step: &UpgradeStep,
+    ) -> Result<DriverWindow, PlatformError> {
+        let to = match step.name.as_str() {
+            UPGRADE_STEP if self.commands.len() > 1 => 1,
+            ROLLBACK_STEP if self.commands.len() > 1 => 0,
+            other => {
+                return Err(PlatformError::Unsupported(format!(
+                    "{}: no CSI upgrade step {other:?}",
+                    self.origin
+                )));
+            }
+        };
+        self.started_driver("upgrade it while the agent writes")?;
+        let argv = self.commands[to].clone();
+        let began = crate::sys::unix_ms();
+        let stopped = self
+            .driver()?
+            .restart_timed(&argv)
+            .map_err(|e| self.err(e))?;
+        let answered = crate::sys::unix_ms();
+        self.current = to;
+        let d = self.driver()?;
+        let co = Co::discover(&d.client, &self.spec).map_err(|e| self.err(e))?;
+        self.caps = Some(co.caps);
+        Ok(DriverWindow {
+            what: step.name.clone(),
+            began_ms: began,
+            old_stopped_ms: Some(stopped),
+            new_answered_ms: answered,
+            report: serde_json::json!({
+                "driver_swap": "csi",
+                "in_place": self.published.is_some(),
+                "command": self.driver()?.describe(),
+            }),
+        })
+    }
+
+    fn kill_driver(&mut self, _ctx: &BackendCtx) -> Result<DriverWindow, PlatformError> {
+        self.started_driver("kill it")?;
+        let argv = self.commands[self.current].clone();
+        let began = crate::sys::unix_ms();
+        let stopped = self
+            .driver()?
+            .kill_and_restart(&argv)
+            .map_err(|e| self.err(e))?;
+        let answered = crate::sys::unix_ms();
+        let d = self.driver()?;
+        let co = Co::discover(&d.client, &self.spec).map_err(|e| self.err(e))?;
+        self.caps = Some(co.caps);
+        Ok(DriverWindow {
+            what: "SIGKILL".into(),
+            began_ms: began,
+            old_stopped_ms: Some(stopped),
+            new_answered_ms: answered,
+            report: serde_json::json!({
+                "signal": "SIGKILL",
+                "restarted": self.driver()?.describe(),
+            }),
+        })
+    }
+
+    fn mount_counts(&self, ctx: &BackendCtx) -> Result<Vec<MountCount>, PlatformError> {
+        let all = crate::platform::local::flexvolume::mounts::mounts()
+            .map_err(|e| PlatformError::io("reading /proc/self/mountinfo", e))?;
+        let count = |p: &Path| {
+            let p = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+            all.iter().filter(|m| m.mount_point == p).count()
+        };
+        let mut out = Vec::new();
+        let mut expected: Vec<PathBuf> = Vec::new();
+        if let Some(p) = &self.published {
+            if let Some(st) = &p.staging {
+                out.push(MountCount {
+                    role: "staging".into(),
+                    path: st.display().to_string(),
+                    found: count(st),
+                    expected: 1,
+                });
+                expected.push(st.clone());
+            }
+            out.push(MountCount {
+                role: "published".into(),
+                path: p.target.display().to_string(),
+                found: count(&p.target),
+                expected: 1,
+            });
+            expected.push(p.target.clone());
+        }
+        // Anything else mounted under this volume's kubelet root: an earlier pod's target or
+        // staging nobody tore down.
+        let root = ctx.work_dir.join("kubelet");
+        let root = std::fs::canonicalize(&root).unwrap_or(root);
+        let expected: Vec<PathBuf> = expected
+            .iter()
+            .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
+            .collect();
+        let mut orphans: Vec<&PathBuf> = all
+            .iter()
+            .map(|m| &m.mount_point)
+            .filter(|m| m.starts_with(&root) && !expected.contains(m))
+            .collect();
+        orphans.sort();
+        orphans.dedup();
+        for o in orphans {
+            out.push(MountCount {
+                role: "orphaned".into(),
+                path: o.display().to_string(),
+                found: all.iter().filter(|m| &m.mount_point == o).count(),
+                expected: 0,
+            });
+        }
+        Ok(out)
     }
 
     fn expand(

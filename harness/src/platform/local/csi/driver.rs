@@ -351,6 +351,40 @@ impl Driver {
         }
     }
 
+    /// [`Driver::restart`], saying when the old process was gone (Unix ms).
+    pub fn restart_timed(&self, argv: &[String]) -> Result<u64, CsiError> {
+        self.stop();
+        let stopped = crate::sys::unix_ms();
+        self.launch(argv)?;
+        Ok(stopped)
+    }
+
+    /// SIGKILL to the driver's process group at once (a crash, a pod deleted with grace period
+    /// 0), then `argv` started again on the same socket, node id and state dir. Returns when
+    /// the old process was gone (Unix ms).
+    pub fn kill_and_restart(&self, argv: &[String]) -> Result<u64, CsiError> {
+        if let Some(mut p) = self
+            .process
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            self.client.disconnect();
+            let pid = Pid::from_raw(p.child.id() as i32);
+            let _ = killpg(pid, Signal::SIGKILL);
+            let _ = p.child.wait();
+        } else {
+            return Err(CsiError::Driver(format!(
+                "{}: no driver process to kill",
+                self.origin
+            )));
+        }
+        let stopped = crate::sys::unix_ms();
+        // The dead driver's socket file stays behind, as it does on a node.
+        self.launch(argv)?;
+        Ok(stopped)
+    }
+
     /// Stops the running process and starts `argv` on the same socket, node id and state dir
     /// (an upgrade of the node plugin: volumes stay published meanwhile).
     pub fn restart(&self, argv: &[String]) -> Result<(), CsiError> {

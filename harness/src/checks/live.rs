@@ -1,0 +1,910 @@
+//! `integrity::live-upgrade` and `disruption::node-plugin-kill`: the driver is replaced while
+//! the agent writes.
+//!
+//! The agent's `live-stream` appends fsync-acknowledged, checksummed records (the durability
+//! log's format) under `live-<n>/` on the volume and probes the mount every second; errors are
+//! reported as events and retried, not fatal. Meanwhile the platform replaces the driver:
+//! each upgrade step of the class ([`Volume::upgrade_live`]) or a SIGKILL and restart
+//! ([`Volume::kill_driver`]), and says when the old driver was gone and the new one answered
+//! (the window). Then the stream is killed, every acknowledged record is verified over the
+//! mount that survived, the pod is recreated (the new driver unpublishes, unstages, stages and
+//! publishes) and every record is verified again.
+//!
+//! Verdict: a lost or corrupt acknowledged record (verify, or a probe that read back another
+//! record) is `data`, always. An I/O error, a mount turned read-only, an operation stalled over
+//! 30 s, or a mount the verify cannot read is category `upgrade`, naming the errno and when in
+//! the window it came. With `upgrade.drain: true` the stream is stopped and the volume
+//! unpublished before each step and published again after it (what such drivers document):
+//! then nothing may go wrong at all. `node-plugin-kill` also requires the volume usable (a
+//! write and a read) and staged and published exactly once after the restart and after the
+//! recreate.
+//!
+//! Metrics (`live`): the windows, the errors by kind, the longest stall, the records
+//! acknowledged and verified.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::integrity::{self, Expect};
+use super::{CheckCtx, Failure, Verdict, recreate_noticed};
+use crate::platform::{AgentCall, AgentProcess, DriverWindow, Pod, Volume};
+use crate::report::results::FailureCategory;
+
+/// Steady writing before the first replacement and after each one.
+const LEAD: Duration = Duration::from_secs(3);
+/// A write or probe longer than this is a stall (the agent's `live::STALL`).
+const STALL_S: f64 = 30.0;
+/// … and longer than this a hang.
+const HANG_S: f64 = 120.0;
+
+/// Which check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    LiveUpgrade,
+    PluginKill,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::LiveUpgrade => "live-upgrade",
+            Kind::PluginKill => "node-plugin-kill",
+        }
+    }
+}
+
+/// Why a class cannot run these checks here (before anything is provisioned).
+pub fn unsupported(
+    kind: Kind,
+    class: &crate::config::ClassSpec,
+    platform: &dyn crate::platform::Platform,
+) -> Option<String> {
+    if kind == Kind::LiveUpgrade {
+        let has = class
+            .upgrade
+            .as_ref()
+            .is_some_and(|u| u.command.is_some() || u.driver.is_some() || u.csi.is_some());
+        if !has {
+            return Some("the class defines no `upgrade`".into());
+        }
+    }
+    if platform.name() != "local" {
+        return Some(
+            "local csi classes only so far: the Kubernetes side (a DaemonSet rolled node by node under running pods) is not built yet".into(),
+        );
+    }
+    if !matches!(class.local, Some(crate::config::LocalKind::Csi(_))) {
+        return Some(format!(
+            "local csi classes only so far: a class of kind {} has no node plugin pvcheck replaces under a running pod",
+            match &class.local {
+                Some(crate::config::LocalKind::Dir(_)) => "dir",
+                Some(crate::config::LocalKind::Loop(_)) => "loop",
+                Some(crate::config::LocalKind::Flexvolume(_)) => "flexvolume",
+                Some(crate::config::LocalKind::Csi(_)) => "csi",
+                None => "-",
+            }
+        ));
+    }
+    if let Some(crate::config::LocalKind::Csi(spec)) = &class.local
+        && matches!(
+            spec.source(),
+            Some(crate::config::csi::CsiDriverSource::Endpoint(_))
+        )
+        && (kind == Kind::PluginKill || class.upgrade.as_ref().is_some_and(|u| u.command.is_none()))
+    {
+        return Some(
+            "the CSI driver at `endpoint` is not pvcheck's to stop and start (give `local.csi.command`)"
+                .into(),
+        );
+    }
+    None
+}
+
+/// A running `live-stream`.
+struct Stream {
+    child: Box<dyn AgentProcess>,
+    out: PathBuf,
+    /// The agent's `--dir` under the mount (`live-<n>`).
+    dir: String,
+    spawned: Instant,
+    n: usize,
+}
+
+/// What a stopped stream said.
+struct Streamed {
+    /// The stream's directory under the mount (`live-<n>`): a recreated pod mounts elsewhere.
+    dir: String,
+    /// Header and record lines only: `verify --acks` input.
+    acks: PathBuf,
+    records: u64,
+    events: Vec<Value>,
+    started_ms: u64,
+    stopped_ms: u64,
+}
+
+fn start(ctx: &CheckCtx, vol: &dyn Volume, pod: &mut dyn Pod, n: usize) -> Result<Stream, Failure> {
+    let sub = format!("live-{n}");
+    let dir = pod.data_dir().join(&sub).display().to_string();
+    let call = AgentCall::new(
+        [
+            "live-stream".to_string(),
+            "--dir".into(),
+            dir.clone(),
+            "--mkdir".into(),
+            "--seed".into(),
+            ctx.seed().wrapping_add(n as u64).to_string(),
+            "--volume-id".into(),
+            CheckCtx::agent_volume_id(vol).to_string(),
+            // Far longer than the check: the harness stops it.
+            "--duration".into(),
+            "1h".into(),
+        ],
+        ctx.agent_timeout() + Duration::from_secs(3600),
+    );
+    let out = ctx.work_dir.join(format!("live-{n}.out"));
+    let child = pod.spawn_agent(&call, &out)?;
+    Ok(Stream {
+        child,
+        out,
+        dir: sub,
+        spawned: Instant::now(),
+        n,
+    })
+}
+
+fn stop(ctx: &CheckCtx, mut s: Stream) -> Result<Streamed, Failure> {
+    let stopped_ms = crate::sys::unix_ms();
+    s.child.kill()?;
+    let out = s.child.wait(Duration::from_secs(30))?;
+    ctx.agent_clock.span(s.spawned, Instant::now());
+    let text = std::fs::read_to_string(&s.out).unwrap_or_default();
+    let mut acks = String::new();
+    let mut records = 0u64;
+    let mut events = Vec::new();
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        if !line.ends_with('\n') {
+            break; // cut by the kill
+        }
+        if i == 0 {
+            acks.push_str(line);
+        } else if line.starts_with("{\"record\"") {
+            acks.push_str(line);
+            records += 1;
+        } else if let Ok(v) = serde_json::from_str::<Value>(line)
+            && let Some(e) = v.get("event")
+        {
+            events.push(e.clone());
+        }
+    }
+    if out.signal != Some(9) {
+        return Err(Failure::setup(format!(
+            "the live stream ended before it was stopped ({}): {}\ncommand: {}",
+            out.status(),
+            out.stderr_line(),
+            out.command
+        )));
+    }
+    let started_ms = events
+        .iter()
+        .find(|e| e["kind"] == "start")
+        .and_then(|e| e["at_ms"].as_u64())
+        .ok_or_else(|| {
+            Failure::setup(format!(
+                "the live stream never started writing: {}\ncommand: {}",
+                out.stderr_line(),
+                out.command
+            ))
+        })?;
+    let path = ctx.work_dir.join(format!("acks-{}.txt", s.n));
+    std::fs::write(&path, acks)
+        .map_err(|e| Failure::new(format!("saving {}: {e}", path.display())))?;
+    Ok(Streamed {
+        dir: s.dir,
+        acks: path,
+        records,
+        events,
+        started_ms,
+        stopped_ms,
+    })
+}
+
+/// Everything the check saw, for the verdict and the metrics.
+#[derive(Default)]
+struct Seen {
+    kind: Option<Kind>,
+    drain: bool,
+    /// When the first stream started (Unix ms): the metrics' times are relative to it.
+    t0: u64,
+    windows: Vec<DriverWindow>,
+    streams: Vec<Streamed>,
+    verified_in_place: u64,
+    verified_after_recreate: u64,
+    /// Failures found along the way that do not stop the check (the verdict picks).
+    upgrade_problems: Vec<String>,
+    data_problems: Vec<Failure>,
+    mounts: Vec<Value>,
+    usable_after: Option<bool>,
+}
+
+fn s_of(t0: u64, ms: u64) -> f64 {
+    (ms as f64 - t0 as f64) / 1000.0
+}
+
+/// `Transport endpoint is not connected (os error 107)` → `transport endpoint is not connected`.
+fn plain(message: &str) -> String {
+    let m = message.split(" (os error").next().unwrap_or(message).trim();
+    let mut c = m.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+impl Seen {
+    /// The window an event at `ms` belongs to: the last one begun before it, else the first.
+    fn window_of(&self, ms: u64) -> Option<&DriverWindow> {
+        self.windows
+            .iter()
+            .rev()
+            .find(|w| w.began_ms <= ms)
+            .or(self.windows.first())
+    }
+
+    fn describe_window(&self, w: &DriverWindow) -> String {
+        let what = match self.kind {
+            Some(Kind::PluginKill) => "the node plugin's SIGKILL and restart".to_string(),
+            _ => format!("the upgrade (step {})", w.what),
+        };
+        let stopped = w
+            .old_stopped_ms
+            .map(|s| {
+                format!(
+                    "old driver gone after {:.1} s, ",
+                    s.saturating_sub(w.began_ms) as f64 / 1000.0
+                )
+            })
+            .unwrap_or_default();
+        format!(
+            "{what}, begun {:.1} s into the stream: {stopped}new driver answered after {:.1} s",
+            s_of(self.t0, w.began_ms),
+            w.new_answered_ms.saturating_sub(w.began_ms) as f64 / 1000.0
+        )
+    }
+
+    fn all_events(&self) -> impl Iterator<Item = &Value> {
+        self.streams.iter().flat_map(|s| s.events.iter())
+    }
+
+    /// Errors by errno: count, first and last time, operations, the first message.
+    fn errors_by_kind(&self) -> BTreeMap<String, (u64, u64, u64, Vec<String>, String)> {
+        let mut m: BTreeMap<String, (u64, u64, u64, Vec<String>, String)> = BTreeMap::new();
+        for e in self.all_events() {
+            let (errno, op, message) = match e["kind"].as_str() {
+                Some("error") => (
+                    e["errno"].as_str().unwrap_or("?").to_string(),
+                    e["op"].as_str().unwrap_or("?").to_string(),
+                    plain(e["message"].as_str().unwrap_or("")),
+                ),
+                Some("mount") if e["to"]["read_only"] == true && e["from"]["read_only"] != true => {
+                    (
+                        "EROFS".into(),
+                        "mountinfo".into(),
+                        format!(
+                            "the mount at {} turned read-only",
+                            e["to"]["point"].as_str().unwrap_or("?")
+                        ),
+                    )
+                }
+                _ => continue,
+            };
+            let at = e["at_ms"].as_u64().unwrap_or(0);
+            let entry = m
+                .entry(errno)
+                .or_insert_with(|| (0, at, at, Vec::new(), message));
+            entry.0 += 1;
+            entry.1 = entry.1.min(at);
+            entry.2 = entry.2.max(at);
+            if !entry.3.contains(&op) {
+                entry.3.push(op);
+            }
+        }
+        m
+    }
+
+    /// The longest operation: seconds, which, when it began (Unix ms).
+    fn longest_stall(&self) -> (f64, String, u64) {
+        let mut best = (0.0, String::new(), 0);
+        for s in &self.streams {
+            for e in &s.events {
+                let (secs, since) = match e["kind"].as_str() {
+                    Some("slow") => (
+                        e["ms"].as_u64().unwrap_or(0) as f64 / 1000.0,
+                        e["at_ms"].as_u64().unwrap_or(0),
+                    ),
+                    // Still running when the stream was stopped, unless it finished (a `slow`
+                    // event for it follows).
+                    Some("stall") | Some("hang") => {
+                        let since = e["since_ms"].as_u64().unwrap_or(0);
+                        let finished = s
+                            .events
+                            .iter()
+                            .any(|x| x["kind"] == "slow" && x["at_ms"].as_u64() == Some(since));
+                        if finished {
+                            continue;
+                        }
+                        (s.stopped_ms.saturating_sub(since) as f64 / 1000.0, since)
+                    }
+                    _ => continue,
+                };
+                if secs > best.0 {
+                    best = (secs, e["op"].as_str().unwrap_or("?").to_string(), since);
+                }
+            }
+        }
+        best
+    }
+
+    fn metrics(&self) -> Value {
+        let t0 = self.t0;
+        let windows: Vec<Value> = self
+            .windows
+            .iter()
+            .map(|w| {
+                json!({
+                    "what": w.what,
+                    "began_s": s_of(t0, w.began_ms),
+                    "old_driver_gone_s": w.old_stopped_ms.map(|m| s_of(t0, m)),
+                    "new_driver_answered_s": s_of(t0, w.new_answered_ms),
+                    "seconds": w.new_answered_ms.saturating_sub(w.began_ms) as f64 / 1000.0,
+                    "report": w.report,
+                })
+            })
+            .collect();
+        let errors: serde_json::Map<String, Value> = self
+            .errors_by_kind()
+            .into_iter()
+            .map(|(k, (n, first, last, ops, msg))| {
+                (
+                    k,
+                    json!({"count": n, "first_s": s_of(t0, first), "last_s": s_of(t0, last), "ops": ops, "message": msg}),
+                )
+            })
+            .collect();
+        let (stall, op, _) = self.longest_stall();
+        let mount_changes: Vec<&Value> =
+            self.all_events().filter(|e| e["kind"] == "mount").collect();
+        let mismatches: Vec<&Value> = self
+            .all_events()
+            .filter(|e| e["kind"] == "mismatch")
+            .collect();
+        let end = self
+            .streams
+            .iter()
+            .map(|s| s.stopped_ms)
+            .max()
+            .unwrap_or(t0);
+        json!({
+            "check": self.kind.map(Kind::name),
+            "drain": self.drain,
+            "windows": windows,
+            "errors_by_kind": errors,
+            "longest_stall_seconds": stall,
+            "longest_stall_op": (!op.is_empty()).then_some(op),
+            "stall_limit_seconds": STALL_S,
+            "hang_limit_seconds": HANG_S,
+            "records_acknowledged": self.streams.iter().map(|s| s.records).sum::<u64>(),
+            "records_verified_in_place": self.verified_in_place,
+            "records_verified_after_recreate": self.verified_after_recreate,
+            "stream_seconds": s_of(t0, end),
+            "mount_changes": mount_changes,
+            "probe_mismatches": mismatches,
+            "mounts": self.mounts,
+            "usable_after": self.usable_after,
+        })
+    }
+
+    /// The `upgrade` failure's lines: each errno with when it came in its window, stalls,
+    /// what else went wrong.
+    fn trouble(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for (errno, (n, first, last, ops, msg)) in self.errors_by_kind() {
+            let where_ = match self.window_of(first) {
+                Some(w) => {
+                    let after = first as f64 / 1000.0 - w.began_ms as f64 / 1000.0;
+                    let when = if after >= 0.0 {
+                        format!("after {after:.1} s of")
+                    } else {
+                        format!("{:.1} s before", -after)
+                    };
+                    format!("{when} {}", self.describe_window(w))
+                }
+                None => format!("{:.1} s into the stream", s_of(self.t0, first)),
+            };
+            lines.push(format!(
+                "{where_}, the mount answered {errno}: {msg} ({n}× in {}, until {:.1} s into the stream)",
+                ops.join("/"),
+                s_of(self.t0, last)
+            ));
+        }
+        let (stall, op, since) = self.longest_stall();
+        if stall > STALL_S {
+            let word = if stall > HANG_S { "hang" } else { "stall" };
+            let w = self
+                .window_of(since)
+                .map(|w| format!(" ({})", self.describe_window(w)))
+                .unwrap_or_default();
+            lines.push(format!(
+                "a {op} took {stall:.1} s from {:.1} s into the stream: a {word} (over {} s){w}",
+                s_of(self.t0, since),
+                if word == "hang" { HANG_S } else { STALL_S }
+            ));
+        }
+        lines.extend(self.upgrade_problems.iter().cloned());
+        lines
+    }
+}
+
+/// Verifies each stream's acknowledged records through the pod's mount now; returns the
+/// records verified. Damage is kept in `seen.data_problems`; a verify that cannot run is
+/// returned as the reason.
+fn verify_all(
+    ctx: &CheckCtx,
+    vol: &dyn Volume,
+    pod: &mut dyn Pod,
+    seen: &mut Seen,
+    when: &str,
+) -> Result<u64, String> {
+    let mut n = 0;
+    let mut targets = Vec::new();
+    for s in &seen.streams {
+        targets.push((s.dir.clone(), s.acks.clone(), s.records));
+    }
+    for (dir, acks, records) in targets {
+        let w = if seen.windows.is_empty() {
+            String::new()
+        } else {
+            let ws: Vec<String> = seen
+                .windows
+                .iter()
+                .map(|w| seen.describe_window(w))
+                .collect();
+            format!(" (window: {})", ws.join("; "))
+        };
+        let target = pod.data_dir().join(&dir).display().to_string();
+        match integrity::verify_target(
+            ctx,
+            vol,
+            pod,
+            ["--dir".into(), target],
+            Expect::Acks(&acks),
+            when,
+        ) {
+            Ok(_) => n += records,
+            Err(mut f) if f.category == FailureCategory::Data => {
+                // The first line says what and where; the window follows it.
+                let (first, rest) = f.message.split_once('\n').unwrap_or((&f.message, ""));
+                // Records are 4 KiB blocks of the log: the first damaged offset names the record.
+                let record = f.details["damage"][0]["offset"]
+                    .as_u64()
+                    .map(|o| {
+                        format!(
+                            "\n  first damaged acknowledged record: {} ({dir}/{} offset {o})",
+                            o / 4096,
+                            f.details["damage"][0]["file"].as_str().unwrap_or("?")
+                        )
+                    })
+                    .unwrap_or_default();
+                f.message = format!("{first}{w}{record}\n{rest}");
+                seen.data_problems.push(f);
+                return Ok(n);
+            }
+            Err(f) => return Err(f.message.lines().next().unwrap_or("").to_string()),
+        }
+    }
+    Ok(n)
+}
+
+/// Mounts staged/published exactly once, no orphan: else a problem line.
+fn check_mounts(vol: &dyn Volume, seen: &mut Seen, when: &str) -> Result<(), Failure> {
+    let counts = match vol.mount_counts() {
+        Ok(c) => c,
+        Err(crate::platform::PlatformError::Unsupported(_)) => return Ok(()),
+        Err(e) => return Err(Failure::from(e).context(when)),
+    };
+    seen.mounts.push(json!({"when": when, "counts": counts}));
+    for c in &counts {
+        if c.found != c.expected {
+            seen.upgrade_problems.push(format!(
+                "{when}: {} mount(s) at the {} path {} (expected {}): {}",
+                c.found,
+                c.role,
+                c.path,
+                c.expected,
+                if c.found > c.expected {
+                    "stacked or orphaned mounts"
+                } else {
+                    "the volume is not mounted there"
+                }
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A small write and its verify through the pod's mount: the volume is still usable.
+fn usable(ctx: &CheckCtx, vol: &dyn Volume, pod: &mut dyn Pod, seen: &mut Seen) {
+    let dir = pod
+        .data_dir()
+        .join("after-disruption")
+        .display()
+        .to_string();
+    let dataset = integrity::Dataset {
+        target: ["--dir".into(), dir.clone()],
+        seed: ctx.seed() ^ 0x5a5a,
+        agent_volume_id: CheckCtx::agent_volume_id(vol),
+        size: 1 << 20,
+        mkdir: true,
+    };
+    let ledger = ctx.work_dir.join("ledger-after.json");
+    let r = integrity::write_dataset(ctx, pod, &dataset, &ledger, "write after the restart")
+        .and_then(|_| {
+            integrity::verify_target(
+                ctx,
+                vol,
+                pod,
+                ["--dir".into(), dir],
+                Expect::Ledger(&ledger),
+                "read back after the restart",
+            )
+        });
+    match r {
+        Ok(_) => seen.usable_after = Some(true),
+        Err(f) if f.category == FailureCategory::Data => {
+            seen.usable_after = Some(false);
+            seen.data_problems.push(f);
+        }
+        Err(f) => {
+            seen.usable_after = Some(false);
+            seen.upgrade_problems.push(format!(
+                "the volume is not usable after the restart: {}",
+                f.message.lines().next().unwrap_or("")
+            ));
+        }
+    }
+}
+
+/// Probe read-backs that found another record: data damage seen live.
+fn probe_damage(seen: &Seen) -> Option<Failure> {
+    let bad: Vec<&Value> = seen
+        .all_events()
+        .filter(|e| e["kind"] == "mismatch")
+        .collect();
+    let first = bad.first()?;
+    let at = first["at_ms"].as_u64().unwrap_or(0);
+    let w = seen
+        .window_of(at)
+        .map(|w| format!(" ({})", seen.describe_window(w)))
+        .unwrap_or_default();
+    Some(
+        Failure::data(format!(
+            "acknowledged record {} (file {}, offset {}) read back {} at {:.1} s into the stream{w}; {} such read-back(s)",
+            first["record"],
+            first["file"].as_str().unwrap_or("?"),
+            first["offset"],
+            if first["zeroed"] == true {
+                "zeroed".to_string()
+            } else if first["found"].is_null() {
+                "as something that is no record".to_string()
+            } else {
+                format!("as another block {}", first["found"])
+            },
+            s_of(seen.t0, at),
+            bad.len()
+        ))
+        .with_details(json!({"probe_mismatches": bad})),
+    )
+}
+
+/// The verdict of what was seen.
+fn verdict(seen: &Seen) -> Result<Verdict, Failure> {
+    if let Some(f) = seen.data_problems.first() {
+        let mut f = f.clone();
+        if seen.data_problems.len() > 1 {
+            f.message.push_str(&format!(
+                "\n(and {} more damaged verify(ies))",
+                seen.data_problems.len() - 1
+            ));
+        }
+        return Err(f);
+    }
+    if let Some(f) = probe_damage(seen) {
+        return Err(f);
+    }
+    let trouble = seen.trouble();
+    if !trouble.is_empty() {
+        let mut msg = trouble.join("\n");
+        if seen.kind == Some(Kind::LiveUpgrade) && !seen.drain {
+            msg.push_str("\n(the upgrade rolled while the agent wrote; a driver whose documented upgrade stops its workloads first declares `upgrade.drain: true`)");
+        }
+        return Err(Failure::new(msg)
+            .category(FailureCategory::Upgrade)
+            .with_details(seen.metrics()));
+    }
+    Ok(Verdict::Passed)
+}
+
+/// `integrity::live-upgrade`.
+pub fn live_upgrade_check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
+    run(ctx, Kind::LiveUpgrade)
+}
+
+/// `disruption::node-plugin-kill`.
+pub fn plugin_kill_check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
+    run(ctx, Kind::PluginKill)
+}
+
+fn run(ctx: &CheckCtx, kind: Kind) -> Result<Verdict, Failure> {
+    if let Some(why) = unsupported(kind, &ctx.class, ctx.platform.as_ref()) {
+        return Ok(Verdict::Ignored(why));
+    }
+    let drain = kind == Kind::LiveUpgrade && ctx.class.upgrade.as_ref().is_some_and(|u| u.drain);
+    ctx.with_volume("", 64 << 20, |vol| {
+        let steps = vol.upgrade_steps();
+        if kind == Kind::LiveUpgrade && steps.is_empty() {
+            return Ok(Verdict::Ignored("the class defines no upgrade step".into()));
+        }
+        let mut seen = Seen {
+            kind: Some(kind),
+            drain,
+            ..Seen::default()
+        };
+        let r = roll(ctx, vol, kind, &steps, &mut seen);
+        ctx.metric("live", seen.metrics());
+        r?;
+        verdict(&seen)
+    })
+}
+
+fn roll(
+    ctx: &CheckCtx,
+    vol: &mut dyn Volume,
+    kind: Kind,
+    steps: &[crate::platform::UpgradeStep],
+    seen: &mut Seen,
+) -> Result<(), Failure> {
+    let mut pod = vol.start_pod()?;
+    ctx.noticed(vol);
+    let mut n = 1;
+    let mut stream = start(ctx, vol, pod.as_mut(), n)?;
+    std::thread::sleep(LEAD);
+    let replace = |vol: &mut dyn Volume, step: Option<&crate::platform::UpgradeStep>| {
+        let r = match step {
+            Some(s) => vol.upgrade_live(s),
+            None => vol.kill_driver(),
+        };
+        ctx.noticed(vol);
+        r.map_err(|e| {
+            let what = match step {
+                Some(s) => format!("upgrade step {:?} while the agent wrote", s.name),
+                None => "the node plugin's SIGKILL and restart".to_string(),
+            };
+            let f = Failure::from(e).context(&what);
+            // The driver did not come back: the upgrade failed, not the harness.
+            match f.category {
+                FailureCategory::Setup | FailureCategory::Protocol => {
+                    f.category(FailureCategory::Upgrade)
+                }
+                _ => f,
+            }
+        })
+    };
+    let rounds: Vec<Option<&crate::platform::UpgradeStep>> = match kind {
+        Kind::LiveUpgrade => steps.iter().map(Some).collect(),
+        Kind::PluginKill => vec![None],
+    };
+    for step in rounds {
+        if seen.drain {
+            // What such drivers document: the workload leaves, the plugin is replaced, the
+            // workload comes back.
+            let s = stop(ctx, stream)?;
+            if seen.t0 == 0 {
+                seen.t0 = s.started_ms;
+            }
+            seen.streams.push(s);
+            vol.stop_pod(pod)
+                .map_err(|e| Failure::from(e).context("unpublishing before the drained upgrade"))?;
+            ctx.noticed(vol);
+            let w = replace(vol, step);
+            match w {
+                Ok(w) => seen.windows.push(w),
+                Err(f) => return Err(f),
+            }
+            pod = vol.start_pod().map_err(|e| {
+                Failure::from(e)
+                    .context("publishing again after the drained upgrade")
+                    .category(FailureCategory::Upgrade)
+            })?;
+            ctx.noticed(vol);
+            n += 1;
+            stream = start(ctx, vol, pod.as_mut(), n)?;
+        } else {
+            match replace(vol, step) {
+                Ok(w) => seen.windows.push(w),
+                Err(f) => {
+                    // Keep what the stream saw up to here in the metrics.
+                    if let Ok(s) = stop(ctx, stream) {
+                        seen.t0 = if seen.t0 == 0 { s.started_ms } else { seen.t0 };
+                        seen.streams.push(s);
+                    }
+                    return Err(f);
+                }
+            }
+        }
+        std::thread::sleep(LEAD);
+    }
+    let s = stop(ctx, stream)?;
+    if seen.t0 == 0 {
+        seen.t0 = s.started_ms;
+    }
+    seen.streams.push(s);
+    if seen.streams.iter().map(|s| s.records).sum::<u64>() == 0 {
+        seen.upgrade_problems.push(
+            "no record was acknowledged during the whole stream: the volume took no durable write"
+                .into(),
+        );
+    }
+    // Over the mount that survived.
+    match verify_all(
+        ctx,
+        vol,
+        pod.as_mut(),
+        seen,
+        "verify of acknowledged records over the surviving mount",
+    ) {
+        Ok(n) => seen.verified_in_place = n,
+        Err(why) => seen.upgrade_problems.push(why),
+    }
+    if kind == Kind::PluginKill {
+        check_mounts(vol, seen, "after the restart")?;
+        if seen.data_problems.is_empty() {
+            usable(ctx, vol, pod.as_mut(), seen);
+        }
+    }
+    // The new driver tears down and sets up the volume.
+    let id = vol.id().to_string();
+    pod = recreate_noticed(ctx, vol, pod).map_err(|f| {
+        let f = f.context(&format!(
+            "recreating the pod of volume {id} after the driver was replaced"
+        ));
+        if f.category == FailureCategory::Setup || f.category == FailureCategory::Protocol {
+            f.category(FailureCategory::Upgrade)
+        } else {
+            f
+        }
+    })?;
+    match verify_all(
+        ctx,
+        vol,
+        pod.as_mut(),
+        seen,
+        "verify of acknowledged records after the recreate",
+    ) {
+        Ok(n) => seen.verified_after_recreate = n,
+        Err(why) => seen.upgrade_problems.push(why),
+    }
+    if kind == Kind::PluginKill {
+        check_mounts(vol, seen, "after the recreate")?;
+    }
+    vol.stop_pod(pod)?;
+    ctx.noticed(vol);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(began: u64) -> DriverWindow {
+        DriverWindow {
+            what: "upgrade".into(),
+            began_ms: began,
+            old_stopped_ms: Some(began + 20),
+            new_answered_ms: began + 400,
+            report: Value::Null,
+        }
+    }
+
+    /// The upgrade failure names the errno, its message and where in the window it came.
+    #[test]
+    fn an_enotconn_during_the_window_is_named_with_its_time_in_the_window() {
+        let seen = Seen {
+            kind: Some(Kind::LiveUpgrade),
+            t0: 10_000,
+            windows: vec![window(13_000)],
+            streams: vec![Streamed {
+                dir: "d".into(),
+                acks: PathBuf::new(),
+                records: 5,
+                events: vec![
+                    json!({"kind":"start","at_ms":10_000}),
+                    json!({"kind":"error","op":"write","errno":"ENOTCONN","message":"Transport endpoint is not connected (os error 107)","at_ms":15_100}),
+                    json!({"kind":"error","op":"read","errno":"ENOTCONN","message":"Transport endpoint is not connected (os error 107)","at_ms":16_000}),
+                ],
+                started_ms: 10_000,
+                stopped_ms: 20_000,
+            }],
+            ..Seen::default()
+        };
+        let f = verdict(&seen).unwrap_err();
+        assert_eq!(f.category, FailureCategory::Upgrade);
+        assert!(
+            f.message
+                .starts_with("after 2.1 s of the upgrade (step upgrade)"),
+            "{}",
+            f.message
+        );
+        assert!(
+            f.message.contains(
+                "the mount answered ENOTCONN: transport endpoint is not connected (2× in write/read"
+            ),
+            "{}",
+            f.message
+        );
+    }
+
+    /// An operation still hanging when the stream was stopped counts to the stop; one that
+    /// finished counts its own duration.
+    #[test]
+    fn a_stall_still_running_at_the_stop_counts_until_the_stop() {
+        let mut seen = Seen {
+            t0: 0,
+            windows: vec![window(1_000)],
+            streams: vec![Streamed {
+                dir: "d".into(),
+                acks: PathBuf::new(),
+                records: 1,
+                events: vec![
+                    json!({"kind":"slow","op":"fsync","at_ms":2_000,"ms":1_500}),
+                    json!({"kind":"stall","op":"write","since_ms":3_000,"at_ms":33_100}),
+                ],
+                started_ms: 0,
+                stopped_ms: 43_000,
+            }],
+            ..Seen::default()
+        };
+        let (s, op, _) = seen.longest_stall();
+        assert_eq!((s, op.as_str()), (40.0, "write"));
+        assert!(
+            verdict(&seen)
+                .unwrap_err()
+                .message
+                .contains("a stall (over 30 s)")
+        );
+        // Finished after 35 s: reported as slow at its start.
+        seen.streams[0]
+            .events
+            .push(json!({"kind":"slow","op":"write","at_ms":3_000,"ms":35_000}));
+        assert_eq!(seen.longest_stall().0, 35.0);
+    }
+
+    /// A quiet stream through the window passes.
+    #[test]
+    fn no_error_no_stall_passes() {
+        let seen = Seen {
+            windows: vec![window(1_000)],
+            streams: vec![Streamed {
+                dir: "d".into(),
+                acks: PathBuf::new(),
+                records: 100,
+                events: vec![json!({"kind":"slow","op":"fsync","at_ms":2_000,"ms":1_200})],
+                started_ms: 0,
+                stopped_ms: 5_000,
+            }],
+            ..Seen::default()
+        };
+        assert!(matches!(verdict(&seen), Ok(Verdict::Passed)));
+    }
+}

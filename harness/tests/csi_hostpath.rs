@@ -278,7 +278,7 @@ fn an_upgrade_command_that_restarts_an_external_driver_is_waited_for() {
         r.stderr
     );
     assert!(
-        driver_log.contains("(version 0.1.0+v2)"),
+        driver_log.contains("(version 0.1.0+v2,"),
         "the upgrade did not restart the driver: {driver_log}"
     );
     std::thread::sleep(std::time::Duration::from_millis(500));

@@ -324,6 +324,14 @@ fn agent_binary(path: Option<PathBuf>) -> Result<AgentBinary, String> {
 }
 
 fn run_cmd(a: RunArgs) -> u8 {
+    // Checked before anything runs: a nightly must not find out at dawn that it could not report.
+    let reports = match a.reports.paths() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pvcheck: {e}");
+            return exit_code::USAGE;
+        }
+    };
     let (classes, files) = if a.classes.is_empty() {
         (
             config::load_default(),
@@ -420,7 +428,7 @@ fn run_cmd(a: RunArgs) -> u8 {
         platform: choice,
         repeat: a.repeat.unwrap_or(a.profile.default_repeat()),
         baseline,
-        reports: a.reports.paths(),
+        reports,
         create_baseline,
         keep_runs: a.keep_runs,
         allow_mismatch: a.allow_mismatch,

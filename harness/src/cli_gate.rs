@@ -11,6 +11,7 @@ use crate::compare::{self, rundoc};
 use crate::exit_code;
 use crate::report::compare_table;
 use crate::report::outputs::{self, ReportInput, ReportPaths};
+use crate::report::push::PushTarget;
 
 /// Report files; on `run` and on `compare`.
 #[derive(Debug, Args, Clone, Default)]
@@ -27,16 +28,27 @@ pub struct ReportArgs {
     /// Write the figures in Prometheus text format (node-exporter textfile collector).
     #[arg(long, value_name = "FILE")]
     pub prometheus: Option<PathBuf>,
+    /// Push the same figures to a Prometheus Pushgateway (base URL, http:// or https://), one
+    /// group per class: PUT URL/metrics/job/pvcheck/class/CLASS. A failed push is one line on
+    /// stderr and leaves the exit code as the verdict made it.
+    #[arg(long, value_name = "URL")]
+    pub push_metrics: Option<String>,
 }
 
 impl ReportArgs {
-    pub fn paths(&self) -> ReportPaths {
-        ReportPaths {
+    /// The report destinations; `Err` (one line) for a `--push-metrics` that is not a URL.
+    pub fn paths(&self) -> Result<ReportPaths, String> {
+        Ok(ReportPaths {
             junit: self.junit.clone(),
             markdown: self.markdown.clone(),
             html: self.html.clone(),
             prometheus: self.prometheus.clone(),
-        }
+            push: self
+                .push_metrics
+                .as_deref()
+                .map(PushTarget::parse)
+                .transpose()?,
+        })
     }
 }
 
@@ -96,6 +108,13 @@ pub struct ListArgs {
 
 /// `pvcheck compare BASE NEW`.
 pub fn compare_cmd(a: CompareArgs) -> u8 {
+    let paths = match a.reports.paths() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("pvcheck: {e}");
+            return exit_code::USAGE;
+        }
+    };
     let read = |arg: &str| rundoc::resolve(arg, &a.results);
     let (base, new) = match (read(&a.base), read(&a.new)) {
         (Ok(b), Ok(n)) => (b, n),
@@ -120,10 +139,11 @@ pub fn compare_cmd(a: CompareArgs) -> u8 {
         allow_inconclusive: a.allow_inconclusive,
         results: &a.results,
     };
-    let problems = outputs::write_all(&a.reports.paths(), &input);
+    let problems = outputs::write_all(&paths, &input);
     for p in &problems {
         eprintln!("pvcheck: {p}");
     }
+    outputs::push(&paths, &input);
     if !problems.is_empty() {
         return exit_code::USAGE;
     }

@@ -13,6 +13,8 @@ pub struct ReportPaths {
     pub markdown: Option<PathBuf>,
     pub html: Option<PathBuf>,
     pub prometheus: Option<PathBuf>,
+    /// `--push-metrics`: the Pushgateway.
+    pub push: Option<super::push::PushTarget>,
 }
 
 impl ReportPaths {
@@ -21,6 +23,7 @@ impl ReportPaths {
             && self.markdown.is_none()
             && self.html.is_none()
             && self.prometheus.is_none()
+            && self.push.is_none()
     }
 }
 
@@ -118,4 +121,22 @@ pub fn write_all(paths: &ReportPaths, input: &ReportInput) -> Vec<String> {
     put(&paths.html, &|| super::html::render(input));
     put(&paths.prometheus, &|| super::prometheus::render(input));
     problems
+}
+
+/// `--push-metrics`: pushes the figures; a failure is one line on stderr and changes no exit
+/// code (the exit code is the storage's verdict; the dashboard's "last run" turns red when a
+/// night is missing). Returns whether everything asked for was pushed.
+pub fn push(paths: &ReportPaths, input: &ReportInput) -> bool {
+    let Some(target) = &paths.push else {
+        return true;
+    };
+    match super::push::push(target, input) {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!(
+                "pvcheck: warning: {e} (the exit code stays the verdict's; the dashboard will miss this run)"
+            );
+            false
+        }
+    }
 }

@@ -1,9 +1,11 @@
 //! The end of `pvcheck run`: `--baseline NAME` compares the new run with it, and the report
-//! flags (`--junit`, `--markdown`, `--html`, `--prometheus`) write their files.
+//! flags (`--junit`, `--markdown`, `--html`, `--prometheus`) write their files;
+//! `--push-metrics` pushes the figures to a Pushgateway.
 //!
 //! The exit code: the run's own (a failed check, 1) first; then the gate's (3 regressed,
 //! 4 figures not judged unless `--allow-inconclusive`, 7 the comparison refused: unlike
-//! setups); 2 when a report could not be written. The reports say the gate's verdict first, a
+//! setups); 2 when a report could not be written. A push that fails is a warning line and
+//! changes no exit code. The reports say the gate's verdict first, a
 //! refusal included.
 
 use std::path::Path;
@@ -14,8 +16,10 @@ use crate::exit_code;
 use crate::report::compare_table;
 use crate::report::outputs::{self, ReportInput};
 
-pub fn after_run(opts: &RunOptions, result_file: Option<&Path>, run_code: u8) -> u8 {
-    let code = judge_and_report(opts, result_file, run_code);
+/// The exit code, and whether everything `--push-metrics` asked for was pushed (true without
+/// the flag).
+pub fn after_run(opts: &RunOptions, result_file: Option<&Path>, run_code: u8) -> (u8, bool) {
+    let (code, pushed) = judge_and_report(opts, result_file, run_code);
     if let Some(n) = opts.keep_runs {
         match crate::report::results::prune_runs(&opts.results, n as usize, result_file) {
             Ok(removed) if !removed.is_empty() => eprintln!(
@@ -27,7 +31,7 @@ pub fn after_run(opts: &RunOptions, result_file: Option<&Path>, run_code: u8) ->
             Err(e) => eprintln!("pvcheck: --keep-runs {n}: {e} (nothing else changed)"),
         }
     }
-    code
+    (code, pushed)
 }
 
 /// `--create-baseline` on the first night: the run becomes the baseline when it passed.
@@ -53,19 +57,25 @@ fn create_baseline(name: &str, opts: &RunOptions, file: &Path, run_code: u8) -> 
     }
 }
 
-fn judge_and_report(opts: &RunOptions, result_file: Option<&Path>, run_code: u8) -> u8 {
+fn judge_and_report(opts: &RunOptions, result_file: Option<&Path>, run_code: u8) -> (u8, bool) {
     if opts.baseline.is_none() && opts.reports.is_empty() && opts.create_baseline.is_none() {
-        return run_code;
+        return (run_code, true);
     }
     let Some(file) = result_file else {
         eprintln!("pvcheck: no result file was written: no comparison and no reports");
-        return run_code.max(exit_code::CHECK_FAILED);
+        return (
+            run_code.max(exit_code::CHECK_FAILED),
+            opts.reports.push.is_none(),
+        );
     };
     let run = match RunDoc::read(file) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("pvcheck: {e}");
-            return run_code.max(exit_code::CHECK_FAILED);
+            return (
+                run_code.max(exit_code::CHECK_FAILED),
+                opts.reports.push.is_none(),
+            );
         }
     };
     let mut gate_code = match &opts.create_baseline {
@@ -103,9 +113,12 @@ fn judge_and_report(opts: &RunOptions, result_file: Option<&Path>, run_code: u8)
         eprintln!("pvcheck: {p}");
         gate_code = gate_code.max(exit_code::USAGE);
     }
-    if run_code != exit_code::OK {
+    // A failed push is a warning line only: the exit code is the storage's verdict.
+    let pushed = outputs::push(&opts.reports, &input);
+    let code = if run_code != exit_code::OK {
         run_code
     } else {
         gate_code
-    }
+    };
+    (code, pushed)
 }

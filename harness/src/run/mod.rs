@@ -689,6 +689,7 @@ fn run_trials(opts: &RunOptions, run: RunPlan) -> Result<FinishedRun, u8> {
                 let ending = verdict::Ending {
                     leftovers: !problems.is_empty(),
                     no_result: false,
+                    not_pushed: false,
                 };
                 let code = if interrupted {
                     exit_code::INTERRUPTED
@@ -737,6 +738,7 @@ fn run_trials(opts: &RunOptions, run: RunPlan) -> Result<FinishedRun, u8> {
             let ending = verdict::Ending {
                 leftovers: !problems.is_empty(),
                 no_result: path.is_err(),
+                not_pushed: false,
             };
             eprintln!(
                 "{}",
@@ -843,9 +845,10 @@ fn conclude(opts: &RunOptions, run: FinishedRun) -> u8 {
         t["harness_only_share"].as_f64().unwrap_or(0.0) * 100.0
     );
     // The last lines: the verdict, then where the result is. No result file is never a pass.
-    let ending = verdict::Ending {
+    let mut ending = verdict::Ending {
         leftovers: !problems.is_empty(),
         no_result: path.is_err(),
+        not_pushed: false,
     };
     let code = if path.is_err() {
         verdict::exit_code(&all, ending)
@@ -854,7 +857,8 @@ fn conclude(opts: &RunOptions, run: FinishedRun) -> u8 {
     };
     // `--baseline` and the report flags: the comparison table and the report files, and the
     // gate's exit code (3 regressed, 4 inconclusive with --strict) when no check failed.
-    let code = gate::after_run(opts, path.as_ref().ok().map(PathBuf::as_path), code);
+    let (code, pushed) = gate::after_run(opts, path.as_ref().ok().map(PathBuf::as_path), code);
+    ending.not_pushed = !pushed;
     eprintln!("{}", verdict::line(&Summary::of(&all), code, ending));
     eprintln!(
         "{}",

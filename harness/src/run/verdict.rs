@@ -15,6 +15,8 @@ pub struct Ending {
     pub leftovers: bool,
     /// The result file could not be written.
     pub no_result: bool,
+    /// `--push-metrics` failed: said in the verdict line, never in the exit code.
+    pub not_pushed: bool,
 }
 
 /// A failure `--strict` made of a trial that passed with warnings.
@@ -96,6 +98,9 @@ pub fn line(s: &Summary, code: u8, ending: Ending) -> String {
     }
     if ending.no_result {
         parts.push("no result file".into());
+    }
+    if ending.not_pushed {
+        parts.push("the Pushgateway did NOT get the metrics".into());
     }
     let head = match code {
         exit_code::NOTHING_TESTED => "NOTHING TESTED",

@@ -69,20 +69,24 @@ pub fn record_id(volume_id: u64, seed: u64, block_size: u64, n: u64) -> BlockId 
     }
 }
 
-/// Runs the durability workload, writing acknowledgements to `out`. Returns the records acknowledged.
-pub fn run(p: &DurabilityParams, out: &mut impl Write) -> Result<u64, Error> {
-    if !block::valid_block_size(p.block_size) {
+/// The record size and batch a stream of acknowledged records accepts (durability and the live
+/// stream alike).
+pub(crate) fn check_stream(block_size: u64, batch: u64) -> Result<(), Error> {
+    if !block::valid_block_size(block_size) {
         return Err(Error::usage(
             "--block-size",
-            format!(
-                "{} bytes is not a multiple of 512 between 512B and 64MiB",
-                p.block_size
-            ),
+            format!("{block_size} bytes is not a multiple of 512 between 512B and 64MiB"),
         ));
     }
-    if p.batch == 0 || p.batch > 4096 {
+    if batch == 0 || batch > 4096 {
         return Err(Error::usage("--batch", "must be between 1 and 4096"));
     }
+    Ok(())
+}
+
+/// Runs the durability workload, writing acknowledgements to `out`. Returns the records acknowledged.
+pub fn run(p: &DurabilityParams, out: &mut impl Write) -> Result<u64, Error> {
+    check_stream(p.block_size, p.batch)?;
     let md = std::fs::metadata(&p.dir).map_err(|e| Error::io(&p.dir, "stat", e))?;
     if !md.is_dir() {
         return Err(Error::target(&p.dir, "--dir is not a directory"));

@@ -122,18 +122,7 @@ fn error_event(out: &Out, op: &str, e: &std::io::Error, record: Option<u64>) {
 
 /// Runs the stream until `duration` ends (normally the harness kills it first).
 pub fn run(p: &LiveParams, out: Box<dyn Write + Send>) -> Result<(), Error> {
-    if !block::valid_block_size(p.block_size) {
-        return Err(Error::usage(
-            "--block-size",
-            format!(
-                "{} bytes is not a multiple of 512 between 512B and 64MiB",
-                p.block_size
-            ),
-        ));
-    }
-    if p.batch == 0 || p.batch > 4096 {
-        return Err(Error::usage("--batch", "must be between 1 and 4096"));
-    }
+    super::durability::check_stream(p.block_size, p.batch)?;
     if p.mkdir {
         match std::fs::create_dir(&p.dir) {
             Ok(()) => {}

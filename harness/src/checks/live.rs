@@ -442,6 +442,25 @@ impl Seen {
                 if word == "hang" { HANG_S } else { STALL_S }
             ));
         }
+        for e in self.all_events().filter(|e| e["kind"] == "mount") {
+            let (from, to) = (&e["from"], &e["to"]);
+            if from["device"] == to["device"] && from["id"] == to["id"] {
+                continue; // a flip to read-only only: counted as EROFS above
+            }
+            let at = e["at_ms"].as_u64().unwrap_or(0);
+            let when = match self.window_of(at) {
+                Some(w) => format!("during {}", self.describe_window(w)),
+                None => format!("{:.1} s into the stream", s_of(self.t0, at)),
+            };
+            lines.push(format!(
+                "{when}, the mount at {} was replaced: device {} (mount {}) became device {} (mount {}); files a pod opened before refer to the old mount, and what they write after it is not what the pod sees through the new one",
+                to["point"].as_str().unwrap_or("?"),
+                from["device"].as_str().unwrap_or("?"),
+                from["id"].as_str().unwrap_or("?"),
+                to["device"].as_str().unwrap_or("?"),
+                to["id"].as_str().unwrap_or("?"),
+            ));
+        }
         lines.extend(self.upgrade_problems.iter().cloned());
         lines
     }
@@ -906,5 +925,46 @@ mod tests {
             ..Seen::default()
         };
         assert!(matches!(verdict(&seen), Ok(Verdict::Passed)));
+    }
+
+    /// A mount that another took the place of under the running pod (a driver that remounts
+    /// on restart: the pod's open files keep the old one) fails with both devices named; a
+    /// flip to read-only alone is EROFS, once.
+    #[test]
+    fn a_mount_replaced_under_the_pod_fails_the_upgrade_with_both_devices_named() {
+        let mount = |id: &str, dev: &str, ro: bool| json!({"id": id, "device": dev, "point": "/v", "read_only": ro, "fstype": "ext4"});
+        let stream = |event: Value| Streamed {
+            dir: "d".into(),
+            acks: PathBuf::new(),
+            records: 100,
+            events: vec![event],
+            started_ms: 0,
+            stopped_ms: 5_000,
+        };
+        let seen = Seen {
+            kind: Some(Kind::LiveUpgrade),
+            windows: vec![window(1_000)],
+            streams: vec![stream(json!({"kind":"mount","at_ms":1_300,
+                "from": mount("812", "0:52", false), "to": mount("830", "0:57", false)}))],
+            ..Seen::default()
+        };
+        let f = verdict(&seen).unwrap_err();
+        assert_eq!(f.category, FailureCategory::Upgrade);
+        assert!(
+            f.message.contains(
+                "the mount at /v was replaced: device 0:52 (mount 812) became device 0:57 (mount 830)"
+            ) && f.message.starts_with("during "),
+            "{}",
+            f.message
+        );
+        let seen = Seen {
+            windows: vec![window(1_000)],
+            streams: vec![stream(json!({"kind":"mount","at_ms":1_300,
+                "from": mount("812", "0:52", false), "to": mount("812", "0:52", true)}))],
+            ..Seen::default()
+        };
+        let f = verdict(&seen).unwrap_err();
+        assert!(f.message.contains("answered EROFS"), "{}", f.message);
+        assert!(!f.message.contains("was replaced"), "{}", f.message);
     }
 }

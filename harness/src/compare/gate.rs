@@ -14,8 +14,10 @@
 //!    least six nights: `compare::history`).
 //!    - **regressed**: the lower bound of "worse" lies beyond δ;
 //!    - **improved**: the upper bound of "worse" lies below −δ (better beyond δ);
-//!    - **pass**: the upper bound of "worse" stays within δ (a regression of δ or more is
-//!      excluded at the bound's confidence; a possible improvement is no reason to hold a patch);
+//!    - **pass**: the upper bound of "worse" stays within the class's *threshold* (a regression
+//!      of the threshold or more is excluded at the bound's confidence; a possible improvement
+//!      is no reason to hold a patch). Not within δ: noise raises the bar for "regressed", never
+//!      lowers it for "pass", so a slowdown hidden in a noisy figure's margin is not judged;
 //!    - **inconclusive** otherwise: the interval reaches past δ, or the repetitions are too few
 //!      for an exact bound (3 against 3): more repetitions decide.
 //! 3. **Noise never turns into a pass.** A repetition that stalled, varied more than `max_cv`
@@ -415,17 +417,28 @@ pub fn judge_metric(
     };
     let (nb, nn) = (c.base.values.len(), c.new.values.len());
     let limit = pct(c.margin_pct() / 100.0);
+    let threshold_signed = if metric.higher_is_better() {
+        -threshold
+    } else {
+        threshold
+    };
     let why_margin = match noise_sigma {
         Some(sig) if margin_log > by_threshold => format!(
             " (the {} threshold raised to {SIGMA_FACTOR}σ, σ = {:.1}% run to run in history)",
-            pct(if metric.higher_is_better() {
-                -threshold
-            } else {
-                threshold
-            }),
+            pct(threshold_signed),
             sig * 100.0
         ),
         _ => String::new(),
+    };
+    // Said with a regression judged against the bare threshold: on a machine whose runs differ
+    // by more than it, such a verdict can be the machine's (docs/gate.md, the calibration).
+    let unknown_noise = if noise_sigma.is_none() {
+        format!(
+            "; no run-to-run noise known (fewer than {} runs of this setup in the results' history), so the margin is the bare threshold",
+            super::history::NOISE_MIN_RUNS
+        )
+    } else {
+        String::new()
     };
     let interval = if s.one_sided_confidence > 0.0 {
         let r = c.ratio.unwrap_or(RatioInterval {
@@ -456,7 +469,7 @@ pub fn judge_metric(
     {
         c.verdict = Verdict::Regressed;
         c.reason = format!(
-            "every new repetition is worse than every base repetition by more than twice the {limit} margin{why_margin} (the closest pair: {}){flag_note}",
+            "every new repetition is worse than every base repetition by more than twice the {limit} margin{why_margin} (the closest pair: {}){flag_note}{unknown_noise}",
             pct(fraction_of(metric, worse_min) * if metric.higher_is_better() { -1.0 } else { 1.0 })
         );
         return c;
@@ -484,7 +497,7 @@ pub fn judge_metric(
     if worse_low > margin_log {
         c.verdict = Verdict::Regressed;
         c.reason = format!(
-            "the interval {interval} lies wholly beyond the {limit} margin{why_margin}{flag_note}"
+            "the interval {interval} lies wholly beyond the {limit} margin{why_margin}{flag_note}{unknown_noise}"
         );
         return c;
     }
@@ -497,10 +510,19 @@ pub fn judge_metric(
         c.verdict = Verdict::Improved;
         c.reason =
             format!("the interval {interval} lies wholly beyond the margin on the good side");
-    } else if worse_high <= margin_log {
+    } else if worse_high <= by_threshold {
+        // Against the class's threshold, not the noise-raised margin: "pass" says a regression
+        // of the threshold is excluded, and noise can only make that harder to say.
         c.verdict = Verdict::Pass;
         c.reason = format!(
-            "the interval {interval} excludes a change beyond the {limit} margin{why_margin}"
+            "the interval {interval} excludes a change beyond the {} threshold",
+            pct(threshold_signed)
+        );
+    } else if worse_high <= margin_log {
+        c.verdict = Verdict::Inconclusive;
+        c.reason = format!(
+            "the interval {interval} stays within the {limit} margin{why_margin} but reaches past the {} threshold: not a regression this machine's noise can tell, nor a pass",
+            pct(threshold_signed)
         );
     } else {
         c.verdict = Verdict::Inconclusive;

@@ -417,11 +417,7 @@ pub fn judge_metric(
     };
     let (nb, nn) = (c.base.values.len(), c.new.values.len());
     let limit = pct(c.margin_pct() / 100.0);
-    let threshold_signed = if metric.higher_is_better() {
-        -threshold
-    } else {
-        threshold
-    };
+    let threshold_signed = worse(threshold);
     let why_margin = match noise_sigma {
         Some(sig) if margin_log > by_threshold => format!(
             " (the {} threshold raised to {SIGMA_FACTOR}σ, σ = {:.1}% run to run in history)",
@@ -470,7 +466,7 @@ pub fn judge_metric(
         c.verdict = Verdict::Regressed;
         c.reason = format!(
             "every new repetition is worse than every base repetition by more than twice the {limit} margin{why_margin} (the closest pair: {}){flag_note}{unknown_noise}",
-            pct(fraction_of(metric, worse_min) * if metric.higher_is_better() { -1.0 } else { 1.0 })
+            pct(worse(fraction_of(metric, worse_min)))
         );
         return c;
     }

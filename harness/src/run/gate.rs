@@ -83,10 +83,11 @@ fn judge_and_report(opts: &RunOptions, result_file: Option<&Path>, run_code: u8)
         None => exit_code::OK,
     };
     let mut refused = None;
-    let noise = compare::history::noise_of(&opts.results);
     let report = match opts.baseline.clone() {
         None => None,
         Some(base) => {
+            // Only with a baseline: it reads up to 60 run files of the results' history.
+            let noise = compare::history::noise_of(&opts.results);
             match compare::compare_with_noise(base, run.clone(), opts.allow_mismatch, &noise) {
                 Ok(r) => {
                     println!("{}", compare_table::render(&r));

@@ -405,6 +405,51 @@ pub fn list(results: &Path) -> Vec<Listed> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compare::{self, synthetic};
+
+    fn synthetic_run(id: &str, speed: f64) -> RunDoc {
+        let mut spec = synthetic::Spec::new(id, 1, 1, 5);
+        spec.speed = speed;
+        spec.noise = 0.005;
+        spec.start = format!("2026-12-06T0{}:00:00Z", id.len() % 10);
+        let path = PathBuf::from(format!("{id}.json"));
+        RunDoc::from_value(&path, synthetic::run(&spec)).unwrap()
+    }
+
+    /// Issue 19: a pull-request gate keeps its baseline file, not a nightly's history. A baseline
+    /// pooled from six runs carries their run-to-run noise (per-run medians, robust spread), so
+    /// a drift of that size between runs is not judged a regression; three runs carry none.
+    #[test]
+    fn a_baseline_pooled_from_six_runs_carries_their_run_to_run_noise_and_three_carry_none() {
+        let speeds = [1.0, 0.88, 1.1, 0.95, 1.06, 0.9];
+        let runs: Vec<RunDoc> = speeds
+            .iter()
+            .enumerate()
+            .map(|(i, s)| synthetic_run(&format!("r{i}"), *s))
+            .collect();
+        let six =
+            RunDoc::from_value(Path::new("six.json"), build(&runs, "six", false).unwrap()).unwrap();
+        let noise = compare::baseline_noise(&six);
+        let w = pvcheck_workloads::speed::matrix::NAMES[0];
+        let sigma = noise[&("class-0".to_string(), w.to_string(), "iops".to_string())];
+        assert!((0.08..0.16).contains(&sigma), "σ {sigma}");
+        let three = RunDoc::from_value(
+            Path::new("three.json"),
+            build(&runs[..3], "three", false).unwrap(),
+        )
+        .unwrap();
+        assert!(compare::baseline_noise(&three).is_empty());
+        // A run file carries none either, and history's σ wins over the baseline's.
+        assert!(compare::baseline_noise(&runs[0]).is_empty());
+        let mut history = compare::Noise::new();
+        history.insert(("class-0".into(), w.into(), "iops".into()), 0.5);
+        let merged = compare::noise_for(&history, &six);
+        assert_eq!(
+            merged[&("class-0".to_string(), w.to_string(), "iops".to_string())],
+            0.5
+        );
+        assert!(merged.len() > 1);
+    }
 
     /// Issue 23 item 12: `baseline list` showed an empty kernel column and `csi-hostpath-sc ()`
     /// for a Kubernetes baseline.

@@ -74,7 +74,8 @@ impl SpeedVolumes {
     }
 
     /// Why `workload` of `class` needs another repetition (a figure still inconclusive against
-    /// the baseline), or `None` when decided, not comparable or at the limit.
+    /// the baseline, and one more repetitions may decide), or `None` when decided, not
+    /// comparable, beyond what repetitions can decide, or at the limit.
     fn undecided(&self, class: &str, workload: &str, reps: &[Value]) -> Option<String> {
         let gate = self.gate.as_ref()?;
         if reps.len() as u32 >= gate.max_repeat {
@@ -95,11 +96,12 @@ impl SpeedVolumes {
                 .filter_map(|r| r.get("bench").cloned())
                 .collect(),
             rep_volumes: Vec::new(),
+            rep_runs: Vec::new(),
         };
         let limits = gate.baseline.thresholds(class).for_workload(workload);
         crate::compare::gate::judge_workload(class, workload, base, &new, &limits, &gate.noise)
             .into_iter()
-            .find(|c| c.verdict == crate::compare::Verdict::Inconclusive)
+            .find(|c| c.more_repetitions_may_decide())
             .map(|c| format!("{} {}", c.metric.label(), c.reason))
     }
 

@@ -9,9 +9,11 @@
 //!    estimate (median of the pairwise log ratios) with an exact distribution-free interval
 //!    (order statistics of the pairwise differences: `stats::shift`), each bound at one-sided
 //!    confidence ≥ 1 − [`ALPHA`]. Oriented so that positive means worse.
-//! 2. The margin δ: the class's threshold for the figure, raised to [`SIGMA_FACTOR`]·σ where the
-//!    figure's run-to-run noise σ is known from the results' history (a stable segment of at
-//!    least six nights: `compare::history`).
+//! 2. The margin δ: the class's threshold for the figure, raised to [`SIGMA_FACTOR`]·σ of the
+//!    figure's run-to-run noise ([`RunToRun`]): σ as measured in the results' history (a stable
+//!    segment of at least six runs: `compare::history`), or, until history has measured it, the
+//!    class's `thresholds.assumed_noise` (12 % by default: two runs of one setup on a shared
+//!    machine differ by that much, which their repetitions cannot show; docs/gate.md).
 //!    - **regressed**: the lower bound of "worse" lies beyond δ;
 //!    - **improved**: the upper bound of "worse" lies below −δ (better beyond δ);
 //!    - **pass**: the upper bound of "worse" stays within the class's *threshold* (a regression
@@ -118,9 +120,8 @@ pub struct Comparison {
     pub threshold: f64,
     /// The margin used (≥ the threshold), a positive fraction of the base figure.
     pub margin: f64,
-    /// The run-to-run σ of the log figure from history, when it raised the margin or was known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub noise_sigma: Option<f64>,
+    /// The run-to-run σ of the log figure the margin was raised with: measured or assumed.
+    pub noise: RunToRun,
     /// new / base with its interval.
     pub ratio: Option<RatioInterval>,
     /// Why a repetition cannot be trusted (stalls, within-run variation, queue depth).
@@ -141,6 +142,26 @@ impl Comparison {
     pub fn change_pct(&self) -> Option<f64> {
         self.ratio.map(|r| (r.ratio - 1.0) * 100.0)
     }
+    /// Whether more repetitions could still decide an inconclusive figure: the interval has no
+    /// bound yet, or reaches into "pass" (within the threshold) or into "regressed" (beyond the
+    /// margin). An interval wholly between the two is a change larger than the threshold and
+    /// smaller than the run-to-run noise can tell: more repetitions of the same run narrow it
+    /// but cannot move it, so `run --baseline` does not spend them there.
+    pub fn more_repetitions_may_decide(&self) -> bool {
+        if self.verdict != Verdict::Inconclusive {
+            return false;
+        }
+        let Some(r) = self.ratio.filter(|r| r.confidence > 0.0) else {
+            return true;
+        };
+        let (worse_low, worse_high) = if self.metric.higher_is_better() {
+            (-r.high.ln(), -r.low.ln())
+        } else {
+            (r.low.ln(), r.high.ln())
+        };
+        worse_low <= log_margin(self.metric, self.threshold)
+            || worse_high > log_margin(self.metric, self.margin)
+    }
     /// The margin as a signed percentage in the figure's bad direction (`-5%`, `+10%`).
     pub fn margin_pct(&self) -> f64 {
         if self.metric.higher_is_better() {
@@ -154,6 +175,36 @@ impl Comparison {
 /// Run-to-run noise per figure, from history: (class, workload, metric key) → σ of the log
 /// figure. Empty when no history is known.
 pub type Noise = std::collections::BTreeMap<(String, String, String), f64>;
+
+/// What is known of one figure's run-to-run noise: the σ of its log between runs of one setup
+/// (volumes made afresh, minutes or nights apart), which no run's own repetitions show.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "source", content = "sigma", rename_all = "lowercase")]
+pub enum RunToRun {
+    /// Measured over past runs: the results' history, or the runs a baseline pools.
+    Measured(f64),
+    /// Not measured yet: the class's `thresholds.assumed_noise`.
+    Assumed(f64),
+    /// Neither (`assumed_noise: 0%` and no history): the margin is the bare threshold.
+    Unknown,
+}
+
+impl RunToRun {
+    /// History's σ where it has one, else the class's assumption (none when it is 0).
+    pub fn of(measured: Option<f64>, assumed: f64) -> Self {
+        match measured {
+            Some(s) if s.is_finite() && s >= 0.0 => RunToRun::Measured(s),
+            _ if assumed > 0.0 && assumed.is_finite() => RunToRun::Assumed(assumed),
+            _ => RunToRun::Unknown,
+        }
+    }
+    pub fn sigma(self) -> Option<f64> {
+        match self {
+            RunToRun::Measured(s) | RunToRun::Assumed(s) => Some(s),
+            RunToRun::Unknown => None,
+        }
+    }
+}
 
 /// Judges one (class, workload): every metric of the job.
 pub fn judge_workload(
@@ -182,7 +233,7 @@ pub fn judge_workload(
                     .filter_map(|b| metrics::value(b, m))
                     .collect::<Vec<f64>>()
             };
-            let sigma = noise
+            let measured = noise
                 .get(&(class.to_string(), workload.to_string(), m.key().to_string()))
                 .copied();
             judge_metric(
@@ -192,7 +243,7 @@ pub fn judge_workload(
                 Side::new(vals(base)),
                 Side::new(vals(new)),
                 m.threshold(limits),
-                sigma,
+                RunToRun::of(measured, limits.assumed_noise),
                 flags.clone(),
             )
         })
@@ -351,12 +402,12 @@ pub fn judge_metric(
     base: Side,
     new: Side,
     threshold: f64,
-    noise_sigma: Option<f64>,
+    noise: RunToRun,
     flags: Vec<String>,
 ) -> Comparison {
     let by_threshold = log_margin(metric, threshold);
-    let margin_log = match noise_sigma {
-        Some(s) if s.is_finite() && SIGMA_FACTOR * s > by_threshold => SIGMA_FACTOR * s,
+    let margin_log = match noise.sigma() {
+        Some(s) if SIGMA_FACTOR * s > by_threshold => SIGMA_FACTOR * s,
         _ => by_threshold,
     };
     let margin = fraction_of(metric, margin_log);
@@ -375,7 +426,7 @@ pub fn judge_metric(
         new,
         threshold,
         margin,
-        noise_sigma,
+        noise,
         ratio: shift.map(|s| RatioInterval {
             ratio: s.estimate.exp(),
             low: s.low.exp(),
@@ -418,9 +469,16 @@ pub fn judge_metric(
     let (nb, nn) = (c.base.values.len(), c.new.values.len());
     let limit = pct(c.margin_pct() / 100.0);
     let threshold_signed = worse(threshold);
-    let why_margin = match noise_sigma {
-        Some(sig) if margin_log > by_threshold => format!(
-            " (the {} threshold raised to {SIGMA_FACTOR}σ, σ = {:.1}% run to run in history)",
+    let raised = margin_log > by_threshold;
+    let min_runs = super::history::NOISE_MIN_RUNS;
+    let why_margin = match noise {
+        RunToRun::Measured(sig) if raised => format!(
+            " (the {} threshold raised to {SIGMA_FACTOR}σ, σ = {:.1}% run to run as measured over past runs: the results' history or the baseline's)",
+            pct(threshold_signed),
+            sig * 100.0
+        ),
+        RunToRun::Assumed(sig) if raised => format!(
+            " (the {} threshold raised to {SIGMA_FACTOR}σ, σ = {:.1}% run to run as assumed by `thresholds.assumed_noise` until the results' history holds {min_runs} runs of this setup since its last change)",
             pct(threshold_signed),
             sig * 100.0
         ),
@@ -428,10 +486,9 @@ pub fn judge_metric(
     };
     // Said with a regression judged against the bare threshold: on a machine whose runs differ
     // by more than it, such a verdict can be the machine's (docs/gate.md, the calibration).
-    let unknown_noise = if noise_sigma.is_none() {
+    let unknown_noise = if noise == RunToRun::Unknown {
         format!(
-            "; no run-to-run noise known (fewer than {} runs of this setup in the results' history), so the margin is the bare threshold",
-            super::history::NOISE_MIN_RUNS
+            "; no run-to-run noise known (`thresholds.assumed_noise` is 0% and the results' history holds fewer than {min_runs} runs of this setup since its last change), so the margin is the bare threshold"
         )
     } else {
         String::new()

@@ -306,7 +306,13 @@ pub fn noise_sigma(results: &Path, class: &str, workload: &str, metric: &str) ->
 
 /// 1.4826 × MAD of the points' logs: their run-to-run σ on the log scale.
 fn log_spread(points: &[Point]) -> Option<f64> {
-    let logs: Vec<f64> = points.iter().map(|x| x.value.ln()).collect();
+    log_sigma(points.iter().map(|x| x.value))
+}
+
+/// 1.4826 × MAD of the logs of per-run figures (positive): the run-to-run σ on the log scale,
+/// robust to an odd run.
+pub(crate) fn log_sigma(values: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let logs: Vec<f64> = values.into_iter().map(f64::ln).collect();
     let m = crate::stats::median(&logs)?;
     let dev: Vec<f64> = logs.iter().map(|v| (v - m).abs()).collect();
     crate::stats::median(&dev).map(|d| 1.4826 * d)

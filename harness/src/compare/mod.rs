@@ -192,8 +192,50 @@ pub fn compare(base: RunDoc, new: RunDoc, allow_mismatch: bool) -> Result<Report
     compare_with_noise(base, new, allow_mismatch, &Noise::new())
 }
 
+/// The run-to-run noise a baseline pooled from several runs carries (`baseline save A B C …`):
+/// per figure, 1.4826 × MAD of the log of each source run's median, where the baseline pools
+/// at least [`history::NOISE_MIN_RUNS`] runs with that figure. So a pull-request gate that
+/// keeps only its baseline file judges with measured noise, as a nightly with its history does.
+pub fn baseline_noise(base: &RunDoc) -> Noise {
+    let mut out = Noise::new();
+    if base.baseline.is_none() {
+        return out;
+    }
+    for t in base.trials.iter() {
+        let Some(w) = t.workload() else { continue };
+        let Some(first) = t.repetitions.first() else {
+            continue;
+        };
+        for m in metrics::metrics_of(first) {
+            let mut by_run: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+            for (b, run) in t.repetitions.iter().zip(&t.rep_runs) {
+                if let Some(v) = metrics::value(b, m).filter(|v| *v > 0.0 && v.is_finite())
+                    && !run.is_empty()
+                {
+                    by_run.entry(run.as_str()).or_default().push(v);
+                }
+            }
+            if by_run.len() < history::NOISE_MIN_RUNS {
+                continue;
+            }
+            let medians = by_run.values().filter_map(|v| crate::stats::median(v));
+            if let Some(s) = history::log_sigma(medians) {
+                out.insert((t.class.clone(), w.to_string(), m.key().to_string()), s);
+            }
+        }
+    }
+    out
+}
+
+/// History's σ for each figure where it has one, else the baseline's ([`baseline_noise`]).
+pub fn noise_for(history: &Noise, base: &RunDoc) -> Noise {
+    let mut out = baseline_noise(base);
+    out.extend(history.iter().map(|(k, v)| (k.clone(), *v)));
+    out
+}
+
 /// [`compare`], with the run-to-run noise of each figure known from history (it raises the
-/// margins: `gate`).
+/// margins: `gate`) or carried by a baseline pooled from six runs or more.
 pub fn compare_with_noise(
     base: RunDoc,
     new: RunDoc,
@@ -223,6 +265,7 @@ pub fn compare_with_noise(
     if !differences.is_empty() && !allow_mismatch {
         return Err(CompareError::Mismatch(differences));
     }
+    let noise = &noise_for(noise, &base);
     // Every (class, workload) is judged on its own, in the new run's order (exact intervals:
     // no resampling, so one thread is enough).
     let mut comparisons: Vec<Comparison> = Vec::new();

@@ -46,6 +46,9 @@ pub struct TrialDoc {
     pub repetitions: Vec<Value>,
     /// The fingerprint of the volume each repetition ran on, where recorded.
     pub rep_volumes: Vec<Value>,
+    /// The run each repetition of `repetitions` came from, in a baseline pooled from several
+    /// runs (`""` where not recorded: a run file).
+    pub rep_runs: Vec<String>,
 }
 
 impl TrialDoc {
@@ -144,12 +147,17 @@ impl RunDoc {
                 return Err(corrupt(&format!("trials[{i}] lacks name, class or check")));
             }
             let metrics = t.get("metrics").cloned().unwrap_or(Value::Null);
-            let repetitions = match metrics.get("repetitions").and_then(Value::as_array) {
+            let (repetitions, rep_runs) = match metrics.get("repetitions").and_then(Value::as_array)
+            {
                 Some(reps) => reps
                     .iter()
-                    .filter_map(|r| r.get("bench").cloned())
-                    .collect(),
-                None => metrics.get("bench").cloned().into_iter().collect(),
+                    .filter_map(|r| Some((r.get("bench")?.clone(), s(r, "run_id"))))
+                    .unzip(),
+                None => metrics
+                    .get("bench")
+                    .map(|b| (b.clone(), String::new()))
+                    .into_iter()
+                    .unzip(),
             };
             let rep_volumes = metrics
                 .get("repetitions")
@@ -181,6 +189,7 @@ impl RunDoc {
                     .map(String::from),
                 repetitions,
                 rep_volumes,
+                rep_runs,
             });
         }
         let baseline = (s(&doc, "kind") == "baseline").then(|| s(&doc, "name"));

@@ -12,6 +12,7 @@
 //!   max_cv: 10%        # a repetition whose IOPS varied more than this within its run is invalid
 //!   min_qd: 90%        # … or that kept fewer I/Os in flight than this share of its queue depth
 //!   max_cpu_wait: 10%  # latencies: a side whose agent waited this much longer for a CPU is not judged
+//!   assumed_noise: 12% # run-to-run σ assumed until history measures it: "regressed" needs 3σ
 //!   workloads:
 //!     randwrite-4k-qd1: { p99: +25% }
 //! ```
@@ -92,6 +93,8 @@ pub struct LimitsSpec {
     pub min_qd: Option<Percent>,
     #[serde(default)]
     pub max_cpu_wait: Option<Percent>,
+    #[serde(default)]
+    pub assumed_noise: Option<Percent>,
 }
 
 /// The `thresholds:` section of a class.
@@ -116,6 +119,8 @@ pub struct ThresholdsSpec {
     pub min_qd: Option<Percent>,
     #[serde(default)]
     pub max_cpu_wait: Option<Percent>,
+    #[serde(default)]
+    pub assumed_noise: Option<Percent>,
     /// Per workload of the standard matrix (`randread-4k-qd64`, …).
     #[serde(default)]
     pub workloads: BTreeMap<String, LimitsSpec>,
@@ -133,6 +138,7 @@ impl ThresholdsSpec {
             max_cv: self.max_cv,
             min_qd: self.min_qd,
             max_cpu_wait: self.max_cpu_wait,
+            assumed_noise: self.assumed_noise,
         }
     }
 
@@ -224,6 +230,14 @@ fn check_limits(l: &LimitsSpec, prefix: &str) -> Result<(), (String, String)> {
             "max_cv is a positive percentage, without a sign".into(),
         ));
     }
+    if let Some(p) = l.assumed_noise
+        && (p.signed || p.value < 0.0 || p.value >= 100.0)
+    {
+        return Err((
+            format!("{prefix}assumed_noise"),
+            "assumed_noise is a percentage from 0% (off: the bare threshold) to below 100%, without a sign".into(),
+        ));
+    }
     for (name, p) in [("min_qd", l.min_qd), ("max_cpu_wait", l.max_cpu_wait)] {
         if let Some(p) = p
             && (p.signed || p.value <= 0.0 || p.value > 100.0)
@@ -255,6 +269,11 @@ pub struct Limits {
     /// measured time longer than the other's, a verdict towards that side is not judged.
     /// (Rates take the difference into account in proportion; `compare::gate`.)
     pub max_cpu_wait: f64,
+    /// The run-to-run σ (of a figure's log) assumed until the results' history measures it: the
+    /// margin for "regressed" is at least [`crate::compare::gate::SIGMA_FACTOR`] times it. Two
+    /// runs of one setup differ by more than their repetitions show (a fresh volume, the
+    /// machine's other work); 0 judges against the bare threshold (docs/gate.md).
+    pub assumed_noise: f64,
 }
 
 impl Default for Limits {
@@ -270,6 +289,7 @@ impl Default for Limits {
             max_cv: 0.10,
             min_qd: 0.90,
             max_cpu_wait: 0.10,
+            assumed_noise: 0.12,
         }
     }
 }
@@ -287,6 +307,7 @@ impl Limits {
             max_cv: f(l.max_cv, self.max_cv),
             min_qd: f(l.min_qd, self.min_qd),
             max_cpu_wait: f(l.max_cpu_wait, self.max_cpu_wait),
+            assumed_noise: f(l.assumed_noise, self.assumed_noise),
         }
     }
 }
@@ -378,6 +399,30 @@ mod tests {
         assert!(e.contains("unknown field"), "{e}");
         assert!(parse_percent("5 percent").is_err());
         assert_eq!(parse_percent(" -12.5% ").unwrap().value, -12.5);
+    }
+
+    /// Issue 19: without history two runs of one setup were called regressed 13 times in 28 on
+    /// this machine; the assumed run-to-run noise is what holds that down until history knows.
+    #[test]
+    fn assumed_noise_defaults_to_twelve_percent_can_be_turned_off_and_refuses_a_sign() {
+        assert_eq!(
+            ThresholdsSpec::default().resolve().class.assumed_noise,
+            0.12
+        );
+        let s = spec("assumed_noise: 0%\nworkloads:\n  metadata: { assumed_noise: 20% }\n");
+        s.validate().unwrap();
+        let t = s.resolve();
+        assert_eq!(t.for_workload("randread-4k-qd1").assumed_noise, 0.0);
+        assert_eq!(t.for_workload("metadata").assumed_noise, 0.20);
+        let e = spec("assumed_noise: -5%").validate().unwrap_err();
+        assert_eq!(e.0, "assumed_noise");
+        let e = spec("workloads:\n  metadata: { assumed_noise: 100% }")
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.0, "workloads.metadata.assumed_noise");
+        // A run file written before the field existed reads with the default.
+        let old: Limits = serde_json::from_str(r#"{"iops": 0.05}"#).unwrap();
+        assert_eq!(old.assumed_noise, 0.12);
     }
 
     #[test]

@@ -564,7 +564,10 @@ fn speed_volumes(opts: &RunOptions) -> checks::speed::SpeedVolumes {
         Some(baseline) if opts.max_repeat > opts.repeat => {
             volumes.repeating_until_decided(checks::speed::RepeatUntilDecided {
                 baseline: baseline.clone(),
-                noise: crate::compare::history::noise_of(&opts.results),
+                noise: crate::compare::noise_for(
+                    &crate::compare::history::noise_of(&opts.results),
+                    baseline,
+                ),
                 max_repeat: opts.max_repeat,
             })
         }

@@ -13,7 +13,9 @@ use kube::api::{Patch, PatchParams};
 use super::pod::KubePod;
 use super::{Limits, Shared, VolumeCtx, agent_pod, attach, labels, podspec, pvc, topology};
 use crate::config::ClassSpec;
-use crate::platform::{Elsewhere, PlatformError, Pod, UpgradeStep, Volume, VolumeRequest};
+use crate::platform::{
+    DriverWindow, Elsewhere, MountCount, PlatformError, Pod, UpgradeStep, Volume, VolumeRequest,
+};
 
 pub struct KubeVolume {
     pub ctx: Arc<VolumeCtx>,
@@ -592,6 +594,20 @@ impl Volume for KubeVolume {
         super::upgrade::run(self, step)?;
         self.stop_pod(pod)?;
         self.start_pod()
+    }
+
+    fn upgrade_live(&mut self, step: &UpgradeStep) -> Result<DriverWindow, PlatformError> {
+        super::node_plugin::upgrade_live(self, step)
+    }
+
+    fn kill_driver(&mut self) -> Result<DriverWindow, PlatformError> {
+        super::node_plugin::kill(self)
+    }
+
+    fn mount_counts(&self) -> Result<Vec<MountCount>, PlatformError> {
+        Err(PlatformError::Unsupported(
+            "staged and published exactly once was not checked: on Kubernetes that needs the node's mount table, which pvcheck's restricted pods cannot read".into(),
+        ))
     }
 
     fn expand(&mut self, new_size: u64) -> Result<(), PlatformError> {

@@ -714,7 +714,11 @@ fn run(ctx: &CheckCtx, kind: Kind) -> Result<Verdict, Failure> {
         for why in &seen.not_checked {
             ctx.warn(why.clone());
         }
-        r?;
+        if let Some(why) = r? {
+            // The platform found nothing it may replace (no node plugin pod of the driver on
+            // the node, or the cluster refused the deletion): nothing was checked.
+            return Ok(Verdict::Ignored(why));
+        }
         verdict(&seen)
     })
 }
@@ -725,7 +729,7 @@ fn roll(
     kind: Kind,
     steps: &[crate::platform::UpgradeStep],
     seen: &mut Seen,
-) -> Result<(), Failure> {
+) -> Result<Option<String>, Failure> {
     let mut pod = vol.start_pod()?;
     ctx.noticed(vol);
     let mut n = 1;
@@ -737,6 +741,9 @@ fn roll(
             None => vol.kill_driver(),
         };
         ctx.noticed(vol);
+        if let Err(crate::platform::PlatformError::Unsupported(why)) = &r {
+            return Err(Err(why.clone()));
+        }
         r.map_err(|e| {
             let what = match step {
                 Some(s) => format!("upgrade step {:?} while the agent wrote", s.name),
@@ -751,6 +758,7 @@ fn roll(
                 _ => f,
             }
         })
+        .map_err(Ok)
     };
     let rounds: Vec<Option<&crate::platform::UpgradeStep>> = match kind {
         Kind::LiveUpgrade => steps.iter().map(Some).collect(),
@@ -768,10 +776,10 @@ fn roll(
             vol.stop_pod(pod)
                 .map_err(|e| Failure::from(e).context("unpublishing before the drained upgrade"))?;
             ctx.noticed(vol);
-            let w = replace(vol, step);
-            match w {
+            match replace(vol, step) {
                 Ok(w) => seen.windows.push(w),
-                Err(f) => return Err(f),
+                Err(Ok(f)) => return Err(f),
+                Err(Err(why)) => return Ok(Some(why)),
             }
             pod = vol.start_pod().map_err(|e| {
                 Failure::from(e)
@@ -784,13 +792,20 @@ fn roll(
         } else {
             match replace(vol, step) {
                 Ok(w) => seen.windows.push(w),
-                Err(f) => {
+                Err(e) => {
                     // Keep what the stream saw up to here in the metrics.
                     if let Ok(s) = stop(ctx, stream) {
                         seen.t0 = if seen.t0 == 0 { s.started_ms } else { seen.t0 };
                         seen.streams.push(s);
                     }
-                    return Err(f);
+                    return match e {
+                        Ok(f) => Err(f),
+                        Err(why) => {
+                            vol.stop_pod(pod)?;
+                            ctx.noticed(vol);
+                            Ok(Some(why))
+                        }
+                    };
                 }
             }
         }
@@ -851,7 +866,7 @@ fn roll(
     }
     vol.stop_pod(pod)?;
     ctx.noticed(vol);
-    Ok(())
+    Ok(None)
 }
 
 #[cfg(test)]

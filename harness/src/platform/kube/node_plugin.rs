@@ -152,6 +152,18 @@ pub fn pick(pods: &[Pod], driver: &str, node: &str) -> Result<PluginPod, Platfor
     }
 }
 
+/// A request the cluster refused (RBAC, or an admission policy such as deploy/'s confinement)
+/// is `Unsupported`: pvcheck may not replace the driver here, and the check says so.
+fn refused(what: &str, e: kube::Error) -> PlatformError {
+    match &e {
+        kube::Error::Api(s) if s.code == 403 => PlatformError::Unsupported(format!(
+            "{what} was refused ({}): pvcheck may not replace the driver's node plugin on this cluster",
+            super::client::one_line(&s.message)
+        )),
+        _ => api_error(what, e),
+    }
+}
+
 /// The volume's CSI driver (from its PV) and node plugin pod on its node.
 fn find(vol: &KubeVolume) -> Result<(String, PluginPod), PlatformError> {
     let ctx = &vol.ctx;
@@ -180,7 +192,7 @@ fn find(vol: &KubeVolume) -> Result<(String, PluginPod), PlatformError> {
         let list = pods
             .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
             .await
-            .map_err(|e| api_error(&format!("listing the pods on node {node}"), e))?;
+            .map_err(|e| refused(&format!("listing the pods on node {node}"), e))?;
         let plugin = pick(&list.items, &driver, node)?;
         Ok((driver, plugin))
     })
@@ -419,7 +431,7 @@ pub fn kill(vol: &KubeVolume) -> Result<DriverWindow, PlatformError> {
             )
             .await
             .map_err(|e| {
-                api_error(
+                refused(
                     &format!(
                         "deleting the node plugin pod {}/{}",
                         old.namespace, old.name

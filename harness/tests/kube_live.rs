@@ -17,7 +17,9 @@ mod common;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use common::kube::{kube_args, kubeconfig, objects_of_run, run_id, testenv_var};
+use common::kube::{
+    ServiceAccount, kube_args, kubeconfig, kubectl_out, objects_of_run, run_id, testenv_var,
+};
 use common::{Env, stderr, stdout, trial};
 use serde_json::Value;
 
@@ -70,8 +72,13 @@ fn class_file(env: &Env, name: &str) -> String {
 
 /// Runs both checks of `class`, one after the other; returns the exit code and the result.
 fn run_both(kc: &str, env: &Env, class: &str) -> (Option<i32>, Value) {
+    run_both_as(kc, kc, env, class)
+}
+
+/// [`run_both`] with pvcheck using the kubeconfig `as_kc` (objects are listed with `kc`).
+fn run_both_as(kc: &str, as_kc: &str, env: &Env, class: &str) -> (Option<i32>, Value) {
     let file = class_file(env, class);
-    let mut args = kube_args(kc);
+    let mut args = kube_args(as_kc);
     args.extend([
         "--classes".into(),
         file,
@@ -192,4 +199,65 @@ fn fuse_inside_the_node_plugin_fails_live_upgrade_and_node_plugin_kill_with_enot
         );
         assert_window_names_the_replaced_pod(live, check);
     }
+}
+
+/// The UID of the driver's node plugin pod now.
+fn driver_pod_uid(kc: &str) -> String {
+    kubectl_out(
+        kc,
+        &[
+            "-n",
+            "pvcheck-testenv",
+            "get",
+            "pod",
+            "pvcheck-test-csi-0",
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ],
+    )
+}
+
+/// deploy/'s nightly account, confined by deploy/confine.yaml, may not touch the driver: the
+/// kill's deletion and the upgrade command's patch of the driver are refused. The kill is
+/// ignored naming the refusal (not failed as a broken driver, not passed as if it had been
+/// checked); the upgrade command, run with that account's kubeconfig, fails. The driver's pod
+/// is the same one before and after.
+#[test]
+fn under_deploys_confinement_node_plugin_kill_is_ignored_naming_the_refusal_and_the_driver_stays() {
+    let Some(kc) = kubeconfig() else { return };
+    let Some(state) = testenv_var("PVCHECK_TESTENV_STATE") else {
+        return;
+    };
+    let _one = DRIVER.lock().unwrap_or_else(|e| e.into_inner());
+    let _back = BackToBind(state.clone());
+    switch(&state, "bind");
+    let env = Env::new();
+    let mut sa = ServiceAccount::from_deploy(&kc, &env, "live", &[]);
+    sa.confine();
+    let before = driver_pod_uid(&kc);
+    let class = format!("live-confined-{}", std::process::id());
+    let (code, r) = run_both_as(&kc, &sa.kubeconfig(), &env, &class);
+    assert_eq!(
+        driver_pod_uid(&kc),
+        before,
+        "the confined run replaced the driver's pod"
+    );
+    assert_eq!(code, Some(1), "the refused upgrade command fails: {r}");
+    let kill = trial(&r, &format!("{class}::disruption::node-plugin-kill"));
+    assert_eq!(kill["status"], "ignored", "{kill}");
+    let why = kill["ignored_reason"].as_str().unwrap_or("");
+    assert!(
+        why.contains("deleting the node plugin pod pvcheck-testenv/pvcheck-test-csi-0 was refused")
+            && why.contains("pvcheck may"),
+        "{why}"
+    );
+    let upgrade = trial(&r, &format!("{class}::integrity::live-upgrade"));
+    assert_eq!(upgrade["status"], "failed", "{upgrade}");
+    assert!(
+        upgrade["failure"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("upgrade.command"),
+        "{upgrade}"
+    );
 }

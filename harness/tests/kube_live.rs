@@ -32,10 +32,12 @@ fn switch_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testenv/csi-data-path")
 }
 
-/// Switches the cluster's driver to `mode` (`testenv/csi-data-path`), panicking when it fails.
+/// Switches the cluster's driver to `mode` (`testenv/csi-data-path`; `mode` may carry its
+/// `--lose-acked-writes-on-restart`), panicking when it fails.
 fn switch(state: &str, mode: &str) {
     let out = std::process::Command::new(switch_script())
-        .args([mode, "--state", state])
+        .args(mode.split(' '))
+        .args(["--state", state])
         .output()
         .expect("testenv/csi-data-path");
     assert!(
@@ -198,6 +200,44 @@ fn fuse_inside_the_node_plugin_fails_live_upgrade_and_node_plugin_kill_with_enot
             "{check}: {live}"
         );
         assert_window_names_the_replaced_pod(live, check);
+    }
+}
+
+/// The release that acknowledges writes and rewinds the volume when its plugin restarts: both
+/// checks fail `data` (never only `upgrade`), the first line naming the verify over the
+/// surviving mount, the node and the window, then the first damaged acknowledged record.
+#[test]
+fn a_driver_that_drops_acknowledged_writes_on_restart_fails_both_as_data_naming_record_and_node() {
+    let Some(kc) = kubeconfig() else { return };
+    let Some(state) = testenv_var("PVCHECK_TESTENV_STATE") else {
+        return;
+    };
+    let _one = DRIVER.lock().unwrap_or_else(|e| e.into_inner());
+    let _back = BackToBind(state.clone());
+    switch(&state, "bind --lose-acked-writes-on-restart");
+    let env = Env::new();
+    let class = format!("live-lose-{}", std::process::id());
+    let (code, r) = run_both(&kc, &env, &class);
+    assert_eq!(code, Some(1), "{r}");
+    for check in CHECKS {
+        let t = trial(&r, &format!("{class}::{check}"));
+        assert_eq!(t["status"], "failed", "{check}: {t}");
+        assert_eq!(t["failure"]["category"], "data", "{check}: {t}");
+        let message = t["failure"]["message"].as_str().unwrap();
+        let mut lines = message.lines();
+        let first = lines.next().unwrap_or("");
+        assert!(
+            first.starts_with("verify of acknowledged records over the surviving mount")
+                && first.contains("on node pvcheck-node-1"),
+            "{check}: {message}"
+        );
+        assert!(
+            lines.next().unwrap_or("").contains(
+                "first damaged acknowledged record: 0 (live-1/pvcheck-durability.log offset 0)"
+            ),
+            "{check}: {message}"
+        );
+        assert_window_names_the_replaced_pod(&t["metrics"]["live"], check);
     }
 }
 

@@ -123,7 +123,8 @@ fn assert_window_names_the_replaced_pod(live: &Value, check: &str) {
 /// The healthy driver (bind mounts survive their plugin): the upgrade rolled and the plugin pod
 /// deleted with grace period 0 under the writing agent cost no error and no record; every
 /// acknowledged record verified in place and after the recreate; the mount counts Kubernetes
-/// cannot read are named as not checked (a warning), not passed over.
+/// cannot read are named as not checked (a warning), not passed over, and so is an upgrade
+/// whose new pod runs the very same images.
 #[test]
 fn the_healthy_driver_passes_live_upgrade_and_node_plugin_kill_with_every_record_verified() {
     let Some(kc) = kubeconfig() else { return };
@@ -155,6 +156,14 @@ fn the_healthy_driver_passes_live_upgrade_and_node_plugin_kill_with_every_record
             t["duration_s"].as_f64().unwrap_or(f64::NAN)
         );
     }
+    // A rollout restart is not a new version: the trial says what its window tested.
+    let upgrade = trial(&r, &format!("{class}::integrity::live-upgrade"));
+    assert!(
+        upgrade["warnings"]
+            .to_string()
+            .contains("replaced by one with the same images and image IDs"),
+        "{upgrade}"
+    );
     let kill = trial(&r, &format!("{class}::disruption::node-plugin-kill"));
     assert_eq!(kill["metrics"]["live"]["usable_after"], true, "{kill}");
     let warnings = kill["warnings"].to_string();

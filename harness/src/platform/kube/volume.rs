@@ -37,6 +37,8 @@ pub struct KubeVolume {
     ledger_config_map: Option<String>,
     /// Latencies (seconds) the checks' metrics could use: provision, attach+start.
     pub timings: serde_json::Map<String, serde_json::Value>,
+    /// What the volume did differently from what was asked, for `Volume::take_warnings`.
+    warnings: Vec<String>,
     done: bool,
 }
 
@@ -86,6 +88,7 @@ pub fn provision(
         from_snapshot: None,
         ledger_config_map: None,
         timings: Default::default(),
+        warnings: Vec::new(),
         done: false,
     };
     let created = shared.conn.block_on(async {
@@ -207,6 +210,7 @@ impl KubeVolume {
             from_snapshot: snapshot,
             ledger_config_map: None,
             timings,
+            warnings: Vec::new(),
             done: false,
         };
         let start = Instant::now();
@@ -380,6 +384,7 @@ impl KubeVolume {
             from_snapshot: None,
             ledger_config_map: Some(ledger_config_map),
             timings: Default::default(),
+            warnings: Vec::new(),
             done: false,
         }
     }
@@ -597,7 +602,20 @@ impl Volume for KubeVolume {
     }
 
     fn upgrade_live(&mut self, step: &UpgradeStep) -> Result<DriverWindow, PlatformError> {
-        super::node_plugin::upgrade_live(self, step)
+        let w = super::node_plugin::upgrade_live(self, step)?;
+        if w.report["image_changed"] == false {
+            self.warnings.push(format!(
+                "upgrade step {}: the node plugin pod {} on node {} was replaced by one with the same images and image IDs: the window tested a restart of the driver, not a new version",
+                step.name,
+                w.report["old"]["pod"].as_str().unwrap_or("?"),
+                w.node.as_deref().unwrap_or("?")
+            ));
+        }
+        Ok(w)
+    }
+
+    fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
     }
 
     fn kill_driver(&mut self) -> Result<DriverWindow, PlatformError> {

@@ -65,7 +65,7 @@ fn class_file(env: &Env, name: &str) -> String {
     std::fs::write(
         &file,
         format!(
-            "classes:\n  - name: {name}\n    kube:\n      storage_class: csi-hostpath-sc\n      size: 256Mi\n    upgrade:\n      command: \"{kubectl} -n pvcheck-testenv rollout restart statefulset/pvcheck-test-csi\"\n      rollout: [ {{ kind: StatefulSet, namespace: pvcheck-testenv, name: pvcheck-test-csi }} ]\n    timeouts: {{ provision: 2m, attach: 2m, pod_start: 3m, upgrade: 3m }}\n"
+            "classes:\n  - name: {name}\n    kube:\n      storage_class: csi-hostpath-sc\n      size: 256Mi\n    upgrade:\n      command: \"{kubectl} -n pvcheck-testenv rollout restart statefulset/pvcheck-test-csi\"\n      rollout: [ {{ kind: StatefulSet, namespace: pvcheck-testenv, name: pvcheck-test-csi }} ]\n    disruption: {{ node_plugin_kill: true }}\n    timeouts: {{ provision: 2m, attach: 2m, pod_start: 3m, upgrade: 3m }}\n"
         ),
     )
     .unwrap();

@@ -75,6 +75,11 @@ pub fn unsupported(
         if platform.raw_block(class) {
             return Some("a Block volume: the live stream appends records to files".into());
         }
+        if kind == Kind::PluginKill && !class.disruption.node_plugin_kill {
+            return Some(
+                "on Kubernetes the driver's node plugin pod is not pvcheck's to delete: a class allows it with `disruption: { node_plugin_kill: true }`".into(),
+            );
+        }
         if kind == Kind::LiveUpgrade && class.upgrade.as_ref().is_some_and(|u| u.command.is_none())
         {
             return Some(

@@ -71,10 +71,27 @@ pub fn unsupported(
             return Some("the class defines no `upgrade`".into());
         }
     }
+    if platform.name() == "kubernetes" {
+        if platform.raw_block(class) {
+            return Some("a Block volume: the live stream appends records to files".into());
+        }
+        if kind == Kind::PluginKill && !class.disruption.node_plugin_kill {
+            return Some(
+                "on Kubernetes the driver's node plugin pod is not pvcheck's to delete: a class allows it with `disruption: { node_plugin_kill: true }`".into(),
+            );
+        }
+        if kind == Kind::LiveUpgrade && class.upgrade.as_ref().is_some_and(|u| u.command.is_none())
+        {
+            return Some(
+                "on Kubernetes the upgrade is the class's `upgrade.command` (then its `upgrade.rollout`s): the class gives no command".into(),
+            );
+        }
+        // Whether the driver has a node plugin pod on the volume's node is known once a pod
+        // runs: the platform answers Unsupported with the reason then.
+        return None;
+    }
     if platform.name() != "local" {
-        return Some(
-            "local csi classes only so far: the Kubernetes side (a DaemonSet rolled node by node under running pods) is not built yet".into(),
-        );
+        return Some(format!("not built for the {} platform", platform.name()));
     }
     if !matches!(class.local, Some(crate::config::LocalKind::Csi(_))) {
         return Some(format!(
@@ -226,6 +243,9 @@ struct Seen {
     upgrade_problems: Vec<String>,
     data_problems: Vec<Failure>,
     mounts: Vec<Value>,
+    /// What the platform could not check (the mount counts on Kubernetes): a warning of the
+    /// trial, and in the metrics.
+    not_checked: Vec<String>,
     usable_after: Option<bool>,
 }
 
@@ -254,10 +274,16 @@ impl Seen {
     }
 
     fn describe_window(&self, w: &DriverWindow) -> String {
-        let what = match self.kind {
-            Some(Kind::PluginKill) => "the node plugin's SIGKILL and restart".to_string(),
+        let mut what = match self.kind {
+            Some(Kind::PluginKill) if w.what == "SIGKILL" => {
+                "the node plugin's SIGKILL and restart".to_string()
+            }
+            Some(Kind::PluginKill) => format!("the node plugin's restart ({})", w.what),
             _ => format!("the upgrade (step {})", w.what),
         };
+        if let Some(node) = &w.node {
+            what.push_str(&format!(" on node {node}"));
+        }
         let stopped = w
             .old_stopped_ms
             .map(|s| {
@@ -355,6 +381,7 @@ impl Seen {
             .map(|w| {
                 json!({
                     "what": w.what,
+                    "node": w.node,
                     "began_s": s_of(t0, w.began_ms),
                     "old_driver_gone_s": w.old_stopped_ms.map(|m| s_of(t0, m)),
                     "new_driver_answered_s": s_of(t0, w.new_answered_ms),
@@ -402,6 +429,7 @@ impl Seen {
             "mount_changes": mount_changes,
             "probe_mismatches": mismatches,
             "mounts": self.mounts,
+            "not_checked": self.not_checked,
             "usable_after": self.usable_after,
         })
     }
@@ -530,7 +558,13 @@ fn verify_all(
 fn check_mounts(vol: &dyn Volume, seen: &mut Seen, when: &str) -> Result<(), Failure> {
     let counts = match vol.mount_counts() {
         Ok(c) => c,
-        Err(crate::platform::PlatformError::Unsupported(_)) => return Ok(()),
+        Err(crate::platform::PlatformError::Unsupported(why)) => {
+            // Not a pass: the result says what was not checked.
+            if !seen.not_checked.contains(&why) {
+                seen.not_checked.push(why);
+            }
+            return Ok(());
+        }
         Err(e) => return Err(Failure::from(e).context(when)),
     };
     seen.mounts.push(json!({"when": when, "counts": counts}));
@@ -682,7 +716,14 @@ fn run(ctx: &CheckCtx, kind: Kind) -> Result<Verdict, Failure> {
         };
         let r = roll(ctx, vol, kind, &steps, &mut seen);
         ctx.metric("live", seen.metrics());
-        r?;
+        for why in &seen.not_checked {
+            ctx.warn(why.clone());
+        }
+        if let Some(why) = r? {
+            // The platform found nothing it may replace (no node plugin pod of the driver on
+            // the node, or the cluster refused the deletion): nothing was checked.
+            return Ok(Verdict::Ignored(why));
+        }
         verdict(&seen)
     })
 }
@@ -693,7 +734,7 @@ fn roll(
     kind: Kind,
     steps: &[crate::platform::UpgradeStep],
     seen: &mut Seen,
-) -> Result<(), Failure> {
+) -> Result<Option<String>, Failure> {
     let mut pod = vol.start_pod()?;
     ctx.noticed(vol);
     let mut n = 1;
@@ -705,6 +746,9 @@ fn roll(
             None => vol.kill_driver(),
         };
         ctx.noticed(vol);
+        if let Err(crate::platform::PlatformError::Unsupported(why)) = &r {
+            return Err(Err(why.clone()));
+        }
         r.map_err(|e| {
             let what = match step {
                 Some(s) => format!("upgrade step {:?} while the agent wrote", s.name),
@@ -719,6 +763,7 @@ fn roll(
                 _ => f,
             }
         })
+        .map_err(Ok)
     };
     let rounds: Vec<Option<&crate::platform::UpgradeStep>> = match kind {
         Kind::LiveUpgrade => steps.iter().map(Some).collect(),
@@ -736,10 +781,10 @@ fn roll(
             vol.stop_pod(pod)
                 .map_err(|e| Failure::from(e).context("unpublishing before the drained upgrade"))?;
             ctx.noticed(vol);
-            let w = replace(vol, step);
-            match w {
+            match replace(vol, step) {
                 Ok(w) => seen.windows.push(w),
-                Err(f) => return Err(f),
+                Err(Ok(f)) => return Err(f),
+                Err(Err(why)) => return Ok(Some(why)),
             }
             pod = vol.start_pod().map_err(|e| {
                 Failure::from(e)
@@ -752,13 +797,20 @@ fn roll(
         } else {
             match replace(vol, step) {
                 Ok(w) => seen.windows.push(w),
-                Err(f) => {
+                Err(e) => {
                     // Keep what the stream saw up to here in the metrics.
                     if let Ok(s) = stop(ctx, stream) {
                         seen.t0 = if seen.t0 == 0 { s.started_ms } else { seen.t0 };
                         seen.streams.push(s);
                     }
-                    return Err(f);
+                    return match e {
+                        Ok(f) => Err(f),
+                        Err(why) => {
+                            vol.stop_pod(pod)?;
+                            ctx.noticed(vol);
+                            Ok(Some(why))
+                        }
+                    };
                 }
             }
         }
@@ -819,7 +871,7 @@ fn roll(
     }
     vol.stop_pod(pod)?;
     ctx.noticed(vol);
-    Ok(())
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -832,6 +884,7 @@ mod tests {
             began_ms: began,
             old_stopped_ms: Some(began + 20),
             new_answered_ms: began + 400,
+            node: None,
             report: Value::Null,
         }
     }

@@ -31,6 +31,9 @@ pub struct ClassSpec {
     /// Run between the write and the verify of `integrity::upgrade`.
     #[serde(default)]
     pub upgrade: Option<UpgradeSpec>,
+    /// What pvcheck may do to a driver it did not start (`disruption::*` checks).
+    #[serde(default)]
+    pub disruption: DisruptionSpec,
     #[serde(default)]
     pub timeouts: Timeouts,
     /// How large a speed change the regression gate calls a regression (`thresholds.rs`).
@@ -173,6 +176,18 @@ pub struct Capabilities {
     /// CreateVolume from a volume).
     #[serde(default)]
     pub clone: bool,
+}
+
+/// `disruption:`: disruptions of a driver pvcheck did not start, each allowed by the class.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisruptionSpec {
+    /// Kubernetes: `disruption::node-plugin-kill` may delete the driver's node plugin pod on the
+    /// volume's node (grace period 0) while the agent writes. Off by default: that pod is not
+    /// pvcheck's, and its restart touches every volume of its node. (On the local platform the
+    /// check kills only a driver pvcheck started: `local.csi.command`.)
+    #[serde(default)]
+    pub node_plugin_kill: bool,
 }
 
 /// `upgrade:`: what happens to the driver between the write and the verify.

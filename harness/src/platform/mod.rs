@@ -77,6 +77,8 @@ pub struct DriverWindow {
     pub old_stopped_ms: Option<u64>,
     /// When the new driver answered (Unix ms).
     pub new_answered_ms: u64,
+    /// The node whose driver was replaced, where the platform has nodes.
+    pub node: Option<String>,
     /// What the platform ran (command, exit status, the driver's command line).
     pub report: serde_json::Value,
 }

@@ -392,9 +392,13 @@ pub fn live_line(t: &TrialResult) -> Option<String> {
             ws.iter()
                 .map(|w| {
                     format!(
-                        "{} window {:.1} s",
+                        "{} window {:.1} s{}",
                         w["what"].as_str().unwrap_or("?"),
-                        w["seconds"].as_f64().unwrap_or(0.0)
+                        w["seconds"].as_f64().unwrap_or(0.0),
+                        w["node"]
+                            .as_str()
+                            .map(|n| format!(" on {n}"))
+                            .unwrap_or_default()
                     )
                 })
                 .collect()

@@ -33,6 +33,7 @@ pub mod fake_api;
 pub mod labels;
 pub mod logs;
 pub mod namespace;
+pub mod node_plugin;
 pub mod phase;
 pub mod pod;
 pub mod podspec;

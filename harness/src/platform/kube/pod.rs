@@ -188,6 +188,7 @@ impl Pod for KubePod {
             command,
             follow: Some(follow),
             killed_by_supervisor: call.kill_after.is_some(),
+            killed_by_harness: false,
             started: Instant::now(),
         }))
     }
@@ -202,6 +203,9 @@ pub struct KubeAgent {
     follow: Option<tokio::task::JoinHandle<Result<super::logs::Framed, PlatformError>>>,
     /// `--kill-after` was given: the supervisor in the pod sends the SIGKILL.
     killed_by_supervisor: bool,
+    /// [`AgentProcess::kill`] deleted the pod (grace period 0): a log without its end line is
+    /// then that SIGKILL, not an agent that vanished by itself.
+    killed_by_harness: bool,
     started: Instant,
 }
 
@@ -213,6 +217,7 @@ impl AgentProcess for KubeAgent {
             return Ok(());
         }
         let ctx = self.ctx.clone();
+        self.killed_by_harness = true;
         ctx.shared.conn.block_on(agent_pod::delete(
             &ctx,
             &self.name,
@@ -248,10 +253,16 @@ impl AgentProcess for KubeAgent {
             }
         });
         let framed = framed?;
+        // The pod deleted with grace period 0: its supervisor (PID 1, no SIGTERM handler) and
+        // the agent end by the runtime's SIGKILL before the supervisor prints its end line.
+        let signal = match (&framed.end, self.killed_by_harness) {
+            (None, true) => Some(libc::SIGKILL),
+            _ => framed.signal(),
+        };
         Ok(AgentOutput {
             command: self.command.clone(),
             code: framed.code(),
-            signal: framed.signal(),
+            signal,
             stdout: String::new(),
             stderr: framed.stderr,
             elapsed: self.started.elapsed(),

@@ -13,7 +13,9 @@ use kube::api::{Patch, PatchParams};
 use super::pod::KubePod;
 use super::{Limits, Shared, VolumeCtx, agent_pod, attach, labels, podspec, pvc, topology};
 use crate::config::ClassSpec;
-use crate::platform::{Elsewhere, PlatformError, Pod, UpgradeStep, Volume, VolumeRequest};
+use crate::platform::{
+    DriverWindow, Elsewhere, MountCount, PlatformError, Pod, UpgradeStep, Volume, VolumeRequest,
+};
 
 pub struct KubeVolume {
     pub ctx: Arc<VolumeCtx>,
@@ -35,6 +37,8 @@ pub struct KubeVolume {
     ledger_config_map: Option<String>,
     /// Latencies (seconds) the checks' metrics could use: provision, attach+start.
     pub timings: serde_json::Map<String, serde_json::Value>,
+    /// What the volume did differently from what was asked, for `Volume::take_warnings`.
+    warnings: Vec<String>,
     done: bool,
 }
 
@@ -84,6 +88,7 @@ pub fn provision(
         from_snapshot: None,
         ledger_config_map: None,
         timings: Default::default(),
+        warnings: Vec::new(),
         done: false,
     };
     let created = shared.conn.block_on(async {
@@ -205,6 +210,7 @@ impl KubeVolume {
             from_snapshot: snapshot,
             ledger_config_map: None,
             timings,
+            warnings: Vec::new(),
             done: false,
         };
         let start = Instant::now();
@@ -378,6 +384,7 @@ impl KubeVolume {
             from_snapshot: None,
             ledger_config_map: Some(ledger_config_map),
             timings: Default::default(),
+            warnings: Vec::new(),
             done: false,
         }
     }
@@ -592,6 +599,33 @@ impl Volume for KubeVolume {
         super::upgrade::run(self, step)?;
         self.stop_pod(pod)?;
         self.start_pod()
+    }
+
+    fn upgrade_live(&mut self, step: &UpgradeStep) -> Result<DriverWindow, PlatformError> {
+        let w = super::node_plugin::upgrade_live(self, step)?;
+        if w.report["image_changed"] == false {
+            self.warnings.push(format!(
+                "upgrade step {}: the node plugin pod {} on node {} was replaced by one with the same images and image IDs: the window tested a restart of the driver, not a new version",
+                step.name,
+                w.report["old"]["pod"].as_str().unwrap_or("?"),
+                w.node.as_deref().unwrap_or("?")
+            ));
+        }
+        Ok(w)
+    }
+
+    fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    fn kill_driver(&mut self) -> Result<DriverWindow, PlatformError> {
+        super::node_plugin::kill(self)
+    }
+
+    fn mount_counts(&self) -> Result<Vec<MountCount>, PlatformError> {
+        Err(PlatformError::Unsupported(
+            "staged and published exactly once was not checked: on Kubernetes that needs the node's mount table, which pvcheck's restricted pods cannot read".into(),
+        ))
     }
 
     fn expand(&mut self, new_size: u64) -> Result<(), PlatformError> {

@@ -372,6 +372,7 @@ impl Volume for LocalVolume {
             began_ms: began,
             old_stopped_ms: None,
             new_answered_ms: sys::unix_ms(),
+            node: None,
             report: self.last_upgrade.clone().unwrap_or_default(),
         })
     }

@@ -418,6 +418,7 @@ impl Backend for CsiBackend {
             began_ms: began,
             old_stopped_ms: Some(stopped),
             new_answered_ms: answered,
+            node: None,
             report: serde_json::json!({
                 "driver_swap": "csi",
                 "in_place": self.published.is_some(),
@@ -443,6 +444,7 @@ impl Backend for CsiBackend {
             began_ms: began,
             old_stopped_ms: Some(stopped),
             new_answered_ms: answered,
+            node: None,
             report: serde_json::json!({
                 "signal": "SIGKILL",
                 "restarted": self.driver()?.describe(),

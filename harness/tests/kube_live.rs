@@ -1,0 +1,312 @@
+//! `integrity::live-upgrade` and `disruption::node-plugin-kill` on the real test cluster (issue
+//! 20): the test driver's node plugin pod (testenv's StatefulSet pvcheck-test-csi) is rolled by
+//! the class's upgrade (`kubectl rollout restart`, then the rollout waited for) or deleted with
+//! grace period 0 while the agent pod streams fsync-acknowledged records.
+//!
+//! With bind mounts (testenv/up's driver) both pass and verify every acknowledged record; with
+//! the driver switched to `--data-path fuse-inside` (`testenv/csi-data-path`: the FUSE mounts are
+//! served by the plugin process and die with it) both fail `upgrade` with ENOTCONN, naming the
+//! node and the window. The tests restart the cluster's driver, so they hold one lock, and the
+//! driver is switched back to bind mounts however they end.
+//!
+//! Without `PVCHECK_TEST_KUBECONFIG` (and, for switching the driver, `PVCHECK_TESTENV_STATE`)
+//! every test prints one line and passes as skipped, as the other kube tests do.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use common::kube::{
+    ServiceAccount, kube_args, kubeconfig, kubectl_out, objects_of_run, run_id, testenv_var,
+};
+use common::{Env, stderr, stdout, trial};
+use serde_json::Value;
+
+/// The two tests restart the one driver of the cluster: one at a time.
+static DRIVER: Mutex<()> = Mutex::new(());
+
+const CHECKS: [&str; 2] = ["integrity::live-upgrade", "disruption::node-plugin-kill"];
+
+fn switch_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testenv/csi-data-path")
+}
+
+/// Switches the cluster's driver to `mode` (`testenv/csi-data-path`; `mode` may carry its
+/// `--lose-acked-writes-on-restart`), panicking when it fails.
+fn switch(state: &str, mode: &str) {
+    let out = std::process::Command::new(switch_script())
+        .args(mode.split(' '))
+        .args(["--state", state])
+        .output()
+        .expect("testenv/csi-data-path");
+    assert!(
+        out.status.success(),
+        "testenv/csi-data-path {mode}: {}",
+        stderr(&out)
+    );
+}
+
+/// Puts the driver back on bind mounts when a test ends, passed or not.
+struct BackToBind(String);
+
+impl Drop for BackToBind {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(switch_script())
+            .args(["bind", "--state", &self.0])
+            .output();
+    }
+}
+
+/// A class on testenv's StorageClass whose upgrade is a rollout restart of the driver.
+fn class_file(env: &Env, name: &str) -> String {
+    let kubectl = std::env::var("PVCHECK_TEST_KUBECTL").unwrap_or_else(|_| "kubectl".into());
+    let file = env.scratch.path().join("classes.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "classes:\n  - name: {name}\n    kube:\n      storage_class: csi-hostpath-sc\n      size: 256Mi\n    upgrade:\n      command: \"{kubectl} -n pvcheck-testenv rollout restart statefulset/pvcheck-test-csi\"\n      rollout: [ {{ kind: StatefulSet, namespace: pvcheck-testenv, name: pvcheck-test-csi }} ]\n    disruption: {{ node_plugin_kill: true }}\n    timeouts: {{ provision: 2m, attach: 2m, pod_start: 3m, upgrade: 3m }}\n"
+        ),
+    )
+    .unwrap();
+    file.display().to_string()
+}
+
+/// Runs both checks of `class`, one after the other; returns the exit code and the result.
+fn run_both(kc: &str, env: &Env, class: &str) -> (Option<i32>, Value) {
+    run_both_as(kc, kc, env, class)
+}
+
+/// [`run_both`] with pvcheck using the kubeconfig `as_kc` (objects are listed with `kc`).
+fn run_both_as(kc: &str, as_kc: &str, env: &Env, class: &str) -> (Option<i32>, Value) {
+    let file = class_file(env, class);
+    let mut args = kube_args(as_kc);
+    args.extend([
+        "--classes".into(),
+        file,
+        "--test-threads".into(),
+        "1".into(),
+    ]);
+    args.push("--exact".into());
+    args.extend(CHECKS.iter().map(|c| format!("{class}::{c}")));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = env.run(&args);
+    eprintln!("{}", stderr(&out));
+    println!("{}", stdout(&out));
+    let r = env.result();
+    assert!(
+        objects_of_run(kc, &run_id(&r)).is_empty(),
+        "left: {:?}",
+        objects_of_run(kc, &run_id(&r))
+    );
+    (out.status.code(), r)
+}
+
+/// The driver replaced under the pod on the cluster's first node: node, old and new pod UIDs.
+fn assert_window_names_the_replaced_pod(live: &Value, check: &str) {
+    let windows = live["windows"].as_array().expect("windows");
+    assert!(!windows.is_empty(), "{check}: no window: {live}");
+    for w in windows {
+        assert_eq!(w["node"], "pvcheck-node-1", "{check}: {w}");
+        let (old, new) = (&w["report"]["old"]["uid"], &w["report"]["new"]["uid"]);
+        assert!(
+            old.is_string() && new.is_string() && old != new,
+            "{check}: the node plugin pod was not replaced: {w}"
+        );
+        assert!(
+            w["new_driver_answered_s"].as_f64() >= w["began_s"].as_f64(),
+            "{check}: {w}"
+        );
+    }
+}
+
+/// The healthy driver (bind mounts survive their plugin): the upgrade rolled and the plugin pod
+/// deleted with grace period 0 under the writing agent cost no error and no record; every
+/// acknowledged record verified in place and after the recreate; the mount counts Kubernetes
+/// cannot read are named as not checked (a warning), not passed over, and so is an upgrade
+/// whose new pod runs the very same images.
+#[test]
+fn the_healthy_driver_passes_live_upgrade_and_node_plugin_kill_with_every_record_verified() {
+    let Some(kc) = kubeconfig() else { return };
+    let Some(state) = testenv_var("PVCHECK_TESTENV_STATE") else {
+        return;
+    };
+    let _one = DRIVER.lock().unwrap_or_else(|e| e.into_inner());
+    let _back = BackToBind(state.clone());
+    switch(&state, "bind");
+    let env = Env::new();
+    let class = format!("live-bind-{}", std::process::id());
+    let (code, r) = run_both(&kc, &env, &class);
+    assert_eq!(code, Some(0), "{r}");
+    for check in CHECKS {
+        let t = trial(&r, &format!("{class}::{check}"));
+        assert_eq!(t["status"], "passed", "{check}: {t}");
+        let live = &t["metrics"]["live"];
+        let acked = live["records_acknowledged"].as_u64().unwrap();
+        assert!(acked > 0, "{check}: {live}");
+        assert_eq!(live["records_verified_in_place"], acked, "{check}: {live}");
+        assert_eq!(
+            live["records_verified_after_recreate"], acked,
+            "{check}: {live}"
+        );
+        assert_eq!(live["errors_by_kind"], serde_json::json!({}), "{check}");
+        assert_window_names_the_replaced_pod(live, check);
+        eprintln!(
+            "{check}: {:.1} s, {acked} acknowledged records verified twice",
+            t["duration_s"].as_f64().unwrap_or(f64::NAN)
+        );
+    }
+    // A rollout restart is not a new version: the trial says what its window tested.
+    let upgrade = trial(&r, &format!("{class}::integrity::live-upgrade"));
+    assert!(
+        upgrade["warnings"]
+            .to_string()
+            .contains("replaced by one with the same images and image IDs"),
+        "{upgrade}"
+    );
+    let kill = trial(&r, &format!("{class}::disruption::node-plugin-kill"));
+    assert_eq!(kill["metrics"]["live"]["usable_after"], true, "{kill}");
+    let warnings = kill["warnings"].to_string();
+    assert!(
+        warnings.contains("staged and published exactly once was not checked"),
+        "the mount counts not read on Kubernetes must be named: {kill}"
+    );
+}
+
+/// FUSE mounts served inside the node plugin process: the rollout and the forced deletion each
+/// leave the agent's mount answering ENOTCONN. Both checks fail `upgrade`, one line naming
+/// ENOTCONN, the node and the window; the records acknowledged before are still all there
+/// (verified through a new mount), so it is not `data`.
+#[test]
+fn fuse_inside_the_node_plugin_fails_live_upgrade_and_node_plugin_kill_with_enotconn_naming_the_node()
+ {
+    let Some(kc) = kubeconfig() else { return };
+    let Some(state) = testenv_var("PVCHECK_TESTENV_STATE") else {
+        return;
+    };
+    let _one = DRIVER.lock().unwrap_or_else(|e| e.into_inner());
+    let _back = BackToBind(state.clone());
+    switch(&state, "fuse-inside");
+    let env = Env::new();
+    let class = format!("live-fuse-{}", std::process::id());
+    let (code, r) = run_both(&kc, &env, &class);
+    assert_eq!(code, Some(1), "{r}");
+    for check in CHECKS {
+        let t = trial(&r, &format!("{class}::{check}"));
+        assert_eq!(t["status"], "failed", "{check}: {t}");
+        assert_eq!(t["failure"]["category"], "upgrade", "{check}: {t}");
+        let message = t["failure"]["message"].as_str().unwrap();
+        let first = message.lines().next().unwrap_or("");
+        assert!(
+            first.contains("the mount answered ENOTCONN: transport endpoint is not connected")
+                && first.contains("on node pvcheck-node-1")
+                && first.contains("s into the stream"),
+            "{check}: the first line must name ENOTCONN, the node and the window: {message}"
+        );
+        let live = &t["metrics"]["live"];
+        assert!(
+            live["errors_by_kind"]["ENOTCONN"]["count"].as_u64() > Some(0),
+            "{check}: {live}"
+        );
+        assert_window_names_the_replaced_pod(live, check);
+    }
+}
+
+/// The release that acknowledges writes and rewinds the volume when its plugin restarts: both
+/// checks fail `data` (never only `upgrade`), the first line naming the verify over the
+/// surviving mount, the node and the window, then the first damaged acknowledged record.
+#[test]
+fn a_driver_that_drops_acknowledged_writes_on_restart_fails_both_as_data_naming_record_and_node() {
+    let Some(kc) = kubeconfig() else { return };
+    let Some(state) = testenv_var("PVCHECK_TESTENV_STATE") else {
+        return;
+    };
+    let _one = DRIVER.lock().unwrap_or_else(|e| e.into_inner());
+    let _back = BackToBind(state.clone());
+    switch(&state, "bind --lose-acked-writes-on-restart");
+    let env = Env::new();
+    let class = format!("live-lose-{}", std::process::id());
+    let (code, r) = run_both(&kc, &env, &class);
+    assert_eq!(code, Some(1), "{r}");
+    for check in CHECKS {
+        let t = trial(&r, &format!("{class}::{check}"));
+        assert_eq!(t["status"], "failed", "{check}: {t}");
+        assert_eq!(t["failure"]["category"], "data", "{check}: {t}");
+        let message = t["failure"]["message"].as_str().unwrap();
+        let mut lines = message.lines();
+        let first = lines.next().unwrap_or("");
+        assert!(
+            first.starts_with("verify of acknowledged records over the surviving mount")
+                && first.contains("on node pvcheck-node-1"),
+            "{check}: {message}"
+        );
+        assert!(
+            lines.next().unwrap_or("").contains(
+                "first damaged acknowledged record: 0 (live-1/pvcheck-durability.log offset 0)"
+            ),
+            "{check}: {message}"
+        );
+        assert_window_names_the_replaced_pod(&t["metrics"]["live"], check);
+    }
+}
+
+/// The UID of the driver's node plugin pod now.
+fn driver_pod_uid(kc: &str) -> String {
+    kubectl_out(
+        kc,
+        &[
+            "-n",
+            "pvcheck-testenv",
+            "get",
+            "pod",
+            "pvcheck-test-csi-0",
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ],
+    )
+}
+
+/// deploy/'s nightly account, confined by deploy/confine.yaml, may not touch the driver: the
+/// kill's deletion and the upgrade command's patch of the driver are refused. The kill is
+/// ignored naming the refusal (not failed as a broken driver, not passed as if it had been
+/// checked); the upgrade command, run with that account's kubeconfig, fails. The driver's pod
+/// is the same one before and after.
+#[test]
+fn under_deploys_confinement_node_plugin_kill_is_ignored_naming_the_refusal_and_the_driver_stays() {
+    let Some(kc) = kubeconfig() else { return };
+    let Some(state) = testenv_var("PVCHECK_TESTENV_STATE") else {
+        return;
+    };
+    let _one = DRIVER.lock().unwrap_or_else(|e| e.into_inner());
+    let _back = BackToBind(state.clone());
+    switch(&state, "bind");
+    let env = Env::new();
+    let mut sa = ServiceAccount::from_deploy(&kc, &env, "live", &[]);
+    sa.confine();
+    let before = driver_pod_uid(&kc);
+    let class = format!("live-confined-{}", std::process::id());
+    let (code, r) = run_both_as(&kc, &sa.kubeconfig(), &env, &class);
+    assert_eq!(
+        driver_pod_uid(&kc),
+        before,
+        "the confined run replaced the driver's pod"
+    );
+    assert_eq!(code, Some(1), "the refused upgrade command fails: {r}");
+    let kill = trial(&r, &format!("{class}::disruption::node-plugin-kill"));
+    assert_eq!(kill["status"], "ignored", "{kill}");
+    let why = kill["ignored_reason"].as_str().unwrap_or("");
+    assert!(
+        why.contains("deleting the node plugin pod pvcheck-testenv/pvcheck-test-csi-0 was refused")
+            && why.contains("pvcheck may"),
+        "{why}"
+    );
+    let upgrade = trial(&r, &format!("{class}::integrity::live-upgrade"));
+    assert_eq!(upgrade["status"], "failed", "{upgrade}");
+    assert!(
+        upgrade["failure"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("upgrade.command"),
+        "{upgrade}"
+    );
+}

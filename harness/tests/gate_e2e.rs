@@ -239,7 +239,11 @@ fn a_write_slowdown_from_tmpfs_to_a_sync_mount_exits_3_whatever_the_noise() {
 
 /// Issue 19's second case: one class on an ext4 loop, then the same run with the agents in a
 /// blkio cgroup capping writes at 60 % of the measured randwrite-4k-qd1 IOPS (nothing else
-/// changed, fingerprints equal). Must exit 3 naming the workload.
+/// changed, fingerprints equal). The issue ran the whole matrix; this runs its random-write
+/// workloads, QD1 and QD64, under the same cap. It passed with exit 0; it must exit 3 naming a
+/// random-write workload. Without history the gate assumes 12 % run-to-run noise, so QD1's
+/// own −40 % may be "not judged" when its repetitions vary within their runs (blkio throttling
+/// is bursty) — never a pass.
 #[test]
 fn writes_throttled_to_sixty_percent_by_a_blkio_cgroup_exit_3() {
     if !needs_root_and_mkfs() {
@@ -251,7 +255,11 @@ fn writes_throttled_to_sixty_percent_by_a_blkio_cgroup_exit_3() {
     let yaml = d.path().join("c.yaml");
     std::fs::write(&yaml, dir_class("gate", &fs.dir("vols"))).unwrap();
     let (results, state) = (d.path().join("results"), d.path().join("state"));
-    let filter = ["--exact", "gate::speed::randwrite-4k-qd1"];
+    let filter = [
+        "--exact",
+        "gate::speed::randwrite-4k-qd1",
+        "gate::speed::randwrite-4k-qd64",
+    ];
     let a = run(&yaml, &results, &state, &filter);
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&a).unwrap()).unwrap();
     let iops = median_of(&doc, "gate::speed::randwrite-4k-qd1", "iops");
@@ -266,9 +274,14 @@ fn writes_throttled_to_sixty_percent_by_a_blkio_cgroup_exit_3() {
     eprintln!("base {iops:.0} IOPS, capped at {:.0}:\n{out}", iops * 0.6);
     assert_eq!(o.status.code(), Some(3), "{out}");
     assert!(
-        out.contains("REGRESSED") && out.contains("randwrite-4k-qd1"),
+        out.contains("REGRESSED") && out.contains("randwrite-4k"),
         "{out}"
     );
+    let qd1 = out
+        .lines()
+        .find(|l| l.contains("randwrite-4k-qd1") && l.contains("IOPS"))
+        .unwrap_or_default();
+    assert!(!qd1.trim_end().ends_with("pass |"), "{out}");
 }
 
 /// Issue 19 item 3: `run --baseline` repeats a workload still inconclusive against the baseline

@@ -102,6 +102,21 @@ fn run_both_as(kc: &str, as_kc: &str, env: &Env, class: &str) -> (Option<i32>, V
     (out.status.code(), r)
 }
 
+/// Both checks on a class of `prefix`, with the cluster's driver switched to `mode` and put
+/// back on bind mounts however the test ends: the exit code, the result and the class's name.
+/// `None` (the test skips) without a test cluster.
+fn run_with_driver(mode: &str, prefix: &str) -> Option<(Option<i32>, Value, String)> {
+    let kc = kubeconfig()?;
+    let state = testenv_var("PVCHECK_TESTENV_STATE")?;
+    let _one = DRIVER.lock().unwrap_or_else(|e| e.into_inner());
+    let _back = BackToBind(state.clone());
+    switch(&state, mode);
+    let env = Env::new();
+    let class = format!("{prefix}-{}", std::process::id());
+    let (code, r) = run_both(&kc, &env, &class);
+    Some((code, r, class))
+}
+
 /// The driver replaced under the pod on the cluster's first node: node, old and new pod UIDs.
 fn assert_window_names_the_replaced_pod(live: &Value, check: &str) {
     let windows = live["windows"].as_array().expect("windows");
@@ -127,16 +142,9 @@ fn assert_window_names_the_replaced_pod(live: &Value, check: &str) {
 /// whose new pod runs the very same images.
 #[test]
 fn the_healthy_driver_passes_live_upgrade_and_node_plugin_kill_with_every_record_verified() {
-    let Some(kc) = kubeconfig() else { return };
-    let Some(state) = testenv_var("PVCHECK_TESTENV_STATE") else {
+    let Some((code, r, class)) = run_with_driver("bind", "live-bind") else {
         return;
     };
-    let _one = DRIVER.lock().unwrap_or_else(|e| e.into_inner());
-    let _back = BackToBind(state.clone());
-    switch(&state, "bind");
-    let env = Env::new();
-    let class = format!("live-bind-{}", std::process::id());
-    let (code, r) = run_both(&kc, &env, &class);
     assert_eq!(code, Some(0), "{r}");
     for check in CHECKS {
         let t = trial(&r, &format!("{class}::{check}"));
@@ -180,16 +188,9 @@ fn the_healthy_driver_passes_live_upgrade_and_node_plugin_kill_with_every_record
 #[test]
 fn fuse_inside_the_node_plugin_fails_live_upgrade_and_node_plugin_kill_with_enotconn_naming_the_node()
  {
-    let Some(kc) = kubeconfig() else { return };
-    let Some(state) = testenv_var("PVCHECK_TESTENV_STATE") else {
+    let Some((code, r, class)) = run_with_driver("fuse-inside", "live-fuse") else {
         return;
     };
-    let _one = DRIVER.lock().unwrap_or_else(|e| e.into_inner());
-    let _back = BackToBind(state.clone());
-    switch(&state, "fuse-inside");
-    let env = Env::new();
-    let class = format!("live-fuse-{}", std::process::id());
-    let (code, r) = run_both(&kc, &env, &class);
     assert_eq!(code, Some(1), "{r}");
     for check in CHECKS {
         let t = trial(&r, &format!("{class}::{check}"));
@@ -217,16 +218,11 @@ fn fuse_inside_the_node_plugin_fails_live_upgrade_and_node_plugin_kill_with_enot
 /// surviving mount, the node and the window, then the first damaged acknowledged record.
 #[test]
 fn a_driver_that_drops_acknowledged_writes_on_restart_fails_both_as_data_naming_record_and_node() {
-    let Some(kc) = kubeconfig() else { return };
-    let Some(state) = testenv_var("PVCHECK_TESTENV_STATE") else {
+    let Some((code, r, class)) =
+        run_with_driver("bind --lose-acked-writes-on-restart", "live-lose")
+    else {
         return;
     };
-    let _one = DRIVER.lock().unwrap_or_else(|e| e.into_inner());
-    let _back = BackToBind(state.clone());
-    switch(&state, "bind --lose-acked-writes-on-restart");
-    let env = Env::new();
-    let class = format!("live-lose-{}", std::process::id());
-    let (code, r) = run_both(&kc, &env, &class);
     assert_eq!(code, Some(1), "{r}");
     for check in CHECKS {
         let t = trial(&r, &format!("{class}::{check}"));

@@ -10,7 +10,7 @@ use libtest_mimic::{Arguments, ColorSetting, FormatSetting};
 
 use crate::config;
 use crate::exit_code;
-use crate::platform::select::{Choice, Purpose, SelectCtx};
+use crate::platform::select::{Choice, KubeOptions, Purpose, SelectCtx};
 use crate::platform::{self, AgentBinary, PlatformKind, RunFilter};
 use crate::profile::Profile;
 use crate::registry::{self, Registry};
@@ -188,8 +188,8 @@ pub struct KubeArgs {
 }
 
 impl KubeArgs {
-    fn options(&self) -> platform::kube::KubeOptions {
-        platform::kube::KubeOptions {
+    fn options(&self) -> KubeOptions {
+        KubeOptions {
             kubeconfig: self.kubeconfig.clone(),
             context: self.context.clone(),
             agent_image: self.agent_image.clone(),
@@ -297,7 +297,7 @@ pub fn main(cli: Cli) -> u8 {
     match cli.command {
         Command::Run(a) => run_cmd(a),
         Command::Cleanup(a) => cleanup_cmd(a),
-        Command::Classes(a) => platform::kube::discover::main(&a.kube.options()),
+        Command::Classes(a) => platform::select::classes_main(&a.kube.options()),
         Command::Image(ImageCommand::Export(a)) => {
             crate::image::export_main(a.out, a.agent, a.tag, a.runner)
         }
@@ -324,6 +324,10 @@ fn agent_binary(path: Option<PathBuf>) -> Result<AgentBinary, String> {
 }
 
 fn run_cmd(a: RunArgs) -> u8 {
+    if let Err(e) = a.platform.platform.built_in() {
+        eprintln!("pvcheck: {e}");
+        return exit_code::USAGE;
+    }
     // Checked before anything runs: a nightly must not find out at dawn that it could not report.
     let reports = match a.reports.paths() {
         Ok(r) => r,
@@ -439,6 +443,10 @@ fn run_cmd(a: RunArgs) -> u8 {
 }
 
 fn cleanup_cmd(a: CleanupArgs) -> u8 {
+    if let Err(e) = a.platform.platform.built_in() {
+        eprintln!("pvcheck: cleanup: {e}");
+        return exit_code::USAGE;
+    }
     let state_dir = a.state_dir.unwrap_or_else(registry::default_state_dir);
     if a.platform.platform == PlatformKind::Local {
         if a.run_id.is_some() || a.older_than.is_some() {

@@ -8,11 +8,14 @@
 //! attach by the upgraded driver), rewrites, verifies again and removes everything. Only
 //! `integrity::upgrade` runs in either phase; the class's own `upgrade.command` is not run (the
 //! other pipeline is the upgrade).
+//!
+//! Platform-neutral: the platform is only a [`PlatformKind`] here, and the flags that reach the
+//! same cluster again come ready-made from the platform's selection
+//! ([`crate::platform::select::Choice::resume_args`]).
 
 use std::path::{Path, PathBuf};
 
 use crate::platform::PlatformKind;
-use crate::platform::kube::KubeOptions;
 
 /// Which part of the upgrade check a run does.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -103,7 +106,9 @@ impl Phase {
 
 /// What the resume command needs to reach the same cluster with the same classes.
 pub struct ResumeContext<'a> {
-    pub kube: &'a KubeOptions,
+    /// `--platform …` and the flags that reach the same platform again
+    /// ([`crate::platform::select::Choice::resume_args`]).
+    pub platform_args: Vec<String>,
     /// The class files as given (`--classes`); empty for the built-in default.
     pub class_files: &'a [String],
     pub profile: &'a str,
@@ -114,28 +119,12 @@ pub struct ResumeContext<'a> {
 /// with the cluster, image and class flags of this run (no filter: the after-upgrade run
 /// resumes every class that was kept).
 pub fn resume_command(run_id: &str, c: &ResumeContext<'_>) -> String {
-    let mut args: Vec<String> = vec![
-        "pvcheck".into(),
-        "run".into(),
-        "--platform".into(),
-        "kubernetes".into(),
-    ];
+    let mut args: Vec<String> = vec!["pvcheck".into(), "run".into()];
+    args.extend(c.platform_args.iter().cloned());
     let mut flag = |name: &str, value: String| {
         args.push(name.into());
         args.push(value);
     };
-    if let Some(k) = &c.kube.kubeconfig {
-        flag("--kubeconfig", k.display().to_string());
-    }
-    if let Some(x) = &c.kube.context {
-        flag("--context", x.clone());
-    }
-    if let Some(i) = &c.kube.agent_image {
-        flag("--agent-image", i.clone());
-    }
-    for s in &c.kube.image_pull_secrets {
-        flag("--image-pull-secret", s.clone());
-    }
     for f in c.class_files {
         flag("--classes", f.clone());
     }
@@ -292,14 +281,19 @@ mod tests {
     /// The printed command is pasted into another pipeline: a path with a space must stay one word.
     #[test]
     fn the_resume_command_keeps_the_cluster_and_class_flags_as_shell_words() {
-        let kube = KubeOptions {
-            kubeconfig: Some("/etc/kube/my config".into()),
-            agent_image: Some("reg.example/pvcheck/agent:1".into()),
-            ..Default::default()
-        };
+        let platform_args = [
+            "--platform",
+            "kubernetes",
+            "--kubeconfig",
+            "/etc/kube/my config",
+            "--agent-image",
+            "reg.example/pvcheck/agent:1",
+        ]
+        .map(String::from)
+        .to_vec();
         let files = vec!["classes/gp3.yaml".to_string()];
         let c = ResumeContext {
-            kube: &kube,
+            platform_args,
             class_files: &files,
             profile: "standard",
             results: Path::new("results"),

@@ -87,7 +87,7 @@ fn cases() -> Vec<Case> {
     }
     bomb.push_str("classes: *a9\n");
     let deep = format!("classes: {}{}\n", "[".repeat(20_000), "]".repeat(20_000));
-    vec![
+    let mut v = vec![
         // ---- pvcheck itself
         case("no subcommand", args(&[]), 2, "subcommand"),
         case("unknown subcommand", args(&["frobnicate"]), 2, "frobnicate"),
@@ -590,7 +590,32 @@ fn cases() -> Vec<Case> {
         ),
         // (`pvcheck compare` and `pvcheck baseline` come with branch gate: add their bad inputs
         // here — a result file that is not one, a baseline of another class, unknown flags.)
-    ]
+    ];
+    // A pvcheck built without the Kubernetes platform (`--no-default-features`) refuses it.
+    if !cfg!(feature = "kubernetes") {
+        let says = "built without Kubernetes support";
+        v.extend([
+            case(
+                "no kubernetes feature: run --platform kubernetes",
+                run(&["--platform", "kubernetes"]),
+                2,
+                says,
+            ),
+            case(
+                "no kubernetes feature: cleanup --platform kube",
+                args(&["cleanup", "--state-dir", "{STATE}", "--platform", "kube"]),
+                2,
+                says,
+            ),
+            case(
+                "no kubernetes feature: classes",
+                args(&["classes"]),
+                2,
+                says,
+            ),
+        ]);
+    }
+    v
 }
 
 fn fill(a: &str, scratch: &Path, env: &Env, dir: &Path) -> String {

@@ -75,10 +75,15 @@ fn agent_path(given: Option<PathBuf>) -> Result<PathBuf, String> {
     ))
 }
 
+/// The image agent pods run when `--agent-image` is not given (`pvcheck image export` writes it).
+pub fn default_agent_image() -> String {
+    format!("docker.io/pvcheck/agent:{}", env!("CARGO_PKG_VERSION"))
+}
+
 /// The default name of the image: the agent's or the runner's, at this version.
 pub fn default_reference(kind: oci::Kind) -> String {
     match kind {
-        oci::Kind::Agent => crate::platform::kube::default_agent_image(),
+        oci::Kind::Agent => default_agent_image(),
         oci::Kind::Runner => format!("docker.io/pvcheck/pvcheck:{}", env!("CARGO_PKG_VERSION")),
     }
 }

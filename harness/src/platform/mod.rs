@@ -26,6 +26,7 @@
 
 mod agent;
 mod error;
+#[cfg(feature = "kubernetes")]
 pub mod kube;
 pub mod local;
 pub mod select;
@@ -184,6 +185,39 @@ pub trait Platform: Send + Sync {
             class.name()
         )))
     }
+}
+
+/// The scopes of a platform report's API requests ([`Platform::report`], the Kubernetes
+/// platform's), sorted by their totals (largest first), as lines for the end of a run.
+pub fn format_api_requests(report: &serde_json::Value) -> Vec<String> {
+    let mut rows: Vec<(String, u64, String)> = Vec::new();
+    if let Some(m) = report
+        .pointer("/api_requests/by_check")
+        .and_then(|v| v.as_object())
+    {
+        for (k, v) in m {
+            let total = v.get("total").and_then(|t| t.as_u64()).unwrap_or(0);
+            let verbs: std::collections::BTreeMap<&String, u64> = v
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .filter(|(k, _)| *k != "total")
+                        .map(|(k, v)| (k, v.as_u64().unwrap_or(0)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let detail = verbs
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            rows.push((k.clone(), total, detail));
+        }
+    }
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    rows.into_iter()
+        .map(|(k, t, d)| format!("{t:>6}  {k}  ({d})"))
+        .collect()
 }
 
 /// How a [`Platform::protocol_check`] ended when the driver did nothing wrong.

@@ -827,7 +827,7 @@ fn conclude(opts: &RunOptions, run: FinishedRun) -> u8 {
         }
     }
     if let Some(r) = ctx.platform.report() {
-        let lines = platform::kube::format_api_requests(&r);
+        let lines = platform::format_api_requests(&r);
         if !lines.is_empty() {
             eprintln!(
                 "pvcheck: API requests per check ({} in all):",
@@ -1101,7 +1101,7 @@ fn resume_context(opts: &RunOptions) -> crate::phase::ResumeContext<'_> {
         &opts.class_files
     };
     crate::phase::ResumeContext {
-        kube: &opts.platform.kube,
+        platform_args: opts.platform.resume_args(),
         class_files: files,
         profile: opts.profile.name(),
         results: &opts.results,

@@ -47,7 +47,6 @@ pub mod volume;
 pub mod wait;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,28 +55,9 @@ use super::{Leftover, Platform, PlatformError, RunFilter, Volume, VolumeRequest}
 use crate::config::ClassSpec;
 use crate::config::kube::{PlacementSpec, VolumeMode};
 
-/// The image agent pods run when `--agent-image` is not given (`pvcheck image export` writes it).
-pub fn default_agent_image() -> String {
-    format!("docker.io/pvcheck/agent:{}", env!("CARGO_PKG_VERSION"))
-}
-
-/// What the command line says about the cluster.
-#[derive(Debug, Clone, Default)]
-pub struct KubeOptions {
-    /// `--kubeconfig` (default: `$KUBECONFIG`, then `~/.kube/config`).
-    pub kubeconfig: Option<PathBuf>,
-    /// `--context`: a context of the kubeconfig other than its current one.
-    pub context: Option<String>,
-    /// `--agent-image`: the image the agent pods run.
-    pub agent_image: Option<String>,
-    /// `--image-pull-secret NAME` (repeatable): pull secrets for the agent pods.
-    pub image_pull_secrets: Vec<String>,
-    /// `pvcheck cleanup --older-than D`: runs older than this count as abandoned.
-    pub older_than: Option<Duration>,
-    /// `--phase after-upgrade --resume RUN_ID`: the run whose namespace and kept volumes this
-    /// run takes over.
-    pub resume: Option<String>,
-}
+/// What the command line says about the cluster (built by the command line, kept in
+/// [`super::select::Choice`]).
+pub use super::select::KubeOptions;
 
 /// What every volume of the run shares.
 pub struct Shared {
@@ -247,7 +227,10 @@ pub fn select(opts: &KubeOptions, ctx: SelectCtx<'_>) -> Result<Arc<dyn Platform
         own_run_id,
         for_upgrade: Mutex::new(Vec::new()),
         resumable: Mutex::new(resumable),
-        image: opts.agent_image.clone().unwrap_or_else(default_agent_image),
+        image: opts
+            .agent_image
+            .clone()
+            .unwrap_or_else(crate::image::default_agent_image),
         pull_secrets: opts.image_pull_secrets.clone(),
         wffc: facts.wffc,
         created: Mutex::new(Vec::new()),
@@ -416,36 +399,4 @@ impl Platform for KubePlatform {
             "latencies_s": latencies,
         }))
     }
-}
-
-/// The scopes of the API request report, sorted by their totals (largest first), as lines.
-pub fn format_api_requests(report: &serde_json::Value) -> Vec<String> {
-    let mut rows: Vec<(String, u64, String)> = Vec::new();
-    if let Some(m) = report
-        .pointer("/api_requests/by_check")
-        .and_then(|v| v.as_object())
-    {
-        for (k, v) in m {
-            let total = v.get("total").and_then(|t| t.as_u64()).unwrap_or(0);
-            let verbs: BTreeMap<&String, u64> = v
-                .as_object()
-                .map(|o| {
-                    o.iter()
-                        .filter(|(k, _)| *k != "total")
-                        .map(|(k, v)| (k, v.as_u64().unwrap_or(0)))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let detail = verbs
-                .iter()
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            rows.push((k.clone(), total, detail));
-        }
-    }
-    rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    rows.into_iter()
-        .map(|(k, t, d)| format!("{t:>6}  {k}  ({d})"))
-        .collect()
 }

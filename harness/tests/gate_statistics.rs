@@ -291,22 +291,20 @@ fn without_history_a_drift_between_runs_is_not_judged_and_what_history_measures_
     // Beyond 3σ: regressed.
     let big = judge_as_shipped(side(1000.0), side(600.0), Vec::new());
     assert_eq!(big.verdict, Verdict::Regressed, "{}", big.reason);
+    let with_history = |new: f64, sigma: f64| {
+        judge_with(
+            side(1000.0),
+            side(new),
+            Vec::new(),
+            RunToRun::of(Some(sigma), 0.12),
+        )
+    };
     // History that measured 2 % sharpens the gate back to the threshold …
-    let measured = judge_with(
-        side(1000.0),
-        side(800.0),
-        Vec::new(),
-        RunToRun::of(Some(0.02), 0.12),
-    );
+    let measured = with_history(800.0, 0.02);
     assert_eq!(measured.verdict, Verdict::Regressed, "{}", measured.reason);
     assert!(!measured.reason.contains("assumed"), "{}", measured.reason);
     // … and history that measured 20 % widens it past the assumption.
-    let wide = judge_with(
-        side(1000.0),
-        side(600.0),
-        Vec::new(),
-        RunToRun::of(Some(0.20), 0.12),
-    );
+    let wide = with_history(600.0, 0.20);
     assert_eq!(wide.verdict, Verdict::Inconclusive, "{}", wide.reason);
     assert!(wide.reason.contains("as measured"), "{}", wide.reason);
 }

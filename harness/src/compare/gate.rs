@@ -108,6 +108,18 @@ pub struct RatioInterval {
     pub confidence: f64,
 }
 
+impl RatioInterval {
+    /// The interval's ends as "worse" distances on the log scale (positive = worse): a drop for
+    /// rates, a rise for latencies.
+    pub fn worse_bounds(&self, metric: Metric) -> (f64, f64) {
+        if metric.higher_is_better() {
+            (-self.high.ln(), -self.low.ln())
+        } else {
+            (self.low.ln(), self.high.ln())
+        }
+    }
+}
+
 /// One verdict with everything that led to it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
@@ -154,11 +166,7 @@ impl Comparison {
         let Some(r) = self.ratio.filter(|r| r.confidence > 0.0) else {
             return true;
         };
-        let (worse_low, worse_high) = if self.metric.higher_is_better() {
-            (-r.high.ln(), -r.low.ln())
-        } else {
-            (r.low.ln(), r.high.ln())
-        };
+        let (worse_low, worse_high) = r.worse_bounds(self.metric);
         worse_low <= log_margin(self.metric, self.threshold)
             || worse_high > log_margin(self.metric, self.margin)
     }
@@ -294,11 +302,7 @@ fn not_blamed_on_the_machine(mut c: Comparison, w: &CpuWaits) -> Comparison {
     let margin_log = log_margin(c.metric, c.margin);
     let rate = c.metric.higher_is_better();
     // The interval's ends as "worse" distances on the log scale (positive = worse).
-    let (worse_low, worse_high) = if rate {
-        (-r.high.ln(), -r.low.ln())
-    } else {
-        (r.low.ln(), r.high.ln())
-    };
+    let (worse_low, worse_high) = r.worse_bounds(c.metric);
     let who = |wait: f64, other: f64, side: &str| {
         format!(
             "the {side} run's agent waited for a CPU {:.1}% of the measured time, the other's {:.1}%",

@@ -7,11 +7,13 @@
 //! trials. Result: remove what is left, write the result file, print the per-class tables.
 //! It returns the exit code (see `crate::exit_code`).
 
+mod document;
 pub mod gate;
 pub mod list;
 pub mod preflight;
 pub mod schedule;
 pub mod stdout_relay;
+mod teardown;
 pub mod verdict;
 
 use std::path::PathBuf;
@@ -25,13 +27,13 @@ use crate::config::ClassSpec;
 use crate::exit_code;
 use crate::phase::Phase;
 use crate::platform::select::{Choice, Purpose, SelectCtx};
-use crate::platform::{self, AgentBinary, Platform, RunFilter};
+use crate::platform::{self, AgentBinary, Platform};
 use crate::profile::Profile;
 use crate::registry::Registry;
 use crate::report::errors::SeenErrors;
 use crate::report::progress::Progress;
 use crate::report::results::{
-    self, FailureCategory, FailureRecord, KeptVolume, ResultSink, RunResult, Status, TrialResult,
+    self, FailureCategory, FailureRecord, KeptVolume, ResultSink, Status, TrialResult,
 };
 use crate::report::summary::Summary;
 use crate::report::{table, terse};
@@ -644,119 +646,26 @@ fn run_trials(opts: &RunOptions, run: RunPlan) -> Result<FinishedRun, u8> {
     });
     ctx.sink
         .set_order(selected.iter().map(|&i| planned[i].name()).collect());
-    let selection = selection(&args, &opts.filters, planned.len(), selected.len());
+    let selection = document::selection(&args, &opts.filters, planned.len(), selected.len());
     for &i in &selected {
         let p = &mut planned[i];
         p.speed_turn = ctx
             .schedule
             .expect(p.group, p.class.name(), p.ignore.is_none());
     }
-    let env = environment(opts, platform.as_ref());
+    let env = document::environment(opts, platform.as_ref());
     let finish: Finish = {
         let (ctx, opts, env, selection) =
             (ctx.clone(), opts.clone(), env.clone(), selection.clone());
-        Arc::new(
-            move |interrupted: bool| -> (Result<PathBuf, String>, Vec<String>, u8) {
-                if interrupted {
-                    // The trials the signal cut short: listed, so a partial result says what was
-                    // running, not only what finished.
-                    for (name, elapsed) in ctx.progress.running() {
-                        let (class, check) = name.split_once("::").unwrap_or((&name, ""));
-                        ctx.sink.push(TrialResult {
-                            name: name.clone(),
-                            class: class.to_string(),
-                            check: check.to_string(),
-                            status: Status::Interrupted,
-                            started: results::rfc3339_utc_millis(
-                                SystemTime::now()
-                                    .checked_sub(elapsed)
-                                    .unwrap_or_else(SystemTime::now),
-                            ),
-                            duration_s: elapsed.as_secs_f64(),
-                            metrics: serde_json::Value::Object(Default::default()),
-                            warnings: Vec::new(),
-                            ignored_reason: None,
-                            failure: None,
-                        });
-                    }
-                }
-                ctx.progress.done();
-                ctx.speed.release_all();
-                // What a before-upgrade run keeps is marked as waiting for its resume (or, after
-                // a signal, given up) before the rest goes.
-                let mut problems = Vec::new();
-                if let Err(e) = ctx.platform.end_of_run(interrupted) {
-                    problems.push(format!("ending the run on the platform: {e}"));
-                }
-                problems.extend(remove_everything(&ctx, interrupted));
-                let ending = verdict::Ending {
-                    leftovers: !problems.is_empty(),
-                    no_result: false,
-                    not_pushed: false,
-                };
-                let code = if interrupted {
-                    exit_code::INTERRUPTED
-                } else {
-                    verdict::exit_code(&ctx.sink.trials(), ending)
-                };
-                let doc = result_doc(
-                    &ctx,
-                    &opts,
-                    env.clone(),
-                    started,
-                    interrupted,
-                    code,
-                    selection.clone(),
-                );
-                let path = doc.write(&opts.results, started).map_err(|e| {
-                    format!(
-                        "cannot write the result file under {}: {e}",
-                        opts.results.display()
-                    )
-                });
-                (path, problems, code)
-            },
-        )
+        Arc::new(move |interrupted: bool| {
+            teardown::finish(&ctx, &opts, &env, &selection, started, interrupted)
+        })
     };
     {
         let finish = finish.clone();
         let ctx = ctx.clone();
-        let spawned = signals::spawn_waiter(move |sig| {
-            eprintln!(
-                "\npvcheck: {} received: stopping the trials and removing what this run created",
-                if sig == libc::SIGTERM {
-                    "SIGTERM"
-                } else {
-                    "SIGINT"
-                }
-            );
-            ctx.registry.close(std::time::Duration::from_secs(30));
-            let (path, problems, _) = finish(true);
-            stdout_relay::finish();
-            for p in &problems {
-                eprintln!("pvcheck: {p}");
-            }
-            // The last two lines, as for every run: the verdict, then where the (partial)
-            // result is.
-            let ending = verdict::Ending {
-                leftovers: !problems.is_empty(),
-                no_result: path.is_err(),
-                not_pushed: false,
-            };
-            eprintln!(
-                "{}",
-                verdict::line(
-                    &Summary::of(&ctx.sink.trials()),
-                    exit_code::INTERRUPTED,
-                    ending
-                )
-            );
-            eprintln!(
-                "{}",
-                verdict::result_line(path.as_deref().map_err(String::as_str))
-            );
-            std::process::exit(i32::from(exit_code::INTERRUPTED));
-        });
+        let spawned =
+            signals::spawn_waiter(move |sig| teardown::on_signal(sig, &ctx, finish.as_ref()));
         if let Err(e) = spawned {
             eprintln!("pvcheck: cannot start the signal thread: {e}");
             return Err(exit_code::USAGE);
@@ -820,7 +729,7 @@ fn conclude(opts: &RunOptions, run: FinishedRun) -> u8 {
             eprintln!(
                 "pvcheck: kept {} for the upgrade, each with its pod and its ledger (in the result file and a ConfigMap); after the upgrade run:\n  {}",
                 crate::registry::count(kept, "volume"),
-                crate::phase::resume_command(&ctx.run_id, &resume_context(opts))
+                crate::phase::resume_command(&ctx.run_id, &document::resume_context(opts))
             );
         } else {
             eprintln!("pvcheck: no volume was kept for the upgrade: there is nothing to resume");
@@ -839,7 +748,7 @@ fn conclude(opts: &RunOptions, run: FinishedRun) -> u8 {
             }
         }
     }
-    let t = timing(&ctx, started);
+    let t = document::timing(&ctx, started);
     eprintln!(
         "pvcheck: {:.1}s wall; an agent was running for {:.1}s; the harness alone {:.1}s ({:.0}%)",
         t["wall_s"].as_f64().unwrap_or(0.0),
@@ -917,193 +826,4 @@ pub fn name_selected(filters: &[String], exact: bool, name: &str) -> bool {
                 name.contains(f.as_str())
             }
         })
-}
-
-/// `selection` in the result file: what was asked for and how much of the plan it selected, so
-/// a filtered run never looks like a full run with fewer trials.
-fn selection(
-    args: &Arguments,
-    filters: &[String],
-    planned: usize,
-    selected: usize,
-) -> serde_json::Value {
-    serde_json::json!({
-        // One filter as a string (null for none), several as an array; `filters` always lists them.
-        "filter": match filters {
-            [] => serde_json::Value::Null,
-            [one] => one.clone().into(),
-            many => many.to_vec().into(),
-        },
-        "filters": filters,
-        "exact": args.exact,
-        "skip": args.skip,
-        "ignored": args.ignored,
-        "include_ignored": args.include_ignored,
-        "planned": planned,
-        "selected": selected,
-        "complete": planned == selected,
-    })
-}
-
-/// Removes what the run left (not kept volumes); returns problems, one line each.
-///
-/// On interruption the trial threads are still winding down (killing their agents, destroying
-/// their volumes) while this runs, so removal is retried until nothing is left.
-fn remove_everything(ctx: &RunCtx, interrupted: bool) -> Vec<String> {
-    let filter = RunFilter::Run {
-        run_id: ctx.run_id.clone(),
-        class: None,
-    };
-    let mut last_problem = None;
-    for attempt in 0..20 {
-        if attempt > 0 {
-            std::thread::sleep(std::time::Duration::from_millis(250));
-        }
-        match ctx.platform.remove_leftovers(&filter) {
-            Ok(removed) => {
-                // The shared parent directory is expected; anything else was a check's leak
-                // (the class's `cleanup` trial reports it as a failure).
-                let leaked: Vec<String> = removed
-                    .iter()
-                    .filter(|l| l.kind != "shared-dir")
-                    .map(|l| format!("{} {}", l.kind, l.what))
-                    .collect();
-                if !leaked.is_empty() && !interrupted {
-                    eprintln!(
-                        "pvcheck: removed {} the checks left behind: {}",
-                        crate::registry::count(leaked.len(), "thing"),
-                        leaked.join("; ")
-                    );
-                }
-            }
-            Err(e) => {
-                last_problem = Some(format!(
-                    "could not remove everything this run created: {e}; run `pvcheck cleanup`"
-                ));
-                continue;
-            }
-        }
-        if !ctx
-            .kept
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
-        {
-            return Vec::new(); // the run directory holds the kept volume's ledgers
-        }
-        match ctx.registry.remove_run_dir() {
-            Ok(()) => return Vec::new(),
-            Err(e) => last_problem = Some(format!("could not remove the run directory: {e}")),
-        }
-    }
-    last_problem.into_iter().collect()
-}
-
-fn agent_version(agent: &AgentBinary) -> Option<String> {
-    let mut c = std::process::Command::new(&agent.path);
-    c.args(&agent.prefix).arg("--version");
-    let out = crate::sys::run(&mut c, std::time::Duration::from_secs(10)).ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-fn environment(opts: &RunOptions, platform: &dyn Platform) -> serde_json::Value {
-    let mut env = platform.fingerprint();
-    if let Some(o) = env.as_object_mut() {
-        o.insert("pvcheck_version".into(), env!("CARGO_PKG_VERSION").into());
-        o.insert("agent".into(), opts.agent.path.display().to_string().into());
-        o.insert("agent_version".into(), agent_version(&opts.agent).into());
-        o.insert("class_files".into(), opts.class_files.clone().into());
-        o.insert("repeat".into(), opts.repeat.into());
-    }
-    env
-}
-
-/// Wall time, and how much of it had at least one agent running: the rest is the harness's own
-/// work (provisioning, mkfs, mounts, upgrade commands, bookkeeping).
-fn timing(ctx: &RunCtx, started: SystemTime) -> serde_json::Value {
-    let wall = started.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0);
-    let busy = ctx.agent_clock.busy_seconds();
-    serde_json::json!({
-        "wall_s": wall,
-        "agent_busy_s": busy,
-        "agent_summed_s": ctx.agent_clock.summed_seconds(),
-        "harness_only_s": (wall - busy).max(0.0),
-        "harness_only_share": if wall > 0.0 { ((wall - busy) / wall).max(0.0) } else { 0.0 },
-    })
-}
-
-fn result_doc(
-    ctx: &RunCtx,
-    opts: &RunOptions,
-    mut env: serde_json::Value,
-    started: SystemTime,
-    interrupted: bool,
-    exit_code: u8,
-    selection: serde_json::Value,
-) -> RunResult {
-    let trials = ctx.sink.trials();
-    // Only the classes that ran: at least one trial did work (was not ignored).
-    let mut classes = serde_json::Map::new();
-    for c in &opts.classes {
-        let ran = trials
-            .iter()
-            .any(|t| t.class == c.name() && t.status != Status::Ignored);
-        if !ran {
-            continue;
-        }
-        let (from, volume) = ctx.sink.volume_of(c.name()).unzip();
-        classes.insert(
-            c.name().to_string(),
-            serde_json::json!({ "parameters": c.parameters(), "volume": volume, "volume_from": from,
-                "thresholds": c.thresholds.clone().unwrap_or_default().resolve() }),
-        );
-    }
-    if let Some(o) = env.as_object_mut() {
-        o.insert("classes".into(), classes.into());
-        if let Some(r) = ctx.platform.report() {
-            o.insert("platform_report".into(), r);
-        }
-    }
-    let kept = ctx.kept.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    RunResult {
-        schema_version: results::SCHEMA_VERSION,
-        run_id: ctx.run_id.clone(),
-        seed: ctx.seed,
-        start: results::rfc3339_utc(started),
-        end: results::rfc3339_utc(SystemTime::now()),
-        interrupted,
-        platform: ctx.platform.name().into(),
-        profile: ctx.profile.name().into(),
-        exit_code,
-        command_line: opts.command_line.clone(),
-        selection,
-        summary: Summary::of(&trials),
-        environment: env,
-        trials,
-        kept: kept.iter().map(|k| k.message.clone()).collect(),
-        kept_volumes: kept,
-        timing: timing(ctx, started),
-        phase: crate::phase::record(&ctx.phase, &ctx.run_id, &resume_context(opts)),
-    }
-}
-
-/// What the command that resumes a before-upgrade run needs of this run's options.
-fn resume_context(opts: &RunOptions) -> crate::phase::ResumeContext<'_> {
-    let files: &[String] = if opts
-        .class_files
-        .iter()
-        .any(|f| f == crate::config::DEFAULT_CLASSES_NAME)
-    {
-        &[]
-    } else {
-        &opts.class_files
-    };
-    crate::phase::ResumeContext {
-        platform_args: opts.platform.resume_args(),
-        class_files: files,
-        profile: opts.profile.name(),
-        results: &opts.results,
-    }
 }

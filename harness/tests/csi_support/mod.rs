@@ -56,13 +56,20 @@ pub fn csi_sanity(hostpath: &Path) -> Option<PathBuf> {
 pub fn zoo() -> PathBuf {
     static ZOO: OnceLock<PathBuf> = OnceLock::new();
     ZOO.get_or_init(|| {
+        // Built the way `cargo test --workspace --no-run` builds it (the zoo's own test target
+        // makes that build its binary): the whole workspace selected, so the dependencies get
+        // the features that build gave them and nothing is compiled again. A `cargo build -p
+        // pvcheck-csi-zoo` resolves features for the zoo alone and rebuilt pvcheck and part of
+        // its dependency graph inside this test (minutes of CI).
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let out = Command::new(cargo)
             .args([
-                "build",
+                "test",
                 "-q",
-                "-p",
-                "pvcheck-csi-zoo",
+                "--workspace",
+                "--no-run",
+                "--test",
+                "csi_zoo_usage",
                 "--message-format=json",
             ])
             .current_dir(env!("CARGO_MANIFEST_DIR"))

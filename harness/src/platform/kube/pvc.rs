@@ -206,16 +206,23 @@ pub async fn delete(
     .map_err(|e| PlatformError::Other(e.to_string()))?;
     let Some(pv) = pv else { return Ok(()) };
     let pvs: Api<PersistentVolume> = Api::all(client.clone());
-    let policy = match pvs.get_opt(pv).await {
-        Ok(Some(p)) => p
-            .spec
-            .and_then(|s| s.persistent_volume_reclaim_policy)
-            .unwrap_or_default(),
+    let found = match pvs.get_opt(pv).await {
+        Ok(Some(p)) => p,
         Ok(None) => return Ok(()),
         Err(e) => return Err(api_error(&format!("reading PV {pv}"), e)),
     };
+    if !provisioned_for(&found, namespace, name) {
+        // A PV that existed before the claim (a static PV an administrator made, which the
+        // claim bound to) is not pvcheck's: it stays, Released, as the cluster's policy has it.
+        return Ok(());
+    }
+    let policy = found
+        .spec
+        .and_then(|s| s.persistent_volume_reclaim_policy)
+        .unwrap_or_default();
     if policy != "Delete" {
-        // Retained: pvcheck made it from a template; it goes, the backend's data stays.
+        // Retained: the provisioner made it for pvcheck's claim; the object goes (the
+        // backend's data stays, as `Retain` asks).
         match pvs.delete(pv, &DeleteParams::default()).await {
             Ok(_) | Err(kube::Error::Api(_)) => {}
             Err(e) => return Err(api_error(&format!("deleting PV {pv}"), e)),
@@ -242,4 +249,95 @@ pub async fn delete(
     )
     .await
     .map_err(|e| PlatformError::Other(format!("the driver did not delete the volume: {e}")))
+}
+
+/// Whether `pv` is pvcheck's to delete with the claim `namespace/name`: made by pvcheck from
+/// the class's `pv_template` (it carries the run label), or provisioned dynamically for that
+/// claim (the provisioner's annotation and a claim reference to it). A static PV an
+/// administrator made, which the claim merely bound to, is neither.
+fn provisioned_for(pv: &PersistentVolume, namespace: &str, name: &str) -> bool {
+    let has = |m: &Option<BTreeMap<String, String>>, k: &str| {
+        m.as_ref().is_some_and(|m| m.contains_key(k))
+    };
+    let templated = has(&pv.metadata.labels, super::labels::RUN);
+    let dynamic = has(&pv.metadata.annotations, "pv.kubernetes.io/provisioned-by");
+    let claim = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
+    let bound_to_ours = claim.is_some_and(|c| {
+        c.namespace.as_deref() == Some(namespace) && c.name.as_deref() == Some(name)
+    });
+    bound_to_ours && (templated || dynamic)
+}
+
+#[cfg(test)]
+mod deletion_tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::PersistentVolumeSpec;
+
+    fn pv(
+        labels: &[(&str, &str)],
+        annotations: &[(&str, &str)],
+        claim: (&str, &str),
+    ) -> PersistentVolume {
+        let map = |kv: &[(&str, &str)]| {
+            (!kv.is_empty()).then(|| {
+                kv.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            })
+        };
+        PersistentVolume {
+            metadata: ObjectMeta {
+                name: Some("pv-1".into()),
+                labels: map(labels),
+                annotations: map(annotations),
+                ..Default::default()
+            },
+            spec: Some(PersistentVolumeSpec {
+                claim_ref: Some(ObjectReference {
+                    namespace: Some(claim.0.into()),
+                    name: Some(claim.1.into()),
+                    ..Default::default()
+                }),
+                persistent_volume_reclaim_policy: Some("Retain".into()),
+                ..Default::default()
+            }),
+            status: None,
+        }
+    }
+
+    #[test]
+    fn a_static_pv_the_claim_bound_to_is_never_pvchecks_to_delete() {
+        assert!(!provisioned_for(
+            &pv(&[], &[], ("pvcheck-r1", "vol-a")),
+            "pvcheck-r1",
+            "vol-a"
+        ));
+    }
+
+    #[test]
+    fn a_pv_provisioned_for_the_claim_or_made_from_the_template_is() {
+        let prov = [("pv.kubernetes.io/provisioned-by", "hostpath.csi.pvcheck.io")];
+        assert!(provisioned_for(
+            &pv(&[], &prov, ("pvcheck-r1", "vol-a")),
+            "pvcheck-r1",
+            "vol-a"
+        ));
+        let run = [(super::super::labels::RUN, "r1")];
+        assert!(provisioned_for(
+            &pv(&run, &[], ("pvcheck-r1", "vol-a")),
+            "pvcheck-r1",
+            "vol-a"
+        ));
+        // ... but only for that claim.
+        assert!(!provisioned_for(
+            &pv(&[], &prov, ("other", "vol-a")),
+            "pvcheck-r1",
+            "vol-a"
+        ));
+        assert!(!provisioned_for(
+            &pv(&run, &[], ("pvcheck-r1", "vol-b")),
+            "pvcheck-r1",
+            "vol-a"
+        ));
+    }
 }

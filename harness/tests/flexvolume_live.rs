@@ -56,7 +56,11 @@ impl Run {
 
     fn live(&self, name: &str) -> Value {
         let m = self.trial(name)["metrics"]["live"].clone();
-        assert!(m.is_object(), "{name}: no live metrics: {:#}", self.trial(name));
+        assert!(
+            m.is_object(),
+            "{name}: no live metrics: {:#}",
+            self.trial(name)
+        );
         m
     }
 }
@@ -111,7 +115,11 @@ fn processes_naming(root: &Path) -> Vec<String> {
     let root = root.display().to_string();
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        if e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()).is_none() {
+        if e.file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_none()
+        {
             continue;
         }
         let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
@@ -128,7 +136,11 @@ fn processes_naming(root: &Path) -> Vec<String> {
 fn assert_all_verified(m: &Value) {
     let acked = m["records_acknowledged"].as_u64().unwrap_or(0);
     assert!(acked > 0, "{m:#}");
-    assert_eq!(m["records_verified_in_place"].as_u64(), Some(acked), "{m:#}");
+    assert_eq!(
+        m["records_verified_in_place"].as_u64(),
+        Some(acked),
+        "{m:#}"
+    );
     assert_eq!(
         m["records_verified_after_recreate"].as_u64(),
         Some(acked),
@@ -151,14 +163,23 @@ fn the_sample_driver_upgraded_under_a_writer_loses_nothing_and_the_kill_is_ignor
         &class("ok", &v1, "size: 256MiB", &v2, true),
         &["integrity::live-upgrade", "disruption::node-plugin-kill"],
     );
-    assert_eq!(r.code, Some(0), "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    assert_eq!(
+        r.code,
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        r.stdout,
+        r.stderr
+    );
     let t = r.trial("ok::integrity::live-upgrade");
     assert_eq!(t["status"], "passed", "{t:#}");
     let m = r.live("ok::integrity::live-upgrade");
     assert_all_verified(&m);
     assert_eq!(m["errors_by_kind"], serde_json::json!({}), "{m:#}");
     let windows = m["windows"].as_array().unwrap();
-    let steps: Vec<&str> = windows.iter().map(|w| w["what"].as_str().unwrap()).collect();
+    let steps: Vec<&str> = windows
+        .iter()
+        .map(|w| w["what"].as_str().unwrap())
+        .collect();
     assert_eq!(steps, ["upgrade", "rollback"], "{m:#}");
     for w in windows {
         assert_eq!(w["report"]["driver_swap"], "flexvolume", "{w:#}");
@@ -185,7 +206,8 @@ fn the_sample_driver_upgraded_under_a_writer_loses_nothing_and_the_kill_is_ignor
     assert_eq!(k["status"], "ignored", "{k:#}");
     let why = k["ignored_reason"].as_str().unwrap_or_default();
     assert!(
-        why.contains("left no process running for volume") && why.contains("no driver process to kill"),
+        why.contains("left no process running for volume")
+            && why.contains("no driver process to kill"),
         "{why}"
     );
 }
@@ -196,7 +218,7 @@ fn the_sample_driver_upgraded_under_a_writer_loses_nothing_and_the_kill_is_ignor
 /// the upgrade and the driver's refusal.
 #[test]
 fn a_release_that_does_not_recognise_the_old_mounts_fails_live_upgrade_as_upgrade_naming_the_volume()
-{
+ {
     let s = Scratch::new("live-forgets");
     let v1 = s.sample("flexvolume/loop/v1/loop");
     let bad = s.zoo("forgets-old-mounts");
@@ -206,11 +228,19 @@ fn a_release_that_does_not_recognise_the_old_mounts_fails_live_upgrade_as_upgrad
         &["integrity::live-upgrade"],
     );
     let trial = "forgets::integrity::live-upgrade";
-    assert_eq!(r.code, Some(1), "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    assert_eq!(
+        r.code,
+        Some(1),
+        "stdout: {}\nstderr: {}",
+        r.stdout,
+        r.stderr
+    );
     assert_eq!(r.category(trial), "upgrade", "{:#}", r.trial(trial));
     let msg = r.message(trial);
+    println!("{trial}: {msg}");
     assert!(
-        msg.contains("recreating the pod of volume") && msg.contains("after the driver was replaced"),
+        msg.contains("recreating the pod of volume")
+            && msg.contains("after the driver was replaced"),
         "{msg}"
     );
     assert!(msg.contains("unmountdevice"), "{msg}");
@@ -225,7 +255,7 @@ fn a_release_that_does_not_recognise_the_old_mounts_fails_live_upgrade_as_upgrad
 /// record, its file and offset, and the upgrade window.
 #[test]
 fn a_release_whose_init_zeroes_a_block_under_the_writer_fails_live_upgrade_as_data_naming_the_record()
-{
+ {
     let s = Scratch::new("live-zero");
     let v1 = s.sample("flexvolume/loop/v1/loop");
     let bad = s.zoo("zero-on-init");
@@ -235,12 +265,21 @@ fn a_release_whose_init_zeroes_a_block_under_the_writer_fails_live_upgrade_as_da
         &["integrity::live-upgrade"],
     );
     let trial = "zero::integrity::live-upgrade";
-    assert_eq!(r.code, Some(1), "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    assert_eq!(
+        r.code,
+        Some(1),
+        "stdout: {}\nstderr: {}",
+        r.stdout,
+        r.stderr
+    );
     assert_eq!(r.category(trial), "data", "{:#}", r.trial(trial));
     let msg = r.message(trial);
+    println!("{trial}: {msg}");
     assert!(msg.contains("window: the upgrade (step upgrade)"), "{msg}");
     assert!(
-        msg.contains("first damaged acknowledged record: 1 (live-1/pvcheck-durability.log offset 4096)"),
+        msg.contains(
+            "first damaged acknowledged record: 1 (live-1/pvcheck-durability.log offset 4096)"
+        ),
         "{msg}"
     );
 }
@@ -274,7 +313,8 @@ fn fuse_daemon(test: &str) -> Option<PathBuf> {
 /// fails `upgrade`, naming ENOTCONN and the killed daemon's window; the recreate mounts again.
 #[test]
 fn a_fuse_daemon_left_by_the_driver_survives_the_swap_and_its_sigkill_fails_with_enotconn() {
-    let test = "a_fuse_daemon_left_by_the_driver_survives_the_swap_and_its_sigkill_fails_with_enotconn";
+    let test =
+        "a_fuse_daemon_left_by_the_driver_survives_the_swap_and_its_sigkill_fails_with_enotconn";
     let Some(daemon) = fuse_daemon(test) else {
         return;
     };
@@ -289,27 +329,44 @@ fn a_fuse_daemon_left_by_the_driver_survives_the_swap_and_its_sigkill_fails_with
     );
     let r = run(
         &s,
-        &class("fuse", &v1, &format!("daemon: {}", daemon.display()), &v2, true),
+        &class(
+            "fuse",
+            &v1,
+            &format!("daemon: {}", daemon.display()),
+            &v2,
+            true,
+        ),
         &["integrity::live-upgrade", "disruption::node-plugin-kill"],
     );
-    assert_eq!(r.code, Some(1), "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    assert_eq!(
+        r.code,
+        Some(1),
+        "stdout: {}\nstderr: {}",
+        r.stdout,
+        r.stderr
+    );
     let up = "fuse::integrity::live-upgrade";
     assert_eq!(r.trial(up)["status"], "passed", "{:#}", r.trial(up));
     let m = r.live(up);
     assert_all_verified(&m);
     let w = &m["windows"][0]["report"];
     assert_eq!(
-        w["processes_left_for_the_volume_before"],
-        w["processes_left_for_the_volume_after"],
+        w["processes_left_for_the_volume_before"], w["processes_left_for_the_volume_after"],
         "{w:#}"
     );
-    let left = w["processes_left_for_the_volume_before"].as_array().unwrap();
+    let left = w["processes_left_for_the_volume_before"]
+        .as_array()
+        .unwrap();
     assert_eq!(left.len(), 1, "{w:#}");
-    assert!(left[0]["cmdline"].as_str().unwrap().contains("fuse-daemon"), "{w:#}");
+    assert!(
+        left[0]["cmdline"].as_str().unwrap().contains("fuse-daemon"),
+        "{w:#}"
+    );
 
     let kill = "fuse::disruption::node-plugin-kill";
     assert_eq!(r.category(kill), "upgrade", "{:#}", r.trial(kill));
     let msg = r.message(kill);
+    println!("{kill}: {msg}\n{}", r.stdout);
     assert!(msg.contains("ENOTCONN"), "{msg}");
     assert!(
         msg.contains("the SIGKILL of what the driver left running for the volume (pid "),
@@ -320,6 +377,40 @@ fn a_fuse_daemon_left_by_the_driver_survives_the_swap_and_its_sigkill_fails_with
     // The recreate's new daemon serves every acknowledged record again.
     assert_eq!(
         m["records_verified_after_recreate"], m["records_acknowledged"],
+        "{m:#}"
+    );
+}
+
+/// A flexVolume class upgraded by its `upgrade.command` (no driver swap of pvcheck's): the
+/// command runs while the agent writes, each step's window is recorded, and every record is
+/// verified in place and after the recreate.
+#[test]
+fn a_flexvolume_class_upgraded_by_its_command_runs_it_under_the_writer() {
+    let s = Scratch::new("live-command");
+    let v1 = s.sample("flexvolume/loop/v1/loop");
+    let yaml = format!(
+        "  - name: cmd\n    local:\n      flexvolume:\n        driver: {}\n        fs_type: ext4\n        options: {{ size: 256MiB }}\n    upgrade:\n      command: 'sleep 0.5'\n",
+        v1.display()
+    );
+    let r = run(&s, &yaml, &["integrity::live-upgrade"]);
+    assert_eq!(
+        r.code,
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        r.stdout,
+        r.stderr
+    );
+    let m = r.live("cmd::integrity::live-upgrade");
+    assert_all_verified(&m);
+    let steps: Vec<&str> = m["windows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["what"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["upgrade", "upgrade-after-rewrite"], "{m:#}");
+    assert!(
+        m["windows"][0]["seconds"].as_f64().unwrap_or(0.0) >= 0.5,
         "{m:#}"
     );
 }

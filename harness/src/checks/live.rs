@@ -982,7 +982,8 @@ mod tests {
     fn a_flexvolume_kill_window_names_the_killed_pids() {
         let mut w = window(13_000);
         w.what = "SIGKILL".into();
-        w.report = json!({"signal": "SIGKILL", "killed": [{"pid": 4242, "cmdline": "d", "why": "x"}]});
+        w.report =
+            json!({"signal": "SIGKILL", "killed": [{"pid": 4242, "cmdline": "d", "why": "x"}]});
         let seen = Seen {
             kind: Some(Kind::PluginKill),
             t0: 10_000,

@@ -16,11 +16,11 @@ use super::driver::{Driver, DriverIdentity, PluginState, Timeouts, identity};
 use super::embedded::write_executable;
 use super::error::FlexError;
 use super::kubelet::{Kubelet, Layout, Mounted};
+use super::left;
 use super::options::{PodInfo, VolumeOptions};
 use super::protocol::{Call, Capabilities};
 use crate::config::{ClassSpec, DriverSource, FlexvolumeSpec};
 use crate::platform::local::backend::{Backend, BackendCtx};
-use super::left;
 use crate::platform::{DriverWindow, MountCount, PlatformError, UpgradeStep};
 use crate::registry::Resource;
 

@@ -230,17 +230,33 @@ mod tests {
                 100,
                 101,
                 Some("r1"),
-                &["pvcheck", "agent", "live-stream", "--dir", "/state/runs/r1/volumes/v1/kubelet/pods/x"],
+                &[
+                    "pvcheck",
+                    "agent",
+                    "live-stream",
+                    "--dir",
+                    "/state/runs/r1/volumes/v1/kubelet/pods/x",
+                ],
             ),
             // a daemon in a (dead) mount call's group
-            p(200, 1, 150, Some("r1"), &["fuse-daemon", "--source", "/data/v1"]),
+            p(
+                200,
+                1,
+                150,
+                Some("r1"),
+                &["fuse-daemon", "--source", "/data/v1"],
+            ),
             // a daemon in its own session naming the mount point
             p(
                 201,
                 1,
                 201,
                 Some("r1"),
-                &["fuse-daemon", "--mountpoint", "/state/runs/r1/volumes/v1/kubelet/pods/x"],
+                &[
+                    "fuse-daemon",
+                    "--mountpoint",
+                    "/state/runs/r1/volumes/v1/kubelet/pods/x",
+                ],
             ),
             // another run's daemon for a path of the same name
             p(
@@ -248,19 +264,36 @@ mod tests {
                 1,
                 202,
                 Some("r0"),
-                &["fuse-daemon", "--mountpoint", "/state/runs/r1/volumes/v1/kubelet/pods/x"],
+                &[
+                    "fuse-daemon",
+                    "--mountpoint",
+                    "/state/runs/r1/volumes/v1/kubelet/pods/x",
+                ],
             ),
             // not started by pvcheck
             p(203, 1, 203, None, &["s3fs", "/state/runs/r1/volumes/v1/x"]),
             // another volume's daemon of the same run
-            p(204, 1, 204, Some("r1"), &["fuse-daemon", "--mountpoint", "/state/runs/r1/volumes/v10/m"]),
+            p(
+                204,
+                1,
+                204,
+                Some("r1"),
+                &[
+                    "fuse-daemon",
+                    "--mountpoint",
+                    "/state/runs/r1/volumes/v10/m",
+                ],
+            ),
         ];
         let left = select(&procs, "r1", 100, &[150], vol);
         let pids: Vec<(i32, &str)> = left.iter().map(|l| (l.pid, l.why)).collect();
         assert_eq!(
             pids,
             [
-                (200, "in the process group of one of the volume's driver calls"),
+                (
+                    200,
+                    "in the process group of one of the volume's driver calls"
+                ),
                 (201, "its command line names the volume's path")
             ]
         );

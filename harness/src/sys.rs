@@ -64,6 +64,14 @@ fn run_label() -> Option<String> {
     RUN_LABEL.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
+/// Gives `cmd` the run's label ([`RUN_LABEL_ENV`]) where it is started without
+/// [`spawn_group`] (a flexVolume driver call): what it leaves running is then known as the run's.
+pub fn label_with_run(cmd: &mut Command) {
+    if let Some(label) = run_label() {
+        cmd.env(RUN_LABEL_ENV, label);
+    }
+}
+
 /// Live processes in process group `pgid` whose environment carries `PVCHECK_RUN_LABEL=label`,
 /// except the group leader itself.
 ///

@@ -93,9 +93,12 @@ pub fn unsupported(
     if platform.name() != "local" {
         return Some(format!("not built for the {} platform", platform.name()));
     }
-    if !matches!(class.local, Some(crate::config::LocalKind::Csi(_))) {
+    if !matches!(
+        class.local,
+        Some(crate::config::LocalKind::Csi(_) | crate::config::LocalKind::Flexvolume(_))
+    ) {
         return Some(format!(
-            "local csi classes only so far: a class of kind {} has no node plugin pvcheck replaces under a running pod",
+            "local csi and flexvolume classes only: a class of kind {} has no driver pvcheck replaces under a running pod",
             match &class.local {
                 Some(crate::config::LocalKind::Dir(_)) => "dir",
                 Some(crate::config::LocalKind::Loop(_)) => "loop",
@@ -275,6 +278,17 @@ impl Seen {
 
     fn describe_window(&self, w: &DriverWindow) -> String {
         let mut what = match self.kind {
+            // A driver with no process of its own (flexVolume): what it left for the volume.
+            Some(Kind::PluginKill) if w.report["killed"].is_array() => format!(
+                "the SIGKILL of what the driver left running for the volume ({})",
+                w.report["killed"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| format!("pid {}", p["pid"]))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             Some(Kind::PluginKill) if w.what == "SIGKILL" => {
                 "the node plugin's SIGKILL and restart".to_string()
             }
@@ -960,6 +974,29 @@ mod tests {
             .events
             .push(json!({"kind":"slow","op":"write","at_ms":3_000,"ms":35_000}));
         assert_eq!(seen.longest_stall().0, 35.0);
+    }
+
+    /// A flexVolume driver's kill names what was killed: the processes the driver left for the
+    /// volume, not a node plugin that does not exist.
+    #[test]
+    fn a_flexvolume_kill_window_names_the_killed_pids() {
+        let mut w = window(13_000);
+        w.what = "SIGKILL".into();
+        w.report =
+            json!({"signal": "SIGKILL", "killed": [{"pid": 4242, "cmdline": "d", "why": "x"}]});
+        let seen = Seen {
+            kind: Some(Kind::PluginKill),
+            t0: 10_000,
+            windows: vec![w],
+            ..Seen::default()
+        };
+        let text = seen.describe_window(&seen.windows[0]);
+        assert!(
+            text.starts_with(
+                "the SIGKILL of what the driver left running for the volume (pid 4242), begun 3.0 s"
+            ),
+            "{text}"
+        );
     }
 
     /// A quiet stream through the window passes.

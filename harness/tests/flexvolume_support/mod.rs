@@ -63,6 +63,14 @@ impl Scratch {
         path
     }
 
+    /// A driver from a whole script text, as an executable `name` in its own directory `dir`
+    /// (two versions of one driver share the name: the plugin directory is `pvcheck~<name>`).
+    pub fn script_named(&self, dir: &str, name: &str, text: &str) -> PathBuf {
+        let path = self.root.join("scripts").join(dir).join(name);
+        embedded::write_executable(&path, text.as_bytes()).unwrap();
+        path
+    }
+
     /// Loop devices still backed by an image below the root.
     pub fn attached_loops(&self) -> Vec<PathBuf> {
         loops_backed_under(&self.root)

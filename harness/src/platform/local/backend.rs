@@ -97,7 +97,7 @@ pub trait Backend: Send {
         step: &UpgradeStep,
     ) -> Result<crate::platform::DriverWindow, PlatformError> {
         Err(PlatformError::Unsupported(format!(
-            "{} volumes: no driver to upgrade while the agent writes (step {:?}; live-upgrade runs on the local platform's csi kind)",
+            "{} volumes: no driver to upgrade while the agent writes (step {:?}; live-upgrade runs on the local platform's csi and flexvolume kinds)",
             self.kind(),
             step.name
         )))
@@ -109,7 +109,7 @@ pub trait Backend: Send {
         _ctx: &BackendCtx,
     ) -> Result<crate::platform::DriverWindow, PlatformError> {
         Err(PlatformError::Unsupported(format!(
-            "{} volumes have no driver process to kill (the local platform's csi kind does)",
+            "{} volumes have no driver process to kill (the local platform's csi kind does; a flexvolume driver where it leaves one for the mount)",
             self.kind()
         )))
     }

@@ -350,9 +350,9 @@ impl Volume for LocalVolume {
             return Ok(w);
         }
         // The class's command runs while the agent writes; then the driver is waited for.
-        if self.backend.kind() != "csi" {
+        if !matches!(self.backend.kind(), "csi" | "flexvolume") {
             return Err(PlatformError::Unsupported(format!(
-                "{} volumes: live-upgrade runs on the local platform's csi kind only so far",
+                "{} volumes: live-upgrade runs on the local platform's csi and flexvolume kinds only",
                 self.backend.kind()
             )));
         }

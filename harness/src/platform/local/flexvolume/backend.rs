@@ -8,19 +8,20 @@
 //! removed by pvcheck. Attaching is kubelet's set-up, detaching kubelet's tear-down; an upgrade
 //! step swaps the executable in place (write + rename, as a DaemonSet does) and calls `init`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::driver::{Driver, DriverIdentity, PluginState, Timeouts, identity};
 use super::embedded::write_executable;
 use super::error::FlexError;
 use super::kubelet::{Kubelet, Layout, Mounted};
+use super::left;
 use super::options::{PodInfo, VolumeOptions};
 use super::protocol::{Call, Capabilities};
 use crate::config::{ClassSpec, DriverSource, FlexvolumeSpec};
 use crate::platform::local::backend::{Backend, BackendCtx};
-use crate::platform::{PlatformError, UpgradeStep};
+use crate::platform::{DriverWindow, MountCount, PlatformError, UpgradeStep};
 use crate::registry::Resource;
 
 /// The vendor part of the plugin directory name (`<vendor>~<driver>`).
@@ -60,6 +61,11 @@ pub struct FlexBackend {
     pods: u32,
     node: String,
     effective_options: Option<String>,
+    /// The pids (= process groups) of this volume's driver calls: what a call left running is
+    /// found by them ([`left`]).
+    calls: Arc<Mutex<Vec<i32>>>,
+    /// When the last [`FlexBackend::install`] renamed the new executable into place (Unix ms).
+    swapped_ms: u64,
 }
 
 impl FlexBackend {
@@ -106,6 +112,8 @@ impl FlexBackend {
             pods: 0,
             node,
             effective_options: None,
+            calls: Arc::default(),
+            swapped_ms: 0,
         }
     }
 
@@ -127,7 +135,10 @@ impl FlexBackend {
     fn driver_in(&self, ctx: &BackendCtx) -> Result<Driver, PlatformError> {
         Ok(self
             .driver()?
-            .with_spawn_hook(std::sync::Arc::new(RegistryHook(ctx.clone()))))
+            .with_spawn_hook(std::sync::Arc::new(RegistryHook(
+                ctx.clone(),
+                Some(self.calls.clone()),
+            ))))
     }
 
     fn driver(&self) -> Result<Driver, PlatformError> {
@@ -182,6 +193,7 @@ impl FlexBackend {
                 e,
             )
         })?;
+        self.swapped_ms = crate::sys::unix_ms();
         self.installed = Some(target);
         self.current = i;
         // kubelet's prober makes a new plugin for a changed driver: it forgets what answered
@@ -209,6 +221,37 @@ impl FlexBackend {
 
     pub fn driver_for_checks(&self) -> Result<Driver, PlatformError> {
         self.driver()
+    }
+
+    /// What this volume's driver calls left running now (see [`left`]).
+    fn left_processes(&self, ctx: &BackendCtx) -> Vec<left::LeftProcess> {
+        let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        left::find(&ctx.run_id, &calls, &ctx.work_dir)
+    }
+
+    fn step_index(&self, step: &UpgradeStep) -> Result<usize, PlatformError> {
+        match step.name.as_str() {
+            UPGRADE_STEP if self.versions.len() > 1 => Ok(1),
+            ROLLBACK_STEP if self.versions.len() > 1 => Ok(0),
+            other => Err(PlatformError::Unsupported(format!(
+                "class {}: no flexVolume upgrade step {other:?}",
+                self.class
+            ))),
+        }
+    }
+
+    /// The published volume's mounts, for messages: `<pod dir>` and `<global dir>`.
+    fn mounted_paths(&self) -> String {
+        match &self.mounted {
+            Some(m) => {
+                let mut s = m.pod_dir.display().to_string();
+                if let Some(g) = &m.global_dir {
+                    s.push_str(&format!(" (device mount {})", g.display()));
+                }
+                s
+            }
+            None => "nothing (no pod)".into(),
+        }
     }
 }
 
@@ -357,17 +400,135 @@ impl Backend for FlexBackend {
     }
 
     fn upgrade(&mut self, ctx: &BackendCtx, step: &UpgradeStep) -> Result<(), PlatformError> {
-        let to = match step.name.as_str() {
-            UPGRADE_STEP if self.versions.len() > 1 => 1,
-            ROLLBACK_STEP if self.versions.len() > 1 => 0,
-            other => {
-                return Err(PlatformError::Unsupported(format!(
-                    "class {}: no flexVolume upgrade step {other:?}",
-                    self.class
-                )));
-            }
-        };
+        let to = self.step_index(step)?;
         self.install(ctx, to)
+    }
+
+    /// The executable under the plugin directory is replaced (write + rename, as a DaemonSet
+    /// installing a driver does) while the volume stays mounted, and kubelet's prober calls
+    /// `init` of the new one. Whatever the old release left running for the mount (a FUSE
+    /// daemon) keeps running, as under kubelet: the report lists it before and after. The
+    /// new release meets the pre-upgrade volume at the next tear-down (the recreate).
+    fn upgrade_live(
+        &mut self,
+        ctx: &BackendCtx,
+        step: &UpgradeStep,
+    ) -> Result<DriverWindow, PlatformError> {
+        let to = self.step_index(step)?;
+        let before = self.left_processes(ctx);
+        let from = self.driver_version();
+        let began = crate::sys::unix_ms();
+        self.install(ctx, to)?;
+        let answered = crate::sys::unix_ms();
+        let after = self.left_processes(ctx);
+        Ok(DriverWindow {
+            what: step.name.clone(),
+            began_ms: began,
+            old_stopped_ms: Some(self.swapped_ms),
+            new_answered_ms: answered,
+            node: None,
+            report: serde_json::json!({
+                "driver_swap": "flexvolume",
+                "in_place": self.mounted.is_some(),
+                "executable": self.installed.as_ref().map(|p| p.display().to_string()),
+                "from": from,
+                "to": self.driver_version(),
+                "answered": "init",
+                "processes_left_for_the_volume_before": before,
+                "processes_left_for_the_volume_after": after,
+            }),
+        })
+    }
+
+    /// A flexVolume driver has no process of its own: what can die under a mounted volume is
+    /// what the driver left running for it (a FUSE daemon), and that is SIGKILLed. Where the
+    /// driver left nothing, there is nothing to kill and the check says so (`Unsupported`).
+    /// kubelet restarts nothing: the "restarted driver" is the next call, `init`.
+    fn kill_driver(&mut self, ctx: &BackendCtx) -> Result<DriverWindow, PlatformError> {
+        let procs = self.left_processes(ctx);
+        if procs.is_empty() {
+            return Err(PlatformError::Unsupported(format!(
+                "the flexVolume driver {} left no process running for volume {} (mounted at {}): it is an executable kubelet runs per call, and the volume's data path is the kernel's, so there is no driver process to kill",
+                self.versions[self.current].source.describe(),
+                ctx.volume,
+                self.mounted_paths()
+            )));
+        }
+        let began = crate::sys::unix_ms();
+        left::kill_all(&procs).map_err(|e| {
+            PlatformError::Other(format!(
+                "class {}: killing what the flexVolume driver left for volume {}: {e}",
+                self.class, ctx.volume
+            ))
+        })?;
+        let stopped = crate::sys::unix_ms();
+        let driver = self.driver_in(ctx)?;
+        let opts = self.options()?.clone();
+        let mut k = Kubelet::new(&driver, &self.node, &opts);
+        let caps = k.init().map_err(|e| self.err(e))?;
+        self.caps = Some(caps);
+        let answered = crate::sys::unix_ms();
+        Ok(DriverWindow {
+            what: "SIGKILL".into(),
+            began_ms: began,
+            old_stopped_ms: Some(stopped),
+            new_answered_ms: answered,
+            node: None,
+            report: serde_json::json!({
+                "signal": "SIGKILL",
+                "killed": procs,
+                "restarted": "nothing: kubelet runs a flexVolume driver per call and restarts no process; the driver answered init again",
+            }),
+        })
+    }
+
+    /// The pod's mount and, for an attachable driver, the device mount: once each; anything
+    /// else mounted under the volume's kubelet root is orphaned.
+    fn mount_counts(&self, ctx: &BackendCtx) -> Result<Vec<MountCount>, PlatformError> {
+        let all = super::mounts::mounts()
+            .map_err(|e| PlatformError::io("reading /proc/self/mountinfo", e))?;
+        let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        let count = |p: &Path| {
+            let p = canon(p);
+            all.iter().filter(|m| m.mount_point == p).count()
+        };
+        let mut out = Vec::new();
+        let mut expected: Vec<PathBuf> = Vec::new();
+        if let Some(m) = &self.mounted {
+            if let Some(g) = &m.global_dir {
+                out.push(MountCount {
+                    role: "staging".into(),
+                    path: g.display().to_string(),
+                    found: count(g),
+                    expected: 1,
+                });
+                expected.push(canon(g));
+            }
+            out.push(MountCount {
+                role: "published".into(),
+                path: m.pod_dir.display().to_string(),
+                found: count(&m.pod_dir),
+                expected: 1,
+            });
+            expected.push(canon(&m.pod_dir));
+        }
+        let root = canon(&ctx.work_dir.join("kubelet"));
+        let mut orphans: Vec<&PathBuf> = all
+            .iter()
+            .map(|m| &m.mount_point)
+            .filter(|m| m.starts_with(&root) && !expected.contains(m))
+            .collect();
+        orphans.sort();
+        orphans.dedup();
+        for o in orphans {
+            out.push(MountCount {
+                role: "orphaned".into(),
+                path: o.display().to_string(),
+                found: all.iter().filter(|m| &m.mount_point == o).count(),
+                expected: 0,
+            });
+        }
+        Ok(out)
     }
 
     fn destroy(&mut self, ctx: &BackendCtx) -> Result<(), PlatformError> {
@@ -422,7 +583,8 @@ impl Backend for FlexBackend {
 
 /// Records every driver call's process in the run registry (while the run accepts new work), so a
 /// run shutting down kills a call still in flight with its process group.
-struct RegistryHook(BackendCtx);
+/// The second field, where given, collects the calls' pids (each call is its own process group).
+struct RegistryHook(BackendCtx, Option<Arc<Mutex<Vec<i32>>>>);
 
 impl super::call::SpawnHook for RegistryHook {
     fn spawn(
@@ -434,6 +596,12 @@ impl super::call::SpawnHook for RegistryHook {
         })?;
         let child = spawn()?;
         let pid = child.id() as i32;
+        if let Some(calls) = &self.1 {
+            let mut c = calls.lock().unwrap_or_else(|e| e.into_inner());
+            if !c.contains(&pid) {
+                c.push(pid);
+            }
+        }
         let start_time = crate::sys::process_start_time(pid).unwrap_or(0);
         // A failed record only loses the Ctrl-C kill; PR_SET_PDEATHSIG still ends the call.
         let _ = self.0.registry.record(
@@ -486,7 +654,7 @@ pub fn protocol_check(
         let driver = Driver::new(installed)
             .with_timeouts(b.timeouts())
             .with_plugin(PluginState::new())
-            .with_spawn_hook(std::sync::Arc::new(RegistryHook(ctx.clone())));
+            .with_spawn_hook(std::sync::Arc::new(RegistryHook(ctx.clone(), None)));
         let subject = Subject {
             driver: &driver,
             options,

@@ -144,6 +144,8 @@ pub fn run(inv: &Invocation<'_>) -> Result<Output, RunError> {
         .stderr(Stdio::piped())
         // Its own process group, so a timeout kills what the driver started too.
         .process_group(0);
+    // What the driver leaves running (a FUSE daemon for the mount) is then known as the run's.
+    crate::sys::label_with_run(&mut cmd);
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
         // If pvcheck dies, so does the driver call: no orphan keeps running.

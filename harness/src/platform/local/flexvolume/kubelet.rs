@@ -125,6 +125,17 @@ pub fn likely_mounted(dir: &Path) -> Option<bool> {
     Some(me.dev() != parent.dev())
 }
 
+/// kubelet's `IsCorruptedMnt`: the mount point answers ENOTCONN, ESTALE, EIO, EACCES or
+/// EHOSTDOWN (a FUSE mount whose daemon died, a dead network mount): still a mount to tear down.
+pub fn corrupted_mount(dir: &Path) -> bool {
+    std::fs::metadata(dir).is_err_and(|e| {
+        matches!(
+            e.raw_os_error(),
+            Some(libc::ENOTCONN | libc::ESTALE | libc::EIO | libc::EACCES | libc::EHOSTDOWN)
+        )
+    })
+}
+
 impl<'a> Kubelet<'a> {
     pub fn new(driver: &'a Driver, node: &str, options: &'a VolumeOptions) -> Self {
         Kubelet {
@@ -427,7 +438,9 @@ impl<'a> Kubelet<'a> {
     /// `unmount <dir>` when the directory exists (kubelet calls it whether or not something is
     /// mounted there), or kubelet's own unmount when Not supported; then kubelet removes it.
     pub fn unmount(&self, dir: &Path) -> Result<(), FlexError> {
-        if !dir.exists() {
+        // A dead FUSE mount answers ENOTCONN, not "missing": kubelet unmounts it (its
+        // `IsCorruptedMnt`), so does this.
+        if !dir.exists() && !corrupted_mount(dir) {
             return Ok(());
         }
         retry_failures(|| self.unmount_call(Call::Unmount, dir))?;
@@ -443,7 +456,12 @@ impl<'a> Kubelet<'a> {
     /// `unmountdevice <dir>` when the directory is (likely) a mount point, or kubelet's own
     /// unmount when Not supported; then kubelet removes it.
     pub fn unmount_device(&self, dir: &Path) -> Result<(), FlexError> {
-        match likely_mounted(dir) {
+        let state = if corrupted_mount(dir) {
+            Some(true)
+        } else {
+            likely_mounted(dir)
+        };
+        match state {
             None => return Ok(()),
             Some(false) => {}
             Some(true) => {

@@ -6,6 +6,7 @@
 //! - [`driver`]: a driver with its timeouts, transcript and identity;
 //! - [`mounts`]: what the kernel says is mounted;
 //! - [`kubelet`]: the call sequence for a volume and a pod;
+//! - [`left`]: what a driver left running for a volume (a FUSE daemon), found and killed;
 //! - [`conformance`]: the protocol checks that become `<class>::flexvolume::<call>` trials;
 //! - [`embedded`]: the sample drivers shipped in the binary.
 
@@ -16,6 +17,7 @@ pub mod driver;
 pub mod embedded;
 pub mod error;
 pub mod kubelet;
+pub mod left;
 pub mod mounts;
 pub mod options;
 pub mod protocol;

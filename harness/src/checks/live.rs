@@ -327,6 +327,15 @@ impl Seen {
         if let Some(node) = &w.node {
             what.push_str(&format!(" on node {node}"));
         }
+        if self.kind.is_some_and(Kind::is_kubelet) {
+            let after = |ms: u64| ms.saturating_sub(w.began_ms) as f64 / 1000.0;
+            return format!(
+                "{what}, begun {:.1} s into the stream: kubelet stopped after {:.1} s, back (its Lease renewed) after {:.1} s",
+                s_of(self.t0, w.began_ms),
+                after(w.old_stopped_ms.unwrap_or(w.began_ms)),
+                after(w.new_answered_ms)
+            );
+        }
         let stopped = w
             .old_stopped_ms
             .map(|s| {
@@ -1081,6 +1090,28 @@ mod tests {
             .events
             .push(json!({"kind":"slow","op":"write","at_ms":3_000,"ms":35_000}));
         assert_eq!(seen.longest_stall().0, 35.0);
+    }
+
+    /// A record lost across a kubelet restart names the kubelet's window, not a driver's.
+    #[test]
+    fn a_kubelet_window_is_described_by_the_kubelet_stop_and_its_lease() {
+        let seen = Seen {
+            kind: Some(Kind::KubeletRestart),
+            t0: 10_000,
+            ..Seen::default()
+        };
+        let w = DriverWindow {
+            what: "kubelet restart".into(),
+            began_ms: 13_000,
+            old_stopped_ms: Some(13_200),
+            new_answered_ms: 19_100,
+            node: Some("n1".into()),
+            report: Value::Null,
+        };
+        assert_eq!(
+            seen.describe_window(&w),
+            "the kubelet restart on node n1, begun 3.0 s into the stream: kubelet stopped after 0.2 s, back (its Lease renewed) after 6.1 s"
+        );
     }
 
     /// A quiet stream through the window passes.

@@ -84,7 +84,8 @@ const KUBELET_CHECKS: [&str; 2] = [
 ];
 
 /// A class on testenv's StorageClass whose `disruption.kubelet` commands are testenv/kubelet's
-/// for the cluster at `state`, and `{name}-badstop`, whose stop command fails.
+/// for the cluster at `state`, `{name}-badstop`, whose stop command fails, and
+/// `{name}-nokubelet` without `disruption.kubelet`.
 fn kubelet_class_file(env: &Env, name: &str, state: &str) -> String {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testenv/kubelet");
     let script = script.display();
@@ -97,7 +98,7 @@ fn kubelet_class_file(env: &Env, name: &str, state: &str) -> String {
     std::fs::write(
         &file,
         format!(
-            "classes:\n{}{}",
+            "classes:\n{}{}  - name: {name}-nokubelet\n    kube: {{ storage_class: csi-hostpath-sc, size: 256Mi }}\n",
             class(name, state),
             class(&format!("{name}-badstop"), "/nonexistent/pvcheck-testenv")
         ),
@@ -362,7 +363,7 @@ fn kubelet_running(state: &str, n: &str) -> bool {
 /// detached), the volume usable, the VolumeAttachment unchanged across the restart, the driver
 /// still in the node's CSINode; what the API cannot show (mount counts) is a warning naming
 /// it. A class whose stop command fails: `setup`, naming the command's stderr; the kubelet is
-/// left running.
+/// left running. A class without the commands: ignored, naming `disruption.kubelet`.
 #[test]
 fn kubelet_restart_and_pod_deleted_while_kubelet_down_pass_on_the_healthy_driver_and_a_failing_stop_is_setup()
  {
@@ -386,6 +387,7 @@ fn kubelet_restart_and_pod_deleted_while_kubelet_down_pass_on_the_healthy_driver
     args.push("--exact".into());
     args.extend(KUBELET_CHECKS.iter().map(|c| format!("{class}::{c}")));
     args.push(format!("{class}-badstop::disruption::kubelet-restart"));
+    args.push(format!("{class}-nokubelet::disruption::kubelet-restart"));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = env.run(&args);
     eprintln!("{}", stderr(&out));
@@ -459,6 +461,17 @@ fn kubelet_restart_and_pod_deleted_while_kubelet_down_pass_on_the_healthy_driver
             .as_array()
             .is_some_and(|p| p.len() >= 2),
         "the holder and the stream pod are deleted while the kubelet is down: {deleted}"
+    );
+    let none = trial(
+        &r,
+        &format!("{class}-nokubelet::disruption::kubelet-restart"),
+    );
+    assert_eq!(none["status"], "ignored", "{none}");
+    assert!(
+        none["ignored_reason"]
+            .as_str()
+            .is_some_and(|w| w.contains("no node access") && w.contains("disruption: { kubelet:")),
+        "without the commands the check is ignored naming the field: {none}"
     );
     let bad = trial(&r, &format!("{class}-badstop::disruption::kubelet-restart"));
     assert_eq!(bad["status"], "failed", "{bad}");

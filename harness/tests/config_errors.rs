@@ -219,7 +219,7 @@ fn an_empty_or_missing_kubelet_command_is_refused_naming_the_field() {
     );
     let line = refused(&env, &["--classes", &f]);
     assert!(
-        line.starts_with(&format!(
+        line.contains(&format!(
             "{f}:6: classes[0].disruption.kubelet.stop: is empty"
         )),
         "{line}"

@@ -206,3 +206,32 @@ fn relative_dir_resolves_against_the_class_file() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(common::stdout(&out).contains("rel::provision: test"));
 }
+
+/// `disruption.kubelet`: an empty command, or a start without a stop, is one line naming the
+/// file, the line and the field, before anything runs.
+#[test]
+fn an_empty_or_missing_kubelet_command_is_refused_naming_the_field() {
+    let env = Env::new();
+    let f = write(
+        &env,
+        "kubelet.yaml",
+        "classes:\n  - name: k\n    local: { dir: /tmp }\n    disruption:\n      kubelet:\n        stop: \"  \"\n        start: \"systemctl start kubelet\"\n",
+    );
+    let line = refused(&env, &["--classes", &f]);
+    assert!(
+        line.contains(&format!(
+            "{f}:6: classes[0].disruption.kubelet.stop: is empty"
+        )),
+        "{line}"
+    );
+    let f = write(
+        &env,
+        "kubelet-half.yaml",
+        "classes:\n  - name: k\n    local: { dir: /tmp }\n    disruption:\n      kubelet: { start: \"systemctl start kubelet\" }\n",
+    );
+    let line = refused(&env, &["--classes", &f]);
+    assert!(
+        line.contains(&format!("{f}:5")) && line.contains("stop"),
+        "{line}"
+    );
+}

@@ -527,6 +527,10 @@ fn upstream_style_drivers_pass_every_check_with_their_warnings_listed() {
                         && reason == "the class defines no `upgrade`")
                     || (name.ends_with("::disruption::node-plugin-kill")
                         && reason.contains("left no process running for volume"))
+                    // No kubelet on the local platform.
+                    || ((name.ends_with("::disruption::kubelet-restart")
+                        || name.ends_with("::disruption::pod-deleted-while-kubelet-down"))
+                        && reason.contains("platform has no kubelet"))
                     || (name.starts_with("up-nfs::flexvolume::")
                         && reason.contains("capabilities.attach is false")),
                 "{name} ignored: {reason}"

@@ -19,6 +19,15 @@
 //! write and a read) and staged and published exactly once after the restart and after the
 //! recreate.
 //!
+//! `disruption::kubelet-restart` and `disruption::pod-deleted-while-kubelet-down` do the same
+//! around the node's kubelet ([`Volume::disrupt_node_agent`], by the class's
+//! `disruption.kubelet` commands): stopped and started under the writing agent (then verify in
+//! place, usable, recreate, verify), or stopped while every pod of the volume is deleted
+//! through the API, started, and the teardown it then owes waited for (pods gone, volume
+//! detached); then a new pod on the same node verifies every record it saw acknowledged. What
+//! the API showed across (VolumeAttachments unchanged, the driver still in the node's CSINode)
+//! is part of the verdict. A failing command is `setup`, naming its stderr.
+//!
 //! Metrics (`live`): the windows, the errors by kind, the longest stall, the records
 //! acknowledged and verified.
 
@@ -30,7 +39,7 @@ use serde_json::{Value, json};
 
 use super::integrity::{self, Expect};
 use super::{CheckCtx, Failure, Verdict, recreate_noticed};
-use crate::platform::{AgentCall, AgentProcess, DriverWindow, Pod, Volume};
+use crate::platform::{AgentCall, AgentProcess, DriverWindow, NodeAgentDisruption, Pod, Volume};
 use crate::report::results::FailureCategory;
 
 /// Steady writing before the first replacement and after each one.
@@ -45,6 +54,10 @@ const HANG_S: f64 = 120.0;
 pub enum Kind {
     LiveUpgrade,
     PluginKill,
+    /// The kubelet stopped and started under the writing agent.
+    KubeletRestart,
+    /// The kubelet stopped, the volume's pods deleted, the kubelet started.
+    PodDeletedWhileKubeletDown,
 }
 
 impl Kind {
@@ -52,7 +65,17 @@ impl Kind {
         match self {
             Kind::LiveUpgrade => "live-upgrade",
             Kind::PluginKill => "node-plugin-kill",
+            Kind::KubeletRestart => "kubelet-restart",
+            Kind::PodDeletedWhileKubeletDown => "pod-deleted-while-kubelet-down",
         }
+    }
+
+    /// The kubelet checks (node access by the class's commands).
+    fn is_kubelet(self) -> bool {
+        matches!(
+            self,
+            Kind::KubeletRestart | Kind::PodDeletedWhileKubeletDown
+        )
     }
 }
 
@@ -62,6 +85,23 @@ pub fn unsupported(
     class: &crate::config::ClassSpec,
     platform: &dyn crate::platform::Platform,
 ) -> Option<String> {
+    if kind.is_kubelet() {
+        if platform.name() != "kubernetes" {
+            return Some(format!(
+                "the {} platform has no kubelet: the check stops and starts a Kubernetes node's kubelet",
+                platform.name()
+            ));
+        }
+        if platform.raw_block(class) {
+            return Some("a Block volume: the live stream appends records to files".into());
+        }
+        if class.disruption.kubelet.is_none() {
+            return Some(
+                "pvcheck has no node access: a class gives the commands that stop and start a node's kubelet with `disruption: { kubelet: { stop: \"…\", start: \"…\" } }` (env PVCHECK_NODE)".into(),
+            );
+        }
+        return None;
+    }
     if kind == Kind::LiveUpgrade {
         let has = class
             .upgrade
@@ -293,10 +333,22 @@ impl Seen {
                 "the node plugin's SIGKILL and restart".to_string()
             }
             Some(Kind::PluginKill) => format!("the node plugin's restart ({})", w.what),
+            Some(Kind::KubeletRestart) | Some(Kind::PodDeletedWhileKubeletDown) => {
+                format!("the {}", w.what)
+            }
             _ => format!("the upgrade (step {})", w.what),
         };
         if let Some(node) = &w.node {
             what.push_str(&format!(" on node {node}"));
+        }
+        if self.kind.is_some_and(Kind::is_kubelet) {
+            let after = |ms: u64| ms.saturating_sub(w.began_ms) as f64 / 1000.0;
+            return format!(
+                "{what}, begun {:.1} s into the stream: kubelet stopped after {:.1} s, back (its Lease renewed) after {:.1} s",
+                s_of(self.t0, w.began_ms),
+                after(w.old_stopped_ms.unwrap_or(w.began_ms)),
+                after(w.new_answered_ms)
+            );
         }
         let stopped = w
             .old_stopped_ms
@@ -713,6 +765,16 @@ pub fn plugin_kill_check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
     run(ctx, Kind::PluginKill)
 }
 
+/// `disruption::kubelet-restart`.
+pub fn kubelet_restart_check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
+    run(ctx, Kind::KubeletRestart)
+}
+
+/// `disruption::pod-deleted-while-kubelet-down`.
+pub fn pod_deleted_while_kubelet_down_check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
+    run(ctx, Kind::PodDeletedWhileKubeletDown)
+}
+
 fn run(ctx: &CheckCtx, kind: Kind) -> Result<Verdict, Failure> {
     if let Some(why) = unsupported(kind, &ctx.class, ctx.platform.as_ref()) {
         return Ok(Verdict::Ignored(why));
@@ -755,9 +817,13 @@ fn roll(
     let mut stream = start(ctx, vol, pod.as_mut(), n)?;
     std::thread::sleep(LEAD);
     let replace = |vol: &mut dyn Volume, step: Option<&crate::platform::UpgradeStep>| {
-        let r = match step {
-            Some(s) => vol.upgrade_live(s),
-            None => vol.kill_driver(),
+        let r = match (step, kind) {
+            (Some(s), _) => vol.upgrade_live(s),
+            (None, Kind::KubeletRestart) => vol.disrupt_node_agent(NodeAgentDisruption::Restart),
+            (None, Kind::PodDeletedWhileKubeletDown) => {
+                vol.disrupt_node_agent(NodeAgentDisruption::PodsDeletedWhileDown)
+            }
+            (None, _) => vol.kill_driver(),
         };
         ctx.noticed(vol);
         if let Err(crate::platform::PlatformError::Unsupported(why)) = &r {
@@ -766,9 +832,19 @@ fn roll(
         r.map_err(|e| {
             let what = match step {
                 Some(s) => format!("upgrade step {:?} while the agent wrote", s.name),
+                None if kind.is_kubelet() => {
+                    format!(
+                        "the {} while the agent wrote",
+                        kind.name().replace('-', " ")
+                    )
+                }
                 None => "the node plugin's SIGKILL and restart".to_string(),
             };
             let f = Failure::from(e).context(&what);
+            if kind.is_kubelet() {
+                // The class's commands or the cluster failed, not the driver.
+                return f;
+            }
             // The driver did not come back: the upgrade failed, not the harness.
             match f.category {
                 FailureCategory::Setup | FailureCategory::Protocol => {
@@ -781,7 +857,7 @@ fn roll(
     };
     let rounds: Vec<Option<&crate::platform::UpgradeStep>> = match kind {
         Kind::LiveUpgrade => steps.iter().map(Some).collect(),
-        Kind::PluginKill => vec![None],
+        _ => vec![None],
     };
     for step in rounds {
         if seen.drain {
@@ -810,7 +886,14 @@ fn roll(
             stream = start(ctx, vol, pod.as_mut(), n)?;
         } else {
             match replace(vol, step) {
-                Ok(w) => seen.windows.push(w),
+                Ok(w) => {
+                    // What the API showed across the kubelet's restart: findings.
+                    if let Some(ps) = w.report["problems"].as_array() {
+                        seen.upgrade_problems
+                            .extend(ps.iter().filter_map(|p| p.as_str().map(str::to_string)));
+                    }
+                    seen.windows.push(w)
+                }
                 Err(e) => {
                     // Keep what the stream saw up to here in the metrics.
                     if let Ok(s) = stop(ctx, stream) {
@@ -828,7 +911,9 @@ fn roll(
                 }
             }
         }
-        std::thread::sleep(LEAD);
+        if kind != Kind::PodDeletedWhileKubeletDown {
+            std::thread::sleep(LEAD);
+        }
     }
     let s = stop(ctx, stream)?;
     if seen.t0 == 0 {
@@ -841,6 +926,11 @@ fn roll(
                 .into(),
         );
     }
+    if kind == Kind::PodDeletedWhileKubeletDown {
+        let why = "records the agent acknowledged while the kubelet was down were not seen and not verified: the agent's log is read through the kubelet, and went with the deleted pod".to_string();
+        seen.not_checked.push(why);
+        return after_teardown(ctx, vol, pod, seen);
+    }
     // Over the mount that survived.
     match verify_all(
         ctx,
@@ -852,7 +942,7 @@ fn roll(
         Ok(n) => seen.verified_in_place = n,
         Err(why) => seen.upgrade_problems.push(why),
     }
-    if kind == Kind::PluginKill {
+    if matches!(kind, Kind::PluginKill | Kind::KubeletRestart) {
         check_mounts(vol, seen, "after the restart")?;
         if seen.data_problems.is_empty() {
             usable(ctx, vol, pod.as_mut(), seen);
@@ -880,8 +970,48 @@ fn roll(
         Ok(n) => seen.verified_after_recreate = n,
         Err(why) => seen.upgrade_problems.push(why),
     }
-    if kind == Kind::PluginKill {
+    if matches!(kind, Kind::PluginKill | Kind::KubeletRestart) {
         check_mounts(vol, seen, "after the recreate")?;
+    }
+    vol.stop_pod(pod)?;
+    ctx.noticed(vol);
+    Ok(None)
+}
+
+/// `pod-deleted-while-kubelet-down`, once the kubelet, back, removed the pods and the volume
+/// was detached: a new pod on the same node mounts it, every acknowledged record is verified
+/// there, and the volume is usable.
+fn after_teardown(
+    ctx: &CheckCtx,
+    vol: &mut dyn Volume,
+    old: Box<dyn Pod>,
+    seen: &mut Seen,
+) -> Result<Option<String>, Failure> {
+    // Its pods are gone already: this only confirms the detach.
+    vol.stop_pod(old)?;
+    ctx.noticed(vol);
+    let id = vol.id().to_string();
+    let mut pod = vol.start_pod().map_err(|e| {
+        Failure::from(e)
+            .context(&format!(
+                "mounting volume {id} in a new pod on the same node after the kubelet tore it down"
+            ))
+            .category(FailureCategory::Upgrade)
+    })?;
+    ctx.noticed(vol);
+    match verify_all(
+        ctx,
+        vol,
+        pod.as_mut(),
+        seen,
+        "verify of acknowledged records in a new pod after the kubelet tore the volume down",
+    ) {
+        Ok(n) => seen.verified_after_recreate = n,
+        Err(why) => seen.upgrade_problems.push(why),
+    }
+    check_mounts(vol, seen, "in the new pod")?;
+    if seen.data_problems.is_empty() {
+        usable(ctx, vol, pod.as_mut(), seen);
     }
     vol.stop_pod(pod)?;
     ctx.noticed(vol);
@@ -996,6 +1126,28 @@ mod tests {
                 "the SIGKILL of what the driver left running for the volume (pid 4242), begun 3.0 s"
             ),
             "{text}"
+        );
+    }
+
+    /// A record lost across a kubelet restart names the kubelet's window, not a driver's.
+    #[test]
+    fn a_kubelet_window_is_described_by_the_kubelet_stop_and_its_lease() {
+        let seen = Seen {
+            kind: Some(Kind::KubeletRestart),
+            t0: 10_000,
+            ..Seen::default()
+        };
+        let w = DriverWindow {
+            what: "kubelet restart".into(),
+            began_ms: 13_000,
+            old_stopped_ms: Some(13_200),
+            new_answered_ms: 19_100,
+            node: Some("n1".into()),
+            report: Value::Null,
+        };
+        assert_eq!(
+            seen.describe_window(&w),
+            "the kubelet restart on node n1, begun 3.0 s into the stream: kubelet stopped after 0.2 s, back (its Lease renewed) after 6.1 s"
         );
     }
 

@@ -47,6 +47,10 @@ pub enum Check {
     LiveUpgrade,
     /// The node plugin SIGKILLed and restarted while the agent writes.
     PluginKill,
+    /// The node's kubelet stopped and started while the agent writes.
+    KubeletRestart,
+    /// The node's kubelet stopped, the volume's pods deleted, the kubelet started.
+    PodDeletedWhileKubeletDown,
     Expand,
     Snapshot,
     /// A clone (CSI CreateVolume from a volume) holds exactly the source's content at the clone.
@@ -74,6 +78,10 @@ impl Check {
             Check::Upgrade => "integrity::upgrade".into(),
             Check::LiveUpgrade => "integrity::live-upgrade".into(),
             Check::PluginKill => "disruption::node-plugin-kill".into(),
+            Check::KubeletRestart => "disruption::kubelet-restart".into(),
+            Check::PodDeletedWhileKubeletDown => {
+                "disruption::pod-deleted-while-kubelet-down".into()
+            }
             Check::Expand => "expand".into(),
             Check::Snapshot => "snapshot".into(),
             Check::Clone => "clone".into(),
@@ -95,6 +103,8 @@ impl Check {
             Check::Upgrade,
             Check::LiveUpgrade,
             Check::PluginKill,
+            Check::KubeletRestart,
+            Check::PodDeletedWhileKubeletDown,
             Check::Expand,
             Check::Snapshot,
             Check::Clone,
@@ -142,7 +152,10 @@ impl Check {
             Check::Durability => Some(
                 "raw block volume: the durability stream appends fsynced records to a log file, which needs a filesystem (integrity::recreate and integrity::upgrade verify the raw device)",
             ),
-            Check::LiveUpgrade | Check::PluginKill => Some(
+            Check::LiveUpgrade
+            | Check::PluginKill
+            | Check::KubeletRestart
+            | Check::PodDeletedWhileKubeletDown => Some(
                 "raw block volume: the live stream appends fsynced records to a log file, which needs a filesystem",
             ),
             Check::Selftest => Some(
@@ -171,6 +184,10 @@ impl Check {
             }
             Check::LiveUpgrade => live::unsupported(live::Kind::LiveUpgrade, class, platform),
             Check::PluginKill => live::unsupported(live::Kind::PluginKill, class, platform),
+            Check::KubeletRestart => live::unsupported(live::Kind::KubeletRestart, class, platform),
+            Check::PodDeletedWhileKubeletDown => {
+                live::unsupported(live::Kind::PodDeletedWhileKubeletDown, class, platform)
+            }
             Check::Expand => (!class.capabilities.expansion)
                 .then(|| "capability `expansion` is off for this class".into()),
             Check::Snapshot => (!class.capabilities.snapshot)

@@ -267,6 +267,20 @@ fn check_class(
             "`drain` needs `upgrade.command`, `upgrade.driver` or `upgrade.csi`: there is no upgrade to drain the volume for",
         ));
     }
+    if let Some(k) = &class.disruption.kubelet {
+        for (name, cmd) in [("stop", &k.stop), ("start", &k.start)] {
+            if cmd.value.trim().is_empty() {
+                return Err(ConfigError::new(
+                    file,
+                    Some(cmd.referenced.line()),
+                    field(&format!("disruption.kubelet.{name}")),
+                    format!(
+                        "is empty: give the shell command that {name}s the kubelet of node $PVCHECK_NODE"
+                    ),
+                ));
+            }
+        }
+    }
     if let Some(u) = &class.upgrade
         && u.command.is_none()
         && u.ready.is_some()

@@ -188,6 +188,23 @@ pub struct DisruptionSpec {
     /// check kills only a driver pvcheck started: `local.csi.command`.)
     #[serde(default)]
     pub node_plugin_kill: bool,
+    /// Kubernetes: how to stop and start the kubelet of a node, for
+    /// `disruption::kubelet-restart` and `disruption::pod-deleted-while-kubelet-down`. pvcheck
+    /// has no node access of its own; unset, both checks are ignored naming this field.
+    #[serde(default, skip_serializing)]
+    pub kubelet: Option<KubeletCommands>,
+}
+
+/// `disruption.kubelet`: two shell commands (`sh -c`, in the class file's directory, env
+/// `PVCHECK_NODE`, `PVCHECK_CLASS`, `PVCHECK_RUN_ID`, `KUBECONFIG`), each within
+/// `timeouts.upgrade`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubeletCommands {
+    /// Stops the kubelet of node `$PVCHECK_NODE` (its containers keep running).
+    pub stop: Spanned<String>,
+    /// Starts it again, as the node started it.
+    pub start: Spanned<String>,
 }
 
 /// `upgrade:`: what happens to the driver between the write and the verify.

@@ -84,6 +84,16 @@ pub struct DriverWindow {
     pub report: serde_json::Value,
 }
 
+/// What [`Volume::disrupt_node_agent`] does to the node agent under the volume's pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeAgentDisruption {
+    /// Stopped, a few seconds, started again; the pod runs on.
+    Restart,
+    /// Stopped; the volume's pods are deleted through the API meanwhile; started again, it must
+    /// remove them and unpublish and unstage the volume (kubernetes#121937).
+    PodsDeletedWhileDown,
+}
+
 /// One place a volume is (or must no longer be) mounted, with the mounts found there.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct MountCount {
@@ -291,6 +301,23 @@ pub trait Volume: Send {
     fn kill_driver(&mut self) -> Result<DriverWindow, PlatformError> {
         Err(PlatformError::Unsupported(format!(
             "volume {}: this platform cannot kill and restart its driver",
+            self.id()
+        )))
+    }
+    /// Stops the node agent (the kubelet) of the node the volume's pod runs on, and starts it
+    /// again, by the class's commands (`disruption.kubelet`), while the pod's agents keep
+    /// running (`disruption::kubelet-restart`); with [`NodeAgentDisruption::PodsDeletedWhileDown`]
+    /// every pod of the volume is deleted through the API while it is down, and this returns
+    /// once the node agent, back, has removed them and torn the volume down. The window's
+    /// report carries what was run and what the API showed; its `problems` are findings (the
+    /// volume's attachment changed, the driver left the node's registration).
+    fn disrupt_node_agent(
+        &mut self,
+        how: NodeAgentDisruption,
+    ) -> Result<DriverWindow, PlatformError> {
+        let _ = how;
+        Err(PlatformError::Unsupported(format!(
+            "volume {}: this platform has no node agent (kubelet) to stop and start",
             self.id()
         )))
     }

@@ -282,6 +282,10 @@ fn run_trial(ctx: &RunCtx, p: &Planned, name: &str) -> Result<Completion, Failed
                 },
                 Check::LiveUpgrade => checks::live::live_upgrade_check(&cctx),
                 Check::PluginKill => checks::live::plugin_kill_check(&cctx),
+                Check::KubeletRestart => checks::live::kubelet_restart_check(&cctx),
+                Check::PodDeletedWhileKubeletDown => {
+                    checks::live::pod_deleted_while_kubelet_down_check(&cctx)
+                }
                 Check::Expand => checks::expand::check(&cctx),
                 Check::Snapshot => checks::snapshot::check(&cctx),
                 Check::Clone => checks::clone::check(&cctx),

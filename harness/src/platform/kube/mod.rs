@@ -30,6 +30,7 @@ pub mod discover;
 pub mod events;
 #[cfg(test)]
 pub mod fake_api;
+pub mod kubelet;
 pub mod labels;
 pub mod logs;
 pub mod namespace;

@@ -186,6 +186,7 @@ impl Pod for KubePod {
             name,
             cm,
             command,
+            stdout_to: stdout_to.to_path_buf(),
             follow: Some(follow),
             killed_by_supervisor: call.kill_after.is_some(),
             killed_by_harness: false,
@@ -200,6 +201,8 @@ pub struct KubeAgent {
     name: String,
     cm: Option<String>,
     command: String,
+    /// Where the agent's stdout goes (harness side).
+    stdout_to: PathBuf,
     follow: Option<tokio::task::JoinHandle<Result<super::logs::Framed, PlatformError>>>,
     /// `--kill-after` was given: the supervisor in the pod sends the SIGKILL.
     killed_by_supervisor: bool,
@@ -217,6 +220,20 @@ impl AgentProcess for KubeAgent {
             return Ok(());
         }
         let ctx = self.ctx.clone();
+        if self.follow.as_ref().is_some_and(|f| f.is_finished()) {
+            // The log stream ended before the kill: the kubelet serving it went away (a
+            // restart) and the agent wrote on. Its whole log, read again now, has what it
+            // printed since; kept as the result unless the pod is gone already.
+            let read = ctx
+                .shared
+                .conn
+                .block_on(agent_pod::read_log(&ctx, &self.name));
+            if let Ok(framed) = read
+                && std::fs::write(&self.stdout_to, framed.stdout.as_bytes()).is_ok()
+            {
+                self.follow = Some(ctx.shared.conn.rt.spawn(async move { Ok(framed) }));
+            }
+        }
         self.killed_by_harness = true;
         ctx.shared.conn.block_on(agent_pod::delete(
             &ctx,

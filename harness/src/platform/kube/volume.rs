@@ -14,7 +14,8 @@ use super::pod::KubePod;
 use super::{Limits, Shared, VolumeCtx, agent_pod, attach, labels, podspec, pvc, topology};
 use crate::config::ClassSpec;
 use crate::platform::{
-    DriverWindow, Elsewhere, MountCount, PlatformError, Pod, UpgradeStep, Volume, VolumeRequest,
+    DriverWindow, Elsewhere, MountCount, NodeAgentDisruption, PlatformError, Pod, UpgradeStep,
+    Volume, VolumeRequest,
 };
 
 pub struct KubeVolume {
@@ -620,6 +621,13 @@ impl Volume for KubeVolume {
 
     fn kill_driver(&mut self) -> Result<DriverWindow, PlatformError> {
         super::node_plugin::kill(self)
+    }
+
+    fn disrupt_node_agent(
+        &mut self,
+        how: NodeAgentDisruption,
+    ) -> Result<DriverWindow, PlatformError> {
+        super::kubelet::disrupt(self, how)
     }
 
     fn mount_counts(&self) -> Result<Vec<MountCount>, PlatformError> {

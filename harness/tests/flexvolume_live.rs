@@ -12,58 +12,13 @@
 //! the swap (pass), and its SIGKILL kills the mount (ENOTCONN, `upgrade`). Root is required, as
 //! for every flexVolume test; nothing is left mounted, attached or running.
 
+mod csi_support;
 mod flexvolume_support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use csi_support::{Run, assert_all_verified, run_in};
 use flexvolume_support::Scratch;
-use serde_json::Value;
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    result: Value,
-}
-
-impl Run {
-    fn trial(&self, name: &str) -> &Value {
-        self.result["trials"]
-            .as_array()
-            .and_then(|t| t.iter().find(|t| t["name"] == name))
-            .unwrap_or_else(|| {
-                panic!(
-                    "no trial {name}; stdout: {}\nstderr: {}",
-                    self.stdout, self.stderr
-                )
-            })
-    }
-
-    fn message(&self, name: &str) -> String {
-        self.trial(name)["failure"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    }
-
-    fn category(&self, name: &str) -> String {
-        self.trial(name)["failure"]["category"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    }
-
-    fn live(&self, name: &str) -> Value {
-        let m = self.trial(name)["metrics"]["live"].clone();
-        assert!(
-            m.is_object(),
-            "{name}: no live metrics: {:#}",
-            self.trial(name)
-        );
-        m
-    }
-}
 
 /// A flexVolume class `name` over `driver` (with `options`), upgraded to `upgrade`.
 fn class(name: &str, driver: &Path, options: &str, upgrade: &Path, rollback: bool) -> String {
@@ -74,33 +29,18 @@ fn class(name: &str, driver: &Path, options: &str, upgrade: &Path, rollback: boo
     )
 }
 
+/// `pvcheck run` on `classes`, one trial at a time; nothing may be left mounted, attached or
+/// running afterwards.
 fn run(s: &Scratch, classes: &str, filter: &[&str]) -> Run {
-    let file = s.root.join("classes.yaml");
-    std::fs::write(&file, format!("classes:\n{classes}")).unwrap();
-    let results = s.root.join("results");
-    let out = Command::new(env!("CARGO_BIN_EXE_pvcheck"))
-        .args(["run", "--classes"])
-        .arg(&file)
-        .arg("--results")
-        .arg(&results)
-        .arg("--state-dir")
-        .arg(s.root.join("state"))
-        .args(["--test-threads", "1", "--verbose"])
-        .args(filter)
-        .output()
-        .unwrap();
-    let path: PathBuf = std::fs::read_dir(results.join("runs"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "json"))
-        .expect("a result file");
-    let r = Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        result: serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap(),
-    };
+    let mut args = vec!["--test-threads", "1", "--verbose"];
+    args.extend_from_slice(filter);
+    let r = run_in(&s.root, &format!("classes:\n{classes}"), &args, &[]);
+    assert!(
+        r.result.is_some(),
+        "no result file; stdout: {}\nstderr: {}",
+        r.stdout,
+        r.stderr
+    );
     s.assert_nothing_left();
     assert_eq!(
         processes_naming(&s.root),
@@ -131,21 +71,6 @@ fn processes_naming(root: &Path) -> Vec<String> {
         }
     }
     out
-}
-
-fn assert_all_verified(m: &Value) {
-    let acked = m["records_acknowledged"].as_u64().unwrap_or(0);
-    assert!(acked > 0, "{m:#}");
-    assert_eq!(
-        m["records_verified_in_place"].as_u64(),
-        Some(acked),
-        "{m:#}"
-    );
-    assert_eq!(
-        m["records_verified_after_recreate"].as_u64(),
-        Some(acked),
-        "{m:#}"
-    );
 }
 
 /// The sample loop driver, v1 → v2 and back while the agent writes: no error, no stall, every
@@ -284,26 +209,14 @@ fn a_release_whose_init_zeroes_a_block_under_the_writer_fails_live_upgrade_as_da
     );
 }
 
-/// `pvcheck-test-csi`, whose `fuse-daemon` serves the FUSE flexVolume driver's mounts; None
-/// (one line) without it.
+/// `pvcheck-test-csi` (found as every CSI test finds it), whose `fuse-daemon` serves the FUSE
+/// flexVolume driver's mounts; None (one line) without it or without /dev/fuse.
 fn fuse_daemon(test: &str) -> Option<PathBuf> {
-    let p = std::env::var_os("PVCHECK_TEST_CSI_DRIVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let exe = std::env::current_exe().unwrap_or_default();
-            exe.parent()
-                .and_then(Path::parent)
-                .map(|d| d.join("pvcheck-test-csi"))
-                .unwrap_or_default()
-        });
-    if !p.is_file() || !Path::new("/dev/fuse").exists() {
-        println!(
-            "{test}: skipped: needs /dev/fuse and pvcheck-test-csi at {} (set PVCHECK_TEST_CSI_DRIVER, or cargo build -p pvcheck-test-csi)",
-            p.display()
-        );
+    if !Path::new("/dev/fuse").exists() {
+        println!("{test}: skipped: needs /dev/fuse");
         return None;
     }
-    Some(std::fs::canonicalize(p).unwrap())
+    csi_support::hostpath(test)
 }
 
 /// A flexVolume driver whose mount is served by a FUSE daemon it leaves running (as blobfuse-

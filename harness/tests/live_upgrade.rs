@@ -8,9 +8,7 @@
 
 mod csi_support;
 
-use serde_json::Value;
-
-use csi_support::{Run, Scratch, class, hostpath, hostpath_argv, run};
+use csi_support::{Scratch, assert_all_verified, class, hostpath, hostpath_argv, run};
 
 /// A class over the test driver tagged `v1` with `driver_args` appended, upgraded with
 /// `upgrade` (YAML lines under `upgrade:`).
@@ -28,40 +26,6 @@ fn csi_upgrade(hp: &std::path::Path, driver_args: &[&str], extra: &str) -> Strin
     up.extend(driver_args.iter().map(|a| a.to_string()));
     let up: Vec<String> = up.iter().map(|a| format!("{a:?}")).collect();
     format!("      csi: {{ command: [{}] }}\n{extra}", up.join(", "))
-}
-
-fn live(r: &Run, trial: &str) -> Value {
-    let m = r.trial(trial)["metrics"]["live"].clone();
-    assert!(
-        m.is_object(),
-        "{trial}: no live metrics: {:#}",
-        r.trial(trial)
-    );
-    m
-}
-
-fn category(r: &Run, trial: &str) -> String {
-    r.trial(trial)["failure"]["category"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// Every acknowledged record was verified twice: over the surviving mount and after the
-/// recreate.
-fn assert_all_verified(m: &Value) {
-    let acked = m["records_acknowledged"].as_u64().unwrap_or(0);
-    assert!(acked > 0, "{m:#}");
-    assert_eq!(
-        m["records_verified_in_place"].as_u64(),
-        Some(acked),
-        "{m:#}"
-    );
-    assert_eq!(
-        m["records_verified_after_recreate"].as_u64(),
-        Some(acked),
-        "{m:#}"
-    );
 }
 
 /// The healthy driver: the upgrade (v1 → v2, and the rollback) rolls under the writing agent
@@ -105,12 +69,12 @@ fn a_healthy_driver_loses_nothing_when_upgraded_or_killed_under_a_writer() {
         "ok::disruption::node-plugin-kill",
     ] {
         assert_eq!(r.trial(trial)["status"], "passed", "{:#}", r.trial(trial));
-        let m = live(&r, trial);
+        let m = r.live(trial);
         assert_all_verified(&m);
         assert_eq!(m["errors_by_kind"], serde_json::json!({}), "{m:#}");
         assert!(m["longest_stall_seconds"].as_f64().unwrap_or(99.0) < 30.0);
     }
-    let m = live(&r, "ok::integrity::live-upgrade");
+    let m = r.live("ok::integrity::live-upgrade");
     let steps: Vec<&str> = m["windows"]
         .as_array()
         .unwrap()
@@ -126,7 +90,7 @@ fn a_healthy_driver_loses_nothing_when_upgraded_or_killed_under_a_writer() {
         );
     }
     // Staged and published once each after the kill and after the recreate; no orphan.
-    let m = live(&r, "ok::disruption::node-plugin-kill");
+    let m = r.live("ok::disruption::node-plugin-kill");
     assert_eq!(m["usable_after"], true, "{m:#}");
     let mounts = m["mounts"].as_array().unwrap();
     assert_eq!(mounts.len(), 2, "{m:#}");
@@ -163,7 +127,7 @@ fn an_upgrade_that_drops_acknowledged_records_fails_data_naming_the_record() {
         r.stdout,
         r.stderr
     );
-    assert_eq!(category(&r, trial), "data", "{:#}", r.trial(trial));
+    assert_eq!(r.category(trial), "data", "{:#}", r.trial(trial));
     let msg = r.message(trial);
     // Record 2 (at 8 KiB) is the first one the truncation took.
     assert!(
@@ -205,11 +169,11 @@ fn a_mount_that_vanishes_under_the_writer_during_the_upgrade_fails_upgrade_unles
         r.stderr
     );
     let trial = "gone::integrity::live-upgrade";
-    assert_eq!(category(&r, trial), "upgrade", "{:#}", r.trial(trial));
+    assert_eq!(r.category(trial), "upgrade", "{:#}", r.trial(trial));
     let msg = r.message(trial);
     assert!(msg.contains("the mount answered ENOENT"), "{msg}");
     assert!(msg.contains("of the upgrade (step upgrade)"), "{msg}");
-    let m = live(&r, trial);
+    let m = r.live(trial);
     assert!(
         m["errors_by_kind"]["ENOENT"]["count"].as_u64() > Some(0),
         "{m:#}"
@@ -225,7 +189,7 @@ fn a_mount_that_vanishes_under_the_writer_during_the_upgrade_fails_upgrade_unles
 
     let trial = "drained::integrity::live-upgrade";
     assert_eq!(r.trial(trial)["status"], "passed", "{:#}", r.trial(trial));
-    let m = live(&r, trial);
+    let m = r.live(trial);
     assert_eq!(m["drain"], true);
     assert_eq!(m["errors_by_kind"], serde_json::json!({}), "{m:#}");
     assert_all_verified(&m);
@@ -266,7 +230,7 @@ fn a_plugin_that_does_not_come_back_after_a_kill_fails_naming_the_kill() {
         r.stdout,
         r.stderr
     );
-    assert_eq!(category(&r, trial), "upgrade", "{:#}", r.trial(trial));
+    assert_eq!(r.category(trial), "upgrade", "{:#}", r.trial(trial));
     let msg = r.message(trial);
     assert!(msg.contains("SIGKILL and restart"), "{msg}");
     assert!(msg.contains("refusing to start again"), "{msg}");
@@ -309,7 +273,7 @@ fn a_fuse_mount_served_inside_the_plugin_dies_with_the_upgrade_enotconn_unless_d
         r.stderr
     );
     let trial = "fusein::integrity::live-upgrade";
-    assert_eq!(category(&r, trial), "upgrade", "{:#}", r.trial(trial));
+    assert_eq!(r.category(trial), "upgrade", "{:#}", r.trial(trial));
     let msg = r.message(trial);
     assert!(
         msg.contains("of the upgrade (step upgrade"),
@@ -319,7 +283,7 @@ fn a_fuse_mount_served_inside_the_plugin_dies_with_the_upgrade_enotconn_unless_d
         msg.contains("the mount answered ENOTCONN: transport endpoint is not connected"),
         "{msg}"
     );
-    let m = live(&r, trial);
+    let m = r.live(trial);
     assert!(
         m["errors_by_kind"]["ENOTCONN"]["count"].as_u64() > Some(0),
         "{m:#}"
@@ -335,7 +299,7 @@ fn a_fuse_mount_served_inside_the_plugin_dies_with_the_upgrade_enotconn_unless_d
 
     let trial = "fusedrained::integrity::live-upgrade";
     assert_eq!(r.trial(trial)["status"], "passed", "{:#}", r.trial(trial));
-    let m = live(&r, trial);
+    let m = r.live(trial);
     assert_eq!(m["errors_by_kind"], serde_json::json!({}), "{m:#}");
     assert_all_verified(&m);
     s.assert_nothing_left();
@@ -380,7 +344,7 @@ fn a_fuse_mount_served_outside_the_plugin_survives_the_upgrade_and_the_kill() {
         "fuseout::integrity::live-upgrade",
         "fuseout::disruption::node-plugin-kill",
     ] {
-        let m = live(&r, trial);
+        let m = r.live(trial);
         assert_eq!(m["errors_by_kind"], serde_json::json!({}), "{m:#}");
         assert_all_verified(&m);
     }
@@ -411,7 +375,7 @@ fn a_driver_that_drops_acknowledged_writes_on_restart_fails_live_upgrade_as_data
         r.stderr
     );
     let trial = "lose::integrity::live-upgrade";
-    assert_eq!(category(&r, trial), "data", "{:#}", r.trial(trial));
+    assert_eq!(r.category(trial), "data", "{:#}", r.trial(trial));
     let msg = r.message(trial);
     // The log was cut to nothing: record 0 at offset 0 is the first one lost.
     assert!(msg.contains("pvcheck-durability.log offset 0"), "{msg}");

@@ -204,6 +204,39 @@ impl Run {
             .unwrap_or_default()
             .to_string()
     }
+    pub fn category(&self, name: &str) -> String {
+        self.trial(name)["failure"]["category"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+    /// The trial's `metrics.live` (the live checks': windows, errors, records).
+    pub fn live(&self, name: &str) -> Value {
+        let m = self.trial(name)["metrics"]["live"].clone();
+        assert!(
+            m.is_object(),
+            "{name}: no live metrics: {:#}",
+            self.trial(name)
+        );
+        m
+    }
+}
+
+/// A live check's metrics: every acknowledged record was verified twice, over the surviving
+/// mount and after the recreate.
+pub fn assert_all_verified(m: &Value) {
+    let acked = m["records_acknowledged"].as_u64().unwrap_or(0);
+    assert!(acked > 0, "{m:#}");
+    assert_eq!(
+        m["records_verified_in_place"].as_u64(),
+        Some(acked),
+        "{m:#}"
+    );
+    assert_eq!(
+        m["records_verified_after_recreate"].as_u64(),
+        Some(acked),
+        "{m:#}"
+    );
 }
 
 /// Writes `yaml` as the class file and runs `pvcheck run` on the trials matching `filter`.

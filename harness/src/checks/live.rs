@@ -163,6 +163,41 @@ pub fn unsupported(
     None
 }
 
+/// Whether the volume had room for the stream (the agent's `full` event: it writes only what
+/// fits, and says when nothing more does).
+#[derive(Debug, PartialEq)]
+enum Room {
+    Enough,
+    /// Full before the first record: nothing of the driver was tested under writes.
+    NoneAtAll,
+    /// Full after this many records.
+    FilledAfter(u64),
+    /// Room, yet no record was acknowledged: the volume took no durable write.
+    NoWrite,
+}
+
+fn room(seen: &Seen) -> Room {
+    let acked: u64 = seen.streams.iter().map(|s| s.records).sum();
+    let full_at = seen
+        .all_events()
+        .find(|e| e["kind"] == "full")
+        .map(|e| e["records"].as_u64().unwrap_or(0));
+    match (acked, full_at) {
+        (0, Some(_)) => Room::NoneAtAll,
+        (0, None) => Room::NoWrite,
+        (_, Some(n)) => Room::FilledAfter(n),
+        (_, None) => Room::Enough,
+    }
+}
+
+/// A volume with no room for the first record: the check's own problem (`setup`), not the
+/// driver's; an upgrade under a stream that never wrote proves nothing either way.
+fn no_room() -> Failure {
+    Failure::setup(
+        "the volume had no room for the live stream's first record (the agent found it full before writing): nothing was tested; free space on the volume (or give the class a larger size) and run the check again",
+    )
+}
+
 /// A running `live-stream`.
 struct Stream {
     child: Box<dyn AgentProcess>,
@@ -920,11 +955,16 @@ fn roll(
         seen.t0 = s.started_ms;
     }
     seen.streams.push(s);
-    if seen.streams.iter().map(|s| s.records).sum::<u64>() == 0 {
-        seen.upgrade_problems.push(
+    match room(seen) {
+        Room::Enough => {}
+        Room::NoneAtAll => return Err(no_room()),
+        Room::FilledAfter(n) => seen.not_checked.push(format!(
+            "the volume filled up after {n} records: the stream wrote nothing after that, so what came later was not tested under writes"
+        )),
+        Room::NoWrite => seen.upgrade_problems.push(
             "no record was acknowledged during the whole stream: the volume took no durable write"
                 .into(),
-        );
+        ),
     }
     if kind == Kind::PodDeletedWhileKubeletDown {
         let why = "records the agent acknowledged while the kubelet was down were not seen and not verified: the agent's log is read through the kubelet, and went with the deleted pod".to_string();
@@ -1167,6 +1207,33 @@ mod tests {
             ..Seen::default()
         };
         assert!(matches!(verdict(&seen), Ok(Verdict::Passed)));
+    }
+
+    /// A full volume is not blamed on the driver: full before the first record is `setup`
+    /// (nothing was tested), full later is said as not tested, no write at all with room is
+    /// the volume's fault under the upgrade.
+    #[test]
+    fn a_volume_full_before_the_first_record_is_setup_not_an_upgrade_failure() {
+        let seen = |records: u64, full: Option<u64>| Seen {
+            kind: Some(Kind::LiveUpgrade),
+            streams: vec![Streamed {
+                dir: "d".into(),
+                acks: PathBuf::new(),
+                records,
+                events: full
+                    .map(|n| json!({"kind": "full", "at_ms": 1_000, "records": n}))
+                    .into_iter()
+                    .collect(),
+                started_ms: 0,
+                stopped_ms: 5_000,
+            }],
+            ..Seen::default()
+        };
+        assert_eq!(room(&seen(0, Some(0))), Room::NoneAtAll);
+        assert_eq!(no_room().category, FailureCategory::Setup);
+        assert_eq!(room(&seen(0, None)), Room::NoWrite);
+        assert_eq!(room(&seen(40, Some(40))), Room::FilledAfter(40));
+        assert_eq!(room(&seen(40, None)), Room::Enough);
     }
 
     /// A mount that another took the place of under the running pod (a driver that remounts

@@ -487,21 +487,9 @@ impl Backend for CsiBackend {
             .iter()
             .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
             .collect();
-        let mut orphans: Vec<&PathBuf> = all
-            .iter()
-            .map(|m| &m.mount_point)
-            .filter(|m| m.starts_with(&root) && !expected.contains(m))
-            .collect();
-        orphans.sort();
-        orphans.dedup();
-        for o in orphans {
-            out.push(MountCount {
-                role: "orphaned".into(),
-                path: o.display().to_string(),
-                found: all.iter().filter(|m| &m.mount_point == o).count(),
-                expected: 0,
-            });
-        }
+        out.extend(crate::platform::local::flexvolume::mounts::orphaned_under(
+            &all, &root, &expected,
+        ));
         Ok(out)
     }
 

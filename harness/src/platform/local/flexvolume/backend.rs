@@ -513,21 +513,7 @@ impl Backend for FlexBackend {
             expected.push(canon(&m.pod_dir));
         }
         let root = canon(&ctx.work_dir.join("kubelet"));
-        let mut orphans: Vec<&PathBuf> = all
-            .iter()
-            .map(|m| &m.mount_point)
-            .filter(|m| m.starts_with(&root) && !expected.contains(m))
-            .collect();
-        orphans.sort();
-        orphans.dedup();
-        for o in orphans {
-            out.push(MountCount {
-                role: "orphaned".into(),
-                path: o.display().to_string(),
-                found: all.iter().filter(|m| &m.mount_point == o).count(),
-                expected: 0,
-            });
-        }
+        out.extend(super::mounts::orphaned_under(&all, &root, &expected));
         Ok(out)
     }
 

@@ -37,6 +37,32 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
         .collect()
 }
 
+/// The mounts under `root` (a volume's kubelet directory) other than `expected` (its staging
+/// and published paths, canonical): an earlier pod's target or staging nobody tore down. One
+/// `orphaned` count per mount point, expected 0.
+pub fn orphaned_under(
+    all: &[MountEntry],
+    root: &Path,
+    expected: &[PathBuf],
+) -> Vec<crate::platform::MountCount> {
+    let mut orphans: Vec<&PathBuf> = all
+        .iter()
+        .map(|m| &m.mount_point)
+        .filter(|m| m.starts_with(root) && !expected.contains(m))
+        .collect();
+    orphans.sort();
+    orphans.dedup();
+    orphans
+        .into_iter()
+        .map(|o| crate::platform::MountCount {
+            role: "orphaned".into(),
+            path: o.display().to_string(),
+            found: all.iter().filter(|m| &m.mount_point == o).count(),
+            expected: 0,
+        })
+        .collect()
+}
+
 pub fn mounts() -> io::Result<Vec<MountEntry>> {
     Ok(parse_mountinfo(&std::fs::read_to_string(
         "/proc/self/mountinfo",

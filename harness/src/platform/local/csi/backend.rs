@@ -453,44 +453,18 @@ impl Backend for CsiBackend {
     }
 
     fn mount_counts(&self, ctx: &BackendCtx) -> Result<Vec<MountCount>, PlatformError> {
-        let all = crate::platform::local::flexvolume::mounts::mounts()
-            .map_err(|e| PlatformError::io("reading /proc/self/mountinfo", e))?;
-        let count = |p: &Path| {
-            let p = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-            all.iter().filter(|m| m.mount_point == p).count()
-        };
-        let mut out = Vec::new();
-        let mut expected: Vec<PathBuf> = Vec::new();
+        let mut places: Vec<(&str, &Path)> = Vec::new();
         if let Some(p) = &self.published {
             if let Some(st) = &p.staging {
-                out.push(MountCount {
-                    role: "staging".into(),
-                    path: st.display().to_string(),
-                    found: count(st),
-                    expected: 1,
-                });
-                expected.push(st.clone());
+                places.push(("staging", st));
             }
-            out.push(MountCount {
-                role: "published".into(),
-                path: p.target.display().to_string(),
-                found: count(&p.target),
-                expected: 1,
-            });
-            expected.push(p.target.clone());
+            places.push(("published", &p.target));
         }
-        // Anything else mounted under this volume's kubelet root: an earlier pod's target or
-        // staging nobody tore down.
-        let root = ctx.work_dir.join("kubelet");
-        let root = std::fs::canonicalize(&root).unwrap_or(root);
-        let expected: Vec<PathBuf> = expected
-            .iter()
-            .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
-            .collect();
-        out.extend(crate::platform::local::flexvolume::mounts::orphaned_under(
-            &all, &root, &expected,
-        ));
-        Ok(out)
+        crate::platform::local::flexvolume::mounts::counts_under(
+            &places,
+            &ctx.work_dir.join("kubelet"),
+        )
+        .map_err(|e| PlatformError::io("reading /proc/self/mountinfo", e))
     }
 
     fn expand(

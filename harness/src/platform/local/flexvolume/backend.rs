@@ -485,36 +485,15 @@ impl Backend for FlexBackend {
     /// The pod's mount and, for an attachable driver, the device mount: once each; anything
     /// else mounted under the volume's kubelet root is orphaned.
     fn mount_counts(&self, ctx: &BackendCtx) -> Result<Vec<MountCount>, PlatformError> {
-        let all = super::mounts::mounts()
-            .map_err(|e| PlatformError::io("reading /proc/self/mountinfo", e))?;
-        let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-        let count = |p: &Path| {
-            let p = canon(p);
-            all.iter().filter(|m| m.mount_point == p).count()
-        };
-        let mut out = Vec::new();
-        let mut expected: Vec<PathBuf> = Vec::new();
+        let mut places: Vec<(&str, &Path)> = Vec::new();
         if let Some(m) = &self.mounted {
             if let Some(g) = &m.global_dir {
-                out.push(MountCount {
-                    role: "staging".into(),
-                    path: g.display().to_string(),
-                    found: count(g),
-                    expected: 1,
-                });
-                expected.push(canon(g));
+                places.push(("staging", g));
             }
-            out.push(MountCount {
-                role: "published".into(),
-                path: m.pod_dir.display().to_string(),
-                found: count(&m.pod_dir),
-                expected: 1,
-            });
-            expected.push(canon(&m.pod_dir));
+            places.push(("published", &m.pod_dir));
         }
-        let root = canon(&ctx.work_dir.join("kubelet"));
-        out.extend(super::mounts::orphaned_under(&all, &root, &expected));
-        Ok(out)
+        super::mounts::counts_under(&places, &ctx.work_dir.join("kubelet"))
+            .map_err(|e| PlatformError::io("reading /proc/self/mountinfo", e))
     }
 
     fn destroy(&mut self, ctx: &BackendCtx) -> Result<(), PlatformError> {

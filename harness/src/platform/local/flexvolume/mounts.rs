@@ -37,30 +37,44 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
         .collect()
 }
 
-/// The mounts under `root` (a volume's kubelet directory) other than `expected` (its staging
-/// and published paths, canonical): an earlier pod's target or staging nobody tore down. One
-/// `orphaned` count per mount point, expected 0.
-pub fn orphaned_under(
-    all: &[MountEntry],
+/// The live checks' mount counts of one volume: each of `places` (`staging`, `published`)
+/// mounted exactly once, and anything else mounted under `root` (the volume's kubelet
+/// directory: an earlier pod's target or staging nobody tore down) counted as `orphaned`,
+/// expected 0.
+pub fn counts_under(
+    places: &[(&str, &Path)],
     root: &Path,
-    expected: &[PathBuf],
-) -> Vec<crate::platform::MountCount> {
+) -> io::Result<Vec<crate::platform::MountCount>> {
+    let all = mounts()?;
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let count = |p: &Path| all.iter().filter(|m| m.mount_point == p).count();
+    let mut out = Vec::new();
+    let mut expected = Vec::new();
+    for (role, path) in places {
+        let c = canon(path);
+        out.push(crate::platform::MountCount {
+            role: role.to_string(),
+            path: path.display().to_string(),
+            found: count(&c),
+            expected: 1,
+        });
+        expected.push(c);
+    }
+    let root = canon(root);
     let mut orphans: Vec<&PathBuf> = all
         .iter()
         .map(|m| &m.mount_point)
-        .filter(|m| m.starts_with(root) && !expected.contains(m))
+        .filter(|m| m.starts_with(&root) && !expected.contains(m))
         .collect();
     orphans.sort();
     orphans.dedup();
-    orphans
-        .into_iter()
-        .map(|o| crate::platform::MountCount {
-            role: "orphaned".into(),
-            path: o.display().to_string(),
-            found: all.iter().filter(|m| &m.mount_point == o).count(),
-            expected: 0,
-        })
-        .collect()
+    out.extend(orphans.into_iter().map(|o| crate::platform::MountCount {
+        role: "orphaned".into(),
+        path: o.display().to_string(),
+        found: count(o),
+        expected: 0,
+    }));
+    Ok(out)
 }
 
 pub fn mounts() -> io::Result<Vec<MountEntry>> {

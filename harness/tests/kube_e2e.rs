@@ -83,6 +83,7 @@ fn every_check_passes_on_the_hostpath_class() {
         let t = trial(&r, &format!("hostpath::{name}"));
         assert_eq!(t["status"], "passed", "{name}: {t}");
     }
+    assert_timeline_shows_the_platform_waits(&r, &stderr(&out));
     let requests = &r["environment"]["platform_report"]["api_requests"];
     eprintln!(
         "API requests: {} in {:.0}s",
@@ -112,6 +113,52 @@ fn every_check_passes_on_the_hostpath_class() {
         objects_of_run(&kc, &run_id(&r)).is_empty(),
         "{:?}",
         objects_of_run(&kc, &run_id(&r))
+    );
+}
+
+/// Issue 21: where a trial's time goes. The recreate trial's timeline has each wait of a pod's
+/// life on this attachable, WaitForFirstConsumer class (claim bound within the first pod's
+/// start, pod scheduled, volume attached, container started, agent ran, log read, pod deleted,
+/// detached, claim deleted), each inside the trial; the result's timing sums them and the run
+/// prints their shares.
+fn assert_timeline_shows_the_platform_waits(r: &serde_json::Value, stderr: &str) {
+    let t = trial(r, "hostpath::integrity::recreate");
+    let duration = t["duration_s"].as_f64().unwrap();
+    let spans = t["timeline"].as_array().expect("a timeline");
+    for s in spans {
+        let (at, secs) = (s["at_s"].as_f64().unwrap(), s["seconds"].as_f64().unwrap());
+        assert!(
+            at >= 0.0 && secs >= 0.0 && at + secs <= duration + 0.01,
+            "{s} in {duration}s"
+        );
+        assert!(!s["subject"].as_str().unwrap().is_empty(), "{s}");
+    }
+    let waits: std::collections::BTreeSet<&str> =
+        spans.iter().map(|s| s["wait"].as_str().unwrap()).collect();
+    for w in [
+        "claim_bound",
+        "pod_scheduled",
+        "volume_attached",
+        "container_started",
+        "agent_ran",
+        "log_read",
+        "pod_deleted",
+        "volume_detached",
+        "claim_deleted",
+    ] {
+        assert!(waits.contains(w), "{w} missing from {spans:#?}");
+    }
+    // A recreate: a second attach after the detach.
+    let attaches = spans
+        .iter()
+        .filter(|s| s["wait"] == "volume_attached")
+        .count();
+    assert!(attaches >= 2, "{spans:#?}");
+    let sums = &r["timing"]["waits_s"];
+    assert!(sums["agent_ran"].as_f64().unwrap() > 0.0, "{sums}");
+    assert!(
+        stderr.contains("pvcheck: where the trials'") && stderr.contains("agents "),
+        "{stderr}"
     );
 }
 

@@ -301,6 +301,8 @@ pub struct TrialData {
     pub volume: Option<serde_json::Value>,
     /// What the check did differently from what its name says (see [`CheckCtx::warn`]).
     pub warnings: Vec<String>,
+    /// The platform's waits during the trial (see [`crate::platform::timeline`]).
+    pub timeline: Vec<crate::platform::timeline::Span>,
 }
 
 /// Everything a check needs.

@@ -30,6 +30,7 @@ mod error;
 pub mod kube;
 pub mod local;
 pub mod select;
+pub mod timeline;
 pub mod unanswered;
 
 use std::path::{Path, PathBuf};

@@ -122,6 +122,10 @@ pub struct TrialResult {
     pub ignored_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<FailureRecord>,
+    /// The platform's waits during the trial, in the order they ended (left out when the
+    /// platform recorded none: the local platform).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<crate::platform::timeline::Span>,
 }
 
 /// Collects trial results as they finish (from any thread).

@@ -479,6 +479,7 @@ mod tests {
                 message: "`mount` failed (exit 32): bad option".into(),
                 details: serde_json::Value::Null,
             }),
+            timeline: Vec::new(),
         }
     }
 

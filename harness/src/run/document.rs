@@ -63,13 +63,28 @@ pub(super) fn environment(opts: &RunOptions, platform: &dyn Platform) -> serde_j
 pub(super) fn timing(ctx: &RunCtx, started: SystemTime) -> serde_json::Value {
     let wall = started.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0);
     let busy = ctx.agent_clock.busy_seconds();
+    let trials = ctx.sink.trials();
+    let summed: f64 = trials.iter().map(|t| t.duration_s).sum();
+    let waits = crate::platform::timeline::sums(trials.iter().flat_map(|t| &t.timeline));
     serde_json::json!({
         "wall_s": wall,
         "agent_busy_s": busy,
         "agent_summed_s": ctx.agent_clock.summed_seconds(),
         "harness_only_s": (wall - busy).max(0.0),
         "harness_only_share": if wall > 0.0 { ((wall - busy) / wall).max(0.0) } else { 0.0 },
+        "trials_summed_s": summed,
+        "waits_s": waits,
     })
+}
+
+/// The run's line on where its trials' time went (platform waits as shares of the trials'
+/// summed time), when the platform recorded any.
+pub(super) fn waits_line(ctx: &RunCtx) -> Option<String> {
+    let trials = ctx.sink.trials();
+    let summed: f64 = trials.iter().map(|t| t.duration_s).sum();
+    let waits = crate::platform::timeline::sums(trials.iter().flat_map(|t| &t.timeline));
+    crate::platform::timeline::shares(&waits, summed)
+        .map(|s| format!("pvcheck: where the trials' {summed:.1}s went: {s}"))
 }
 
 pub(super) fn result_doc(

@@ -214,6 +214,7 @@ fn run_trial(ctx: &RunCtx, p: &Planned, name: &str) -> Result<Completion, Failed
             warnings: data.warnings,
             ignored_reason: reason,
             failure,
+            timeline: data.timeline,
         });
     };
     if let Some(reason) = &p.ignore {
@@ -259,7 +260,7 @@ fn run_trial(ctx: &RunCtx, p: &Planned, name: &str) -> Result<Completion, Failed
         && !p.class.retries_after_timeout())
     .then(|| platform::unanswered::missed(p.class.name()))
     .flatten();
-    let outcome =
+    let (outcome, timeline) = platform::timeline::during(|| {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             if let Some(m) = &stopped_answering {
                 return Err(checks::Failure::timeout(platform::unanswered::message(m))
@@ -309,7 +310,8 @@ fn run_trial(ctx: &RunCtx, p: &Planned, name: &str) -> Result<Completion, Failed
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_default();
             Err(checks::Failure::new(format!("the check panicked: {msg}")))
-        });
+        })
+    });
     // --strict: what passed only with warnings fails, with a category of its own (`strict`) so
     // the verdict says it failed because of a warning and the exit code can tell it from a
     // failure.
@@ -338,7 +340,8 @@ fn run_trial(ctx: &RunCtx, p: &Planned, name: &str) -> Result<Completion, Failed
         // Whatever this trial saw was caused by the interruption: report nothing.
         wait_for_exit();
     }
-    let data = std::mem::take(&mut *cctx.data.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut data = std::mem::take(&mut *cctx.data.lock().unwrap_or_else(|e| e.into_inner()));
+    data.timeline = timeline;
     ctx.progress.finish(name);
     let result = match outcome {
         Ok(Verdict::Passed) => {
@@ -760,6 +763,9 @@ fn conclude(opts: &RunOptions, run: FinishedRun) -> u8 {
         t["harness_only_s"].as_f64().unwrap_or(0.0),
         t["harness_only_share"].as_f64().unwrap_or(0.0) * 100.0
     );
+    if let Some(l) = document::waits_line(&ctx) {
+        eprintln!("{l}");
+    }
     // The last lines: the verdict, then where the result is. No result file is never a pass.
     let mut ending = verdict::Ending {
         leftovers: !problems.is_empty(),
@@ -809,6 +815,12 @@ fn start_relay(args: &Arguments, ctx: &Arc<RunCtx>) {
             }
             if !t.warnings.is_empty() {
                 extra.push(("warnings".to_string(), t.warnings.clone().into()));
+            }
+            if !t.timeline.is_empty() {
+                // Seconds per platform wait; the spans themselves are in the result file.
+                let waits =
+                    serde_json::to_value(platform::timeline::sums(&t.timeline)).unwrap_or_default();
+                extra.push(("waits_s".to_string(), waits.into()));
             }
             extra
         });

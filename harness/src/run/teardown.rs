@@ -42,6 +42,7 @@ pub(super) fn finish(
                 warnings: Vec::new(),
                 ignored_reason: None,
                 failure: None,
+                timeline: Vec::new(),
             });
         }
     }

@@ -15,9 +15,11 @@ use kube::Api;
 use kube::api::{DeleteParams, LogParams, PostParams};
 
 use super::VolumeCtx;
+use super::attach;
 use super::logs::{Framed, Parser};
 use super::podspec::{self, PodPlan};
 use super::wait::{self, Decision};
+use crate::platform::timeline::{self, Wait};
 use crate::platform::{AgentCall, PlatformError};
 
 /// How a pod's wait for start ended.
@@ -109,11 +111,15 @@ fn terminated(pod: &Pod) -> bool {
     )
 }
 
-/// Creates `pod` and waits until it runs (or already ran), within `limit`.
+/// Creates `pod` and waits until it runs (or already ran), within `limit`. The waits go to the
+/// trial's timeline: scheduled, then container started; with `watch_attach` (a pod that may be
+/// the first on its node: the holder) also the claim bound and the volume attached in between,
+/// from a watch beside the pod's.
 pub async fn create_and_start(
     v: &VolumeCtx,
     pod: Pod,
     limit: Duration,
+    watch_attach: bool,
 ) -> Result<Started, PlatformError> {
     let name = pod.metadata.name.clone().unwrap_or_default();
     let violations = podspec::restricted_violations(&pod);
@@ -124,40 +130,74 @@ pub async fn create_and_start(
         )));
     }
     let api: Api<Pod> = Api::namespaced(v.client.clone(), &v.shared.namespace);
+    let created = Instant::now();
     api.create(&PostParams::default(), &pod)
         .await
         .map_err(|e| api_error(&format!("creating pod {}/{name}", v.shared.namespace), e))?;
     let mut seen = false;
-    let r = wait::until(
-        api,
-        &name,
-        &format!("pod {}/{name} to start", v.shared.namespace),
-        limit,
-        |p: Option<&Pod>| {
-            let Some(p) = p else {
-                return if seen {
-                    Decision::Fail(
-                        "the pod was deleted before it ran (evicted or removed by someone else)"
-                            .into(),
-                    )
-                } else {
-                    Decision::Wait
-                };
+    let scheduled: std::cell::Cell<Option<Instant>> = std::cell::Cell::new(None);
+    let what = format!("pod {}/{name} to start", v.shared.namespace);
+    let pod_wait = wait::until(api, &name, &what, limit, |p: Option<&Pod>| {
+        let Some(p) = p else {
+            return if seen {
+                Decision::Fail(
+                    "the pod was deleted before it ran (evicted or removed by someone else)".into(),
+                )
+            } else {
+                Decision::Wait
             };
-            seen = true;
-            if let Some(why) = hopeless(p) {
-                return Decision::Fail(why);
+        };
+        seen = true;
+        if scheduled.get().is_none() && !node_of(p).is_empty() {
+            scheduled.set(Some(Instant::now()));
+        }
+        if let Some(why) = hopeless(p) {
+            return Decision::Fail(why);
+        }
+        match p.status.as_ref().and_then(|s| s.phase.as_deref()) {
+            Some("Running") => Decision::Done(Started::Running { node: node_of(p) }),
+            Some("Succeeded") | Some("Failed") => {
+                Decision::Done(Started::Finished { node: node_of(p) })
             }
-            match p.status.as_ref().and_then(|s| s.phase.as_deref()) {
-                Some("Running") => Decision::Done(Started::Running { node: node_of(p) }),
-                Some("Succeeded") | Some("Failed") => {
-                    Decision::Done(Started::Finished { node: node_of(p) })
-                }
-                _ => Decision::Wait,
+            _ => Decision::Wait,
+        }
+    });
+    let mut pod_wait = std::pin::pin!(pod_wait);
+    let mut milestones = attach::Milestones::default();
+    let r = if watch_attach {
+        let watch = attach::milestones(&v.client, &v.shared.namespace, &v.pvc, &mut milestones);
+        let mut watch = std::pin::pin!(watch);
+        let mut watching = true;
+        loop {
+            tokio::select! {
+                r = &mut pod_wait => break r,
+                () = &mut watch, if watching => watching = false,
             }
-        },
-    )
-    .await;
+        }
+    } else {
+        pod_wait.await
+    };
+    if r.is_ok() {
+        let running = Instant::now();
+        let scheduled = scheduled.get().unwrap_or(running);
+        let mut from = created;
+        if let Some(bound) = milestones.bound.filter(|b| *b <= scheduled) {
+            timeline::record(Wait::ClaimBound, &v.pvc, created, bound);
+            from = bound;
+        }
+        timeline::record(Wait::PodScheduled, &name, from, scheduled);
+        let mut from = scheduled;
+        if let Some(attached) = milestones.attached.filter(|a| *a >= scheduled) {
+            timeline::record(
+                Wait::VolumeAttached,
+                milestones.pv.as_deref().unwrap_or(&v.pvc),
+                scheduled,
+                attached,
+            );
+            from = attached;
+        }
+        timeline::record(Wait::ContainerStarted, &name, from, running);
+    }
     match r {
         Ok(s) => Ok(s),
         Err(e) => {
@@ -304,6 +344,7 @@ pub async fn delete(
     if !wait_gone {
         return Ok(());
     }
+    let asked = Instant::now();
     wait::until(
         api,
         name,
@@ -318,7 +359,9 @@ pub async fn delete(
         },
     )
     .await
-    .map_err(|e| PlatformError::Other(e.to_string()))
+    .map_err(|e| PlatformError::Other(e.to_string()))?;
+    timeline::since(Wait::PodDeleted, name, asked);
+    Ok(())
 }
 
 /// A ConfigMap holding the agent's input files; returns its name and the arguments that name
@@ -587,14 +630,18 @@ pub async fn run(
     ));
     let start = Instant::now();
     let result = async {
-        create_and_start(v, pod, v.timeouts.pod_start).await?;
+        create_and_start(v, pod, v.timeouts.pod_start, false).await?;
         let left = call
             .timeout
             .saturating_sub(start.elapsed())
             .max(Duration::from_secs(1))
             + v.timeouts.pod_start;
+        let running = Instant::now();
         let done = until_terminated(v, name, left).await?;
+        timeline::since(Wait::AgentRan, name, running);
+        let reading = Instant::now();
         let framed = read_log(v, name).await?;
+        timeline::since(Wait::LogRead, name, reading);
         if framed.end.is_none() {
             let why = done
                 .as_ref()

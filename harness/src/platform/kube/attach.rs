@@ -3,16 +3,84 @@
 //! Attachable drivers without VolumeAttachments (flexVolume) are detached when the node's status
 //! no longer lists the volume; drivers that do not attach have neither: nothing to wait for.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Node;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::VolumeAttachment;
 use kube::Api;
 use kube::api::ListParams;
+use kube::runtime::watcher;
 
 use super::agent_pod::api_error;
 use super::wait::{self, Decision};
 use crate::platform::PlatformError;
+
+/// When, during a pod's start, its claim became bound and its volume attached (`None`: it
+/// already was when the watch began, or it never happened while watched).
+#[derive(Debug, Default)]
+pub struct Milestones {
+    pub bound: Option<Instant>,
+    pub pv: Option<String>,
+    pub attached: Option<Instant>,
+}
+
+/// Fills `m` as claim `pvc` gets bound and its PV's VolumeAttachment becomes attached; runs
+/// beside a pod's start and is dropped when the pod runs (a driver without VolumeAttachments
+/// never attaches: the watch simply ends with the pod's). Watches only, no polling; an error
+/// ends it without a figure.
+pub async fn milestones(client: &kube::Client, namespace: &str, pvc: &str, m: &mut Milestones) {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
+    let mut first = true;
+    let bound = wait::until(
+        claims,
+        pvc,
+        &format!("PVC {namespace}/{pvc} to be bound"),
+        Duration::from_secs(24 * 3600),
+        |c: Option<&PersistentVolumeClaim>| {
+            let pv = c
+                .and_then(|c| c.spec.as_ref())
+                .and_then(|s| s.volume_name.clone());
+            let was_first = std::mem::replace(&mut first, false);
+            match pv {
+                Some(pv) => Decision::Done((pv, was_first)),
+                None => Decision::Wait,
+            }
+        },
+    )
+    .await;
+    let Ok((pv, already)) = bound else { return };
+    if !already {
+        m.bound = Some(Instant::now());
+    }
+    m.pv = Some(pv.clone());
+    let api: Api<VolumeAttachment> = Api::all(client.clone());
+    let mut stream = std::pin::pin!(watcher::watcher(api, watcher::Config::default()));
+    let mut listing = false;
+    while let Some(ev) = stream.next().await {
+        let (va, during_list) = match ev {
+            Ok(watcher::Event::Init) => {
+                listing = true;
+                continue;
+            }
+            Ok(watcher::Event::InitDone) => {
+                listing = false;
+                continue;
+            }
+            Ok(watcher::Event::InitApply(va)) => (va, listing),
+            Ok(watcher::Event::Apply(va)) => (va, false),
+            Ok(watcher::Event::Delete(_)) => continue,
+            Err(_) => return,
+        };
+        let ours = va.spec.source.persistent_volume_name.as_deref() == Some(pv.as_str());
+        if ours && va.status.as_ref().is_some_and(|s| s.attached) {
+            if !during_list {
+                m.attached = Some(Instant::now());
+            }
+            return;
+        }
+    }
+}
 
 /// The VolumeAttachments of PV `pv` (on `node`, when given).
 pub async fn of_pv(
@@ -42,6 +110,7 @@ pub async fn until_detached(
 ) -> Result<usize, PlatformError> {
     let vas = of_pv(client, pv, node).await?;
     let api: Api<VolumeAttachment> = Api::all(client.clone());
+    let asked = Instant::now();
     for va in &vas {
         let name = va.metadata.name.clone().unwrap_or_default();
         wait::until(
@@ -67,6 +136,13 @@ pub async fn until_detached(
             },
             e => PlatformError::Other(e.to_string()),
         })?;
+    }
+    if !vas.is_empty() {
+        crate::platform::timeline::since(
+            crate::platform::timeline::Wait::VolumeDetached,
+            pv,
+            asked,
+        );
     }
     Ok(vas.len())
 }

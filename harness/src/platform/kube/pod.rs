@@ -165,6 +165,7 @@ impl Pod for KubePod {
             &ctx,
             pod,
             ctx.timeouts.pod_start,
+            false,
         ));
         if let Err(e) = started {
             conn.block_on(async {
@@ -270,6 +271,11 @@ impl AgentProcess for KubeAgent {
             }
         });
         let framed = framed?;
+        crate::platform::timeline::since(
+            crate::platform::timeline::Wait::AgentRan,
+            &self.name,
+            self.started,
+        );
         // The pod deleted with grace period 0: its supervisor (PID 1, no SIGTERM handler) and
         // the agent end by the runtime's SIGKILL before the supervisor prints its end line.
         let signal = match (&framed.end, self.killed_by_harness) {

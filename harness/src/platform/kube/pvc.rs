@@ -183,6 +183,19 @@ pub async fn delete(
     pv: Option<&str>,
     limit: Duration,
 ) -> Result<(), PlatformError> {
+    let asked = std::time::Instant::now();
+    delete_and_wait(client, namespace, name, pv, limit).await?;
+    crate::platform::timeline::since(crate::platform::timeline::Wait::ClaimDeleted, name, asked);
+    Ok(())
+}
+
+async fn delete_and_wait(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    pv: Option<&str>,
+    limit: Duration,
+) -> Result<(), PlatformError> {
     let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
     match api.delete(name, &DeleteParams::background()).await {
         Ok(_) => {}

@@ -166,6 +166,11 @@ impl KubeVolume {
             ctx.timeouts.provision,
         ))?;
         self.pv = Some(pv);
+        crate::platform::timeline::since(
+            crate::platform::timeline::Wait::ClaimBound,
+            &ctx.pvc,
+            start,
+        );
         self.timings
             .insert("bound_seconds".into(), start.elapsed().as_secs_f64().into());
         Ok(())
@@ -303,7 +308,7 @@ impl KubeVolume {
         }
         let start = Instant::now();
         let conn = &ctx.shared.conn;
-        let started = conn.block_on(agent_pod::create_and_start(&ctx, pod, limit));
+        let started = conn.block_on(agent_pod::create_and_start(&ctx, pod, limit, true));
         let node = match started {
             Ok(super::agent_pod::Started::Running { node }) => node,
             Ok(super::agent_pod::Started::Finished { .. }) => {

@@ -87,6 +87,11 @@ pub struct RunArgs {
     /// repetitions runs again, one repetition at a time, up to this many in all.
     #[arg(long, value_name = "N", default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_repeat: u32,
+    /// How many classes run their checks at the same time (default: every class, up to 8).
+    /// Speed trials are not bounded by it: one at a time per storage backend (a class's
+    /// `backend`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub parallel_classes: Option<u32>,
     /// Data set of the speed matrix instead of the profile's (quick 128MiB, standard 4GiB),
     /// with a unit: larger to get past caches, smaller to fit a small class.
     #[arg(long, value_name = "SIZE")]
@@ -438,6 +443,7 @@ fn run_cmd(a: RunArgs) -> u8 {
         allow_mismatch: a.allow_mismatch,
         allow_inconclusive: a.allow_inconclusive,
         max_repeat: a.max_repeat,
+        parallel_classes: a.parallel_classes.map(|n| n as usize),
     };
     run::execute(opts)
 }

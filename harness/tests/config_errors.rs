@@ -235,3 +235,26 @@ fn an_empty_or_missing_kubelet_command_is_refused_naming_the_field() {
         "{line}"
     );
 }
+
+/// Issue 21: `backend:` empty, and `--parallel-classes 0`, are one line each, before anything runs.
+#[test]
+fn an_empty_backend_or_no_parallel_class_is_refused_naming_the_field() {
+    let env = Env::new();
+    let f = write(
+        &env,
+        "backend.yaml",
+        "classes:\n  - name: k\n    local: { dir: /tmp }\n    backend: \"\"\n",
+    );
+    let line = refused(&env, &["--classes", &f]);
+    assert!(
+        line.contains(&format!("{f}:4: classes[0].backend: is empty")),
+        "{line}"
+    );
+    let out = env.run(&["--classes", &f, "--list", "--parallel-classes", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--parallel-classes"),
+        "{}",
+        stderr(&out)
+    );
+}

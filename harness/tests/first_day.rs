@@ -1084,3 +1084,60 @@ fn finding_15_the_readme_first_screen_answers_the_first_day_questions() {
         "the upgrade environment differs between README and docs"
     );
 }
+
+/// Issue 21: speed trials of classes on different storage backends (`backend:`) measure at the
+/// same time; classes of one backend (here the local default, this machine) never do.
+#[test]
+fn speed_trials_overlap_only_across_backends() {
+    fn window(r: &Value, name: &str) -> (f64, f64) {
+        let t = trial(r, name);
+        assert_eq!(t["status"], "passed", "{t}");
+        let started = t["started"].as_str().unwrap();
+        // HH:MM:SS.mmm of "YYYY-MM-DDTHH:MM:SS.mmmZ" (one run never crosses midnight here).
+        let hms: Vec<f64> = started[11..23]
+            .split(':')
+            .map(|x| x.parse().unwrap())
+            .collect();
+        let s = hms[0] * 3600.0 + hms[1] * 60.0 + hms[2];
+        (s, s + t["duration_s"].as_f64().unwrap())
+    }
+    for (backends, overlap) in [(["disk-a", "disk-b"], true), (["", ""], false)] {
+        let env = Env::new();
+        let mut classes = String::from("classes:\n");
+        for (name, backend) in ["one", "two"].iter().zip(backends) {
+            let dir = env.scratch.path().join(name);
+            std::fs::create_dir(&dir).unwrap();
+            classes.push_str(&format!(
+                "  - name: {name}\n    local: {{ dir: {} }}\n",
+                dir.display()
+            ));
+            if !backend.is_empty() {
+                classes.push_str(&format!("    backend: {backend}\n"));
+            }
+        }
+        let f = write(&env, "two.yaml", &classes);
+        let out = env.run(&[
+            "--classes",
+            &f,
+            "speed::randread-4k-qd1",
+            "--speed-size",
+            "16MiB",
+            "--test-threads",
+            "4",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let r = env.result();
+        let (a, b) = (
+            window(&r, "one::speed::randread-4k-qd1"),
+            window(&r, "two::speed::randread-4k-qd1"),
+        );
+        let overlapped = a.0 < b.1 && b.0 < a.1;
+        assert_eq!(overlapped, overlap, "backends {backends:?}: {a:?} {b:?}");
+        if overlap {
+            assert_eq!(
+                r["environment"]["classes"]["one"]["parameters"]["backend"],
+                "disk-a"
+            );
+        }
+    }
+}

@@ -267,6 +267,16 @@ fn check_class(
             "`drain` needs `upgrade.command`, `upgrade.driver` or `upgrade.csi`: there is no upgrade to drain the volume for",
         ));
     }
+    if let Some(b) = &class.backend
+        && b.value.trim().is_empty()
+    {
+        return Err(ConfigError::new(
+            file,
+            Some(b.referenced.line()),
+            field("backend"),
+            "is empty: name the storage backend the class's volumes live on (classes naming the same one never measure speed at once), or leave the field out",
+        ));
+    }
     if let Some(k) = &class.disruption.kubelet {
         for (name, cmd) in [("stop", &k.stop), ("start", &k.start)] {
             if cmd.value.trim().is_empty() {

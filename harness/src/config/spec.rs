@@ -39,6 +39,12 @@ pub struct ClassSpec {
     /// How large a speed change the regression gate calls a regression (`thresholds.rs`).
     #[serde(default)]
     pub thresholds: Option<super::thresholds::ThresholdsSpec>,
+    /// The storage backend the class's volumes live on: speed trials of classes naming the
+    /// same backend never run at the same time (one may disturb the other's figures); classes
+    /// of different backends measure at once. Default: the platform's (Kubernetes: the
+    /// StorageClass's provisioner; local: this machine).
+    #[serde(default)]
+    pub backend: Option<Spanned<String>>,
     /// The YAML file this class came from (set by the loader).
     #[serde(skip)]
     pub file: PathBuf,
@@ -52,6 +58,10 @@ impl ClassSpec {
     /// (`local.csi.retry_after_timeout`); by default they fail at once.
     pub fn retries_after_timeout(&self) -> bool {
         matches!(&self.local, Some(LocalKind::Csi(c)) if c.retry_after_timeout)
+    }
+    /// The storage backend of [`ClassSpec::backend`], when the class names one.
+    pub fn backend(&self) -> Option<&str> {
+        self.backend.as_ref().map(|b| b.value.as_str())
     }
     /// The line of the class's `name:` in its file.
     pub fn line(&self) -> u64 {
@@ -71,7 +81,7 @@ impl ClassSpec {
             }}),
             Some(LocalKind::Csi(c)) => serde_json::json!({ "csi": c.parameters_json() }),
         };
-        serde_json::json!({
+        let mut p = serde_json::json!({
             "name": self.name(),
             "file": self.file,
             "local": local,
@@ -86,7 +96,11 @@ impl ClassSpec {
                 "csi": u.csi.as_ref().map(|c| &c.command.value),
             })),
             "timeouts": self.timeouts,
-        })
+        });
+        if let (Some(b), Some(o)) = (self.backend(), p.as_object_mut()) {
+            o.insert("backend".into(), b.into());
+        }
+        p
     }
 }
 

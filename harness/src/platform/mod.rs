@@ -144,6 +144,13 @@ pub trait Platform: Send + Sync {
         let _ = class;
         false
     }
+    /// The storage backend a class's volumes live on when the class names none
+    /// (`ClassSpec::backend`): speed trials of one backend run one at a time. By default every
+    /// class shares one: this machine's disks and CPUs.
+    fn default_backend(&self, class: &ClassSpec) -> String {
+        let _ = class;
+        "this machine".into()
+    }
     /// `Err(reason)` when two pods cannot use a volume of the class at the same time here (the
     /// `rwx` check is then ignored with that reason).
     fn shares_volumes(&self, class: &ClassSpec) -> Result<(), String> {

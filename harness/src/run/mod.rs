@@ -26,7 +26,7 @@ use crate::checks::{self, Check, CheckCtx, TrialData, Verdict};
 use crate::config::ClassSpec;
 use crate::exit_code;
 use crate::phase::Phase;
-use crate::platform::select::{Choice, Purpose, SelectCtx};
+use crate::platform::select::{Choice, PlatformKind, Purpose, SelectCtx};
 use crate::platform::{self, AgentBinary, Platform};
 use crate::profile::Profile;
 use crate::registry::Registry;
@@ -81,6 +81,8 @@ pub struct RunOptions {
     pub allow_inconclusive: bool,
     /// `--max-repeat`: with a baseline, repetitions of a still-inconclusive workload, in all.
     pub max_repeat: u32,
+    /// `--parallel-classes`: how many classes run checks at once (`None`: every class, up to 8).
+    pub parallel_classes: Option<usize>,
     /// `--baseline NAME --create-baseline` when NAME does not exist yet: the run becomes it.
     pub create_baseline: Option<String>,
     /// `--keep-runs N`: the newest N result files stay in results/runs.
@@ -97,8 +99,12 @@ pub struct Planned {
     pub group: Group,
     /// Why the trial is ignored, known before running (class unusable, capability off).
     pub ignore: Option<String>,
-    /// A speed trial's place in the one-at-a-time order (set once the run's selection is known).
+    /// A speed trial's place in its backend's one-at-a-time order (set once the run's
+    /// selection is known).
     pub speed_turn: Option<usize>,
+    /// The storage backend the class's volumes live on (the class's `backend`, or the
+    /// platform's default for it).
+    pub backend: String,
 }
 
 impl Planned {
@@ -121,6 +127,7 @@ pub fn plan(classes: &[ClassSpec], platform: &dyn Platform, phase: &Phase) -> Ve
                 group: Group::Check,
                 ignore: platform.usable(class).err(),
                 speed_turn: None,
+                backend: backend_of(class, platform),
             });
         }
         return out;
@@ -146,11 +153,25 @@ pub fn plan(classes: &[ClassSpec], platform: &dyn Platform, phase: &Phase) -> Ve
                     group,
                     ignore,
                     speed_turn: None,
+                    backend: backend_of(class, platform),
                 });
             }
         }
     }
     out
+}
+
+/// `--parallel-classes`, or every class up to 8.
+fn parallel_classes(opts: &RunOptions) -> usize {
+    opts.parallel_classes
+        .unwrap_or_else(|| opts.classes.len().clamp(1, 8))
+}
+
+fn backend_of(class: &ClassSpec, platform: &dyn Platform) -> String {
+    class
+        .backend()
+        .map(str::to_string)
+        .unwrap_or_else(|| platform.default_backend(class))
 }
 
 /// What every trial shares.
@@ -191,9 +212,13 @@ fn trial(p: Planned, ctx: Option<Arc<RunCtx>>) -> Trial {
 }
 
 fn run_trial(ctx: &RunCtx, p: &Planned, name: &str) -> Result<Completion, Failed> {
-    let running = ctx
-        .schedule
-        .enter(p.group, p.class.name(), p.ignore.is_none(), p.speed_turn);
+    let running = ctx.schedule.enter(
+        p.group,
+        p.class.name(),
+        &p.backend,
+        p.ignore.is_none(),
+        p.speed_turn,
+    );
     let start = Instant::now();
     let started = results::rfc3339_utc_millis(SystemTime::now());
     let record = |status: Status,
@@ -427,11 +452,17 @@ fn plan_run(opts: &RunOptions) -> Result<PlanOutcome, u8> {
     // Checks mostly wait (mkfs, sync, mounts, driver calls, fsync), so twice as many trials as
     // CPUs keep the machine busy (measured: the quick default suite with flexVolume classes
     // took 114 s with 2 threads and 96 s with 4 on 2 cores). Speed trials run alone regardless.
+    // On Kubernetes a trial waits for the API server and the nodes, not for this machine:
+    // four trials per class that may run at once (up to 32 threads).
     if args.test_threads.is_none() {
         let cpus: usize = std::thread::available_parallelism()
             .map(Into::into)
             .unwrap_or(1);
-        args.test_threads = Some((2 * cpus).max(2));
+        let local = (2 * cpus).max(2);
+        args.test_threads = Some(match opts.platform.kind {
+            PlatformKind::Kubernetes => (4 * parallel_classes(opts)).clamp(local, 32),
+            PlatformKind::Local => local,
+        });
     }
 
     if let Phase::AfterUpgrade { resumes } = &opts.phase
@@ -640,7 +671,7 @@ fn run_trials(opts: &RunOptions, run: RunPlan) -> Result<FinishedRun, u8> {
         profile: opts.profile,
         keep_on_failure: opts.keep_on_failure,
         registry: registry.clone(),
-        schedule: Schedule::default(),
+        schedule: Schedule::with_parallel_classes(parallel_classes(opts)),
         sink: ResultSink::default(),
         speed: Arc::new(speed_volumes(opts)),
         kept: Arc::new(Mutex::new(Vec::new())),
@@ -658,7 +689,7 @@ fn run_trials(opts: &RunOptions, run: RunPlan) -> Result<FinishedRun, u8> {
         let p = &mut planned[i];
         p.speed_turn = ctx
             .schedule
-            .expect(p.group, p.class.name(), p.ignore.is_none());
+            .expect(p.group, p.class.name(), &p.backend, p.ignore.is_none());
     }
     let env = document::environment(opts, platform.as_ref());
     let finish: Finish = {

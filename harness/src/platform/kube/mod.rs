@@ -73,6 +73,8 @@ pub struct Shared {
     pub pull_secrets: Vec<String>,
     /// StorageClass name → volumeBindingMode is WaitForFirstConsumer.
     pub wffc: HashMap<String, bool>,
+    /// StorageClass name → its provisioner (a class's default storage backend).
+    pub provisioners: HashMap<String, String>,
     /// (class, PVC) of every claim the run created, for the per-class leftovers.
     pub created: Mutex<Vec<(String, String)>>,
     /// PVCs kept with --keep-on-failure: the end of the run leaves them and their namespace.
@@ -234,6 +236,7 @@ pub fn select(opts: &KubeOptions, ctx: SelectCtx<'_>) -> Result<Arc<dyn Platform
             .unwrap_or_else(crate::image::default_agent_image),
         pull_secrets: opts.image_pull_secrets.clone(),
         wffc: facts.wffc,
+        provisioners: facts.provisioners,
         created: Mutex::new(Vec::new()),
         kept: Mutex::new(Vec::new()),
         latencies: Mutex::new(BTreeMap::new()),
@@ -309,6 +312,20 @@ impl Platform for KubePlatform {
         match &class.kube {
             None => Err("no `kube:` section: the class is for another platform".into()),
             Some(_) => Ok(()),
+        }
+    }
+
+    /// The StorageClass's provisioner: its classes share the driver's storage. A class with
+    /// a PV template (static PVs, no provisioner) shares the cluster's.
+    fn default_backend(&self, class: &ClassSpec) -> String {
+        let provisioner = class
+            .kube
+            .as_ref()
+            .and_then(|k| k.storage_class_name())
+            .and_then(|sc| self.shared.as_ref()?.provisioners.get(sc));
+        match provisioner {
+            Some(p) => format!("provisioner {p}"),
+            None => "this cluster".into(),
         }
     }
 

@@ -17,6 +17,8 @@ use crate::platform::select::SelectError;
 pub struct Facts {
     /// StorageClass → WaitForFirstConsumer.
     pub wffc: HashMap<String, bool>,
+    /// StorageClass → its provisioner.
+    pub provisioners: HashMap<String, String>,
     /// Ready, schedulable nodes.
     pub nodes: usize,
 }
@@ -47,6 +49,10 @@ pub fn check(conn: &Connection, classes: &[ClassSpec]) -> Result<Facts, SelectEr
         let mut facts = Facts::default();
         let names: Vec<String> = list.items.iter().filter_map(|s| s.metadata.name.clone()).collect();
         for sc in &list.items {
+            facts.provisioners.insert(
+                sc.metadata.name.clone().unwrap_or_default(),
+                sc.provisioner.clone(),
+            );
             facts.wffc.insert(
                 sc.metadata.name.clone().unwrap_or_default(),
                 sc.volume_binding_mode.as_deref() == Some("WaitForFirstConsumer"),

@@ -108,7 +108,7 @@ fn data_written_through_the_pod_dir_survives_detach_and_a_driver_upgrade() {
         let g = s
             .root
             .join("kubelet/plugins/kubernetes.io/flexvolume/pvcheck/loop/mounts/vol");
-        let opts = pvcheck::platform::local::flexvolume::mounts::mounts_at(&g).unwrap()[0].clone();
+        let opts = pvcheck::platform::local::mounts::mounts_at(&g).unwrap()[0].clone();
         (
             std::fs::read(dir.join("f")).unwrap(),
             std::fs::read_to_string("/proc/self/mountinfo")

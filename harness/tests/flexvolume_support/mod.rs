@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use pvcheck::platform::local::flexvolume::embedded;
-use pvcheck::platform::local::flexvolume::mounts::{loop_backing_file, mounts_under};
+use pvcheck::platform::local::mounts::{loop_backing_file, mounts_under};
 
 pub fn require_root() {
     assert!(

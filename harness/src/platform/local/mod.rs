@@ -13,6 +13,7 @@ pub mod dir;
 pub mod flexvolume;
 pub mod kernel_log;
 pub mod loopfs;
+pub mod mounts;
 pub mod volume;
 
 use std::path::PathBuf;

@@ -460,11 +460,8 @@ impl Backend for CsiBackend {
             }
             places.push(("published", &p.target));
         }
-        crate::platform::local::flexvolume::mounts::counts_under(
-            &places,
-            &ctx.work_dir.join("kubelet"),
-        )
-        .map_err(|e| PlatformError::io("reading /proc/self/mountinfo", e))
+        crate::platform::local::mounts::counts_under(&places, &ctx.work_dir.join("kubelet"))
+            .map_err(|e| PlatformError::io("reading /proc/self/mountinfo", e))
     }
 
     fn expand(

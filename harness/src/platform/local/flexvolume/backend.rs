@@ -492,7 +492,7 @@ impl Backend for FlexBackend {
             }
             places.push(("published", &m.pod_dir));
         }
-        super::mounts::counts_under(&places, &ctx.work_dir.join("kubelet"))
+        crate::platform::local::mounts::counts_under(&places, &ctx.work_dir.join("kubelet"))
             .map_err(|e| PlatformError::io("reading /proc/self/mountinfo", e))
     }
 

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use super::driver::Driver;
 use super::error::FlexError;
 use super::kubelet::{Kubelet, Layout, Mounted, MountedBy};
-use super::mounts::{block_device_number, loop_backing_file, mounts_under};
 use super::options::{PodInfo, VolumeOptions};
 use super::protocol::Call;
+use crate::platform::local::mounts::{block_device_number, loop_backing_file, mounts_under};
 
 /// What a check needs: the driver, the class's options, and a kubelet root pvcheck owns.
 #[derive(Debug, Clone)]

@@ -19,9 +19,9 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
 use super::driver::{Answer, Driver};
 use super::error::FlexError;
-use super::mounts::{block_device_number, loop_backing_file, mounts_at};
 use super::options::{Masker, PodInfo, VolumeOptions, to_json};
 use super::protocol::{Call, Capabilities};
+use crate::platform::local::mounts::{block_device_number, loop_backing_file, mounts_at};
 
 /// Where kubelet keeps a volume's mounts, under a root pvcheck owns (kubelet: /var/lib/kubelet).
 #[derive(Debug, Clone)]
@@ -645,7 +645,7 @@ fn warn_if_other_device(
     driver: &Driver,
     call: Call,
     dir: &Path,
-    top: &super::mounts::MountEntry,
+    top: &crate::platform::local::mounts::MountEntry,
     dev: &str,
 ) {
     if let Ok(Some((major, minor))) = block_device_number(Path::new(dev))

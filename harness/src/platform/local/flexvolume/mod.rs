@@ -18,7 +18,6 @@ pub mod embedded;
 pub mod error;
 pub mod kubelet;
 pub mod left;
-pub mod mounts;
 pub mod options;
 pub mod protocol;
 

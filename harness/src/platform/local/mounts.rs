@@ -1,4 +1,5 @@
-//! What the kernel says is mounted: the checks kubelet's callers rely on but never make.
+//! What the kernel says is mounted (/proc/self/mountinfo), for every local driver kind: the
+//! checks kubelet's callers rely on but never make.
 //!
 //! A driver can print Success without mounting anything; the pod then writes into an empty
 //! directory on the node's root filesystem and every check "passes". After each mount call the

@@ -567,6 +567,26 @@ pub async fn follow_log(
     Ok(parser.out)
 }
 
+/// Follows pod `name`'s log until the supervisor's end line: the whole framed output, or
+/// `None` when the stream ended (or failed) before that line.
+async fn until_end_line(v: &VolumeCtx, name: &str) -> Option<Framed> {
+    let api: Api<Pod> = Api::namespaced(v.client.clone(), &v.shared.namespace);
+    let lp = LogParams {
+        follow: true,
+        ..Default::default()
+    };
+    let stream = api.log_stream(name, &lp).await.ok()?;
+    let mut parser = Parser::default();
+    let mut lines = std::pin::pin!(stream.lines());
+    while let Ok(Some(line)) = lines.try_next().await {
+        parser.line(&line);
+        if parser.out.end.is_some() {
+            return Some(parser.out);
+        }
+    }
+    None
+}
+
 /// The plan of an agent pod of the volume.
 pub fn plan<'a>(
     v: &'a VolumeCtx,
@@ -637,11 +657,32 @@ pub async fn run(
             .max(Duration::from_secs(1))
             + v.timeouts.pod_start;
         let running = Instant::now();
-        let done = until_terminated(v, name, left).await?;
-        timeline::since(Wait::AgentRan, name, running);
-        let reading = Instant::now();
-        let framed = read_log(v, name).await?;
-        timeline::since(Wait::LogRead, name, reading);
+        // Done at the supervisor's end line in the followed log (it prints it last, once the
+        // agent has exited), not when the kubelet's next status report shows the pod
+        // terminated, a second or more later; the pod's status still decides when the log
+        // ends without that line.
+        let mut terminated = std::pin::pin!(until_terminated(v, name, left));
+        let mut followed = std::pin::pin!(until_end_line(v, name));
+        let mut following = true;
+        let (done, framed) = loop {
+            tokio::select! {
+                r = &mut terminated => {
+                    let done = r?;
+                    timeline::since(Wait::AgentRan, name, running);
+                    let reading = Instant::now();
+                    let framed = read_log(v, name).await?;
+                    timeline::since(Wait::LogRead, name, reading);
+                    break (done, framed);
+                }
+                f = &mut followed, if following => match f {
+                    Some(framed) => {
+                        timeline::since(Wait::AgentRan, name, running);
+                        break (None, framed);
+                    }
+                    None => following = false,
+                },
+            }
+        };
         if framed.end.is_none() {
             let why = done
                 .as_ref()

@@ -14,8 +14,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::{DeleteParams, LogParams, PostParams};
 
-use super::VolumeCtx;
 use super::attach;
+use super::context::VolumeCtx;
 use super::logs::{Framed, Parser};
 use super::podspec::{self, PodPlan};
 use super::wait::{self, Decision};

@@ -16,8 +16,9 @@ use kube::Api;
 use kube::api::{DeleteParams, DynamicObject, ListParams};
 
 use super::agent_pod::api_error;
+use super::context::Shared;
+use super::labels;
 use super::wait::{self, Decision};
-use super::{Shared, labels};
 use crate::platform::{Leftover, PlatformError, RunFilter};
 
 /// How long removing one run may take (namespace finalization, PV deletion by the driver).

@@ -16,9 +16,10 @@ use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
 
 use super::agent_pod::api_error;
+use super::context::{Shared, VolumeCtx};
 use super::pod::KubePod;
 use super::volume::KubeVolume;
-use super::{Shared, VolumeCtx, labels, podspec};
+use super::{labels, podspec};
 use crate::config::ClassSpec;
 use crate::platform::select::SelectError;
 use crate::platform::{KeptLedger, PlatformError, Resumed};

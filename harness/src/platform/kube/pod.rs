@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::VolumeCtx;
 use super::agent_pod;
+use super::context::VolumeCtx;
 use super::podspec;
 use crate::config::kube::VolumeMode;
 use crate::platform::{

@@ -8,9 +8,10 @@ use k8s_openapi::api::core::v1::TypedLocalObjectReference;
 use kube::Api;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
 
+use super::context::VolumeCtx;
 use super::volume::KubeVolume;
 use super::wait::{self, Decision};
-use super::{VolumeCtx, agent_pod, labels};
+use super::{agent_pod, labels};
 use crate::platform::PlatformError;
 
 pub fn resource() -> ApiResource {

@@ -10,8 +10,9 @@ use k8s_openapi::api::core::v1::{
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 
+use super::context::{Shared, VolumeCtx};
 use super::pod::KubePod;
-use super::{Limits, Shared, VolumeCtx, agent_pod, attach, labels, podspec, pvc, topology};
+use super::{agent_pod, attach, labels, podspec, pvc, topology};
 use crate::config::ClassSpec;
 use crate::platform::{
     DriverWindow, Elsewhere, MountCount, NodeAgentDisruption, PlatformError, Pod, UpgradeStep,
@@ -52,15 +53,6 @@ fn request_bytes(class: &ClassSpec, needed: u64) -> u64 {
         .map(|q| q.bytes)
         .unwrap_or(0);
     needed.max(min).div_ceil(1 << 20) * (1 << 20)
-}
-
-pub fn limits(class: &ClassSpec) -> Limits {
-    Limits {
-        provision: class.timeouts.provision.0,
-        attach: class.timeouts.attach.0,
-        pod_start: class.timeouts.pod_start.0,
-        upgrade: class.timeouts.upgrade.0,
-    }
 }
 
 /// Creates the claim (and the PV of a template class), and waits for Bound unless the class

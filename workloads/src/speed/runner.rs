@@ -141,6 +141,7 @@ pub fn run(spec: &JobSpec) -> Result<BenchResult, Error> {
                 kind: j.rw,
                 bs: j.bs,
                 iodepth: j.iodepth,
+                direct: prep.direct,
                 read_pct,
                 fsync_every: j.fsync_every,
                 offsets,

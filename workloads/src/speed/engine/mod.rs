@@ -53,6 +53,9 @@ pub struct WorkerPlan {
     pub kind: JobKind,
     pub bs: u64,
     pub iodepth: u32,
+    /// The file was opened with O_DIRECT: completions arrive from the block layer's interrupt
+    /// context, not from io_uring's worker threads (the uring engine's ring setup depends on it).
+    pub direct: bool,
     /// Reads in percent: 100 for read jobs, 0 for write jobs.
     pub read_pct: u8,
     pub fsync_every: u32,

@@ -104,18 +104,35 @@ fn transient(e: &io::Error) -> bool {
     )
 }
 
-fn build_ring(entries: u32) -> io::Result<IoUring> {
+fn build_ring(entries: u32, defer_taskrun: bool) -> io::Result<IoUring> {
     // COOP_TASKRUN (Linux 5.19+): completions arriving from other contexts are queued for us
     // without an inter-processor interrupt. SINGLE_ISSUER (6.0+): only this thread submits,
-    // which spares the kernel the ring's submission lock. DEFER_TASKRUN was tried and measured
-    // 10× slower for buffered tmpfs reads at QD1 (they complete through io-wq), so it is not
-    // used. Each flag is dropped again where the kernel refuses it.
-    IoUring::builder()
-        .setup_coop_taskrun()
-        .setup_single_issuer()
-        .build(entries)
-        .or_else(|_| IoUring::builder().setup_coop_taskrun().build(entries))
-        .or_else(|_| IoUring::new(entries))
+    // which spares the kernel the ring's submission lock. Each flag is dropped again where the
+    // kernel refuses it.
+    //
+    // DEFER_TASKRUN (6.1+, what fio 3.33 sets): completions are queued on the ring and run
+    // in the `io_uring_enter` that waits for them, under the lock that call already holds,
+    // instead of as task work that takes the ring's lock once per batch (`ctx_flush_and_put`,
+    // 7 % of the engine thread in a profile of 4 KiB randread QD32, docs/agent-speed.md). Only
+    // for O_DIRECT, whose completions come from the block layer: buffered reads complete
+    // through io-wq, and there it was measured 10× slower for tmpfs reads at QD1.
+    let fast = if defer_taskrun {
+        IoUring::builder()
+            .setup_coop_taskrun()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .build(entries)
+    } else {
+        Err(io::Error::from_raw_os_error(libc::EINVAL))
+    };
+    fast.or_else(|_| {
+        IoUring::builder()
+            .setup_coop_taskrun()
+            .setup_single_issuer()
+            .build(entries)
+    })
+    .or_else(|_| IoUring::builder().setup_coop_taskrun().build(entries))
+    .or_else(|_| IoUring::new(entries))
 }
 
 #[inline]
@@ -157,7 +174,7 @@ pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
     let len32 = plan.bs as u32;
     let ctl = plan.control.clone();
     let (measure_start, deadline) = (ctl.measure_start_ns, ctl.deadline_ns);
-    let mut ring = match build_ring((depth as u32 + 1).next_power_of_two()) {
+    let mut ring = match build_ring((depth as u32 + 1).next_power_of_two(), plan.direct) {
         Ok(r) => r,
         Err(e) => {
             out.error = Some(Error::UringUnavailable(describe(&e)));
@@ -207,9 +224,10 @@ pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
     // The split borrows the ring; scoped so the ring can be leaked afterwards if needed.
     {
         let (submitter, mut sq, mut cq) = ring.split();
-        let mut now;
+        // The reading taken after each wait serves the next loop's deadline check too: two
+        // clock readings per loop (submission stamp, completion stamp), not three.
+        let mut now = now_ns();
         loop {
-            now = now_ns();
             if !stopping && (now >= deadline || ctl.stop.load(Ordering::Relaxed)) {
                 stopping = true;
             }

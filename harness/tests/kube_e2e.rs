@@ -221,8 +221,9 @@ fn block_volumes_run_the_data_checks_on_the_raw_device_in_the_pod() {
 }
 
 /// Two pods on one ReadWriteMany claim at the same time: each writes its own region while the
-/// other writes, then verifies the other's. The test driver's PVs are pinned to node 1, so on the
-/// two-node test cluster both pods run there and the result says so (a warning, not silence).
+/// other writes, then verifies the other's. The test driver stages a volume on one node at a
+/// time, so the class's placement pins the pods to node 1: on the two-node test cluster both
+/// pods run there and the result says so (a warning, not silence).
 #[test]
 fn rwx_runs_two_pods_at_once_each_verifying_the_others_region() {
     let Some(kc) = kubeconfig() else { return };

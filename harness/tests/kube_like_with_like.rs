@@ -13,7 +13,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::kube::{kube_args, kubeconfig, kubectl, kubectl_out, kubectl_stdin, objects_of_run};
+use common::kube::{kube_args, kubeconfig, kubectl, kubectl_stdin, objects_of_run};
 use common::{Env, PVCHECK, stderr, stdout};
 
 /// The speed workload the runs measure (the quick profile's shortest random one).
@@ -34,27 +34,15 @@ impl StorageClass {
     }
 
     /// (Re)creates it with parameter `pvcheck.io/tier` (parameters cannot be changed in place).
-    /// The test cluster's driver serves one node: the class keeps csi-hostpath-sc's
-    /// allowedTopologies, or a pod scheduled on the other node is never provisioned.
+    /// The test cluster's driver serves every node (one zone), so no allowedTopologies.
     fn make(&self, tier: &str) {
         self.delete();
-        let node = kubectl_out(
-            &self.kc,
-            &[
-                "get",
-                "storageclass",
-                "csi-hostpath-sc",
-                "-o",
-                "jsonpath={.allowedTopologies[0].matchLabelExpressions[0].values[0]}",
-            ],
-        );
         kubectl_stdin(
             &self.kc,
             &["apply", "-f", "-"],
             &format!(
-                "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {{ name: {} }}\nprovisioner: hostpath.csi.pvcheck.io\nparameters: {{ pvcheck.io/tier: {tier} }}\nreclaimPolicy: Delete\nvolumeBindingMode: WaitForFirstConsumer\nallowVolumeExpansion: true\nallowedTopologies:\n- matchLabelExpressions:\n  - key: topology.pvcheck.io/node\n    values: [\"{}\"]\n",
+                "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {{ name: {} }}\nprovisioner: hostpath.csi.pvcheck.io\nparameters: {{ pvcheck.io/tier: {tier} }}\nreclaimPolicy: Delete\nvolumeBindingMode: WaitForFirstConsumer\nallowVolumeExpansion: true\n",
                 self.name,
-                node.trim()
             ),
         );
     }

@@ -1,7 +1,8 @@
 //! `integrity::live-upgrade` and `disruption::node-plugin-kill` on the real test cluster (issue
-//! 20): the test driver's node plugin pod (testenv's StatefulSet pvcheck-test-csi) is rolled by
-//! the class's upgrade (`kubectl rollout restart`, then the rollout waited for) or deleted with
-//! grace period 0 while the agent pod streams fsync-acknowledged records.
+//! 20): the test driver's node plugin pods (testenv's DaemonSet pvcheck-test-csi-node, one per
+//! node) are rolled node by node by the class's upgrade (`kubectl rollout restart`, then the
+//! rollout waited for) or one is deleted with grace period 0 while agent pods stream
+//! fsync-acknowledged records.
 //!
 //! With bind mounts (testenv/up's driver) both pass and verify every acknowledged record; with
 //! the driver switched to `--data-path fuse-inside` (`testenv/csi-data-path`: the FUSE mounts are
@@ -10,7 +11,7 @@
 //! driver is switched back to bind mounts however they end.
 //!
 //! `disruption::kubelet-restart` and `disruption::pod-deleted-while-kubelet-down` stop and start
-//! node 1's kubelet with `testenv/kubelet` (the class's `disruption.kubelet` commands) under the
+//! the volume's node's kubelet with `testenv/kubelet` (the class's `disruption.kubelet` commands) under the
 //! same stream: the healthy driver passes both with every record verified; a stop command that
 //! fails is `setup`, naming its stderr, and the kubelet stays up.
 //!
@@ -23,7 +24,8 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use common::kube::{
-    ServiceAccount, kube_args, kubeconfig, kubectl_out, objects_of_run, run_id, testenv_var,
+    ServiceAccount, kube_args, kubeconfig, kubectl_out, node_names, objects_of_run, run_id,
+    testenv_var,
 };
 use common::{Env, stderr, stdout, trial};
 use serde_json::Value;
@@ -70,7 +72,7 @@ fn class_file(env: &Env, name: &str) -> String {
     std::fs::write(
         &file,
         format!(
-            "classes:\n  - name: {name}\n    kube:\n      storage_class: csi-hostpath-sc\n      size: 256Mi\n    upgrade:\n      command: \"{kubectl} -n pvcheck-testenv rollout restart statefulset/pvcheck-test-csi\"\n      rollout: [ {{ kind: StatefulSet, namespace: pvcheck-testenv, name: pvcheck-test-csi }} ]\n    disruption: {{ node_plugin_kill: true }}\n    timeouts: {{ provision: 2m, attach: 2m, pod_start: 3m, upgrade: 3m }}\n"
+            "classes:\n  - name: {name}\n    kube:\n      storage_class: csi-hostpath-sc\n      size: 256Mi\n    upgrade:\n      command: \"{kubectl} -n pvcheck-testenv rollout restart daemonset/pvcheck-test-csi-node\"\n      rollout: [ {{ kind: DaemonSet, namespace: pvcheck-testenv, name: pvcheck-test-csi-node }} ]\n    disruption: {{ node_plugin_kill: true }}\n    timeouts: {{ provision: 2m, attach: 2m, pod_start: 3m, upgrade: 3m }}\n"
         ),
     )
     .unwrap();
@@ -152,12 +154,17 @@ fn run_with_driver(mode: &str, prefix: &str) -> Option<(Option<i32>, Value, Stri
     Some((code, r, class))
 }
 
-/// The driver replaced under the pod on the cluster's first node: node, old and new pod UIDs.
+/// A node of the test cluster (`pvcheck-node-<n>`).
+fn is_node(v: &Value) -> bool {
+    v.as_str().is_some_and(|n| n.starts_with("pvcheck-node-"))
+}
+
+/// The driver replaced under each agent's pod: node, old and new pod UIDs.
 fn assert_window_names_the_replaced_pod(live: &Value, check: &str) {
     let windows = live["windows"].as_array().expect("windows");
     assert!(!windows.is_empty(), "{check}: no window: {live}");
     for w in windows {
-        assert_eq!(w["node"], "pvcheck-node-1", "{check}: {w}");
+        assert!(is_node(&w["node"]), "{check}: {w}");
         let (old, new) = (&w["report"]["old"]["uid"], &w["report"]["new"]["uid"]);
         assert!(
             old.is_string() && new.is_string() && old != new,
@@ -168,6 +175,42 @@ fn assert_window_names_the_replaced_pod(live: &Value, check: &str) {
             "{check}: {w}"
         );
     }
+}
+
+/// `live-upgrade` on the two-node cluster: one agent per node (at least two), one window per
+/// node, each naming its node and the node plugin pod it replaced (old and new UIDs), and
+/// every agent's acknowledged records verified in place and after the recreate, the second
+/// volume recreated on another node.
+fn assert_rolled_on_every_node(t: &Value) {
+    let live = &t["metrics"]["live"];
+    let agents = live["agents"].as_array().expect("agents");
+    assert!(agents.len() >= 2, "one agent per node: {live}");
+    let windows = live["windows"].as_array().expect("windows");
+    let mut nodes: Vec<&str> = windows.iter().filter_map(|w| w["node"].as_str()).collect();
+    nodes.sort();
+    nodes.dedup();
+    assert!(
+        nodes.len() >= 2 && windows.len() >= 2,
+        "a window per node: {live}"
+    );
+    for w in windows {
+        let pod = w["report"]["old"]["pod"].as_str().unwrap_or("");
+        assert!(
+            pod.starts_with("pvcheck-testenv/pvcheck-test-csi-node-"),
+            "the window names the replaced DaemonSet pod: {w}"
+        );
+        assert!(w["agent"]["records_acknowledged"].as_u64() > Some(0), "{w}");
+    }
+    for a in agents {
+        let acked = a["records_acknowledged"].as_u64().unwrap_or(0);
+        assert!(acked > 0, "{a}");
+        assert_eq!(a["records_verified_in_place"], acked, "{a}");
+        assert_eq!(a["records_verified_after_recreate"], acked, "{a}");
+    }
+    assert_ne!(
+        agents[1]["recreated_on"], agents[1]["node"],
+        "the second volume is recreated on another node: {live}"
+    );
 }
 
 /// The healthy driver (bind mounts survive their plugin): the upgrade rolled and the plugin pod
@@ -199,8 +242,11 @@ fn the_healthy_driver_passes_live_upgrade_and_node_plugin_kill_with_every_record
             t["duration_s"].as_f64().unwrap_or(f64::NAN)
         );
     }
-    // A rollout restart is not a new version: the trial says what its window tested.
+    // The upgrade rolled node by node under one agent per node: a window per node, each
+    // naming its node and the replaced pod, and every agent's records all verified.
     let upgrade = trial(&r, &format!("{class}::integrity::live-upgrade"));
+    assert_rolled_on_every_node(&upgrade);
+    // A rollout restart is not a new version: the trial says what its window tested.
     assert!(
         upgrade["warnings"]
             .to_string()
@@ -235,11 +281,11 @@ fn fuse_inside_the_node_plugin_fails_live_upgrade_and_node_plugin_kill_with_enot
         let first = message.lines().next().unwrap_or("");
         // Errors are listed by errno: a dying FUSE mount may answer one ECONNABORTED first.
         assert!(
-            first.contains("on node pvcheck-node-1")
+            first.contains("on node pvcheck-node-")
                 && first.contains("s into the stream")
                 && message.lines().any(|l| l
                     .contains("the mount answered ENOTCONN: transport endpoint is not connected")
-                    && l.contains("on node pvcheck-node-1")),
+                    && l.contains("on node pvcheck-node-")),
             "{check}: a line must name ENOTCONN, the node and the window: {message}"
         );
         let live = &t["metrics"]["live"];
@@ -248,6 +294,12 @@ fn fuse_inside_the_node_plugin_fails_live_upgrade_and_node_plugin_kill_with_enot
             "{check}: {live}"
         );
         assert_window_names_the_replaced_pod(live, check);
+        if check == "integrity::live-upgrade" {
+            assert!(
+                live["windows"].as_array().map_or(0, Vec::len) >= 2,
+                "a window per node: {live}"
+            );
+        }
     }
 }
 
@@ -271,7 +323,7 @@ fn a_driver_that_drops_acknowledged_writes_on_restart_fails_both_as_data_naming_
         let first = lines.next().unwrap_or("");
         assert!(
             first.starts_with("verify of acknowledged records over the surviving mount")
-                && first.contains("on node pvcheck-node-1"),
+                && first.contains("on node pvcheck-node-"),
             "{check}: {message}"
         );
         assert!(
@@ -284,7 +336,7 @@ fn a_driver_that_drops_acknowledged_writes_on_restart_fails_both_as_data_naming_
     }
 }
 
-/// The UID of the driver's node plugin pod now.
+/// The UIDs of the driver's node plugin pods now.
 fn driver_pod_uid(kc: &str) -> String {
     kubectl_out(
         kc,
@@ -293,9 +345,10 @@ fn driver_pod_uid(kc: &str) -> String {
             "pvcheck-testenv",
             "get",
             "pod",
-            "pvcheck-test-csi-0",
+            "-l",
+            "app.kubernetes.io/name=pvcheck-test-csi-node",
             "-o",
-            "jsonpath={.metadata.uid}",
+            "jsonpath={.items[*].metadata.uid}",
         ],
     )
 }
@@ -330,7 +383,8 @@ fn under_deploys_confinement_node_plugin_kill_is_ignored_naming_the_refusal_and_
     assert_eq!(kill["status"], "ignored", "{kill}");
     let why = kill["ignored_reason"].as_str().unwrap_or("");
     assert!(
-        why.contains("deleting the node plugin pod pvcheck-testenv/pvcheck-test-csi-0 was refused")
+        why.contains("deleting the node plugin pod pvcheck-testenv/pvcheck-test-csi-node-")
+            && why.contains("was refused")
             && why.contains("pvcheck may"),
         "{why}"
     );
@@ -398,10 +452,13 @@ fn kubelet_restart_and_pod_deleted_while_kubelet_down_pass_on_the_healthy_driver
         "left: {:?}",
         objects_of_run(&kc, &run_id(&r))
     );
-    assert!(
-        kubelet_running(&state, "1"),
-        "the kubelet of node 1 was left stopped"
-    );
+    for node in node_names(&kc) {
+        let n = node.trim_start_matches("pvcheck-node-");
+        assert!(
+            kubelet_running(&state, n),
+            "the kubelet of node {node} was left stopped"
+        );
+    }
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -420,7 +477,7 @@ fn kubelet_restart_and_pod_deleted_while_kubelet_down_pass_on_the_healthy_driver
         assert_eq!(live["usable_after"], true, "{check}: {live}");
         assert_eq!(live["errors_by_kind"], serde_json::json!({}), "{check}");
         let w = &live["windows"][0];
-        assert_eq!(w["node"], "pvcheck-node-1", "{check}: {w}");
+        assert!(is_node(&w["node"]), "{check}: {w}");
         let report = &w["report"];
         assert_eq!(report["stop"]["status"], 0, "{check}: {report}");
         assert_eq!(report["start"]["status"], 0, "{check}: {report}");

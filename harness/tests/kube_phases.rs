@@ -130,7 +130,7 @@ fn before_upgrade(env: &Env, kc: &str) -> String {
     id
 }
 
-/// The whole flow with a real driver upgrade between the runs: the driver's StatefulSet is
+/// The whole flow with a real driver upgrade between the runs: the node plugin DaemonSet is
 /// restarted (a new driver process serves the kept volume), the resume verifies, rewrites,
 /// verifies and removes everything; `pvcheck cleanup` in between leaves the waiting run alone,
 /// and a second resume of the same run is refused.
@@ -168,7 +168,7 @@ fn a_kept_volume_survives_a_driver_rollout_and_the_resume_verifies_and_removes_i
             "pvcheck-testenv",
             "rollout",
             "restart",
-            "statefulset/pvcheck-test-csi",
+            "daemonset/pvcheck-test-csi-node",
         ],
     );
     kubectl_out(
@@ -178,7 +178,7 @@ fn a_kept_volume_survives_a_driver_rollout_and_the_resume_verifies_and_removes_i
             "pvcheck-testenv",
             "rollout",
             "status",
-            "statefulset/pvcheck-test-csi",
+            "daemonset/pvcheck-test-csi-node",
             "--timeout=180s",
         ],
     );

@@ -39,7 +39,9 @@ use serde_json::{Value, json};
 
 use super::integrity::{self, Expect};
 use super::{CheckCtx, Failure, Verdict, recreate_noticed};
-use crate::platform::{AgentCall, AgentProcess, DriverWindow, NodeAgentDisruption, Pod, Volume};
+use crate::platform::{
+    AgentCall, AgentProcess, DriverWindow, Elsewhere, NodeAgentDisruption, Pod, Volume,
+};
 use crate::report::results::FailureCategory;
 
 /// Steady writing before the first replacement and after each one.
@@ -200,6 +202,8 @@ fn no_room() -> Failure {
 
 /// A running `live-stream`.
 struct Stream {
+    volume: String,
+    node: Option<String>,
     child: Box<dyn AgentProcess>,
     out: PathBuf,
     /// The agent's `--dir` under the mount (`live-<n>`).
@@ -209,9 +213,16 @@ struct Stream {
 }
 
 /// What a stopped stream said.
+#[derive(Default)]
 struct Streamed {
     /// The stream's directory under the mount (`live-<n>`): a recreated pod mounts elsewhere.
     dir: String,
+    /// The volume it wrote on (one per node where agents write on several nodes).
+    volume: String,
+    /// The node its pod ran on, where the platform has nodes.
+    node: Option<String>,
+    verified_in_place: u64,
+    verified_after_recreate: u64,
     /// Header and record lines only: `verify --acks` input.
     acks: PathBuf,
     records: u64,
@@ -242,6 +253,8 @@ fn start(ctx: &CheckCtx, vol: &dyn Volume, pod: &mut dyn Pod, n: usize) -> Resul
     let out = ctx.work_dir.join(format!("live-{n}.out"));
     let child = pod.spawn_agent(&call, &out)?;
     Ok(Stream {
+        volume: vol.id().to_string(),
+        node: pod.node().map(str::to_string),
         child,
         out,
         dir: sub,
@@ -298,11 +311,14 @@ fn stop(ctx: &CheckCtx, mut s: Stream) -> Result<Streamed, Failure> {
         .map_err(|e| Failure::new(format!("saving {}: {e}", path.display())))?;
     Ok(Streamed {
         dir: s.dir,
+        volume: s.volume,
+        node: s.node,
         acks: path,
         records,
         events,
         started_ms,
         stopped_ms,
+        ..Streamed::default()
     })
 }
 
@@ -325,6 +341,10 @@ struct Seen {
     /// trial, and in the metrics.
     not_checked: Vec<String>,
     usable_after: Option<bool>,
+    /// How many agents wrote, and why only one where the platform has more nodes than that.
+    agents_note: Option<String>,
+    /// Where each extra volume's pod was recreated (volume → node), for the metrics.
+    recreated_on: Vec<(String, Option<String>)>,
 }
 
 fn s_of(t0: u64, ms: u64) -> f64 {
@@ -349,6 +369,35 @@ impl Seen {
             .rev()
             .find(|w| w.began_ms <= ms)
             .or(self.windows.first())
+    }
+
+    /// [`Seen::window_of`] among the windows of `node` (the agent's): where the upgrade was
+    /// followed node by node, an event belongs to its own node's window.
+    fn window_of_node(&self, node: Option<&str>, ms: u64) -> Option<&DriverWindow> {
+        let mine: Vec<&DriverWindow> = self
+            .windows
+            .iter()
+            .filter(|w| node.is_some() && w.node.as_deref() == node)
+            .collect();
+        if mine.is_empty() || self.windows.iter().all(|w| w.node.as_deref() == node) {
+            return self.window_of(ms);
+        }
+        mine.iter()
+            .rev()
+            .find(|w| w.began_ms <= ms)
+            .or(mine.first())
+            .copied()
+    }
+
+    /// The streams' nodes, each once, in order.
+    fn stream_nodes(&self) -> Vec<Option<String>> {
+        let mut v: Vec<Option<String>> = Vec::new();
+        for s in &self.streams {
+            if !v.contains(&s.node) {
+                v.push(s.node.clone());
+            }
+        }
+        v
     }
 
     fn describe_window(&self, w: &DriverWindow) -> String {
@@ -407,8 +456,37 @@ impl Seen {
 
     /// Errors by errno: count, first and last time, operations, the first message.
     fn errors_by_kind(&self) -> BTreeMap<String, (u64, u64, u64, Vec<String>, String)> {
+        errors_by_kind(self.all_events(), None)
+    }
+
+    /// [`Seen::errors_by_kind`] of the agent on `node` only.
+    fn errors_of_node(
+        &self,
+        node: Option<&str>,
+    ) -> BTreeMap<String, (u64, u64, u64, Vec<String>, String)> {
+        errors_by_kind(
+            self.streams
+                .iter()
+                .filter(|s| s.node.as_deref() == node)
+                .flat_map(|s| s.events.iter()),
+            None,
+        )
+    }
+
+    fn longest_stall(&self) -> (f64, String, u64) {
+        longest_stall(self.streams.iter())
+    }
+}
+
+/// Errors by errno among `events` (within `window`, Unix ms from–to, when given): count, first
+/// and last time, operations, the first message.
+fn errors_by_kind<'a>(
+    events: impl Iterator<Item = &'a Value>,
+    window: Option<(u64, u64)>,
+) -> BTreeMap<String, (u64, u64, u64, Vec<String>, String)> {
+    {
         let mut m: BTreeMap<String, (u64, u64, u64, Vec<String>, String)> = BTreeMap::new();
-        for e in self.all_events() {
+        for e in events {
             let (errno, op, message) = match e["kind"].as_str() {
                 Some("error") => (
                     e["errno"].as_str().unwrap_or("?").to_string(),
@@ -428,6 +506,11 @@ impl Seen {
                 _ => continue,
             };
             let at = e["at_ms"].as_u64().unwrap_or(0);
+            if let Some((from, to)) = window
+                && (at < from || at > to)
+            {
+                continue;
+            }
             let entry = m
                 .entry(errno)
                 .or_insert_with(|| (0, at, at, Vec::new(), message));
@@ -440,11 +523,13 @@ impl Seen {
         }
         m
     }
+}
 
-    /// The longest operation: seconds, which, when it began (Unix ms).
-    fn longest_stall(&self) -> (f64, String, u64) {
+/// The longest operation of `streams`: seconds, which, when it began (Unix ms).
+fn longest_stall<'a>(streams: impl Iterator<Item = &'a Streamed>) -> (f64, String, u64) {
+    {
         let mut best = (0.0, String::new(), 0);
-        for s in &self.streams {
+        for s in streams {
             for e in &s.events {
                 let (secs, since) = match e["kind"].as_str() {
                     Some("slow") => (
@@ -473,6 +558,50 @@ impl Seen {
         }
         best
     }
+}
+
+/// Errors by kind as the metrics show them.
+fn errors_json(
+    t0: u64,
+    m: BTreeMap<String, (u64, u64, u64, Vec<String>, String)>,
+) -> serde_json::Map<String, Value> {
+    m.into_iter()
+        .map(|(k, (n, first, last, ops, msg))| {
+            (
+                k,
+                json!({"count": n, "first_s": s_of(t0, first), "last_s": s_of(t0, last), "ops": ops, "message": msg}),
+            )
+        })
+        .collect()
+}
+
+impl Seen {
+    /// What the agent on the window's node saw: errors by kind in the window and in its whole
+    /// stream, its longest stall, its records.
+    fn agent_of_window(&self, w: &DriverWindow) -> Value {
+        let node = w.node.as_deref();
+        let mine: Vec<&Streamed> = self
+            .streams
+            .iter()
+            .filter(|s| self.streams.iter().all(|x| x.node == s.node) || s.node.as_deref() == node)
+            .collect();
+        let in_window = errors_by_kind(
+            mine.iter().flat_map(|s| s.events.iter()),
+            Some((w.began_ms, w.new_answered_ms)),
+        );
+        let (stall, op, since) = longest_stall(mine.iter().copied());
+        json!({
+            "volumes": mine.iter().map(|s| s.volume.clone()).collect::<Vec<_>>(),
+            "errors_in_window": errors_json(self.t0, in_window),
+            "errors_by_kind": errors_json(self.t0, errors_by_kind(mine.iter().flat_map(|s| s.events.iter()), None)),
+            "longest_stall_seconds": stall,
+            "longest_stall_op": (!op.is_empty()).then_some(op),
+            "longest_stall_began_s": (since > 0).then(|| s_of(self.t0, since)),
+            "records_acknowledged": mine.iter().map(|s| s.records).sum::<u64>(),
+            "records_verified_in_place": mine.iter().map(|s| s.verified_in_place).sum::<u64>(),
+            "records_verified_after_recreate": mine.iter().map(|s| s.verified_after_recreate).sum::<u64>(),
+        })
+    }
 
     fn metrics(&self) -> Value {
         let t0 = self.t0;
@@ -487,21 +616,28 @@ impl Seen {
                     "old_driver_gone_s": w.old_stopped_ms.map(|m| s_of(t0, m)),
                     "new_driver_answered_s": s_of(t0, w.new_answered_ms),
                     "seconds": w.new_answered_ms.saturating_sub(w.began_ms) as f64 / 1000.0,
+                    "agent": self.agent_of_window(w),
                     "report": w.report,
                 })
             })
             .collect();
-        let errors: serde_json::Map<String, Value> = self
-            .errors_by_kind()
-            .into_iter()
-            .map(|(k, (n, first, last, ops, msg))| {
-                (
-                    k,
-                    json!({"count": n, "first_s": s_of(t0, first), "last_s": s_of(t0, last), "ops": ops, "message": msg}),
-                )
+        let errors = errors_json(t0, self.errors_by_kind());
+        let (stall, op, _) = self.longest_stall();
+        let agents: Vec<Value> = self
+            .streams
+            .iter()
+            .map(|s| {
+                json!({
+                    "node": s.node,
+                    "volume": s.volume,
+                    "dir": s.dir,
+                    "records_acknowledged": s.records,
+                    "records_verified_in_place": s.verified_in_place,
+                    "records_verified_after_recreate": s.verified_after_recreate,
+                    "recreated_on": self.recreated_on.iter().find(|(v, _)| *v == s.volume).map(|(_, n)| n),
+                })
             })
             .collect();
-        let (stall, op, _) = self.longest_stall();
         let mount_changes: Vec<&Value> =
             self.all_events().filter(|e| e["kind"] == "mount").collect();
         let mismatches: Vec<&Value> = self
@@ -532,6 +668,8 @@ impl Seen {
             "mounts": self.mounts,
             "not_checked": self.not_checked,
             "usable_after": self.usable_after,
+            "agents": agents,
+            "agents_note": self.agents_note,
         })
     }
 
@@ -539,45 +677,56 @@ impl Seen {
     /// what else went wrong.
     fn trouble(&self) -> Vec<String> {
         let mut lines = Vec::new();
-        for (errno, (n, first, last, ops, msg)) in self.errors_by_kind() {
-            let where_ = match self.window_of(first) {
-                Some(w) => {
-                    let after = first as f64 / 1000.0 - w.began_ms as f64 / 1000.0;
-                    let when = if after >= 0.0 {
-                        format!("after {after:.1} s of")
-                    } else {
-                        format!("{:.1} s before", -after)
-                    };
-                    format!("{when} {}", self.describe_window(w))
-                }
-                None => format!("{:.1} s into the stream", s_of(self.t0, first)),
-            };
-            lines.push(format!(
-                "{where_}, the mount answered {errno}: {msg} ({n}× in {}, until {:.1} s into the stream)",
-                ops.join("/"),
-                s_of(self.t0, last)
-            ));
+        // Per agent (per node where agents wrote on several), each in its own node's window.
+        for node in self.stream_nodes() {
+            let node = node.as_deref();
+            for (errno, (n, first, last, ops, msg)) in self.errors_of_node(node) {
+                let where_ = match self.window_of_node(node, first) {
+                    Some(w) => {
+                        let after = first as f64 / 1000.0 - w.began_ms as f64 / 1000.0;
+                        let when = if after >= 0.0 {
+                            format!("after {after:.1} s of")
+                        } else {
+                            format!("{:.1} s before", -after)
+                        };
+                        format!("{when} {}", self.describe_window(w))
+                    }
+                    None => format!("{:.1} s into the stream", s_of(self.t0, first)),
+                };
+                lines.push(format!(
+                    "{where_}, the mount answered {errno}: {msg} ({n}× in {}, until {:.1} s into the stream)",
+                    ops.join("/"),
+                    s_of(self.t0, last)
+                ));
+            }
+            let (stall, op, since) =
+                longest_stall(self.streams.iter().filter(|s| s.node.as_deref() == node));
+            if stall > STALL_S {
+                let word = if stall > HANG_S { "hang" } else { "stall" };
+                let w = self
+                    .window_of_node(node, since)
+                    .map(|w| format!(" ({})", self.describe_window(w)))
+                    .unwrap_or_default();
+                lines.push(format!(
+                    "a {op} took {stall:.1} s from {:.1} s into the stream: a {word} (over {} s){w}",
+                    s_of(self.t0, since),
+                    if word == "hang" { HANG_S } else { STALL_S }
+                ));
+            }
         }
-        let (stall, op, since) = self.longest_stall();
-        if stall > STALL_S {
-            let word = if stall > HANG_S { "hang" } else { "stall" };
-            let w = self
-                .window_of(since)
-                .map(|w| format!(" ({})", self.describe_window(w)))
-                .unwrap_or_default();
-            lines.push(format!(
-                "a {op} took {stall:.1} s from {:.1} s into the stream: a {word} (over {} s){w}",
-                s_of(self.t0, since),
-                if word == "hang" { HANG_S } else { STALL_S }
-            ));
-        }
-        for e in self.all_events().filter(|e| e["kind"] == "mount") {
+        let mount_events = self.streams.iter().flat_map(|s| {
+            s.events
+                .iter()
+                .filter(|e| e["kind"] == "mount")
+                .map(move |e| (s.node.as_deref(), e))
+        });
+        for (node, e) in mount_events {
             let (from, to) = (&e["from"], &e["to"]);
             if from["device"] == to["device"] && from["id"] == to["id"] {
                 continue; // a flip to read-only only: counted as EROFS above
             }
             let at = e["at_ms"].as_u64().unwrap_or(0);
-            let when = match self.window_of(at) {
+            let when = match self.window_of_node(node, at) {
                 Some(w) => format!("during {}", self.describe_window(w)),
                 None => format!("{:.1} s into the stream", s_of(self.t0, at)),
             };
@@ -604,22 +753,38 @@ fn verify_all(
     pod: &mut dyn Pod,
     seen: &mut Seen,
     when: &str,
+    after_recreate: bool,
 ) -> Result<u64, String> {
     let mut n = 0;
     let mut targets = Vec::new();
-    for s in &seen.streams {
-        targets.push((s.dir.clone(), s.acks.clone(), s.records));
+    for (i, s) in seen.streams.iter().enumerate() {
+        // The streams of this volume (one per node where agents wrote on several).
+        if s.volume == vol.id() || s.volume.is_empty() {
+            targets.push((i, s.dir.clone(), s.acks.clone(), s.records, s.node.clone()));
+        }
     }
-    for (dir, acks, records) in targets {
+    for (i, dir, acks, records, node) in targets {
         let w = if seen.windows.is_empty() {
             String::new()
         } else {
-            let ws: Vec<String> = seen
+            let mine: Vec<&DriverWindow> = seen
                 .windows
                 .iter()
-                .map(|w| seen.describe_window(w))
+                .filter(|w| node.is_some() && w.node == node)
                 .collect();
-            format!(" (window: {})", ws.join("; "))
+            let ws: Vec<String> = if mine.is_empty() {
+                seen.windows
+                    .iter()
+                    .map(|w| seen.describe_window(w))
+                    .collect()
+            } else {
+                mine.iter().map(|w| seen.describe_window(w)).collect()
+            };
+            let agent = match (&node, seen.stream_nodes().len() > 1) {
+                (Some(n), true) => format!("the agent on node {n}; "),
+                _ => String::new(),
+            };
+            format!(" ({agent}window: {})", ws.join("; "))
         };
         let target = pod.data_dir().join(&dir).display().to_string();
         match integrity::verify_target(
@@ -630,7 +795,15 @@ fn verify_all(
             Expect::Acks(&acks),
             when,
         ) {
-            Ok(_) => n += records,
+            Ok(_) => {
+                n += records;
+                let s = &mut seen.streams[i];
+                if after_recreate {
+                    s.verified_after_recreate = records;
+                } else {
+                    s.verified_in_place = records;
+                }
+            }
             Err(mut f) if f.category == FailureCategory::Data => {
                 // The first line says what and where; the window follows it.
                 let (first, rest) = f.message.split_once('\n').unwrap_or((&f.message, ""));
@@ -825,7 +998,12 @@ fn run(ctx: &CheckCtx, kind: Kind) -> Result<Verdict, Failure> {
             drain,
             ..Seen::default()
         };
-        let r = roll(ctx, vol, kind, &steps, &mut seen);
+        // On a platform with nodes, the upgrade rolls node by node: one agent per node.
+        let r = if kind == Kind::LiveUpgrade && !drain && ctx.platform.name() == "kubernetes" {
+            roll_nodes(ctx, vol, &steps, &mut seen)
+        } else {
+            roll(ctx, vol, kind, &steps, &mut seen, None)
+        };
         ctx.metric("live", seen.metrics());
         for why in &seen.not_checked {
             ctx.warn(why.clone());
@@ -845,9 +1023,16 @@ fn roll(
     kind: Kind,
     steps: &[crate::platform::UpgradeStep],
     seen: &mut Seen,
+    started: Option<Box<dyn Pod>>,
 ) -> Result<Option<String>, Failure> {
-    let mut pod = vol.start_pod()?;
-    ctx.noticed(vol);
+    let mut pod = match started {
+        Some(p) => p,
+        None => {
+            let p = vol.start_pod()?;
+            ctx.noticed(vol);
+            p
+        }
+    };
     let mut n = 1;
     let mut stream = start(ctx, vol, pod.as_mut(), n)?;
     std::thread::sleep(LEAD);
@@ -978,6 +1163,7 @@ fn roll(
         pod.as_mut(),
         seen,
         "verify of acknowledged records over the surviving mount",
+        false,
     ) {
         Ok(n) => seen.verified_in_place = n,
         Err(why) => seen.upgrade_problems.push(why),
@@ -1006,6 +1192,7 @@ fn roll(
         pod.as_mut(),
         seen,
         "verify of acknowledged records after the recreate",
+        true,
     ) {
         Ok(n) => seen.verified_after_recreate = n,
         Err(why) => seen.upgrade_problems.push(why),
@@ -1015,6 +1202,224 @@ fn roll(
     }
     vol.stop_pod(pod)?;
     ctx.noticed(vol);
+    Ok(None)
+}
+
+/// The most agents `live-upgrade` runs where the platform has nodes: one per node, up to this.
+const MAX_AGENTS: usize = 3;
+
+/// `live-upgrade` where the platform has nodes: a volume and a writing agent on each node the
+/// class can use (up to [`MAX_AGENTS`]; the check's volume on the first, one more volume per
+/// further node), the upgrade followed node by node (one window per node), every agent's
+/// records verified in place, then after a recreate (the check's volume on its node, the
+/// second volume on another node). Where the volume can use one node only, [`roll`] with one
+/// agent, and the trial says why.
+fn roll_nodes(
+    ctx: &CheckCtx,
+    vol: &mut dyn Volume,
+    steps: &[crate::platform::UpgradeStep],
+    seen: &mut Seen,
+) -> Result<Option<String>, Failure> {
+    let pod = vol.start_pod()?;
+    ctx.noticed(vol);
+    let first = pod.node().map(str::to_string);
+    let others = match (&first, vol.other_nodes()) {
+        (None, _) => Err("the platform names no node for the pod".to_string()),
+        (_, Ok(Elsewhere::Nodes(n))) => Ok(n),
+        (_, Ok(Elsewhere::Nowhere(why))) => Err(why),
+        (_, Err(e)) => Err(format!(
+            "the other nodes the volume could use are not known: {e}"
+        )),
+    };
+    let (first, others) = match (first, others) {
+        (Some(f), Ok(o)) if !o.is_empty() => (f, o),
+        (_, Err(why)) => {
+            let note = format!("one agent, on one node: {why}");
+            seen.agents_note = Some(note.clone());
+            ctx.warn(note);
+            return roll(ctx, vol, Kind::LiveUpgrade, steps, seen, Some(pod));
+        }
+        _ => {
+            seen.agents_note = Some("one agent, on one node: no other node".into());
+            return roll(ctx, vol, Kind::LiveUpgrade, steps, seen, Some(pod));
+        }
+    };
+    let mut extras: Vec<Box<dyn Volume>> = Vec::new();
+    let mut result = roll_lanes(ctx, vol, pod, first, &others, &mut extras, steps, seen);
+    for v in extras {
+        let r = ctx.finish_volume(v, result.as_ref().map(|_| ()).map_err(Failure::clone));
+        if result.is_ok()
+            && let Err(f) = r
+        {
+            result = Err(f);
+        }
+    }
+    result
+}
+
+/// The volume of lane `i`: the check's for 0, else an extra one.
+fn lane<'a>(
+    vol: &'a mut dyn Volume,
+    extras: &'a mut [Box<dyn Volume>],
+    i: usize,
+) -> &'a mut dyn Volume {
+    if i == 0 { vol } else { extras[i - 1].as_mut() }
+}
+
+/// Marks a failure of the driver's own making (setup or protocol while it was replaced) as
+/// the upgrade's.
+fn as_upgrade(f: Failure) -> Failure {
+    match f.category {
+        FailureCategory::Setup | FailureCategory::Protocol => f.category(FailureCategory::Upgrade),
+        _ => f,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn roll_lanes(
+    ctx: &CheckCtx,
+    vol: &mut dyn Volume,
+    pod0: Box<dyn Pod>,
+    node0: String,
+    others: &[String],
+    extras: &mut Vec<Box<dyn Volume>>,
+    steps: &[crate::platform::UpgradeStep],
+    seen: &mut Seen,
+) -> Result<Option<String>, Failure> {
+    let mut pods: Vec<Box<dyn Pod>> = vec![pod0];
+    let mut nodes = vec![node0];
+    for i in 0..others.len().min(MAX_AGENTS - 1) {
+        let mut v = ctx.provision(&format!("node{}", i + 2), 64 << 20)?;
+        let p = v.start_pod_avoiding(&nodes);
+        ctx.noticed(v.as_mut());
+        extras.push(v);
+        let p = p.map_err(|e| {
+            Failure::from(e).context(&format!(
+                "starting agent {} of live-upgrade on a node other than {}",
+                i + 2,
+                nodes.join(", ")
+            ))
+        })?;
+        let Some(n) = p.node().map(str::to_string) else {
+            return Err(Failure::setup(
+                "the platform names no node for the second agent's pod",
+            ));
+        };
+        nodes.push(n);
+        pods.push(p);
+    }
+    seen.agents_note = Some(format!(
+        "{} agents, one per node: {}",
+        nodes.len(),
+        nodes.join(", ")
+    ));
+    let mut streams = Vec::new();
+    for (i, pod) in pods.iter_mut().enumerate() {
+        let v = lane(vol, extras, i);
+        streams.push(start(ctx, v, pod.as_mut(), i + 1)?);
+    }
+    std::thread::sleep(LEAD);
+    for step in steps {
+        let r = vol.upgrade_live_nodes(step, &nodes);
+        ctx.noticed(vol);
+        match r {
+            Ok(ws) => seen.windows.extend(ws),
+            Err(e) => {
+                // Keep what the streams saw up to here in the metrics.
+                for s in streams.drain(..) {
+                    if let Ok(s) = stop(ctx, s) {
+                        seen.streams.push(s);
+                    }
+                }
+                seen.t0 = seen.streams.iter().map(|s| s.started_ms).min().unwrap_or(0);
+                if let crate::platform::PlatformError::Unsupported(why) = &e {
+                    return Ok(Some(why.clone()));
+                }
+                return Err(as_upgrade(Failure::from(e).context(&format!(
+                    "upgrade step {:?} while the agents wrote on {}",
+                    step.name,
+                    nodes.join(", ")
+                ))));
+            }
+        }
+        std::thread::sleep(LEAD);
+    }
+    for s in streams {
+        let s = stop(ctx, s)?;
+        seen.streams.push(s);
+    }
+    seen.t0 = seen.streams.iter().map(|s| s.started_ms).min().unwrap_or(0);
+    match room(seen) {
+        Room::Enough => {}
+        Room::NoneAtAll => return Err(no_room()),
+        Room::FilledAfter(n) => seen.not_checked.push(format!(
+            "the volume filled up after {n} records: the stream wrote nothing after that, so what came later was not tested under writes"
+        )),
+        Room::NoWrite => seen.upgrade_problems.push(
+            "no record was acknowledged during the whole stream: the volume took no durable write"
+                .into(),
+        ),
+    }
+    // Over the mounts that survived.
+    let mut in_place = 0;
+    for (i, pod) in pods.iter_mut().enumerate() {
+        let v = lane(vol, extras, i);
+        match verify_all(
+            ctx,
+            v,
+            pod.as_mut(),
+            seen,
+            "verify of acknowledged records over the surviving mount",
+            false,
+        ) {
+            Ok(n) => in_place += n,
+            Err(why) => seen.upgrade_problems.push(why),
+        }
+    }
+    seen.verified_in_place = in_place;
+    // The new driver tears down and sets up each volume: the check's on its node, the second
+    // one on another node, any further one on its node.
+    let mut again = Vec::new();
+    for (i, pod) in pods.into_iter().enumerate() {
+        let v = lane(vol, extras, i);
+        let id = v.id().to_string();
+        let p = if i == 1 {
+            v.stop_pod(pod)
+                .and_then(|_| v.start_pod_avoiding(std::slice::from_ref(&nodes[1])))
+                .map_err(Failure::from)
+        } else {
+            recreate_noticed(ctx, v, pod)
+        };
+        ctx.noticed(v);
+        let p = p.map_err(|f| {
+            as_upgrade(f.context(&format!(
+                "recreating the pod of volume {id} after the driver was replaced"
+            )))
+        })?;
+        seen.recreated_on.push((id, p.node().map(str::to_string)));
+        again.push(p);
+    }
+    let mut after = 0;
+    for (i, pod) in again.iter_mut().enumerate() {
+        let v = lane(vol, extras, i);
+        match verify_all(
+            ctx,
+            v,
+            pod.as_mut(),
+            seen,
+            "verify of acknowledged records after the recreate",
+            true,
+        ) {
+            Ok(n) => after += n,
+            Err(why) => seen.upgrade_problems.push(why),
+        }
+    }
+    seen.verified_after_recreate = after;
+    for (i, pod) in again.into_iter().enumerate() {
+        let v = lane(vol, extras, i);
+        v.stop_pod(pod)?;
+        ctx.noticed(v);
+    }
     Ok(None)
 }
 
@@ -1045,6 +1450,7 @@ fn after_teardown(
         pod.as_mut(),
         seen,
         "verify of acknowledged records in a new pod after the kubelet tore the volume down",
+        true,
     ) {
         Ok(n) => seen.verified_after_recreate = n,
         Err(why) => seen.upgrade_problems.push(why),
@@ -1091,6 +1497,7 @@ mod tests {
                 ],
                 started_ms: 10_000,
                 stopped_ms: 20_000,
+                ..Streamed::default()
             }],
             ..Seen::default()
         };
@@ -1111,6 +1518,58 @@ mod tests {
         );
     }
 
+    /// One agent per node, the upgrade followed node by node: an error of the agent on n2 is
+    /// placed in n2's window (not n1's, although n1's began later), and each window's `agent`
+    /// metrics hold what its own node's agent saw.
+    #[test]
+    fn with_an_agent_per_node_an_error_is_placed_in_its_own_nodes_window() {
+        let on = |node: &str, began: u64| {
+            let mut w = window(began);
+            w.node = Some(node.into());
+            w
+        };
+        let stream = |node: &str, events: Vec<Value>| Streamed {
+            dir: "live-1".into(),
+            volume: format!("v-{node}"),
+            node: Some(node.into()),
+            records: 10,
+            events,
+            started_ms: 10_000,
+            stopped_ms: 30_000,
+            ..Streamed::default()
+        };
+        let seen = Seen {
+            kind: Some(Kind::LiveUpgrade),
+            t0: 10_000,
+            windows: vec![on("n2", 13_000), on("n1", 15_000)],
+            streams: vec![
+                stream("n1", vec![]),
+                stream(
+                    "n2",
+                    vec![
+                        json!({"kind":"error","op":"write","errno":"ENOTCONN","message":"Transport endpoint is not connected (os error 107)","at_ms":16_000}),
+                    ],
+                ),
+            ],
+            ..Seen::default()
+        };
+        let f = verdict(&seen).unwrap_err();
+        assert!(
+            f.message
+                .starts_with("after 3.0 s of the upgrade (step upgrade) on node n2"),
+            "{}",
+            f.message
+        );
+        let m = seen.metrics();
+        assert_eq!(m["windows"][0]["node"], "n2");
+        assert_eq!(
+            m["windows"][0]["agent"]["errors_by_kind"]["ENOTCONN"]["count"],
+            1
+        );
+        assert_eq!(m["windows"][1]["agent"]["errors_by_kind"], json!({}));
+        assert_eq!(m["agents"].as_array().map(Vec::len), Some(2));
+    }
+
     /// An operation still hanging when the stream was stopped counts to the stop; one that
     /// finished counts its own duration.
     #[test]
@@ -1128,6 +1587,7 @@ mod tests {
                 ],
                 started_ms: 0,
                 stopped_ms: 43_000,
+                ..Streamed::default()
             }],
             ..Seen::default()
         };
@@ -1203,6 +1663,7 @@ mod tests {
                 events: vec![json!({"kind":"slow","op":"fsync","at_ms":2_000,"ms":1_200})],
                 started_ms: 0,
                 stopped_ms: 5_000,
+                ..Streamed::default()
             }],
             ..Seen::default()
         };
@@ -1226,6 +1687,7 @@ mod tests {
                     .collect(),
                 started_ms: 0,
                 stopped_ms: 5_000,
+                ..Streamed::default()
             }],
             ..Seen::default()
         };
@@ -1249,6 +1711,7 @@ mod tests {
             events: vec![event],
             started_ms: 0,
             stopped_ms: 5_000,
+            ..Streamed::default()
         };
         let seen = Seen {
             kind: Some(Kind::LiveUpgrade),

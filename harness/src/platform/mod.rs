@@ -303,6 +303,25 @@ pub trait Volume: Send {
             step.name
         )))
     }
+    /// [`Volume::upgrade_live`] while agents write on several nodes (this volume's pod on one,
+    /// other volumes' pods on the others): the step runs once, and the platform follows the
+    /// driver's replacement node by node, one window per node of `nodes` (in that order), each
+    /// from when that node's old driver began to stop to when its new one answered. With one
+    /// node (or none given) it is [`Volume::upgrade_live`]'s one window.
+    fn upgrade_live_nodes(
+        &mut self,
+        step: &UpgradeStep,
+        nodes: &[String],
+    ) -> Result<Vec<DriverWindow>, PlatformError> {
+        if nodes.len() <= 1 {
+            return self.upgrade_live(step).map(|w| vec![w]);
+        }
+        Err(PlatformError::Unsupported(format!(
+            "volume {}: this platform cannot follow an upgrade across {} nodes",
+            self.id(),
+            nodes.len()
+        )))
+    }
     /// Kills the driver serving this volume at once (SIGKILL, as a crash or a pod deleted with
     /// grace period 0) and starts it again the same way (`disruption::node-plugin-kill`);
     /// returns when it answers again.

@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::faults::{Fault, Faults, UnknownFault};
 
-/// The topology key every volume and the node carry.
+/// The topology key every volume and the node carry (node-local volumes, the default).
 pub const TOPOLOGY_KEY: &str = "topology.pvcheck.io/node";
+/// … with `--zone` (volumes every node of the zone reaches).
+pub const ZONE_KEY: &str = "topology.pvcheck.io/zone";
 
 /// The environment variable that adds faults (comma-separated names).
 pub const FAULTS_ENV: &str = "PVCHECK_TEST_CSI_FAULTS";
@@ -98,6 +100,16 @@ pub struct Args {
     /// one created (nothing is migrated): the state-forgetting upgrade of issue 20
     #[arg(long, value_name = "NAME", default_value = crate::state::STATE_FILE)]
     pub state_file: String,
+    /// Let other pvcheck-test-csi processes use --statedir at the same time (a controller and
+    /// a node plugin per node, as a shared-storage driver is deployed): no exclusive lock of
+    /// the directory; every call takes the state file's lock and reads the state afresh
+    #[arg(long)]
+    pub shared_statedir: bool,
+    /// The topology segment volumes and nodes carry: `topology.pvcheck.io/zone=ZONE` (every
+    /// node with the zone reaches every volume: shared storage) instead of the default
+    /// `topology.pvcheck.io/node=<nodeid>` (node-local volumes)
+    #[arg(long, value_name = "ZONE")]
+    pub zone: Option<String>,
     /// Appended to vendor_version ("0.1.0+TAG"), so two builds can be told apart in an upgrade
     #[arg(long)]
     pub version_tag: Option<String>,
@@ -191,6 +203,11 @@ pub struct Config {
     pub faults: Faults,
     pub flip_at: Option<u64>,
     pub registration: Option<Registration>,
+    /// `--shared-statedir`.
+    pub shared_statedir: bool,
+    /// The topology segment: (`topology.pvcheck.io/zone`, ZONE) with `--zone`, else
+    /// (`topology.pvcheck.io/node`, the node id).
+    pub topology: (String, String),
 }
 
 /// A flag that cannot be used, with the flag named.
@@ -257,6 +274,10 @@ impl Args {
             }),
             _ => None,
         };
+        let topology = match self.zone.filter(|z| !z.is_empty()) {
+            Some(z) => (ZONE_KEY.to_string(), z),
+            None => (TOPOLOGY_KEY.to_string(), node_id.clone()),
+        };
         Ok(Config {
             socket,
             node_id,
@@ -273,6 +294,8 @@ impl Args {
             flip_at: self.flip_at,
             faults,
             registration,
+            shared_statedir: self.shared_statedir,
+            topology,
         })
     }
 }

@@ -40,7 +40,7 @@ impl ControllerService {
                     }),
                 }),
             }),
-            accessible_topology: vec![topology(&self.0.config.node_id)],
+            accessible_topology: vec![topology(&self.0.config.topology)],
         }
     }
 
@@ -207,13 +207,16 @@ impl Controller for ControllerService {
                 "capacity_range: required_bytes {required} > limit_bytes {limit}"
             )));
         }
-        let node_id = &self.0.config.node_id;
+        let (key, value) = &self.0.config.topology;
         if let Some(ar) = &req.accessibility_requirements
             && !ar.requisite.is_empty()
-            && !ar.requisite.iter().any(|t| topology_matches(t, node_id))
+            && !ar
+                .requisite
+                .iter()
+                .any(|t| topology_matches(t, &self.0.config.topology))
         {
             return Err(Status::resource_exhausted(format!(
-                "no requisite topology is node {node_id:?}"
+                "no requisite topology is {key}={value:?}"
             )));
         }
         let source = match req.volume_content_source.and_then(|s| s.r#type) {
@@ -389,7 +392,10 @@ impl Controller for ControllerService {
                 req.volume_id
             )));
         };
-        if req.node_id != self.0.config.node_id {
+        // Node-local volumes are published to this node only; with --zone every node of the
+        // zone (a node plugin of its own on each) reaches them.
+        let zoned = self.0.config.topology.0 == crate::config::ZONE_KEY;
+        if !zoned && req.node_id != self.0.config.node_id {
             return Err(Status::not_found(format!(
                 "node {} does not exist (this driver serves {})",
                 req.node_id, self.0.config.node_id
@@ -534,7 +540,7 @@ impl Controller for ControllerService {
             access_of(Some(cap), &format!("volume_capabilities[{i}]"))?;
         }
         if let Some(t) = &req.accessible_topology
-            && !topology_matches(t, &self.0.config.node_id)
+            && !topology_matches(t, &self.0.config.topology)
         {
             return Ok(Response::new(csi::GetCapacityResponse::default()));
         }

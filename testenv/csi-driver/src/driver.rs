@@ -19,6 +19,7 @@ use crate::fuse_path;
 use crate::log;
 use crate::loopdev;
 use crate::state::{Access, Layout, State, StateError, VolumeKind};
+use crate::store::StateStore;
 
 /// The driver cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -39,12 +40,13 @@ pub enum StartError {
 pub struct Driver {
     pub config: Config,
     pub layout: Layout,
-    pub state: tokio::sync::Mutex<State>,
+    pub state: StateStore,
     /// Set after the first successful NodePublishVolume (the `hang` fault's trigger).
     published_once: AtomicBool,
     /// `fuse-outside` daemons this process started (its children).
     pub fuse_daemons: fuse_path::Daemons,
-    _lock: Flock<File>,
+    /// The statedir's exclusive lock (`None` with `--shared-statedir`).
+    _lock: Option<Flock<File>>,
 }
 
 impl Driver {
@@ -62,20 +64,32 @@ impl Driver {
         for sub in ["", "volumes", "snapshots"] {
             fs::create_dir_all(layout.root.join(sub)).map_err(dir_err)?;
         }
-        let lock_file = File::create(layout.lock_file()).map_err(dir_err)?;
-        let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
-            .map_err(|_| StartError::Locked(layout.root.clone()))?;
+        // Shared: other processes use the directory too, and the state file's lock orders the
+        // changes (crate::store); else this process is the directory's only user.
+        let (lock, file_lock) = if config.shared_statedir {
+            (
+                None,
+                Some(crate::store::file_lock(&layout).map_err(dir_err)?),
+            )
+        } else {
+            let lock_file = File::create(layout.lock_file()).map_err(dir_err)?;
+            let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
+                .map_err(|_| StartError::Locked(layout.root.clone()))?;
+            (Some(lock), None)
+        };
         let mut state = layout.load()?;
         reconcile_loop_devices(&layout, &mut state);
         fuse_path::report_at_start(&state);
         if config.lose_acked_writes_on_restart {
-            lose_acked_writes(&layout, &state);
+            lose_acked_writes(&layout, &state, &config.node_id);
         }
         layout.save(&state)?;
+        drop(file_lock);
+        let shared = config.shared_statedir.then(|| layout.clone());
         let driver = Driver {
             config,
             layout,
-            state: tokio::sync::Mutex::new(state),
+            state: StateStore::new(state, shared),
             published_once: AtomicBool::new(false),
             fuse_daemons: fuse_path::Daemons::default(),
             _lock: lock,
@@ -117,6 +131,7 @@ impl Driver {
 
     fn flip_bits_now(&self) {
         let state = self.state.try_lock().expect("no call is served yet");
+        // (With --shared-statedir the flips are of the state read at startup.)
         for v in state.volumes.values() {
             let target = match v.kind {
                 VolumeKind::Dir => {
@@ -157,8 +172,12 @@ impl Driver {
 /// `--lose-acked-writes-on-restart` at startup: every volume published for mount access is
 /// rewound to the checkpoint its publication made (one line per file that lost data); one
 /// without a checkpoint (published by a process without the flag) gets one now.
-fn lose_acked_writes(layout: &Layout, state: &State) {
+/// Volumes attached to another node (a shared statedir) are that node's plugin's to rewind.
+fn lose_acked_writes(layout: &Layout, state: &State, node_id: &str) {
     for v in state.volumes.values() {
+        if !v.attached.is_empty() && !v.attached.contains_key(node_id) {
+            continue;
+        }
         let Some(staging) = v.staging.as_ref() else {
             continue;
         };
@@ -280,18 +299,18 @@ pub fn same_access_type(a: &Access, b: &Access) -> bool {
     )
 }
 
-/// The node's topology segment.
-pub fn topology(node_id: &str) -> csi::Topology {
+/// The topology segment of this process (`Config::topology`: the node, or the zone).
+pub fn topology(segment: &(String, String)) -> csi::Topology {
     csi::Topology {
-        segments: [(crate::config::TOPOLOGY_KEY.to_string(), node_id.to_string())].into(),
+        segments: [segment.clone()].into(),
     }
 }
 
-/// Whether `t` can be satisfied on this node: every key is ours with our value.
-pub fn topology_matches(t: &csi::Topology, node_id: &str) -> bool {
+/// Whether `t` can be satisfied here: every key is ours with our value.
+pub fn topology_matches(t: &csi::Topology, segment: &(String, String)) -> bool {
     t.segments
         .iter()
-        .all(|(k, v)| k == crate::config::TOPOLOGY_KEY && v == node_id)
+        .all(|(k, v)| *k == segment.0 && *v == segment.1)
 }
 
 pub fn io_internal(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Status {

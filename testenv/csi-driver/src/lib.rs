@@ -24,6 +24,7 @@ pub mod passthrough;
 pub mod registration;
 pub mod serve;
 pub mod state;
+pub mod store;
 
 /// Generated CSI v1.12 messages and services.
 pub mod csi {

@@ -713,7 +713,7 @@ impl Node for NodeService {
         Ok(Response::new(csi::NodeGetInfoResponse {
             node_id: c.node_id.clone(),
             max_volumes_per_node: c.max_volumes_per_node,
-            accessible_topology: Some(topology(&c.node_id)),
+            accessible_topology: Some(topology(&c.topology)),
         }))
     }
 }

@@ -539,7 +539,10 @@ async fn spec_error_codes_and_idempotency() {
     );
     let mut far = create_req("far", 1, mount_cap());
     far.accessibility_requirements = Some(csi::TopologyRequirement {
-        requisite: vec![pvcheck_test_csi::driver::topology("other-node")],
+        requisite: vec![pvcheck_test_csi::driver::topology(&(
+            pvcheck_test_csi::config::TOPOLOGY_KEY.to_string(),
+            "other-node".to_string(),
+        ))],
         preferred: vec![],
     });
     assert_eq!(

@@ -166,8 +166,21 @@ fn refused(what: &str, e: kube::Error) -> PlatformError {
 
 /// The volume's CSI driver (from its PV) and node plugin pod on its node.
 fn find(vol: &KubeVolume) -> Result<(String, PluginPod), PlatformError> {
+    let Some(node) = vol.node() else {
+        return Err(PlatformError::Other(format!(
+            "volume {}: no pod ran on it yet, so its PV and node are not known",
+            crate::platform::Volume::id(vol)
+        )));
+    };
+    let driver = driver_of(vol)?;
+    let plugin = plugin_on(vol, &driver, node)?;
+    Ok((driver, plugin))
+}
+
+/// The CSI driver of the volume's PV.
+fn driver_of(vol: &KubeVolume) -> Result<String, PlatformError> {
     let ctx = &vol.ctx;
-    let (Some(pv), Some(node)) = (vol.pv(), vol.node()) else {
+    let Some(pv) = vol.pv() else {
         return Err(PlatformError::Other(format!(
             "volume {}: no pod ran on it yet, so its PV and node are not known",
             crate::platform::Volume::id(vol)
@@ -179,7 +192,7 @@ fn find(vol: &KubeVolume) -> Result<(String, PluginPod), PlatformError> {
             .get(pv)
             .await
             .map_err(|e| api_error(&format!("reading PV {pv}"), e))?;
-        let driver = pv_obj
+        pv_obj
             .spec
             .and_then(|s| s.csi)
             .map(|c| c.driver)
@@ -187,14 +200,20 @@ fn find(vol: &KubeVolume) -> Result<(String, PluginPod), PlatformError> {
                 PlatformError::Unsupported(format!(
                     "PV {pv} is not a CSI volume: there is no node plugin pod to replace"
                 ))
-            })?;
+            })
+    })
+}
+
+/// The node plugin pod of `driver` on `node`.
+fn plugin_on(vol: &KubeVolume, driver: &str, node: &str) -> Result<PluginPod, PlatformError> {
+    let ctx = &vol.ctx;
+    ctx.shared.conn.block_on(async {
         let pods: Api<Pod> = Api::all(ctx.client.clone());
         let list = pods
             .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
             .await
             .map_err(|e| refused(&format!("listing the pods on node {node}"), e))?;
-        let plugin = pick(&list.items, &driver, node)?;
-        Ok((driver, plugin))
+        pick(&list.items, driver, node)
     })
 }
 
@@ -410,6 +429,125 @@ pub fn upgrade_live(vol: &KubeVolume, step: &UpgradeStep) -> Result<DriverWindow
             grace,
         ))
     })
+}
+
+/// `Volume::upgrade_live_nodes`: the class's upgrade once, while agents write on every node of
+/// `nodes`, followed on each node by a watch of its pods started before the upgrade (the old
+/// plugin pod's UID gone, a new pod of its owner Ready there): one window per node, in the
+/// order of `nodes`, from when that node's old pod began terminating (the upgrade's start
+/// where the watch did not see it) to when the new one was Ready.
+pub fn upgrade_live_nodes(
+    vol: &KubeVolume,
+    step: &UpgradeStep,
+    nodes: &[String],
+) -> Result<Vec<DriverWindow>, PlatformError> {
+    let driver = driver_of(vol)?;
+    let conn = &vol.ctx.shared.conn;
+    let mut olds = Vec::new();
+    for node in nodes {
+        olds.push(plugin_on(vol, &driver, node)?);
+    }
+    let mut watches = Vec::new();
+    for (node, old) in nodes.iter().zip(&olds) {
+        let (began_tx, began_rx) = tokio::sync::oneshot::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        let task = conn.rt.spawn(watch(
+            vol.ctx.client.clone(),
+            old.clone(),
+            node.clone(),
+            began_tx,
+            stop_rx,
+        ));
+        let listed =
+            conn.block_on(async { tokio::time::timeout(Duration::from_secs(30), began_rx).await });
+        watches.push((task, stop_tx));
+        if !matches!(listed, Ok(Ok(()))) {
+            for (t, _) in &watches {
+                t.abort();
+            }
+            return Err(PlatformError::Other(format!(
+                "watching the pods on node {node}: no list within 30 s"
+            )));
+        }
+    }
+    let rollouts = vol
+        .class
+        .upgrade
+        .as_ref()
+        .map(|u| u.rollout.len())
+        .unwrap_or(0);
+    let limit = vol.ctx.timeouts.upgrade;
+    let began_ms = crate::sys::unix_ms();
+    let start = Instant::now();
+    if let Err(e) = super::upgrade::run(vol, step) {
+        for (t, _) in &watches {
+            t.abort();
+        }
+        return Err(e);
+    }
+    let acted_s = start.elapsed().as_secs_f64();
+    let grace = if rollouts > 0 {
+        AFTER_ROLLOUT
+    } else {
+        limit.saturating_sub(start.elapsed()).max(AFTER_ROLLOUT)
+    };
+    let deadline = tokio::time::Instant::now() + grace;
+    let mut windows = Vec::new();
+    for ((node, old), (task, stop_tx)) in nodes.iter().zip(olds).zip(watches) {
+        let seen = conn.block_on(async {
+            let mut task = task;
+            match tokio::time::timeout_at(deadline, &mut task).await {
+                Ok(r) => r,
+                Err(_) => {
+                    let _ = stop_tx.send(());
+                    task.await
+                }
+            }
+        });
+        let seen = seen.map_err(|e| {
+            PlatformError::Other(format!("watching the pods on node {node}: {e}"))
+        })??;
+        let Some((new, ready_ms)) = seen.new.clone() else {
+            let still = if seen.old_terminating_ms.is_none() {
+                "still runs"
+            } else {
+                "was deleted"
+            };
+            return Err(PlatformError::Other(format!(
+                "{} on node {node}: the node plugin pod {}/{} of driver {driver} ({} {}, uid {}) {still}, and no new pod of it was Ready on the node within {:.0} s",
+                step.name,
+                old.namespace,
+                old.name,
+                old.owner_kind,
+                old.owner_name,
+                old.uid,
+                start.elapsed().as_secs_f64()
+            )));
+        };
+        let image_changed = new.images != old.images || new.image_ids != old.image_ids;
+        windows.push(DriverWindow {
+            what: step.name.clone(),
+            began_ms: seen.old_terminating_ms.unwrap_or(began_ms).max(began_ms),
+            old_stopped_ms: seen.old_gone_ms.or(seen.old_terminating_ms),
+            new_answered_ms: ready_ms,
+            node: Some(node.clone()),
+            report: json!({
+                "node": node,
+                "driver": driver,
+                "owner": format!("{} {}/{}", old.owner_kind, old.namespace, old.owner_name),
+                "old": old.facts(),
+                "new": new.facts(),
+                "image_changed": image_changed,
+                "upgrade_began_ms": began_ms,
+                "old_terminating_ms": seen.old_terminating_ms,
+                "old_gone_ms": seen.old_gone_ms,
+                "new_ready_ms": ready_ms,
+                "action_seconds": acted_s,
+                "action": {"step": step.name, "rollouts_waited_for": rollouts, "nodes": nodes},
+            }),
+        });
+    }
+    Ok(windows)
 }
 
 /// `Volume::kill_driver`: the node plugin pod deleted with grace period 0; its controller

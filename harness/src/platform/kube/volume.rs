@@ -599,6 +599,36 @@ impl Volume for KubeVolume {
         self.start_pod()
     }
 
+    fn upgrade_live_nodes(
+        &mut self,
+        step: &UpgradeStep,
+        nodes: &[String],
+    ) -> Result<Vec<DriverWindow>, PlatformError> {
+        if nodes.len() <= 1 {
+            return self.upgrade_live(step).map(|w| vec![w]);
+        }
+        let ws = super::node_plugin::upgrade_live_nodes(self, step, nodes)?;
+        let same: Vec<String> = ws
+            .iter()
+            .filter(|w| w.report["image_changed"] == false)
+            .map(|w| {
+                format!(
+                    "{} on node {}",
+                    w.report["old"]["pod"].as_str().unwrap_or("?"),
+                    w.node.as_deref().unwrap_or("?")
+                )
+            })
+            .collect();
+        if !same.is_empty() {
+            self.warnings.push(format!(
+                "upgrade step {}: the node plugin pods {} were each replaced by one with the same images and image IDs: the windows tested a restart of the driver, not a new version",
+                step.name,
+                same.join(", ")
+            ));
+        }
+        Ok(ws)
+    }
+
     fn upgrade_live(&mut self, step: &UpgradeStep) -> Result<DriverWindow, PlatformError> {
         let w = super::node_plugin::upgrade_live(self, step)?;
         if w.report["image_changed"] == false {

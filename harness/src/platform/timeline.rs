@@ -157,10 +157,18 @@ pub fn shares(sums: &BTreeMap<Wait, f64>, total_s: f64) -> Option<String> {
         .iter()
         .map(|(w, s)| format!("{} {:.0}%", w.label(), 100.0 * s / total_s))
         .collect();
-    parts.push(format!(
-        "the rest {:.0}%",
-        (100.0 * (total_s - covered) / total_s).max(0.0)
-    ));
+    if covered <= total_s {
+        parts.push(format!(
+            "the rest {:.0}%",
+            100.0 * (total_s - covered) / total_s
+        ));
+    } else {
+        // Checks that run several pods at once (live-upgrade's agents, rwx) wait in parallel.
+        parts.push(format!(
+            "waits overlapping: {:.0}% in all",
+            100.0 * covered / total_s
+        ));
+    }
     Some(parts.join(", "))
 }
 
@@ -240,5 +248,9 @@ mod tests {
             "agents 40%, container start 35%, the rest 25%"
         );
         assert_eq!(shares(&BTreeMap::new(), 10.0), None);
+        assert_eq!(
+            shares(&s, 5.0).unwrap(),
+            "agents 80%, container start 70%, waits overlapping: 150% in all"
+        );
     }
 }

@@ -440,7 +440,7 @@ pub fn upgrade_live_nodes(
     vol: &KubeVolume,
     step: &UpgradeStep,
     nodes: &[String],
-) -> Result<Vec<DriverWindow>, PlatformError> {
+) -> Result<(Vec<DriverWindow>, Vec<String>), PlatformError> {
     let driver = driver_of(vol)?;
     let conn = &vol.ctx.shared.conn;
     let mut olds = Vec::new();
@@ -493,6 +493,10 @@ pub fn upgrade_live_nodes(
     };
     let deadline = tokio::time::Instant::now() + grace;
     let mut windows = Vec::new();
+    // Nodes whose plugin pod the upgrade never touched (still the same pod, not terminating):
+    // no window there, said by the caller in a warning (an upgrade that replaces nothing
+    // proves nothing), not a failure of the driver.
+    let mut untouched = Vec::new();
     for ((node, old), (task, stop_tx)) in nodes.iter().zip(olds).zip(watches) {
         let seen = conn.block_on(async {
             let mut task = task;
@@ -508,11 +512,11 @@ pub fn upgrade_live_nodes(
             PlatformError::Other(format!("watching the pods on node {node}: {e}"))
         })??;
         let Some((new, ready_ms)) = seen.new.clone() else {
-            let still = if seen.old_terminating_ms.is_none() {
-                "still runs"
-            } else {
-                "was deleted"
-            };
+            if seen.old_terminating_ms.is_none() {
+                untouched.push(format!("{}/{} on node {node}", old.namespace, old.name));
+                continue;
+            }
+            let still = "was deleted";
             return Err(PlatformError::Other(format!(
                 "{} on node {node}: the node plugin pod {}/{} of driver {driver} ({} {}, uid {}) {still}, and no new pod of it was Ready on the node within {:.0} s",
                 step.name,
@@ -547,7 +551,7 @@ pub fn upgrade_live_nodes(
             }),
         });
     }
-    Ok(windows)
+    Ok((windows, untouched))
 }
 
 /// `Volume::kill_driver`: the node plugin pod deleted with grace period 0; its controller

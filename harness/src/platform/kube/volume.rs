@@ -607,7 +607,15 @@ impl Volume for KubeVolume {
         if nodes.len() <= 1 {
             return self.upgrade_live(step).map(|w| vec![w]);
         }
-        let ws = super::node_plugin::upgrade_live_nodes(self, step, nodes)?;
+        let (ws, untouched) = super::node_plugin::upgrade_live_nodes(self, step, nodes)?;
+        if !untouched.is_empty() {
+            self.warnings.push(format!(
+                "upgrade step {}: the upgrade replaced no node plugin pod on {} (the same pod still runs): nothing rolled under the agents there, so this step tested no upgrade of the driver on {}",
+                step.name,
+                untouched.join(", "),
+                if untouched.len() == 1 { "that node" } else { "those nodes" }
+            ));
+        }
         let same: Vec<String> = ws
             .iter()
             .filter(|w| w.report["image_changed"] == false)

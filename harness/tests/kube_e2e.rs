@@ -118,9 +118,11 @@ fn every_check_passes_on_the_hostpath_class() {
 
 /// Issue 21: where a trial's time goes. The recreate trial's timeline has each wait of a pod's
 /// life on this attachable, WaitForFirstConsumer class (claim bound within the first pod's
-/// start, pod scheduled, volume attached, container started, agent ran, log read, pod deleted,
-/// detached, claim deleted), each inside the trial; the result's timing sums them and the run
-/// prints their shares.
+/// start, pod scheduled, volume attached, container started, agent ran, pod deleted, detached,
+/// claim deleted), each inside the trial; the result's timing sums them and the run prints
+/// their shares. (`log_read` is not required: an agent run that ends at its end line in the
+/// followed log reads no log afterwards, and which comes first, that line or the pod's
+/// terminated status, varies from run to run.)
 fn assert_timeline_shows_the_platform_waits(r: &serde_json::Value, stderr: &str) {
     let t = trial(r, "hostpath::integrity::recreate");
     let duration = t["duration_s"].as_f64().unwrap();
@@ -141,7 +143,6 @@ fn assert_timeline_shows_the_platform_waits(r: &serde_json::Value, stderr: &str)
         "volume_attached",
         "container_started",
         "agent_ran",
-        "log_read",
         "pod_deleted",
         "volume_detached",
         "claim_deleted",

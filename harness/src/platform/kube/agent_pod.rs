@@ -659,28 +659,27 @@ pub async fn run(
         let running = Instant::now();
         // Done at the supervisor's end line in the followed log (it prints it last, once the
         // agent has exited), not when the kubelet's next status report shows the pod
-        // terminated, a second or more later; the pod's status still decides when the log
-        // ends without that line.
-        let mut terminated = std::pin::pin!(until_terminated(v, name, left));
-        let mut followed = std::pin::pin!(until_end_line(v, name));
-        let mut following = true;
-        let (done, framed) = loop {
-            tokio::select! {
-                r = &mut terminated => {
-                    let done = r?;
-                    timeline::since(Wait::AgentRan, name, running);
-                    let reading = Instant::now();
-                    let framed = read_log(v, name).await?;
-                    timeline::since(Wait::LogRead, name, reading);
-                    break (done, framed);
-                }
-                f = &mut followed, if following => match f {
-                    Some(framed) => {
-                        timeline::since(Wait::AgentRan, name, running);
-                        break (None, framed);
-                    }
-                    None => following = false,
-                },
+        // terminated, a second or more later. When the log ends (or stalls past the limit)
+        // without that line, the pod's status decides, as before. One request after the other,
+        // never two raced with the loser dropped: a request cancelled in flight is one the
+        // API server may never log, and the run's count of its requests must match the
+        // server's audit log.
+        let followed = tokio::time::timeout(left, until_end_line(v, name))
+            .await
+            .ok()
+            .flatten();
+        let (done, framed) = match followed {
+            Some(framed) => {
+                timeline::since(Wait::AgentRan, name, running);
+                (None, framed)
+            }
+            None => {
+                let done = until_terminated(v, name, left).await?;
+                timeline::since(Wait::AgentRan, name, running);
+                let reading = Instant::now();
+                let framed = read_log(v, name).await?;
+                timeline::since(Wait::LogRead, name, reading);
+                (done, framed)
             }
         };
         if framed.end.is_none() {

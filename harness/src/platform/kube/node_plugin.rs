@@ -314,6 +314,58 @@ async fn watch(
     }
 }
 
+/// [`watch`] of node `node`'s pods, running once its first list is in.
+struct PodWatch {
+    task: tokio::task::JoinHandle<Result<Seen, PlatformError>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    node: String,
+}
+
+impl PodWatch {
+    /// Starts the watch of `old`'s node and waits (30 s at most) until it has listed the pods.
+    fn start(vol: &KubeVolume, old: &PluginPod, node: &str) -> Result<PodWatch, PlatformError> {
+        let conn = &vol.ctx.shared.conn;
+        let (began_tx, began_rx) = tokio::sync::oneshot::channel();
+        let (stop, stop_rx) = tokio::sync::oneshot::channel();
+        let task = conn.rt.spawn(watch(
+            vol.ctx.client.clone(),
+            old.clone(),
+            node.to_string(),
+            began_tx,
+            stop_rx,
+        ));
+        let listed =
+            conn.block_on(async { tokio::time::timeout(Duration::from_secs(30), began_rx).await });
+        if !matches!(listed, Ok(Ok(()))) {
+            task.abort();
+            return Err(PlatformError::Other(format!(
+                "watching the pods on node {node}: no list within 30 s"
+            )));
+        }
+        Ok(PodWatch {
+            task,
+            stop,
+            node: node.to_string(),
+        })
+    }
+
+    /// What the watch saw: by itself once the new pod is Ready, else what it had at `deadline`.
+    fn seen(self, vol: &KubeVolume, deadline: tokio::time::Instant) -> Result<Seen, PlatformError> {
+        let PodWatch { task, stop, node } = self;
+        let seen = vol.ctx.shared.conn.block_on(async {
+            let mut task = task;
+            match tokio::time::timeout_at(deadline, &mut task).await {
+                Ok(r) => r,
+                Err(_) => {
+                    let _ = stop.send(());
+                    task.await
+                }
+            }
+        });
+        seen.map_err(|e| PlatformError::Other(format!("watching the pods on node {node}: {e}")))?
+    }
+}
+
 /// Replaces the node plugin under the volume's pod by `act` (the upgrade, or the deletion) and
 /// returns the window: `act` returns how long the replacement may still take once it is done.
 fn replace(
@@ -323,47 +375,19 @@ fn replace(
 ) -> Result<DriverWindow, PlatformError> {
     let (driver, old) = find(vol)?;
     let node = vol.node().unwrap_or_default().to_string();
-    let conn = &vol.ctx.shared.conn;
-    let (began_tx, began_rx) = tokio::sync::oneshot::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-    let task = conn.rt.spawn(watch(
-        vol.ctx.client.clone(),
-        old.clone(),
-        node.clone(),
-        began_tx,
-        stop_rx,
-    ));
-    let listed =
-        conn.block_on(async { tokio::time::timeout(Duration::from_secs(30), began_rx).await });
-    if !matches!(listed, Ok(Ok(()))) {
-        task.abort();
-        return Err(PlatformError::Other(format!(
-            "watching the pods on node {node}: no list within 30 s"
-        )));
-    }
+    let pods = PodWatch::start(vol, &old, &node)?;
     let began_ms = crate::sys::unix_ms();
     let start = Instant::now();
     let acted = act(&old);
     let (report, grace) = match acted {
         Ok(r) => r,
         Err(e) => {
-            task.abort();
+            pods.task.abort();
             return Err(e);
         }
     };
     let acted_s = start.elapsed().as_secs_f64();
-    let seen = conn.block_on(async {
-        let mut task = task;
-        match tokio::time::timeout(grace, &mut task).await {
-            Ok(r) => r,
-            Err(_) => {
-                let _ = stop_tx.send(());
-                task.await
-            }
-        }
-    });
-    let seen =
-        seen.map_err(|e| PlatformError::Other(format!("watching the pods on node {node}: {e}")))??;
+    let seen = pods.seen(vol, tokio::time::Instant::now() + grace)?;
     let waited = start.elapsed();
     let old_facts = old.facts();
     let Some((new, ready_ms)) = seen.new.clone() else {
@@ -442,32 +466,20 @@ pub fn upgrade_live_nodes(
     nodes: &[String],
 ) -> Result<(Vec<DriverWindow>, Vec<String>), PlatformError> {
     let driver = driver_of(vol)?;
-    let conn = &vol.ctx.shared.conn;
     let mut olds = Vec::new();
     for node in nodes {
         olds.push(plugin_on(vol, &driver, node)?);
     }
-    let mut watches = Vec::new();
+    let mut watches: Vec<PodWatch> = Vec::new();
     for (node, old) in nodes.iter().zip(&olds) {
-        let (began_tx, began_rx) = tokio::sync::oneshot::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-        let task = conn.rt.spawn(watch(
-            vol.ctx.client.clone(),
-            old.clone(),
-            node.clone(),
-            began_tx,
-            stop_rx,
-        ));
-        let listed =
-            conn.block_on(async { tokio::time::timeout(Duration::from_secs(30), began_rx).await });
-        watches.push((task, stop_tx));
-        if !matches!(listed, Ok(Ok(()))) {
-            for (t, _) in &watches {
-                t.abort();
+        match PodWatch::start(vol, old, node) {
+            Ok(w) => watches.push(w),
+            Err(e) => {
+                for w in &watches {
+                    w.task.abort();
+                }
+                return Err(e);
             }
-            return Err(PlatformError::Other(format!(
-                "watching the pods on node {node}: no list within 30 s"
-            )));
         }
     }
     let rollouts = vol
@@ -480,8 +492,8 @@ pub fn upgrade_live_nodes(
     let began_ms = crate::sys::unix_ms();
     let start = Instant::now();
     if let Err(e) = super::upgrade::run(vol, step) {
-        for (t, _) in &watches {
-            t.abort();
+        for w in &watches {
+            w.task.abort();
         }
         return Err(e);
     }
@@ -497,20 +509,8 @@ pub fn upgrade_live_nodes(
     // no window there, said by the caller in a warning (an upgrade that replaces nothing
     // proves nothing), not a failure of the driver.
     let mut untouched = Vec::new();
-    for ((node, old), (task, stop_tx)) in nodes.iter().zip(olds).zip(watches) {
-        let seen = conn.block_on(async {
-            let mut task = task;
-            match tokio::time::timeout_at(deadline, &mut task).await {
-                Ok(r) => r,
-                Err(_) => {
-                    let _ = stop_tx.send(());
-                    task.await
-                }
-            }
-        });
-        let seen = seen.map_err(|e| {
-            PlatformError::Other(format!("watching the pods on node {node}: {e}"))
-        })??;
+    for ((node, old), pods) in nodes.iter().zip(olds).zip(watches) {
+        let seen = pods.seen(vol, deadline)?;
         let Some((new, ready_ms)) = seen.new.clone() else {
             if seen.old_terminating_ms.is_none() {
                 untouched.push(format!("{}/{} on node {node}", old.namespace, old.name));

@@ -11,11 +11,14 @@
 //! | `o TEXT`            | the agent printed `TEXT\n` on stdout                             |
 //! | `O TEXT`            | the agent's stdout ended with `TEXT` and no newline (cut by a kill) |
 //! | `e TEXT`            | a line of the agent's stderr                                      |
-//! | `x {JSON}`          | the end: `code` or `signal`, `killed_after_s`, `statfs`          |
+//! | `x {JSON}`          | the end: `code` or `signal`, `killed_after_s`, `statfs`, `terminated` |
 //!
 //! `--kill-after D` SIGKILLs the agent D after it started (the durability check's crash, a real
 //! SIGKILL from inside the pod: deleting a pod only sends SIGTERM first). `--statfs DIR` adds
 //! the capacity of DIR as the agent sees it; with no agent arguments that is all it does.
+//! `terminated` (`{"signal": "SIGTERM", "after_s"}`) says the pod was told to stop while the
+//! agent ran (deleted or evicted): the supervisor notes it and lets the agent go on, so the
+//! harness never takes such a run for an undisturbed one.
 //! `--hold` starts no agent and waits for SIGTERM: the pod that keeps a volume attached and
 //! mounted between agent runs.
 
@@ -63,6 +66,9 @@ pub fn run(a: PodArgs) -> ExitCode {
                 return ExitCode::from(exit::USAGE_OR_IO);
             }
         };
+        // Blocked before the child and the framing threads start (they inherit the mask; std
+        // gives the child an empty one), so every SIGTERM/SIGINT reaches `stop_signals`' sigwait.
+        let stopped = stop_signals();
         let mut child = match Command::new(&exe)
             .args(&a.args)
             .stdin(Stdio::null())
@@ -120,6 +126,14 @@ pub fn run(a: PodArgs) -> ExitCode {
             }
         }
         end.insert("elapsed_s".into(), started.elapsed().as_secs_f64().into());
+        if let Some((signal, at)) =
+            stopped.and_then(|s| *s.lock().unwrap_or_else(|e| e.into_inner()))
+        {
+            end.insert(
+                "terminated".into(),
+                serde_json::json!({ "signal": signal, "after_s": at.duration_since(started).as_secs_f64() }),
+            );
+        }
     }
     if let Some(dir) = &a.statfs {
         end.insert("statfs".into(), statfs(dir));
@@ -187,6 +201,39 @@ fn statfs(dir: &std::path::Path) -> serde_json::Value {
         }
         Err(e) => serde_json::json!({ "error": format!("statfs {}: {e}", dir.display()) }),
     }
+}
+
+/// The first SIGTERM or SIGINT the supervisor receives while the agent runs, and when.
+type Stopped = Arc<Mutex<Option<(&'static str, Instant)>>>;
+
+/// Blocks SIGTERM and SIGINT in this thread (and so in the threads it starts) and takes them in
+/// a thread of their own, which notes the first. The supervisor is the container's PID 1, which
+/// the kernel never kills with a signal it does not handle: a pod deleted or evicted (`kubectl
+/// drain`) used to leave its agent running to the end of the grace period unnoticed, and an
+/// agent that finished within it looked like a run nobody disturbed. The agent is left to
+/// finish or die by the runtime's SIGKILL as before; the end line says the pod was told to stop
+/// (`terminated`), and the harness fails the run naming why. `None` when the signals could not
+/// be blocked (the run goes on, unwatched, as before).
+fn stop_signals() -> Option<Stopped> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    if let Err(e) = set.thread_block() {
+        eprintln!("pvcheck-agent: pod: cannot block SIGTERM/SIGINT: {e}");
+        return None;
+    }
+    let stopped: Stopped = Arc::new(Mutex::new(None));
+    let note = stopped.clone();
+    std::thread::spawn(move || {
+        while let Ok(sig) = set.wait() {
+            let mut s = note.lock().unwrap_or_else(|e| e.into_inner());
+            if s.is_none() {
+                *s = Some((sig.as_str(), Instant::now()));
+            }
+        }
+    });
+    Some(stopped)
 }
 
 /// Waits for SIGTERM or SIGINT (blocked, then taken with sigwait), and exits 0.

@@ -89,3 +89,53 @@ fn hold_waits_for_sigterm_and_exits_0() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+/// A pod deleted or evicted while its agent runs: the supervisor, the container's PID 1, gets
+/// SIGTERM, which PID 1 does not die of. It lets the agent finish (or the runtime's SIGKILL end
+/// it) and says in its end line that it was told to stop, and when: an agent that finished
+/// within the grace period of a `kubectl drain` passed as undisturbed (CI, 2026-12-06).
+#[test]
+fn a_sigterm_while_the_agent_runs_is_noted_in_the_end_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let child = Command::new(AGENT)
+        .args([
+            "pod",
+            "--",
+            "durability",
+            "--dir",
+            d,
+            "--seed",
+            "1",
+            "--volume-id",
+            "1",
+            "--duration",
+            "1500ms",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "the supervisor died of SIGTERM");
+    let log = String::from_utf8(out.stdout).unwrap();
+    let x = end(&log);
+    assert_eq!(x["code"], 0, "the agent did not run to its end: {log}");
+    assert_eq!(x["terminated"]["signal"], "SIGTERM", "{log}");
+    let after = x["terminated"]["after_s"].as_f64().unwrap();
+    assert!((0.3..1.5).contains(&after), "{after}");
+}
+
+/// An undisturbed run has no `terminated` in its end line.
+#[test]
+fn an_undisturbed_run_has_no_terminated() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let log = run(&["pod", "--statfs", d, "--", "verify", "--dir", d]);
+    assert!(end(&log).get("terminated").is_none(), "{log}");
+}

@@ -271,7 +271,7 @@ pub async fn until_terminated(
                 "was deleted before the agent finished (evicted, or removed by someone else)"
                     .into(),
             ),
-            // An eviction shows before the agent dies of its SIGTERM and the pod terminates.
+            // An eviction shows before the grace period ends and the pod terminates.
             Some(p) if eviction(p).is_some() => Decision::Fail(eviction(p).unwrap_or_default()),
             Some(p) if terminated(p) => Decision::Done(Some(p.clone())),
             Some(p) => match hopeless(p) {
@@ -317,6 +317,28 @@ pub async fn holder_lost(v: &VolumeCtx, name: &str) -> Result<Option<String>, Pl
                     .then(|| "is being deleted by someone else".to_string())
             }),
     })
+}
+
+/// Why the agent in pod `name` was told to stop by someone other than pvcheck, when its
+/// supervisor's end line says it was (`terminated`): the pod's eviction when it shows one, else
+/// that it was deleted. One GET, before pvcheck deletes the pod itself. An agent that finished
+/// within the grace period after the SIGTERM of a `kubectl drain` looks complete, but the node
+/// was being drained under the check: the run never counts as undisturbed.
+pub async fn stopped_by_others(v: &VolumeCtx, name: &str, framed: &Framed) -> Option<String> {
+    let (signal, after) = framed.terminated()?;
+    let api: Api<Pod> = Api::namespaced(v.client.clone(), &v.shared.namespace);
+    let why = match api.get_opt(name).await {
+        Ok(Some(p)) => eviction(&p).unwrap_or_else(|| "was deleted by someone else".into()),
+        Ok(None) => "is gone (evicted, or deleted by someone else)".into(),
+        Err(e) => format!(
+            "was told to stop (reading it: {})",
+            super::client::one_line(&e.to_string())
+        ),
+    };
+    Some(format!(
+        "agent pod {}/{name} {why} while the agent ran ({signal} {after:.1} s after it started)",
+        v.shared.namespace
+    ))
 }
 
 /// Deletes a pod (and waits until it is gone when `wait`).
@@ -682,6 +704,9 @@ pub async fn run(
                 (done, framed)
             }
         };
+        if let Some(why) = stopped_by_others(v, name, &framed).await {
+            return Err(PlatformError::Other(why));
+        }
         if framed.end.is_none() {
             let why = done
                 .as_ref()

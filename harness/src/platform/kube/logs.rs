@@ -19,6 +19,15 @@ impl Framed {
     pub fn signal(&self) -> Option<i32> {
         self.end.as_ref()?.get("signal")?.as_i64().map(|c| c as i32)
     }
+    /// `(signal, seconds after the agent started)` when the pod was told to stop (deleted or
+    /// evicted) while the agent ran: the supervisor's `terminated`.
+    pub fn terminated(&self) -> Option<(String, f64)> {
+        let t = self.end.as_ref()?.get("terminated")?;
+        Some((
+            t.get("signal")?.as_str()?.to_string(),
+            t.get("after_s").and_then(Value::as_f64).unwrap_or(0.0),
+        ))
+    }
     pub fn statfs(&self) -> Option<&Value> {
         self.end.as_ref()?.get("statfs")
     }

@@ -264,20 +264,33 @@ impl AgentProcess for KubeAgent {
                 }),
             }
         });
-        ctx.shared.conn.block_on(async {
+        let killed_by_harness = self.killed_by_harness;
+        let stopped = ctx.shared.conn.block_on(async {
+            // Told to stop by someone else (the harness's own kill is not that): read before
+            // pvcheck deletes the pod, while its eviction may still show.
+            let stopped = match &framed {
+                Ok(f) if !killed_by_harness => {
+                    agent_pod::stopped_by_others(&ctx, &self.name, f).await
+                }
+                _ => None,
+            };
             let _ = agent_pod::delete(&ctx, &self.name, 0, false, Duration::ZERO).await;
             if let Some(cm) = &self.cm {
                 agent_pod::delete_config_map(&ctx, cm).await;
             }
+            stopped
         });
         let framed = framed?;
+        if let Some(why) = stopped {
+            return Err(PlatformError::Other(why));
+        }
         crate::platform::timeline::since(
             crate::platform::timeline::Wait::AgentRan,
             &self.name,
             self.started,
         );
-        // The pod deleted with grace period 0: its supervisor (PID 1, no SIGTERM handler) and
-        // the agent end by the runtime's SIGKILL before the supervisor prints its end line.
+        // The pod deleted with grace period 0: the supervisor (PID 1) only notes the SIGTERM,
+        // and it and the agent end by the runtime's SIGKILL before it prints its end line.
         let signal = match (&framed.end, self.killed_by_harness) {
             (None, true) => Some(libc::SIGKILL),
             _ => framed.signal(),

@@ -106,9 +106,11 @@ fn evict_mid_check(kc: &str, env: &Env, role: &str) -> (String, std::process::Ou
 /// What an evicted pod must do to a run: fail its trial (exit 1, a failed check, as
 /// harness/src/exit_code.rs and the README document) with one line naming the eviction and the
 /// pod, and leave nothing of the run. An agent pod evicted through the Eviction API is deleted
-/// gracefully: its agent dies of SIGTERM, and without reading the pod's `DisruptionTarget`
-/// condition the trial said "ended without its final line: Error (exit 143)" or that the log
-/// could not be read, never that the pod was evicted.
+/// gracefully: its supervisor (PID 1) gets SIGTERM and the agent runs on for the grace period.
+/// Without reading the pod's `DisruptionTarget` condition the trial said "ended without its
+/// final line: Error (exit 143)" or that the log could not be read; and an agent that finished
+/// within the grace period passed as if nothing happened (CI, 2026-12-06: the supervisor now
+/// notes the SIGTERM in its end line, and the harness fails the run naming the eviction).
 fn assert_failed_naming_the_eviction(
     kc: &str,
     env: &Env,
@@ -856,6 +858,77 @@ fn cleanup_after_sigkill_removes_exactly_the_killed_runs_objects_and_nothing_unl
         "{}",
         stdout(&again)
     );
+}
+
+/// A drained upgrade (`upgrade.drain: true`) cordons the agents' nodes: a run SIGKILLed while
+/// they are cordoned leaves them so, labelled with the run. `pvcheck cleanup` lists the cordon
+/// with the run's objects (`would remove cordon NODE`), then makes every node it cordoned
+/// schedulable again and removes the label: the cluster's cordons are as before the run. The
+/// upgrade is a `sleep`: the driver is not restarted.
+#[test]
+fn a_run_killed_mid_drain_leaves_its_nodes_cordoned_and_cleanup_uncordons_exactly_those() {
+    let Some(kc) = kubeconfig() else { return };
+    let env = Env::new();
+    let class = format!("drainkill-{}", std::process::id());
+    let file = env.scratch.path().join("drain.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "classes:\n  - name: {class}\n    kube:\n      storage_class: csi-hostpath-sc\n      size: 256Mi\n    upgrade:\n      drain: true\n      command: \"sleep 20\"\n    timeouts: {{ provision: 2m, attach: 2m, pod_start: 3m, upgrade: 3m }}\n"
+        ),
+    )
+    .unwrap();
+    let file = file.display().to_string();
+    let exact = format!("{class}::integrity::live-upgrade");
+    let args = args_of(&kc, &["--classes", &file, "--exact", &exact]);
+    let before = common::kube::cordoned_nodes(&kc);
+    let mut child = env.spawn(&strs(&args));
+    let cordoned = wait_for(
+        &kc,
+        "nodes",
+        "pvcheck.io/cordoned-by",
+        Duration::from_secs(180),
+    );
+    child.kill().unwrap(); // SIGKILL
+    let out = child.wait_with_output().unwrap();
+    let Some((_, node)) = cordoned else {
+        panic!("no node was cordoned within 180 s: {}", stderr(&out));
+    };
+    let run = kubectl_out(
+        &kc,
+        &[
+            "get",
+            "node",
+            &node,
+            "-o",
+            "jsonpath={.metadata.labels.pvcheck\\.io/cordoned-by}",
+        ],
+    );
+    assert!(!run.is_empty(), "node {node} lost its label");
+    assert!(
+        common::kube::cordoned_nodes(&kc).contains(&node),
+        "node {node} is not cordoned"
+    );
+    let dry = cleanup(&env, &kc, &["--dry-run", "--run-id", &run]);
+    let listed = stdout(&dry);
+    assert_eq!(dry.status.code(), Some(0), "{listed}{}", stderr(&dry));
+    assert!(
+        cleanup_lines(&listed, "would remove ", &run).contains(&("cordon".into(), node.clone())),
+        "{listed}"
+    );
+    let removed = cleanup(&env, &kc, &["--run-id", &run]);
+    let text = stdout(&removed);
+    assert_eq!(removed.status.code(), Some(0), "{text}{}", stderr(&removed));
+    assert!(
+        text.contains(&format!("removed cordon {node} (run {run}")),
+        "{text}"
+    );
+    assert_eq!(
+        common::kube::cordoned_nodes(&kc),
+        before,
+        "the nodes cordoned now differ from before the run"
+    );
+    assert_nothing_left(&kc, &run);
 }
 
 /// `--keep-on-failure` on Kubernetes: a check that finds damage (an upgrade that flips a byte on

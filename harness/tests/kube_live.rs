@@ -1,8 +1,8 @@
 //! `integrity::live-upgrade` and `disruption::node-plugin-kill` on the real test cluster (issue
 //! 20): the test driver's node plugin pods (testenv's DaemonSet pvcheck-test-csi-node, one per
 //! node) are rolled node by node by the class's upgrade (`kubectl rollout restart`, then the
-//! rollout waited for) or one is deleted with grace period 0 while agent pods stream
-//! fsync-acknowledged records.
+//! rollout waited for) or deleted with grace period 0 on every node while agent pods (one per
+//! node) stream fsync-acknowledged records.
 //!
 //! With bind mounts (testenv/up's driver) both pass and verify every acknowledged record; with
 //! the driver switched to `--data-path fuse-inside` (`testenv/csi-data-path`: the FUSE mounts are
@@ -24,8 +24,8 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use common::kube::{
-    ServiceAccount, kube_args, kubeconfig, kubectl_out, node_names, objects_of_run, run_id,
-    testenv_var,
+    ServiceAccount, cordoned_nodes, kube_args, kubeconfig, kubectl_out, node_names, objects_of_run,
+    run_id, testenv_var,
 };
 use common::{Env, stderr, stdout, trial};
 use serde_json::Value;
@@ -254,6 +254,8 @@ fn the_healthy_driver_passes_live_upgrade_and_node_plugin_kill_with_every_record
         "{upgrade}"
     );
     let kill = trial(&r, &format!("{class}::disruption::node-plugin-kill"));
+    // The plugin killed on every node under one agent per node, each volume usable after.
+    assert_rolled_on_every_node(&kill);
     assert_eq!(kill["metrics"]["live"]["usable_after"], true, "{kill}");
     let warnings = kill["warnings"].to_string();
     assert!(
@@ -294,13 +296,72 @@ fn fuse_inside_the_node_plugin_fails_live_upgrade_and_node_plugin_kill_with_enot
             "{check}: {live}"
         );
         assert_window_names_the_replaced_pod(live, check);
-        if check == "integrity::live-upgrade" {
-            assert!(
-                live["windows"].as_array().map_or(0, Vec::len) >= 2,
-                "a window per node: {live}"
-            );
-        }
+        // Both roll on every node: a window per node.
+        assert!(
+            live["windows"].as_array().map_or(0, Vec::len) >= 2,
+            "{check}: a window per node: {live}"
+        );
     }
+}
+
+/// `upgrade.drain: true` on the cluster, as FUSE drivers document their upgrade: with the
+/// FUSE-inside-the-plugin driver (whose rollout kills every mount it serves, the failure above)
+/// pvcheck cordons the agents' nodes, evicts their pods through the Eviction API, rolls the
+/// upgrade, uncordons and brings the pods back: the live upgrade passes with no error and every
+/// record verified, each step names the nodes it cordoned and the pods it evicted, a window per
+/// node; afterwards no node is left cordoned and nothing of the run is left.
+#[test]
+fn a_drained_upgrade_cordons_evicts_and_uncordons_and_passes_the_fuse_inside_driver() {
+    let Some(kc) = kubeconfig() else { return };
+    let Some(state) = testenv_var("PVCHECK_TESTENV_STATE") else {
+        return;
+    };
+    let _one = DRIVER.lock().unwrap_or_else(|e| e.into_inner());
+    let _back = BackToBind(state.clone());
+    switch(&state, "fuse-inside");
+    let env = Env::new();
+    let class = format!("live-drain-{}", std::process::id());
+    let file = class_file(&env, &class);
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("    upgrade:\n", "    upgrade:\n      drain: true\n");
+    std::fs::write(&file, text).unwrap();
+    let before = cordoned_nodes(&kc);
+    let mut args = kube_args(&kc);
+    args.extend([
+        "--classes".into(),
+        file,
+        "--exact".into(),
+        format!("{class}::integrity::live-upgrade"),
+    ]);
+    let out = env.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let r = env.result();
+    assert_eq!(out.status.code(), Some(0), "{}\n{r}", stderr(&out));
+    let t = trial(&r, &format!("{class}::integrity::live-upgrade"));
+    assert_eq!(t["status"], "passed", "{t}");
+    let live = &t["metrics"]["live"];
+    assert_eq!(live["drain"], true, "{live}");
+    assert_eq!(live["errors_by_kind"], serde_json::json!({}), "{live}");
+    let acked = live["records_acknowledged"].as_u64().unwrap_or(0);
+    assert!(acked > 0, "{live}");
+    assert_eq!(live["records_verified_in_place"], acked, "{live}");
+    assert_eq!(live["records_verified_after_recreate"], acked, "{live}");
+    let drained = live["drained"].as_array().expect("drained");
+    assert_eq!(drained.len(), 2, "one drain per step: {live}");
+    for d in drained {
+        let cordoned = d["cordoned"].as_array().map_or(0, Vec::len);
+        let evicted = d["evicted"].as_array().map_or(0, Vec::len);
+        assert!(
+            cordoned >= 2 && evicted >= 2,
+            "every agent's node and pod: {d}"
+        );
+    }
+    assert!(
+        live["windows"].as_array().map_or(0, Vec::len) >= 2,
+        "a window per node: {live}"
+    );
+    assert_eq!(cordoned_nodes(&kc), before, "a node was left cordoned");
+    assert!(objects_of_run(&kc, &run_id(&r)).is_empty());
 }
 
 /// The release that acknowledges writes and rewinds the volume when its plugin restarts: both

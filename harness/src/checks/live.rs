@@ -343,6 +343,8 @@ struct Seen {
     usable_after: Option<bool>,
     /// How many agents wrote, and why only one where the platform has more nodes than that.
     agents_note: Option<String>,
+    /// Per drained step: the nodes cordoned and the pods evicted (`upgrade.drain`).
+    drained: Vec<Value>,
     /// Where each extra volume's pod was recreated (volume → node), for the metrics.
     recreated_on: Vec<(String, Option<String>)>,
 }
@@ -653,6 +655,7 @@ impl Seen {
         json!({
             "check": self.kind.map(Kind::name),
             "drain": self.drain,
+            "drained": self.drained,
             "windows": windows,
             "errors_by_kind": errors,
             "longest_stall_seconds": stall,
@@ -998,9 +1001,11 @@ fn run(ctx: &CheckCtx, kind: Kind) -> Result<Verdict, Failure> {
             drain,
             ..Seen::default()
         };
-        // On a platform with nodes, the upgrade rolls node by node: one agent per node.
-        let r = if kind == Kind::LiveUpgrade && !drain && ctx.platform.name() == "kubernetes" {
-            roll_nodes(ctx, vol, &steps, &mut seen)
+        // On a platform with nodes, the upgrade rolls node by node, and the node plugin is
+        // killed on every node: one agent per node.
+        let per_node = matches!(kind, Kind::LiveUpgrade | Kind::PluginKill);
+        let r = if per_node && ctx.platform.name() == "kubernetes" {
+            roll_nodes(ctx, vol, kind, &steps, &mut seen)
         } else {
             roll(ctx, vol, kind, &steps, &mut seen, None)
         };
@@ -1088,14 +1093,33 @@ fn roll(
                 seen.t0 = s.started_ms;
             }
             seen.streams.push(s);
-            vol.stop_pod(pod)
-                .map_err(|e| Failure::from(e).context("unpublishing before the drained upgrade"))?;
+            let nodes: Vec<String> = pod.node().map(str::to_string).into_iter().collect();
+            let cordoned = vol
+                .cordon(&nodes)
+                .map_err(|e| Failure::from(e).context("cordoning before the drained upgrade"))?;
             ctx.noticed(vol);
-            match replace(vol, step) {
+            let evicted = vol.evict_pod(pod);
+            ctx.noticed(vol);
+            let replaced = match evicted {
+                Ok(evicted) => {
+                    seen.drained.push(json!({
+                        "step": step.map(|s| s.name.clone()),
+                        "cordoned": cordoned,
+                        "evicted": evicted,
+                    }));
+                    replace(vol, step)
+                }
+                Err(e) => Err(Ok(
+                    Failure::from(e).context("evicting the pod before the drained upgrade")
+                )),
+            };
+            let uncordoned = vol.uncordon(&cordoned).map_err(Failure::from);
+            match replaced {
                 Ok(w) => seen.windows.push(w),
                 Err(Ok(f)) => return Err(f),
                 Err(Err(why)) => return Ok(Some(why)),
             }
+            uncordoned?;
             pod = vol.start_pod().map_err(|e| {
                 Failure::from(e)
                     .context("publishing again after the drained upgrade")
@@ -1208,15 +1232,18 @@ fn roll(
 /// The most agents `live-upgrade` runs where the platform has nodes: one per node, up to this.
 const MAX_AGENTS: usize = 3;
 
-/// `live-upgrade` where the platform has nodes: a volume and a writing agent on each node the
-/// class can use (up to [`MAX_AGENTS`]; the check's volume on the first, one more volume per
-/// further node), the upgrade followed node by node (one window per node), every agent's
+/// `live-upgrade` and `node-plugin-kill` where the platform has nodes: a volume and a writing
+/// agent on each node the class can use (up to [`MAX_AGENTS`]; the check's volume on the first,
+/// one more volume per further node), the upgrade followed node by node, or the node plugin
+/// killed on every node (one window per node); for the kill each volume must then take new
+/// data through the restarted plugin. Every agent's
 /// records verified in place, then after a recreate (the check's volume on its node, the
 /// second volume on another node). Where the volume can use one node only, [`roll`] with one
 /// agent, and the trial says why.
 fn roll_nodes(
     ctx: &CheckCtx,
     vol: &mut dyn Volume,
+    kind: Kind,
     steps: &[crate::platform::UpgradeStep],
     seen: &mut Seen,
 ) -> Result<Option<String>, Failure> {
@@ -1237,15 +1264,25 @@ fn roll_nodes(
             let note = format!("one agent, on one node: {why}");
             seen.agents_note = Some(note.clone());
             ctx.warn(note);
-            return roll(ctx, vol, Kind::LiveUpgrade, steps, seen, Some(pod));
+            return roll(ctx, vol, kind, steps, seen, Some(pod));
         }
         _ => {
             seen.agents_note = Some("one agent, on one node: no other node".into());
-            return roll(ctx, vol, Kind::LiveUpgrade, steps, seen, Some(pod));
+            return roll(ctx, vol, kind, steps, seen, Some(pod));
         }
     };
     let mut extras: Vec<Box<dyn Volume>> = Vec::new();
-    let mut result = roll_lanes(ctx, vol, pod, first, &others, &mut extras, steps, seen);
+    let mut result = roll_lanes(
+        ctx,
+        vol,
+        kind,
+        pod,
+        first,
+        &others,
+        &mut extras,
+        steps,
+        seen,
+    );
     for v in extras {
         let r = ctx.finish_volume(v, result.as_ref().map(|_| ()).map_err(Failure::clone));
         if result.is_ok()
@@ -1279,6 +1316,7 @@ fn as_upgrade(f: Failure) -> Failure {
 fn roll_lanes(
     ctx: &CheckCtx,
     vol: &mut dyn Volume,
+    kind: Kind,
     pod0: Box<dyn Pod>,
     node0: String,
     others: &[String],
@@ -1295,8 +1333,9 @@ fn roll_lanes(
         extras.push(v);
         let p = p.map_err(|e| {
             Failure::from(e).context(&format!(
-                "starting agent {} of live-upgrade on a node other than {}",
+                "starting agent {} of {} on a node other than {}",
                 i + 2,
+                kind.name(),
                 nodes.join(", ")
             ))
         })?;
@@ -1319,8 +1358,45 @@ fn roll_lanes(
         streams.push(start(ctx, v, pod.as_mut(), i + 1)?);
     }
     std::thread::sleep(LEAD);
-    for step in steps {
-        let r = vol.upgrade_live_nodes(step, &nodes);
+    // The upgrade's steps, or the one kill of the node plugins.
+    let rounds: Vec<Option<&crate::platform::UpgradeStep>> = match kind {
+        Kind::LiveUpgrade => steps.iter().map(Some).collect(),
+        _ => vec![None],
+    };
+    for (round, step) in rounds.into_iter().enumerate() {
+        if seen.drain {
+            // What such drivers document: the nodes cordoned, the workloads evicted, the
+            // upgrade, the nodes uncordoned, the workloads back; then nothing may go wrong.
+            let (ws, back) = drained_step(
+                ctx,
+                vol,
+                extras,
+                &mut pods,
+                &nodes,
+                step,
+                seen,
+                &mut streams,
+            )?;
+            if let Some(why) = back {
+                return Ok(Some(why));
+            }
+            seen.windows.extend(ws);
+            for (i, pod) in pods.iter_mut().enumerate() {
+                let v = lane(vol, extras, i);
+                streams.push(start(
+                    ctx,
+                    v,
+                    pod.as_mut(),
+                    (round + 1) * MAX_AGENTS + i + 1,
+                )?);
+            }
+            std::thread::sleep(LEAD);
+            continue;
+        }
+        let r = match step {
+            Some(step) => vol.upgrade_live_nodes(step, &nodes),
+            None => vol.kill_driver_nodes(&nodes),
+        };
         ctx.noticed(vol);
         match r {
             Ok(ws) => seen.windows.extend(ws),
@@ -1335,9 +1411,15 @@ fn roll_lanes(
                 if let crate::platform::PlatformError::Unsupported(why) = &e {
                     return Ok(Some(why.clone()));
                 }
+                let what = match step {
+                    Some(step) => format!("upgrade step {:?}", step.name),
+                    None => {
+                        "the node plugins' SIGKILL (pods deleted with grace period 0) and restart"
+                            .into()
+                    }
+                };
                 return Err(as_upgrade(Failure::from(e).context(&format!(
-                    "upgrade step {:?} while the agents wrote on {}",
-                    step.name,
+                    "{what} while the agents wrote on {}",
                     nodes.join(", ")
                 ))));
             }
@@ -1377,6 +1459,20 @@ fn roll_lanes(
         }
     }
     seen.verified_in_place = in_place;
+    if kind == Kind::PluginKill {
+        // As on one node: the mount counts (a warning where the platform cannot read them),
+        // then each volume takes new data through the restarted plugin.
+        check_mounts(vol, seen, "after the restart")?;
+        if seen.data_problems.is_empty() {
+            for (i, pod) in pods.iter_mut().enumerate() {
+                let before = seen.usable_after;
+                usable(ctx, lane(vol, extras, i), pod.as_mut(), seen);
+                if before == Some(false) {
+                    seen.usable_after = before;
+                }
+            }
+        }
+    }
     // The new driver tears down and sets up each volume: the check's on its node, the second
     // one on another node, any further one on its node.
     let mut again = Vec::new();
@@ -1415,12 +1511,97 @@ fn roll_lanes(
         }
     }
     seen.verified_after_recreate = after;
+    if kind == Kind::PluginKill {
+        check_mounts(vol, seen, "after the recreate")?;
+    }
     for (i, pod) in again.into_iter().enumerate() {
         let v = lane(vol, extras, i);
         v.stop_pod(pod)?;
         ctx.noticed(v);
     }
     Ok(None)
+}
+
+/// One drained upgrade step on every lane: the streams stopped, the lanes' nodes cordoned,
+/// every lane's pod evicted (and its volume detached), the step run (one window per node, as
+/// undrained), the nodes uncordoned, and every lane's pod started again (on its node: the
+/// volume goes back where it was). Returns the windows, or why nothing was tested.
+#[allow(clippy::too_many_arguments)]
+fn drained_step(
+    ctx: &CheckCtx,
+    vol: &mut dyn Volume,
+    extras: &mut [Box<dyn Volume>],
+    pods: &mut Vec<Box<dyn Pod>>,
+    nodes: &[String],
+    step: Option<&crate::platform::UpgradeStep>,
+    seen: &mut Seen,
+    streams: &mut Vec<Stream>,
+) -> Result<(Vec<DriverWindow>, Option<String>), Failure> {
+    for s in streams.drain(..) {
+        seen.streams.push(stop(ctx, s)?);
+    }
+    seen.t0 = seen.streams.iter().map(|s| s.started_ms).min().unwrap_or(0);
+    let cordoned = vol
+        .cordon(nodes)
+        .map_err(|e| Failure::from(e).context("cordoning before the drained upgrade"))?;
+    ctx.noticed(vol);
+    let what = match step {
+        Some(s) => format!("upgrade step {:?}", s.name),
+        None => "the node plugins' SIGKILL and restart".into(),
+    };
+    let mut drained = || -> Result<(Vec<DriverWindow>, Option<String>), Failure> {
+        let mut evicted = Vec::new();
+        for (i, pod) in pods.drain(..).enumerate() {
+            let v = lane(vol, extras, i);
+            let r = v.evict_pod(pod);
+            ctx.noticed(v);
+            evicted.extend(r.map_err(|e| {
+                Failure::from(e).context(&format!(
+                    "evicting the pods of {} before the drained upgrade",
+                    nodes.join(", ")
+                ))
+            })?);
+        }
+        seen.drained.push(json!({
+            "step": step.map(|s| s.name.clone()),
+            "cordoned": cordoned,
+            "evicted": evicted,
+        }));
+        let r = match step {
+            Some(step) => vol.upgrade_live_nodes(step, nodes),
+            None => vol.kill_driver_nodes(nodes),
+        };
+        ctx.noticed(vol);
+        match r {
+            Ok(ws) => Ok((ws, None)),
+            Err(crate::platform::PlatformError::Unsupported(why)) => Ok((Vec::new(), Some(why))),
+            Err(e) => Err(as_upgrade(
+                Failure::from(e).context(&format!("{what} with {} drained", nodes.join(", "))),
+            )),
+        }
+    };
+    let r = drained();
+    let uncordoned = vol.uncordon(&cordoned);
+    let (ws, why) = r?;
+    uncordoned.map_err(Failure::from)?;
+    if why.is_some() {
+        return Ok((ws, why));
+    }
+    // The workloads come back where they were.
+    for i in 0..nodes.len() {
+        let v = lane(vol, extras, i);
+        let id = v.id().to_string();
+        let p = v.start_pod();
+        ctx.noticed(v);
+        pods.push(p.map_err(|e| {
+            Failure::from(e)
+                .context(&format!(
+                    "publishing volume {id} again after the drained upgrade"
+                ))
+                .category(FailureCategory::Upgrade)
+        })?);
+    }
+    Ok((ws, None))
 }
 
 /// `pod-deleted-while-kubelet-down`, once the kubelet, back, removed the pods and the volume

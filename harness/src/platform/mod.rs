@@ -331,6 +331,37 @@ pub trait Volume: Send {
             self.id()
         )))
     }
+    /// `upgrade.drain` as operators do it on a platform with nodes: `nodes` made unschedulable
+    /// until [`Volume::uncordon`]. Returns the nodes this call cordoned (a node someone else
+    /// had cordoned is left alone, and said in a warning). Without nodes: nothing to do.
+    fn cordon(&mut self, nodes: &[String]) -> Result<Vec<String>, PlatformError> {
+        let _ = nodes;
+        Ok(Vec::new())
+    }
+    /// Undoes [`Volume::cordon`] for the nodes it returned.
+    fn uncordon(&mut self, nodes: &[String]) -> Result<(), PlatformError> {
+        let _ = nodes;
+        Ok(())
+    }
+    /// [`Volume::stop_pod`] the way a drain stops a workload: evicted where the platform has an
+    /// eviction (Kubernetes: the Eviction API, disruption budgets respected), then, as
+    /// `stop_pod`, the volume detached from the node. Returns what was evicted.
+    fn evict_pod(&mut self, pod: Box<dyn Pod>) -> Result<Vec<String>, PlatformError> {
+        self.stop_pod(pod).map(|_| Vec::new())
+    }
+    /// [`Volume::kill_driver`] on several nodes at once, while agents write there (this
+    /// volume's pod on one, other volumes' pods on the others): one window per node of `nodes`
+    /// (in that order). With one node (or none given) it is [`Volume::kill_driver`]'s window.
+    fn kill_driver_nodes(&mut self, nodes: &[String]) -> Result<Vec<DriverWindow>, PlatformError> {
+        if nodes.len() <= 1 {
+            return self.kill_driver().map(|w| vec![w]);
+        }
+        Err(PlatformError::Unsupported(format!(
+            "volume {}: this platform cannot kill its driver on {} nodes",
+            self.id(),
+            nodes.len()
+        )))
+    }
     /// Stops the node agent (the kubelet) of the node the volume's pod runs on, and starts it
     /// again, by the class's commands (`disruption.kubelet`), while the pod's agents keep
     /// running (`disruption::kubelet-restart`); with [`NodeAgentDisruption::PodsDeletedWhileDown`]

@@ -101,7 +101,40 @@ pub fn objects_of_run(kc: &str, run_id: &str) -> Vec<String> {
             left.push(format!("pv {l}"));
         }
     }
+    // A node the run cordoned (a drained upgrade) and left so.
+    let out = kubectl_out(
+        kc,
+        &[
+            "get",
+            "nodes",
+            "-l",
+            &format!("pvcheck.io/cordoned-by={run_id}"),
+            "-o",
+            "name",
+        ],
+    );
+    left.extend(
+        out.lines()
+            .map(|n| format!("cordon/{}", n.trim_start_matches("node/"))),
+    );
     left
+}
+
+/// The nodes marked unschedulable now.
+pub fn cordoned_nodes(kc: &str) -> Vec<String> {
+    kubectl_out(
+        kc,
+        &[
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name} {.spec.unschedulable}{\"\\n\"}{end}",
+        ],
+    )
+    .lines()
+    .filter(|l| l.ends_with(" true"))
+    .map(|l| l.split(' ').next().unwrap_or("").to_string())
+    .collect()
 }
 
 pub fn run_id(result: &Value) -> String {

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim, Pod,
+    ConfigMap, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
 };
 use k8s_openapi::api::storage::v1::VolumeAttachment;
 use kube::Api;
@@ -187,6 +187,12 @@ pub async fn find(
                 ));
             }
         }
+        // Nodes the run cordoned for a drained upgrade and did not get to uncordon. (Where
+        // listing nodes is refused, none is listed: pvcheck's preflight lists nodes, so such a
+        // run never got to a drain.)
+        for n in cordoned_nodes(client, &run).await.unwrap_or_default() {
+            out.push(leftover(&run, None, "cordon", n));
+        }
         // PVs bound to the run's claims (their labels do not come from the claim).
         let claims: Option<Vec<String>> = match (&class, shared) {
             (Some(c), Some(s)) => Some(
@@ -271,6 +277,20 @@ pub async fn find(
     Ok(out)
 }
 
+/// The nodes still carrying the run's cordon label.
+async fn cordoned_nodes(client: &kube::Client, run: &str) -> Result<Vec<String>, PlatformError> {
+    let api: Api<Node> = Api::all(client.clone());
+    let lp = ListParams::default().labels(&format!("{}={run}", labels::CORDONED_BY));
+    Ok(api
+        .list(&lp)
+        .await
+        .map_err(|e| api_error("listing the nodes the run cordoned", e))?
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect())
+}
+
 /// Removes what the filter selects (for a whole run: its namespace, then waits for its PVs);
 /// returns what was there.
 pub async fn remove(
@@ -294,6 +314,12 @@ pub async fn remove(
     // The PVs of the kept claims (their PV and VolumeAttachment lines name them).
     let mut stayed_pvs: Vec<String> = Vec::new();
     for (run, ns) in runs(client, filter, older_than, false).await? {
+        // First what the run did to nodes that are not its own: schedulable again.
+        if let Ok(nodes) = cordoned_nodes(client, &run).await
+            && let Err(e) = super::drain::uncordon(client, &run, &nodes).await
+        {
+            problems.push(e.to_string());
+        }
         if class.is_some() || !kept.is_empty() {
             // One class, or a run that keeps a failed volume: its objects one by one, the
             // kept volume's and the namespace stay.

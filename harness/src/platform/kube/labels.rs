@@ -24,6 +24,10 @@ pub const AWAITING: &str = "pvcheck.io/awaiting";
 /// On a resumed run's namespace: the run id that took it over.
 pub const RESUMED_BY: &str = "pvcheck.io/resumed-by";
 
+/// On a node pvcheck cordoned for a drained upgrade (`upgrade.drain`): the run id, until
+/// pvcheck uncordons it; `pvcheck cleanup` of the run uncordons a node still carrying it.
+pub const CORDONED_BY: &str = "pvcheck.io/cordoned-by";
+
 /// The namespace of a run.
 pub fn namespace(run_id: &str) -> String {
     format!("pvcheck-{run_id}")

@@ -30,6 +30,7 @@ pub mod clone;
 pub mod context;
 pub mod counting;
 pub mod discover;
+pub mod drain;
 pub mod events;
 #[cfg(test)]
 pub mod fake_api;

@@ -391,13 +391,18 @@ fn replace(
     let waited = start.elapsed();
     let old_facts = old.facts();
     let Some((new, ready_ms)) = seen.new.clone() else {
-        let still = if seen.old_terminating_ms.is_none() {
-            "still runs"
-        } else {
-            "was deleted"
-        };
+        if seen.old_terminating_ms.is_none() {
+            // Nothing was replaced: no window, and nothing tested (the check is ignored with
+            // this, never passed), not a driver that failed to come back.
+            return Err(PlatformError::Unsupported(format!(
+                "{what} on node {node}: the node plugin pod {}/{} of driver {driver} still runs, untouched, {:.0} s later: nothing was replaced under the agent, so this tested no upgrade of the driver",
+                old.namespace,
+                old.name,
+                waited.as_secs_f64()
+            )));
+        }
         return Err(PlatformError::Other(format!(
-            "{what} on node {node}: the node plugin pod {}/{} of driver {driver} ({} {}, uid {}) {still}, and no new pod of it was Ready on the node within {:.0} s",
+            "{what} on node {node}: the node plugin pod {}/{} of driver {driver} ({} {}, uid {}) was deleted, and no new pod of it was Ready on the node within {:.0} s",
             old.namespace,
             old.name,
             old.owner_kind,
@@ -456,14 +461,93 @@ pub fn upgrade_live(vol: &KubeVolume, step: &UpgradeStep) -> Result<DriverWindow
 }
 
 /// `Volume::upgrade_live_nodes`: the class's upgrade once, while agents write on every node of
-/// `nodes`, followed on each node by a watch of its pods started before the upgrade (the old
-/// plugin pod's UID gone, a new pod of its owner Ready there): one window per node, in the
-/// order of `nodes`, from when that node's old pod began terminating (the upgrade's start
-/// where the watch did not see it) to when the new one was Ready.
+/// `nodes`: [`replace_nodes`] by the upgrade.
 pub fn upgrade_live_nodes(
     vol: &KubeVolume,
     step: &UpgradeStep,
     nodes: &[String],
+) -> Result<(Vec<DriverWindow>, Vec<String>), PlatformError> {
+    let rollouts = vol
+        .class
+        .upgrade
+        .as_ref()
+        .map(|u| u.rollout.len())
+        .unwrap_or(0);
+    let limit = vol.ctx.timeouts.upgrade;
+    replace_nodes(vol, &step.name, nodes, |_| {
+        let start = Instant::now();
+        super::upgrade::run(vol, step)?;
+        let grace = if rollouts > 0 {
+            AFTER_ROLLOUT
+        } else {
+            limit.saturating_sub(start.elapsed()).max(AFTER_ROLLOUT)
+        };
+        Ok((
+            json!({"step": step.name, "rollouts_waited_for": rollouts, "nodes": nodes}),
+            grace,
+        ))
+    })
+}
+
+/// `Volume::kill_driver_nodes`: the node plugin pod of every node of `nodes` deleted with grace
+/// period 0, one right after the other (a crash of the driver on every node under the agents);
+/// their controller starts new ones. [`replace_nodes`] by those deletions.
+pub fn kill_nodes(
+    vol: &KubeVolume,
+    nodes: &[String],
+) -> Result<(Vec<DriverWindow>, Vec<String>), PlatformError> {
+    let limit = vol.ctx.timeouts.upgrade.max(vol.ctx.timeouts.pod_start);
+    let ctx = vol.ctx.clone();
+    replace_nodes(vol, "pod deleted with grace period 0", nodes, |olds| {
+        for old in olds {
+            delete_now(&ctx, old)?;
+        }
+        Ok((json!({"grace_period_seconds": 0, "nodes": nodes}), limit))
+    })
+}
+
+/// Deletes the node plugin pod `old` with grace period 0, only that pod (its UID as the
+/// precondition).
+fn delete_now(ctx: &super::context::VolumeCtx, old: &PluginPod) -> Result<(), PlatformError> {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &old.namespace);
+    ctx.shared.conn.block_on(async {
+        api.delete(
+            &old.name,
+            &DeleteParams::default()
+                .grace_period(0)
+                .preconditions(kube::api::Preconditions {
+                    uid: Some(old.uid.clone()),
+                    resource_version: None,
+                }),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            refused(
+                &format!(
+                    "deleting the node plugin pod {}/{}",
+                    old.namespace, old.name
+                ),
+                e,
+            )
+        })
+    })
+}
+
+/// Replaces the driver's node plugin on every node of `nodes` by `act` (given the old pods, in
+/// the order of `nodes`; it returns what it did and how long the replacement may still take
+/// once it is done), while agents write there. Each node is followed by a watch of its pods
+/// started before `act` (the old plugin pod's UID gone, a new pod of its owner Ready there):
+/// one window per node, in the order of `nodes`, from when that node's old pod began
+/// terminating (`act`'s start where the watch did not see it) to when the new one was Ready.
+/// The second list names the nodes whose plugin pod `act` never touched (still the same pod,
+/// not terminating): no window there; the caller says so (an upgrade that replaces nothing
+/// proves nothing), it is not a failure of the driver.
+fn replace_nodes(
+    vol: &KubeVolume,
+    what: &str,
+    nodes: &[String],
+    act: impl FnOnce(&[PluginPod]) -> Result<(Value, Duration), PlatformError>,
 ) -> Result<(Vec<DriverWindow>, Vec<String>), PlatformError> {
     let driver = driver_of(vol)?;
     let mut olds = Vec::new();
@@ -482,32 +566,20 @@ pub fn upgrade_live_nodes(
             }
         }
     }
-    let rollouts = vol
-        .class
-        .upgrade
-        .as_ref()
-        .map(|u| u.rollout.len())
-        .unwrap_or(0);
-    let limit = vol.ctx.timeouts.upgrade;
     let began_ms = crate::sys::unix_ms();
     let start = Instant::now();
-    if let Err(e) = super::upgrade::run(vol, step) {
-        for w in &watches {
-            w.task.abort();
+    let (action, grace) = match act(&olds) {
+        Ok(r) => r,
+        Err(e) => {
+            for w in &watches {
+                w.task.abort();
+            }
+            return Err(e);
         }
-        return Err(e);
-    }
-    let acted_s = start.elapsed().as_secs_f64();
-    let grace = if rollouts > 0 {
-        AFTER_ROLLOUT
-    } else {
-        limit.saturating_sub(start.elapsed()).max(AFTER_ROLLOUT)
     };
+    let acted_s = start.elapsed().as_secs_f64();
     let deadline = tokio::time::Instant::now() + grace;
     let mut windows = Vec::new();
-    // Nodes whose plugin pod the upgrade never touched (still the same pod, not terminating):
-    // no window there, said by the caller in a warning (an upgrade that replaces nothing
-    // proves nothing), not a failure of the driver.
     let mut untouched = Vec::new();
     for ((node, old), pods) in nodes.iter().zip(olds).zip(watches) {
         let seen = pods.seen(vol, deadline)?;
@@ -516,10 +588,8 @@ pub fn upgrade_live_nodes(
                 untouched.push(format!("{}/{} on node {node}", old.namespace, old.name));
                 continue;
             }
-            let still = "was deleted";
             return Err(PlatformError::Other(format!(
-                "{} on node {node}: the node plugin pod {}/{} of driver {driver} ({} {}, uid {}) {still}, and no new pod of it was Ready on the node within {:.0} s",
-                step.name,
+                "{what} on node {node}: the node plugin pod {}/{} of driver {driver} ({} {}, uid {}) was deleted, and no new pod of it was Ready on the node within {:.0} s",
                 old.namespace,
                 old.name,
                 old.owner_kind,
@@ -530,7 +600,7 @@ pub fn upgrade_live_nodes(
         };
         let image_changed = new.images != old.images || new.image_ids != old.image_ids;
         windows.push(DriverWindow {
-            what: step.name.clone(),
+            what: what.to_string(),
             began_ms: seen.old_terminating_ms.unwrap_or(began_ms).max(began_ms),
             old_stopped_ms: seen.old_gone_ms.or(seen.old_terminating_ms),
             new_answered_ms: ready_ms,
@@ -547,7 +617,7 @@ pub fn upgrade_live_nodes(
                 "old_gone_ms": seen.old_gone_ms,
                 "new_ready_ms": ready_ms,
                 "action_seconds": acted_s,
-                "action": {"step": step.name, "rollouts_waited_for": rollouts, "nodes": nodes},
+                "action": action,
             }),
         });
     }
@@ -560,28 +630,7 @@ pub fn kill(vol: &KubeVolume) -> Result<DriverWindow, PlatformError> {
     let limit = vol.ctx.timeouts.upgrade.max(vol.ctx.timeouts.pod_start);
     let ctx = vol.ctx.clone();
     replace(vol, "pod deleted with grace period 0", |old| {
-        let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &old.namespace);
-        ctx.shared.conn.block_on(async {
-            api.delete(
-                &old.name,
-                &DeleteParams::default()
-                    .grace_period(0)
-                    .preconditions(kube::api::Preconditions {
-                        uid: Some(old.uid.clone()),
-                        resource_version: None,
-                    }),
-            )
-            .await
-            .map_err(|e| {
-                refused(
-                    &format!(
-                        "deleting the node plugin pod {}/{}",
-                        old.namespace, old.name
-                    ),
-                    e,
-                )
-            })
-        })?;
+        delete_now(&ctx, old)?;
         Ok((json!({"grace_period_seconds": 0}), limit))
     })
 }

@@ -275,6 +275,69 @@ impl KubeVolume {
 
     /// The holder pod: on `node` when given (the volume's last node, so a recreate stays
     /// there), never on `avoid`; waits until it runs.
+    /// Every pod of the volume deleted (or, `evict`, evicted: [`super::drain`]) and gone, then
+    /// the volume detached from its node; the time it took is a `detach_seconds` timing.
+    /// Returns the pods evicted.
+    fn pods_gone(&mut self, evict: bool) -> Result<Vec<String>, PlatformError> {
+        let ctx = self.ctx.clone();
+        let conn = &ctx.shared.conn;
+        let start = Instant::now();
+        let (evicted, warning) = conn.block_on(async {
+            let (evicted, warning) = if evict {
+                super::drain::evict_volume_pods(&ctx, ctx.timeouts.pod_start).await?
+            } else {
+                (Vec::new(), None)
+            };
+            let pods: Api<k8s_openapi::api::core::v1::Pod> =
+                Api::namespaced(ctx.client.clone(), &ctx.shared.namespace);
+            let lp = kube::api::ListParams::default().labels(&format!(
+                "{}={}",
+                labels::VOLUME,
+                labels::label_value(&ctx.pvc)
+            ));
+            let list = pods
+                .list(&lp)
+                .await
+                .map_err(|e| agent_pod::api_error("listing the volume's pods", e))?;
+            for p in list.items {
+                let n = p.metadata.name.unwrap_or_default();
+                agent_pod::delete(&ctx, &n, 5, true, ctx.timeouts.pod_start).await?;
+            }
+            if let Some(pv) = &self.pv {
+                let attachments = attach::until_detached(
+                    &ctx.client,
+                    pv,
+                    self.node.as_deref(),
+                    ctx.timeouts.attach,
+                )
+                .await?;
+                // An attachable driver without VolumeAttachments (flexVolume): the node's status.
+                if attachments == 0
+                    && let Some(node) = &self.node
+                {
+                    attach::until_off_node(&ctx.client, pv, node, ctx.timeouts.attach).await?;
+                }
+            }
+            Ok::<_, PlatformError>((evicted, warning))
+        })?;
+        self.warnings.extend(warning);
+        let took = start.elapsed().as_secs_f64();
+        match self
+            .timings
+            .get_mut("detach_seconds")
+            .and_then(|v| v.as_array_mut())
+        {
+            Some(a) => a.push(took.into()),
+            None => {
+                self.timings.insert(
+                    "detach_seconds".into(),
+                    vec![serde_json::Value::from(took)].into(),
+                );
+            }
+        }
+        Ok(evicted)
+    }
+
     fn start_holder(
         &mut self,
         node: Option<String>,
@@ -517,57 +580,31 @@ impl Volume for KubeVolume {
     fn stop_pod(&mut self, pod: Box<dyn Pod>) -> Result<(), PlatformError> {
         // The pod is ours (a KubePod): its holder is named after this volume.
         drop(pod);
+        self.pods_gone(false).map(|_| ())
+    }
+
+    fn evict_pod(&mut self, pod: Box<dyn Pod>) -> Result<Vec<String>, PlatformError> {
+        drop(pod);
+        self.pods_gone(true)
+    }
+
+    fn cordon(&mut self, nodes: &[String]) -> Result<Vec<String>, PlatformError> {
         let ctx = self.ctx.clone();
-        let conn = &ctx.shared.conn;
-        let start = Instant::now();
-        conn.block_on(async {
-            let pods: Api<k8s_openapi::api::core::v1::Pod> =
-                Api::namespaced(ctx.client.clone(), &ctx.shared.namespace);
-            let lp = kube::api::ListParams::default().labels(&format!(
-                "{}={}",
-                labels::VOLUME,
-                labels::label_value(&ctx.pvc)
-            ));
-            let list = pods
-                .list(&lp)
-                .await
-                .map_err(|e| agent_pod::api_error("listing the volume's pods", e))?;
-            for p in list.items {
-                let n = p.metadata.name.unwrap_or_default();
-                agent_pod::delete(&ctx, &n, 5, true, ctx.timeouts.pod_start).await?;
-            }
-            if let Some(pv) = &self.pv {
-                let attachments = attach::until_detached(
-                    &ctx.client,
-                    pv,
-                    self.node.as_deref(),
-                    ctx.timeouts.attach,
-                )
-                .await?;
-                // An attachable driver without VolumeAttachments (flexVolume): the node's status.
-                if attachments == 0
-                    && let Some(node) = &self.node
-                {
-                    attach::until_off_node(&ctx.client, pv, node, ctx.timeouts.attach).await?;
-                }
-            }
-            Ok::<_, PlatformError>(())
-        })?;
-        let took = start.elapsed().as_secs_f64();
-        match self
-            .timings
-            .get_mut("detach_seconds")
-            .and_then(|v| v.as_array_mut())
-        {
-            Some(a) => a.push(took.into()),
-            None => {
-                self.timings.insert(
-                    "detach_seconds".into(),
-                    vec![serde_json::Value::from(took)].into(),
-                );
-            }
-        }
-        Ok(())
+        let (cordoned, warnings) = ctx
+            .shared
+            .conn
+            .block_on(super::drain::cordon(&ctx, nodes))?;
+        self.warnings.extend(warnings);
+        Ok(cordoned)
+    }
+
+    fn uncordon(&mut self, nodes: &[String]) -> Result<(), PlatformError> {
+        let ctx = self.ctx.clone();
+        ctx.shared.conn.block_on(super::drain::uncordon(
+            &ctx.client,
+            &ctx.shared.run_id,
+            nodes,
+        ))
     }
 
     fn upgrade_steps(&self) -> Vec<UpgradeStep> {
@@ -608,6 +645,14 @@ impl Volume for KubeVolume {
             return self.upgrade_live(step).map(|w| vec![w]);
         }
         let (ws, untouched) = super::node_plugin::upgrade_live_nodes(self, step, nodes)?;
+        if ws.is_empty() {
+            // Not one window: passing would say an upgrade was tested under writes.
+            return Err(PlatformError::Unsupported(format!(
+                "upgrade step {}: the upgrade replaced no node plugin pod on any node of the agents ({}: the same pods still run), so it tested no upgrade of the driver",
+                step.name,
+                untouched.join(", ")
+            )));
+        }
         if !untouched.is_empty() {
             self.warnings.push(format!(
                 "upgrade step {}: the upgrade replaced no node plugin pod on {} (the same pod still runs): nothing rolled under the agents there, so this step tested no upgrade of the driver on {}",
@@ -656,6 +701,21 @@ impl Volume for KubeVolume {
 
     fn kill_driver(&mut self) -> Result<DriverWindow, PlatformError> {
         super::node_plugin::kill(self)
+    }
+
+    fn kill_driver_nodes(&mut self, nodes: &[String]) -> Result<Vec<DriverWindow>, PlatformError> {
+        if nodes.len() <= 1 {
+            return self.kill_driver().map(|w| vec![w]);
+        }
+        let (ws, untouched) = super::node_plugin::kill_nodes(self, nodes)?;
+        if !untouched.is_empty() {
+            // Deleted by pvcheck, yet the same pod runs: not a crash of the driver there.
+            return Err(PlatformError::Other(format!(
+                "the node plugin pods {} were deleted with grace period 0 and still run, unchanged",
+                untouched.join(", ")
+            )));
+        }
+        Ok(ws)
     }
 
     fn disrupt_node_agent(

@@ -24,6 +24,22 @@ fn end(log: &str) -> serde_json::Value {
     serde_json::from_str(x).unwrap()
 }
 
+/// The agent's durability stream into `dir` for `duration`: a run that acknowledges records
+/// until it is stopped.
+fn durability<'a>(dir: &'a str, duration: &'a str) -> [&'a str; 9] {
+    [
+        "durability",
+        "--dir",
+        dir,
+        "--seed",
+        "1",
+        "--volume-id",
+        "1",
+        "--duration",
+        duration,
+    ]
+}
+
 #[test]
 fn stdout_stderr_and_the_exit_code_stay_apart_in_the_log() {
     let dir = tempfile::tempdir().unwrap();
@@ -43,21 +59,9 @@ fn stdout_stderr_and_the_exit_code_stay_apart_in_the_log() {
 fn kill_after_is_a_sigkill_of_the_agent_and_keeps_its_acknowledgements() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
-    let log = run(&[
-        "pod",
-        "--kill-after",
-        "700ms",
-        "--",
-        "durability",
-        "--dir",
-        d,
-        "--seed",
-        "1",
-        "--volume-id",
-        "1",
-        "--duration",
-        "30s",
-    ]);
+    let mut args = vec!["pod", "--kill-after", "700ms", "--"];
+    args.extend(durability(d, "30s"));
+    let log = run(&args);
     let x = end(&log);
     assert_eq!(x["signal"], 9, "{log}");
     assert!(x["code"].is_null());
@@ -99,19 +103,8 @@ fn a_sigterm_while_the_agent_runs_is_noted_in_the_end_line() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
     let child = Command::new(AGENT)
-        .args([
-            "pod",
-            "--",
-            "durability",
-            "--dir",
-            d,
-            "--seed",
-            "1",
-            "--volume-id",
-            "1",
-            "--duration",
-            "1500ms",
-        ])
+        .args(["pod", "--"])
+        .args(durability(d, "1500ms"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -367,23 +367,33 @@ pub async fn delete(
         return Ok(());
     }
     let asked = Instant::now();
-    wait::until(
+    until_gone(
         api,
         name,
         &format!("pod {}/{name} to be gone", v.shared.namespace),
         limit,
-        |p: Option<&Pod>| {
-            if p.is_none() {
-                Decision::Done(())
-            } else {
-                Decision::Wait
-            }
-        },
     )
-    .await
-    .map_err(|e| PlatformError::Other(e.to_string()))?;
+    .await?;
     timeline::since(Wait::PodDeleted, name, asked);
     Ok(())
+}
+
+/// Waits until pod `name` is gone (a watch), within `limit`; `what` names the wait.
+pub async fn until_gone(
+    api: Api<Pod>,
+    name: &str,
+    what: &str,
+    limit: Duration,
+) -> Result<(), PlatformError> {
+    wait::until(api, name, what, limit, |p: Option<&Pod>| {
+        if p.is_none() {
+            Decision::Done(())
+        } else {
+            Decision::Wait
+        }
+    })
+    .await
+    .map_err(|e| PlatformError::Other(e.to_string()))
 }
 
 /// A ConfigMap holding the agent's input files; returns its name and the arguments that name

@@ -20,7 +20,6 @@ use serde_json::json;
 use super::agent_pod::api_error;
 use super::context::VolumeCtx;
 use super::labels;
-use super::wait::{self, Decision};
 use crate::platform::PlatformError;
 
 /// Whether the API server refused the call for lack of permission.
@@ -166,21 +165,13 @@ pub async fn evict_volume_pods(
             }
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        wait::until(
+        super::agent_pod::until_gone(
             api.clone(),
             &name,
             &format!("evicted pod {ns}/{name} to be gone"),
             left.max(Duration::from_secs(1)),
-            |p: Option<&Pod>| {
-                if p.is_none() {
-                    Decision::Done(())
-                } else {
-                    Decision::Wait
-                }
-            },
         )
-        .await
-        .map_err(|e| PlatformError::Other(e.to_string()))?;
+        .await?;
     }
     Ok((evicted, warning))
 }

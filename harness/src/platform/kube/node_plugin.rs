@@ -436,6 +436,18 @@ fn replace(
 
 /// `Volume::upgrade_live`: the class's upgrade (command, rollouts, ready) while the pods run.
 pub fn upgrade_live(vol: &KubeVolume, step: &UpgradeStep) -> Result<DriverWindow, PlatformError> {
+    replace(vol, &step.name, |_| upgrade_step(vol, step, None))
+}
+
+/// Runs upgrade step `step` (command, rollouts) for [`replace`] and [`replace_nodes`]: what it
+/// did, and how long the node plugin's replacement may still take. With rollouts waited for,
+/// the nodes' new pods are Ready already; without, the command may have only started the
+/// rollout.
+fn upgrade_step(
+    vol: &KubeVolume,
+    step: &UpgradeStep,
+    nodes: Option<&[String]>,
+) -> Result<(Value, Duration), PlatformError> {
     let rollouts = vol
         .class
         .upgrade
@@ -443,21 +455,17 @@ pub fn upgrade_live(vol: &KubeVolume, step: &UpgradeStep) -> Result<DriverWindow
         .map(|u| u.rollout.len())
         .unwrap_or(0);
     let limit = vol.ctx.timeouts.upgrade;
-    replace(vol, &step.name, |_| {
-        let start = Instant::now();
-        super::upgrade::run(vol, step)?;
-        // With rollouts waited for, the node's new pod is Ready already; without, the command
-        // may have only started the rollout.
-        let grace = if rollouts > 0 {
-            AFTER_ROLLOUT
-        } else {
-            limit.saturating_sub(start.elapsed()).max(AFTER_ROLLOUT)
-        };
-        Ok((
-            json!({"step": step.name, "rollouts_waited_for": rollouts, "seconds": start.elapsed().as_secs_f64()}),
-            grace,
-        ))
-    })
+    let start = Instant::now();
+    super::upgrade::run(vol, step)?;
+    let grace = if rollouts > 0 {
+        AFTER_ROLLOUT
+    } else {
+        limit.saturating_sub(start.elapsed()).max(AFTER_ROLLOUT)
+    };
+    Ok((
+        json!({"step": step.name, "rollouts_waited_for": rollouts, "seconds": start.elapsed().as_secs_f64(), "nodes": nodes}),
+        grace,
+    ))
 }
 
 /// `Volume::upgrade_live_nodes`: the class's upgrade once, while agents write on every node of
@@ -467,25 +475,8 @@ pub fn upgrade_live_nodes(
     step: &UpgradeStep,
     nodes: &[String],
 ) -> Result<(Vec<DriverWindow>, Vec<String>), PlatformError> {
-    let rollouts = vol
-        .class
-        .upgrade
-        .as_ref()
-        .map(|u| u.rollout.len())
-        .unwrap_or(0);
-    let limit = vol.ctx.timeouts.upgrade;
     replace_nodes(vol, &step.name, nodes, |_| {
-        let start = Instant::now();
-        super::upgrade::run(vol, step)?;
-        let grace = if rollouts > 0 {
-            AFTER_ROLLOUT
-        } else {
-            limit.saturating_sub(start.elapsed()).max(AFTER_ROLLOUT)
-        };
-        Ok((
-            json!({"step": step.name, "rollouts_waited_for": rollouts, "nodes": nodes}),
-            grace,
-        ))
+        upgrade_step(vol, step, Some(nodes))
     })
 }
 

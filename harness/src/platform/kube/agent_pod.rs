@@ -378,6 +378,20 @@ pub async fn delete(
     Ok(())
 }
 
+/// The pods of the volume (holder and agents: its label), one list.
+pub async fn volume_pods(v: &VolumeCtx) -> Result<Vec<Pod>, PlatformError> {
+    let api: Api<Pod> = Api::namespaced(v.client.clone(), &v.shared.namespace);
+    let lp = kube::api::ListParams::default().labels(&format!(
+        "{}={}",
+        super::labels::VOLUME,
+        super::labels::label_value(&v.pvc)
+    ));
+    api.list(&lp)
+        .await
+        .map(|l| l.items)
+        .map_err(|e| api_error("listing the volume's pods", e))
+}
+
 /// Waits until pod `name` is gone (a watch), within `limit`; `what` names the wait.
 pub async fn until_gone(
     api: Api<Pod>,

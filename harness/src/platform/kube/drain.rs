@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
-use kube::api::{EvictParams, ListParams, Patch, PatchParams};
+use kube::api::{EvictParams, Patch, PatchParams};
 use serde_json::json;
 
 use super::agent_pod::api_error;
@@ -129,19 +129,11 @@ pub async fn evict_volume_pods(
 ) -> Result<(Vec<String>, Option<String>), PlatformError> {
     let ns = &v.shared.namespace;
     let api: Api<Pod> = Api::namespaced(v.client.clone(), ns);
-    let lp = ListParams::default().labels(&format!(
-        "{}={}",
-        labels::VOLUME,
-        labels::label_value(&v.pvc)
-    ));
-    let list = api
-        .list(&lp)
-        .await
-        .map_err(|e| api_error("listing the volume's pods", e))?;
+    let list = super::agent_pod::volume_pods(v).await?;
     let deadline = Instant::now() + limit;
     let mut evicted = Vec::new();
     let mut warning = None;
-    for p in list.items {
+    for p in list {
         let name = p.metadata.name.unwrap_or_default();
         loop {
             match api.evict(&name, &EvictParams::default()).await {

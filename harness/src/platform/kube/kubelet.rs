@@ -11,16 +11,15 @@
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{PersistentVolume, Pod};
+use k8s_openapi::api::core::v1::PersistentVolume;
 use k8s_openapi::api::storage::v1::{CSINode, VolumeAttachment};
 use kube::Api;
-use kube::api::ListParams;
 use serde_json::{Value, json};
 
 use super::agent_pod::api_error;
 use super::volume::KubeVolume;
 use super::wait::{self, Decision};
-use super::{agent_pod, attach, labels};
+use super::{agent_pod, attach};
 use crate::config::ClassSpec;
 use crate::platform::{DriverWindow, NodeAgentDisruption, PlatformError};
 
@@ -241,17 +240,7 @@ pub fn disrupt(
         // Every pod of the volume (the holder and the agents): the node keeps the volume
         // staged and published until the kubelet, back, notices they are gone.
         let r = conn.block_on(async {
-            let pods: Api<Pod> = Api::namespaced(client.clone(), &ctx.shared.namespace);
-            let lp = ListParams::default().labels(&format!(
-                "{}={}",
-                labels::VOLUME,
-                labels::label_value(&ctx.pvc)
-            ));
-            let list = pods
-                .list(&lp)
-                .await
-                .map_err(|e| api_error("listing the volume's pods", e))?;
-            for p in list.items {
+            for p in agent_pod::volume_pods(&ctx).await? {
                 let n = p.metadata.name.unwrap_or_default();
                 agent_pod::delete(&ctx, &n, 5, false, Duration::ZERO).await?;
                 deleted.push(n);

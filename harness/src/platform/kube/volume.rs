@@ -232,15 +232,8 @@ impl KubeVolume {
         let conn = &ctx.shared.conn;
         conn.block_on(async {
             // Agent pods are deleted after each run; a holder or agent a failure left goes now.
-            let pods: Api<k8s_openapi::api::core::v1::Pod> =
-                Api::namespaced(ctx.client.clone(), &ctx.shared.namespace);
-            let lp = kube::api::ListParams::default().labels(&format!(
-                "{}={}",
-                labels::VOLUME,
-                labels::label_value(&ctx.pvc)
-            ));
-            if let Ok(list) = pods.list(&lp).await {
-                for p in list.items {
+            if let Ok(list) = agent_pod::volume_pods(&ctx).await {
+                for p in list {
                     let n = p.metadata.name.unwrap_or_default();
                     agent_pod::delete(&ctx, &n, 0, true, ctx.timeouts.pod_start).await?;
                 }
@@ -288,18 +281,7 @@ impl KubeVolume {
             } else {
                 (Vec::new(), None)
             };
-            let pods: Api<k8s_openapi::api::core::v1::Pod> =
-                Api::namespaced(ctx.client.clone(), &ctx.shared.namespace);
-            let lp = kube::api::ListParams::default().labels(&format!(
-                "{}={}",
-                labels::VOLUME,
-                labels::label_value(&ctx.pvc)
-            ));
-            let list = pods
-                .list(&lp)
-                .await
-                .map_err(|e| agent_pod::api_error("listing the volume's pods", e))?;
-            for p in list.items {
+            for p in agent_pod::volume_pods(&ctx).await? {
                 let n = p.metadata.name.unwrap_or_default();
                 agent_pod::delete(&ctx, &n, 5, true, ctx.timeouts.pod_start).await?;
             }

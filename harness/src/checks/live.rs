@@ -1087,45 +1087,27 @@ fn roll(
     for step in rounds {
         if seen.drain {
             // What such drivers document: the workload leaves, the plugin is replaced, the
-            // workload comes back.
-            let s = stop(ctx, stream)?;
-            if seen.t0 == 0 {
-                seen.t0 = s.started_ms;
-            }
-            seen.streams.push(s);
+            // workload comes back ([`drained_step`] with this one pod).
             let nodes: Vec<String> = pod.node().map(str::to_string).into_iter().collect();
-            let cordoned = vol
-                .cordon(&nodes)
-                .map_err(|e| Failure::from(e).context("cordoning before the drained upgrade"))?;
-            ctx.noticed(vol);
-            let evicted = vol.evict_pod(pod);
-            ctx.noticed(vol);
-            let replaced = match evicted {
-                Ok(evicted) => {
-                    seen.drained.push(json!({
-                        "step": step.map(|s| s.name.clone()),
-                        "cordoned": cordoned,
-                        "evicted": evicted,
-                    }));
-                    replace(vol, step)
-                }
-                Err(e) => Err(Ok(
-                    Failure::from(e).context("evicting the pod before the drained upgrade")
-                )),
-            };
-            let uncordoned = vol.uncordon(&cordoned).map_err(Failure::from);
-            match replaced {
-                Ok(w) => seen.windows.push(w),
-                Err(Ok(f)) => return Err(f),
-                Err(Err(why)) => return Ok(Some(why)),
+            let mut pods = vec![pod];
+            let mut streams = vec![stream];
+            let (ws, why) = drained_step(
+                ctx,
+                vol,
+                &mut [],
+                &mut pods,
+                &nodes,
+                step,
+                seen,
+                &mut streams,
+            )?;
+            if why.is_some() {
+                return Ok(why);
             }
-            uncordoned?;
-            pod = vol.start_pod().map_err(|e| {
-                Failure::from(e)
-                    .context("publishing again after the drained upgrade")
-                    .category(FailureCategory::Upgrade)
-            })?;
-            ctx.noticed(vol);
+            seen.windows.extend(ws);
+            pod = pods
+                .pop()
+                .ok_or_else(|| Failure::setup("the drained upgrade brought no pod back"))?;
             n += 1;
             stream = start(ctx, vol, pod.as_mut(), n)?;
         } else {
@@ -1549,6 +1531,13 @@ fn drained_step(
         Some(s) => format!("upgrade step {:?}", s.name),
         None => "the node plugins' SIGKILL and restart".into(),
     };
+    // Where the platform names no node (the local one): the volume.
+    let whose = if nodes.is_empty() {
+        "the volume".to_string()
+    } else {
+        nodes.join(", ")
+    };
+    let lanes = pods.len();
     let mut drained = || -> Result<(Vec<DriverWindow>, Option<String>), Failure> {
         let mut evicted = Vec::new();
         for (i, pod) in pods.drain(..).enumerate() {
@@ -1557,8 +1546,7 @@ fn drained_step(
             ctx.noticed(v);
             evicted.extend(r.map_err(|e| {
                 Failure::from(e).context(&format!(
-                    "evicting the pods of {} before the drained upgrade",
-                    nodes.join(", ")
+                    "evicting the pods of {whose} before the drained upgrade"
                 ))
             })?);
         }
@@ -1576,7 +1564,7 @@ fn drained_step(
             Ok(ws) => Ok((ws, None)),
             Err(crate::platform::PlatformError::Unsupported(why)) => Ok((Vec::new(), Some(why))),
             Err(e) => Err(as_upgrade(
-                Failure::from(e).context(&format!("{what} with {} drained", nodes.join(", "))),
+                Failure::from(e).context(&format!("{what} with {whose} drained")),
             )),
         }
     };
@@ -1588,7 +1576,7 @@ fn drained_step(
         return Ok((ws, why));
     }
     // The workloads come back where they were.
-    for i in 0..nodes.len() {
+    for i in 0..lanes {
         let v = lane(vol, extras, i);
         let id = v.id().to_string();
         let p = v.start_pod();

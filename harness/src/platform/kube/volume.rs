@@ -266,8 +266,6 @@ impl KubeVolume {
         })
     }
 
-    /// The holder pod: on `node` when given (the volume's last node, so a recreate stays
-    /// there), never on `avoid`; waits until it runs.
     /// Every pod of the volume deleted (or, `evict`, evicted: [`super::drain`]) and gone, then
     /// the volume detached from its node; the time it took is a `detach_seconds` timing.
     /// Returns the pods evicted.
@@ -320,6 +318,8 @@ impl KubeVolume {
         Ok(evicted)
     }
 
+    /// The holder pod: on `node` when given (the volume's last node, so a recreate stays
+    /// there), never on `avoid`; waits until it runs.
     fn start_holder(
         &mut self,
         node: Option<String>,

@@ -9,7 +9,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::kube::{kube_args, kubeconfig, objects_of_run, run_id};
+use common::kube::{kube_args, kubeconfig, objects_of_run, run_fixture_ok, run_id};
 use common::{Env, fixtures, stderr, stdout, trial};
 use serde_json::Value;
 
@@ -34,6 +34,61 @@ fn audited_requests(run_id: &str) -> Option<u64> {
         .filter_map(|e| e["auditID"].as_str().map(str::to_string))
         .collect();
     Some(ids.len() as u64)
+}
+
+/// Pods run `run_id` created, from the test cluster's audit log; `None` as for
+/// [`audited_requests`].
+fn audited_pod_creates(run_id: &str) -> Option<usize> {
+    let state = std::env::var_os("PVCHECK_TESTENV_STATE")?;
+    let text = std::fs::read_to_string(std::path::Path::new(&state).join("audit.log")).ok()?;
+    let agent = format!("(run {run_id})");
+    let ids: std::collections::BTreeSet<String> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["userAgent"].as_str().is_some_and(|a| a.ends_with(&agent)))
+        .filter(|e| e["verb"] == "create" && e["objectRef"]["resource"] == "pods")
+        .filter(|e| e["objectRef"]["subresource"].is_null())
+        .filter_map(|e| e["auditID"].as_str().map(str::to_string))
+        .collect();
+    Some(ids.len())
+}
+
+/// Issue 21: the quick speed matrix took one agent pod per workload (and one more to read the
+/// volume's capacity per workload), 2.7 s of each 4.0 s trial spent starting a pod. It now runs
+/// in one pod: every workload still its own trial with its own figures, in the matrix's order,
+/// each saying where it ran.
+#[test]
+fn the_speed_matrix_runs_in_one_agent_pod_each_workload_its_own_trial() {
+    let Some(kc) = kubeconfig() else { return };
+    let env = Env::new();
+    let r = run_fixture_ok(&env, &kc, "kube/hostpath.yaml", &["speed::"]);
+    let speed: Vec<&Value> = r["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| {
+            t["check"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("speed::"))
+        })
+        .collect();
+    assert_eq!(speed.len(), 9, "{r}");
+    let mut pods = std::collections::BTreeSet::new();
+    for (i, t) in speed.iter().enumerate() {
+        assert_eq!(t["status"], "passed", "{t}");
+        let w = t["check"].as_str().unwrap().trim_start_matches("speed::");
+        assert_eq!(t["metrics"]["bench"]["workload"], w, "its own figures: {t}");
+        let batch = &t["metrics"]["repetitions"][0]["batch"];
+        assert_eq!(batch["index"], i, "{t}");
+        assert_eq!(batch["of"], 9, "{t}");
+        pods.insert(batch["pod"].as_str().unwrap().to_string());
+    }
+    assert_eq!(pods.len(), 1, "one pod ran the matrix: {pods:?}");
+    // The holder, one capacity read of the new volume, the matrix.
+    if let Some(created) = audited_pod_creates(&run_id(&r)) {
+        assert_eq!(created, 3, "pods the run created");
+    }
+    assert!(objects_of_run(&kc, &run_id(&r)).is_empty());
 }
 
 /// Every check on the hostpath class passes; API requests are counted per check and printed.
@@ -170,24 +225,12 @@ fn assert_timeline_shows_the_platform_waits(r: &serde_json::Value, stderr: &str)
 fn block_volumes_run_the_data_checks_on_the_raw_device_in_the_pod() {
     let Some(kc) = kubeconfig() else { return };
     let env = Env::new();
-    let classes = fixtures().join("kube/hostpath-block.yaml");
-    let mut args: Vec<String> = kube_args(&kc);
-    args.extend([
-        "--classes".into(),
-        classes.display().to_string(),
-        "--skip".into(),
-        "speed::".into(),
-    ]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = env.run(&args);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        stdout(&out),
-        stderr(&out)
+    let r = run_fixture_ok(
+        &env,
+        &kc,
+        "kube/hostpath-block.yaml",
+        &["--skip", "speed::"],
     );
-    let r = env.result();
     for name in [
         "provision",
         "integrity::recreate",

@@ -21,6 +21,10 @@
 //! harness never takes such a run for an undisturbed one.
 //! `--hold` starts no agent and waits for SIGTERM: the pod that keeps a volume attached and
 //! mounted between agent runs.
+//! `--batch JSON` (a JSON array of argument arrays) runs several agents one after the other, each
+//! framed as above and ended by its own `x` line with `index` (0-based): one pod runs a class's
+//! speed matrix, each workload still its own agent process with its own figures. A batch told to
+//! stop (`terminated`) starts no further agent.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
@@ -43,8 +47,11 @@ pub struct PodArgs {
     #[arg(long, value_name = "DURATION")]
     pub kill_after: Option<Dur>,
     /// Start no agent: wait for SIGTERM or SIGINT, then exit 0.
-    #[arg(long, conflicts_with_all = ["kill_after", "args"])]
+    #[arg(long, conflicts_with_all = ["kill_after", "args", "batch"])]
     pub hold: bool,
+    /// Run these agents one after the other (a JSON array of argument arrays), one `x` line each.
+    #[arg(long, value_name = "JSON", conflicts_with_all = ["kill_after", "args"])]
+    pub batch: Option<String>,
     /// The agent's subcommand and flags, after `--`.
     #[arg(last = true, value_name = "AGENT ARGS")]
     pub args: Vec<String>,
@@ -57,91 +64,148 @@ pub fn run(a: PodArgs) -> ExitCode {
         return hold();
     }
     let out = Arc::new(Mutex::new(std::io::stdout()));
-    let mut end = serde_json::Map::new();
-    if !a.args.is_empty() {
-        let exe = match std::env::current_exe() {
-            Ok(p) => p,
+    let runs: Vec<Vec<String>> = match &a.batch {
+        Some(json) => match serde_json::from_str(json) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("pvcheck-agent: pod: --batch: not a JSON array of argument arrays: {e}");
+                return ExitCode::from(exit::USAGE_OR_IO);
+            }
+        },
+        None if a.args.is_empty() => Vec::new(),
+        None => vec![a.args.clone()],
+    };
+    let exe = if runs.is_empty() {
+        None
+    } else {
+        match std::env::current_exe() {
+            Ok(p) => Some(p),
             Err(e) => {
                 eprintln!("pvcheck-agent: pod: cannot find the agent binary itself: {e}");
                 return ExitCode::from(exit::USAGE_OR_IO);
             }
-        };
-        // Blocked before the child and the framing threads start (they inherit the mask; std
-        // gives the child an empty one), so every SIGTERM/SIGINT reaches `stop_signals`' sigwait.
-        let stopped = stop_signals();
-        let mut child = match Command::new(&exe)
-            .args(&a.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
+        }
+    };
+    // Blocked before the children and the framing threads start (they inherit the mask; std
+    // gives a child an empty one), so every SIGTERM/SIGINT reaches `stop_signals`' sigwait.
+    let stopped = exe.as_ref().and_then(|_| stop_signals());
+    if runs.is_empty() {
+        end_line(&out, serde_json::Map::new(), &a);
+        return ExitCode::from(exit::OK);
+    }
+    for (i, args) in runs.iter().enumerate() {
+        let Some(exe) = &exe else { break };
+        if i > 0
+            && stopped
+                .as_ref()
+                .is_some_and(|s| s.lock().unwrap_or_else(|e| e.into_inner()).is_some())
         {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("pvcheck-agent: pod: cannot start {}: {e}", exe.display());
-                return ExitCode::from(exit::USAGE_OR_IO);
-            }
+            break;
+        }
+        let mut end = match run_one(exe, args, &a, &out, stopped.as_ref()) {
+            Ok(end) => end,
+            Err(code) => return code,
         };
-        let started = Instant::now();
-        let stdout = child.stdout.take().map(|s| frame(s, 'o', out.clone()));
-        let stderr = child.stderr.take().map(|s| frame(s, 'e', out.clone()));
-        let pid = child.id() as libc::pid_t;
-        let killer = a.kill_after.map(|d| {
-            let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let flag = done.clone();
-            let t = std::thread::spawn(move || {
-                let until = started + d.0;
-                while !flag.load(std::sync::atomic::Ordering::Acquire) {
-                    let now = Instant::now();
-                    if now >= until {
-                        // SAFETY: kill(2) on our own child's pid; it is not reaped before
-                        // `done` is set, so the pid cannot have been reused.
-                        unsafe { libc::kill(pid, libc::SIGKILL) };
-                        return Some(started.elapsed());
-                    }
-                    std::thread::sleep((until - now).min(Duration::from_millis(20)));
-                }
-                None
-            });
-            (done, t)
-        });
-        for t in [stdout, stderr].into_iter().flatten() {
-            let _ = t.join();
+        let told_to_stop = end.contains_key("terminated");
+        if a.batch.is_some() {
+            end.insert("index".into(), i.into());
         }
-        let status = child.wait();
-        if let Some((done, t)) = killer {
-            done.store(true, std::sync::atomic::Ordering::Release);
-            if let Ok(Some(at)) = t.join() {
-                end.insert("killed_after_s".into(), at.as_secs_f64().into());
-            }
-        }
-        use std::os::unix::process::ExitStatusExt;
-        match status {
-            Ok(s) => {
-                end.insert("code".into(), s.code().into());
-                end.insert("signal".into(), s.signal().into());
-            }
-            Err(e) => {
-                end.insert("error".into(), format!("waiting for the agent: {e}").into());
-            }
-        }
-        end.insert("elapsed_s".into(), started.elapsed().as_secs_f64().into());
-        if let Some((signal, at)) =
-            stopped.and_then(|s| *s.lock().unwrap_or_else(|e| e.into_inner()))
-        {
-            end.insert(
-                "terminated".into(),
-                serde_json::json!({ "signal": signal, "after_s": at.duration_since(started).as_secs_f64() }),
-            );
+        end_line(&out, end, &a);
+        if told_to_stop {
+            break;
         }
     }
+    ExitCode::from(exit::OK)
+}
+
+/// Prints the `x` line (with the capacity when `--statfs` asks for it).
+fn end_line(
+    out: &Arc<Mutex<std::io::Stdout>>,
+    mut end: serde_json::Map<String, serde_json::Value>,
+    a: &PodArgs,
+) {
     if let Some(dir) = &a.statfs {
         end.insert("statfs".into(), statfs(dir));
     }
     let mut o = out.lock().unwrap_or_else(|e| e.into_inner());
     let _ = writeln!(o, "x {}", serde_json::Value::Object(end));
     let _ = o.flush();
-    ExitCode::from(exit::OK)
+}
+
+/// Runs one agent (`exe args`), framing its output; its end line's fields, or the supervisor's
+/// exit code when the agent could not be started.
+fn run_one(
+    exe: &std::path::Path,
+    args: &[String],
+    a: &PodArgs,
+    out: &Arc<Mutex<std::io::Stdout>>,
+    stopped: Option<&Stopped>,
+) -> Result<serde_json::Map<String, serde_json::Value>, ExitCode> {
+    let mut end = serde_json::Map::new();
+    let mut child = match Command::new(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("pvcheck-agent: pod: cannot start {}: {e}", exe.display());
+            return Err(ExitCode::from(exit::USAGE_OR_IO));
+        }
+    };
+    let started = Instant::now();
+    let stdout = child.stdout.take().map(|s| frame(s, 'o', out.clone()));
+    let stderr = child.stderr.take().map(|s| frame(s, 'e', out.clone()));
+    let pid = child.id() as libc::pid_t;
+    let killer = a.kill_after.map(|d| {
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = done.clone();
+        let t = std::thread::spawn(move || {
+            let until = started + d.0;
+            while !flag.load(std::sync::atomic::Ordering::Acquire) {
+                let now = Instant::now();
+                if now >= until {
+                    // SAFETY: kill(2) on our own child's pid; it is not reaped before
+                    // `done` is set, so the pid cannot have been reused.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    return Some(started.elapsed());
+                }
+                std::thread::sleep((until - now).min(Duration::from_millis(20)));
+            }
+            None
+        });
+        (done, t)
+    });
+    for t in [stdout, stderr].into_iter().flatten() {
+        let _ = t.join();
+    }
+    let status = child.wait();
+    if let Some((done, t)) = killer {
+        done.store(true, std::sync::atomic::Ordering::Release);
+        if let Ok(Some(at)) = t.join() {
+            end.insert("killed_after_s".into(), at.as_secs_f64().into());
+        }
+    }
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Ok(s) => {
+            end.insert("code".into(), s.code().into());
+            end.insert("signal".into(), s.signal().into());
+        }
+        Err(e) => {
+            end.insert("error".into(), format!("waiting for the agent: {e}").into());
+        }
+    }
+    end.insert("elapsed_s".into(), started.elapsed().as_secs_f64().into());
+    if let Some((signal, at)) = stopped.and_then(|s| *s.lock().unwrap_or_else(|e| e.into_inner())) {
+        end.insert(
+            "terminated".into(),
+            serde_json::json!({ "signal": signal, "after_s": at.duration_since(started).as_secs_f64() }),
+        );
+    }
+    Ok(end)
 }
 
 /// Copies `from` into `out` as framed lines (`<tag> TEXT`), flushing each one.

@@ -24,6 +24,25 @@ fn end(log: &str) -> serde_json::Value {
     serde_json::from_str(x).unwrap()
 }
 
+/// Runs `pvcheck-agent ARGS`, sends it SIGTERM after `ms`, requires the supervisor to exit 0
+/// (it notes the signal, it does not die of it), and returns its log.
+fn sigterm_after(args: &[&str], ms: u64) -> String {
+    let child = Command::new(AGENT)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "the supervisor died of SIGTERM");
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// The agent's durability stream into `dir` for `duration`: a run that acknowledges records
 /// until it is stopped.
 fn durability<'a>(dir: &'a str, duration: &'a str) -> [&'a str; 9] {
@@ -102,21 +121,9 @@ fn hold_waits_for_sigterm_and_exits_0() {
 fn a_sigterm_while_the_agent_runs_is_noted_in_the_end_line() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
-    let child = Command::new(AGENT)
-        .args(["pod", "--"])
-        .args(durability(d, "1500ms"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "the supervisor died of SIGTERM");
-    let log = String::from_utf8(out.stdout).unwrap();
+    let mut args = vec!["pod", "--"];
+    args.extend(durability(d, "1500ms"));
+    let log = sigterm_after(&args, 500);
     let x = end(&log);
     assert_eq!(x["code"], 0, "the agent did not run to its end: {log}");
     assert_eq!(x["terminated"]["signal"], "SIGTERM", "{log}");
@@ -131,4 +138,69 @@ fn an_undisturbed_run_has_no_terminated() {
     let d = dir.path().to_str().unwrap();
     let log = run(&["pod", "--statfs", d, "--", "verify", "--dir", d]);
     assert!(end(&log).get("terminated").is_none(), "{log}");
+}
+
+/// `--batch`: a class's speed matrix in one pod. Each agent is framed on its own and ends with
+/// its own `x` line (`index`, its own exit code, the capacity), in order, so the harness can
+/// hand each workload's output to its own trial; a failing agent does not stop the next.
+#[test]
+fn a_batch_runs_each_agent_in_turn_with_an_end_line_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let dir2 = tempfile::tempdir().unwrap();
+    let d2 = dir2.path().to_str().unwrap();
+    let batch = serde_json::json!([
+        durability(d, "200ms"),
+        ["verify", "--dir", d],
+        durability(d2, "100ms")
+    ]);
+    let log = run(&["pod", "--statfs", d, "--batch", &batch.to_string()]);
+    let ends: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("x "))
+        .map(|x| serde_json::from_str(x).unwrap())
+        .collect();
+    assert_eq!(ends.len(), 3, "{log}");
+    for (i, x) in ends.iter().enumerate() {
+        assert_eq!(x["index"], i, "{log}");
+        assert!(x["statfs"]["total_bytes"].as_u64().unwrap() > 0, "{log}");
+    }
+    assert_eq!(ends[0]["code"], 0, "{log}");
+    assert_eq!(
+        ends[1]["code"], 2,
+        "the usage error is the second agent's: {log}"
+    );
+    assert_eq!(ends[2]["code"], 0, "{log}");
+    // The second agent's stderr lies between the first and second end lines.
+    let second: Vec<&str> = log.split("\nx ").nth(1).unwrap().lines().skip(1).collect();
+    assert!(second.iter().any(|l| l.starts_with("e ")), "{log}");
+}
+
+/// A batch told to stop (the pod deleted) starts no further agent: the one running ends, says
+/// `terminated`, and is the last.
+#[test]
+fn a_batch_told_to_stop_starts_no_further_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let batch = serde_json::json!([
+        durability(d, "1s"),
+        durability(d, "1s"),
+        durability(d, "1s")
+    ]);
+    let log = sigterm_after(&["pod", "--batch", &batch.to_string()], 400);
+    let ends: Vec<&str> = log.lines().filter(|l| l.starts_with("x ")).collect();
+    assert_eq!(ends.len(), 1, "{log}");
+    assert_eq!(end(&log)["terminated"]["signal"], "SIGTERM", "{log}");
+}
+
+#[test]
+fn a_batch_that_is_not_json_is_one_line_and_exit_2() {
+    let out = Command::new(AGENT)
+        .args(["pod", "--batch", "[[\"bench\""])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("--batch"), "{err}");
 }

@@ -12,13 +12,15 @@
 //! metrics (`repetitions: [{volume, seconds, bench}]`); `bench` stays the first repetition's
 //! result, where readers of a single result find it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 
 use serde_json::Value;
 
 use super::{CheckCtx, Failure, Verdict, agent_json};
-use crate::platform::{AgentCall, Pod, Volume, VolumeRequest};
+use crate::platform::{
+    AgentBatch, AgentCall, AgentOutput, AgentTarget, PlatformError, Pod, Volume, VolumeRequest,
+};
 use pvcheck_workloads::units::format_size;
 
 /// The workload names of the agent's standard matrix, in the order they run (issue 3).
@@ -40,6 +42,77 @@ pub struct SpeedVolumes {
     /// `run --baseline`: what a workload is judged against while it runs, so that one still
     /// inconclusive gets more repetitions.
     gate: Option<RepeatUntilDecided>,
+    /// Per class: its planned speed workloads and the batch running them ahead.
+    batches: Mutex<HashMap<String, Batches>>,
+}
+
+/// A planned repetition: (workload, 0-based repetition).
+type Key = (String, u32);
+
+/// A class's speed matrix run ahead in batches.
+#[derive(Default)]
+struct Batches {
+    /// The class's speed workloads that will run, in the order they run.
+    plan: Vec<String>,
+    /// Outputs that came before their trial asked, with where they ran.
+    ready: HashMap<Key, (Result<AgentOutput, PlatformError>, Value)>,
+    /// Repetitions a batch has delivered or is still to deliver: never put in another one.
+    taken: HashSet<Key>,
+    running: Option<Running>,
+    /// The platform runs agents as cheaply one by one (no batches).
+    unbatched: bool,
+}
+
+struct Running {
+    batch: Box<dyn AgentBatch>,
+    /// What it is still to deliver, in order.
+    pending: VecDeque<Key>,
+    delivered: usize,
+    of: usize,
+}
+
+impl Batches {
+    /// Takes the batch's next output into `ready`; an error or an early end stops the batch
+    /// and gives what it did not deliver back to the trials.
+    fn pull(&mut self) {
+        let Some(run) = self.running.as_mut() else {
+            return;
+        };
+        let Some(key) = run.pending.pop_front() else {
+            self.stop();
+            return;
+        };
+        let info =
+            serde_json::json!({ "pod": run.batch.id(), "index": run.delivered, "of": run.of });
+        run.delivered += 1;
+        match run.batch.next() {
+            Some(Ok(out)) => {
+                self.ready.insert(key, (Ok(out), info));
+                if run.pending.is_empty() {
+                    self.stop();
+                }
+            }
+            Some(Err(e)) => {
+                self.ready.insert(key, (Err(e), info));
+                self.stop();
+            }
+            None => {
+                self.taken.remove(&key);
+                self.stop();
+            }
+        }
+    }
+
+    /// Stops the running batch (waiting until nothing of it runs); what it did not deliver
+    /// goes back to the trials.
+    fn stop(&mut self) {
+        if let Some(run) = self.running.take() {
+            for k in &run.pending {
+                self.taken.remove(k);
+            }
+            let _ = run.batch.stop();
+        }
+    }
 }
 
 /// Repetitions until decided (issue 19): after `--repeat` repetitions a workload is judged
@@ -64,6 +137,120 @@ impl SpeedVolumes {
             cache_warned: Mutex::new(HashMap::new()),
             repeat: repeat.max(1),
             gate: None,
+            batches: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Declares that speed workload `workload` of `class` will run (in run order): what its
+    /// batches run ahead.
+    /// Returns whether it is the class's first.
+    pub fn plan(&self, class: &str, workload: &str) -> bool {
+        let mut all = self.batches.lock().unwrap_or_else(|e| e.into_inner());
+        let plan = &mut all.entry(class.to_string()).or_default().plan;
+        plan.push(workload.to_string());
+        plan.len() == 1
+    }
+
+    /// Provisions the class's speed volumes (with `--repeat` 2 or more, both) and starts their
+    /// pods, ahead of the class's first speed trial. Not under the lock the trials measure
+    /// under: other classes prepare at the same time.
+    pub fn prepare(&self, ctx: &CheckCtx) -> Result<(), Failure> {
+        for slot in 0..if self.repeat > 1 { 2 } else { 1 } {
+            let key = (ctx.class.name().to_string(), slot);
+            let exists = |g: &HashMap<(String, usize), Shared>| g.contains_key(&key);
+            if exists(&self.by_class.lock().unwrap_or_else(|e| e.into_inner())) {
+                continue;
+            }
+            let shared = new_volume(ctx, slot)?;
+            let mut g = self.by_class.lock().unwrap_or_else(|e| e.into_inner());
+            if exists(&g) {
+                drop(g);
+                let (mut vol, pod) = shared;
+                let _ = vol.stop_pod(pod);
+                let _ = vol.destroy();
+            } else {
+                g.insert(key, shared);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops the class's running batch, if any.
+    fn stop_batch(&self, class: &str) {
+        if let Some(b) = self
+            .batches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(class)
+        {
+            b.stop();
+        }
+    }
+
+    /// Planned repetition `rep` of `workload` on the volume in `slot` from a batch: its
+    /// output, waited for (a batch started here when none runs it yet), or `None` where it runs
+    /// on its own (a platform without batches, or nothing left to batch with it).
+    fn from_batch(
+        &self,
+        class: &str,
+        workload: &str,
+        rep: u32,
+        slot: usize,
+        pod: &mut dyn Pod,
+        call: &dyn Fn(&str, AgentTarget) -> AgentCall,
+    ) -> Option<(Result<AgentOutput, PlatformError>, Value)> {
+        let mut all = self.batches.lock().unwrap_or_else(|e| e.into_inner());
+        let b = all.entry(class.to_string()).or_default();
+        let key: Key = (workload.to_string(), rep);
+        loop {
+            if let Some(r) = b.ready.remove(&key) {
+                return Some(r);
+            }
+            if crate::signals::interrupted() {
+                // The run's teardown waits for these locks: one output at most, not a drain.
+                b.stop();
+                let e = PlatformError::Other("the run was interrupted".into());
+                return Some((Err(e), Value::Null));
+            }
+            if b.running.is_some() {
+                // One output more: this one's, one before it, or one of another volume's
+                // batch, which finishes what it measures for the trials to come before
+                // anything else measures.
+                b.pull();
+                continue;
+            }
+            if b.unbatched || b.taken.contains(&key) {
+                return None;
+            }
+            let n = self.repeat;
+            let from = b.plan.iter().position(|w| w == workload)?;
+            let keys: Vec<Key> = b.plan[from..]
+                .iter()
+                .flat_map(|w| (0..n).map(move |r| (w.clone(), r)))
+                .filter(|(w, r)| (w != workload || *r >= rep) && slot_of(*r, n) == slot)
+                .filter(|k| !b.taken.contains(k))
+                .collect();
+            if keys.len() < 2 {
+                return None;
+            }
+            let target = pod.target();
+            let calls: Vec<AgentCall> = keys.iter().map(|(w, _)| call(w, target)).collect();
+            match pod.start_batch(&calls) {
+                Ok(Some(batch)) => {
+                    b.taken.extend(keys.iter().cloned());
+                    b.running = Some(Running {
+                        batch,
+                        of: keys.len(),
+                        pending: keys.into(),
+                        delivered: 0,
+                    });
+                }
+                Ok(None) => {
+                    b.unbatched = true;
+                    return None;
+                }
+                Err(e) => return Some((Err(e), Value::Null)),
+            }
         }
     }
 
@@ -111,6 +298,7 @@ impl SpeedVolumes {
 
     /// Stops and destroys the class's speed volumes (after its last speed trial).
     pub fn release(&self, class: &str) -> Result<(), Failure> {
+        self.stop_batch(class);
         let taken: Vec<Shared> = {
             let mut g = self.by_class.lock().unwrap_or_else(|e| e.into_inner());
             let keys: Vec<_> = g.keys().filter(|k| k.0 == class).cloned().collect();
@@ -132,6 +320,16 @@ impl SpeedVolumes {
 
     /// Destroys every remaining speed volume (end of run, interruption).
     pub fn release_all(&self) {
+        let classes: Vec<String> = self
+            .batches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for c in classes {
+            self.stop_batch(&c);
+        }
         let all: Vec<_> = self
             .by_class
             .lock()
@@ -180,23 +378,28 @@ pub fn check(ctx: &CheckCtx, workload: &str) -> Result<Verdict, Failure> {
             (i % 2) as usize
         };
         let started = std::time::Instant::now();
-        let (volume, out) = repetition(ctx, workload, slot);
-        if let Some(v) = out
+        let r = repetition(ctx, workload, i, slot, i < n);
+        if let Some(v) = r
+            .out
             .as_ref()
             .ok()
-            .or(out.as_ref().err().and_then(|(v, _)| v.as_ref()))
+            .or(r.out.as_ref().err().and_then(|(v, _)| v.as_ref()))
         {
             if i == 0 {
                 // Kept whole, histograms included, so runs can be merged and compared later.
                 ctx.metric("bench", v.clone());
             }
-            reps.push(serde_json::json!({
-                "volume": volume,
-                "seconds": started.elapsed().as_secs_f64(),
+            let mut rep = serde_json::json!({
+                "volume": r.volume,
+                "seconds": r.seconds.unwrap_or_else(|| started.elapsed().as_secs_f64()),
                 "bench": v,
-            }));
+            });
+            if let Some(b) = &r.batch {
+                rep["batch"] = b.clone();
+            }
+            reps.push(rep);
         }
-        if let Err((_, f)) = out {
+        if let Err((_, f)) = r.out {
             result = Err(if n > 1 || i > 0 {
                 f.context(&format!("repetition {} of {}", i + 1, n.max(i + 1)))
             } else {
@@ -220,46 +423,76 @@ pub fn check(ctx: &CheckCtx, workload: &str) -> Result<Verdict, Failure> {
     result
 }
 
-/// One repetition on the class's volume in `slot`: (the volume's fingerprint, the bench JSON
-/// or the failure with whatever JSON the agent printed).
-#[allow(clippy::type_complexity)]
-fn repetition(
-    ctx: &CheckCtx,
-    workload: &str,
-    slot: usize,
-) -> (Option<Value>, Result<Value, (Option<Value>, Failure)>) {
+/// One repetition's outcome.
+struct Rep {
+    /// The volume's fingerprint.
+    volume: Option<Value>,
+    /// The bench JSON, or the failure with whatever JSON the agent printed.
+    out: Result<Value, (Option<Value>, Failure)>,
+    /// Where a batch ran it (`{pod, index, of}`).
+    batch: Option<Value>,
+    /// The agent's own run time, where it ran ahead in a batch (the trial's wall time says
+    /// nothing about it then).
+    seconds: Option<f64>,
+}
+
+impl Rep {
+    fn failed(f: Failure) -> Rep {
+        Rep {
+            volume: None,
+            out: Err((None, f)),
+            batch: None,
+            seconds: None,
+        }
+    }
+}
+
+/// A new speed volume for `slot` with its pod running, checked to have room for the matrix.
+fn new_volume(ctx: &CheckCtx, slot: usize) -> Result<Shared, Failure> {
+    let req = VolumeRequest {
+        run_id: ctx.run_id.clone(),
+        name: if slot == 0 {
+            format!("{}-speed", ctx.class.name())
+        } else {
+            format!("{}-speed-{}", ctx.class.name(), slot + 1)
+        },
+        size: ctx.speed_volume_bytes(),
+    };
+    let mut vol = ctx
+        .platform
+        .provision(&ctx.class, &req)
+        .map_err(|e| Failure::from(e).context("provision"))?;
+    ctx.noticed(vol.as_mut());
+    let pod = match vol.start_pod() {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = vol.destroy();
+            return Err(Failure::from(e).context("starting the pod"));
+        }
+    };
+    ctx.noticed(vol.as_mut());
+    // Room for the matrix, checked once on the new volume, before anything is written.
+    if let Err(f) = has_room(ctx, vol.as_ref(), pod.as_ref()) {
+        let _ = vol.stop_pod(pod);
+        let _ = vol.destroy();
+        return Err(f);
+    }
+    Ok((vol, pod))
+}
+
+/// Repetition `rep` (`planned`: one of `--repeat`'s, not one the gate added) on the class's
+/// volume in `slot`.
+fn repetition(ctx: &CheckCtx, workload: &str, rep: u32, slot: usize, planned: bool) -> Rep {
     let mut guard = ctx.speed.by_class.lock().unwrap_or_else(|e| e.into_inner());
     let key = (ctx.class.name().to_string(), slot);
     if !guard.contains_key(&key) {
-        let req = VolumeRequest {
-            run_id: ctx.run_id.clone(),
-            name: if slot == 0 {
-                format!("{}-speed", ctx.class.name())
-            } else {
-                format!("{}-speed-{}", ctx.class.name(), slot + 1)
-            },
-            size: ctx.speed_volume_bytes(),
+        match new_volume(ctx, slot) {
+            Ok(shared) => guard.insert(key.clone(), shared),
+            Err(f) => return Rep::failed(f),
         };
-        let mut vol = match ctx.platform.provision(&ctx.class, &req) {
-            Ok(v) => v,
-            Err(e) => return (None, Err((None, Failure::from(e).context("provision")))),
-        };
-        ctx.noticed(vol.as_mut());
-        let pod = match vol.start_pod() {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = vol.destroy();
-                return (
-                    None,
-                    Err((None, Failure::from(e).context("starting the pod"))),
-                );
-            }
-        };
-        ctx.noticed(vol.as_mut());
-        guard.insert(key.clone(), (vol, pod));
     }
     let Some((vol, pod)) = guard.get_mut(&key) else {
-        return (None, Err((None, Failure::new("speed volume vanished"))));
+        return Rep::failed(Failure::new("speed volume vanished"));
     };
     let fingerprint = vol.fingerprint();
     if fingerprint.get("direct_io") == Some(&Value::Bool(false)) {
@@ -271,15 +504,53 @@ fn repetition(
         );
     }
     ctx.data.lock().unwrap_or_else(|e| e.into_inner()).volume = Some(fingerprint.clone());
+    let (out, batch) = if planned {
+        let start = std::time::Instant::now();
+        let got = ctx.speed.from_batch(
+            ctx.class.name(),
+            workload,
+            rep,
+            slot,
+            pod.as_mut(),
+            &|w, target| bench_call(ctx, w, target),
+        );
+        if got.is_some() {
+            ctx.agent_clock.span(start, std::time::Instant::now());
+        }
+        match got {
+            Some((out, info)) => (Some(out), Some(info)),
+            None => (None, None),
+        }
+    } else {
+        // A repetition the gate added: nothing of a batch may run beside it.
+        ctx.speed.stop_batch(ctx.class.name());
+        (None, None)
+    };
+    let seconds = out
+        .as_ref()
+        .and_then(|o| o.as_ref().ok())
+        .map(|o| o.elapsed.as_secs_f64());
+    let out = match out {
+        Some(o) => o.map_err(|e| Failure::from(e).context(workload)),
+        None => {
+            let call = bench_call(ctx, workload, pod.target());
+            agent_json::run(ctx, pod.as_mut(), &call, workload)
+        }
+    };
     let mut json = None;
-    let out = match run_bench(ctx, workload, vol.as_ref(), pod.as_mut(), &mut json) {
+    let out = match out.and_then(|o| judge(ctx, workload, vol.as_ref(), &o, &mut json)) {
         Ok(()) => match json {
             Some(v) => Ok(v),
             None => Err((None, Failure::new("the agent printed no result"))),
         },
         Err(f) => Err((json, f)),
     };
-    (Some(fingerprint), out)
+    Rep {
+        volume: Some(fingerprint),
+        out,
+        batch: batch.filter(|b| !b.is_null()),
+        seconds,
+    }
 }
 
 /// The agent's "caches may flatter the result" warning (kbench's 25 × bandwidth rule).
@@ -337,14 +608,8 @@ fn cache_warning(ctx: &CheckCtx, w: &str, uncached: bool) {
     }
 }
 
-/// Runs the agent's bench once; `json` receives its result whenever it printed one.
-fn run_bench(
-    ctx: &CheckCtx,
-    workload: &str,
-    vol: &dyn Volume,
-    pod: &mut dyn Pod,
-    json: &mut Option<Value>,
-) -> Result<(), Failure> {
+/// Whether the volume has room for the profile's speed matrix (a setup failure if not).
+fn has_room(ctx: &CheckCtx, vol: &dyn Volume, pod: &dyn Pod) -> Result<(), Failure> {
     let cap = pod.capacity()?;
     if cap.available_bytes < ctx.speed_volume_bytes() {
         return Err(Failure::setup(format!(
@@ -355,6 +620,11 @@ fn run_bench(
             format_size(ctx.speed_volume_bytes())
         )));
     }
+    Ok(())
+}
+
+/// The agent's bench of `workload` on `target`.
+fn bench_call(ctx: &CheckCtx, workload: &str, target: AgentTarget) -> AgentCall {
     let mut args = vec![
         "bench".to_string(),
         "--workload".into(),
@@ -362,7 +632,6 @@ fn run_bench(
         "--profile".into(),
         ctx.profile.name().into(),
     ];
-    let target = pod.target();
     args.extend(target.args());
     // A raw device has no room beside the data for the marker that `--reuse` keeps: each
     // workload prefills its region again.
@@ -373,9 +642,18 @@ fn run_bench(
             args.push(format_size(size));
         }
     }
-    let call = AgentCall::new(args, ctx.agent_timeout());
-    let out = agent_json::run(ctx, pod, &call, workload)?;
-    let result = agent_json::parse(&out, workload);
+    AgentCall::new(args, ctx.agent_timeout())
+}
+
+/// Judges one bench run's output; `json` receives its result whenever it printed one.
+fn judge(
+    ctx: &CheckCtx,
+    workload: &str,
+    vol: &dyn Volume,
+    out: &AgentOutput,
+    json: &mut Option<Value>,
+) -> Result<(), Failure> {
+    let result = agent_json::parse(out, workload);
     if let Ok(v) = &result {
         *json = Some(v.clone());
         // What the agent says about its own figures (a data set that caches can hold, too few
@@ -407,7 +685,7 @@ fn run_bench(
         let category = if status == "stalled" {
             crate::report::results::FailureCategory::Timeout
         } else {
-            agent_json::category(&out)
+            agent_json::category(out)
         };
         return Err(Failure::new(format!(
             "{workload} on volume {}: the agent reported {} ({}): {}\nreproduce: {}",
@@ -425,4 +703,230 @@ fn run_bench(
     }
     result?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The order batches run a class's matrix in: what the scheduler's "nothing else measures
+    //! beside a speed trial" relies on.
+    use super::*;
+    use crate::platform::{AgentProcess, Capacity};
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    type Log = Arc<Mutex<Vec<String>>>;
+
+    /// A pod whose batches log what runs, in order; `fail` names a workload whose run fails.
+    struct FakePod {
+        name: &'static str,
+        log: Log,
+        fail: Option<&'static str>,
+    }
+
+    struct FakeBatch {
+        pod: &'static str,
+        log: Log,
+        calls: VecDeque<String>,
+        fail: Option<&'static str>,
+    }
+
+    impl Pod for FakePod {
+        fn data_dir(&self) -> &Path {
+            Path::new("/fake")
+        }
+        fn capacity(&self) -> Result<Capacity, PlatformError> {
+            unreachable!()
+        }
+        fn run_agent(&mut self, _: &AgentCall) -> Result<AgentOutput, PlatformError> {
+            unreachable!("a batch runs every planned repetition here")
+        }
+        fn spawn_agent(
+            &mut self,
+            _: &AgentCall,
+            _: &Path,
+        ) -> Result<Box<dyn AgentProcess>, PlatformError> {
+            unreachable!()
+        }
+        fn start_batch(
+            &mut self,
+            calls: &[AgentCall],
+        ) -> Result<Option<Box<dyn AgentBatch>>, PlatformError> {
+            let calls: VecDeque<String> = calls.iter().map(|c| c.args[0].clone()).collect();
+            self.log.lock().unwrap().push(format!(
+                "start {} {}",
+                self.name,
+                calls.iter().cloned().collect::<Vec<_>>().join(",")
+            ));
+            Ok(Some(Box::new(FakeBatch {
+                pod: self.name,
+                log: self.log.clone(),
+                calls,
+                fail: self.fail,
+            })))
+        }
+    }
+
+    impl AgentBatch for FakeBatch {
+        fn next(&mut self) -> Option<Result<AgentOutput, PlatformError>> {
+            let w = self.calls.pop_front()?;
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("run {} {w}", self.pod));
+            if self.fail == Some(w.as_str()) {
+                self.calls.clear();
+                return Some(Err(PlatformError::Other(format!("{w} broke the pod"))));
+            }
+            Some(Ok(AgentOutput {
+                command: w.clone(),
+                stdout: w,
+                stderr: String::new(),
+                code: Some(0),
+                signal: None,
+                elapsed: Duration::from_millis(1),
+            }))
+        }
+        fn id(&self) -> &str {
+            self.pod
+        }
+        fn stop(self: Box<Self>) -> Result<(), PlatformError> {
+            self.log.lock().unwrap().push(format!("stop {}", self.pod));
+            Ok(())
+        }
+    }
+
+    fn speed(repeat: u32, plan: &[&str]) -> SpeedVolumes {
+        let s = SpeedVolumes::new(repeat);
+        for w in plan {
+            s.plan("c", w);
+        }
+        s
+    }
+
+    fn pods(fail: Option<&'static str>) -> (Log, [FakePod; 2]) {
+        let log: Log = Arc::default();
+        let pod = |name| FakePod {
+            name,
+            log: log.clone(),
+            fail,
+        };
+        (log.clone(), [pod("s0"), pod("s1")])
+    }
+
+    /// Takes repetition `rep` of `w` as its trial would: `Some(the workload that ran)`.
+    fn take(s: &SpeedVolumes, pods: &mut [FakePod; 2], w: &str, rep: u32) -> Option<String> {
+        let slot = slot_of(rep, s.repeat);
+        let call = |w: &str, _: AgentTarget| AgentCall::new([w], Duration::from_secs(1));
+        let (out, _) = s.from_batch("c", w, rep, slot, &mut pods[slot], &call)?;
+        Some(out.map(|o| o.stdout).unwrap_or_else(|e| e.to_string()))
+    }
+
+    fn log(l: &Log) -> Vec<String> {
+        l.lock().unwrap().clone()
+    }
+
+    #[test]
+    fn one_repetition_runs_the_whole_matrix_in_one_batch_in_trial_order() {
+        let s = speed(1, &["a", "b", "c"]);
+        let (l, mut p) = pods(None);
+        for w in ["a", "b", "c"] {
+            assert_eq!(take(&s, &mut p, w, 0).as_deref(), Some(w));
+        }
+        assert_eq!(
+            log(&l),
+            [
+                "start s0 a,b,c",
+                "run s0 a",
+                "run s0 b",
+                "run s0 c",
+                "stop s0"
+            ]
+        );
+    }
+
+    /// Repetitions on two volumes: the first volume's batch finishes every workload before the
+    /// second volume's starts, so two volumes never measure at once.
+    #[test]
+    fn a_volumes_batch_is_drained_before_the_other_volumes_starts() {
+        let s = speed(3, &["a", "b"]);
+        let (l, mut p) = pods(None);
+        for w in ["a", "b"] {
+            for rep in 0..3 {
+                assert_eq!(take(&s, &mut p, w, rep).as_deref(), Some(w));
+            }
+        }
+        assert_eq!(
+            log(&l),
+            [
+                "start s0 a,a,b,b",
+                "run s0 a",
+                "run s0 a",
+                "run s0 b",
+                "run s0 b",
+                "stop s0",
+                "start s1 a,b",
+                "run s1 a",
+                "run s1 b",
+                "stop s1",
+            ]
+        );
+    }
+
+    /// The gate adds a repetition: the batch stops first, and the workloads it had not run yet
+    /// go into a new batch when their trials come.
+    #[test]
+    fn a_repetition_the_gate_adds_stops_the_batch_and_the_rest_is_batched_again() {
+        let s = speed(1, &["a", "b", "c"]);
+        let (l, mut p) = pods(None);
+        assert_eq!(take(&s, &mut p, "a", 0).as_deref(), Some("a"));
+        s.stop_batch("c");
+        assert_eq!(take(&s, &mut p, "b", 0).as_deref(), Some("b"));
+        assert_eq!(take(&s, &mut p, "c", 0).as_deref(), Some("c"));
+        assert_eq!(
+            log(&l),
+            [
+                "start s0 a,b,c",
+                "run s0 a",
+                "stop s0",
+                "start s0 b,c",
+                "run s0 b",
+                "run s0 c",
+                "stop s0"
+            ]
+        );
+    }
+
+    /// A batch that breaks fails the workload it was running; the ones after it are not lost.
+    #[test]
+    fn a_broken_batch_fails_its_workload_and_the_rest_run_again() {
+        let s = speed(1, &["a", "b", "c", "d"]);
+        let (l, mut p) = pods(Some("b"));
+        assert_eq!(take(&s, &mut p, "a", 0).as_deref(), Some("a"));
+        let b = take(&s, &mut p, "b", 0).unwrap();
+        assert!(b.contains("b broke the pod"), "{b}");
+        assert_eq!(take(&s, &mut p, "c", 0).as_deref(), Some("c"));
+        assert_eq!(take(&s, &mut p, "d", 0).as_deref(), Some("d"));
+        assert_eq!(
+            log(&l),
+            [
+                "start s0 a,b,c,d",
+                "run s0 a",
+                "run s0 b",
+                "stop s0",
+                "start s0 c,d",
+                "run s0 c",
+                "run s0 d",
+                "stop s0"
+            ]
+        );
+    }
+
+    /// The last workload alone is no batch: it runs as any agent call.
+    #[test]
+    fn a_single_repetition_left_runs_on_its_own() {
+        let s = speed(1, &["a"]);
+        let (_, mut p) = pods(None);
+        assert_eq!(take(&s, &mut p, "a", 0), None);
+    }
 }

@@ -529,6 +529,29 @@ pub trait Pod: Send {
         call: &AgentCall,
         stdout_to: &Path,
     ) -> Result<Box<dyn AgentProcess>, PlatformError>;
+    /// Starts `calls` to run one after the other, each a process of its own, in one place
+    /// where starting that place is costly (Kubernetes: one pod for a class's speed matrix,
+    /// not one pod start per workload). `None` (the default): the platform runs each call
+    /// with [`Pod::run_agent`] as cheaply, and the caller does that.
+    fn start_batch(
+        &mut self,
+        _calls: &[AgentCall],
+    ) -> Result<Option<Box<dyn AgentBatch>>, PlatformError> {
+        Ok(None)
+    }
+}
+
+/// Agent calls running one after the other ([`Pod::start_batch`]), each output taken in turn.
+pub trait AgentBatch: Send {
+    /// The output of the next call, in the order given (waiting for it, within that call's
+    /// timeout); `None` after the last. After an error the batch is over: the calls after it
+    /// never ran.
+    fn next(&mut self) -> Option<Result<AgentOutput, PlatformError>>;
+    /// Where the calls run (a pod's name), for the result file.
+    fn id(&self) -> &str;
+    /// Stops it: the call running is killed and the rest never run. Returns once nothing of
+    /// the batch runs any more, so what is measured next is not measured beside it.
+    fn stop(self: Box<Self>) -> Result<(), PlatformError>;
 }
 
 /// An agent started with [`Pod::spawn_agent`].

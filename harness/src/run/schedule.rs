@@ -40,6 +40,9 @@ struct Counts {
     /// started and not all finished (`--parallel-classes` bounds how many).
     checks_by_class: HashMap<String, usize>,
     active: HashSet<String>,
+    /// Speed volumes being provisioned ahead of their turn ([`Schedule::while_checks_run`]):
+    /// no speed trial starts until they are done.
+    preparing: usize,
 }
 
 #[derive(Debug, Default)]
@@ -101,6 +104,29 @@ impl Schedule {
         None
     }
 
+    /// Runs `f` now if checks are still to finish (so no speed trial measures yet), holding every
+    /// speed trial back until it returns; `None` without running it once the checks are done.
+    /// A speed trial provisions its class's volumes so, beside the checks, not in its turn.
+    pub fn while_checks_run<T>(&self, f: impl FnOnce() -> T) -> Option<T> {
+        {
+            let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+            if c.checks == 0 {
+                return None;
+            }
+            c.preparing += 1;
+        }
+        struct Done<'a>(&'a Schedule);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                let mut c = self.0.counts.lock().unwrap_or_else(|e| e.into_inner());
+                c.preparing -= 1;
+                self.0.changed.notify_all();
+            }
+        }
+        let _done = Done(self);
+        Some(f())
+    }
+
     /// Waits for the trial's gate and marks it running. `gate` false: a trial that only records
     /// an ignore (no work) passes without waiting. `turn`: what [`Schedule::expect`] gave for
     /// the same `backend`.
@@ -128,6 +154,7 @@ impl Schedule {
                     // The pool takes trials in list order, so every earlier turn is already
                     // held by a running or waiting thread: waiting for ours cannot deadlock.
                     while c.checks > 0
+                        || c.preparing > 0
                         || turn.is_some_and(|t| {
                             t != c.turn_now.get(backend).copied().unwrap_or_default()
                         })

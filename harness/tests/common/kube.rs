@@ -430,3 +430,27 @@ impl Drop for ServiceAccount {
         }
     }
 }
+
+/// Runs pvcheck on the cluster with the class file `fixtures()/<classes>` and `extra` arguments,
+/// requires exit 0 (showing both outputs if not), and returns the result file.
+pub fn run_fixture_ok(
+    env: &super::Env,
+    kc: &str,
+    classes: &str,
+    extra: &[&str],
+) -> serde_json::Value {
+    let mut args: Vec<String> = kube_args(kc);
+    args.push("--classes".into());
+    args.push(super::fixtures().join(classes).display().to_string());
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = env.run(&args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        super::stdout(&out),
+        super::stderr(&out)
+    );
+    env.result()
+}

@@ -480,14 +480,18 @@ pub async fn delete_config_map(v: &VolumeCtx, name: &str) {
 
 /// The whole log of a finished pod, parsed.
 pub async fn read_log(v: &VolumeCtx, name: &str) -> Result<Framed, PlatformError> {
+    Ok(super::logs::parse(&read_log_text(v, name).await?))
+}
+
+/// The whole log of pod `name`, as text.
+pub async fn read_log_text(v: &VolumeCtx, name: &str) -> Result<String, PlatformError> {
     let api: Api<Pod> = Api::namespaced(v.client.clone(), &v.shared.namespace);
-    let log = api.logs(name, &LogParams::default()).await.map_err(|e| {
+    api.logs(name, &LogParams::default()).await.map_err(|e| {
         api_error(
             &format!("reading the log of pod {}/{name}", v.shared.namespace),
             e,
         )
-    })?;
-    Ok(super::logs::parse(&log))
+    })
 }
 
 /// How many lines of a dead pod's log a failure shows.
@@ -732,21 +736,7 @@ pub async fn run(
             return Err(PlatformError::Other(why));
         }
         if framed.end.is_none() {
-            let why = done
-                .as_ref()
-                .and_then(|p| p.status.as_ref())
-                .and_then(|s| s.container_statuses.as_ref())
-                .and_then(|c| c.first())
-                .and_then(|c| c.state.as_ref())
-                .and_then(|s| s.terminated.as_ref())
-                .map(|t| {
-                    format!(
-                        "{} (exit {})",
-                        t.reason.clone().unwrap_or_default(),
-                        t.exit_code
-                    )
-                })
-                .unwrap_or_else(|| "the pod is gone".into());
+            let why = terminated_reason(done.as_ref());
             return Err(PlatformError::Other(format!(
                 "the agent pod {}/{name} ended without its final line: {why}; stderr: {}",
                 v.shared.namespace,
@@ -761,6 +751,23 @@ pub async fn run(
         delete_config_map(v, cm).await;
     }
     result.map(|f| (f, command))
+}
+
+/// How a terminated agent pod's container ended (`Error (exit 2)`), or that the pod is gone.
+pub fn terminated_reason(done: Option<&Pod>) -> String {
+    done.and_then(|p| p.status.as_ref())
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|c| c.first())
+        .and_then(|c| c.state.as_ref())
+        .and_then(|s| s.terminated.as_ref())
+        .map(|t| {
+            format!(
+                "{} (exit {})",
+                t.reason.clone().unwrap_or_default(),
+                t.exit_code
+            )
+        })
+        .unwrap_or_else(|| "the pod is gone".into())
 }
 
 /// A kube error as a platform error, one line, naming what was being done. RBAC refusing a

@@ -28,6 +28,11 @@ impl Framed {
             t.get("after_s").and_then(Value::as_f64).unwrap_or(0.0),
         ))
     }
+    /// How long the agent ran, as its supervisor timed it.
+    pub fn elapsed(&self) -> Option<std::time::Duration> {
+        let s = self.end.as_ref()?.get("elapsed_s")?.as_f64()?;
+        Some(std::time::Duration::from_secs_f64(s))
+    }
     pub fn statfs(&self) -> Option<&Value> {
         self.end.as_ref()?.get("statfs")
     }

@@ -24,6 +24,7 @@
 
 pub mod agent_pod;
 pub mod attach;
+pub mod batch;
 pub mod cleanup;
 pub mod client;
 pub mod clone;

@@ -11,7 +11,7 @@ use super::context::VolumeCtx;
 use super::podspec;
 use crate::config::kube::VolumeMode;
 use crate::platform::{
-    AgentCall, AgentOutput, AgentProcess, AgentTarget, Capacity, PlatformError, Pod,
+    AgentBatch, AgentCall, AgentOutput, AgentProcess, AgentTarget, Capacity, PlatformError, Pod,
 };
 
 pub struct KubePod {
@@ -24,7 +24,11 @@ pub struct KubePod {
 }
 
 impl KubePod {
-    fn output(framed: super::logs::Framed, command: String, elapsed: Duration) -> AgentOutput {
+    pub(super) fn output(
+        framed: super::logs::Framed,
+        command: String,
+        elapsed: Duration,
+    ) -> AgentOutput {
         AgentOutput {
             command,
             code: framed.code(),
@@ -41,18 +45,22 @@ impl KubePod {
     /// evicted (or deleted by someone else) in the middle of a check fails the trial, naming
     /// it, even when the agent run itself went through.
     fn holder_still_there(&self) -> Result<(), PlatformError> {
-        let lost = self
-            .ctx
-            .shared
-            .conn
-            .block_on(agent_pod::holder_lost(&self.ctx, &self.holder))?;
-        match lost {
-            None => Ok(()),
-            Some(why) => Err(PlatformError::Other(format!(
-                "holder pod {}/{} (keeping the volume mounted on node {}) {why} during the check",
-                self.ctx.shared.namespace, self.holder, self.node
-            ))),
-        }
+        holder_check(&self.ctx, &self.holder, &self.node)
+    }
+}
+
+/// [`KubePod::holder_still_there`] for pod `holder` on `node` (one GET).
+pub fn holder_check(ctx: &VolumeCtx, holder: &str, node: &str) -> Result<(), PlatformError> {
+    match ctx
+        .shared
+        .conn
+        .block_on(agent_pod::holder_lost(ctx, holder))?
+    {
+        None => Ok(()),
+        Some(why) => Err(PlatformError::Other(format!(
+            "holder pod {}/{holder} (keeping the volume mounted on node {node}) {why} during the check",
+            ctx.shared.namespace
+        ))),
     }
 }
 
@@ -108,13 +116,7 @@ impl Pod for KubePod {
             .conn
             .block_on(agent_pod::run(&self.ctx, &name, call, &self.node, false))?;
         self.holder_still_there()?;
-        let elapsed = framed
-            .end
-            .as_ref()
-            .and_then(|e| e.get("elapsed_s"))
-            .and_then(|v| v.as_f64())
-            .map(Duration::from_secs_f64)
-            .unwrap_or_else(|| start.elapsed());
+        let elapsed = framed.elapsed().unwrap_or_else(|| start.elapsed());
         Ok(Self::output(framed, command, elapsed))
     }
 
@@ -193,6 +195,13 @@ impl Pod for KubePod {
             killed_by_harness: false,
             started: Instant::now(),
         }))
+    }
+
+    fn start_batch(
+        &mut self,
+        calls: &[AgentCall],
+    ) -> Result<Option<Box<dyn AgentBatch>>, PlatformError> {
+        Ok(super::batch::start(self, calls)?.map(|b| Box::new(b) as Box<dyn AgentBatch>))
     }
 }
 

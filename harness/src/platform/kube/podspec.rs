@@ -121,6 +121,11 @@ pub fn build(p: &PodPlan<'_>) -> Pod {
             ..Default::default()
         });
     }
+    // A holder pod (`pod --hold`) only sleeps: requesting an agent's CPU for it let a run's
+    // holders fill a small cluster's CPU requests until the agent pods their checks waited
+    // for could not be scheduled (ten classes on the 2-node test cluster with 64 trial
+    // threads, 2026-12-06).
+    let holds = p.args.iter().any(|a| a == "--hold");
     let container = Container {
         name: "agent".into(),
         image: Some(p.image.to_string()),
@@ -131,8 +136,11 @@ pub fn build(p: &PodPlan<'_>) -> Pod {
         volume_devices: (!devices.is_empty()).then_some(devices),
         resources: Some(ResourceRequirements {
             requests: Some(BTreeMap::from([
-                ("cpu".to_string(), q("100m")),
-                ("memory".to_string(), q("128Mi")),
+                ("cpu".to_string(), q(if holds { "10m" } else { "100m" })),
+                (
+                    "memory".to_string(),
+                    q(if holds { "16Mi" } else { "128Mi" }),
+                ),
             ])),
             // No CPU limit: throttling would show up as latency in the speed trials.
             limits: Some(BTreeMap::from([("memory".to_string(), q("2Gi"))])),
@@ -368,6 +376,24 @@ mod tests {
             assert!(c.resources.as_ref().unwrap().requests.is_some());
             assert!(c.resources.as_ref().unwrap().limits.is_some());
         }
+    }
+
+    /// A holder only sleeps: it asks for a tenth of an agent's CPU, so holders cannot fill a
+    /// node's requests before their checks' agent pods are scheduled.
+    #[test]
+    fn a_holder_pod_requests_a_tenth_of_an_agents_cpu() {
+        let placement = PlacementSpec::default();
+        let mut p = plan(&placement, VolumeMode::Filesystem);
+        let cpu = |p: &PodPlan<'_>| {
+            let pod = build(p);
+            let c = &pod.spec.unwrap().containers[0];
+            c.resources.as_ref().unwrap().requests.as_ref().unwrap()["cpu"]
+                .0
+                .clone()
+        };
+        assert_eq!(cpu(&p), "100m");
+        p.args = vec!["pod".into(), "--hold".into()];
+        assert_eq!(cpu(&p), "10m");
     }
 
     /// The checker itself must not be blind: each rule it knows is caught when broken.

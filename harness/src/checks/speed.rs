@@ -68,7 +68,6 @@ struct Running {
     /// What it is still to deliver, in order.
     pending: VecDeque<Key>,
     delivered: usize,
-    of: usize,
 }
 
 impl Batches {
@@ -78,12 +77,12 @@ impl Batches {
         let Some(run) = self.running.as_mut() else {
             return;
         };
+        let of = run.delivered + run.pending.len();
         let Some(key) = run.pending.pop_front() else {
             self.stop();
             return;
         };
-        let info =
-            serde_json::json!({ "pod": run.batch.id(), "index": run.delivered, "of": run.of });
+        let info = serde_json::json!({ "pod": run.batch.id(), "index": run.delivered, "of": of });
         run.delivered += 1;
         match run.batch.next() {
             Some(Ok(out)) => {
@@ -240,7 +239,6 @@ impl SpeedVolumes {
                     b.taken.extend(keys.iter().cloned());
                     b.running = Some(Running {
                         batch,
-                        of: keys.len(),
                         pending: keys.into(),
                         delivered: 0,
                     });

@@ -216,6 +216,14 @@ fn trial(p: Planned, ctx: Option<Arc<RunCtx>>) -> Trial {
     })
 }
 
+/// Where trial `name` keeps its files, under the run's registry.
+fn trial_dir(ctx: &RunCtx, name: &str) -> PathBuf {
+    ctx.registry
+        .dir()
+        .join("trials")
+        .join(name.replace("::", "-"))
+}
+
 /// The context a check of trial `p` runs with.
 fn check_ctx(ctx: &RunCtx, p: &Planned, work_dir: PathBuf) -> CheckCtx {
     CheckCtx {
@@ -252,11 +260,7 @@ fn prepare_speed(
     p: &Planned,
     name: &str,
 ) -> Option<(Prepared, Vec<platform::timeline::Span>)> {
-    let work_dir = ctx
-        .registry
-        .dir()
-        .join("trials")
-        .join(format!("{}-prepare", name.replace("::", "-")));
+    let work_dir = trial_dir(ctx, &format!("{name}::prepare"));
     std::fs::create_dir_all(&work_dir).ok()?;
     let pctx = check_ctx(ctx, p, work_dir);
     let start = Instant::now();
@@ -276,7 +280,7 @@ fn prepare_speed(
 }
 
 fn run_trial(ctx: &RunCtx, p: &Planned, name: &str) -> Result<Completion, Failed> {
-    let prepared = (p.prepare_speed && p.ignore.is_none() && !signals::interrupted())
+    let prepared = (p.prepare_speed && !signals::interrupted())
         .then(|| prepare_speed(ctx, p, name))
         .flatten();
     let running = ctx.schedule.enter(
@@ -321,11 +325,7 @@ fn run_trial(ctx: &RunCtx, p: &Planned, name: &str) -> Result<Completion, Failed
     if signals::interrupted() {
         wait_for_exit();
     }
-    let work_dir = ctx
-        .registry
-        .dir()
-        .join("trials")
-        .join(name.replace("::", "-"));
+    let work_dir = trial_dir(ctx, name);
     if let Err(e) = std::fs::create_dir_all(&work_dir) {
         return Err(Failed::from(format!("{}: {e}", work_dir.display())));
     }

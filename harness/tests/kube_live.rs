@@ -174,6 +174,11 @@ fn assert_window_names_the_replaced_pod(live: &Value, check: &str) {
             w["new_driver_answered_s"].as_f64() >= w["began_s"].as_f64(),
             "{check}: {w}"
         );
+        // The window ends when the kubelet lists the driver again, not at a Ready pod.
+        assert!(
+            w["report"]["registered_ms"].as_u64() >= w["report"]["new_ready_ms"].as_u64(),
+            "{check}: {w}"
+        );
     }
 }
 
@@ -395,6 +400,108 @@ fn a_driver_that_drops_acknowledged_writes_on_restart_fails_both_as_data_naming_
         );
         assert_window_names_the_replaced_pod(&t["metrics"]["live"], check);
     }
+}
+
+/// CI stop 30: a node plugin whose registration the kubelet lost after a restart passed the
+/// window (its pod was Ready) and the check failed three minutes later on a pod that could not
+/// be unmounted. Here the upgrade is a release whose registrar names a socket where no driver
+/// listens (node-driver-registrar's `--kubelet-registration-path` set wrong): the pods roll
+/// and are Ready, the kubelet never registers the driver. The live upgrade fails `upgrade`
+/// once the node's CSINode has not listed the driver for 60 s, naming the node, the new pod
+/// and the driver; rolled back meanwhile (by this test, as an operator would, after the
+/// verdict), everything of the run is removed.
+#[test]
+fn a_release_whose_registrar_never_registers_fails_live_upgrade_naming_the_node_s_csinode() {
+    let Some(kc) = kubeconfig() else { return };
+    let Some(state) = testenv_var("PVCHECK_TESTENV_STATE") else {
+        return;
+    };
+    let _one = DRIVER.lock().unwrap_or_else(|e| e.into_inner());
+    let _back = BackToBind(state.clone());
+    switch(&state, "bind");
+    let env = Env::new();
+    let class = format!("live-unregistered-{}", std::process::id());
+    let file = class_file(&env, &class);
+    let upgrade = format!(
+        "{} bind --register-wrong-socket --state {state}",
+        switch_script().display()
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    let text = text
+        .lines()
+        .map(|l| match l.trim_start().strip_prefix("command: ") {
+            Some(_) => format!("      command: \"{upgrade}\""),
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&file, text + "\n").unwrap();
+    // The rollback: once the bad release has rolled out, 75 s (pvcheck gives the kubelet 60 s
+    // to list the driver after the new pod is Ready), then back to the healthy release, so the
+    // run's pods can be unmounted and removed.
+    let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let rollback = {
+        let (kc, state, ran) = (kc.clone(), state.clone(), ran.clone());
+        std::thread::spawn(move || {
+            let ds = [
+                "-n",
+                "pvcheck-testenv",
+                "get",
+                "daemonset/pvcheck-test-csi-node",
+            ];
+            while !kubectl_out(&kc, &[&ds[..], &["-o", "json"]].concat())
+                .contains("not-the-driver.sock")
+            {
+                if ran.load(std::sync::atomic::Ordering::SeqCst) {
+                    return; // pvcheck ended before the upgrade: the asserts say why
+                }
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+            kubectl_out(
+                &kc,
+                &[
+                    "-n",
+                    "pvcheck-testenv",
+                    "rollout",
+                    "status",
+                    "daemonset/pvcheck-test-csi-node",
+                    "--timeout",
+                    "180s",
+                ],
+            );
+            std::thread::sleep(std::time::Duration::from_secs(75));
+            switch(&state, "bind");
+        })
+    };
+    let mut args = kube_args(&kc);
+    args.extend([
+        "--classes".into(),
+        file,
+        "--exact".into(),
+        format!("{class}::integrity::live-upgrade"),
+    ]);
+    let out = env.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    ran.store(true, std::sync::atomic::Ordering::SeqCst);
+    eprintln!("{}", stderr(&out));
+    rollback.join().expect("the rollback");
+    let r = env.result();
+    assert_eq!(out.status.code(), Some(1), "{r}");
+    let t = trial(&r, &format!("{class}::integrity::live-upgrade"));
+    assert_eq!(t["status"], "failed", "{t}");
+    assert_eq!(t["failure"]["category"], "upgrade", "{t}");
+    let message = t["failure"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("the new node plugin pod pvcheck-testenv/pvcheck-test-csi-node-")
+            && message.contains("did not list the driver in CSINode pvcheck-node-")
+            && message.contains("driver hostpath.csi.pvcheck.io")
+            && message.contains("within 60 s"),
+        "{message}"
+    );
+    assert!(
+        objects_of_run(&kc, &run_id(&r)).is_empty(),
+        "left: {:?}",
+        objects_of_run(&kc, &run_id(&r))
+    );
 }
 
 /// The UIDs of the driver's node plugin pods now.

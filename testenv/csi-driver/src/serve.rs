@@ -1,5 +1,6 @@
 //! Serving: the CSI socket (and kubelet's registration socket), and a clean stop on SIGTERM or
-//! SIGINT that stops serving and removes the sockets — but unmounts nothing, as a real node
+//! SIGINT that stops serving and removes the sockets it made (not a successor's at the same
+//! path) — but unmounts nothing, as a real node
 //! plugin restart leaves its mounts in place.
 
 use std::fs;
@@ -69,13 +70,42 @@ pub fn listen(path: &Path) -> Result<UnixListener, ServeError> {
     UnixListener::bind(path).map_err(io)
 }
 
-/// Serve until SIGTERM/SIGINT. Sockets are removed on every way out.
+/// A socket this process bound: its path and the file it made there (device, inode).
+struct Bound {
+    path: PathBuf,
+    file: Option<(u64, u64)>,
+}
+
+impl Bound {
+    fn of(path: &Path) -> Bound {
+        Bound {
+            path: path.to_path_buf(),
+            file: identity(path),
+        }
+    }
+
+    /// Removes the socket if it is still the one this process made: a successor started
+    /// meanwhile (a rollout, a pod deleted with grace period 0) may have made its own at the
+    /// same path, and removing that one would cut the kubelet off the new plugin.
+    fn remove_if_ours(&self) {
+        if self.file.is_some() && identity(&self.path) == self.file {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Serve until SIGTERM/SIGINT. Sockets are removed on every way out, those still ours.
 pub async fn run(driver: Arc<Driver>) -> Result<(), ServeError> {
     let config = driver.config.clone();
     let mut sockets = Vec::new();
     let result = serve(driver, &config, &mut sockets).await;
     for s in &sockets {
-        let _ = fs::remove_file(s);
+        s.remove_if_ours();
     }
     result
 }
@@ -83,7 +113,7 @@ pub async fn run(driver: Arc<Driver>) -> Result<(), ServeError> {
 async fn serve(
     driver: Arc<Driver>,
     config: &crate::config::Config,
-    sockets: &mut Vec<PathBuf>,
+    sockets: &mut Vec<Bound>,
 ) -> Result<(), ServeError> {
     let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
@@ -93,7 +123,7 @@ async fn serve(
     };
 
     let csi_listener = listen(&config.socket)?;
-    sockets.push(config.socket.clone());
+    sockets.push(Bound::of(&config.socket));
     let csi_server = Server::builder()
         .add_service(IdentityServer::new(IdentityService(driver.clone())))
         .add_service(ControllerServer::new(ControllerService(driver.clone())))
@@ -107,7 +137,7 @@ async fn serve(
     if let Some(reg) = &config.registration {
         let path = registration::socket_path(&reg.registration_dir, &config.driver_name);
         let listener = listen(&path)?;
-        sockets.push(path.clone());
+        sockets.push(Bound::of(&path));
         let service = RegistrationService {
             driver_name: config.driver_name.clone(),
             endpoint: reg.kubelet_registration_path.display().to_string(),
@@ -207,4 +237,36 @@ async fn futures_select_all<T>(
         std::task::Poll::Pending
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// CI stop 30: the old plugin, exiting after its successor had bound the same path,
+    /// removed the successor's socket; the kubelet then lost the driver on that node. A socket
+    /// is removed on the way out only while it is still the file this process bound.
+    #[test]
+    fn an_exiting_plugin_leaves_its_successor_s_socket_at_the_same_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("csi.sock");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = rt.enter();
+        let old = listen(&path).unwrap();
+        let old_bound = Bound::of(&path);
+        // The successor removes the stale socket and binds its own at the same path.
+        let new = listen(&path).unwrap();
+        old_bound.remove_if_ours();
+        assert!(
+            fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_socket()),
+            "the successor's socket was removed"
+        );
+        // The successor's own removal does remove it.
+        Bound::of(&path).remove_if_ours();
+        assert!(fs::symlink_metadata(&path).is_err());
+        drop((old, new));
+    }
 }

@@ -64,6 +64,15 @@ func main() {
 		fmt.Fprintf(os.Stderr, "registrar: %v\n", err)
 		os.Exit(1)
 	}
+	// The socket is removed on the way out only while it is still this one: in a rollout (or a
+	// pod deleted with grace period 0) the next registrar may already have made its own at the
+	// same path, and removing that one makes the kubelet deregister the driver for good.
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	mine, err := os.Stat(sock)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "registrar: %v\n", err)
+		os.Exit(1)
+	}
 	srv := grpc.NewServer()
 	registerapi.RegisterRegistrationServer(srv, &registration{name: *name, endpoint: *endpoint})
 	sig := make(chan os.Signal, 1)
@@ -71,7 +80,11 @@ func main() {
 	go func() { <-sig; srv.Stop() }()
 	fmt.Fprintf(os.Stderr, "registrar: serving %s for %s (endpoint %s)\n", sock, *name, *endpoint)
 	err = srv.Serve(l)
-	_ = os.Remove(sock)
+	if now, serr := os.Stat(sock); serr == nil && os.SameFile(mine, now) {
+		_ = os.Remove(sock)
+	} else {
+		fmt.Fprintf(os.Stderr, "registrar: %s is no longer this registrar's socket: left in place\n", sock)
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "registrar: %v\n", err)
 		os.Exit(1)

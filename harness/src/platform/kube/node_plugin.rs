@@ -7,13 +7,19 @@
 //! of whose path components is the driver's name, the `…/kubelet/plugins/<driver>/` directory
 //! where every node plugin puts its socket. A watch on the node's pods, started before the
 //! upgrade or the deletion, records when the old pod began terminating and was gone, and when a
-//! pod of the same owner (another UID) was Ready on the node: the window.
+//! pod of the same owner (another UID) was Ready on the node; then a watch of the node's
+//! CSINode until it lists the driver again (the new plugin registered with the kubelet): the
+//! window ends at the later of the two. A new pod that is Ready but never registered (within
+//! [`REGISTER`]) fails the replacement: the kubelet can then neither mount nor unmount any
+//! volume of the driver on that node, which is what a registrar that removes its successor's
+//! socket as it exits does.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{PersistentVolume, Pod};
+use k8s_openapi::api::storage::v1::CSINode;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams};
 use kube::runtime::watcher;
@@ -21,11 +27,15 @@ use serde_json::{Value, json};
 
 use super::agent_pod::api_error;
 use super::volume::KubeVolume;
+use super::wait::{Decision, WaitError};
 use crate::platform::{DriverWindow, PlatformError, UpgradeStep};
 
 /// After the upgrade's rollouts are complete, how long the node's replacement may still take
 /// to show in the watch (a rollout counts the pod available before the watch delivers it).
 const AFTER_ROLLOUT: Duration = Duration::from_secs(30);
+/// How long after its new node plugin pod is Ready the driver may take to be listed in the
+/// node's CSINode again (the kubelet's plugin watcher registers it within seconds).
+const REGISTER: Duration = Duration::from_secs(60);
 
 /// One node plugin pod as found.
 #[derive(Debug, Clone, PartialEq)]
@@ -366,6 +376,59 @@ impl PodWatch {
     }
 }
 
+/// When the node's kubelet lists `driver` in CSINode `node` (Unix ms), after `new` was Ready:
+/// `Ok(Err(reason))` where reading CSINodes is refused (the window then ends at Ready, and the
+/// report says registration was not checked); an error where it is not listed within
+/// [`REGISTER`].
+fn registered(
+    vol: &KubeVolume,
+    what: &str,
+    driver: &str,
+    node: &str,
+    new: &PluginPod,
+) -> Result<Result<u64, String>, PlatformError> {
+    let client = vol.ctx.client.clone();
+    let listed = vol
+        .ctx
+        .shared
+        .conn
+        .block_on(until_listed(client, node, driver, REGISTER));
+    match listed {
+        Ok(ms) => Ok(Ok(ms)),
+        Err(WaitError::Api { reason, .. }) => Ok(Err(reason)),
+        Err(e) => Err(PlatformError::Other(format!(
+            "{what} on node {node}: the new node plugin pod {}/{} of driver {driver} was Ready, but the kubelet did not list the driver in CSINode {node} within {:.0} s ({e}): the new plugin did not register with the kubelet (a registrar naming the wrong socket, or one whose socket the old pod's registrar removed as it exited), so no volume of the driver can be mounted or unmounted on that node",
+            new.namespace,
+            new.name,
+            REGISTER.as_secs_f64()
+        ))),
+    }
+}
+
+/// Waits (a watch) until CSINode `node` lists `driver`; when it did (Unix ms).
+async fn until_listed(
+    client: kube::Client,
+    node: &str,
+    driver: &str,
+    limit: Duration,
+) -> Result<u64, WaitError> {
+    let api: Api<CSINode> = Api::all(client);
+    super::wait::until(
+        api,
+        node,
+        &format!("CSINode {node} to list driver {driver}"),
+        limit,
+        |c: Option<&CSINode>| {
+            if c.is_some_and(|c| c.spec.drivers.iter().any(|d| d.name == driver)) {
+                Decision::Done(crate::sys::unix_ms())
+            } else {
+                Decision::Wait
+            }
+        },
+    )
+    .await
+}
+
 /// Replaces the node plugin under the volume's pod by `act` (the upgrade, or the deletion) and
 /// returns the window: `act` returns how long the replacement may still take once it is done.
 fn replace(
@@ -412,13 +475,16 @@ fn replace(
         )));
     };
     let image_changed = new.images != old.images || new.image_ids != old.image_ids;
+    let registration = registered(vol, what, &driver, &node, &new)?;
     Ok(DriverWindow {
         what: what.to_string(),
         began_ms,
         old_stopped_ms: seen.old_gone_ms.or(seen.old_terminating_ms),
-        new_answered_ms: ready_ms,
+        new_answered_ms: answered(ready_ms, &registration),
         node: Some(node.clone()),
         report: json!({
+            "registered_ms": registration.as_ref().ok(),
+            "registration_not_checked": registration.as_ref().err(),
             "node": node,
             "driver": driver,
             "owner": format!("{} {}/{}", old.owner_kind, old.namespace, old.owner_name),
@@ -432,6 +498,11 @@ fn replace(
             "action": report,
         }),
     })
+}
+
+/// When the new driver answered: Ready, and registered with the kubelet where that was seen.
+fn answered(ready_ms: u64, registration: &Result<u64, String>) -> u64 {
+    registration.as_ref().map_or(ready_ms, |&r| r.max(ready_ms))
 }
 
 /// `Volume::upgrade_live`: the class's upgrade (command, rollouts, ready) while the pods run.
@@ -590,13 +661,16 @@ fn replace_nodes(
             )));
         };
         let image_changed = new.images != old.images || new.image_ids != old.image_ids;
+        let registration = registered(vol, what, &driver, node, &new)?;
         windows.push(DriverWindow {
             what: what.to_string(),
             began_ms: seen.old_terminating_ms.unwrap_or(began_ms).max(began_ms),
             old_stopped_ms: seen.old_gone_ms.or(seen.old_terminating_ms),
-            new_answered_ms: ready_ms,
+            new_answered_ms: answered(ready_ms, &registration),
             node: Some(node.clone()),
             report: json!({
+                "registered_ms": registration.as_ref().ok(),
+                "registration_not_checked": registration.as_ref().err(),
                 "node": node,
                 "driver": driver,
                 "owner": format!("{} {}/{}", old.owner_kind, old.namespace, old.owner_name),
@@ -628,6 +702,74 @@ pub fn kill(vol: &KubeVolume) -> Result<DriverWindow, PlatformError> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::fake_api::{FakeApi, status};
+    use std::sync::Arc;
+
+    fn csinode(drivers: &[&str]) -> String {
+        let ds: Vec<_> = drivers
+            .iter()
+            .map(|d| json!({"name": d, "nodeID": "n1"}))
+            .collect();
+        json!({"apiVersion": "storage.k8s.io/v1", "kind": "CSINodeList",
+            "metadata": {"resourceVersion": "5"},
+            "items": [{"apiVersion": "storage.k8s.io/v1", "kind": "CSINode",
+                "metadata": {"name": "n1", "resourceVersion": "5"}, "spec": {"drivers": ds}}]})
+        .to_string()
+    }
+
+    fn listed(api: &FakeApi, limit: Duration) -> Result<u64, WaitError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async { until_listed(api.client(), "n1", "d.example.com", limit).await })
+    }
+
+    /// CI stop 30: the old registrar removed its successor's socket as it exited, the kubelet
+    /// deregistered the driver, and the check only failed three minutes later on a pod that
+    /// could not be unmounted. The window now waits for the node's CSINode to list the driver:
+    /// listed is when it answered; never listed is a timeout (the replacement fails naming it);
+    /// reading CSINodes refused is its own answer (a warning, not a pass or a failure).
+    #[test]
+    fn a_new_node_plugin_answers_only_once_the_node_s_csinode_lists_its_driver() {
+        let api = FakeApi::start(Arc::new(|_m: &str, p: &str| {
+            if p.contains("watch=true") {
+                return None;
+            }
+            Some((200, csinode(&["other.example.com", "d.example.com"])))
+        }));
+        assert!(listed(&api, Duration::from_secs(5)).is_ok());
+
+        let api = FakeApi::start(Arc::new(|_m: &str, p: &str| {
+            if p.contains("watch=true") {
+                std::thread::sleep(Duration::from_secs(3));
+                return None;
+            }
+            Some((200, csinode(&["other.example.com"])))
+        }));
+        match listed(&api, Duration::from_millis(600)) {
+            Err(WaitError::Timeout { what, .. }) => {
+                assert_eq!(what, "CSINode n1 to list driver d.example.com")
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let api = FakeApi::start(Arc::new(|_m: &str, _p: &str| {
+            Some((
+                403,
+                status(
+                    403,
+                    "Forbidden",
+                    "csinodes.storage.k8s.io \"n1\" is forbidden",
+                ),
+            ))
+        }));
+        match listed(&api, Duration::from_secs(5)) {
+            Err(WaitError::Api { reason, .. }) => assert!(reason.contains("403"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
     use super::*;
 
     fn pod(name: &str, owner_kind: &str, host_path: &str, phase: &str) -> Pod {

@@ -131,6 +131,20 @@ pub fn provision(
 }
 
 impl KubeVolume {
+    /// A warning per window whose new plugin's registration with the kubelet could not be read
+    /// (reading CSINodes refused): the window ends at Ready there, not at registration.
+    fn registration_not_checked(&mut self, ws: &[DriverWindow]) {
+        for w in ws {
+            if let Some(why) = w.report["registration_not_checked"].as_str() {
+                self.warnings.push(format!(
+                    "{} on node {}: whether the new node plugin registered with the kubelet was not checked (reading CSINode: {why}); grant get, list and watch on csinodes (deploy/rbac.yaml does)",
+                    w.what,
+                    w.node.as_deref().unwrap_or("?")
+                ));
+            }
+        }
+    }
+
     /// Waits for Bound unless the StorageClass binds at the first consumer.
     pub fn finish_provisioning(&mut self, start: Instant) -> Result<(), PlatformError> {
         let sc = self
@@ -627,6 +641,7 @@ impl Volume for KubeVolume {
             return self.upgrade_live(step).map(|w| vec![w]);
         }
         let (ws, untouched) = super::node_plugin::upgrade_live_nodes(self, step, nodes)?;
+        self.registration_not_checked(&ws);
         if ws.is_empty() {
             // Not one window: passing would say an upgrade was tested under writes.
             return Err(PlatformError::Unsupported(format!(
@@ -666,6 +681,7 @@ impl Volume for KubeVolume {
 
     fn upgrade_live(&mut self, step: &UpgradeStep) -> Result<DriverWindow, PlatformError> {
         let w = super::node_plugin::upgrade_live(self, step)?;
+        self.registration_not_checked(std::slice::from_ref(&w));
         if w.report["image_changed"] == false {
             self.warnings.push(format!(
                 "upgrade step {}: the node plugin pod {} on node {} was replaced by one with the same images and image IDs: the window tested a restart of the driver, not a new version",
@@ -682,7 +698,9 @@ impl Volume for KubeVolume {
     }
 
     fn kill_driver(&mut self) -> Result<DriverWindow, PlatformError> {
-        super::node_plugin::kill(self)
+        let w = super::node_plugin::kill(self)?;
+        self.registration_not_checked(std::slice::from_ref(&w));
+        Ok(w)
     }
 
     fn kill_driver_nodes(&mut self, nodes: &[String]) -> Result<Vec<DriverWindow>, PlatformError> {
@@ -690,6 +708,7 @@ impl Volume for KubeVolume {
             return self.kill_driver().map(|w| vec![w]);
         }
         let (ws, untouched) = super::node_plugin::kill_nodes(self, nodes)?;
+        self.registration_not_checked(&ws);
         if !untouched.is_empty() {
             // Deleted by pvcheck, yet the same pod runs: not a crash of the driver there.
             return Err(PlatformError::Other(format!(

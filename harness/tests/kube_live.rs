@@ -24,8 +24,8 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use common::kube::{
-    ServiceAccount, cordoned_nodes, kube_args, kubeconfig, kubectl_out, node_names, objects_of_run,
-    run_id, testenv_var,
+    ServiceAccount, cordoned_nodes, driver_rollout, kube_args, kubeconfig, kubectl_out, node_names,
+    objects_of_run, run_id, testenv_var,
 };
 use common::{Env, stderr, stdout, trial};
 use serde_json::Value;
@@ -139,19 +139,60 @@ fn run_both_as(kc: &str, as_kc: &str, env: &Env, class: &str) -> (Option<i32>, V
     (out.status.code(), r)
 }
 
+/// A test holding the cluster's one driver, switched to a data path and put back on bind
+/// mounts however the test ends (`_back` is dropped before `_one` lets the next test in), with
+/// a scratch environment and the class file ([`class_file`]) of class `class`.
+struct OnDriver {
+    kc: String,
+    state: String,
+    env: Env,
+    class: String,
+    file: String,
+    _back: BackToBind,
+    _one: std::sync::MutexGuard<'static, ()>,
+}
+
+/// [`OnDriver`] with the driver switched to `mode`, a class named `{prefix}-<pid>`. `None`
+/// (the test skips) without a test cluster.
+fn on_driver(mode: &str, prefix: &str) -> Option<OnDriver> {
+    let kc = kubeconfig()?;
+    let state = testenv_var("PVCHECK_TESTENV_STATE")?;
+    let one = DRIVER.lock().unwrap_or_else(|e| e.into_inner());
+    let back = BackToBind(state.clone());
+    switch(&state, mode);
+    let env = Env::new();
+    let class = format!("{prefix}-{}", std::process::id());
+    let file = class_file(&env, &class);
+    Some(OnDriver {
+        kc,
+        state,
+        env,
+        class,
+        file,
+        _back: back,
+        _one: one,
+    })
+}
+
 /// Both checks on a class of `prefix`, with the cluster's driver switched to `mode` and put
 /// back on bind mounts however the test ends: the exit code, the result and the class's name.
 /// `None` (the test skips) without a test cluster.
 fn run_with_driver(mode: &str, prefix: &str) -> Option<(Option<i32>, Value, String)> {
-    let kc = kubeconfig()?;
-    let state = testenv_var("PVCHECK_TESTENV_STATE")?;
-    let _one = DRIVER.lock().unwrap_or_else(|e| e.into_inner());
-    let _back = BackToBind(state.clone());
-    switch(&state, mode);
-    let env = Env::new();
-    let class = format!("{prefix}-{}", std::process::id());
-    let (code, r) = run_both(&kc, &env, &class);
-    Some((code, r, class))
+    let d = on_driver(mode, prefix)?;
+    let (code, r) = run_both(&d.kc, &d.env, &d.class);
+    Some((code, r, d.class.clone()))
+}
+
+/// `integrity::live-upgrade` of `class` (in class file `file`) alone: pvcheck's output.
+fn run_live_upgrade(kc: &str, env: &Env, file: &str, class: &str) -> std::process::Output {
+    let mut args = kube_args(kc);
+    args.extend([
+        "--classes".into(),
+        file.to_string(),
+        "--exact".into(),
+        format!("{class}::integrity::live-upgrade"),
+    ]);
+    env.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 /// A node of the test cluster (`pvcheck-node-<n>`).
@@ -317,29 +358,24 @@ fn fuse_inside_the_node_plugin_fails_live_upgrade_and_node_plugin_kill_with_enot
 /// node; afterwards no node is left cordoned and nothing of the run is left.
 #[test]
 fn a_drained_upgrade_cordons_evicts_and_uncordons_and_passes_the_fuse_inside_driver() {
-    let Some(kc) = kubeconfig() else { return };
-    let Some(state) = testenv_var("PVCHECK_TESTENV_STATE") else {
+    let Some(OnDriver {
+        kc,
+        env,
+        class,
+        file,
+        _back,
+        _one,
+        ..
+    }) = on_driver("fuse-inside", "live-drain")
+    else {
         return;
     };
-    let _one = DRIVER.lock().unwrap_or_else(|e| e.into_inner());
-    let _back = BackToBind(state.clone());
-    switch(&state, "fuse-inside");
-    let env = Env::new();
-    let class = format!("live-drain-{}", std::process::id());
-    let file = class_file(&env, &class);
     let text = std::fs::read_to_string(&file)
         .unwrap()
         .replace("    upgrade:\n", "    upgrade:\n      drain: true\n");
     std::fs::write(&file, text).unwrap();
     let before = cordoned_nodes(&kc);
-    let mut args = kube_args(&kc);
-    args.extend([
-        "--classes".into(),
-        file,
-        "--exact".into(),
-        format!("{class}::integrity::live-upgrade"),
-    ]);
-    let out = env.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let out = run_live_upgrade(&kc, &env, &file, &class);
     let r = env.result();
     assert_eq!(out.status.code(), Some(0), "{}\n{r}", stderr(&out));
     let t = trial(&r, &format!("{class}::integrity::live-upgrade"));
@@ -412,16 +448,19 @@ fn a_driver_that_drops_acknowledged_writes_on_restart_fails_both_as_data_naming_
 /// verdict), everything of the run is removed.
 #[test]
 fn a_release_whose_registrar_never_registers_fails_live_upgrade_naming_the_node_s_csinode() {
-    let Some(kc) = kubeconfig() else { return };
-    let Some(state) = testenv_var("PVCHECK_TESTENV_STATE") else {
+    let Some(OnDriver {
+        kc,
+        state,
+        env,
+        class,
+        file,
+        _back,
+        _one,
+        ..
+    }) = on_driver("bind", "live-unregistered")
+    else {
         return;
     };
-    let _one = DRIVER.lock().unwrap_or_else(|e| e.into_inner());
-    let _back = BackToBind(state.clone());
-    switch(&state, "bind");
-    let env = Env::new();
-    let class = format!("live-unregistered-{}", std::process::id());
-    let file = class_file(&env, &class);
     let upgrade = format!(
         "{} bind --register-wrong-socket --state {state}",
         switch_script().display()
@@ -457,30 +496,12 @@ fn a_release_whose_registrar_never_registers_fails_live_upgrade_naming_the_node_
                 }
                 std::thread::sleep(std::time::Duration::from_secs(1));
             }
-            kubectl_out(
-                &kc,
-                &[
-                    "-n",
-                    "pvcheck-testenv",
-                    "rollout",
-                    "status",
-                    "daemonset/pvcheck-test-csi-node",
-                    "--timeout",
-                    "180s",
-                ],
-            );
+            driver_rollout(&kc, "status");
             std::thread::sleep(std::time::Duration::from_secs(75));
             switch(&state, "bind");
         })
     };
-    let mut args = kube_args(&kc);
-    args.extend([
-        "--classes".into(),
-        file,
-        "--exact".into(),
-        format!("{class}::integrity::live-upgrade"),
-    ]);
-    let out = env.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let out = run_live_upgrade(&kc, &env, &file, &class);
     ran.store(true, std::sync::atomic::Ordering::SeqCst);
     eprintln!("{}", stderr(&out));
     rollback.join().expect("the rollback");
@@ -528,18 +549,20 @@ fn driver_pod_uid(kc: &str) -> String {
 /// is the same one before and after.
 #[test]
 fn under_deploys_confinement_node_plugin_kill_is_ignored_naming_the_refusal_and_the_driver_stays() {
-    let Some(kc) = kubeconfig() else { return };
-    let Some(state) = testenv_var("PVCHECK_TESTENV_STATE") else {
+    let Some(OnDriver {
+        kc,
+        env,
+        class,
+        _back,
+        _one,
+        ..
+    }) = on_driver("bind", "live-confined")
+    else {
         return;
     };
-    let _one = DRIVER.lock().unwrap_or_else(|e| e.into_inner());
-    let _back = BackToBind(state.clone());
-    switch(&state, "bind");
-    let env = Env::new();
     let mut sa = ServiceAccount::from_deploy(&kc, &env, "live", &[]);
     sa.confine();
     let before = driver_pod_uid(&kc);
-    let class = format!("live-confined-{}", std::process::id());
     let (code, r) = run_both_as(&kc, &sa.kubeconfig(), &env, &class);
     assert_eq!(
         driver_pod_uid(&kc),
@@ -589,15 +612,18 @@ fn kubelet_running(state: &str, n: &str) -> bool {
 #[test]
 fn kubelet_restart_and_pod_deleted_while_kubelet_down_pass_on_the_healthy_driver_and_a_failing_stop_is_setup()
  {
-    let Some(kc) = kubeconfig() else { return };
-    let Some(state) = testenv_var("PVCHECK_TESTENV_STATE") else {
+    let Some(OnDriver {
+        kc,
+        state,
+        env,
+        class,
+        _back,
+        _one,
+        ..
+    }) = on_driver("bind", "kubelet")
+    else {
         return;
     };
-    let _one = DRIVER.lock().unwrap_or_else(|e| e.into_inner());
-    let _back = BackToBind(state.clone());
-    switch(&state, "bind");
-    let env = Env::new();
-    let class = format!("kubelet-{}", std::process::id());
     let file = kubelet_class_file(&env, &class, &state);
     let mut args = kube_args(&kc);
     args.extend([

@@ -6,7 +6,9 @@ mod common;
 
 use std::sync::Mutex;
 
-use common::kube::{kube_args, kubeconfig, kubectl_out, objects_of_run, run_id, testenv_var};
+use common::kube::{
+    driver_rollout, kube_args, kubeconfig, kubectl_out, objects_of_run, run_id, testenv_var,
+};
 use common::{Env, fixtures, stderr, stdout, trial};
 use serde_json::Value;
 
@@ -161,27 +163,8 @@ fn a_kept_volume_survives_a_driver_rollout_and_the_resume_verifies_and_removes_i
     );
 
     // The upgrade, done by "another pipeline": a rollout restart of the driver.
-    kubectl_out(
-        &kc,
-        &[
-            "-n",
-            "pvcheck-testenv",
-            "rollout",
-            "restart",
-            "daemonset/pvcheck-test-csi-node",
-        ],
-    );
-    kubectl_out(
-        &kc,
-        &[
-            "-n",
-            "pvcheck-testenv",
-            "rollout",
-            "status",
-            "daemonset/pvcheck-test-csi-node",
-            "--timeout=180s",
-        ],
-    );
+    driver_rollout(&kc, "restart");
+    driver_rollout(&kc, "status");
 
     let out = run_phase(&env, &kc, &["--phase", "after-upgrade", "--resume", &id]);
     assert_eq!(

@@ -57,6 +57,17 @@ pub fn kubectl_out(kc: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `kubectl rollout ACTION` (`restart`, `status`: waited for, 180 s at most) of the test
+/// driver's node plugin, DaemonSet pvcheck-testenv/pvcheck-test-csi-node.
+pub fn driver_rollout(kc: &str, action: &str) {
+    let ds = "daemonset/pvcheck-test-csi-node";
+    let mut args = vec!["-n", "pvcheck-testenv", "rollout", action, ds];
+    if action == "status" {
+        args.push("--timeout=180s");
+    }
+    kubectl_out(kc, &args);
+}
+
 pub fn kube_args(kc: &str) -> Vec<String> {
     vec![
         "--platform".into(),

@@ -78,6 +78,20 @@ impl FakeApi {
     }
 }
 
+/// A handler refusing every request: 403 Forbidden with `message` (RBAC saying no).
+pub fn forbidding(message: &'static str) -> Arc<Handler> {
+    Arc::new(move |_m: &str, _p: &str| Some((403, status(403, "Forbidden", message))))
+}
+
+/// Runs `f` on a runtime of its own (a client of the fake server is made inside it).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
 pub fn status(code: u16, reason: &str, message: &str) -> String {
     serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason, "message": message}).to_string()
 }
@@ -100,11 +114,7 @@ mod tests {
     }
 
     fn wait_bound(api: &FakeApi, limit: Duration) -> Result<String, wait::WaitError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+        block_on(async {
             let client = api.client();
             let pvcs: kube::Api<PersistentVolumeClaim> = kube::Api::namespaced(client, "ns");
             wait::until(
@@ -148,16 +158,9 @@ mod tests {
     /// RBAC forbidding the watch is a one-line failure at once, not a wait until the timeout.
     #[test]
     fn a_forbidden_watch_fails_at_once_naming_the_refusal() {
-        let api = FakeApi::start(Arc::new(|_m: &str, _p: &str| {
-            Some((
-                403,
-                status(
-                    403,
-                    "Forbidden",
-                    "persistentvolumeclaims is forbidden: User \"ci\" cannot list resource",
-                ),
-            ))
-        }));
+        let api = FakeApi::start(forbidding(
+            "persistentvolumeclaims is forbidden: User \"ci\" cannot list resource",
+        ));
         let start = std::time::Instant::now();
         let e = wait_bound(&api, Duration::from_secs(30)).unwrap_err();
         assert!(start.elapsed() < Duration::from_secs(10));

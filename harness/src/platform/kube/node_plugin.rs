@@ -702,7 +702,7 @@ pub fn kill(vol: &KubeVolume) -> Result<DriverWindow, PlatformError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fake_api::{FakeApi, status};
+    use super::super::fake_api::{FakeApi, block_on, forbidding};
     use std::sync::Arc;
 
     fn csinode(drivers: &[&str]) -> String {
@@ -718,11 +718,7 @@ mod tests {
     }
 
     fn listed(api: &FakeApi, limit: Duration) -> Result<u64, WaitError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async { until_listed(api.client(), "n1", "d.example.com", limit).await })
+        block_on(async { until_listed(api.client(), "n1", "d.example.com", limit).await })
     }
 
     /// CI stop 30: the old registrar removed its successor's socket as it exited, the kubelet
@@ -754,16 +750,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
 
-        let api = FakeApi::start(Arc::new(|_m: &str, _p: &str| {
-            Some((
-                403,
-                status(
-                    403,
-                    "Forbidden",
-                    "csinodes.storage.k8s.io \"n1\" is forbidden",
-                ),
-            ))
-        }));
+        let api = FakeApi::start(forbidding("csinodes.storage.k8s.io \"n1\" is forbidden"));
         match listed(&api, Duration::from_secs(5)) {
             Err(WaitError::Api { reason, .. }) => assert!(reason.contains("403"), "{reason}"),
             other => panic!("{other:?}"),

@@ -190,8 +190,8 @@ fn rbac_forbidding_the_storageclass_list_is_exit_5_in_one_line_before_anything_i
         &env,
         "nosc",
         &[(
-            "resources: [storageclasses, csidrivers, volumeattachments]",
-            "resources: [csidrivers, volumeattachments]",
+            "resources: [storageclasses, csidrivers, csinodes, volumeattachments]",
+            "resources: [csidrivers, csinodes, volumeattachments]",
         )],
     );
     let before = run_namespaces(&kc);

@@ -367,15 +367,93 @@ pub async fn delete(
         return Ok(());
     }
     let asked = Instant::now();
-    until_gone(
-        api,
-        name,
-        &format!("pod {}/{name} to be gone", v.shared.namespace),
-        limit,
-    )
-    .await?;
+    let what = format!("pod {}/{name} to be gone", v.shared.namespace);
+    if let Err(e) = until_gone(api, name, &what, limit).await {
+        let why = not_gone(&v.client, &v.shared.namespace, name).await;
+        return Err(match e {
+            PlatformError::Other(m) => PlatformError::Other(format!("{m}{why}")),
+            e => e,
+        });
+    }
     timeline::since(Wait::PodDeleted, name, asked);
     Ok(())
+}
+
+/// Why a deleted pod may still be there, read when its deletion was not done in time: the
+/// CSI drivers of its claims that its node's CSINode does not list (the kubelet cannot
+/// unmount a volume of a driver not registered with it), and the pod's last events. Empty
+/// where nothing is found (or nothing can be read).
+async fn not_gone(client: &kube::Client, namespace: &str, name: &str) -> String {
+    let mut why = String::new();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let pod = pods.get_opt(name).await.ok().flatten();
+    let node = pod
+        .as_ref()
+        .and_then(|p| p.spec.as_ref())
+        .and_then(|s| s.node_name.clone());
+    if let (Some(pod), Some(node)) = (&pod, node) {
+        let claims: Vec<String> = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.as_ref())
+            .map(|vs| {
+                vs.iter()
+                    .filter_map(|v| v.persistent_volume_claim.as_ref())
+                    .map(|c| c.claim_name.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut drivers = Vec::new();
+        for claim in claims {
+            if let Some(d) = csi_driver_of_claim(client, namespace, &claim).await
+                && !drivers.contains(&d)
+            {
+                drivers.push(d);
+            }
+        }
+        let csinodes: Api<k8s_openapi::api::storage::v1::CSINode> = Api::all(client.clone());
+        if !drivers.is_empty()
+            && let Ok(c) = csinodes.get_opt(&node).await
+        {
+            let listed: Vec<String> = c
+                .map(|c| c.spec.drivers.into_iter().map(|d| d.name).collect())
+                .unwrap_or_default();
+            why.push_str(&unregistered(&node, &drivers, &listed));
+        }
+    }
+    let events = super::events::about(client, namespace, "Pod", name, 3).await;
+    why.push_str(&super::events::suffix(&events));
+    why
+}
+
+/// The CSI driver of claim `claim`'s PV, where it is a CSI volume.
+async fn csi_driver_of_claim(
+    client: &kube::Client,
+    namespace: &str,
+    claim: &str,
+) -> Option<String> {
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
+    let pv = pvcs.get_opt(claim).await.ok()??.spec?.volume_name?;
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    Some(pvs.get_opt(&pv).await.ok()??.spec?.csi?.driver)
+}
+
+/// `; the kubelet of node N cannot unmount …` for the `drivers` that CSINode `node` does not
+/// list (`listed`), or nothing.
+fn unregistered(node: &str, drivers: &[String], listed: &[String]) -> String {
+    let missing: Vec<&str> = drivers
+        .iter()
+        .filter(|d| !listed.contains(d))
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() {
+        return String::new();
+    }
+    format!(
+        "; the kubelet of node {node} cannot unmount its volumes: CSINode {node} does not list driver {} (the driver is not registered with the kubelet there)",
+        missing.join(", ")
+    )
 }
 
 /// The pods of the volume (holder and agents: its label), one list.
@@ -792,6 +870,55 @@ mod tests {
     use super::*;
     use crate::platform::kube::fake_api::FakeApi;
     use std::sync::Arc;
+
+    /// CI stop 30: a pod of a volume whose driver the kubelet had lost stayed Terminating,
+    /// and the failure said only "pod … to be gone: not within 3m". The timeout now names the
+    /// node's CSINode missing the pod's driver, and the pod's last events.
+    #[test]
+    fn a_pod_not_gone_in_time_names_the_driver_its_node_s_csinode_lacks() {
+        let api = FakeApi::start(Arc::new(|_m: &str, p: &str| {
+            let body = if p.starts_with("/api/v1/namespaces/ns/pods/a-0") {
+                serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": "a-0", "namespace": "ns"},
+                    "spec": {"nodeName": "n1", "containers": [{"name": "agent"}],
+                        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "c"}}]}})
+            } else if p.starts_with("/api/v1/namespaces/ns/persistentvolumeclaims/c") {
+                serde_json::json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": "c", "namespace": "ns"}, "spec": {"volumeName": "pv-1"}})
+            } else if p.starts_with("/api/v1/persistentvolumes/pv-1") {
+                serde_json::json!({"apiVersion": "v1", "kind": "PersistentVolume",
+                    "metadata": {"name": "pv-1"},
+                    "spec": {"csi": {"driver": "d.example.com", "volumeHandle": "h"}}})
+            } else if p.starts_with("/apis/storage.k8s.io/v1/csinodes/n1") {
+                serde_json::json!({"apiVersion": "storage.k8s.io/v1", "kind": "CSINode",
+                    "metadata": {"name": "n1"},
+                    "spec": {"drivers": [{"name": "other.example.com", "nodeID": "n1"}]}})
+            } else if p.contains("/events") {
+                serde_json::json!({"apiVersion": "v1", "kind": "EventList", "metadata": {},
+                    "items": [{"metadata": {"name": "e1", "namespace": "ns"},
+                        "involvedObject": {"kind": "Pod", "name": "a-0"}, "type": "Warning",
+                        "reason": "FailedKillPod", "message": "error killing pod"}]})
+            } else {
+                return Some((
+                    404,
+                    crate::platform::kube::fake_api::status(404, "NotFound", p),
+                ));
+            };
+            Some((200, body.to_string()))
+        }));
+        let why = crate::platform::kube::fake_api::block_on(async {
+            not_gone(&api.client(), "ns", "a-0").await
+        });
+        assert_eq!(
+            why,
+            "; the kubelet of node n1 cannot unmount its volumes: CSINode n1 does not list driver d.example.com (the driver is not registered with the kubelet there); events: FailedKillPod: error killing pod"
+        );
+        // Registered: nothing to say about the driver.
+        assert_eq!(
+            unregistered("n1", &["d".into()], &["d".into(), "e".into()]),
+            ""
+        );
+    }
 
     /// Issue 23, item 7: "the holder pod … ended at once (see its log)" sent the user to a log
     /// that was deleted with the pod. The failure carries the pod's last state and its log's

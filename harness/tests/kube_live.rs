@@ -291,7 +291,7 @@ fn the_healthy_driver_passes_live_upgrade_and_node_plugin_kill_with_every_record
     // The upgrade rolled node by node under one agent per node: a window per node, each
     // naming its node and the replaced pod, and every agent's records all verified.
     let upgrade = trial(&r, &format!("{class}::integrity::live-upgrade"));
-    assert_rolled_on_every_node(&upgrade);
+    assert_rolled_on_every_node(upgrade);
     // A rollout restart is not a new version: the trial says what its window tested.
     assert!(
         upgrade["warnings"]
@@ -301,7 +301,7 @@ fn the_healthy_driver_passes_live_upgrade_and_node_plugin_kill_with_every_record
     );
     let kill = trial(&r, &format!("{class}::disruption::node-plugin-kill"));
     // The plugin killed on every node under one agent per node, each volume usable after.
-    assert_rolled_on_every_node(&kill);
+    assert_rolled_on_every_node(kill);
     assert_eq!(kill["metrics"]["live"]["usable_after"], true, "{kill}");
     let warnings = kill["warnings"].to_string();
     assert!(

@@ -124,6 +124,26 @@ pub fn loop_backing_file(dev: &Path) -> Option<PathBuf> {
     Some(PathBuf::from(s.trim_end_matches('\n')))
 }
 
+/// How long a loop device may stay attached after its detach answered: `losetup -d` of a
+/// device something still holds open (udev's probe after the unmount, on a busy machine) only
+/// marks it autoclear, and the kernel detaches it at the last close.
+const LOOP_RELEASE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether loop device `dev` is still attached to `backing` once [`LOOP_RELEASE`] has passed
+/// (polled every 100 ms): a deferred detach is not a leak; one still there then is.
+pub fn loop_still_backed(dev: &Path, backing: &Path) -> bool {
+    let until = std::time::Instant::now() + LOOP_RELEASE;
+    loop {
+        if loop_backing_file(dev).as_deref() != Some(backing) {
+            return false;
+        }
+        if std::time::Instant::now() >= until {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use super::error::FlexError;
 use super::kubelet::{Kubelet, Layout, Mounted, MountedBy};
 use super::options::{PodInfo, VolumeOptions};
 use super::protocol::Call;
-use crate::platform::local::mounts::{block_device_number, loop_backing_file, mounts_under};
+use crate::platform::local::mounts::{block_device_number, loop_still_backed, mounts_under};
 
 /// What a check needs: the driver, the class's options, and a kubelet root pvcheck owns.
 #[derive(Debug, Clone)]
@@ -350,7 +350,7 @@ pub fn nothing_left(call: Call, root: &Path, volume: &str, m: &Mounted) -> Resul
         }
     }
     if let (Some(dev), Some(backing)) = (&m.device, &m.device_backing)
-        && loop_backing_file(Path::new(dev)).as_ref() == Some(backing)
+        && loop_still_backed(Path::new(dev), backing)
     {
         left.push(format!("{dev} still attached to {}", backing.display()));
     }

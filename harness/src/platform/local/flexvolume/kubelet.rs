@@ -21,7 +21,9 @@ use super::driver::{Answer, Driver};
 use super::error::FlexError;
 use super::options::{Masker, PodInfo, VolumeOptions, to_json};
 use super::protocol::{Call, Capabilities};
-use crate::platform::local::mounts::{block_device_number, loop_backing_file, mounts_at};
+use crate::platform::local::mounts::{
+    block_device_number, loop_backing_file, loop_still_backed, mounts_at,
+};
 
 /// Where kubelet keeps a volume's mounts, under a root pvcheck owns (kubelet: /var/lib/kubelet).
 #[derive(Debug, Clone)]
@@ -535,7 +537,7 @@ impl<'a> Kubelet<'a> {
         if m.attach {
             note(self.detach());
             if let (Some(device), Some(backing)) = (&m.device, &m.device_backing)
-                && loop_backing_file(Path::new(device)).as_ref() == Some(backing)
+                && loop_still_backed(Path::new(device), backing)
             {
                 note(Err(FlexError::Kernel {
                     call: Call::Detach,

@@ -344,11 +344,12 @@ fn replies_kubelet_accepts_pass_with_warnings() {
     s.assert_nothing_left();
 }
 
-/// CI stop 32's false alarm: the upstream-style lvm driver's `losetup -d` ran while udev
-/// still held the device open after the unmount, so the kernel only marked it autoclear and
-/// detached it a moment later; pvcheck, reading the loop device at once, failed the driver
-/// ("answered Success but /dev/loop0 is still attached"). A device detached at its last close
-/// within 5 s is not a leak; a detach that never frees the device still fails, naming it.
+/// A false alarm in a full CI run (2026-12-07): the upstream-style lvm driver's `losetup -d`
+/// ran while udev still held the device open after the unmount, so the kernel only marked it
+/// autoclear and detached it a moment later; pvcheck, reading the loop device at once, failed
+/// the driver ("answered Success but /dev/loop0 is still attached"). A device detached at its
+/// last close within 5 s is not a leak; a detach that never frees the device still fails,
+/// naming it.
 #[test]
 fn a_loop_device_detached_at_its_last_close_passes_and_one_never_detached_fails() {
     let s = Scratch::new("loopdetach");

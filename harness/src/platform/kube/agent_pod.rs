@@ -411,13 +411,9 @@ async fn not_gone(client: &kube::Client, namespace: &str, name: &str) -> String 
                 drivers.push(d);
             }
         }
-        let csinodes: Api<k8s_openapi::api::storage::v1::CSINode> = Api::all(client.clone());
         if !drivers.is_empty()
-            && let Ok(c) = csinodes.get_opt(&node).await
+            && let Ok(listed) = super::csi::node_drivers(client, &node).await
         {
-            let listed: Vec<String> = c
-                .map(|c| c.spec.drivers.into_iter().map(|d| d.name).collect())
-                .unwrap_or_default();
             why.push_str(&unregistered(&node, &drivers, &listed));
         }
     }
@@ -432,11 +428,10 @@ async fn csi_driver_of_claim(
     namespace: &str,
     claim: &str,
 ) -> Option<String> {
-    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
     let pv = pvcs.get_opt(claim).await.ok()??.spec?.volume_name?;
-    let pvs: Api<PersistentVolume> = Api::all(client.clone());
-    Some(pvs.get_opt(&pv).await.ok()??.spec?.csi?.driver)
+    super::csi::driver_of_pv(client, &pv).await.ok()?
 }
 
 /// `; the kubelet of node N cannot unmount …` for the `drivers` that CSINode `node` does not

@@ -11,12 +11,10 @@
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::PersistentVolume;
-use k8s_openapi::api::storage::v1::{CSINode, VolumeAttachment};
+use k8s_openapi::api::storage::v1::VolumeAttachment;
 use kube::Api;
 use serde_json::{Value, json};
 
-use super::agent_pod::api_error;
 use super::volume::KubeVolume;
 use super::wait::{self, Decision};
 use super::{agent_pod, attach};
@@ -149,26 +147,17 @@ async fn look(
     pv: &str,
     node: &str,
 ) -> Result<(String, Vec<Attachment>, bool), PlatformError> {
-    let pvs: Api<PersistentVolume> = Api::all(client.clone());
-    let driver = pvs
-        .get(pv)
-        .await
-        .map_err(|e| api_error(&format!("reading PV {pv}"), e))?
-        .spec
-        .and_then(|s| s.csi)
-        .map(|c| c.driver)
+    let driver = super::csi::driver_of_pv(client, pv)
+        .await?
         .unwrap_or_default();
     let vas = attach::of_pv(client, pv, None)
         .await?
         .iter()
         .map(attachment)
         .collect();
-    let csinodes: Api<CSINode> = Api::all(client.clone());
-    let listed = csinodes
-        .get_opt(node)
-        .await
-        .map_err(|e| api_error(&format!("reading CSINode {node}"), e))?
-        .is_some_and(|c| c.spec.drivers.iter().any(|d| d.name == driver));
+    let listed = super::csi::node_drivers(client, node)
+        .await?
+        .contains(&driver);
     Ok((driver, vas, listed))
 }
 

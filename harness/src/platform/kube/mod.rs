@@ -30,6 +30,7 @@ pub mod client;
 pub mod clone;
 pub mod context;
 pub mod counting;
+pub mod csi;
 pub mod discover;
 pub mod drain;
 pub mod events;

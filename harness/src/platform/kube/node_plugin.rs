@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{PersistentVolume, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::storage::v1::CSINode;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams};
@@ -196,22 +196,14 @@ fn driver_of(vol: &KubeVolume) -> Result<String, PlatformError> {
             crate::platform::Volume::id(vol)
         )));
     };
-    ctx.shared.conn.block_on(async {
-        let pvs: Api<PersistentVolume> = Api::all(ctx.client.clone());
-        let pv_obj = pvs
-            .get(pv)
-            .await
-            .map_err(|e| api_error(&format!("reading PV {pv}"), e))?;
-        pv_obj
-            .spec
-            .and_then(|s| s.csi)
-            .map(|c| c.driver)
-            .ok_or_else(|| {
-                PlatformError::Unsupported(format!(
-                    "PV {pv} is not a CSI volume: there is no node plugin pod to replace"
-                ))
-            })
-    })
+    ctx.shared
+        .conn
+        .block_on(super::csi::driver_of_pv(&ctx.client, pv))?
+        .ok_or_else(|| {
+            PlatformError::Unsupported(format!(
+                "PV {pv} is not a CSI volume: there is no node plugin pod to replace"
+            ))
+        })
 }
 
 /// The node plugin pod of `driver` on `node`.
@@ -419,7 +411,7 @@ async fn until_listed(
         &format!("CSINode {node} to list driver {driver}"),
         limit,
         |c: Option<&CSINode>| {
-            if c.is_some_and(|c| c.spec.drivers.iter().any(|d| d.name == driver)) {
+            if super::csi::lists(c, driver) {
                 Decision::Done(crate::sys::unix_ms())
             } else {
                 Decision::Wait

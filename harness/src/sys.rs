@@ -175,6 +175,50 @@ pub fn mount_options(path: &Path) -> Option<String> {
     Some(all.join(","))
 }
 
+/// sha256 of `bytes`, in lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// One line of a mountinfo table (/proc/PID/mountinfo).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountEntry {
+    /// The mount's id, and its parent's: a mount stacked on another at the same path has that
+    /// one as its parent.
+    pub id: u64,
+    pub parent: u64,
+    pub major: u32,
+    pub minor: u32,
+    pub mount_point: PathBuf,
+    pub fs_type: String,
+    pub source: String,
+}
+
+/// The lines of a mountinfo table that parse; others are skipped.
+pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
+    text.lines()
+        .filter_map(|line| {
+            let (pre, post) = line.split_once(" - ")?;
+            let f: Vec<&str> = pre.split(' ').collect();
+            let (major, minor) = f.get(2)?.split_once(':')?;
+            let p: Vec<&str> = post.split(' ').collect();
+            Some(MountEntry {
+                id: f.first()?.parse().ok()?,
+                parent: f.get(1)?.parse().ok()?,
+                major: major.parse().ok()?,
+                minor: minor.parse().ok()?,
+                mount_point: PathBuf::from(unescape_mount(f.get(4)?)),
+                fs_type: p.first()?.to_string(),
+                source: unescape_mount(p.get(1).unwrap_or(&"")),
+            })
+        })
+        .collect()
+}
+
 /// Undoes mountinfo's octal escapes (`\040` is a space).
 pub fn unescape_mount(s: &str) -> String {
     let b = s.as_bytes();

@@ -207,8 +207,9 @@ fn relative_dir_resolves_against_the_class_file() {
     assert!(common::stdout(&out).contains("rel::provision: test"));
 }
 
-/// `disruption.kubelet`: an empty command, or a start without a stop, is one line naming the
-/// file, the line and the field, before anything runs.
+/// `disruption.kubelet`: an empty command, or a start without a stop, and an empty
+/// `disruption.node_mounts`, are one line naming the file, the line and the field, before
+/// anything runs.
 #[test]
 fn an_empty_or_missing_kubelet_command_is_refused_naming_the_field() {
     let env = Env::new();
@@ -232,6 +233,18 @@ fn an_empty_or_missing_kubelet_command_is_refused_naming_the_field() {
     let line = refused(&env, &["--classes", &f]);
     assert!(
         line.contains(&format!("{f}:5")) && line.contains("stop"),
+        "{line}"
+    );
+    let f = write(
+        &env,
+        "node-mounts.yaml",
+        "classes:\n  - name: k\n    local: { dir: /tmp }\n    disruption:\n      node_mounts: \"\"\n",
+    );
+    let line = refused(&env, &["--classes", &f]);
+    assert!(
+        line.contains(&format!(
+            "{f}:5: classes[0].disruption.node_mounts: is empty"
+        )),
         "{line}"
     );
 }

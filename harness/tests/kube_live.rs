@@ -65,14 +65,30 @@ impl Drop for BackToBind {
     }
 }
 
-/// A class on testenv's StorageClass whose upgrade is a rollout restart of the driver.
+/// The class's `disruption.node_mounts` for the test cluster at `state` (`testenv/kubelet
+/// mounts`), or none without one.
+fn node_mounts(state: Option<&str>) -> String {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testenv/kubelet");
+    state
+        .map(|s| {
+            format!(
+                "      node_mounts: \"{} mounts $PVCHECK_NODE --state {s}\"\n",
+                script.display()
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// A class on testenv's StorageClass whose upgrade is a rollout restart of the driver, its
+/// node mounts read with `testenv/kubelet mounts` where the cluster's state is known.
 fn class_file(env: &Env, name: &str) -> String {
     let kubectl = std::env::var("PVCHECK_TEST_KUBECTL").unwrap_or_else(|_| "kubectl".into());
+    let mounts = node_mounts(testenv_var("PVCHECK_TESTENV_STATE").as_deref());
     let file = env.scratch.path().join("classes.yaml");
     std::fs::write(
         &file,
         format!(
-            "classes:\n  - name: {name}\n    kube:\n      storage_class: csi-hostpath-sc\n      size: 256Mi\n    upgrade:\n      command: \"{kubectl} -n pvcheck-testenv rollout restart daemonset/pvcheck-test-csi-node\"\n      rollout: [ {{ kind: DaemonSet, namespace: pvcheck-testenv, name: pvcheck-test-csi-node }} ]\n    disruption: {{ node_plugin_kill: true }}\n    timeouts: {{ provision: 2m, attach: 2m, pod_start: 3m, upgrade: 3m }}\n"
+            "classes:\n  - name: {name}\n    kube:\n      storage_class: csi-hostpath-sc\n      size: 256Mi\n    upgrade:\n      command: \"{kubectl} -n pvcheck-testenv rollout restart daemonset/pvcheck-test-csi-node\"\n      rollout: [ {{ kind: DaemonSet, namespace: pvcheck-testenv, name: pvcheck-test-csi-node }} ]\n    disruption:\n      node_plugin_kill: true\n{mounts}    timeouts: {{ provision: 2m, attach: 2m, pod_start: 3m, upgrade: 3m }}\n"
         ),
     )
     .unwrap();
@@ -85,16 +101,17 @@ const KUBELET_CHECKS: [&str; 2] = [
     "disruption::pod-deleted-while-kubelet-down",
 ];
 
-/// A class on testenv's StorageClass whose `disruption.kubelet` commands are testenv/kubelet's
-/// for the cluster at `state`, `{name}-badstop`, whose stop command fails, and
-/// `{name}-nokubelet` without `disruption.kubelet`.
+/// A class on testenv's StorageClass whose `disruption.kubelet` commands (and
+/// `disruption.node_mounts`) are testenv/kubelet's for the cluster at `state`,
+/// `{name}-badstop`, whose stop command fails, and `{name}-nokubelet` without either.
 fn kubelet_class_file(env: &Env, name: &str, state: &str) -> String {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testenv/kubelet");
     let script = script.display();
     let file = env.scratch.path().join("kubelet-classes.yaml");
     let class = |n: &str, stop_state: &str| {
         format!(
-            "  - name: {n}\n    kube:\n      storage_class: csi-hostpath-sc\n      size: 256Mi\n    disruption:\n      kubelet:\n        stop: \"{script} stop $PVCHECK_NODE --state {stop_state}\"\n        start: \"{script} start $PVCHECK_NODE --state {state}\"\n    timeouts: {{ provision: 2m, attach: 2m, pod_start: 3m, upgrade: 2m }}\n"
+            "  - name: {n}\n    kube:\n      storage_class: csi-hostpath-sc\n      size: 256Mi\n    disruption:\n      kubelet:\n        stop: \"{script} stop $PVCHECK_NODE --state {stop_state}\"\n        start: \"{script} start $PVCHECK_NODE --state {state}\"\n{}    timeouts: {{ provision: 2m, attach: 2m, pod_start: 3m, upgrade: 2m }}\n",
+            node_mounts(Some(state))
         )
     };
     std::fs::write(
@@ -590,6 +607,26 @@ fn under_deploys_confinement_node_plugin_kill_is_ignored_naming_the_refusal_and_
     );
 }
 
+/// Every count of the volume's mounts read from the node's table (`metrics.live.mounts`) is
+/// what was expected, and the volume was seen staged and published.
+fn assert_mounted_once(check: &str, live: &Value) {
+    let reads = live["mounts"].as_array().cloned().unwrap_or_default();
+    assert!(!reads.is_empty(), "{check}: no mount table read: {live}");
+    for read in &reads {
+        let counts = read["counts"].as_array().cloned().unwrap_or_default();
+        for role in ["staging", "published"] {
+            assert!(
+                counts.iter().any(|c| c["role"] == role && c["found"] == 1),
+                "{check}: {role} once: {read}"
+            );
+        }
+        assert!(
+            counts.iter().all(|c| c["found"] == c["expected"]),
+            "{check}: {read}"
+        );
+    }
+}
+
 /// Whether node `n`'s kubelet runs (`testenv/kubelet status`).
 fn kubelet_running(state: &str, n: &str) -> bool {
     let out = std::process::Command::new(
@@ -601,13 +638,80 @@ fn kubelet_running(state: &str, n: &str) -> bool {
     stdout(&out).trim() == "running"
 }
 
+/// A release whose NodeStageVolume and NodePublishVolume mount again on top of what is
+/// mounted (the test driver's `stack-mounts` fault; spiffe-csi #331, aws-ebs-csi-driver
+/// #1007): the restarted kubelet calls both again for the running pod, and
+/// `disruption::kubelet-restart` fails `upgrade`, naming the stacked staging and published
+/// paths it read in the node's mount table (`disruption.node_mounts`), while every
+/// acknowledged record still verifies (not a data failure).
+#[test]
+fn a_driver_that_stacks_a_mount_at_each_kubelet_restart_fails_kubelet_restart_naming_the_paths() {
+    let Some(OnDriver {
+        kc,
+        state,
+        env,
+        class,
+        _back,
+        _one,
+        ..
+    }) = on_driver("bind --fault stack-mounts", "stacking")
+    else {
+        return;
+    };
+    let file = kubelet_class_file(&env, &class, &state);
+    let mut args = kube_args(&kc);
+    args.extend([
+        "--classes".into(),
+        file,
+        "--exact".into(),
+        format!("{class}::disruption::kubelet-restart"),
+    ]);
+    let out = env.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    eprintln!("{}", stderr(&out));
+    println!("{}", stdout(&out));
+    let r = env.result();
+    assert!(
+        objects_of_run(&kc, &run_id(&r)).is_empty(),
+        "left: {:?}",
+        objects_of_run(&kc, &run_id(&r))
+    );
+    assert_eq!(out.status.code(), Some(1), "{r}");
+    let t = trial(&r, &format!("{class}::disruption::kubelet-restart"));
+    assert_eq!(t["status"], "failed", "{t}");
+    assert_eq!(t["failure"]["category"], "upgrade", "{t}");
+    let message = t["failure"]["message"].as_str().unwrap_or("");
+    let live = &t["metrics"]["live"];
+    let after = live["mounts"]
+        .as_array()
+        .and_then(|m| m.iter().find(|r| r["when"] == "after the restart"))
+        .unwrap_or_else(|| panic!("the table read after the restart: {live}"));
+    for role in ["staging", "published"] {
+        let c = after["counts"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["role"] == role))
+            .unwrap_or_else(|| panic!("no {role} count: {after}"));
+        let found = c["found"].as_u64().unwrap_or(0);
+        assert!(found >= 2, "the {role} path has mounts stacked: {c}");
+        assert!(
+            message.contains(&format!(
+                "after the restart: {found} mount(s) at the {role} path {}",
+                c["path"].as_str().unwrap_or("?")
+            )) && message.contains("stacked or orphaned mounts"),
+            "the failure names the stacked {role} path: {message}"
+        );
+    }
+    let acked = live["records_acknowledged"].as_u64().unwrap_or(0);
+    assert!(acked > 0, "{live}");
+    assert_eq!(live["records_verified_in_place"], acked, "{live}");
+}
+
 /// The kubelet of the volume's node stopped and started under the writing agent, and stopped
 /// while every pod of the volume was deleted through the API: with the healthy driver both
 /// pass, every record the harness saw acknowledged verified (in place and after a recreate;
 /// in a new pod on the same node once the kubelet, back, removed the pods and the volume was
 /// detached), the volume usable, the VolumeAttachment unchanged across the restart, the driver
-/// still in the node's CSINode; what the API cannot show (mount counts) is a warning naming
-/// it. A class whose stop command fails: `setup`, naming the command's stderr; the kubelet is
+/// still in the node's CSINode, the volume staged and published once in the node's mount
+/// table (`testenv/kubelet mounts`). A class whose stop command fails: `setup`, naming the command's stderr; the kubelet is
 /// left running. A class without the commands: ignored, naming `disruption.kubelet`.
 #[test]
 fn kubelet_restart_and_pod_deleted_while_kubelet_down_pass_on_the_healthy_driver_and_a_failing_stop_is_setup()
@@ -679,11 +783,12 @@ fn kubelet_restart_and_pod_deleted_while_kubelet_down_pass_on_the_healthy_driver
             report["csinode_lists_driver_after"], true,
             "{check}: {report}"
         );
+        assert_mounted_once(check, live);
         assert!(
-            t["warnings"]
+            !t["warnings"]
                 .to_string()
                 .contains("staged and published exactly once was not checked"),
-            "{check}: the mount counts not read on Kubernetes must be named: {t}"
+            "{check}: the node's mount table was read (`disruption.node_mounts`): {t}"
         );
         eprintln!(
             "{check}: {:.1} s, {acked} acknowledged records verified",

@@ -831,19 +831,64 @@ fn verify_all(
     Ok(n)
 }
 
-/// Mounts staged/published exactly once, no orphan: else a problem line.
-fn check_mounts(vol: &dyn Volume, seen: &mut Seen, when: &str) -> Result<(), Failure> {
-    let counts = match vol.mount_counts() {
-        Ok(c) => c,
+/// How long after its restart a kubelet has to call NodeStageVolume and NodePublishVolume
+/// again for the running pods (it does once the driver registered with it again, seconds
+/// after its Lease is renewed): the mount counts are read until then, or until one is off.
+const SETTLE: Duration = Duration::from_secs(10);
+
+/// The volume's mount counts, or `None` where the platform cannot read them (the result
+/// says what was not checked: not a pass).
+fn read_mounts(
+    vol: &dyn Volume,
+    seen: &mut Seen,
+    when: &str,
+) -> Result<Option<Vec<crate::platform::MountCount>>, Failure> {
+    match vol.mount_counts() {
+        Ok(c) => Ok(Some(c)),
         Err(crate::platform::PlatformError::Unsupported(why)) => {
-            // Not a pass: the result says what was not checked.
             if !seen.not_checked.contains(&why) {
                 seen.not_checked.push(why);
             }
+            Ok(None)
+        }
+        Err(e) => Err(Failure::from(e).context(when)),
+    }
+}
+
+/// The mount counts right after a restart, read while every pod of the check still runs:
+/// the teardown of one pod's stacked mount unmounts the stack of every other mount of the
+/// volume in its peer group too, which would hide it. After a kubelet restart, read again
+/// every second until [`SETTLE`] has passed since `window_end` or a count is off.
+fn mounts_after_restart(
+    vol: &dyn Volume,
+    seen: &mut Seen,
+    kind: Kind,
+    window_end: Instant,
+) -> Result<(), Failure> {
+    let when = "after the restart";
+    loop {
+        let Some(counts) = read_mounts(vol, seen, when)? else {
+            return Ok(());
+        };
+        let off = counts.iter().any(|c| c.found != c.expected);
+        if off || kind != Kind::KubeletRestart || window_end.elapsed() >= SETTLE {
+            record_mounts(seen, when, counts);
             return Ok(());
         }
-        Err(e) => return Err(Failure::from(e).context(when)),
-    };
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Mounts staged/published exactly once, no orphan: else a problem line.
+fn check_mounts(vol: &dyn Volume, seen: &mut Seen, when: &str) -> Result<(), Failure> {
+    if let Some(counts) = read_mounts(vol, seen, when)? {
+        record_mounts(seen, when, counts);
+    }
+    Ok(())
+}
+
+/// Records one reading of the mount counts; each count that is off is a problem line.
+fn record_mounts(seen: &mut Seen, when: &str, counts: Vec<crate::platform::MountCount>) {
     seen.mounts.push(json!({"when": when, "counts": counts}));
     for c in &counts {
         if c.found != c.expected {
@@ -861,7 +906,6 @@ fn check_mounts(vol: &dyn Volume, seen: &mut Seen, when: &str) -> Result<(), Fai
             ));
         }
     }
-    Ok(())
 }
 
 /// A small write and its verify through the pod's mount: the volume is still usable.
@@ -1040,6 +1084,7 @@ fn roll(
     };
     let mut n = 1;
     let mut stream = start(ctx, vol, pod.as_mut(), n)?;
+    let mut window_end = Instant::now();
     std::thread::sleep(LEAD);
     let replace = |vol: &mut dyn Volume, step: Option<&crate::platform::UpgradeStep>| {
         let r = match (step, kind) {
@@ -1113,6 +1158,7 @@ fn roll(
         } else {
             match replace(vol, step) {
                 Ok(w) => {
+                    window_end = Instant::now();
                     // What the API showed across the kubelet's restart: findings.
                     if let Some(ps) = w.report["problems"].as_array() {
                         seen.upgrade_problems
@@ -1140,6 +1186,9 @@ fn roll(
         if kind != Kind::PodDeletedWhileKubeletDown {
             std::thread::sleep(LEAD);
         }
+    }
+    if matches!(kind, Kind::PluginKill | Kind::KubeletRestart) {
+        mounts_after_restart(vol, seen, kind, window_end)?;
     }
     let s = stop(ctx, stream)?;
     if seen.t0 == 0 {
@@ -1174,11 +1223,8 @@ fn roll(
         Ok(n) => seen.verified_in_place = n,
         Err(why) => seen.upgrade_problems.push(why),
     }
-    if matches!(kind, Kind::PluginKill | Kind::KubeletRestart) {
-        check_mounts(vol, seen, "after the restart")?;
-        if seen.data_problems.is_empty() {
-            usable(ctx, vol, pod.as_mut(), seen);
-        }
+    if matches!(kind, Kind::PluginKill | Kind::KubeletRestart) && seen.data_problems.is_empty() {
+        usable(ctx, vol, pod.as_mut(), seen);
     }
     // The new driver tears down and sets up the volume.
     let id = vol.id().to_string();
@@ -1408,6 +1454,10 @@ fn roll_lanes(
         }
         std::thread::sleep(LEAD);
     }
+    if kind == Kind::PluginKill {
+        // As on one node: the mount counts (a warning where the platform cannot read them).
+        mounts_after_restart(vol, seen, kind, Instant::now())?;
+    }
     for s in streams {
         let s = stop(ctx, s)?;
         seen.streams.push(s);
@@ -1442,9 +1492,7 @@ fn roll_lanes(
     }
     seen.verified_in_place = in_place;
     if kind == Kind::PluginKill {
-        // As on one node: the mount counts (a warning where the platform cannot read them),
-        // then each volume takes new data through the restarted plugin.
-        check_mounts(vol, seen, "after the restart")?;
+        // Each volume takes new data through the restarted plugin.
         if seen.data_problems.is_empty() {
             for (i, pod) in pods.iter_mut().enumerate() {
                 let before = seen.usable_after;

@@ -291,6 +291,16 @@ fn check_class(
             }
         }
     }
+    if let Some(cmd) = &class.disruption.node_mounts
+        && cmd.value.trim().is_empty()
+    {
+        return Err(ConfigError::new(
+            file,
+            Some(cmd.referenced.line()),
+            field("disruption.node_mounts"),
+            "is empty: give the shell command that prints the mount table of node $PVCHECK_NODE, or leave the field out",
+        ));
+    }
     if let Some(u) = &class.upgrade
         && u.command.is_none()
         && u.ready.is_some()

@@ -207,6 +207,13 @@ pub struct DisruptionSpec {
     /// has no node access of its own; unset, both checks are ignored naming this field.
     #[serde(default, skip_serializing)]
     pub kubelet: Option<KubeletCommands>,
+    /// Kubernetes: a shell command that prints the mount table of node `$PVCHECK_NODE` as its
+    /// kubelet sees it (/proc/PID/mountinfo lines; e.g. `ssh "$PVCHECK_NODE" cat
+    /// /proc/self/mountinfo`), run like the `kubelet` commands. With it the disruption checks
+    /// require the volume staged once, published once per pod, and no mount of it left by a
+    /// pod that is gone; unset, the trial says that was not checked.
+    #[serde(default, skip_serializing)]
+    pub node_mounts: Option<Spanned<String>>,
 }
 
 /// `disruption.kubelet`: two shell commands (`sh -c`, in the class file's directory, env

@@ -5,8 +5,6 @@
 //! Importable with `ctr images import` (which reads `io.containerd.image.name`) and
 //! `skopeo copy oci-archive:FILE …`. Deterministic: the same binary gives the same digests.
 
-use sha2::{Digest, Sha256};
-
 use super::tar::TarWriter;
 
 /// Which image: the agent's, or the runner's (pvcheck itself, for the nightly CronJob).
@@ -44,11 +42,6 @@ pub struct Written {
     pub layer_bytes: usize,
 }
 
-fn sha(b: &[u8]) -> String {
-    let h = Sha256::digest(b);
-    h.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 /// The layer tar.
 pub fn layer(kind: Kind, agent: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut t = TarWriter::new(Vec::new());
@@ -72,7 +65,7 @@ pub fn layer(kind: Kind, agent: &[u8]) -> std::io::Result<Vec<u8>> {
 pub fn write(spec: &ImageSpec<'_>, w: impl std::io::Write) -> std::io::Result<Written> {
     let layer = layer(spec.kind, spec.agent)?;
     let binary = spec.kind.binary();
-    let layer_digest = sha(&layer);
+    let layer_digest = crate::sys::sha256_hex(&layer);
     let config = serde_json::to_vec(&serde_json::json!({
         "created": "1970-01-01T00:00:00Z",
         "architecture": spec.arch,
@@ -89,7 +82,7 @@ pub fn write(spec: &ImageSpec<'_>, w: impl std::io::Write) -> std::io::Result<Wr
         "rootfs": { "type": "layers", "diff_ids": [format!("sha256:{layer_digest}")] },
         "history": [ { "created": "1970-01-01T00:00:00Z", "created_by": "pvcheck image export" } ],
     }))?;
-    let config_digest = sha(&config);
+    let config_digest = crate::sys::sha256_hex(&config);
     let manifest = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -104,7 +97,7 @@ pub fn write(spec: &ImageSpec<'_>, w: impl std::io::Write) -> std::io::Result<Wr
             "size": layer.len(),
         } ],
     }))?;
-    let manifest_digest = sha(&manifest);
+    let manifest_digest = crate::sys::sha256_hex(&manifest);
     let tag = spec
         .reference
         .rsplit_once(':')

@@ -140,7 +140,7 @@ pub struct Args {
     #[arg(long, default_value_t = 1 << 30)]
     pub default_volume_size: i64,
     /// Inject a fault (repeatable): publish-without-mount, lose-tail-at-unstage,
-    /// bitflip-on-start, ok-for-unknown, not-idempotent, hang. Also PVCHECK_TEST_CSI_FAULTS=a,b
+    /// bitflip-on-start, ok-for-unknown, not-idempotent, hang, stack-mounts. Also PVCHECK_TEST_CSI_FAULTS=a,b
     #[arg(long = "fault", value_name = "NAME")]
     pub faults: Vec<String>,
     /// Byte offset bitflip-on-start flips in each volume (default: the middle; skipped with a

@@ -22,16 +22,22 @@ pub enum Fault {
     NotIdempotent,
     /// Every Node call after the first NodePublishVolume never returns.
     Hang,
+    /// NodeStageVolume and NodePublishVolume of a volume already staged or published at the
+    /// same path mount it again on top and answer OK: no "already mounted?" check, so every
+    /// kubelet restart (which calls both again for each running pod) stacks one more mount
+    /// (spiffe-csi #331, aws-ebs-csi-driver #1007). Teardown unmounts every layer.
+    StackMounts,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 6] = [
+    pub const ALL: [Fault; 7] = [
         Fault::PublishWithoutMount,
         Fault::LoseTailAtUnstage,
         Fault::BitflipOnStart,
         Fault::OkForUnknown,
         Fault::NotIdempotent,
         Fault::Hang,
+        Fault::StackMounts,
     ];
 
     pub fn name(self) -> &'static str {
@@ -42,6 +48,7 @@ impl Fault {
             Fault::OkForUnknown => "ok-for-unknown",
             Fault::NotIdempotent => "not-idempotent",
             Fault::Hang => "hang",
+            Fault::StackMounts => "stack-mounts",
         }
     }
 }

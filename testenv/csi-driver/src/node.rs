@@ -112,6 +112,21 @@ impl NodeService {
     }
 
     /// The device or directory a staged volume is published from.
+    /// The `stack-mounts` fault: `path` (staged or published already) bound onto itself, one
+    /// more mount on top of what is there.
+    fn stack(&self, id: &str, call: &str, path: &Path, readonly: bool) -> Result<(), Status> {
+        mounts::bind(path, path, readonly)
+            .map_err(|e| io_internal(format_args!("bind {} on itself", path.display()), e))?;
+        self.0.log_fault(
+            Fault::StackMounts,
+            format_args!(
+                "second {call} of {id} at {}: mounted it again on top",
+                path.display()
+            ),
+        );
+        Ok(())
+    }
+
     fn publish_source(&self, v: &Volume, staging: &Staging) -> Result<PathBuf, Status> {
         match (&staging.access, v.kind) {
             (Access::Block, _) => staging.loop_device.clone().ok_or_else(|| {
@@ -204,6 +219,9 @@ impl Node for NodeService {
         if let Some(existing) = &v.staging {
             if existing.staging_path == staging_path {
                 if same_access_type(&existing.access, &access) {
+                    if self.0.fault(Fault::StackMounts) {
+                        self.stack(&v.id, "NodeStageVolume", &staging_path, false)?;
+                    }
                     return Ok(Response::new(csi::NodeStageVolumeResponse {}));
                 }
                 return Err(Status::already_exists(format!(
@@ -390,6 +408,9 @@ impl Node for NodeService {
                 )));
             }
             if existing.readonly == readonly && same_access_type(&existing.access, &access) {
+                if self.0.fault(Fault::StackMounts) {
+                    self.stack(&v.id, "NodePublishVolume", &target, readonly)?;
+                }
                 return Ok(Response::new(csi::NodePublishVolumeResponse {}));
             }
             return Err(Status::already_exists(format!(

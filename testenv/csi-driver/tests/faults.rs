@@ -222,6 +222,40 @@ async fn not_idempotent_makes_a_second_volume_and_fails_a_second_publish() {
     assert_eq!(driver.stop(), 0);
 }
 
+/// How many mounts are at `path` (stacked, one over the other).
+fn mounts_at(path: &std::path::Path) -> usize {
+    let path = std::fs::canonicalize(path).unwrap();
+    mounts_under(&path)
+        .into_iter()
+        .filter(|m| *m == path)
+        .count()
+}
+
+#[tokio::test]
+async fn stack_mounts_mounts_a_repeated_stage_and_publish_again_on_top_and_tears_all_down() {
+    if !root_or_skip("stack-mounts") {
+        return;
+    }
+    let sb = Sandbox::new();
+    let mut driver = DriverProcess::start(&sb, &["--fault=stack-mounts"]);
+    let mut c = driver.client().await;
+    let vol = c.create("v", 1 << 20, mount_cap()).await;
+    let (s, t) = (sb.path("s"), sb.path("t"));
+    c.stage_publish(&vol.volume_id, &s, &t, mount_cap()).await;
+    assert_eq!((mounts_at(&s), mounts_at(&t)), (1, 1));
+    // What a restarted kubelet does for a running pod: both calls again, answered OK.
+    c.stage_publish(&vol.volume_id, &s, &t, mount_cap()).await;
+    assert_eq!((mounts_at(&s), mounts_at(&t)), (2, 2));
+    let log = driver.log();
+    assert!(
+        log.contains("FAULT stack-mounts: second NodePublishVolume of"),
+        "{log}"
+    );
+    c.unpublish_unstage(&vol.volume_id, &s, &t).await;
+    assert_clean(&sb);
+    assert_eq!(driver.stop(), 0);
+}
+
 #[tokio::test]
 async fn hang_blocks_every_node_call_after_the_first_publish_but_not_identity_or_stop() {
     if !root_or_skip("hang") {

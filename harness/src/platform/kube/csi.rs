@@ -1,4 +1,4 @@
-//! What the API says of CSI on a volume and a node: the CSI driver of a PV, and the drivers
+//! What the API says of CSI on a volume and a node: the CSI driver (and handle) of a PV, and the drivers
 //! a node's CSINode lists (those the node's kubelet registered). Read by the kubelet checks,
 //! the node plugin's replacement and a pod deletion that did not finish.
 
@@ -14,6 +14,14 @@ pub async fn driver_of_pv(
     client: &kube::Client,
     pv: &str,
 ) -> Result<Option<String>, PlatformError> {
+    Ok(source_of_pv(client, pv).await?.map(|(driver, _)| driver))
+}
+
+/// The CSI driver and volume handle of PV `pv`; `None` where it is not a CSI volume.
+pub async fn source_of_pv(
+    client: &kube::Client,
+    pv: &str,
+) -> Result<Option<(String, String)>, PlatformError> {
     let pvs: Api<PersistentVolume> = Api::all(client.clone());
     Ok(pvs
         .get(pv)
@@ -21,7 +29,7 @@ pub async fn driver_of_pv(
         .map_err(|e| api_error(&format!("reading PV {pv}"), e))?
         .spec
         .and_then(|s| s.csi)
-        .map(|c| c.driver))
+        .map(|c| (c.driver, c.volume_handle)))
 }
 
 /// Whether CSINode `c` lists `driver` (no CSINode lists nothing).

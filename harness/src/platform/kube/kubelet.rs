@@ -92,6 +92,19 @@ fn run_command(
     cmd: &str,
     node: &str,
 ) -> Result<Value, (Value, PlatformError)> {
+    node_command(vol, &format!("disruption.kubelet.{which}"), cmd, node).map(|(rec, _)| rec)
+}
+
+/// Runs a class's command for node `node` (field `field`: `sh -c`, in the class file's
+/// directory, env `PVCHECK_NODE`, `PVCHECK_CLASS`, `PVCHECK_RUN_ID`, `KUBECONFIG`, within
+/// `timeouts.upgrade`); its record (command, exit status, seconds, last lines) and its
+/// stdout, or a `Command` error naming its stderr.
+pub fn node_command(
+    vol: &KubeVolume,
+    field: &str,
+    cmd: &str,
+    node: &str,
+) -> Result<(Value, Vec<u8>), (Value, PlatformError)> {
     let shared = &vol.ctx.shared;
     let mut c = std::process::Command::new("sh");
     c.arg("-c")
@@ -106,7 +119,6 @@ fn run_command(
         c.current_dir(d);
     }
     let start = Instant::now();
-    let field = format!("disruption.kubelet.{which}");
     let out = match crate::sys::run(&mut c, vol.ctx.timeouts.upgrade) {
         Ok(o) => o,
         Err(e) => {
@@ -138,7 +150,7 @@ fn run_command(
         };
         return Err((rec, e));
     }
-    Ok(rec)
+    Ok((rec, out.stdout))
 }
 
 /// The PV's CSI driver, its attachments, and whether the node's CSINode lists the driver.

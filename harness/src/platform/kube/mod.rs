@@ -40,6 +40,7 @@ pub mod kubelet;
 pub mod labels;
 pub mod logs;
 pub mod namespace;
+pub mod node_mounts;
 pub mod node_plugin;
 pub mod phase;
 pub mod pod;

@@ -10,33 +10,7 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-/// One line of /proc/self/mountinfo.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountEntry {
-    pub major: u32,
-    pub minor: u32,
-    pub mount_point: PathBuf,
-    pub fs_type: String,
-    pub source: String,
-}
-
-pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
-    text.lines()
-        .filter_map(|line| {
-            let (pre, post) = line.split_once(" - ")?;
-            let f: Vec<&str> = pre.split(' ').collect();
-            let (major, minor) = f.get(2)?.split_once(':')?;
-            let p: Vec<&str> = post.split(' ').collect();
-            Some(MountEntry {
-                major: major.parse().ok()?,
-                minor: minor.parse().ok()?,
-                mount_point: PathBuf::from(crate::sys::unescape_mount(f.get(4)?)),
-                fs_type: p.first()?.to_string(),
-                source: crate::sys::unescape_mount(p.get(1).unwrap_or(&"")),
-            })
-        })
-        .collect()
-}
+pub use crate::sys::{MountEntry, parse_mountinfo};
 
 /// The live checks' mount counts of one volume: each of `places` (`staging`, `published`)
 /// mounted exactly once, and anything else mounted under `root` (the volume's kubelet

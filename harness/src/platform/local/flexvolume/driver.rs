@@ -315,10 +315,8 @@ pub struct DriverIdentity {
 }
 
 pub fn identity(path: &Path) -> std::io::Result<DriverIdentity> {
-    use sha2::{Digest, Sha256};
     let bytes = std::fs::read(path)?;
-    let digest = Sha256::digest(&bytes);
-    let sha256 = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let sha256 = crate::sys::sha256_hex(&bytes);
     let args = ["--version".to_string()];
     let inv = Invocation {
         program: path,

@@ -149,9 +149,9 @@ pub fn mount_points() -> Vec<PathBuf> {
     let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return Vec::new();
     };
-    text.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| PathBuf::from(unescape_mount(p)))
+    parse_mountinfo(&text)
+        .into_iter()
+        .map(|e| e.mount_point)
         .collect()
 }
 
@@ -175,13 +175,15 @@ pub fn mount_options(path: &Path) -> Option<String> {
     Some(all.join(","))
 }
 
+/// `bytes` in lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// sha256 of `bytes`, in lower-case hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(bytes))
 }
 
 /// One line of a mountinfo table (/proc/PID/mountinfo).

@@ -203,7 +203,7 @@ struct RunCtx {
 fn new_run_id() -> String {
     let mut b = [0u8; 4];
     rand::fill(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    crate::sys::hex(&b)
 }
 
 fn trial(p: Planned, ctx: Option<Arc<RunCtx>>) -> Trial {

@@ -45,21 +45,22 @@ pub struct Mounts<'a> {
     pub leaving: &'a [String],
 }
 
+/// A path's components.
+fn parts(path: &Path) -> Vec<&str> {
+    path.components()
+        .filter_map(|c| c.as_os_str().to_str())
+        .collect()
+}
+
 /// The end of a path, component by component.
 fn ends_with(path: &Path, tail: &[&str]) -> bool {
-    let parts: Vec<&str> = path
-        .components()
-        .filter_map(|c| c.as_os_str().to_str())
-        .collect();
+    let parts = parts(path);
     parts.len() > tail.len() && parts[parts.len() - tail.len()..] == *tail
 }
 
 /// The pod UID of a pod's mount of `pv`: `…/pods/<uid>/volumes/kubernetes.io~csi/<pv>/mount`.
 fn pod_of(path: &Path, pv: &str) -> Option<String> {
-    let parts: Vec<&str> = path
-        .components()
-        .filter_map(|c| c.as_os_str().to_str())
-        .collect();
+    let parts = parts(path);
     let n = parts.len();
     (n >= 6
         && parts[n - 6] == "pods"
@@ -95,6 +96,7 @@ pub fn count(entries: &[MountEntry], v: &Mounts) -> Vec<MountCount> {
     };
     // Every place once, in the table's order.
     let mut places: BTreeMap<PathBuf, (String, usize)> = BTreeMap::new();
+    let mut published = Vec::new();
     for e in entries {
         let p = &e.mount_point;
         let (role, expected) = if staging(p) {
@@ -107,6 +109,7 @@ pub fn count(entries: &[MountEntry], v: &Mounts) -> Vec<MountCount> {
             }
         } else if let Some(uid) = pod_of(p, v.pv) {
             if v.running.contains(&uid) {
+                published.push(uid);
                 ("published", 1)
             } else if v.leaving.contains(&uid) {
                 continue;
@@ -128,17 +131,13 @@ pub fn count(entries: &[MountEntry], v: &Mounts) -> Vec<MountCount> {
         })
         .collect();
     // A running pod whose mount is not in the table at all.
-    for uid in v.running {
-        if !out.iter().any(|c| {
-            c.role == "published" && pod_of(Path::new(&c.path), v.pv).as_ref() == Some(uid)
-        }) {
-            out.push(MountCount {
-                role: "published".into(),
-                path: format!("…/pods/{uid}/volumes/kubernetes.io~csi/{}/mount", v.pv),
-                found: 0,
-                expected: 1,
-            });
-        }
+    for uid in v.running.iter().filter(|u| !published.contains(u)) {
+        out.push(MountCount {
+            role: "published".into(),
+            path: format!("…/pods/{uid}/volumes/kubernetes.io~csi/{}/mount", v.pv),
+            found: 0,
+            expected: 1,
+        });
     }
     out
 }
@@ -149,23 +148,10 @@ pub fn count(entries: &[MountEntry], v: &Mounts) -> Vec<MountCount> {
 const ORPHAN_GRACE: Duration = Duration::from_secs(30);
 
 /// The volume's mounts on the node of its last pod, from the class's command; while a mount
-/// of a pod that is gone is there, read again (every second, up to [`ORPHAN_GRACE`]).
+/// of a pod that is gone is there, read again (every second, up to [`ORPHAN_GRACE`]). The
+/// command, the node and the PV's driver and handle are looked up once; each reading lists
+/// the pods, then runs the command.
 pub fn of(vol: &KubeVolume) -> Result<Vec<MountCount>, PlatformError> {
-    let since = Instant::now();
-    loop {
-        let counts = read(vol)?;
-        let orphans = counts
-            .iter()
-            .any(|c| c.role == "orphaned" && c.found > c.expected);
-        if !orphans || since.elapsed() >= ORPHAN_GRACE {
-            return Ok(counts);
-        }
-        std::thread::sleep(Duration::from_secs(1));
-    }
-}
-
-/// One reading of the volume's mounts (see [`of`]).
-fn read(vol: &KubeVolume) -> Result<Vec<MountCount>, PlatformError> {
     let Some(cmd) = vol.class.disruption.node_mounts.as_ref() else {
         return Err(PlatformError::Unsupported(format!(
             "staged and published exactly once was not checked: on Kubernetes that needs the node's mount table, which pvcheck's restricted pods cannot read; the class gives no `{FIELD}` command to print it"
@@ -183,73 +169,95 @@ fn read(vol: &KubeVolume) -> Result<Vec<MountCount>, PlatformError> {
         )));
     };
     let ctx = vol.ctx.clone();
-    let (source, pods) = ctx.shared.conn.block_on(async {
-        let source = super::csi::source_of_pv(&ctx.client, pv).await?;
-        let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.shared.namespace);
-        let pods = api.list(&Default::default()).await.map_err(|e| {
+    let Some((driver, handle)) = ctx
+        .shared
+        .conn
+        .block_on(super::csi::source_of_pv(&ctx.client, pv))?
+    else {
+        return Err(PlatformError::Unsupported(format!(
+            "staged and published exactly once was not checked: PV {pv} is not a CSI volume"
+        )));
+    };
+    let since = Instant::now();
+    loop {
+        let (running, leaving) = pods_on(vol, node)?;
+        let (_, stdout) =
+            super::kubelet::node_command(vol, FIELD, &cmd.value, node).map_err(|(_, e)| e)?;
+        let entries = crate::sys::parse_mountinfo(&String::from_utf8_lossy(&stdout));
+        if entries.is_empty() {
+            // A command that printed nothing readable must not pass as "nothing mounted".
+            return Err(PlatformError::Command {
+                command: format!("{FIELD} {:?} (node {node})", cmd.value),
+                status: "exit status 0".into(),
+                stderr: format!(
+                    "printed no mountinfo line ({} bytes): expected the node's /proc/PID/mountinfo",
+                    stdout.len()
+                ),
+            });
+        }
+        let counts = count(
+            &entries,
+            &Mounts {
+                driver: &driver,
+                handle: &handle,
+                pv,
+                running: &running,
+                leaving: &leaving,
+            },
+        );
+        let orphans = counts
+            .iter()
+            .any(|c| c.role == "orphaned" && c.found > c.expected);
+        if !orphans || since.elapsed() >= ORPHAN_GRACE {
+            return Ok(counts);
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// The UIDs of the run's pods on `node` that use the volume: those running, and the others
+/// still in the API (see [`Mounts`]).
+fn pods_on(vol: &KubeVolume, node: &str) -> Result<(Vec<String>, Vec<String>), PlatformError> {
+    let ctx = &vol.ctx;
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.shared.namespace);
+    let pods = ctx
+        .shared
+        .conn
+        .block_on(api.list(&Default::default()))
+        .map_err(|e| {
             super::agent_pod::api_error(
                 &format!("listing the pods of namespace {}", ctx.shared.namespace),
                 e,
             )
         })?;
-        let uses = |p: &Pod| {
-            p.spec.as_ref().is_some_and(|s| {
-                s.node_name.as_deref() == Some(node)
-                    && s.volumes.iter().flatten().any(|v| {
-                        v.persistent_volume_claim
-                            .as_ref()
-                            .is_some_and(|c| c.claim_name == ctx.pvc)
-                    })
-            })
-        };
-        let runs = |p: &Pod| {
-            p.metadata.deletion_timestamp.is_none()
-                && p.status
-                    .as_ref()
-                    .and_then(|s| s.phase.as_deref())
-                    .is_some_and(|ph| ph == "Running" || ph == "Pending")
-        };
-        let (mut running, mut leaving) = (Vec::new(), Vec::new());
-        for p in pods.items.iter().filter(|p| uses(p)) {
-            if let Some(uid) = p.metadata.uid.clone() {
-                if runs(p) {
-                    running.push(uid);
-                } else {
-                    leaving.push(uid);
-                }
+    let uses = |p: &Pod| {
+        p.spec.as_ref().is_some_and(|s| {
+            s.node_name.as_deref() == Some(node)
+                && s.volumes.iter().flatten().any(|v| {
+                    v.persistent_volume_claim
+                        .as_ref()
+                        .is_some_and(|c| c.claim_name == ctx.pvc)
+                })
+        })
+    };
+    let runs = |p: &Pod| {
+        p.metadata.deletion_timestamp.is_none()
+            && p.status
+                .as_ref()
+                .and_then(|s| s.phase.as_deref())
+                .is_some_and(|ph| ph == "Running" || ph == "Pending")
+    };
+    let (mut running, mut leaving) = (Vec::new(), Vec::new());
+    for p in pods.items.iter().filter(|p| uses(p)) {
+        if let Some(uid) = p.metadata.uid.clone() {
+            if runs(p) {
+                running.push(uid);
+            } else {
+                leaving.push(uid);
             }
         }
-        Ok::<_, PlatformError>((source, (running, leaving)))
-    })?;
-    let Some((driver, handle)) = source else {
-        return Err(PlatformError::Unsupported(format!(
-            "staged and published exactly once was not checked: PV {pv} is not a CSI volume"
-        )));
-    };
-    let (_, stdout) =
-        super::kubelet::node_command(vol, FIELD, &cmd.value, node).map_err(|(_, e)| e)?;
-    let entries = crate::sys::parse_mountinfo(&String::from_utf8_lossy(&stdout));
-    if entries.is_empty() {
-        // A command that printed nothing readable must not pass as "nothing mounted".
-        return Err(PlatformError::Command {
-            command: format!("{FIELD} {:?} (node {node})", cmd.value),
-            status: "exit status 0".into(),
-            stderr: format!(
-                "printed no mountinfo line ({} bytes): expected the node's /proc/PID/mountinfo",
-                stdout.len()
-            ),
-        });
     }
-    Ok(count(
-        &entries,
-        &Mounts {
-            driver: &driver,
-            handle: &handle,
-            pv,
-            running: &pods.0,
-            leaving: &pods.1,
-        },
-    ))
+    Ok((running, leaving))
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@
 //! acknowledged and verified.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -46,6 +46,9 @@ use crate::report::results::FailureCategory;
 
 /// Steady writing before the first replacement and after each one.
 const LEAD: Duration = Duration::from_secs(3);
+/// How long a fresh stream may take to acknowledge its first record, or to say why it cannot
+/// (an error, a stall, a full volume), before pvcheck gives up on the window (`setup`).
+const FIRST_ACK: Duration = Duration::from_secs(60);
 /// A write or probe longer than this is a stall (the agent's `live::STALL`).
 const STALL_S: f64 = 30.0;
 /// … and longer than this a hang.
@@ -261,6 +264,69 @@ fn start(ctx: &CheckCtx, vol: &dyn Volume, pod: &mut dyn Pod, n: usize) -> Resul
         spawned: Instant::now(),
         n,
     })
+}
+
+/// What a running stream's output shows so far: acknowledged records, and whether it reported
+/// anything that explains their absence (an event other than its start or a slow operation).
+fn so_far(out: &Path) -> (u64, bool) {
+    let text = std::fs::read_to_string(out).unwrap_or_default();
+    let mut records = 0;
+    let mut said = false;
+    for line in text.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
+        if line.starts_with("{\"record\"") {
+            records += 1;
+        } else if let Ok(v) = serde_json::from_str::<Value>(line)
+            && let Some(kind) = v["event"]["kind"].as_str()
+        {
+            said |= kind != "start" && kind != "slow";
+        }
+    }
+    (records, said)
+}
+
+/// Waits, before a window, until every fresh stream of `streams` has acknowledged a record or
+/// said why it cannot (its errors, stall or full volume are then judged as usual), then lets
+/// them write on for what is left of [`LEAD`] (at least a second). A window opened before the
+/// first acknowledgement tests nothing: a driver that drops acknowledged writes at a restart
+/// passed so on the cluster when the agent's pod was slow to start (CI stop 31).
+fn lead_in(streams: &[&Stream]) -> Result<(), Failure> {
+    let began = Instant::now();
+    for s in streams {
+        loop {
+            let (records, said) = so_far(&s.out);
+            if records > 0 || said {
+                break;
+            }
+            if s.spawned.elapsed() > FIRST_ACK {
+                return Err(Failure::setup(format!(
+                    "the live stream{} acknowledged no record and reported nothing within {} s of its start: no window was opened, nothing of the driver was tested (its output: {})",
+                    s.node
+                        .as_deref()
+                        .map(|n| format!(" on node {n}"))
+                        .unwrap_or_default(),
+                    FIRST_ACK.as_secs(),
+                    s.out.display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    std::thread::sleep(
+        LEAD.saturating_sub(began.elapsed())
+            .max(Duration::from_secs(1)),
+    );
+    Ok(())
+}
+
+/// [`lead_in`] for the streams from `fresh` on; when it fails, every stream is stopped.
+fn lead_in_lanes(ctx: &CheckCtx, streams: &mut Vec<Stream>, fresh: usize) -> Result<(), Failure> {
+    let r = lead_in(&streams[fresh..].iter().collect::<Vec<_>>());
+    if r.is_err() {
+        for s in streams.drain(..) {
+            let _ = stop(ctx, s);
+        }
+    }
+    r
 }
 
 fn stop(ctx: &CheckCtx, mut s: Stream) -> Result<Streamed, Failure> {
@@ -1085,7 +1151,10 @@ fn roll(
     let mut n = 1;
     let mut stream = start(ctx, vol, pod.as_mut(), n)?;
     let mut window_end = Instant::now();
-    std::thread::sleep(LEAD);
+    if let Err(f) = lead_in(&[&stream]) {
+        let _ = stop(ctx, stream);
+        return Err(f);
+    }
     let replace = |vol: &mut dyn Volume, step: Option<&crate::platform::UpgradeStep>| {
         let r = match (step, kind) {
             (Some(s), _) => vol.upgrade_live(s),
@@ -1155,6 +1224,11 @@ fn roll(
                 .ok_or_else(|| Failure::setup("the drained upgrade brought no pod back"))?;
             n += 1;
             stream = start(ctx, vol, pod.as_mut(), n)?;
+            if let Err(f) = lead_in(&[&stream]) {
+                let _ = stop(ctx, stream);
+                return Err(f);
+            }
+            continue;
         } else {
             match replace(vol, step) {
                 Ok(w) => {
@@ -1385,7 +1459,7 @@ fn roll_lanes(
         let v = lane(vol, extras, i);
         streams.push(start(ctx, v, pod.as_mut(), i + 1)?);
     }
-    std::thread::sleep(LEAD);
+    lead_in_lanes(ctx, &mut streams, 0)?;
     // The upgrade's steps, or the one kill of the node plugins.
     let rounds: Vec<Option<&crate::platform::UpgradeStep>> = match kind {
         Kind::LiveUpgrade => steps.iter().map(Some).collect(),
@@ -1409,6 +1483,7 @@ fn roll_lanes(
                 return Ok(Some(why));
             }
             seen.windows.extend(ws);
+            let fresh = streams.len();
             for (i, pod) in pods.iter_mut().enumerate() {
                 let v = lane(vol, extras, i);
                 streams.push(start(
@@ -1418,7 +1493,7 @@ fn roll_lanes(
                     (round + 1) * MAX_AGENTS + i + 1,
                 )?);
             }
-            std::thread::sleep(LEAD);
+            lead_in_lanes(ctx, &mut streams, fresh)?;
             continue;
         }
         let r = match step {
@@ -1693,6 +1768,36 @@ mod tests {
             new_answered_ms: began + 400,
             node: None,
             report: Value::Null,
+        }
+    }
+
+    /// CI stop 31: a window opened before the agent's first acknowledgement tested nothing.
+    /// What a running stream has said is read from its output as it grows: only whole record
+    /// lines count, and its start (or a slow write) does not explain an absence of records.
+    #[test]
+    fn a_window_waits_for_the_first_acknowledged_record_or_a_reason_for_none() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("live-1.out");
+        assert_eq!(so_far(&out), (0, false), "no output yet");
+        let header = "{\"acks\":1}\n";
+        let start = "{\"event\":{\"kind\":\"start\",\"at_ms\":1}}\n";
+        let slow = "{\"event\":{\"kind\":\"slow\",\"op\":\"fsync\",\"at_ms\":2,\"ms\":900}}\n";
+        std::fs::write(&out, format!("{header}{start}{slow}{{\"record\":0}}")).unwrap();
+        assert_eq!(
+            so_far(&out),
+            (0, false),
+            "a record cut mid-line is not acknowledged"
+        );
+        std::fs::write(
+            &out,
+            format!("{header}{start}{{\"record\":0}}\n{{\"record\":1}}\n"),
+        )
+        .unwrap();
+        assert_eq!(so_far(&out), (2, false));
+        for kind in ["error", "stall", "full", "end"] {
+            let said = format!("{{\"event\":{{\"kind\":\"{kind}\",\"at_ms\":3}}}}\n");
+            std::fs::write(&out, format!("{header}{start}{said}")).unwrap();
+            assert_eq!(so_far(&out), (0, true), "{kind}");
         }
     }
 

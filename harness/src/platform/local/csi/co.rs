@@ -327,10 +327,15 @@ impl<'a> Co<'a> {
             volume_id: volume_id.into(),
             staging_target_path: staging.display().to_string(),
         };
-        self.client
-            .call(Call::NodeUnstageVolume, req, |ch, r| async move {
-                NodeClient::new(ch).node_unstage_volume(r).await
-            })?;
+        // Retried as the unpublish is: a FUSE staging mount stays busy for a moment after the
+        // last publication goes (CI stop 30: EBUSY once, then fine).
+        retry_busy(|| {
+            self.client
+                .call(Call::NodeUnstageVolume, req.clone(), |ch, r| async move {
+                    NodeClient::new(ch).node_unstage_volume(r).await
+                })
+                .map(|_| ())
+        })?;
         let left = mounts_at(staging);
         if left > 0 {
             return Err(CsiError::Kernel {
@@ -670,7 +675,7 @@ pub fn mounts_at(p: &Path) -> usize {
         .count()
 }
 
-/// kubelet retries a failed unmount: the usual cause is "target is busy" for a moment after
+/// kubelet retries a failed unmount (NodeUnpublishVolume, NodeUnstageVolume): the usual cause is "target is busy" for a moment after
 /// the pod's processes end. Retried only for codes that say so (Internal, Unavailable, Aborted).
 fn retry_busy(mut f: impl FnMut() -> Result<(), CsiError>) -> Result<(), CsiError> {
     let deadline = Instant::now() + Duration::from_secs(6);

@@ -1261,14 +1261,18 @@ fn roll(
             std::thread::sleep(LEAD);
         }
     }
-    if matches!(kind, Kind::PluginKill | Kind::KubeletRestart) {
-        mounts_after_restart(vol, seen, kind, window_end)?;
-    }
+    // Read while the stream still writes; a failed read is returned once its figures are kept.
+    let counted = if matches!(kind, Kind::PluginKill | Kind::KubeletRestart) {
+        mounts_after_restart(vol, seen, kind, window_end)
+    } else {
+        Ok(())
+    };
     let s = stop(ctx, stream)?;
     if seen.t0 == 0 {
         seen.t0 = s.started_ms;
     }
     seen.streams.push(s);
+    counted?;
     match room(seen) {
         Room::Enough => {}
         Room::NoneAtAll => return Err(no_room()),
@@ -1529,15 +1533,19 @@ fn roll_lanes(
         }
         std::thread::sleep(LEAD);
     }
-    if kind == Kind::PluginKill {
-        // As on one node: the mount counts (a warning where the platform cannot read them).
-        mounts_after_restart(vol, seen, kind, Instant::now())?;
-    }
+    // As on one node: the mount counts (a warning where the platform cannot read them), read
+    // while the streams still write; a failed read is returned once their figures are kept.
+    let counted = if kind == Kind::PluginKill {
+        mounts_after_restart(vol, seen, kind, Instant::now())
+    } else {
+        Ok(())
+    };
     for s in streams {
         let s = stop(ctx, s)?;
         seen.streams.push(s);
     }
     seen.t0 = seen.streams.iter().map(|s| s.started_ms).min().unwrap_or(0);
+    counted?;
     match room(seen) {
         Room::Enough => {}
         Room::NoneAtAll => return Err(no_room()),

@@ -288,7 +288,7 @@ fn so_far(out: &Path) -> (u64, bool) {
 /// said why it cannot (its errors, stall or full volume are then judged as usual), then lets
 /// them write on for what is left of [`LEAD`] (at least a second). A window opened before the
 /// first acknowledgement tests nothing: a driver that drops acknowledged writes at a restart
-/// passed so on the cluster when the agent's pod was slow to start (CI stop 31).
+/// would pass it whenever the agent's first write is slow (a pod slow to start, a busy disk).
 fn lead_in(streams: &[&Stream]) -> Result<(), Failure> {
     let began = Instant::now();
     for s in streams {
@@ -1779,8 +1779,8 @@ mod tests {
         }
     }
 
-    /// CI stop 31: a window opened before the agent's first acknowledgement tested nothing.
-    /// What a running stream has said is read from its output as it grows: only whole record
+    /// A window opened before the agent's first acknowledgement would test nothing. What a
+    /// running stream has said is read from its output as it grows: only whole record
     /// lines count, and its start (or a slow write) does not explain an absence of records.
     #[test]
     fn a_window_waits_for_the_first_acknowledged_record_or_a_reason_for_none() {

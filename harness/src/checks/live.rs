@@ -318,15 +318,34 @@ fn lead_in(streams: &[&Stream]) -> Result<(), Failure> {
     Ok(())
 }
 
-/// [`lead_in`] for the streams from `fresh` on; when it fails, every stream is stopped.
-fn lead_in_lanes(ctx: &CheckCtx, streams: &mut Vec<Stream>, fresh: usize) -> Result<(), Failure> {
-    let r = lead_in(&streams[fresh..].iter().collect::<Vec<_>>());
-    if r.is_err() {
-        for s in streams.drain(..) {
-            let _ = stop(ctx, s);
+/// [`lead_in`] for the streams from `fresh` on; when it fails, every stream is stopped
+/// ([`abandon`]).
+fn lead_in_lanes(
+    ctx: &CheckCtx,
+    streams: &mut Vec<Stream>,
+    fresh: usize,
+    seen: &mut Seen,
+) -> Result<(), Failure> {
+    lead_in(&streams[fresh..].iter().collect::<Vec<_>>())
+        .map_err(|f| abandon(ctx, std::mem::take(streams), seen, f))
+}
+
+/// Stops `streams` after a failed [`lead_in`], keeping their figures in `seen`: the failure is
+/// the stream's own when one ended by itself (its exit and stderr say more), else `f`.
+fn abandon(ctx: &CheckCtx, streams: Vec<Stream>, seen: &mut Seen, f: Failure) -> Failure {
+    let mut first = None;
+    for s in streams {
+        match stop(ctx, s) {
+            Ok(s) => seen.streams.push(s),
+            Err(e) => {
+                first.get_or_insert(e);
+            }
         }
     }
-    r
+    if seen.t0 == 0 {
+        seen.t0 = seen.streams.iter().map(|s| s.started_ms).min().unwrap_or(0);
+    }
+    first.unwrap_or(f)
 }
 
 fn stop(ctx: &CheckCtx, mut s: Stream) -> Result<Streamed, Failure> {
@@ -1152,8 +1171,7 @@ fn roll(
     let mut stream = start(ctx, vol, pod.as_mut(), n)?;
     let mut window_end = Instant::now();
     if let Err(f) = lead_in(&[&stream]) {
-        let _ = stop(ctx, stream);
-        return Err(f);
+        return Err(abandon(ctx, vec![stream], seen, f));
     }
     let replace = |vol: &mut dyn Volume, step: Option<&crate::platform::UpgradeStep>| {
         let r = match (step, kind) {
@@ -1225,8 +1243,7 @@ fn roll(
             n += 1;
             stream = start(ctx, vol, pod.as_mut(), n)?;
             if let Err(f) = lead_in(&[&stream]) {
-                let _ = stop(ctx, stream);
-                return Err(f);
+                return Err(abandon(ctx, vec![stream], seen, f));
             }
             continue;
         } else {
@@ -1463,7 +1480,7 @@ fn roll_lanes(
         let v = lane(vol, extras, i);
         streams.push(start(ctx, v, pod.as_mut(), i + 1)?);
     }
-    lead_in_lanes(ctx, &mut streams, 0)?;
+    lead_in_lanes(ctx, &mut streams, 0, seen)?;
     // The upgrade's steps, or the one kill of the node plugins.
     let rounds: Vec<Option<&crate::platform::UpgradeStep>> = match kind {
         Kind::LiveUpgrade => steps.iter().map(Some).collect(),
@@ -1497,7 +1514,7 @@ fn roll_lanes(
                     (round + 1) * MAX_AGENTS + i + 1,
                 )?);
             }
-            lead_in_lanes(ctx, &mut streams, fresh)?;
+            lead_in_lanes(ctx, &mut streams, fresh, seen)?;
             continue;
         }
         let r = match step {

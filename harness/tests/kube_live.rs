@@ -171,7 +171,8 @@ fn run_leaving_nothing(kc: &str, env: &Env, args: &[String]) -> (std::process::O
 }
 
 /// A test holding the cluster's one driver, switched to a data path and put back on bind
-/// mounts however the test ends ([`BackToBind`]), with a scratch environment and the class file ([`class_file`]) of class `class`.
+/// mounts however the test ends ([`BackToBind`]), with a scratch environment and the class
+/// file ([`class_file`]) of class `class`.
 struct OnDriver {
     kc: String,
     state: String,
@@ -447,7 +448,7 @@ fn a_driver_that_drops_acknowledged_writes_on_restart_fails_both_as_data_naming_
         return;
     };
     let (code, r) = run_both(&d.kc, &d.env, &d.class);
-    let class = d.class.clone();
+    let class = &d.class;
     // CI stop 31 ran this on the healthy release (see BackToBind): the driver's log says
     // which release served (its banner names the flag) and what it rewound at its start.
     assert_eq!(code, Some(1), "{r}\n{}", driver_log(&d.kc));
@@ -559,7 +560,6 @@ fn a_release_whose_registrar_never_registers_fails_live_upgrade_naming_the_node_
     );
 }
 
-/// The UIDs of the driver's node plugin pods now.
 /// The last lines of the test driver's node plugin containers (what they did at their start).
 fn driver_log(kc: &str) -> String {
     kubectl_out(
@@ -579,6 +579,7 @@ fn driver_log(kc: &str) -> String {
     )
 }
 
+/// The UIDs of the driver's node plugin pods now.
 fn driver_pod_uid(kc: &str) -> String {
     kubectl_out(
         kc,

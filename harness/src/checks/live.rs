@@ -266,22 +266,49 @@ fn start(ctx: &CheckCtx, vol: &dyn Volume, pod: &mut dyn Pod, n: usize) -> Resul
     })
 }
 
+/// A stream's output as far as it goes: the acks header and record lines (`verify --acks`
+/// input), how many records, and the events. Only whole lines count: a last line without its
+/// newline was cut (by the kill, or is still being written).
+struct Output {
+    acks: String,
+    records: u64,
+    events: Vec<Value>,
+}
+
+fn read_output(path: &Path) -> Output {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut o = Output {
+        acks: String::new(),
+        records: 0,
+        events: Vec::new(),
+    };
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        if !line.ends_with('\n') {
+            break;
+        }
+        if i == 0 {
+            o.acks.push_str(line);
+        } else if line.starts_with("{\"record\"") {
+            o.acks.push_str(line);
+            o.records += 1;
+        } else if let Ok(v) = serde_json::from_str::<Value>(line)
+            && let Some(e) = v.get("event")
+        {
+            o.events.push(e.clone());
+        }
+    }
+    o
+}
+
 /// What a running stream's output shows so far: acknowledged records, and whether it reported
 /// anything that explains their absence (an event other than its start or a slow operation).
 fn so_far(out: &Path) -> (u64, bool) {
-    let text = std::fs::read_to_string(out).unwrap_or_default();
-    let mut records = 0;
-    let mut said = false;
-    for line in text.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
-        if line.starts_with("{\"record\"") {
-            records += 1;
-        } else if let Ok(v) = serde_json::from_str::<Value>(line)
-            && let Some(kind) = v["event"]["kind"].as_str()
-        {
-            said |= kind != "start" && kind != "slow";
-        }
-    }
-    (records, said)
+    let o = read_output(out);
+    let said = o
+        .events
+        .iter()
+        .any(|e| e["kind"] != "start" && e["kind"] != "slow");
+    (o.records, said)
 }
 
 /// Waits, before a window, until every fresh stream of `streams` has acknowledged a record or
@@ -353,25 +380,11 @@ fn stop(ctx: &CheckCtx, mut s: Stream) -> Result<Streamed, Failure> {
     s.child.kill()?;
     let out = s.child.wait(Duration::from_secs(30))?;
     ctx.agent_clock.span(s.spawned, Instant::now());
-    let text = std::fs::read_to_string(&s.out).unwrap_or_default();
-    let mut acks = String::new();
-    let mut records = 0u64;
-    let mut events = Vec::new();
-    for (i, line) in text.split_inclusive('\n').enumerate() {
-        if !line.ends_with('\n') {
-            break; // cut by the kill
-        }
-        if i == 0 {
-            acks.push_str(line);
-        } else if line.starts_with("{\"record\"") {
-            acks.push_str(line);
-            records += 1;
-        } else if let Ok(v) = serde_json::from_str::<Value>(line)
-            && let Some(e) = v.get("event")
-        {
-            events.push(e.clone());
-        }
-    }
+    let Output {
+        acks,
+        records,
+        events,
+    } = read_output(&s.out);
     if out.signal != Some(9) {
         return Err(Failure::setup(format!(
             "the live stream ended before it was stopped ({}): {}\ncommand: {}",

@@ -675,8 +675,9 @@ pub fn mounts_at(p: &Path) -> usize {
         .count()
 }
 
-/// kubelet retries a failed unmount (NodeUnpublishVolume, NodeUnstageVolume): the usual cause is "target is busy" for a moment after
-/// the pod's processes end. Retried only for codes that say so (Internal, Unavailable, Aborted).
+/// kubelet retries a failed unmount (NodeUnpublishVolume, NodeUnstageVolume): the usual cause
+/// is "target is busy" for a moment after the pod's processes end. Retried only for codes that
+/// say so (Internal, Aborted).
 fn retry_busy(mut f: impl FnMut() -> Result<(), CsiError>) -> Result<(), CsiError> {
     let deadline = Instant::now() + Duration::from_secs(6);
     let mut pause = Duration::from_millis(100);

@@ -140,6 +140,37 @@ fn an_upgrade_that_drops_acknowledged_records_fails_data_naming_the_record() {
     s.assert_nothing_left();
 }
 
+/// An upgrade that damages the volume and then fails (its command exits 3 after truncating
+/// the agent's log, as a half-run migration script might): the failed upgrade does not hide
+/// the loss. The records acknowledged before it are verified over the mount that is left, and
+/// the check fails `data` naming the first lost record, with the upgrade's own failure after.
+#[test]
+fn an_upgrade_that_fails_after_dropping_acknowledged_records_still_fails_data() {
+    let test = "an_upgrade_that_fails_after_dropping_acknowledged_records_still_fails_data";
+    let Some(hp) = hostpath(test) else {
+        return;
+    };
+    let s = Scratch::new("live-lost-failed");
+    let lose = "      command: 'truncate -s 8192 \"$PVCHECK_VOLUME_DIR/live-1/pvcheck-durability.log\"; echo migration half done >&2; exit 3'\n";
+    let yaml = format!("classes:\n{}", live_class("lostfailed", &hp, &[], lose));
+    let r = run(&s, &yaml, &["integrity::live-upgrade"], &[]);
+    let trial = "lostfailed::integrity::live-upgrade";
+    assert_eq!(
+        r.code,
+        Some(1),
+        "stdout: {}\nstderr: {}",
+        r.stdout,
+        r.stderr
+    );
+    assert_eq!(r.category(trial), "data", "{:#}", r.trial(trial));
+    let msg = r.message(trial);
+    assert!(msg.contains("over the surviving mount"), "{msg}");
+    assert!(msg.contains("offset 8192"), "{msg}");
+    assert!(msg.contains("(the check then stopped: "), "{msg}");
+    assert!(msg.contains("upgrade step \"upgrade\""), "{msg}");
+    s.assert_nothing_left();
+}
+
 /// A mount that vanishes under the writing pod during the upgrade (lazily unmounted, as a
 /// restarted node agent that cleans up "orphaned" mounts does, kubernetes#121937): the pod's
 /// path now leads to an empty directory. It fails `upgrade`, naming ENOENT and when in the
@@ -234,6 +265,11 @@ fn a_plugin_that_does_not_come_back_after_a_kill_fails_naming_the_kill() {
     let msg = r.message(trial);
     assert!(msg.contains("SIGKILL and restart"), "{msg}");
     assert!(msg.contains("refusing to start again"), "{msg}");
+    // The mount outlived the plugin: what was acknowledged is verified over it all the same.
+    assert!(
+        msg.contains("acknowledged record(s) were verified over the mount(s) that survived the failed replacement: none was lost"),
+        "{msg}"
+    );
     s.assert_nothing_left();
 }
 

@@ -929,6 +929,9 @@ fn verify_all(
     Ok(n)
 }
 
+/// What the verify over the mount the driver's replacement left under the pod is called.
+const SURVIVED: &str = "verify of acknowledged records over the surviving mount";
+
 /// How long after its restart a kubelet has to call NodeStageVolume and NodePublishVolume
 /// again for the running pods (it does once the driver registered with it again, seconds
 /// after its Lease is renewed): the mount counts are read until then, or until one is off.
@@ -1080,8 +1083,9 @@ fn probe_damage(seen: &Seen) -> Option<Failure> {
     )
 }
 
-/// The verdict of what was seen.
-fn verdict(seen: &Seen) -> Result<Verdict, Failure> {
+/// Acknowledged records found damaged (by a verify, else by a probe's read-back): the
+/// failure that outranks every other.
+fn damage(seen: &Seen) -> Option<Failure> {
     if let Some(f) = seen.data_problems.first() {
         let mut f = f.clone();
         if seen.data_problems.len() > 1 {
@@ -1090,9 +1094,61 @@ fn verdict(seen: &Seen) -> Result<Verdict, Failure> {
                 seen.data_problems.len() - 1
             ));
         }
-        return Err(f);
+        return Some(f);
     }
-    if let Some(f) = probe_damage(seen) {
+    probe_damage(seen)
+}
+
+/// A check that ended early (a replacement, a recreate or a mount count that failed) after
+/// damage was already found: `data` comes first, always, and the other failure follows it.
+fn damage_first(seen: &Seen, f: Failure) -> Failure {
+    if f.category == FailureCategory::Data {
+        return f;
+    }
+    match damage(seen) {
+        Some(mut d) => {
+            d.message.push_str(&format!(
+                "\n(the check then stopped: {})",
+                f.message.lines().next().unwrap_or("")
+            ));
+            d
+        }
+        None => f,
+    }
+}
+
+/// After a driver replacement that failed: the acknowledged records are still verified over
+/// the mounts that survived (`checked`, one result per agent), so that a failed upgrade that
+/// also lost data fails `data` ([`damage_first`]), and one that lost nothing says so.
+fn failed_replacement(
+    seen: &mut Seen,
+    mut f: Failure,
+    checked: Vec<Result<u64, String>>,
+) -> Failure {
+    let verified: u64 = checked.iter().filter_map(|r| r.as_ref().ok()).sum();
+    seen.verified_in_place = verified;
+    let acked: u64 = seen.streams.iter().map(|s| s.records).sum();
+    let not: Vec<&String> = checked.iter().filter_map(|r| r.as_ref().err()).collect();
+    if damage(seen).is_none() {
+        f.message.push_str(&if acked == 0 && not.is_empty() {
+            "\n(no record had been acknowledged before the replacement failed)".to_string()
+        } else if not.is_empty() {
+            format!(
+                "\n(all {acked} acknowledged record(s) were verified over the mount(s) that survived the failed replacement: none was lost)"
+            )
+        } else {
+            format!(
+                "\n({verified} of {acked} acknowledged record(s) verified over the mount(s) that survived the failed replacement; not verified: {})",
+                not.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("; ")
+            )
+        });
+    }
+    damage_first(seen, f)
+}
+
+/// The verdict of what was seen.
+fn verdict(seen: &Seen) -> Result<Verdict, Failure> {
+    if let Some(f) = damage(seen) {
         return Err(f);
     }
     let trouble = seen.trouble();
@@ -1155,7 +1211,7 @@ fn run(ctx: &CheckCtx, kind: Kind) -> Result<Verdict, Failure> {
         for why in &seen.not_checked {
             ctx.warn(why.clone());
         }
-        if let Some(why) = r? {
+        if let Some(why) = r.map_err(|f| damage_first(&seen, f))? {
             // The platform found nothing it may replace (no node plugin pod of the driver on
             // the node, or the cluster refused the deletion): nothing was checked.
             return Ok(Verdict::Ignored(why));
@@ -1272,12 +1328,29 @@ fn roll(
                 }
                 Err(e) => {
                     // Keep what the stream saw up to here in the metrics.
-                    if let Ok(s) = stop(ctx, stream) {
+                    let stopped = stop(ctx, stream).map(|s| {
                         seen.t0 = if seen.t0 == 0 { s.started_ms } else { seen.t0 };
                         seen.streams.push(s);
-                    }
+                    });
                     return match e {
-                        Ok(f) => Err(f),
+                        Ok(f) => {
+                            // What was acknowledged before the replacement failed is checked
+                            // over the mount that is left (the pod is gone where the kubelet
+                            // was down).
+                            let checked = match stopped {
+                                Ok(()) if kind != Kind::PodDeletedWhileKubeletDown => {
+                                    verify_all(ctx, vol, pod.as_mut(), seen, SURVIVED, false)
+                                }
+                                Ok(()) => {
+                                    Err("the pod was deleted while the kubelet was down".into())
+                                }
+                                Err(s) => Err(format!(
+                                    "the stream's records were not read: {}",
+                                    s.message.lines().next().unwrap_or("")
+                                )),
+                            };
+                            Err(failed_replacement(seen, f, vec![checked]))
+                        }
                         Err(why) => {
                             vol.stop_pod(pod)?;
                             ctx.noticed(vol);
@@ -1320,14 +1393,7 @@ fn roll(
         return after_teardown(ctx, vol, pod, seen);
     }
     // Over the mount that survived.
-    match verify_all(
-        ctx,
-        vol,
-        pod.as_mut(),
-        seen,
-        "verify of acknowledged records over the surviving mount",
-        false,
-    ) {
+    match verify_all(ctx, vol, pod.as_mut(), seen, SURVIVED, false) {
         Ok(n) => seen.verified_in_place = n,
         Err(why) => seen.upgrade_problems.push(why),
     }
@@ -1539,9 +1605,14 @@ fn roll_lanes(
             Ok(ws) => seen.windows.extend(ws),
             Err(e) => {
                 // Keep what the streams saw up to here in the metrics.
+                let mut unread = Vec::new();
                 for s in streams.drain(..) {
-                    if let Ok(s) = stop(ctx, s) {
-                        seen.streams.push(s);
+                    match stop(ctx, s) {
+                        Ok(s) => seen.streams.push(s),
+                        Err(f) => unread.push(Err(format!(
+                            "a stream's records were not read: {}",
+                            f.message.lines().next().unwrap_or("")
+                        ))),
                     }
                 }
                 seen.t0 = seen.streams.iter().map(|s| s.started_ms).min().unwrap_or(0);
@@ -1555,10 +1626,17 @@ fn roll_lanes(
                             .into()
                     }
                 };
-                return Err(as_upgrade(Failure::from(e).context(&format!(
+                let f = as_upgrade(Failure::from(e).context(&format!(
                     "{what} while the agents wrote on {}",
                     nodes.join(", ")
-                ))));
+                )));
+                // What was acknowledged is checked over the mounts that are left.
+                let mut checked = unread;
+                for (i, pod) in pods.iter_mut().enumerate() {
+                    let v = lane(vol, extras, i);
+                    checked.push(verify_all(ctx, v, pod.as_mut(), seen, SURVIVED, false));
+                }
+                return Err(failed_replacement(seen, f, checked));
             }
         }
         std::thread::sleep(LEAD);
@@ -1591,14 +1669,7 @@ fn roll_lanes(
     let mut in_place = 0;
     for (i, pod) in pods.iter_mut().enumerate() {
         let v = lane(vol, extras, i);
-        match verify_all(
-            ctx,
-            v,
-            pod.as_mut(),
-            seen,
-            "verify of acknowledged records over the surviving mount",
-            false,
-        ) {
+        match verify_all(ctx, v, pod.as_mut(), seen, SURVIVED, false) {
             Ok(n) => in_place += n,
             Err(why) => seen.upgrade_problems.push(why),
         }

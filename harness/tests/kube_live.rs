@@ -553,6 +553,12 @@ fn a_release_whose_registrar_never_registers_fails_live_upgrade_naming_the_node_
             && message.contains("within 60 s"),
         "{message}"
     );
+    // The failed upgrade still says what the agents' volumes held (verified through new agent
+    // pods on the nodes, which start once the test has rolled the driver back).
+    assert!(
+        message.contains("over the mount(s) that survived the failed replacement"),
+        "{message}"
+    );
     assert!(
         objects_of_run(&kc, &run_id(&r)).is_empty(),
         "left: {:?}",

@@ -2101,6 +2101,90 @@ mod tests {
         assert!(matches!(verdict(&seen), Ok(Verdict::Passed)));
     }
 
+    /// A replacement that failed is `upgrade` and says what the mounts it left still held;
+    /// damage found there (or by a probe before) makes it `data`, the replacement after it.
+    #[test]
+    fn a_failed_replacement_never_hides_damage_found_over_the_mount_it_left() {
+        let two = |records| {
+            (1..=2)
+                .map(|i| Streamed {
+                    dir: format!("live-{i}"),
+                    records,
+                    ..Streamed::default()
+                })
+                .collect::<Vec<_>>()
+        };
+        let failed = || {
+            Failure::new("upgrade step \"upgrade\" while the agents wrote on n1, n2: exit 3")
+                .category(FailureCategory::Upgrade)
+        };
+        // Nothing lost: the upgrade's failure, with the records verified.
+        let mut seen = Seen {
+            streams: two(10),
+            ..Seen::default()
+        };
+        let f = failed_replacement(&mut seen, failed(), vec![Ok(10), Ok(10)]);
+        assert_eq!(f.category, FailureCategory::Upgrade);
+        assert!(
+            f.message
+                .contains("all 20 acknowledged record(s) were verified"),
+            "{}",
+            f.message
+        );
+        assert_eq!(seen.verified_in_place, 20);
+        // One agent's mount could not be read: said, not counted.
+        let mut seen = Seen {
+            streams: two(10),
+            ..Seen::default()
+        };
+        let f = failed_replacement(
+            &mut seen,
+            failed(),
+            vec![Ok(10), Err("pod start timed out".into())],
+        );
+        assert_eq!(f.category, FailureCategory::Upgrade);
+        assert!(
+            f.message
+                .contains("10 of 20 acknowledged record(s) verified")
+                && f.message.contains("not verified: pod start timed out"),
+            "{}",
+            f.message
+        );
+        // Damage over the mount that is left: data first, the replacement after it.
+        let mut seen = Seen {
+            streams: two(10),
+            data_problems: vec![Failure::data("verify …: 3 damaged block(s)")],
+            ..Seen::default()
+        };
+        let f = failed_replacement(&mut seen, failed(), vec![Ok(10), Ok(0)]);
+        assert_eq!(f.category, FailureCategory::Data);
+        assert!(
+            f.message.starts_with("verify …: 3 damaged block(s)"),
+            "{}",
+            f.message
+        );
+        assert!(
+            f.message.contains("(the check then stopped: upgrade step"),
+            "{}",
+            f.message
+        );
+        // A probe's read-back that found another record counts as damage too.
+        let mut seen = Seen {
+            streams: vec![Streamed {
+                records: 4,
+                events: vec![
+                    json!({"kind":"mismatch","record":2,"file":"f","offset":8192,"zeroed":true,"at_ms":5}),
+                ],
+                ..Streamed::default()
+            }],
+            ..Seen::default()
+        };
+        let f = failed_replacement(&mut seen, failed(), vec![Ok(4)]);
+        assert_eq!(f.category, FailureCategory::Data, "{}", f.message);
+        // A failure that is data already is not wrapped twice.
+        assert_eq!(damage_first(&seen, f.clone()).message, f.message);
+    }
+
     /// A full volume is not blamed on the driver: full before the first record is `setup`
     /// (nothing was tested), full later is said as not tested, no write at all with room is
     /// the volume's fault under the upgrade.

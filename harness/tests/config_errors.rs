@@ -2,13 +2,7 @@
 
 mod common;
 
-use common::{Env, stderr};
-
-fn write(env: &Env, name: &str, text: &str) -> String {
-    let p = env.scratch.path().join(name);
-    std::fs::write(&p, text).unwrap();
-    p.display().to_string()
-}
+use common::{Env, assert_exit, stderr};
 
 /// Runs with `file` and returns the single stderr line, after checking exit 2 and no state.
 fn refused(env: &Env, args: &[&str]) -> String {
@@ -33,8 +27,7 @@ fn refused(env: &Env, args: &[&str]) -> String {
 #[test]
 fn unknown_field_names_file_line_and_field() {
     let env = Env::new();
-    let f = write(
-        &env,
+    let f = env.write(
         "typo.yaml",
         "classes:\n  - name: a\n    local: { dir: /tmp }\n    capabilites: { snapshot: true }\n",
     );
@@ -46,9 +39,7 @@ fn unknown_field_names_file_line_and_field() {
 #[test]
 fn unknown_field_in_a_nested_section_names_its_line() {
     let env = Env::new();
-    let f = write(
-        &env,
-        "nested.yaml",
+    let f = env.write("nested.yaml",
         "classes:\n  - name: a\n    local:\n      loop:\n        fs: ext4\n        size: 1GiB\n        mount_opts: [noatime]\n",
     );
     let line = refused(&env, &["--classes", &f]);
@@ -59,8 +50,7 @@ fn unknown_field_in_a_nested_section_names_its_line() {
 #[test]
 fn duplicate_class_name_is_refused_with_both_places() {
     let env = Env::new();
-    let f = write(
-        &env,
+    let f = env.write(
         "dup.yaml",
         "classes:\n  - name: a\n    local: { dir: /tmp }\n  - name: a\n    local: { dir: /tmp }\n",
     );
@@ -76,13 +66,11 @@ fn duplicate_class_name_is_refused_with_both_places() {
 #[test]
 fn duplicate_names_across_two_files_are_refused() {
     let env = Env::new();
-    let f1 = write(
-        &env,
+    let f1 = env.write(
         "one.yaml",
         "classes:\n  - name: a\n    local: { dir: /tmp }\n",
     );
-    let f2 = write(
-        &env,
+    let f2 = env.write(
         "two.yaml",
         "classes:\n  - name: a\n    local: { dir: /tmp }\n",
     );
@@ -97,8 +85,7 @@ fn duplicate_names_across_two_files_are_refused() {
 #[test]
 fn bare_size_is_refused_naming_the_field() {
     let env = Env::new();
-    let f = write(
-        &env,
+    let f = env.write(
         "bare.yaml",
         "classes:\n  - name: a\n    local: { loop: { fs: ext4, size: 1024 } }\n",
     );
@@ -112,8 +99,7 @@ fn bare_size_is_refused_naming_the_field() {
 #[test]
 fn bare_duration_is_refused_naming_the_field() {
     let env = Env::new();
-    let f = write(
-        &env,
+    let f = env.write(
         "dur.yaml",
         "classes:\n  - name: a\n    local: { dir: /tmp }\n    timeouts:\n      upgrade: 600\n",
     );
@@ -127,8 +113,7 @@ fn bare_duration_is_refused_naming_the_field() {
 #[test]
 fn bad_class_name_is_refused() {
     let env = Env::new();
-    let f = write(
-        &env,
+    let f = env.write(
         "name.yaml",
         "classes:\n  - name: Fast_SSD\n    local: { dir: /tmp }\n",
     );
@@ -150,10 +135,10 @@ fn missing_class_file_is_refused() {
 #[test]
 fn empty_class_file_is_refused() {
     let env = Env::new();
-    let f = write(&env, "empty.yaml", "# nothing here\n\n");
+    let f = env.write("empty.yaml", "# nothing here\n\n");
     let line = refused(&env, &["--classes", &f]);
     assert!(line.contains(&f) && line.contains("empty"), "{line}");
-    let f = write(&env, "none.yaml", "classes: []\n");
+    let f = env.write("none.yaml", "classes: []\n");
     let line = refused(&env, &["--classes", &f]);
     assert!(line.contains("no classes"), "{line}");
 }
@@ -162,8 +147,7 @@ fn empty_class_file_is_refused() {
 #[test]
 fn missing_relative_path_is_resolved_against_the_file_and_refused() {
     let env = Env::new();
-    let f = write(
-        &env,
+    let f = env.write(
         "rel.yaml",
         "classes:\n  - name: a\n    local:\n      dir: no/such/dir\n",
     );
@@ -189,7 +173,7 @@ fn filter_matching_no_class_is_refused() {
 fn unknown_flag_is_a_usage_error() {
     let env = Env::new();
     let out = env.run(&["--no-such-flag"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_exit(&out, 2);
 }
 
 /// A relative dir resolves against the YAML file's directory, not the current directory.
@@ -197,13 +181,12 @@ fn unknown_flag_is_a_usage_error() {
 fn relative_dir_resolves_against_the_class_file() {
     let env = Env::new();
     std::fs::create_dir(env.scratch.path().join("vols")).unwrap();
-    let f = write(
-        &env,
+    let f = env.write(
         "ok.yaml",
         "classes:\n  - name: rel\n    local: { dir: vols }\n",
     );
     let out = env.run(&["--classes", &f, "--list"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_exit(&out, 0);
     assert!(common::stdout(&out).contains("rel::provision: test"));
 }
 
@@ -213,9 +196,7 @@ fn relative_dir_resolves_against_the_class_file() {
 #[test]
 fn an_empty_or_missing_kubelet_command_is_refused_naming_the_field() {
     let env = Env::new();
-    let f = write(
-        &env,
-        "kubelet.yaml",
+    let f = env.write("kubelet.yaml",
         "classes:\n  - name: k\n    local: { dir: /tmp }\n    disruption:\n      kubelet:\n        stop: \"  \"\n        start: \"systemctl start kubelet\"\n",
     );
     let line = refused(&env, &["--classes", &f]);
@@ -225,9 +206,7 @@ fn an_empty_or_missing_kubelet_command_is_refused_naming_the_field() {
         )),
         "{line}"
     );
-    let f = write(
-        &env,
-        "kubelet-half.yaml",
+    let f = env.write("kubelet-half.yaml",
         "classes:\n  - name: k\n    local: { dir: /tmp }\n    disruption:\n      kubelet: { start: \"systemctl start kubelet\" }\n",
     );
     let line = refused(&env, &["--classes", &f]);
@@ -235,9 +214,7 @@ fn an_empty_or_missing_kubelet_command_is_refused_naming_the_field() {
         line.contains(&format!("{f}:5")) && line.contains("stop"),
         "{line}"
     );
-    let f = write(
-        &env,
-        "node-mounts.yaml",
+    let f = env.write("node-mounts.yaml",
         "classes:\n  - name: k\n    local: { dir: /tmp }\n    disruption:\n      node_mounts: \"\"\n",
     );
     let line = refused(&env, &["--classes", &f]);
@@ -253,8 +230,7 @@ fn an_empty_or_missing_kubelet_command_is_refused_naming_the_field() {
 #[test]
 fn an_empty_backend_or_no_parallel_class_is_refused_naming_the_field() {
     let env = Env::new();
-    let f = write(
-        &env,
+    let f = env.write(
         "backend.yaml",
         "classes:\n  - name: k\n    local: { dir: /tmp }\n    backend: \"\"\n",
     );
@@ -264,7 +240,7 @@ fn an_empty_backend_or_no_parallel_class_is_refused_naming_the_field() {
         "{line}"
     );
     let out = env.run(&["--classes", &f, "--list", "--parallel-classes", "0"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_exit(&out, 2);
     assert!(
         stderr(&out).contains("--parallel-classes"),
         "{}",

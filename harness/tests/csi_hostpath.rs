@@ -52,13 +52,7 @@ fn hostpath_in_filesystem_mode_passes_every_check() {
         "failed trials: {failed:#?}\nstderr: {}",
         r.stderr
     );
-    assert_eq!(
-        r.code,
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        r.stdout,
-        r.stderr
-    );
+    r.assert_exit(0);
     for must in [
         "hostpath::integrity::recreate",
         "hostpath::integrity::durability",
@@ -286,13 +280,7 @@ fn an_upgrade_command_that_restarts_an_external_driver_is_waited_for() {
 }
 
 fn one_line_exit_2(r: &csi_support::Run, want: &[&str]) {
-    assert_eq!(
-        r.code,
-        Some(2),
-        "stdout: {}\nstderr: {}",
-        r.stdout,
-        r.stderr
-    );
+    r.assert_exit(2);
     let lines: Vec<&str> = r.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "one line expected: {}", r.stderr);
     for w in want {
@@ -398,7 +386,7 @@ fn broken_drivers_fail_their_trials_with_one_line_and_leave_nothing() {
         script.display()
     );
     let r = run(&s, &yaml, &["quits::provision", "--exact"], &[]);
-    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    r.assert_exit(1);
     let m = r.message("quits::provision");
     let first = m.lines().next().unwrap_or_default();
     assert!(first.contains("class quits ("), "{first}");
@@ -433,7 +421,7 @@ fn broken_drivers_fail_their_trials_with_one_line_and_leave_nothing() {
             sock.display()
         );
         let r = run(&s, &yaml, &[&format!("{name}::csi::probe"), "--exact"], &[]);
-        assert_eq!(r.code, Some(1), "{}", r.stderr);
+        r.assert_exit(1);
         let first = r.message(&format!("{name}::csi::probe"));
         let first = first.lines().next().unwrap_or_default().to_string();
         assert!(first.starts_with(&format!("class {name} (")), "{first}");

@@ -3,14 +3,8 @@
 
 mod common;
 
-use common::{Env, fixtures, require_root, stderr, stdout, trial};
+use common::{Env, assert_exit, fixtures, last_two, require_root, stderr, stdout, trial};
 use serde_json::Value;
-
-fn write(env: &Env, name: &str, text: &str) -> String {
-    let p = env.scratch.path().join(name);
-    std::fs::write(&p, text).unwrap();
-    p.display().to_string()
-}
 
 /// Exit 2, one line on stderr, nothing created, no result file: what every "knowable before
 /// the run" refusal must look like. Returns the line.
@@ -37,17 +31,6 @@ fn refused_before_the_run(env: &Env, args: &[&str]) -> String {
     lines[0].to_string()
 }
 
-/// The last two lines of stderr: the verdict, then the result path.
-fn last_two(out: &std::process::Output) -> (String, String) {
-    let err = stderr(out);
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert!(lines.len() >= 2, "{err}");
-    (
-        lines[lines.len() - 2].to_string(),
-        lines[lines.len() - 1].to_string(),
-    )
-}
-
 // 1. A run that lost its result file exited 0.
 
 #[test]
@@ -62,7 +45,7 @@ fn finding_1_results_that_is_a_file_is_refused_before_anything_is_created() {
         .arg(&afile)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_exit(&out, 2);
     let err = stderr(&out);
     assert!(
         err.contains("--results") && err.contains("not a directory"),
@@ -77,28 +60,16 @@ fn finding_1_results_that_is_a_file_is_refused_before_anything_is_created() {
 #[test]
 fn finding_1_a_run_whose_result_file_cannot_be_written_does_not_exit_0() {
     let env = Env::new();
-    let vols = env.scratch.path().join("vols");
-    std::fs::create_dir(&vols).unwrap();
-    let f = write(
-        &env,
-        "c.yaml",
-        &format!(
-            "classes:\n  - name: up\n    local: {{ dir: {} }}\n    upgrade: {{ command: 'touch \"$RESULTS_DIR/runs\"' }}\n",
-            vols.display()
-        ),
+    let f = env.dir_class(
+        "up",
+        r#"    upgrade: { command: 'touch "$RESULTS_DIR/runs"' }"#,
     );
     let out = env
         .run_cmd(&["--classes", &f, "--exact", "up::integrity::upgrade"])
         .env("RESULTS_DIR", env.results.path())
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(5),
-        "{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 5);
     let (verdict, last) = last_two(&out);
     assert!(
         verdict.contains("no result file") && verdict.contains("exit 5"),
@@ -138,13 +109,7 @@ fn finding_2_offline_expansion_is_a_warning_and_strict_fails_it() {
     let env = Env::new();
     // --verbose: the table of a class that passed (issue 23 keeps it behind the flag).
     let out = without_cap(&env, &["--verbose"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 0);
     let so = stdout(&out);
     assert!(
         so.contains("ok, 1 warning") && so.contains("grown offline"),
@@ -170,13 +135,7 @@ fn finding_2_offline_expansion_is_a_warning_and_strict_fails_it() {
 
     let env = Env::new();
     let out = without_cap(&env, &["--strict"]);
-    assert_eq!(
-        out.status.code(),
-        Some(4),
-        "{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 4);
     let r = env.result();
     let t = trial(&r, "ext4-loop::expand");
     assert_eq!(t["status"], "failed");
@@ -190,19 +149,11 @@ fn finding_2_offline_expansion_is_a_warning_and_strict_fails_it() {
 fn finding_3_a_bad_mount_option_is_a_setup_failure_not_data_loss() {
     require_root();
     let env = Env::new();
-    let f = write(
-        &env,
-        "bad.yaml",
+    let f = env.write("bad.yaml",
         "classes:\n  - name: my-ext4\n    local: { loop: { fs: ext4, size: 256MiB, mount_options: [bogus] } }\n",
     );
     let out = env.run(&["--classes", &f, "--skip", "speed", "--skip", "durability"]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 1);
     let so = stdout(&out);
     assert!(
         !so.contains("integrity FAILED"),
@@ -235,7 +186,7 @@ fn finding_3_damaged_data_is_the_data_category_and_says_integrity_failed() {
         "--exact",
         "flip-byte::integrity::upgrade",
     ]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_exit(&out, 1);
     assert!(
         stdout(&out).contains("flip-byte: integrity FAILED (data damaged): integrity::upgrade"),
         "{}",
@@ -256,18 +207,9 @@ fn finding_3_damaged_data_is_the_data_category_and_says_integrity_failed() {
 #[test]
 fn finding_3_a_failing_upgrade_command_is_a_setup_failure() {
     let env = Env::new();
-    let vols = env.scratch.path().join("vols");
-    std::fs::create_dir(&vols).unwrap();
-    let f = write(
-        &env,
-        "c.yaml",
-        &format!(
-            "classes:\n  - name: up\n    local: {{ dir: {} }}\n    upgrade: {{ command: 'exit 3' }}\n",
-            vols.display()
-        ),
-    );
+    let f = env.dir_class("up", r#"    upgrade: { command: 'exit 3' }"#);
     let out = env.run(&["--classes", &f, "--exact", "up::integrity::upgrade"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_exit(&out, 1);
     assert!(
         !stdout(&out).contains("integrity FAILED"),
         "{}",
@@ -284,9 +226,7 @@ fn finding_3_a_failing_upgrade_command_is_a_setup_failure() {
 #[test]
 fn finding_4_a_missing_upgrade_script_is_refused_before_the_run() {
     let env = Env::new();
-    let f = write(
-        &env,
-        "c.yaml",
+    let f = env.write("c.yaml",
         "classes:\n  - name: up\n    local: { dir: /tmp }\n    upgrade: { command: ./no-such-upgrade.sh }\n",
     );
     let line = refused_before_the_run(&env, &["--classes", &f, "up::"]);
@@ -302,8 +242,7 @@ fn finding_4_a_missing_upgrade_script_is_refused_before_the_run() {
 fn finding_4_a_non_executable_upgrade_script_is_refused_before_the_run() {
     let env = Env::new();
     let script = fixtures().join("first-day/not-executable.sh");
-    let f = write(
-        &env,
+    let f = env.write(
         "c.yaml",
         &format!(
             "classes:\n  - name: up\n    local: {{ dir: /tmp }}\n    upgrade: {{ command: {} }}\n",
@@ -346,8 +285,7 @@ fn finding_4_a_class_smaller_than_the_profile_needs_is_refused_before_the_run() 
 #[test]
 fn finding_4_a_zero_timeout_is_refused() {
     let env = Env::new();
-    let f = write(
-        &env,
+    let f = env.write(
         "c.yaml",
         "classes:\n  - name: a\n    local: { dir: /tmp }\n    timeouts: { provision: 0s }\n",
     );
@@ -372,13 +310,7 @@ fn finding_6_speed_warnings_are_in_the_table_and_quick_samples_fill_its_run() {
         "16MiB",
         "--verbose",
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 0);
     let r = env.result();
     let t = trial(&r, "tmpfs::speed::randread-4k-qd1");
     let bench = &t["metrics"]["bench"];
@@ -422,7 +354,7 @@ fn finding_6_loop_classes_use_direct_io_and_record_it() {
     require_root();
     let env = Env::new();
     let out = env.run(&["--exact", "ext4-loop::provision"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_exit(&out, 0);
     let r = env.result();
     let vol = &r["environment"]["classes"]["ext4-loop"]["volume"];
     let backing_takes_odirect = std::fs::OpenOptions::new()
@@ -452,9 +384,7 @@ fn finding_6_loop_classes_use_direct_io_and_record_it() {
     }
     let _guard = Unmount(ram.clone());
     let env = Env::new();
-    let f = write(
-        &env,
-        "ram.yaml",
+    let f = env.write("ram.yaml",
         &format!(
             "classes:\n  - name: ram\n    local: {{ loop: {{ fs: ext4, size: 256MiB, image_dir: {} }} }}\n",
             ram.display()
@@ -468,13 +398,7 @@ fn finding_6_loop_classes_use_direct_io_and_record_it() {
         "--speed-size",
         "16MiB",
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 0);
     let r = env.result();
     assert_eq!(
         r["environment"]["classes"]["ram"]["volume"]["direct_io"],
@@ -514,19 +438,13 @@ impl DirectProbe for std::fs::OpenOptions {
 fn finding_7_seeds_and_volume_ids_survive_a_double_precision_reader() {
     const MAX: u64 = (1 << 53) - 1;
     let env = Env::new();
-    let vols = env.scratch.path().join("vols");
-    std::fs::create_dir(&vols).unwrap();
     // An upgrade that zeroes a data file: the failure details carry the seed and volume id.
-    let f = write(
-        &env,
-        "c.yaml",
-        &format!(
-            "classes:\n  - name: z\n    local: {{ dir: {} }}\n    upgrade: {{ command: '[ \"$PVCHECK_UPGRADE_STEP\" = upgrade ] || exit 0; f=$(find \"$PVCHECK_VOLUME_DIR/pvcheck-data\" -type f | sort | head -n 1); dd if=/dev/zero of=\"$f\" bs=4096 count=1 conv=notrunc status=none' }}\n",
-            vols.display()
-        ),
+    let f = env.dir_class(
+        "z",
+        r#"    upgrade: { command: '[ "$PVCHECK_UPGRADE_STEP" = upgrade ] || exit 0; f=$(find "$PVCHECK_VOLUME_DIR/pvcheck-data" -type f | sort | head -n 1); dd if=/dev/zero of="$f" bs=4096 count=1 conv=notrunc status=none' }"#,
     );
     let out = env.run(&["--classes", &f, "--exact", "z::integrity::upgrade"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_exit(&out, 1);
     let text = std::fs::read_to_string(
         std::fs::read_dir(env.results.path().join("runs"))
             .unwrap()
@@ -564,7 +482,7 @@ fn finding_7_seeds_and_volume_ids_survive_a_double_precision_reader() {
     // A seed copied back is accepted; one above 2^53 is refused with one line.
     let env = Env::new();
     let out = env.run(&["--seed", "9007199254740992", "--list"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_exit(&out, 2);
     // The agent still takes any u64 it is given by hand.
     let dir = env.scratch.path().join("agent");
     std::fs::create_dir(&dir).unwrap();
@@ -583,7 +501,7 @@ fn finding_7_seeds_and_volume_ids_survive_a_double_precision_reader() {
         .arg(&dir)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_exit(&out, 0);
 }
 
 // 8. What a dashboard needs.
@@ -592,7 +510,7 @@ fn finding_7_seeds_and_volume_ids_survive_a_double_precision_reader() {
 fn finding_8_the_result_file_has_what_a_dashboard_needs() {
     let env = Env::new();
     let out = env.run(&["tmpfs::", "--skip", "speed", "--test-threads", "4"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_exit(&out, 0);
     let r = env.result();
     assert_eq!(r["exit_code"], 0);
     let argv: Vec<&str> = r["command_line"]
@@ -673,16 +591,7 @@ fn finding_8_the_result_file_matches_its_json_schema() {
     let env = Env::new();
     env.run(&["tmpfs::", "--skip", "speed"]);
     let env2 = Env::new();
-    let vols = env2.scratch.path().join("vols");
-    std::fs::create_dir(&vols).unwrap();
-    let f = write(
-        &env2,
-        "c.yaml",
-        &format!(
-            "classes:\n  - name: up\n    local: {{ dir: {} }}\n    upgrade: {{ command: 'exit 3' }}\n",
-            vols.display()
-        ),
-    );
+    let f = env2.dir_class("up", r#"    upgrade: { command: 'exit 3' }"#);
     env2.run(&["--classes", &f, "up::"]);
     for r in [env.result(), env2.result()] {
         let errors: Vec<String> = validator
@@ -711,7 +620,7 @@ fn finding_8_ignored_events_in_json_carry_their_reason() {
     let env = Env::new();
     let out = env.run(&["--exact", "tmpfs::snapshot", "--format", "json"]);
     // Only an ignored trial ran: nothing was tested (exit 6, issue 23 item 1).
-    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert_exit(&out, 6);
     let ev: Vec<Value> = stdout(&out)
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
@@ -760,7 +669,7 @@ fn finding_9_terse_keeps_a_one_line_speed_summary_per_class() {
         "--speed-size",
         "16MiB",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_exit(&out, 0);
     let so = stdout(&out);
     let line = so
         .lines()
@@ -786,9 +695,7 @@ fn finding_9_terse_keeps_a_one_line_speed_summary_per_class() {
 fn finding_9_a_repeated_mount_error_is_printed_once_with_a_count_and_the_kernels_reason() {
     require_root();
     let env = Env::new();
-    let f = write(
-        &env,
-        "bad.yaml",
+    let f = env.write("bad.yaml",
         "classes:\n  - name: my-ext4\n    local: { loop: { fs: ext4, size: 256MiB, mount_options: [bogus] } }\n",
     );
     let out = env.run(&["--classes", &f, "--skip", "speed", "--test-threads", "1"]);
@@ -821,7 +728,7 @@ fn finding_10_list_into_a_closed_pipe_ends_quietly_and_ends_with_a_count() {
         .unwrap();
     drop(child.stdout.take()); // the reader goes away at once, as `head` does
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_exit(&out, 0);
     assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
     // A run whose reader goes away (`pvcheck run | head -1`) finishes its work, cleans up and
     // writes its result instead of dying halfway on a broken pipe.
@@ -834,7 +741,7 @@ fn finding_10_list_into_a_closed_pipe_ends_quietly_and_ends_with_a_count() {
         .unwrap();
     drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_exit(&out, 0);
     assert_eq!(env.result()["summary"]["passed"], 5);
     assert!(env.leftovers().is_empty(), "{:?}", env.leftovers());
     let out = env.run(&["tmpfs::", "--list"]);
@@ -853,15 +760,9 @@ fn finding_10_list_into_a_closed_pipe_ends_quietly_and_ends_with_a_count() {
 #[test]
 fn finding_11_keep_on_failure_names_the_directory_holding_the_ledgers() {
     let env = Env::new();
-    let vols = env.scratch.path().join("vols");
-    std::fs::create_dir(&vols).unwrap();
-    let f = write(
-        &env,
-        "c.yaml",
-        &format!(
-            "classes:\n  - name: z\n    local: {{ dir: {} }}\n    upgrade: {{ command: '[ \"$PVCHECK_UPGRADE_STEP\" = upgrade ] || exit 0; f=$(find \"$PVCHECK_VOLUME_DIR/pvcheck-data\" -type f | sort | head -n 1); dd if=/dev/zero of=\"$f\" bs=4096 count=1 conv=notrunc status=none' }}\n",
-            vols.display()
-        ),
+    let f = env.dir_class(
+        "z",
+        r#"    upgrade: { command: '[ "$PVCHECK_UPGRADE_STEP" = upgrade ] || exit 0; f=$(find "$PVCHECK_VOLUME_DIR/pvcheck-data" -type f | sort | head -n 1); dd if=/dev/zero of="$f" bs=4096 count=1 conv=notrunc status=none' }"#,
     );
     let out = env.run(&[
         "--classes",
@@ -870,7 +771,7 @@ fn finding_11_keep_on_failure_names_the_directory_holding_the_ledgers() {
         "z::integrity::upgrade",
         "--keep-on-failure",
     ]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_exit(&out, 1);
     let r = env.result();
     let k = &r["kept_volumes"][0];
     let ledgers = std::path::PathBuf::from(k["ledgers"].as_str().unwrap());
@@ -890,7 +791,7 @@ fn finding_11_keep_on_failure_names_the_directory_holding_the_ledgers() {
         .arg(env.state.path())
         .output()
         .unwrap();
-    assert_eq!(c.status.code(), Some(0), "{}", stderr(&c));
+    assert_exit(&c, 0);
 }
 
 // 13. The agent by hand.
@@ -913,7 +814,7 @@ fn finding_13_agent_bench_checks_free_space_before_writing() {
         .arg(&dir)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_exit(&out, 2);
     assert!(
         stderr(&out).contains("not enough free space"),
         "{}",
@@ -944,7 +845,7 @@ fn finding_13_agent_bench_defaults_to_the_harness_profile() {
         .arg(&dir)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_exit(&out, 0);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["profile"], "quick", "{}", v["profile"]);
     assert_eq!(v["job"]["runtime_s"], 1.0);
@@ -974,7 +875,7 @@ fn finding_13_agent_verify_says_in_one_line_what_it_found_and_where_bytes_differ
         "--volume-id",
         "9",
     ]);
-    assert_eq!(w.status.code(), Some(0), "{}", stderr(&w));
+    assert_exit(&w, 0);
     let ledger = env.scratch.path().join("ledger.json");
     std::fs::write(&ledger, &w.stdout).unwrap();
     // Flip one payload byte of the first block of the first data file.
@@ -984,7 +885,7 @@ fn finding_13_agent_verify_says_in_one_line_what_it_found_and_where_bytes_differ
     bytes[4000] ^= 0xff;
     std::fs::write(&files[0], &bytes).unwrap();
     let v = agent(&["verify", "--dir", d, "--ledger", ledger.to_str().unwrap()]);
-    assert_eq!(v.status.code(), Some(1), "{}", stderr(&v));
+    assert_exit(&v, 1);
     let err = stderr(&v);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
@@ -1019,9 +920,7 @@ fn walk_files(d: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn finding_14_two_kinds_in_one_class_says_a_class_has_exactly_one() {
     let env = Env::new();
-    let f = write(
-        &env,
-        "two.yaml",
+    let f = env.write("two.yaml",
         "classes:\n  - name: a\n    local:\n      dir: /tmp\n      loop: { fs: ext4, size: 1GiB }\n",
     );
     let line = refused_before_the_run(&env, &["--classes", &f]);
@@ -1034,9 +933,7 @@ fn finding_14_two_kinds_in_one_class_says_a_class_has_exactly_one() {
 #[test]
 fn finding_14_a_string_where_a_list_is_expected_shows_the_list_form() {
     let env = Env::new();
-    let f = write(
-        &env,
-        "str.yaml",
+    let f = env.write("str.yaml",
         "classes:\n  - name: a\n    local:\n      loop: { fs: ext4, size: 1GiB, mount_options: noatime }\n",
     );
     let line = refused_before_the_run(&env, &["--classes", &f]);
@@ -1115,7 +1012,7 @@ fn speed_trials_overlap_only_across_backends() {
                 classes.push_str(&format!("    backend: {backend}\n"));
             }
         }
-        let f = write(&env, "two.yaml", &classes);
+        let f = env.write("two.yaml", &classes);
         let out = env.run(&[
             "--classes",
             &f,
@@ -1125,7 +1022,7 @@ fn speed_trials_overlap_only_across_backends() {
             "--test-threads",
             "4",
         ]);
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert_exit(&out, 0);
         let r = env.result();
         let (a, b) = (
             window(&r, "one::speed::randread-4k-qd1"),

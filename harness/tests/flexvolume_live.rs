@@ -88,13 +88,7 @@ fn the_sample_driver_upgraded_under_a_writer_loses_nothing_and_the_kill_is_ignor
         &class("ok", &v1, "size: 256MiB", &v2, true),
         &["integrity::live-upgrade", "disruption::node-plugin-kill"],
     );
-    assert_eq!(
-        r.code,
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        r.stdout,
-        r.stderr
-    );
+    r.assert_exit(0);
     let t = r.trial("ok::integrity::live-upgrade");
     assert_eq!(t["status"], "passed", "{t:#}");
     let m = r.live("ok::integrity::live-upgrade");
@@ -153,13 +147,7 @@ fn a_release_that_does_not_recognise_the_old_mounts_fails_live_upgrade_as_upgrad
         &["integrity::live-upgrade"],
     );
     let trial = "forgets::integrity::live-upgrade";
-    assert_eq!(
-        r.code,
-        Some(1),
-        "stdout: {}\nstderr: {}",
-        r.stdout,
-        r.stderr
-    );
+    r.assert_exit(1);
     assert_eq!(r.category(trial), "upgrade", "{:#}", r.trial(trial));
     let msg = r.message(trial);
     println!("{trial}: {msg}");
@@ -190,13 +178,7 @@ fn a_release_whose_init_zeroes_a_block_under_the_writer_fails_live_upgrade_as_da
         &["integrity::live-upgrade"],
     );
     let trial = "zero::integrity::live-upgrade";
-    assert_eq!(
-        r.code,
-        Some(1),
-        "stdout: {}\nstderr: {}",
-        r.stdout,
-        r.stderr
-    );
+    r.assert_exit(1);
     assert_eq!(r.category(trial), "data", "{:#}", r.trial(trial));
     let msg = r.message(trial);
     println!("{trial}: {msg}");
@@ -251,13 +233,7 @@ fn a_fuse_daemon_left_by_the_driver_survives_the_swap_and_its_sigkill_fails_with
         ),
         &["integrity::live-upgrade", "disruption::node-plugin-kill"],
     );
-    assert_eq!(
-        r.code,
-        Some(1),
-        "stdout: {}\nstderr: {}",
-        r.stdout,
-        r.stderr
-    );
+    r.assert_exit(1);
     let up = "fuse::integrity::live-upgrade";
     assert_eq!(r.trial(up)["status"], "passed", "{:#}", r.trial(up));
     let m = r.live(up);
@@ -306,13 +282,7 @@ fn a_flexvolume_class_upgraded_by_its_command_runs_it_under_the_writer() {
         v1.display()
     );
     let r = run(&s, &yaml, &["integrity::live-upgrade"]);
-    assert_eq!(
-        r.code,
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        r.stdout,
-        r.stderr
-    );
+    r.assert_exit(0);
     let m = r.live("cmd::integrity::live-upgrade");
     assert_all_verified(&m);
     let steps: Vec<&str> = m["windows"]

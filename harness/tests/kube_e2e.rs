@@ -9,8 +9,10 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::kube::{kube_args, kubeconfig, objects_of_run, run_fixture_ok, run_id};
-use common::{Env, fixtures, stderr, stdout, trial};
+use common::kube::{
+    kube_args, kube_cmd, kubeconfig, objects_of_run, run_fixture_ok, run_id, run_kube,
+};
+use common::{Env, assert_exit, fixtures, stderr, stdout, trial};
 use serde_json::Value;
 
 /// Requests of run `run_id` in the test cluster's audit log (`$PVCHECK_TESTENV_STATE/audit.log`,
@@ -115,13 +117,7 @@ fn every_check_passes_on_the_hostpath_class() {
     let out = env.run(&args);
     eprintln!("{}", stderr(&out));
     println!("{}", stdout(&out));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 0);
     let r = env.result();
     assert_eq!(r["platform"], "kubernetes");
     for name in [
@@ -273,22 +269,8 @@ fn rwx_runs_two_pods_at_once_each_verifying_the_others_region() {
     let Some(kc) = kubeconfig() else { return };
     let env = Env::new();
     let classes = fixtures().join("kube/hostpath-rwx.yaml");
-    let mut args = kube_args(&kc);
-    args.extend([
-        "--classes".into(),
-        classes.display().to_string(),
-        "--exact".into(),
-        "hostpath-rwx::rwx".into(),
-    ]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = env.run(&args);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        stdout(&out),
-        stderr(&out)
-    );
+    let out = run_kube(&env, &kc, &classes, &["--exact", "hostpath-rwx::rwx"]);
+    assert_exit(&out, 0);
     let r = env.result();
     let t = trial(&r, "hostpath-rwx::rwx");
     assert_eq!(t["status"], "passed", "{t}");
@@ -331,24 +313,15 @@ fn an_upgrade_that_damages_a_block_on_the_node_is_caught_with_kind_and_offset() 
     };
     let env = Env::new();
     let classes = fixtures().join("kube/hostpath-flip-byte.yaml");
-    let mut args = kube_args(&kc);
-    args.extend([
-        "--classes".into(),
-        classes.display().to_string(),
-        "--exact".into(),
-        "hostpath-flip::integrity::upgrade".into(),
-    ]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut c = env.run_cmd(&args);
+    let mut c = kube_cmd(
+        &env,
+        &kc,
+        &classes,
+        &["--exact", "hostpath-flip::integrity::upgrade"],
+    );
     c.env("CSI_HOSTPATH_DATA_DIR", data_dir);
     let out = c.output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "stdout: {}\nstderr: {}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 1);
     let record = env.record();
     let (file, byte) = record
         .trim()
@@ -371,15 +344,11 @@ fn sigint_mid_run_leaves_no_object() {
     let Some(kc) = kubeconfig() else { return };
     let env = Env::new();
     let classes = fixtures().join("kube/hostpath.yaml");
-    let mut args = kube_args(&kc);
-    args.extend([
-        "--classes".into(),
-        classes.display().to_string(),
-        "--skip".into(),
-        "speed::".into(),
-    ]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let child = env.spawn(&args);
+    let child = kube_cmd(&env, &kc, &classes, &["--skip", "speed::"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     // Wait until the run's pods exist, so the signal lands in the middle.
     let deadline = Instant::now() + Duration::from_secs(120);
     let kubectl = std::env::var("PVCHECK_TEST_KUBECTL").unwrap_or_else(|_| "kubectl".into());
@@ -428,10 +397,7 @@ fn a_storageclass_that_does_not_exist_is_exit_2_and_creates_nothing() {
     let Some(kc) = kubeconfig() else { return };
     let env = Env::new();
     let classes = fixtures().join("kube/missing-storageclass.yaml");
-    let mut args = kube_args(&kc);
-    args.extend(["--classes".into(), classes.display().to_string()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = env.run(&args);
+    let out = run_kube(&env, &kc, &classes, &[]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(

@@ -9,8 +9,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::kube::{kube_args, kubeconfig, node_names, objects_of_run, run_id, testenv_var};
-use common::{Env, fixtures, stderr, stdout, trial};
+use common::kube::{kubeconfig, node_names, objects_of_run, run_id, run_kube, testenv_var};
+use common::{Env, assert_exit, fixtures, trial};
 
 /// The two-node cluster's kubeconfig and its nodes, or `None` (skipped, with one line).
 fn two_nodes() -> Option<(String, Vec<String>)> {
@@ -49,14 +49,7 @@ fn classes(dir: &Path, name: &str, driver: &str, data: &Path) -> PathBuf {
 }
 
 fn run(env: &Env, kc: &str, classes: &Path) -> std::process::Output {
-    let mut args = kube_args(kc);
-    args.extend([
-        "--classes".into(),
-        classes.display().to_string(),
-        "integrity::other-node".into(),
-    ]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    env.run(&args)
+    run_kube(env, kc, classes, &["integrity::other-node"])
 }
 
 /// Written on one node, verified on the other (both named in the result, both nodes of the
@@ -76,13 +69,7 @@ fn a_flexvolume_and_a_csi_volume_move_to_the_other_node() {
     ));
     let file = classes(env.scratch.path(), "flex-loop", "pvcheck/loop", &data);
     let out = run(&env, &kc, &file);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 0);
     let r = env.result();
     let t = trial(&r, "flex-loop::integrity::other-node");
     assert_eq!(t["status"], "passed", "{t}");
@@ -154,22 +141,13 @@ fn a_block_damaged_on_the_way_to_the_other_node_fails_its_verify_with_kind_and_o
         env.scratch.path().file_name().unwrap().to_string_lossy()
     ));
     let file = classes(env.scratch.path(), "flex-flip", "pvcheck/flip", &data);
-    let mut args = kube_args(&kc);
-    args.extend([
-        "--classes".into(),
-        file.display().to_string(),
-        "--exact".into(),
-        "flex-flip::integrity::other-node".into(),
-    ]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = env.run(&args);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "stdout: {}\nstderr: {}",
-        stdout(&out),
-        stderr(&out)
+    let out = run_kube(
+        &env,
+        &kc,
+        &file,
+        &["--exact", "flex-flip::integrity::other-node"],
     );
+    assert_exit(&out, 1);
     let record = std::fs::read_dir(&data)
         .unwrap()
         .filter_map(Result::ok)

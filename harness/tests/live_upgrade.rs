@@ -57,13 +57,7 @@ fn a_healthy_driver_loses_nothing_when_upgraded_or_killed_under_a_writer() {
         ],
         &[],
     );
-    assert_eq!(
-        r.code,
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        r.stdout,
-        r.stderr
-    );
+    r.assert_exit(0);
     for trial in [
         "ok::integrity::live-upgrade",
         "ok::disruption::node-plugin-kill",
@@ -120,13 +114,7 @@ fn an_upgrade_that_drops_acknowledged_records_fails_data_naming_the_record() {
     let yaml = format!("classes:\n{}", live_class("lost", &hp, &[], lose));
     let r = run(&s, &yaml, &["integrity::live-upgrade"], &[]);
     let trial = "lost::integrity::live-upgrade";
-    assert_eq!(
-        r.code,
-        Some(1),
-        "stdout: {}\nstderr: {}",
-        r.stdout,
-        r.stderr
-    );
+    r.assert_exit(1);
     assert_eq!(r.category(trial), "data", "{:#}", r.trial(trial));
     let msg = r.message(trial);
     // Record 2 (at 8 KiB) is the first one the truncation took.
@@ -155,13 +143,7 @@ fn an_upgrade_that_fails_after_dropping_acknowledged_records_still_fails_data() 
     let yaml = format!("classes:\n{}", live_class("lostfailed", &hp, &[], lose));
     let r = run(&s, &yaml, &["integrity::live-upgrade"], &[]);
     let trial = "lostfailed::integrity::live-upgrade";
-    assert_eq!(
-        r.code,
-        Some(1),
-        "stdout: {}\nstderr: {}",
-        r.stdout,
-        r.stderr
-    );
+    r.assert_exit(1);
     assert_eq!(r.category(trial), "data", "{:#}", r.trial(trial));
     let msg = r.message(trial);
     assert!(msg.contains("over the surviving mount"), "{msg}");
@@ -192,13 +174,7 @@ fn a_mount_that_vanishes_under_the_writer_during_the_upgrade_fails_upgrade_unles
         live_class("drained", &hp, &[], &format!("{gone}      drain: true\n")),
     );
     let r = run(&s, &yaml, &["--verbose", "integrity::live-upgrade"], &[]);
-    assert_eq!(
-        r.code,
-        Some(1),
-        "stdout: {}\nstderr: {}",
-        r.stdout,
-        r.stderr
-    );
+    r.assert_exit(1);
     let trial = "gone::integrity::live-upgrade";
     assert_eq!(r.category(trial), "upgrade", "{:#}", r.trial(trial));
     let msg = r.message(trial);
@@ -254,13 +230,7 @@ fn a_plugin_that_does_not_come_back_after_a_kill_fails_naming_the_kill() {
     let yaml = format!("classes:\n{}", class("dead", &argv, "mount", ""));
     let r = run(&s, &yaml, &["disruption::node-plugin-kill"], &[]);
     let trial = "dead::disruption::node-plugin-kill";
-    assert_eq!(
-        r.code,
-        Some(1),
-        "stdout: {}\nstderr: {}",
-        r.stdout,
-        r.stderr
-    );
+    r.assert_exit(1);
     assert_eq!(r.category(trial), "upgrade", "{:#}", r.trial(trial));
     let msg = r.message(trial);
     assert!(msg.contains("SIGKILL and restart"), "{msg}");
@@ -301,13 +271,7 @@ fn a_fuse_mount_served_inside_the_plugin_dies_with_the_upgrade_enotconn_unless_d
         ),
     );
     let r = run(&s, &yaml, &["--verbose", "integrity::live-upgrade"], &[]);
-    assert_eq!(
-        r.code,
-        Some(1),
-        "stdout: {}\nstderr: {}",
-        r.stdout,
-        r.stderr
-    );
+    r.assert_exit(1);
     let trial = "fusein::integrity::live-upgrade";
     assert_eq!(r.category(trial), "upgrade", "{:#}", r.trial(trial));
     let msg = r.message(trial);
@@ -369,13 +333,7 @@ fn a_fuse_mount_served_outside_the_plugin_survives_the_upgrade_and_the_kill() {
         ],
         &[],
     );
-    assert_eq!(
-        r.code,
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        r.stdout,
-        r.stderr
-    );
+    r.assert_exit(0);
     for trial in [
         "fuseout::integrity::live-upgrade",
         "fuseout::disruption::node-plugin-kill",
@@ -403,13 +361,7 @@ fn a_driver_that_drops_acknowledged_writes_on_restart_fails_live_upgrade_as_data
         live_class("lose", &hp, &lose, &csi_upgrade(&hp, &lose, "")),
     );
     let r = run(&s, &yaml, &["integrity::live-upgrade"], &[]);
-    assert_eq!(
-        r.code,
-        Some(1),
-        "stdout: {}\nstderr: {}",
-        r.stdout,
-        r.stderr
-    );
+    r.assert_exit(1);
     let trial = "lose::integrity::live-upgrade";
     assert_eq!(r.category(trial), "data", "{:#}", r.trial(trial));
     let msg = r.message(trial);

@@ -5,30 +5,12 @@
 
 mod common;
 
-use common::{Env, stderr, stdout, trial};
+use common::{Env, assert_exit, last_two, stderr, stdout, trial};
 use serde_json::Value;
-
-fn write(env: &Env, name: &str, text: &str) -> String {
-    let p = env.scratch.path().join(name);
-    std::fs::write(&p, text).unwrap();
-    p.display().to_string()
-}
-
-/// The last two lines of stderr: the verdict, then the result path.
-fn last_two(out: &std::process::Output) -> (String, String) {
-    let err = stderr(out);
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert!(lines.len() >= 2, "{err}");
-    (
-        lines[lines.len() - 2].to_string(),
-        lines[lines.len() - 1].to_string(),
-    )
-}
 
 /// A class for the cluster only: on the local platform every trial of it is ignored.
 fn kube_only_class(env: &Env) -> String {
-    write(
-        env,
+    env.write(
         "kube-only.yaml",
         "classes:\n  - name: gp3\n    kube: { storage_class: gp3, size: 1Gi }\n",
     )
@@ -41,13 +23,7 @@ fn a_run_that_tested_nothing_exits_6_not_0() {
     let env = Env::new();
     let f = kube_only_class(&env);
     let out = env.run(&["--classes", &f]);
-    assert_eq!(
-        out.status.code(),
-        Some(6),
-        "{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 6);
     let (verdict, last) = last_two(&out);
     assert!(
         verdict.starts_with("pvcheck: NOTHING TESTED: 0 passed, ")
@@ -75,13 +51,7 @@ fn strict_fails_a_warned_trial_as_strict_because_of_a_warning_not_as_setup() {
         "16MiB",
         "--strict",
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(4),
-        "{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 4);
     let (verdict, _) = last_two(&out);
     assert!(
         verdict.starts_with(
@@ -140,7 +110,7 @@ fn resuming_an_already_resumed_run_names_the_run_that_resumed_it_and_when() {
         "--resume",
         "0123abcd",
     ]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_exit(&out, 2);
     let err = stderr(&out);
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "{err}");
@@ -182,7 +152,7 @@ fn unsafe_numbers(v: &Value, path: &str, out: &mut Vec<String>) {
 fn every_seed_and_id_in_a_real_result_file_is_below_2_pow_53() {
     let env = Env::new();
     let out = env.run(&["tmpfs::", "--skip", "speed"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_exit(&out, 0);
     let r = env.result();
     // The walk must meet the nested seeds it is about, or it proves nothing.
     let selftest = &trial(&r, "tmpfs::integrity::selftest")["metrics"]["selftest"];
@@ -203,7 +173,7 @@ fn every_seed_and_id_in_a_real_result_file_is_below_2_pow_53() {
 fn the_cache_warning_is_said_once_per_class_not_once_per_workload() {
     let env = Env::new();
     let out = env.run(&["tmpfs::speed::", "--speed-size", "16MiB"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_exit(&out, 0);
     let r = env.result();
     let trials = r["trials"].as_array().unwrap();
     let speed: Vec<&Value> = trials
@@ -245,7 +215,7 @@ fn the_cache_warning_is_said_once_per_class_not_once_per_workload() {
 fn list_on_kubernetes_without_classes_says_no_class_file_was_given_for_that_platform() {
     let env = Env::new();
     let out = env.run(&["--platform", "kubernetes", "--list"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_exit(&out, 0);
     let err = stderr(&out);
     assert!(
         err.contains("no class file given for --platform kubernetes"),
@@ -265,7 +235,7 @@ fn list_marks_trials_that_will_be_ignored_with_the_reason_in_text_and_json() {
     let env = Env::new();
     let f = kube_only_class(&env);
     let out = env.run(&["--classes", &f, "--list"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_exit(&out, 0);
     let so = stdout(&out);
     let line = so
         .lines()
@@ -276,7 +246,7 @@ fn list_marks_trials_that_will_be_ignored_with_the_reason_in_text_and_json() {
         "{line}"
     );
     let out = env.run(&["--classes", &f, "--list", "--format", "json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_exit(&out, 0);
     let events: Vec<Value> = stdout(&out)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -298,7 +268,7 @@ fn list_marks_trials_that_will_be_ignored_with_the_reason_in_text_and_json() {
 fn several_name_filters_select_the_union_as_cargo_test_does() {
     let env = Env::new();
     let out = env.run(&["tmpfs::provision", "tmpfs::cleanup", "--list"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_exit(&out, 0);
     let so = stdout(&out);
     let names: Vec<&str> = so
         .lines()
@@ -307,7 +277,7 @@ fn several_name_filters_select_the_union_as_cargo_test_does() {
     assert_eq!(names, ["tmpfs::provision", "tmpfs::cleanup"], "{so}");
     // A real run, with --exact, records both filters.
     let out = env.run(&["--exact", "tmpfs::provision", "tmpfs::cleanup"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_exit(&out, 0);
     let r = env.result();
     let ran: Vec<&str> = r["trials"]
         .as_array()
@@ -322,7 +292,7 @@ fn several_name_filters_select_the_union_as_cargo_test_does() {
     );
     // Filters that match nothing are still one line and exit 2.
     let out = env.run(&["nope::a", "nope::b"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_exit(&out, 2);
     assert!(
         stderr(&out).contains(r#"the filters ["nope::a", "nope::b"] match no trial"#),
         "{}",

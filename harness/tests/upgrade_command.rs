@@ -3,14 +3,13 @@
 
 mod common;
 
-use common::{Env, stderr, stdout, trial};
+use common::{Env, assert_exit, failure_message};
 
 fn class(env: &Env, upgrade: &str, timeouts: &str) -> String {
-    let vols = env.scratch.path().join("vols");
-    std::fs::create_dir_all(&vols).unwrap();
-    let p = env.scratch.path().join("classes.yaml");
-    std::fs::write(&p, format!("classes:\n  - name: up\n    local: {{ dir: {} }}\n    upgrade: {upgrade}\n    timeouts: {timeouts}\n", vols.display())).unwrap();
-    p.display().to_string()
+    env.dir_class(
+        "up",
+        &format!("    upgrade: {upgrade}\n    timeouts: {timeouts}"),
+    )
 }
 
 #[test]
@@ -22,18 +21,9 @@ fn failing_upgrade_command_fails_the_trial_with_its_stderr() {
         "{ upgrade: 30s }",
     );
     let out = env.run(&["--classes", &f, "--exact", "up::integrity::upgrade"]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 1);
     let r = env.result();
-    let msg = trial(&r, "up::integrity::upgrade")["failure"]["message"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let msg = failure_message(&r, "up::integrity::upgrade");
     assert!(
         msg.contains("upgrade.command")
             && msg.contains("exit 3")
@@ -53,19 +43,10 @@ fn ready_that_never_succeeds_times_out_with_the_class_limit() {
     );
     let start = std::time::Instant::now();
     let out = env.run(&["--classes", &f, "--exact", "up::integrity::upgrade"]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 1);
     assert!(start.elapsed() < std::time::Duration::from_secs(30));
     let r = env.result();
-    let msg = trial(&r, "up::integrity::upgrade")["failure"]["message"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let msg = failure_message(&r, "up::integrity::upgrade");
     assert!(
         msg.contains("upgrade.ready") && msg.contains("did not finish within 1s"),
         "{msg}"
@@ -78,18 +59,9 @@ fn hanging_upgrade_command_is_killed_at_the_limit() {
     let env = Env::new();
     let f = class(&env, r#"{ command: "sleep 600" }"#, "{ upgrade: 1s }");
     let out = env.run(&["--classes", &f, "--exact", "up::integrity::upgrade"]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 1);
     let r = env.result();
-    let msg = trial(&r, "up::integrity::upgrade")["failure"]["message"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let msg = failure_message(&r, "up::integrity::upgrade");
     assert!(
         msg.contains("sleep 600") && msg.contains("did not finish within 1s"),
         "{msg}"
@@ -107,12 +79,6 @@ fn harmless_upgrade_command_passes_and_sees_its_environment() {
         "{ upgrade: 30s }",
     );
     let out = env.run(&["--classes", &f, "--exact", "up::integrity::upgrade"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 0);
     assert_eq!(env.record(), "up upgrade\nup upgrade-after-rewrite\n");
 }

@@ -71,13 +71,7 @@ fn a_healthy_csi_upgrade_passes_and_the_new_driver_takes_the_old_volume_over() {
         csi_class("uprb", &hp, &["--version-tag=v2"], true),
     );
     let r = run(&s, &yaml, &["integrity::upgrade"], &[]);
-    assert_eq!(
-        r.code,
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        r.stdout,
-        r.stderr
-    );
+    r.assert_exit(0);
     for (trial, expected) in [
         ("up::integrity::upgrade", &[("upgrade", "+v1", "+v2")][..]),
         (
@@ -155,13 +149,7 @@ fn issue20_state_forgetting_release_passed_upgrade_with_rollback() {
         csi_class("forget", &hp, &bad, false),
     );
     let r = run(&s, &yaml, &["integrity::upgrade"], &[]);
-    assert_eq!(
-        r.code,
-        Some(1),
-        "stdout: {}\nstderr: {}",
-        r.stdout,
-        r.stderr
-    );
+    r.assert_exit(1);
     for trial in ["forgetrb::integrity::upgrade", "forget::integrity::upgrade"] {
         let t = r.trial(trial);
         assert_eq!(t["status"], "failed", "{t:#}");
@@ -215,13 +203,7 @@ fn flexvolume_upgrade_and_rollback_are_taken_over_by_the_installed_driver() {
         f.sample("flexvolume/loop/v2/loop").display(),
     );
     let r = run_in(&f.root, &yaml, &["flex::integrity::upgrade"], &[]);
-    assert_eq!(
-        r.code,
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        r.stdout,
-        r.stderr
-    );
+    r.assert_exit(0);
     let trial = "flex::integrity::upgrade";
     assert_eq!(r.trial(trial)["warnings"], Value::Array(vec![]));
     let st = steps(&r, trial);
@@ -282,13 +264,7 @@ fn an_upgrade_that_changes_no_version_passes_with_a_warning() {
         csi_class("same", &hp, &["--version-tag=v1"], false)
     );
     let r = run(&s, &yaml, &["integrity::upgrade"], &[]);
-    assert_eq!(
-        r.code,
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        r.stdout,
-        r.stderr
-    );
+    r.assert_exit(0);
     let t = r.trial("same::integrity::upgrade");
     assert_eq!(t["status"], "passed", "{t:#}");
     let w = strings(&t["warnings"]).join("\n");
@@ -317,13 +293,7 @@ fn each_upgrade_command_step_is_recorded_with_status_duration_and_output() {
         &["--exact", "cmd::integrity::upgrade"],
         &[],
     );
-    assert_eq!(
-        r.code,
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        r.stdout,
-        r.stderr
-    );
+    r.assert_exit(0);
     let st = steps(&r, "cmd::integrity::upgrade");
     let names: Vec<&str> = st.iter().filter_map(|s| s["step"].as_str()).collect();
     assert_eq!(names, ["upgrade", "upgrade-after-rewrite"], "{st:#?}");

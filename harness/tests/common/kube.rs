@@ -442,6 +442,32 @@ impl Drop for ServiceAccount {
     }
 }
 
+/// `pvcheck run` on the cluster ([`kube_args`]) with the class file `classes` and `extra`
+/// arguments, not yet run (a test may add to its environment).
+pub fn kube_cmd(
+    env: &super::Env,
+    kc: &str,
+    classes: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Command {
+    let mut args: Vec<String> = kube_args(kc);
+    args.push("--classes".into());
+    args.push(classes.display().to_string());
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    env.run_cmd(&args)
+}
+
+/// [`kube_cmd`], run.
+pub fn run_kube(
+    env: &super::Env,
+    kc: &str,
+    classes: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Output {
+    kube_cmd(env, kc, classes, extra).output().unwrap()
+}
+
 /// Runs pvcheck on the cluster with the class file `fixtures()/<classes>` and `extra` arguments,
 /// requires exit 0 (showing both outputs if not), and returns the result file.
 pub fn run_fixture_ok(
@@ -450,18 +476,7 @@ pub fn run_fixture_ok(
     classes: &str,
     extra: &[&str],
 ) -> serde_json::Value {
-    let mut args: Vec<String> = kube_args(kc);
-    args.push("--classes".into());
-    args.push(super::fixtures().join(classes).display().to_string());
-    args.extend(extra.iter().map(|a| a.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = env.run(&args);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        super::stdout(&out),
-        super::stderr(&out)
-    );
+    let out = run_kube(env, kc, &super::fixtures().join(classes), extra);
+    super::assert_exit(&out, 0);
     env.result()
 }

@@ -43,6 +43,31 @@ impl Env {
         }
     }
 
+    /// Writes `text` to `name` in the scratch directory; returns its path.
+    pub fn write(&self, name: &str, text: &str) -> String {
+        let p = self.scratch.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    }
+
+    /// A directory for local `dir` classes' volumes (`scratch/vols`), made if missing.
+    pub fn vols(&self) -> PathBuf {
+        let v = self.scratch.path().join("vols");
+        std::fs::create_dir_all(&v).unwrap();
+        v
+    }
+
+    /// A class file `c.yaml` with one class `name` of the local `dir` kind over [`Env::vols`],
+    /// and `fields` (YAML lines at the class's indent) after it.
+    pub fn dir_class(&self, name: &str, fields: &str) -> String {
+        let text = format!(
+            "classes:\n  - name: {name}\n    local: {{ dir: {} }}\n{}\n",
+            self.vols().display(),
+            fields.trim_end_matches('\n')
+        );
+        self.write("c.yaml", &text)
+    }
+
     /// `pvcheck run …` with this env's dirs. PVCHECK_TEST_AGENT (a pvcheck-agent binary) runs the
     /// tests against another agent build; by default the agent built into pvcheck runs.
     pub fn run_cmd(&self, args: &[&str]) -> Command {
@@ -179,6 +204,29 @@ pub fn require_root() {
     );
 }
 
+/// The run exited with `code`; else both its streams are shown.
+#[track_caller]
+pub fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        stdout(out),
+        stderr(out)
+    );
+}
+
+/// The last two lines of stderr: the verdict, then the result path.
+pub fn last_two(out: &Output) -> (String, String) {
+    let err = stderr(out);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 2, "{err}");
+    (
+        lines[lines.len() - 2].to_string(),
+        lines[lines.len() - 1].to_string(),
+    )
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -195,6 +243,14 @@ pub fn trial<'a>(result: &'a Value, name: &str) -> &'a Value {
         .iter()
         .find(|t| t["name"] == name)
         .unwrap_or_else(|| panic!("no trial {name} in {result}"))
+}
+
+/// The failure message of trial `name` in a result document ("" when it has none).
+pub fn failure_message(result: &Value, name: &str) -> String {
+    trial(result, name)["failure"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
 }
 
 /// The exit code the gate's line in `text` stands for (`gate: REGRESSED: …` → 3,

@@ -179,6 +179,18 @@ pub struct Run {
 }
 
 impl Run {
+    /// pvcheck exited with `code`; else both its streams are shown.
+    #[track_caller]
+    pub fn assert_exit(&self, code: i32) {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "stdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
+    }
+
     pub fn trial(&self, name: &str) -> &Value {
         self.result
             .as_ref()

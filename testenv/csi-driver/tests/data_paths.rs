@@ -36,12 +36,14 @@ fn daemon_pid_files(sb: &Sandbox) -> Vec<std::path::PathBuf> {
 
 #[tokio::test]
 async fn fuse_inside_mount_fails_with_enotconn_once_the_driver_is_killed() {
-    if !fuse_or_skip("fuse-inside SIGKILL") {
+    let Some(Rig {
+        sb,
+        mut driver,
+        mut c,
+    }) = Rig::start_fuse("fuse-inside SIGKILL", &["--data-path=fuse-inside"]).await
+    else {
         return;
-    }
-    let sb = Sandbox::new();
-    let mut driver = DriverProcess::start(&sb, &["--data-path=fuse-inside"]);
-    let mut c = driver.client().await;
+    };
     let vol = c.create("v", 8 << 20, mount_cap()).await;
     let blk = c.create("b", 4 << 20, block_cap()).await;
     let (s, t, bs, bt) = (sb.path("s"), sb.path("t"), sb.path("bs"), sb.path("bt"));
@@ -95,12 +97,14 @@ async fn fuse_inside_mount_fails_with_enotconn_once_the_driver_is_killed() {
 
 #[tokio::test]
 async fn a_restarted_driver_unpublishes_a_dead_fuse_inside_mount_leaving_no_mount() {
-    if !fuse_or_skip("fuse-inside unpublish") {
+    let Some(Rig {
+        sb,
+        mut driver,
+        mut c,
+    }) = Rig::start_fuse("fuse-inside unpublish", &["--data-path=fuse-inside"]).await
+    else {
         return;
-    }
-    let sb = Sandbox::new();
-    let mut driver = DriverProcess::start(&sb, &["--data-path=fuse-inside"]);
-    let mut c = driver.client().await;
+    };
     let vol = c.create("v", 8 << 20, mount_cap()).await;
     let (s, t) = (sb.path("s"), sb.path("pods/a/t"));
     std::fs::create_dir_all(t.parent().unwrap()).unwrap();
@@ -152,15 +156,15 @@ async fn a_restarted_driver_unpublishes_a_dead_fuse_inside_mount_leaving_no_moun
 
 #[tokio::test]
 async fn fuse_outside_mount_outlives_a_killed_driver_and_a_restarted_driver_stops_its_daemon() {
-    if !fuse_or_skip("fuse-outside") {
+    let Some(Rig {
+        sb,
+        mut driver,
+        mut c,
+    }) = Rig::start_fuse("fuse-outside", &["--data-path=fuse-outside"]).await
+    else {
         return;
-    }
-    let sb = Sandbox::new();
-    let mut driver = DriverProcess::start(&sb, &["--data-path=fuse-outside"]);
-    let mut c = driver.client().await;
-    let vol = c.create("v", 8 << 20, mount_cap()).await;
-    let (s, t) = (sb.path("s"), sb.path("t"));
-    c.stage_publish(&vol.volume_id, &s, &t, mount_cap()).await;
+    };
+    let (vol, s, t) = c.create_published(&sb, "v", 8 << 20, mount_cap()).await;
     assert_eq!(fs_type_at(&t).as_deref(), Some(FUSE));
     let root = std::fs::canonicalize(sb.dir.path()).unwrap();
     let daemons = fuse_daemons_under(&root);
@@ -214,12 +218,14 @@ async fn fuse_outside_mount_outlives_a_killed_driver_and_a_restarted_driver_stop
 
 #[tokio::test]
 async fn fuse_outside_daemon_started_by_this_driver_is_stopped_and_reaped_at_unpublish() {
-    if !fuse_or_skip("fuse-outside unpublish") {
+    let Some(Rig {
+        sb,
+        mut driver,
+        mut c,
+    }) = Rig::start_fuse("fuse-outside unpublish", &["--data-path=fuse-outside"]).await
+    else {
         return;
-    }
-    let sb = Sandbox::new();
-    let mut driver = DriverProcess::start(&sb, &["--data-path=fuse-outside"]);
-    let mut c = driver.client().await;
+    };
     let vol = c.create("v", 8 << 20, mount_cap()).await;
     let (s, t, ro) = (sb.path("s"), sb.path("t"), sb.path("ro"));
     c.stage_publish(&vol.volume_id, &s, &t, mount_cap()).await;
@@ -268,9 +274,7 @@ async fn lose_acked_writes_on_restart_rewinds_fsynced_data_to_the_publication_ch
     let flag = "--lose-acked-writes-on-restart";
     let mut driver = DriverProcess::start(&sb, &[flag]);
     let mut c = driver.client().await;
-    let vol = c.create("v", 8 << 20, mount_cap()).await;
-    let (s, t) = (sb.path("s"), sb.path("t"));
-    c.stage_publish(&vol.volume_id, &s, &t, mount_cap()).await;
+    let (vol, s, t) = c.create_published(&sb, "v", 8 << 20, mount_cap()).await;
     let before = pattern(100_000, 5);
     write_at(&t.join("records"), 0, &before);
     // Published anew: the checkpoint is the volume as it is now.
@@ -343,15 +347,15 @@ async fn lose_acked_writes_on_restart_rewinds_fsynced_data_to_the_publication_ch
 
 #[tokio::test]
 async fn fuse_passthrough_serves_the_calls_an_agent_makes() {
-    if !fuse_or_skip("fuse passthrough") {
+    let Some(Rig {
+        sb,
+        mut driver,
+        mut c,
+    }) = Rig::start_fuse("fuse passthrough", &["--data-path=fuse-inside"]).await
+    else {
         return;
-    }
-    let sb = Sandbox::new();
-    let mut driver = DriverProcess::start(&sb, &["--data-path=fuse-inside"]);
-    let mut c = driver.client().await;
-    let vol = c.create("v", 8 << 20, mount_cap()).await;
-    let (s, t) = (sb.path("s"), sb.path("t"));
-    c.stage_publish(&vol.volume_id, &s, &t, mount_cap()).await;
+    };
+    let (vol, s, t) = c.create_published(&sb, "v", 8 << 20, mount_cap()).await;
 
     std::fs::create_dir(t.join("dir")).unwrap();
     assert!(s.join("dir").is_dir());

@@ -11,15 +11,15 @@ use tonic::Code;
 
 #[tokio::test]
 async fn publish_without_mount_creates_the_target_but_mounts_nothing() {
-    if !root_or_skip("publish-without-mount") {
+    let Some(Rig {
+        sb,
+        mut driver,
+        mut c,
+    }) = Rig::start("publish-without-mount", &["--fault=publish-without-mount"]).await
+    else {
         return;
-    }
-    let sb = Sandbox::new();
-    let mut driver = DriverProcess::start(&sb, &["--fault=publish-without-mount"]);
-    let mut c = driver.client().await;
-    let vol = c.create("v", 1 << 20, mount_cap()).await;
-    let (s, t) = (sb.path("s"), sb.path("t"));
-    c.stage_publish(&vol.volume_id, &s, &t, mount_cap()).await;
+    };
+    let (vol, s, t) = c.create_published(&sb, "v", 1 << 20, mount_cap()).await;
     assert!(t.is_dir());
     assert!(
         !pvcheck_test_csi::mounts::is_mount_point(&t),
@@ -58,9 +58,7 @@ async fn lose_tail_at_unstage_zeroes_the_last_64k_of_the_newest_file() {
         &[("PVCHECK_TEST_CSI_FAULTS", "lose-tail-at-unstage")],
     );
     let mut c = driver.client().await;
-    let vol = c.create("v", 4 << 20, mount_cap()).await;
-    let (s, t) = (sb.path("s"), sb.path("t"));
-    c.stage_publish(&vol.volume_id, &s, &t, mount_cap()).await;
+    let (vol, s, t) = c.create_published(&sb, "v", 4 << 20, mount_cap()).await;
     write_at(&t.join("old"), 0, &pattern(100_000, 1));
     std::thread::sleep(Duration::from_millis(20));
     let data = pattern(256 * 1024, 2);
@@ -96,15 +94,19 @@ async fn lose_tail_at_unstage_zeroes_the_last_64k_of_the_newest_file() {
 
 #[tokio::test]
 async fn lose_tail_at_unstage_on_a_block_volume_zeroes_its_last_written_chunk() {
-    if !root_or_skip("lose-tail-at-unstage block") {
+    let Some(Rig {
+        sb,
+        mut driver,
+        mut c,
+    }) = Rig::start(
+        "lose-tail-at-unstage block",
+        &["--fault=lose-tail-at-unstage"],
+    )
+    .await
+    else {
         return;
-    }
-    let sb = Sandbox::new();
-    let mut driver = DriverProcess::start(&sb, &["--fault=lose-tail-at-unstage"]);
-    let mut c = driver.client().await;
-    let vol = c.create("b", 4 << 20, block_cap()).await;
-    let (s, t) = (sb.path("s"), sb.path("t"));
-    c.stage_publish(&vol.volume_id, &s, &t, block_cap()).await;
+    };
+    let (vol, s, t) = c.create_published(&sb, "b", 4 << 20, block_cap()).await;
     let data = pattern(1 << 20, 3);
     write_at(&t, 0, &data);
     c.unpublish_unstage(&vol.volume_id, &s, &t).await;
@@ -165,27 +167,18 @@ async fn bitflip_on_start_flips_one_bit_in_the_middle_of_the_largest_file() {
 
 #[tokio::test]
 async fn ok_for_unknown_answers_ok_where_the_spec_wants_not_found() {
-    if !root_or_skip("ok-for-unknown") {
+    let Some(Rig {
+        sb,
+        mut driver,
+        mut c,
+    }) = Rig::start("ok-for-unknown", &["--fault=ok-for-unknown"]).await
+    else {
         return;
-    }
-    let sb = Sandbox::new();
-    let mut driver = DriverProcess::start(&sb, &["--fault=ok-for-unknown"]);
-    let mut c = driver.client().await;
+    };
     let t = sb.path("t");
+    c.unpublish_unstage("ghost", &t, &t).await;
     c.node
-        .node_unpublish_volume(unpublish_req("ghost", &t))
-        .await
-        .unwrap();
-    c.node
-        .node_unstage_volume(unstage_req("ghost", &t))
-        .await
-        .unwrap();
-    c.node
-        .node_get_volume_stats(csi::NodeGetVolumeStatsRequest {
-            volume_id: "ghost".into(),
-            volume_path: "/".into(),
-            staging_target_path: String::new(),
-        })
+        .node_get_volume_stats(stats_req("ghost", std::path::Path::new("/")))
         .await
         .unwrap();
     assert!(
@@ -200,12 +193,14 @@ async fn ok_for_unknown_answers_ok_where_the_spec_wants_not_found() {
 
 #[tokio::test]
 async fn not_idempotent_makes_a_second_volume_and_fails_a_second_publish() {
-    if !root_or_skip("not-idempotent") {
+    let Some(Rig {
+        sb,
+        mut driver,
+        mut c,
+    }) = Rig::start("not-idempotent", &["--fault=not-idempotent"]).await
+    else {
         return;
-    }
-    let sb = Sandbox::new();
-    let mut driver = DriverProcess::start(&sb, &["--fault=not-idempotent"]);
-    let mut c = driver.client().await;
+    };
     let a = c.create("same", 1 << 20, mount_cap()).await;
     let b = c.create("same", 1 << 20, mount_cap()).await;
     assert_ne!(a.volume_id, b.volume_id);
@@ -214,9 +209,8 @@ async fn not_idempotent_makes_a_second_volume_and_fails_a_second_publish() {
     let again = c
         .node
         .node_publish_volume(publish_req(&a.volume_id, &s, &t, mount_cap(), false))
-        .await
-        .unwrap_err();
-    assert_eq!(again.code(), Code::Internal);
+        .await;
+    assert_eq!(code(again), Code::Internal);
     c.unpublish_unstage(&a.volume_id, &s, &t).await;
     assert_clean(&sb);
     assert_eq!(driver.stop(), 0);
@@ -233,15 +227,15 @@ fn mounts_at(path: &std::path::Path) -> usize {
 
 #[tokio::test]
 async fn stack_mounts_mounts_a_repeated_stage_and_publish_again_on_top_and_tears_all_down() {
-    if !root_or_skip("stack-mounts") {
+    let Some(Rig {
+        sb,
+        mut driver,
+        mut c,
+    }) = Rig::start("stack-mounts", &["--fault=stack-mounts"]).await
+    else {
         return;
-    }
-    let sb = Sandbox::new();
-    let mut driver = DriverProcess::start(&sb, &["--fault=stack-mounts"]);
-    let mut c = driver.client().await;
-    let vol = c.create("v", 1 << 20, mount_cap()).await;
-    let (s, t) = (sb.path("s"), sb.path("t"));
-    c.stage_publish(&vol.volume_id, &s, &t, mount_cap()).await;
+    };
+    let (vol, s, t) = c.create_published(&sb, "v", 1 << 20, mount_cap()).await;
     assert_eq!((mounts_at(&s), mounts_at(&t)), (1, 1));
     // What a restarted kubelet does for a running pod: both calls again, answered OK.
     c.stage_publish(&vol.volume_id, &s, &t, mount_cap()).await;
@@ -258,15 +252,15 @@ async fn stack_mounts_mounts_a_repeated_stage_and_publish_again_on_top_and_tears
 
 #[tokio::test]
 async fn hang_blocks_every_node_call_after_the_first_publish_but_not_identity_or_stop() {
-    if !root_or_skip("hang") {
+    let Some(Rig {
+        sb,
+        mut driver,
+        mut c,
+    }) = Rig::start("hang", &["--fault=hang"]).await
+    else {
         return;
-    }
-    let sb = Sandbox::new();
-    let mut driver = DriverProcess::start(&sb, &["--fault=hang"]);
-    let mut c = driver.client().await;
-    let vol = c.create("v", 1 << 20, mount_cap()).await;
-    let (s, t) = (sb.path("s"), sb.path("t"));
-    c.stage_publish(&vol.volume_id, &s, &t, mount_cap()).await;
+    };
+    let (vol, s, t) = c.create_published(&sb, "v", 1 << 20, mount_cap()).await;
     let hung = tokio::time::timeout(
         Duration::from_secs(2),
         c.node

@@ -16,12 +16,14 @@ fn block_size(path: &Path) -> u64 {
 
 #[tokio::test]
 async fn mount_volume_data_survives_unpublish_unstage_and_a_second_stage() {
-    if !root_or_skip("mount round trip") {
+    let Some(Rig {
+        sb,
+        mut driver,
+        mut c,
+    }) = Rig::start("mount round trip", &[]).await
+    else {
         return;
-    }
-    let sb = Sandbox::new();
-    let mut driver = DriverProcess::start(&sb, &[]);
-    let mut c = driver.client().await;
+    };
     let vol = c.create("round-trip", 64 << 20, mount_cap()).await;
     assert_eq!(vol.capacity_bytes, 64 << 20);
     assert_eq!(
@@ -37,63 +39,29 @@ async fn mount_volume_data_survives_unpublish_unstage_and_a_second_stage() {
     let data = pattern(300_000, 1);
     write_at(&target.join("file"), 0, &data);
     // Repeating a publish that took effect is OK (idempotent).
-    c.node
-        .node_publish_volume(publish_req(
-            &vol.volume_id,
-            &staging,
-            &target,
-            mount_cap(),
-            false,
-        ))
-        .await
-        .unwrap();
+    c.publish(&vol.volume_id, &staging, &target, false).await;
     // A read-only publication refuses writes.
     let ro = sb.path("pods/b/target");
     std::fs::create_dir_all(ro.parent().unwrap()).unwrap();
-    c.node
-        .node_publish_volume(publish_req(
-            &vol.volume_id,
-            &staging,
-            &ro,
-            mount_cap(),
-            true,
-        ))
-        .await
-        .unwrap();
+    c.publish(&vol.volume_id, &staging, &ro, true).await;
     assert_eq!(std::fs::read(ro.join("file")).unwrap(), data);
     let err = std::fs::write(ro.join("other"), b"x").unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
-    c.node
-        .node_unpublish_volume(unpublish_req(&vol.volume_id, &ro))
-        .await
-        .unwrap();
+    c.unpublish(&vol.volume_id, &ro).await;
     c.unpublish_unstage(&vol.volume_id, &staging, &target).await;
     assert!(
         !target.exists(),
         "the driver created the target, so it removes it"
     );
     // Repeated teardown calls are OK.
-    c.node
-        .node_unpublish_volume(unpublish_req(&vol.volume_id, &target))
-        .await
-        .unwrap();
-    c.node
-        .node_unstage_volume(unstage_req(&vol.volume_id, &staging))
-        .await
-        .unwrap();
+    c.unpublish_unstage(&vol.volume_id, &staging, &target).await;
     assert_clean(&sb);
 
     c.stage_publish(&vol.volume_id, &staging, &target, mount_cap())
         .await;
     assert_eq!(std::fs::read(target.join("file")).unwrap(), data);
     c.unpublish_unstage(&vol.volume_id, &staging, &target).await;
-    c.controller
-        .delete_volume(csi::DeleteVolumeRequest {
-            volume_id: vol.volume_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    c.delete_volume(&vol.volume_id).await;
     assert!(!sb.statedir().join("volumes").join(&vol.volume_id).exists());
     assert_clean(&sb);
     assert_eq!(driver.stop(), 0);
@@ -101,16 +69,15 @@ async fn mount_volume_data_survives_unpublish_unstage_and_a_second_stage() {
 
 #[tokio::test]
 async fn block_volume_round_trip_through_a_loop_device() {
-    if !root_or_skip("block round trip") {
+    let Some(Rig {
+        sb,
+        mut driver,
+        mut c,
+    }) = Rig::start("block round trip", &[]).await
+    else {
         return;
-    }
-    let sb = Sandbox::new();
-    let mut driver = DriverProcess::start(&sb, &[]);
-    let mut c = driver.client().await;
-    let vol = c.create("block", 8 << 20, block_cap()).await;
-    let (staging, target) = (sb.path("staging"), sb.path("target-dev"));
-    c.stage_publish(&vol.volume_id, &staging, &target, block_cap())
-        .await;
+    };
+    let (vol, staging, target) = c.create_published(&sb, "block", 8 << 20, block_cap()).await;
     let meta = std::fs::metadata(&target).unwrap();
     assert!(
         meta.file_type().is_block_device(),
@@ -130,11 +97,7 @@ async fn block_volume_round_trip_through_a_loop_device() {
     assert_eq!(read_at(&target, (8 << 20) - 65536, 65536), tail);
     let stats = c
         .node
-        .node_get_volume_stats(csi::NodeGetVolumeStatsRequest {
-            volume_id: vol.volume_id.clone(),
-            volume_path: target.display().to_string(),
-            staging_target_path: String::new(),
-        })
+        .node_get_volume_stats(stats_req(&vol.volume_id, &target))
         .await
         .unwrap()
         .into_inner();
@@ -146,80 +109,46 @@ async fn block_volume_round_trip_through_a_loop_device() {
 
 #[tokio::test]
 async fn snapshot_holds_the_data_of_its_moment_and_restore_and_clone_return_it() {
-    if !root_or_skip("snapshot") {
+    let Some(Rig {
+        sb,
+        mut driver,
+        mut c,
+    }) = Rig::start("snapshot", &[]).await
+    else {
         return;
-    }
-    let sb = Sandbox::new();
-    let mut driver = DriverProcess::start(&sb, &[]);
-    let mut c = driver.client().await;
-    let vol = c.create("src", 16 << 20, mount_cap()).await;
-    let (staging, target) = (sb.path("s1"), sb.path("t1"));
-    c.stage_publish(&vol.volume_id, &staging, &target, mount_cap())
-        .await;
+    };
+    let (vol, staging, target) = c.create_published(&sb, "src", 16 << 20, mount_cap()).await;
     let before = pattern(100_000, 4);
     write_at(&target.join("f"), 0, &before);
-    let snap = c
-        .controller
-        .create_snapshot(csi::CreateSnapshotRequest {
-            source_volume_id: vol.volume_id.clone(),
-            name: "snap".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .snapshot
-        .unwrap();
+    let snap = c.snapshot(&vol.volume_id, "snap").await;
     assert!(snap.ready_to_use);
     assert_eq!(snap.source_volume_id, vol.volume_id);
-    // Same name, same source: the same snapshot; another source: ALREADY_EXISTS.
-    let again = c
-        .controller
-        .create_snapshot(csi::CreateSnapshotRequest {
-            source_volume_id: vol.volume_id.clone(),
-            name: "snap".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(again.snapshot.unwrap().snapshot_id, snap.snapshot_id);
+    // Same name, same source: the same snapshot.
+    let again = c.snapshot(&vol.volume_id, "snap").await;
+    assert_eq!(again.snapshot_id, snap.snapshot_id);
     let after = pattern(100_000, 5);
     write_at(&target.join("f"), 0, &after);
 
-    let source = |t| csi::VolumeContentSource { r#type: Some(t) };
-    let mut req = create_req("restored", 16 << 20, mount_cap());
-    req.volume_content_source = Some(source(csi::volume_content_source::Type::Snapshot(
-        csi::volume_content_source::SnapshotSource {
-            snapshot_id: snap.snapshot_id.clone(),
-        },
-    )));
     let restored = c
-        .controller
-        .create_volume(req)
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
+        .create_with(create_from_req(
+            "restored",
+            16 << 20,
+            mount_cap(),
+            from_snapshot(&snap.snapshot_id),
+        ))
+        .await;
     assert!(
         restored.content_source.is_some(),
         "content_source is echoed"
     );
-    let mut req = create_req("clone", 16 << 20, mount_cap());
-    req.volume_content_source = Some(source(csi::volume_content_source::Type::Volume(
-        csi::volume_content_source::VolumeSource {
-            volume_id: vol.volume_id.clone(),
-        },
-    )));
     let clone = c
-        .controller
-        .create_volume(req)
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
+        .create_with(create_from_req(
+            "clone",
+            16 << 20,
+            mount_cap(),
+            from_volume(&vol.volume_id),
+        ))
+        .await;
 
     let (rs, rt) = (sb.path("s2"), sb.path("t2"));
     c.stage_publish(&restored.volume_id, &rs, &rt, mount_cap())
@@ -243,18 +172,14 @@ async fn snapshot_holds_the_data_of_its_moment_and_restore_and_clone_return_it()
 
     let missing = c
         .controller
-        .create_volume({
-            let mut r = create_req("from-nothing", 1 << 20, mount_cap());
-            r.volume_content_source = Some(source(csi::volume_content_source::Type::Snapshot(
-                csi::volume_content_source::SnapshotSource {
-                    snapshot_id: "nope".into(),
-                },
-            )));
-            r
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(missing.code(), Code::NotFound);
+        .create_volume(create_from_req(
+            "from-nothing",
+            1 << 20,
+            mount_cap(),
+            from_snapshot("nope"),
+        ))
+        .await;
+    assert_eq!(code(missing), Code::NotFound);
     let listed = c
         .controller
         .list_snapshots(csi::ListSnapshotsRequest {
@@ -273,82 +198,49 @@ async fn snapshot_holds_the_data_of_its_moment_and_restore_and_clone_return_it()
     ] {
         c.unpublish_unstage(id, s, t).await;
     }
-    c.controller
-        .delete_snapshot(csi::DeleteSnapshotRequest {
-            snapshot_id: snap.snapshot_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    c.controller
-        .delete_snapshot(csi::DeleteSnapshotRequest {
-            snapshot_id: snap.snapshot_id,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    // Deleting twice is OK.
+    c.delete_snapshot(&snap.snapshot_id).await;
+    c.delete_snapshot(&snap.snapshot_id).await;
     assert_clean(&sb);
     assert_eq!(driver.stop(), 0);
 }
 
 #[tokio::test]
 async fn block_snapshot_restore_holds_the_snapshot_time_bytes() {
-    if !root_or_skip("block snapshot") {
+    let Some(Rig {
+        sb,
+        mut driver,
+        mut c,
+    }) = Rig::start("block snapshot", &[]).await
+    else {
         return;
-    }
-    let sb = Sandbox::new();
-    let mut driver = DriverProcess::start(&sb, &[]);
-    let mut c = driver.client().await;
-    let vol = c.create("bsrc", 4 << 20, block_cap()).await;
-    let (staging, target) = (sb.path("s1"), sb.path("t1"));
-    c.stage_publish(&vol.volume_id, &staging, &target, block_cap())
-        .await;
+    };
+    let (vol, staging, target) = c.create_published(&sb, "bsrc", 4 << 20, block_cap()).await;
     let before = pattern(65536, 6);
     write_at(&target, 1 << 20, &before);
-    let snap = c
-        .controller
-        .create_snapshot(csi::CreateSnapshotRequest {
-            source_volume_id: vol.volume_id.clone(),
-            name: "bsnap".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .snapshot
-        .unwrap();
+    let snap = c.snapshot(&vol.volume_id, "bsnap").await;
     write_at(&target, 1 << 20, &pattern(65536, 7));
-    let mut req = create_req("brestored", 4 << 20, block_cap());
-    req.volume_content_source = Some(csi::VolumeContentSource {
-        r#type: Some(csi::volume_content_source::Type::Snapshot(
-            csi::volume_content_source::SnapshotSource {
-                snapshot_id: snap.snapshot_id.clone(),
-            },
-        )),
-    });
     let restored = c
-        .controller
-        .create_volume(req)
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
+        .create_with(create_from_req(
+            "brestored",
+            4 << 20,
+            block_cap(),
+            from_snapshot(&snap.snapshot_id),
+        ))
+        .await;
     let (rs, rt) = (sb.path("s2"), sb.path("t2"));
     c.stage_publish(&restored.volume_id, &rs, &rt, block_cap())
         .await;
     assert_eq!(read_at(&rt, 1 << 20, 65536), before);
     // Restoring into a smaller volume than the snapshot is OUT_OF_RANGE.
-    let mut small = create_req("bsmall", 1 << 20, block_cap());
-    small.volume_content_source = Some(csi::VolumeContentSource {
-        r#type: Some(csi::volume_content_source::Type::Snapshot(
-            csi::volume_content_source::SnapshotSource {
-                snapshot_id: snap.snapshot_id,
-            },
-        )),
-    });
+    let small = create_from_req(
+        "bsmall",
+        1 << 20,
+        block_cap(),
+        from_snapshot(&snap.snapshot_id),
+    );
     assert_eq!(
-        c.controller.create_volume(small).await.unwrap_err().code(),
+        code(c.controller.create_volume(small).await),
         Code::OutOfRange
     );
     c.unpublish_unstage(&vol.volume_id, &staging, &target).await;
@@ -359,31 +251,18 @@ async fn block_snapshot_restore_holds_the_snapshot_time_bytes() {
 
 #[tokio::test]
 async fn expand_grows_a_published_block_volume_online() {
-    if !root_or_skip("expand") {
+    let Some(Rig {
+        sb,
+        mut driver,
+        mut c,
+    }) = Rig::start("expand", &[]).await
+    else {
         return;
-    }
-    let sb = Sandbox::new();
-    let mut driver = DriverProcess::start(&sb, &[]);
-    let mut c = driver.client().await;
-    let vol = c.create("grow", 4 << 20, block_cap()).await;
-    let (staging, target) = (sb.path("s"), sb.path("t"));
-    c.stage_publish(&vol.volume_id, &staging, &target, block_cap())
-        .await;
+    };
+    let (vol, staging, target) = c.create_published(&sb, "grow", 4 << 20, block_cap()).await;
     let data = pattern(4096, 8);
     write_at(&target, 0, &data);
-    let reply = c
-        .controller
-        .controller_expand_volume(csi::ControllerExpandVolumeRequest {
-            volume_id: vol.volume_id.clone(),
-            capacity_range: Some(csi::CapacityRange {
-                required_bytes: 12 << 20,
-                limit_bytes: 0,
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let reply = c.expand(&vol.volume_id, 12 << 20).await;
     assert_eq!(reply.capacity_bytes, 12 << 20);
     assert!(
         reply.node_expansion_required,
@@ -414,19 +293,7 @@ async fn expand_grows_a_published_block_volume_online() {
     assert_eq!(read_at(&target, 0, 4096), data);
 
     let dir = c.create("grow-dir", 4 << 20, mount_cap()).await;
-    let reply = c
-        .controller
-        .controller_expand_volume(csi::ControllerExpandVolumeRequest {
-            volume_id: dir.volume_id.clone(),
-            capacity_range: Some(csi::CapacityRange {
-                required_bytes: 8 << 20,
-                limit_bytes: 0,
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let reply = c.expand(&dir.volume_id, 8 << 20).await;
     assert_eq!(
         (reply.capacity_bytes, reply.node_expansion_required),
         (8 << 20, false)
@@ -470,12 +337,7 @@ async fn restart_keeps_state_and_the_new_process_undoes_the_old_mounts() {
 
     let mut v2 = DriverProcess::start(&sb, &["--version-tag=v2"]);
     let mut c = v2.client().await;
-    let info = c
-        .identity
-        .get_plugin_info(csi::GetPluginInfoRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let info = c.plugin_info().await;
     assert_eq!(
         info.vendor_version,
         format!("{}+v2", env!("CARGO_PKG_VERSION"))
@@ -499,12 +361,14 @@ async fn restart_keeps_state_and_the_new_process_undoes_the_old_mounts() {
 
 #[tokio::test]
 async fn spec_error_codes_and_idempotency() {
-    if !root_or_skip("error codes") {
+    let Some(Rig {
+        sb,
+        mut driver,
+        mut c,
+    }) = Rig::start("error codes", &[]).await
+    else {
         return;
-    }
-    let sb = Sandbox::new();
-    let mut driver = DriverProcess::start(&sb, &[]);
-    let mut c = driver.client().await;
+    };
     let vol = c.create("codes", 1 << 20, mount_cap()).await;
     assert_eq!(
         c.create("codes", 1 << 20, mount_cap()).await.volume_id,
@@ -514,27 +378,17 @@ async fn spec_error_codes_and_idempotency() {
     let bigger = c
         .controller
         .create_volume(create_req("codes", 2 << 20, mount_cap()))
-        .await
-        .unwrap_err();
-    assert_eq!(bigger.code(), Code::AlreadyExists);
-    let mut no_name = create_req("", 1, mount_cap());
-    no_name.name.clear();
+        .await;
+    assert_eq!(code(bigger), Code::AlreadyExists);
+    let no_name = create_req("", 1, mount_cap());
     assert_eq!(
-        c.controller
-            .create_volume(no_name)
-            .await
-            .unwrap_err()
-            .code(),
+        code(c.controller.create_volume(no_name).await),
         Code::InvalidArgument
     );
     let mut no_caps = create_req("x", 1, mount_cap());
     no_caps.volume_capabilities.clear();
     assert_eq!(
-        c.controller
-            .create_volume(no_caps)
-            .await
-            .unwrap_err()
-            .code(),
+        code(c.controller.create_volume(no_caps).await),
         Code::InvalidArgument
     );
     let mut far = create_req("far", 1, mount_cap());
@@ -546,73 +400,34 @@ async fn spec_error_codes_and_idempotency() {
         preferred: vec![],
     });
     assert_eq!(
-        c.controller.create_volume(far).await.unwrap_err().code(),
+        code(c.controller.create_volume(far).await),
         Code::ResourceExhausted
     );
 
     let unknown = "no-such-volume";
     let t = sb.path("t");
+    let n = &mut c.node;
     assert_eq!(
-        c.node
-            .node_unpublish_volume(unpublish_req(unknown, &t))
-            .await
-            .unwrap_err()
-            .code(),
+        code(n.node_unpublish_volume(unpublish_req(unknown, &t)).await),
         Code::NotFound
     );
     assert_eq!(
-        c.node
-            .node_unstage_volume(unstage_req(unknown, &t))
-            .await
-            .unwrap_err()
-            .code(),
+        code(n.node_unstage_volume(unstage_req(unknown, &t)).await),
         Code::NotFound
     );
-    assert_eq!(
-        c.node
-            .node_stage_volume(stage_req(unknown, &t, mount_cap()))
-            .await
-            .unwrap_err()
-            .code(),
-        Code::NotFound
-    );
-    let stats = csi::NodeGetVolumeStatsRequest {
-        volume_id: unknown.into(),
-        volume_path: "/".into(),
-        staging_target_path: String::new(),
-    };
-    assert_eq!(
-        c.node
-            .node_get_volume_stats(stats)
-            .await
-            .unwrap_err()
-            .code(),
-        Code::NotFound
-    );
-    let stats = csi::NodeGetVolumeStatsRequest {
-        volume_id: vol.volume_id.clone(),
-        volume_path: sb.path("nowhere").display().to_string(),
-        staging_target_path: String::new(),
-    };
-    assert_eq!(
-        c.node
-            .node_get_volume_stats(stats)
-            .await
-            .unwrap_err()
-            .code(),
-        Code::NotFound
-    );
+    let stage = stage_req(unknown, &t, mount_cap());
+    assert_eq!(code(n.node_stage_volume(stage).await), Code::NotFound);
+    let stats = stats_req(unknown, Path::new("/"));
+    assert_eq!(code(n.node_get_volume_stats(stats).await), Code::NotFound);
+    let stats = stats_req(&vol.volume_id, &sb.path("nowhere"));
+    assert_eq!(code(n.node_get_volume_stats(stats).await), Code::NotFound);
     let validate = csi::ValidateVolumeCapabilitiesRequest {
         volume_id: unknown.into(),
         volume_capabilities: vec![mount_cap()],
         ..Default::default()
     };
     assert_eq!(
-        c.controller
-            .validate_volume_capabilities(validate)
-            .await
-            .unwrap_err()
-            .code(),
+        code(c.controller.validate_volume_capabilities(validate).await),
         Code::NotFound
     );
     let validate = csi::ValidateVolumeCapabilitiesRequest {
@@ -630,11 +445,7 @@ async fn spec_error_codes_and_idempotency() {
             .is_none(),
         "a directory volume is not a block device"
     );
-    let delete = csi::DeleteVolumeRequest {
-        volume_id: unknown.into(),
-        ..Default::default()
-    };
-    c.controller.delete_volume(delete).await.unwrap();
+    c.delete_volume(unknown).await;
     let publish = csi::ControllerPublishVolumeRequest {
         volume_id: vol.volume_id.clone(),
         node_id: NODE.into(),
@@ -642,11 +453,7 @@ async fn spec_error_codes_and_idempotency() {
         ..Default::default()
     };
     assert_eq!(
-        c.controller
-            .controller_publish_volume(publish)
-            .await
-            .unwrap_err()
-            .code(),
+        code(c.controller.controller_publish_volume(publish).await),
         Code::Unimplemented
     );
     let missing = csi::NodePublishVolumeRequest {
@@ -654,11 +461,7 @@ async fn spec_error_codes_and_idempotency() {
         ..Default::default()
     };
     assert_eq!(
-        c.node
-            .node_publish_volume(missing)
-            .await
-            .unwrap_err()
-            .code(),
+        code(c.node.node_publish_volume(missing).await),
         Code::InvalidArgument
     );
     // Publishing an unstaged volume is FAILED_PRECONDITION.
@@ -670,7 +473,7 @@ async fn spec_error_codes_and_idempotency() {
         false,
     );
     assert_eq!(
-        c.node.node_publish_volume(p).await.unwrap_err().code(),
+        code(c.node.node_publish_volume(p).await),
         Code::FailedPrecondition
     );
     assert!(!t.exists(), "a refused publish creates nothing");
@@ -679,18 +482,13 @@ async fn spec_error_codes_and_idempotency() {
 
 #[tokio::test]
 async fn identity_node_info_and_capabilities_are_what_the_readme_says() {
-    if !root_or_skip("identity") {
+    let Some(Rig {
+        mut driver, mut c, ..
+    }) = Rig::start("identity", &["--max-volumes-per-node=7"]).await
+    else {
         return;
-    }
-    let sb = Sandbox::new();
-    let mut driver = DriverProcess::start(&sb, &["--max-volumes-per-node=7"]);
-    let mut c = driver.client().await;
-    let info = c
-        .identity
-        .get_plugin_info(csi::GetPluginInfoRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    };
+    let info = c.plugin_info().await;
     assert_eq!(info.name, "hostpath.csi.pvcheck.io");
     assert_eq!(info.vendor_version, env!("CARGO_PKG_VERSION"));
     assert_eq!(
@@ -748,12 +546,14 @@ async fn identity_node_info_and_capabilities_are_what_the_readme_says() {
 
 #[tokio::test]
 async fn enable_attach_requires_controller_publish_before_stage() {
-    if !root_or_skip("attach") {
+    let Some(Rig {
+        sb,
+        mut driver,
+        mut c,
+    }) = Rig::start("attach", &["--enable-attach"]).await
+    else {
         return;
-    }
-    let sb = Sandbox::new();
-    let mut driver = DriverProcess::start(&sb, &["--enable-attach"]);
-    let mut c = driver.client().await;
+    };
     let vol = c.create("attach", 1 << 20, mount_cap()).await;
     let publish = |id: &str, node: &str| csi::ControllerPublishVolumeRequest {
         volume_id: id.into(),
@@ -761,20 +561,16 @@ async fn enable_attach_requires_controller_publish_before_stage() {
         volume_capability: Some(mount_cap()),
         ..Default::default()
     };
+    let ctrl = &mut c.controller;
     assert_eq!(
-        c.controller
-            .controller_publish_volume(publish("nope", NODE))
-            .await
-            .unwrap_err()
-            .code(),
+        code(ctrl.controller_publish_volume(publish("nope", NODE)).await),
         Code::NotFound
     );
     assert_eq!(
-        c.controller
-            .controller_publish_volume(publish(&vol.volume_id, "other"))
-            .await
-            .unwrap_err()
-            .code(),
+        code(
+            ctrl.controller_publish_volume(publish(&vol.volume_id, "other"))
+                .await
+        ),
         Code::NotFound
     );
     let staging = sb.path("s");
@@ -782,9 +578,8 @@ async fn enable_attach_requires_controller_publish_before_stage() {
     let early = c
         .node
         .node_stage_volume(stage_req(&vol.volume_id, &staging, mount_cap()))
-        .await
-        .unwrap_err();
-    assert_eq!(early.code(), Code::FailedPrecondition);
+        .await;
+    assert_eq!(code(early), Code::FailedPrecondition);
     c.controller
         .controller_publish_volume(publish(&vol.volume_id, NODE))
         .await
@@ -793,14 +588,8 @@ async fn enable_attach_requires_controller_publish_before_stage() {
         .controller_publish_volume(publish(&vol.volume_id, NODE))
         .await
         .unwrap();
-    c.node
-        .node_stage_volume(stage_req(&vol.volume_id, &staging, mount_cap()))
-        .await
-        .unwrap();
-    c.node
-        .node_unstage_volume(unstage_req(&vol.volume_id, &staging))
-        .await
-        .unwrap();
+    c.stage(&vol.volume_id, &staging).await;
+    c.unstage(&vol.volume_id, &staging).await;
     let unpublish = csi::ControllerUnpublishVolumeRequest {
         volume_id: vol.volume_id.clone(),
         node_id: NODE.into(),
@@ -822,9 +611,6 @@ async fn enable_attach_requires_controller_publish_before_stage() {
 /// online with resize2fs. Needs e2fsprogs (Debian `e2fsprogs`); without it the test says so.
 #[tokio::test]
 async fn image_backing_mounts_an_ext4_filesystem_and_grows_it_online() {
-    if !root_or_skip("image backing") {
-        return;
-    }
     if std::process::Command::new("mkfs.ext4")
         .arg("-V")
         .output()
@@ -833,12 +619,15 @@ async fn image_backing_mounts_an_ext4_filesystem_and_grows_it_online() {
         eprintln!("image backing: skipped: mkfs.ext4 not installed (Debian package e2fsprogs)");
         return;
     }
-    let sb = Sandbox::new();
-    let mut driver = DriverProcess::start(&sb, &["--backing=image"]);
-    let mut c = driver.client().await;
-    let vol = c.create("img", 32 << 20, mount_cap()).await;
-    let (s, t) = (sb.path("s"), sb.path("t"));
-    c.stage_publish(&vol.volume_id, &s, &t, mount_cap()).await;
+    let Some(Rig {
+        sb,
+        mut driver,
+        mut c,
+    }) = Rig::start("image backing", &["--backing=image"]).await
+    else {
+        return;
+    };
+    let (vol, s, t) = c.create_published(&sb, "img", 32 << 20, mount_cap()).await;
     let data = pattern(200_000, 10);
     write_at(&t.join("f"), 0, &data);
     c.unpublish_unstage(&vol.volume_id, &s, &t).await;
@@ -851,14 +640,10 @@ async fn image_backing_mounts_an_ext4_filesystem_and_grows_it_online() {
     );
     let total = |c: &mut Client| {
         let mut c = c.clone();
-        let (id, path) = (vol.volume_id.clone(), t.display().to_string());
+        let (id, path) = (vol.volume_id.clone(), t.clone());
         async move {
             c.node
-                .node_get_volume_stats(csi::NodeGetVolumeStatsRequest {
-                    volume_id: id,
-                    volume_path: path,
-                    staging_target_path: String::new(),
-                })
+                .node_get_volume_stats(stats_req(&id, &path))
                 .await
                 .unwrap()
                 .into_inner()
@@ -867,19 +652,7 @@ async fn image_backing_mounts_an_ext4_filesystem_and_grows_it_online() {
         }
     };
     let before = total(&mut c).await;
-    let reply = c
-        .controller
-        .controller_expand_volume(csi::ControllerExpandVolumeRequest {
-            volume_id: vol.volume_id.clone(),
-            capacity_range: Some(csi::CapacityRange {
-                required_bytes: 64 << 20,
-                limit_bytes: 0,
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let reply = c.expand(&vol.volume_id, 64 << 20).await;
     assert!(reply.node_expansion_required);
     let expanded = c
         .node

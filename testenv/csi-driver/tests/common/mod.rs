@@ -41,6 +41,47 @@ pub fn fuse_or_skip(test: &str) -> bool {
     true
 }
 
+/// A test's driver: a fresh sandbox, the driver started in it with `args`, and a client of its
+/// socket. Fields drop in the order a test's locals did: client, driver, sandbox.
+pub struct Rig {
+    pub c: Client,
+    pub driver: DriverProcess,
+    pub sb: Sandbox,
+}
+
+impl Rig {
+    /// `None`, with the skip line, without root.
+    pub async fn start(test: &str, args: &[&str]) -> Option<Rig> {
+        if !root_or_skip(test) {
+            return None;
+        }
+        Some(Self::started(args).await)
+    }
+
+    /// `None`, with the skip line, without root or /dev/fuse.
+    pub async fn start_fuse(test: &str, args: &[&str]) -> Option<Rig> {
+        if !fuse_or_skip(test) {
+            return None;
+        }
+        Some(Self::started(args).await)
+    }
+
+    async fn started(args: &[&str]) -> Rig {
+        let sb = Sandbox::new();
+        let driver = DriverProcess::start(&sb, args);
+        let c = driver.client().await;
+        Rig { c, driver, sb }
+    }
+}
+
+/// The code of a call that must fail.
+pub fn code<T>(r: Result<tonic::Response<T>, tonic::Status>) -> tonic::Code {
+    match r {
+        Ok(_) => panic!("the call succeeded; it must fail"),
+        Err(e) => e.code(),
+    }
+}
+
 /// A temporary tree: statedir, socket, staging and target paths.
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
@@ -385,15 +426,162 @@ pub fn unstage_req(volume_id: &str, staging: &Path) -> csi::NodeUnstageVolumeReq
     }
 }
 
+/// A request for a volume holding what `source` holds (a snapshot's or a volume's data).
+pub fn create_from_req(
+    name: &str,
+    bytes: i64,
+    cap: VolumeCapability,
+    source: csi::volume_content_source::Type,
+) -> csi::CreateVolumeRequest {
+    let mut r = create_req(name, bytes, cap);
+    r.volume_content_source = Some(csi::VolumeContentSource {
+        r#type: Some(source),
+    });
+    r
+}
+
+/// The content source of a restore from snapshot `id`.
+pub fn from_snapshot(id: &str) -> csi::volume_content_source::Type {
+    csi::volume_content_source::Type::Snapshot(csi::volume_content_source::SnapshotSource {
+        snapshot_id: id.to_string(),
+    })
+}
+
+/// The content source of a clone of volume `id`.
+pub fn from_volume(id: &str) -> csi::volume_content_source::Type {
+    csi::volume_content_source::Type::Volume(csi::volume_content_source::VolumeSource {
+        volume_id: id.to_string(),
+    })
+}
+
+pub fn snapshot_req(source: &str, name: &str) -> csi::CreateSnapshotRequest {
+    csi::CreateSnapshotRequest {
+        source_volume_id: source.to_string(),
+        name: name.to_string(),
+        ..Default::default()
+    }
+}
+
+pub fn expand_req(volume_id: &str, bytes: i64) -> csi::ControllerExpandVolumeRequest {
+    csi::ControllerExpandVolumeRequest {
+        volume_id: volume_id.to_string(),
+        capacity_range: Some(csi::CapacityRange {
+            required_bytes: bytes,
+            limit_bytes: 0,
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn stats_req(volume_id: &str, path: &Path) -> csi::NodeGetVolumeStatsRequest {
+    csi::NodeGetVolumeStatsRequest {
+        volume_id: volume_id.to_string(),
+        volume_path: path.display().to_string(),
+        staging_target_path: String::new(),
+    }
+}
+
 impl Client {
     pub async fn create(&mut self, name: &str, bytes: i64, cap: VolumeCapability) -> csi::Volume {
+        self.create_with(create_req(name, bytes, cap)).await
+    }
+
+    pub async fn create_with(&mut self, req: csi::CreateVolumeRequest) -> csi::Volume {
         self.controller
-            .create_volume(create_req(name, bytes, cap))
+            .create_volume(req)
             .await
             .unwrap()
             .into_inner()
             .volume
             .unwrap()
+    }
+
+    /// A volume created, staged at `sb`'s `s` and published at its `t`.
+    pub async fn create_published(
+        &mut self,
+        sb: &Sandbox,
+        name: &str,
+        bytes: i64,
+        cap: VolumeCapability,
+    ) -> (csi::Volume, PathBuf, PathBuf) {
+        let vol = self.create(name, bytes, cap.clone()).await;
+        let (s, t) = (sb.path("s"), sb.path("t"));
+        self.stage_publish(&vol.volume_id, &s, &t, cap).await;
+        (vol, s, t)
+    }
+
+    pub async fn snapshot(&mut self, source: &str, name: &str) -> csi::Snapshot {
+        self.controller
+            .create_snapshot(snapshot_req(source, name))
+            .await
+            .unwrap()
+            .into_inner()
+            .snapshot
+            .unwrap()
+    }
+
+    pub async fn delete_snapshot(&mut self, id: &str) {
+        self.controller
+            .delete_snapshot(csi::DeleteSnapshotRequest {
+                snapshot_id: id.to_string(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+
+    pub async fn delete_volume(&mut self, id: &str) {
+        self.controller
+            .delete_volume(csi::DeleteVolumeRequest {
+                volume_id: id.to_string(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+
+    pub async fn expand(&mut self, id: &str, bytes: i64) -> csi::ControllerExpandVolumeResponse {
+        self.controller
+            .controller_expand_volume(expand_req(id, bytes))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    pub async fn plugin_info(&mut self) -> csi::GetPluginInfoResponse {
+        self.identity
+            .get_plugin_info(csi::GetPluginInfoRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    pub async fn publish(&mut self, id: &str, staging: &Path, target: &Path, readonly: bool) {
+        self.node
+            .node_publish_volume(publish_req(id, staging, target, mount_cap(), readonly))
+            .await
+            .unwrap();
+    }
+
+    pub async fn unpublish(&mut self, id: &str, target: &Path) {
+        self.node
+            .node_unpublish_volume(unpublish_req(id, target))
+            .await
+            .unwrap();
+    }
+
+    pub async fn stage(&mut self, id: &str, staging: &Path) {
+        self.node
+            .node_stage_volume(stage_req(id, staging, mount_cap()))
+            .await
+            .unwrap();
+    }
+
+    pub async fn unstage(&mut self, id: &str, staging: &Path) {
+        self.node
+            .node_unstage_volume(unstage_req(id, staging))
+            .await
+            .unwrap();
     }
 
     /// Stage at `staging` and publish at `target`.
@@ -416,14 +604,8 @@ impl Client {
     }
 
     pub async fn unpublish_unstage(&mut self, id: &str, staging: &Path, target: &Path) {
-        self.node
-            .node_unpublish_volume(unpublish_req(id, target))
-            .await
-            .unwrap();
-        self.node
-            .node_unstage_volume(unstage_req(id, staging))
-            .await
-            .unwrap();
+        self.unpublish(id, target).await;
+        self.unstage(id, staging).await;
     }
 }
 

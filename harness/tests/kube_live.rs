@@ -25,7 +25,7 @@ use std::sync::Mutex;
 
 use common::kube::{
     ServiceAccount, cordoned_nodes, driver_rollout, kube_args, kubeconfig, kubectl_out, node_names,
-    objects_of_run, run_id, testenv_var,
+    objects_of_run, run_id, run_kube, testenv_var,
 };
 use common::{Env, stderr, stdout, trial};
 use serde_json::Value;
@@ -500,46 +500,14 @@ fn a_release_whose_registrar_never_registers_fails_live_upgrade_naming_the_node_
         "{} bind --register-wrong-socket --state {state}",
         switch_script().display()
     );
-    let text = std::fs::read_to_string(&file).unwrap();
-    let text = text
-        .lines()
-        .map(|l| match l.trim_start().strip_prefix("command: ") {
-            Some(_) => format!("      command: \"{upgrade}\""),
-            None => l.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    std::fs::write(&file, text + "\n").unwrap();
+    edit_class(&file, &[("command: ", format!("command: \"{upgrade}\""))]);
     // The rollback: once the bad release has rolled out, 75 s (pvcheck gives the kubelet 60 s
     // to list the driver after the new pod is Ready), then back to the healthy release, so the
     // run's pods can be unmounted and removed.
-    let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let rollback = {
-        let (kc, state, ran) = (kc.clone(), state.clone(), ran.clone());
-        std::thread::spawn(move || {
-            let ds = [
-                "-n",
-                "pvcheck-testenv",
-                "get",
-                "daemonset/pvcheck-test-csi-node",
-            ];
-            while !kubectl_out(&kc, &[&ds[..], &["-o", "json"]].concat())
-                .contains("not-the-driver.sock")
-            {
-                if ran.load(std::sync::atomic::Ordering::SeqCst) {
-                    return; // pvcheck ended before the upgrade: the asserts say why
-                }
-                std::thread::sleep(std::time::Duration::from_secs(1));
-            }
-            driver_rollout(&kc, "status");
-            std::thread::sleep(std::time::Duration::from_secs(75));
-            switch(&state, "bind");
-        })
-    };
+    let rollback = Rollback::after(&kc, &state, "not-the-driver.sock", 75);
     let out = run_live_upgrade(&kc, &env, &file, &class);
-    ran.store(true, std::sync::atomic::Ordering::SeqCst);
+    rollback.join();
     eprintln!("{}", stderr(&out));
-    rollback.join().expect("the rollback");
     let r = env.result();
     assert_eq!(out.status.code(), Some(1), "{r}");
     let t = trial(&r, &format!("{class}::integrity::live-upgrade"));
@@ -557,6 +525,138 @@ fn a_release_whose_registrar_never_registers_fails_live_upgrade_naming_the_node_
     // pods on the nodes, which start once the test has rolled the driver back).
     assert!(
         message.contains("over the mount(s) that survived the failed replacement"),
+        "{message}"
+    );
+    assert!(
+        objects_of_run(&kc, &run_id(&r)).is_empty(),
+        "left: {:?}",
+        objects_of_run(&kc, &run_id(&r))
+    );
+}
+
+/// Replaces each line of the class file `file` that starts (after its indent) with a key of
+/// `edits` by the line given, at the same indent.
+fn edit_class(file: &str, edits: &[(&str, String)]) {
+    let text = std::fs::read_to_string(file).unwrap();
+    let text = text
+        .lines()
+        .map(|l| {
+            let indent = &l[..l.len() - l.trim_start().len()];
+            match edits.iter().find(|(k, _)| l.trim_start().starts_with(k)) {
+                Some((_, line)) => format!("{indent}{line}"),
+                None => l.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(file, text + "\n").unwrap();
+}
+
+/// An operator rolling a bad release back: once the driver's DaemonSet holds `marker` (the
+/// bad release was applied) and has rolled out, `secs` later the driver goes back to the
+/// healthy release, so the run's pods can be unmounted and removed. Nothing when pvcheck ends
+/// before the bad release came.
+struct Rollback {
+    ran: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Rollback {
+    fn after(kc: &str, state: &str, marker: &str, secs: u64) -> Rollback {
+        let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (kc, state, marker, done) = (
+            kc.to_string(),
+            state.to_string(),
+            marker.to_string(),
+            ran.clone(),
+        );
+        let thread = std::thread::spawn(move || {
+            let ds = [
+                "-n",
+                "pvcheck-testenv",
+                "get",
+                "daemonset/pvcheck-test-csi-node",
+                "-o",
+                "json",
+            ];
+            while !kubectl_out(&kc, &ds).contains(&marker) {
+                if done.load(std::sync::atomic::Ordering::SeqCst) {
+                    return; // pvcheck ended before the upgrade: the asserts say why
+                }
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+            driver_rollout(&kc, "status");
+            std::thread::sleep(std::time::Duration::from_secs(secs));
+            switch(&state, "bind");
+        });
+        Rollback { ran, thread }
+    }
+
+    /// pvcheck has ended: waits for the rollback (if the bad release came).
+    fn join(self) {
+        self.ran.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.join().expect("the rollback");
+    }
+}
+
+/// Issue 20's state-forgetting release on the cluster (ceph-csi 1.1 could not tear down volumes
+/// attached under 1.0, ceph/ceph-csi#658): the upgrade is a node plugin that keeps its state
+/// under a new file name and migrates nothing (`testenv/csi-data-path bind --state-file …`), so
+/// it no longer knows the volume it is to take over. `integrity::upgrade` fails `upgrade`: its
+/// verify after the step is a new agent pod on the node, and the new driver answers the
+/// kubelet's NodePublishVolume with NotFound until the pod's start limit. The failure names the
+/// step, the pre-upgrade volume and the driver's answer (not a slow cluster: not `timeout`).
+/// Rolled back meanwhile (by this test, as an operator would), nothing of the run is left.
+#[test]
+fn a_release_that_forgets_its_predecessors_volumes_fails_the_upgrade_check_naming_not_found() {
+    let Some(OnDriver {
+        kc,
+        state,
+        env,
+        class,
+        file,
+        _back,
+        ..
+    }) = on_driver("bind", "forgetful")
+    else {
+        return;
+    };
+    let upgrade = format!(
+        "{} bind --state-file forgotten-{}.json --state {state}",
+        switch_script().display(),
+        std::process::id()
+    );
+    edit_class(
+        &file,
+        &[
+            ("command: ", format!("command: \"{upgrade}\"")),
+            (
+                "timeouts: ",
+                "timeouts: { provision: 2m, attach: 2m, pod_start: 45s, upgrade: 3m }".into(),
+            ),
+        ],
+    );
+    // Back to the healthy release 60 s after the bad one rolled out: past the 45 s the
+    // verify's pod is given to start, before pvcheck stops waiting for its pods to go.
+    let rollback = Rollback::after(&kc, &state, "--state-file=forgotten", 60);
+    let out = run_kube(
+        &env,
+        &kc,
+        std::path::Path::new(&file),
+        &["--exact", &format!("{class}::integrity::upgrade")],
+    );
+    rollback.join();
+    eprintln!("{}", stderr(&out));
+    let r = env.result();
+    assert_eq!(out.status.code(), Some(1), "{r}");
+    let t = trial(&r, &format!("{class}::integrity::upgrade"));
+    assert_eq!(t["failure"]["category"], "upgrade", "{t}");
+    let message = t["failure"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("step upgrade")
+            && message.contains("created before the upgrade")
+            && message.contains("code = NotFound")
+            && message.contains("answered the kubelet's mount call with an error"),
         "{message}"
     );
     assert!(

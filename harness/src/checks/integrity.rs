@@ -530,7 +530,8 @@ fn upgrade_steps(
         pod.as_mut(),
         Expect::Ledger(&l1),
         &format!("verify after {}", first.name),
-    )?;
+    )
+    .map_err(|f| survived(&after, vol.id(), f))?;
     // The rewrite goes through the surviving mount too: a driver that puts back an older copy
     // when it tears the volume down is caught by the verify after the takeover.
     rewrite(ctx, vol, pod.as_mut(), &l1, &l2)?;
@@ -553,7 +554,8 @@ fn upgrade_steps(
         } else {
             format!("verify after {}", step.name)
         };
-        verify(ctx, vol, pod.as_mut(), Expect::Ledger(&l2), &when)?;
+        verify(ctx, vol, pod.as_mut(), Expect::Ledger(&l2), &when)
+            .map_err(|f| survived(&after, vol.id(), f))?;
         pod = take_over_and_verify(
             ctx,
             vol,
@@ -570,6 +572,17 @@ fn upgrade_steps(
         None => Failure::from(e),
     })?;
     Ok(Verdict::Passed)
+}
+
+/// A verify through the mount that survived an upgrade step that failed for something other
+/// than damage: the step's doing (on Kubernetes each verify is a new pod, so the new driver
+/// publishes the old volume for it), named as such; damage stays `data`.
+fn survived(after: &takeover::After, volume: &str, f: Failure) -> Failure {
+    if f.category == crate::report::results::FailureCategory::Data {
+        f
+    } else {
+        takeover::failure(after, volume, "verifying, over the mount that survived,", f)
+    }
 }
 
 /// Takes the volume over with the driver installed now (the pod recreated) and verifies

@@ -268,7 +268,9 @@ pub trait Volume: Send {
     fn stop_pod(&mut self, pod: Box<dyn Pod>) -> Result<(), PlatformError>;
     /// The upgrade steps this volume's class defines, in order (empty: no upgrade).
     fn upgrade_steps(&self) -> Vec<UpgradeStep>;
-    /// Runs one upgrade step with the pod's agent stopped, then remounts: returns the new pod.
+    /// Runs one upgrade step with the pod's agent stopped; returns the pod the check goes on
+    /// with (the local platform remounts where the step needs the volume detached; Kubernetes
+    /// keeps the holder, as a workload would be kept).
     fn upgrade(
         &mut self,
         pod: Box<dyn Pod>,

@@ -230,6 +230,16 @@ pub async fn create_and_start(
                         v.pvc
                     ))
                 }
+                // The node's driver answered the kubelet's mount call with an error until the
+                // limit: its refusal, not a slow cluster.
+                wait::WaitError::Timeout { .. }
+                    if super::events::driver_refusal(&all).is_some() =>
+                {
+                    PlatformError::Protocol(format!(
+                        "{msg} (the node's CSI driver answered the kubelet's mount call with an error for all of the {} s: its refusal, not a slow cluster)",
+                        limit.as_secs()
+                    ))
+                }
                 wait::WaitError::Timeout { .. } => PlatformError::Timeout {
                     command: msg,
                     limit,

@@ -55,3 +55,43 @@ pub fn suffix(events: &[String]) -> String {
         format!("; events: {}", events.join(" | "))
     }
 }
+
+/// The first of `events` (`Reason: message`) in which the node's CSI driver itself answered the
+/// kubelet's mount (or block map) call with an error: `FailedMount` or `FailedMapVolume` whose
+/// message carries a gRPC status (`rpc error: code = NotFound desc = …`). Not a driver still
+/// missing from the kubelet's list, a volume not yet attached or a timeout of the kubelet's own:
+/// those carry no status of the driver's.
+pub fn driver_refusal(events: &[String]) -> Option<&str> {
+    events
+        .iter()
+        .find(|e| {
+            (e.starts_with("FailedMount:") || e.starts_with("FailedMapVolume:"))
+                && e.contains("rpc error: code = ")
+        })
+        .map(String::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A release that forgot the volumes its predecessor created (issue 20) answers NodePublish
+    /// with NotFound: the pod's start is the driver's refusal, not a slow cluster; a driver
+    /// not registered yet or a volume not attached yet is not the driver's answer.
+    #[test]
+    fn only_an_answer_of_the_driver_itself_is_its_refusal() {
+        let refused = "FailedMount: MountVolume.SetUp failed for volume \"pvc-1\" : rpc error: code = NotFound desc = volume 7f3 not found";
+        let events = vec![
+            "Scheduled: Successfully assigned ns/p to pvcheck-node-1".to_string(),
+            refused.to_string(),
+        ];
+        assert_eq!(driver_refusal(&events), Some(refused));
+        for not_yet in [
+            "FailedMount: MountVolume.MountDevice failed for volume \"pvc-1\" : kubernetes.io/csi: attacher.MountDevice failed to create newCsiDriverClient: driver name hostpath.csi.pvcheck.io not found in the list of registered CSI drivers",
+            "FailedMount: Unable to attach or mount volumes: unmounted volumes=[data], unattached volumes=[], failed to process volumes=[]: timed out waiting for the condition",
+            "FailedAttachVolume: AttachVolume.Attach failed for volume \"pvc-1\" : rpc error: code = Internal desc = attach",
+        ] {
+            assert_eq!(driver_refusal(&[not_yet.to_string()]), None, "{not_yet}");
+        }
+    }
+}

@@ -58,15 +58,21 @@ pub fn suffix(events: &[String]) -> String {
 
 /// The first of `events` (`Reason: message`) in which the node's CSI driver itself answered the
 /// kubelet's mount (or block map) call with an error: `FailedMount` or `FailedMapVolume` whose
-/// message carries a gRPC status (`rpc error: code = NotFound desc = …`). Not a driver still
-/// missing from the kubelet's list, a volume not yet attached or a timeout of the kubelet's own:
-/// those carry no status of the driver's.
+/// message carries a gRPC status the driver gave (`rpc error: code = NotFound desc = …`). Not a
+/// driver still missing from the kubelet's list, a volume not yet attached or a timeout of the
+/// kubelet's own, and not the statuses the kubelet's gRPC client makes up itself when the
+/// driver did not answer (`DeadlineExceeded`: the call outlived the kubelet's deadline, a
+/// hung driver; `Unavailable`: no connection to its socket; `Canceled`): those stay timeouts.
 pub fn driver_refusal(events: &[String]) -> Option<&str> {
+    const NO_ANSWER: [&str; 3] = ["DeadlineExceeded", "Unavailable", "Canceled"];
     events
         .iter()
         .find(|e| {
             (e.starts_with("FailedMount:") || e.starts_with("FailedMapVolume:"))
-                && e.contains("rpc error: code = ")
+                && e.split("rpc error: code = ").skip(1).any(|rest| {
+                    let code = rest.split_whitespace().next().unwrap_or("");
+                    !NO_ANSWER.contains(&code)
+                })
         })
         .map(String::as_str)
 }
@@ -90,6 +96,10 @@ mod tests {
             "FailedMount: MountVolume.MountDevice failed for volume \"pvc-1\" : kubernetes.io/csi: attacher.MountDevice failed to create newCsiDriverClient: driver name hostpath.csi.pvcheck.io not found in the list of registered CSI drivers",
             "FailedMount: Unable to attach or mount volumes: unmounted volumes=[data], unattached volumes=[], failed to process volumes=[]: timed out waiting for the condition",
             "FailedAttachVolume: AttachVolume.Attach failed for volume \"pvc-1\" : rpc error: code = Internal desc = attach",
+            // A hung driver, or one whose socket is gone: the kubelet gave up, the driver said
+            // nothing.
+            "FailedMount: MountVolume.SetUp failed for volume \"pvc-1\" : rpc error: code = DeadlineExceeded desc = context deadline exceeded",
+            "FailedMount: MountVolume.MountDevice failed for volume \"pvc-1\" : rpc error: code = Unavailable desc = connection error: desc = \"transport: Error while dialing: dial unix /csi/csi.sock: connect: connection refused\"",
         ] {
             assert_eq!(driver_refusal(&[not_yet.to_string()]), None, "{not_yet}");
         }

@@ -214,16 +214,32 @@ fn run_with_driver(mode: &str, prefix: &str) -> Option<(Option<i32>, Value, Stri
     Some((code, r, d.class.clone()))
 }
 
+/// `check` of `class` (in class file `file`) alone: pvcheck's output.
+fn run_check(kc: &str, env: &Env, file: &str, class: &str, check: &str) -> std::process::Output {
+    let exact = format!("{class}::{check}");
+    run_kube(env, kc, std::path::Path::new(file), &["--exact", &exact])
+}
+
 /// `integrity::live-upgrade` of `class` (in class file `file`) alone: pvcheck's output.
 fn run_live_upgrade(kc: &str, env: &Env, file: &str, class: &str) -> std::process::Output {
-    let mut args = kube_args(kc);
-    args.extend([
-        "--classes".into(),
-        file.to_string(),
-        "--exact".into(),
-        format!("{class}::integrity::live-upgrade"),
-    ]);
-    env.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    run_check(kc, env, file, class, "integrity::live-upgrade")
+}
+
+/// A run of `trial` alone that must have failed `upgrade` and left nothing of itself on the
+/// cluster: exit 1, the trial failed as `upgrade`; returns its message.
+fn failed_as_upgrade(kc: &str, env: &Env, out: &std::process::Output, trial_name: &str) -> String {
+    eprintln!("{}", stderr(out));
+    let r = env.result();
+    assert_eq!(out.status.code(), Some(1), "{r}");
+    let t = trial(&r, trial_name);
+    assert_eq!(t["status"], "failed", "{t}");
+    assert_eq!(t["failure"]["category"], "upgrade", "{t}");
+    assert!(
+        objects_of_run(kc, &run_id(&r)).is_empty(),
+        "left: {:?}",
+        objects_of_run(kc, &run_id(&r))
+    );
+    t["failure"]["message"].as_str().unwrap_or("").to_string()
 }
 
 /// A node of the test cluster (`pvcheck-node-<n>`).
@@ -507,13 +523,12 @@ fn a_release_whose_registrar_never_registers_fails_live_upgrade_naming_the_node_
     let rollback = Rollback::after(&kc, &state, "not-the-driver.sock", 75);
     let out = run_live_upgrade(&kc, &env, &file, &class);
     rollback.join();
-    eprintln!("{}", stderr(&out));
-    let r = env.result();
-    assert_eq!(out.status.code(), Some(1), "{r}");
-    let t = trial(&r, &format!("{class}::integrity::live-upgrade"));
-    assert_eq!(t["status"], "failed", "{t}");
-    assert_eq!(t["failure"]["category"], "upgrade", "{t}");
-    let message = t["failure"]["message"].as_str().unwrap_or("");
+    let message = failed_as_upgrade(
+        &kc,
+        &env,
+        &out,
+        &format!("{class}::integrity::live-upgrade"),
+    );
     assert!(
         message.contains("the new node plugin pod pvcheck-testenv/pvcheck-test-csi-node-")
             && message.contains("did not list the driver in CSINode pvcheck-node-")
@@ -526,11 +541,6 @@ fn a_release_whose_registrar_never_registers_fails_live_upgrade_naming_the_node_
     assert!(
         message.contains("over the mount(s) that survived the failed replacement"),
         "{message}"
-    );
-    assert!(
-        objects_of_run(&kc, &run_id(&r)).is_empty(),
-        "left: {:?}",
-        objects_of_run(&kc, &run_id(&r))
     );
 }
 
@@ -639,30 +649,15 @@ fn a_release_that_forgets_its_predecessors_volumes_fails_the_upgrade_check_namin
     // Back to the healthy release 60 s after the bad one rolled out: past the 45 s the
     // verify's pod is given to start, before pvcheck stops waiting for its pods to go.
     let rollback = Rollback::after(&kc, &state, "--state-file=forgotten", 60);
-    let out = run_kube(
-        &env,
-        &kc,
-        std::path::Path::new(&file),
-        &["--exact", &format!("{class}::integrity::upgrade")],
-    );
+    let out = run_check(&kc, &env, &file, &class, "integrity::upgrade");
     rollback.join();
-    eprintln!("{}", stderr(&out));
-    let r = env.result();
-    assert_eq!(out.status.code(), Some(1), "{r}");
-    let t = trial(&r, &format!("{class}::integrity::upgrade"));
-    assert_eq!(t["failure"]["category"], "upgrade", "{t}");
-    let message = t["failure"]["message"].as_str().unwrap_or("");
+    let message = failed_as_upgrade(&kc, &env, &out, &format!("{class}::integrity::upgrade"));
     assert!(
         message.contains("step upgrade")
             && message.contains("created before the upgrade")
             && message.contains("code = NotFound")
             && message.contains("answered the kubelet's mount call with an error"),
         "{message}"
-    );
-    assert!(
-        objects_of_run(&kc, &run_id(&r)).is_empty(),
-        "left: {:?}",
-        objects_of_run(&kc, &run_id(&r))
     );
 }
 

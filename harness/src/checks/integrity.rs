@@ -531,7 +531,7 @@ fn upgrade_steps(
         Expect::Ledger(&l1),
         &format!("verify after {}", first.name),
     )
-    .map_err(|f| survived(&after, vol.id(), f))?;
+    .map_err(|f| takeover::verify_failure(&after, vol.id(), SURVIVED, f))?;
     // The rewrite goes through the surviving mount too: a driver that puts back an older copy
     // when it tears the volume down is caught by the verify after the takeover.
     rewrite(ctx, vol, pod.as_mut(), &l1, &l2)?;
@@ -555,7 +555,7 @@ fn upgrade_steps(
             format!("verify after {}", step.name)
         };
         verify(ctx, vol, pod.as_mut(), Expect::Ledger(&l2), &when)
-            .map_err(|f| survived(&after, vol.id(), f))?;
+            .map_err(|f| takeover::verify_failure(&after, vol.id(), SURVIVED, f))?;
         pod = take_over_and_verify(
             ctx,
             vol,
@@ -574,16 +574,10 @@ fn upgrade_steps(
     Ok(Verdict::Passed)
 }
 
-/// A verify through the mount that survived an upgrade step that failed for something other
-/// than damage: the step's doing (on Kubernetes each verify is a new pod, so the new driver
-/// publishes the old volume for it), named as such; damage stays `data`.
-fn survived(after: &takeover::After, volume: &str, f: Failure) -> Failure {
-    if f.category == crate::report::results::FailureCategory::Data {
-        f
-    } else {
-        takeover::failure(after, volume, "verifying, over the mount that survived,", f)
-    }
-}
+/// What a verify through the mount that survived an upgrade step is, in a failure that is not
+/// damage: the step's doing (on Kubernetes each verify is a new pod, so the new driver
+/// publishes the old volume for it).
+const SURVIVED: &str = "verifying, over the mount that survived,";
 
 /// Takes the volume over with the driver installed now (the pod recreated) and verifies
 /// `ledger` through the new mount; what is not damage is an `upgrade` failure.
@@ -598,11 +592,7 @@ fn take_over_and_verify(
 ) -> Result<Box<dyn Pod>, Failure> {
     let mut pod = record.take_over(ctx, vol, pod, after)?;
     verify(ctx, vol, pod.as_mut(), Expect::Ledger(ledger), when).map_err(|f| {
-        if f.category == crate::report::results::FailureCategory::Data {
-            f
-        } else {
-            takeover::failure(after, vol.id(), "verifying, after the takeover,", f)
-        }
+        takeover::verify_failure(after, vol.id(), "verifying, after the takeover,", f)
     })?;
     Ok(pod)
 }

@@ -1119,7 +1119,8 @@ fn damage_first(seen: &Seen, f: Failure) -> Failure {
 
 /// After a driver replacement that failed: the acknowledged records are still verified over
 /// the mounts that survived (`checked`, one result per agent), so that a failed upgrade that
-/// also lost data fails `data` ([`damage_first`]), and one that lost nothing says so.
+/// also lost data fails `data` ([`run`] puts [`damage_first`] over every early end), and one
+/// that lost nothing says so.
 fn failed_replacement(
     seen: &mut Seen,
     mut f: Failure,
@@ -1143,7 +1144,7 @@ fn failed_replacement(
             )
         });
     }
-    damage_first(seen, f)
+    f
 }
 
 /// The verdict of what was seen.
@@ -2102,7 +2103,8 @@ mod tests {
     }
 
     /// A replacement that failed is `upgrade` and says what the mounts it left still held;
-    /// damage found there (or by a probe before) makes it `data`, the replacement after it.
+    /// damage found there (or by a probe before) makes it `data`, the replacement after it
+    /// (as [`run`] ends the check: [`damage_first`] over the failure).
     #[test]
     fn a_failed_replacement_never_hides_damage_found_over_the_mount_it_left() {
         let two = |records| {
@@ -2157,6 +2159,7 @@ mod tests {
             ..Seen::default()
         };
         let f = failed_replacement(&mut seen, failed(), vec![Ok(10), Ok(0)]);
+        let f = damage_first(&seen, f);
         assert_eq!(f.category, FailureCategory::Data);
         assert!(
             f.message.starts_with("verify …: 3 damaged block(s)"),
@@ -2180,6 +2183,7 @@ mod tests {
             ..Seen::default()
         };
         let f = failed_replacement(&mut seen, failed(), vec![Ok(4)]);
+        let f = damage_first(&seen, f);
         assert_eq!(f.category, FailureCategory::Data, "{}", f.message);
         // A failure that is data already is not wrapped twice.
         assert_eq!(damage_first(&seen, f.clone()).message, f.message);

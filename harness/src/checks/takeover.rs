@@ -65,6 +65,16 @@ pub fn failure(after: &After, volume: &str, object: &str, f: Failure) -> Failure
     .with_details(f.details)
 }
 
+/// A verify's failure after the step: damage as the verify said it (`data`, its first line
+/// naming the damage), anything else as [`failure`] of `object`.
+pub fn verify_failure(after: &After, volume: &str, object: &str, f: Failure) -> Failure {
+    if f.category == FailureCategory::Data {
+        f
+    } else {
+        failure(after, volume, object, f)
+    }
+}
+
 /// The steps' records, written to the trial's metrics (`upgrade_steps`) as they grow.
 #[derive(Default)]
 pub struct Steps {

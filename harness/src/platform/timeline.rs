@@ -24,8 +24,13 @@ pub enum Wait {
     /// The pod's volume until it was attached to the pod's node (a VolumeAttachment's
     /// `attached`), from when the pod was scheduled.
     VolumeAttached,
-    /// From the pod scheduled (or its volume attached) until its container ran: the kubelet's
-    /// stage and publish, the sandbox and the container.
+    /// From the volume attached (or the pod scheduled) until the node's kubelet listed it in its
+    /// status's `volumesInUse`: the kubelet mounts an attached volume only once it has
+    /// reported it in use, and it writes its status every `nodeStatusUpdateFrequency` (10 s
+    /// by default). Only when that came after the attach.
+    InUseReported,
+    /// From the pod scheduled (or its volume attached, or reported in use) until its container
+    /// ran: the kubelet's stage and publish, the sandbox and the container.
     ContainerStarted,
     /// An agent pod running until the API server showed it terminated (the agent's own time
     /// and the kubelet's report of its end).
@@ -34,21 +39,28 @@ pub enum Wait {
     LogRead,
     /// A pod deleted until it was gone.
     PodDeleted,
-    /// A volume's attachment until it was gone.
+    /// From a volume's pods gone until the node's kubelet no longer listed it in
+    /// `volumesInUse`: the attach/detach controller detaches only then (the same status
+    /// period). Only when seen during the wait for the detach.
+    InUseCleared,
+    /// A volume's attachment until it was gone (after [`Wait::InUseCleared`] when that was
+    /// seen).
     VolumeDetached,
     /// A claim deleted until it (and its PV, when deleted with it) was gone.
     ClaimDeleted,
 }
 
 impl Wait {
-    pub const ALL: [Wait; 9] = [
+    pub const ALL: [Wait; 11] = [
         Wait::ClaimBound,
         Wait::PodScheduled,
         Wait::VolumeAttached,
+        Wait::InUseReported,
         Wait::ContainerStarted,
         Wait::AgentRan,
         Wait::LogRead,
         Wait::PodDeleted,
+        Wait::InUseCleared,
         Wait::VolumeDetached,
         Wait::ClaimDeleted,
     ];
@@ -59,10 +71,12 @@ impl Wait {
             Wait::ClaimBound => "claim bound",
             Wait::PodScheduled => "pod scheduled",
             Wait::VolumeAttached => "attach",
+            Wait::InUseReported => "kubelet in-use report",
             Wait::ContainerStarted => "container start",
             Wait::AgentRan => "agents",
             Wait::LogRead => "log read",
             Wait::PodDeleted => "pod delete",
+            Wait::InUseCleared => "kubelet in-use clear",
             Wait::VolumeDetached => "detach",
             Wait::ClaimDeleted => "claim delete",
         }

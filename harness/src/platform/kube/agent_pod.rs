@@ -136,6 +136,8 @@ pub async fn create_and_start(
         .map_err(|e| api_error(&format!("creating pod {}/{name}", v.shared.namespace), e))?;
     let mut seen = false;
     let scheduled: std::cell::Cell<Option<Instant>> = std::cell::Cell::new(None);
+    let (node_tx, node_rx) = tokio::sync::oneshot::channel();
+    let mut node_tx = Some(node_tx);
     let what = format!("pod {}/{name} to start", v.shared.namespace);
     let pod_wait = wait::until(api, &name, &what, limit, |p: Option<&Pod>| {
         let Some(p) = p else {
@@ -150,6 +152,9 @@ pub async fn create_and_start(
         seen = true;
         if scheduled.get().is_none() && !node_of(p).is_empty() {
             scheduled.set(Some(Instant::now()));
+            if let Some(tx) = node_tx.take() {
+                let _ = tx.send(node_of(p));
+            }
         }
         if let Some(why) = hopeless(p) {
             return Decision::Fail(why);
@@ -165,7 +170,14 @@ pub async fn create_and_start(
     let mut pod_wait = std::pin::pin!(pod_wait);
     let mut milestones = attach::Milestones::default();
     let r = if watch_attach {
-        let watch = attach::milestones(&v.client, &v.shared.namespace, &v.pvc, &mut milestones);
+        let watch = attach::milestones(
+            &v.client,
+            &v.shared.in_use,
+            &v.shared.namespace,
+            &v.pvc,
+            node_rx,
+            &mut milestones,
+        );
         let mut watch = std::pin::pin!(watch);
         let mut watching = true;
         loop {
@@ -195,6 +207,15 @@ pub async fn create_and_start(
                 attached,
             );
             from = attached;
+        }
+        if let Some(in_use) = milestones.in_use.filter(|t| *t >= from) {
+            timeline::record(
+                Wait::InUseReported,
+                milestones.pv.as_deref().unwrap_or(&v.pvc),
+                from,
+                in_use,
+            );
+            from = in_use;
         }
         timeline::record(Wait::ContainerStarted, &name, from, running);
     }

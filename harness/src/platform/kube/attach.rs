@@ -2,34 +2,53 @@
 //! starts, so recreating a pod crosses a real detach and attach (as Dell's cert-csi does).
 //! Attachable drivers without VolumeAttachments (flexVolume) are detached when the node's status
 //! no longer lists the volume; drivers that do not attach have neither: nothing to wait for.
+//!
+//! Both ways the node's kubelet has a say: it mounts an attached volume only once its status
+//! lists it in `volumesInUse`, and the attach/detach controller detaches only once that no
+//! longer does; the kubelet writes its status every `nodeStatusUpdateFrequency` (10 s by
+//! default). The timeline shows those waits apart (`in_use_reported`, `in_use_cleared`), from a
+//! watch of the node, for CSI volumes.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::VolumeAttachment;
 use kube::Api;
 use kube::api::ListParams;
 use kube::runtime::watcher;
 
 use super::agent_pod::api_error;
+use super::in_use::NodeWatches;
 use super::wait::{self, Decision};
 use crate::platform::PlatformError;
 
-/// When, during a pod's start, its claim became bound and its volume attached (`None`: it
-/// already was when the watch began, or it never happened while watched).
+/// When, during a pod's start, its claim became bound, its volume attached and reported in use
+/// by the node's kubelet (`None`: it already was when the watch began, or it never happened
+/// while watched).
 #[derive(Debug, Default)]
 pub struct Milestones {
     pub bound: Option<Instant>,
     pub pv: Option<String>,
     pub attached: Option<Instant>,
+    pub in_use: Option<Instant>,
 }
 
-/// Fills `m` as claim `pvc` gets bound and its PV's VolumeAttachment becomes attached; runs
+/// Fills `m` as claim `pvc` gets bound, its PV's VolumeAttachment becomes attached and the
+/// pod's `node` (sent once the pod is scheduled) lists the volume in `volumesInUse`; runs
 /// beside a pod's start and is dropped when the pod runs (a driver without VolumeAttachments
 /// never attaches: the watch simply ends with the pod's). Watches only, no polling; an error
 /// ends it without a figure.
-pub async fn milestones(client: &kube::Client, namespace: &str, pvc: &str, m: &mut Milestones) {
+pub async fn milestones(
+    client: &kube::Client,
+    nodes: &NodeWatches,
+    namespace: &str,
+    pvc: &str,
+    node: tokio::sync::oneshot::Receiver<String>,
+    m: &mut Milestones,
+) {
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
     let mut first = true;
     let bound = wait::until(
@@ -54,32 +73,68 @@ pub async fn milestones(client: &kube::Client, namespace: &str, pvc: &str, m: &m
         m.bound = Some(Instant::now());
     }
     m.pv = Some(pv.clone());
-    let api: Api<VolumeAttachment> = Api::all(client.clone());
-    let mut stream = std::pin::pin!(watcher::watcher(api, watcher::Config::default()));
-    let mut listing = false;
-    while let Some(ev) = stream.next().await {
-        let (va, during_list) = match ev {
-            Ok(watcher::Event::Init) => {
-                listing = true;
-                continue;
+    let Milestones {
+        attached, in_use, ..
+    } = m;
+    let attach = async {
+        let api: Api<VolumeAttachment> = Api::all(client.clone());
+        let mut stream = std::pin::pin!(watcher::watcher(api, watcher::Config::default()));
+        let mut listing = false;
+        while let Some(ev) = stream.next().await {
+            let (va, during_list) = match ev {
+                Ok(watcher::Event::Init) => {
+                    listing = true;
+                    continue;
+                }
+                Ok(watcher::Event::InitDone) => {
+                    listing = false;
+                    continue;
+                }
+                Ok(watcher::Event::InitApply(va)) => (va, listing),
+                Ok(watcher::Event::Apply(va)) => (va, false),
+                Ok(watcher::Event::Delete(_)) => continue,
+                Err(_) => return,
+            };
+            let ours = va.spec.source.persistent_volume_name.as_deref() == Some(pv.as_str());
+            if ours && va.status.as_ref().is_some_and(|s| s.attached) {
+                if !during_list {
+                    *attached = Some(Instant::now());
+                }
+                return;
             }
-            Ok(watcher::Event::InitDone) => {
-                listing = false;
-                continue;
-            }
-            Ok(watcher::Event::InitApply(va)) => (va, listing),
-            Ok(watcher::Event::Apply(va)) => (va, false),
-            Ok(watcher::Event::Delete(_)) => continue,
-            Err(_) => return,
-        };
-        let ours = va.spec.source.persistent_volume_name.as_deref() == Some(pv.as_str());
-        if ours && va.status.as_ref().is_some_and(|s| s.attached) {
-            if !during_list {
-                m.attached = Some(Instant::now());
-            }
-            return;
         }
+    };
+    // The kubelet mounts an attached volume once its own status lists it in use: watched on
+    // the pod's node from its scheduling (the report may come before the attach or after it).
+    let reported = async {
+        let (Some(unique), Ok(node)) = (unique_name(client, &pv).await, node.await) else {
+            return;
+        };
+        *in_use = nodes.until(&node, &unique, true).await;
+    };
+    tokio::join!(attach, reported);
+}
+
+/// The name the kubelet and the attach/detach controller give PV `pv`'s volume in a node's
+/// status (`volumesInUse`, `volumesAttached`): `kubernetes.io/csi/<driver>^<volumeHandle>`.
+/// `None` for a volume of another kind, or when the PV cannot be read. Read once per PV: a
+/// PV's driver and handle never change.
+async fn unique_name(client: &kube::Client, pv: &str) -> Option<String> {
+    static KNOWN: Mutex<BTreeMap<String, Option<String>>> = Mutex::new(BTreeMap::new());
+    if let Some(u) = KNOWN.lock().unwrap_or_else(|e| e.into_inner()).get(pv) {
+        return u.clone();
     }
+    let api: Api<PersistentVolume> = Api::all(client.clone());
+    let p = api.get_opt(pv).await.ok()??;
+    let unique = p
+        .spec
+        .and_then(|s| s.csi)
+        .map(|c| format!("kubernetes.io/csi/{}^{}", c.driver, c.volume_handle));
+    KNOWN
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(pv.to_string(), unique.clone());
+    unique
 }
 
 /// The VolumeAttachments of PV `pv` (on `node`, when given).
@@ -102,16 +157,73 @@ pub async fn of_pv(
 }
 
 /// Waits until every VolumeAttachment of `pv` on `node` is gone; returns how many there were.
+/// The wait goes to the trial's timeline: for one attachment of a CSI volume, until its node's
+/// kubelet no longer reported it in use, then until it was gone; else as one detach.
 pub async fn until_detached(
     client: &kube::Client,
+    nodes: &NodeWatches,
     pv: &str,
     node: Option<&str>,
     limit: Duration,
 ) -> Result<usize, PlatformError> {
-    let vas = of_pv(client, pv, node).await?;
-    let api: Api<VolumeAttachment> = Api::all(client.clone());
     let asked = Instant::now();
-    for va in &vas {
+    let vas = of_pv(client, pv, node).await?;
+    let cleared = match vas.as_slice() {
+        [va] => {
+            let (done, cleared) = gone_watching_in_use(client, nodes, pv, va, limit).await;
+            done?;
+            cleared
+        }
+        _ => {
+            gone(client, pv, &vas, limit).await?;
+            None
+        }
+    };
+    if !vas.is_empty() {
+        use crate::platform::timeline::{self, Wait};
+        match cleared.filter(|c| *c >= asked) {
+            Some(c) => {
+                timeline::record(Wait::InUseCleared, pv, asked, c);
+                timeline::since(Wait::VolumeDetached, pv, c);
+            }
+            None => timeline::since(Wait::VolumeDetached, pv, asked),
+        }
+    }
+    Ok(vas.len())
+}
+
+/// [`gone`] for one attachment, with a watch beside it on the attachment's node for when its
+/// kubelet stopped reporting the volume in use (dropped once the attachment is gone).
+async fn gone_watching_in_use(
+    client: &kube::Client,
+    nodes: &NodeWatches,
+    pv: &str,
+    va: &VolumeAttachment,
+    limit: Duration,
+) -> (Result<(), PlatformError>, Option<Instant>) {
+    let watch = async {
+        match unique_name(client, pv).await {
+            Some(unique) => nodes.until(&va.spec.node_name, &unique, false).await,
+            None => None,
+        }
+    };
+    let gone = gone(client, pv, std::slice::from_ref(va), limit);
+    let mut gone = std::pin::pin!(gone);
+    tokio::select! {
+        r = &mut gone => (r, None),
+        cleared = watch => (gone.await, cleared),
+    }
+}
+
+/// Waits until each of `vas` (of PV `pv`) is gone.
+async fn gone(
+    client: &kube::Client,
+    pv: &str,
+    vas: &[VolumeAttachment],
+    limit: Duration,
+) -> Result<(), PlatformError> {
+    let api: Api<VolumeAttachment> = Api::all(client.clone());
+    for va in vas {
         let name = va.metadata.name.clone().unwrap_or_default();
         wait::until(
             api.clone(),
@@ -137,14 +249,7 @@ pub async fn until_detached(
             e => PlatformError::Other(e.to_string()),
         })?;
     }
-    if !vas.is_empty() {
-        crate::platform::timeline::since(
-            crate::platform::timeline::Wait::VolumeDetached,
-            pv,
-            asked,
-        );
-    }
-    Ok(vas.len())
+    Ok(())
 }
 
 /// Waits until `node`'s status no longer lists PV `pv` among its attached volumes: the detach of

@@ -41,6 +41,8 @@ pub struct Shared {
     pub latencies: Mutex<BTreeMap<String, serde_json::Value>>,
     /// StorageClass name → its setup as [`super::setup::storage`] read it (once per run).
     pub setups: Mutex<HashMap<String, serde_json::Value>>,
+    /// What each node's kubelet reports in use, one watch per node (timeline figures).
+    pub in_use: super::in_use::NodeWatches,
 }
 
 /// Time limits of one class.

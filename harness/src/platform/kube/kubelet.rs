@@ -287,6 +287,7 @@ pub fn disrupt(
         let pods_gone_s = t.elapsed().as_secs_f64();
         conn.block_on(attach::until_detached(
             &client,
+            &ctx.shared.in_use,
             &pv,
             Some(&node),
             ctx.timeouts.attach,

@@ -36,6 +36,7 @@ pub mod drain;
 pub mod events;
 #[cfg(test)]
 pub mod fake_api;
+pub mod in_use;
 pub mod kubelet;
 pub mod labels;
 pub mod logs;
@@ -115,6 +116,7 @@ pub fn select(opts: &KubeOptions, ctx: SelectCtx<'_>) -> Result<Arc<dyn Platform
         conn.block_on(namespace::create(&conn.client, &run_id, &namespace))
             .map_err(|e| SelectError::Infrastructure(e.to_string()))?;
     }
+    let in_use = in_use::NodeWatches::new(conn.client.clone());
     let shared = Arc::new(Shared {
         conn,
         namespace,
@@ -133,6 +135,7 @@ pub fn select(opts: &KubeOptions, ctx: SelectCtx<'_>) -> Result<Arc<dyn Platform
         kept: Mutex::new(Vec::new()),
         latencies: Mutex::new(BTreeMap::new()),
         setups: Mutex::new(HashMap::new()),
+        in_use,
     });
     Ok(Arc::new(KubePlatform {
         shared: Some(shared),

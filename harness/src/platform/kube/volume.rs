@@ -260,7 +260,14 @@ impl KubeVolume {
                     .and_then(|c| c.spec.and_then(|s| s.volume_name)),
             };
             if let Some(pv) = &pv {
-                attach::until_detached(&ctx.client, pv, None, ctx.timeouts.attach).await?;
+                attach::until_detached(
+                    &ctx.client,
+                    &ctx.shared.in_use,
+                    pv,
+                    None,
+                    ctx.timeouts.attach,
+                )
+                .await?;
             }
             pvc::delete(
                 &ctx.client,
@@ -300,6 +307,7 @@ impl KubeVolume {
             if let Some(pv) = &self.pv {
                 let attachments = attach::until_detached(
                     &ctx.client,
+                    &ctx.shared.in_use,
                     pv,
                     self.node.as_deref(),
                     ctx.timeouts.attach,

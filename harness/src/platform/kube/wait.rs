@@ -94,7 +94,7 @@ where
 }
 
 /// A watch error that retrying cannot fix: RBAC forbids it, or the resource does not exist.
-fn fatal(e: &watcher::Error) -> Option<String> {
+pub(super) fn fatal(e: &watcher::Error) -> Option<String> {
     let api = match e {
         watcher::Error::InitialListFailed(kube::Error::Api(s))
         | watcher::Error::WatchStartFailed(kube::Error::Api(s)) => s,

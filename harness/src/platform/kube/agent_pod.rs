@@ -198,24 +198,17 @@ pub async fn create_and_start(
             from = bound;
         }
         timeline::record(Wait::PodScheduled, &name, from, scheduled);
+        // Then the volume's milestones that came after it, each from the one before.
+        let pv = milestones.pv.as_deref().unwrap_or(&v.pvc);
         let mut from = scheduled;
-        if let Some(attached) = milestones.attached.filter(|a| *a >= scheduled) {
-            timeline::record(
-                Wait::VolumeAttached,
-                milestones.pv.as_deref().unwrap_or(&v.pvc),
-                scheduled,
-                attached,
-            );
-            from = attached;
-        }
-        if let Some(in_use) = milestones.in_use.filter(|t| *t >= from) {
-            timeline::record(
-                Wait::InUseReported,
-                milestones.pv.as_deref().unwrap_or(&v.pvc),
-                from,
-                in_use,
-            );
-            from = in_use;
+        for (wait, at) in [
+            (Wait::VolumeAttached, milestones.attached),
+            (Wait::InUseReported, milestones.in_use),
+        ] {
+            if let Some(at) = at.filter(|t| *t >= from) {
+                timeline::record(wait, pv, from, at);
+                from = at;
+            }
         }
         timeline::record(Wait::ContainerStarted, &name, from, running);
     }

@@ -9,12 +9,10 @@
 //! default). The timeline shows those waits apart (`in_use_reported`, `in_use_cleared`), from a
 //! watch of the node, for CSI volumes.
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::VolumeAttachment;
 use kube::Api;
 use kube::api::ListParams;
@@ -107,34 +105,12 @@ pub async fn milestones(
     // The kubelet mounts an attached volume once its own status lists it in use: watched on
     // the pod's node from its scheduling (the report may come before the attach or after it).
     let reported = async {
-        let (Some(unique), Ok(node)) = (unique_name(client, &pv).await, node.await) else {
+        let (Some(unique), Ok(node)) = (nodes.unique_name(client, &pv).await, node.await) else {
             return;
         };
         *in_use = nodes.until(&node, &unique, true).await;
     };
     tokio::join!(attach, reported);
-}
-
-/// The name the kubelet and the attach/detach controller give PV `pv`'s volume in a node's
-/// status (`volumesInUse`, `volumesAttached`): `kubernetes.io/csi/<driver>^<volumeHandle>`.
-/// `None` for a volume of another kind, or when the PV cannot be read. Read once per PV: a
-/// PV's driver and handle never change.
-async fn unique_name(client: &kube::Client, pv: &str) -> Option<String> {
-    static KNOWN: Mutex<BTreeMap<String, Option<String>>> = Mutex::new(BTreeMap::new());
-    if let Some(u) = KNOWN.lock().unwrap_or_else(|e| e.into_inner()).get(pv) {
-        return u.clone();
-    }
-    let api: Api<PersistentVolume> = Api::all(client.clone());
-    let p = api.get_opt(pv).await.ok()??;
-    let unique = p
-        .spec
-        .and_then(|s| s.csi)
-        .map(|c| format!("kubernetes.io/csi/{}^{}", c.driver, c.volume_handle));
-    KNOWN
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(pv.to_string(), unique.clone());
-    unique
 }
 
 /// The VolumeAttachments of PV `pv` (on `node`, when given).
@@ -202,7 +178,7 @@ async fn gone_watching_in_use(
     limit: Duration,
 ) -> (Result<(), PlatformError>, Option<Instant>) {
     let watch = async {
-        match unique_name(client, pv).await {
+        match nodes.unique_name(client, pv).await {
             Some(unique) => nodes.until(&va.spec.node_name, &unique, false).await,
             None => None,
         }

@@ -10,10 +10,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, PersistentVolume};
 use kube::Api;
 use kube::runtime::watcher;
 use tokio::sync::watch;
@@ -21,10 +21,12 @@ use tokio::sync::watch;
 /// What a node's kubelet last reported in use (`None` until the watch's first answer).
 type Reported = Option<BTreeSet<String>>;
 
-/// The run's node watches, by node name; their requests count as the run's own.
+/// The run's node watches, by node name; their requests count as the run's own. Also the
+/// unique volume names of the run's PVs, read once each.
 pub struct NodeWatches {
     client: kube::Client,
     by_node: Mutex<HashMap<String, watch::Receiver<Reported>>>,
+    unique: Mutex<HashMap<String, Option<String>>>,
 }
 
 impl NodeWatches {
@@ -32,7 +34,36 @@ impl NodeWatches {
         NodeWatches {
             client,
             by_node: Mutex::new(HashMap::new()),
+            unique: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The name the kubelet and the attach/detach controller give PV `pv`'s volume in a node's
+    /// status (`volumesInUse`, `volumesAttached`): `kubernetes.io/csi/<driver>^<volumeHandle>`.
+    /// `None` for a volume of another kind, or when the PV cannot be read (then asked again
+    /// next time). Read once per PV: a PV's driver and handle never change.
+    pub async fn unique_name(&self, client: &kube::Client, pv: &str) -> Option<String> {
+        if let Some(u) = self
+            .unique
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(pv)
+        {
+            return u.clone();
+        }
+        let api: Api<PersistentVolume> = Api::all(client.clone());
+        let unique = api
+            .get_opt(pv)
+            .await
+            .ok()??
+            .spec
+            .and_then(|s| s.csi)
+            .map(|c| format!("kubernetes.io/csi/{}^{}", c.driver, c.volume_handle));
+        self.unique
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(pv.to_string(), unique.clone());
+        unique
     }
 
     /// Waits until `node`'s kubelet reports volume `unique` in use (`want`) or no longer
@@ -71,8 +102,9 @@ async fn wait_on(mut rx: watch::Receiver<Reported>, unique: &str, want: bool) ->
     Some(Instant::now())
 }
 
-/// Node `name`'s `volumesInUse` into `tx` at each change, until nobody listens, the API server
-/// refuses the watch (RBAC) or it failed five times in a row.
+/// Node `name`'s `volumesInUse` into `tx` at each change, for the rest of the run, unless the
+/// watch fails as [`super::wait::until`]'s would (RBAC refuses it, or five errors in a row):
+/// then it ends, and the next wait on the node starts another.
 async fn follow(api: Api<Node>, name: String, tx: watch::Sender<Reported>) {
     let mut stream = std::pin::pin!(watcher::watch_object(api, &name));
     let mut errors = 0u32;
@@ -86,16 +118,11 @@ async fn follow(api: Api<Node>, name: String, tx: watch::Sender<Reported>) {
                     *r = Some(now);
                     changed
                 });
-                if tx.is_closed() {
-                    return;
-                }
             }
             Err(e) => {
-                errors += 1;
-                if super::wait::fatal(&e).is_some() || errors >= 5 {
+                if super::wait::after_error(&mut errors, &e).await.is_err() {
                     return;
                 }
-                tokio::time::sleep(Duration::from_millis(250 * u64::from(errors))).await;
             }
         }
     }

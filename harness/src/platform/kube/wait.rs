@@ -57,25 +57,12 @@ where
                     }
                 }
                 Err(e) => {
-                    errors += 1;
-                    if let Some(reason) = fatal(&e) {
+                    if let Err(reason) = after_error(&mut errors, &e).await {
                         return Err(WaitError::Api {
                             what: what.to_string(),
                             reason,
                         });
                     }
-                    if errors >= 5 {
-                        return Err(WaitError::Api {
-                            what: what.to_string(),
-                            reason: format!(
-                                "the watch failed {errors} times: {}",
-                                super::client::one_line(&e.to_string())
-                            ),
-                        });
-                    }
-                    // The watcher starts over (list, then watch) on the next poll; a short
-                    // pause keeps a failing server from being hammered.
-                    tokio::time::sleep(Duration::from_millis(250 * u64::from(errors))).await;
                 }
             }
         }
@@ -93,8 +80,26 @@ where
     }
 }
 
+/// A watch's error `e`, the `errors`-th in a row: why to give up (one that retrying cannot
+/// fix, or the fifth), else a short pause before the watcher starts over (list, then watch) on
+/// its next poll, so a failing server is not hammered.
+pub(super) async fn after_error(errors: &mut u32, e: &watcher::Error) -> Result<(), String> {
+    *errors += 1;
+    if let Some(reason) = fatal(e) {
+        return Err(reason);
+    }
+    if *errors >= 5 {
+        return Err(format!(
+            "the watch failed {errors} times: {}",
+            super::client::one_line(&e.to_string())
+        ));
+    }
+    tokio::time::sleep(Duration::from_millis(250 * u64::from(*errors))).await;
+    Ok(())
+}
+
 /// A watch error that retrying cannot fix: RBAC forbids it, or the resource does not exist.
-pub(super) fn fatal(e: &watcher::Error) -> Option<String> {
+fn fatal(e: &watcher::Error) -> Option<String> {
     let api = match e {
         watcher::Error::InitialListFailed(kube::Error::Api(s))
         | watcher::Error::WatchStartFailed(kube::Error::Api(s)) => s,

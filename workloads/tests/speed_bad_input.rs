@@ -57,6 +57,13 @@ fn in_flight_data_above_1gib_is_refused() {
     );
 }
 
+/// A spin longer than 1 ms would mostly burn the CPU it measures with: refused, one line.
+#[test]
+fn spin_wait_above_1ms_is_refused() {
+    refused(&["--spin-wait", "2ms"], "--spin-wait");
+    refused(&["--spin-wait", "50"], "--spin-wait");
+}
+
 #[test]
 fn size_smaller_than_block_size_is_refused() {
     refused(

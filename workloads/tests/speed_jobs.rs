@@ -74,6 +74,28 @@ fn randwrite_with_two_jobs_and_fsync_every_8() {
     );
 }
 
+/// The engine watches its ring for 50 us by default before it sleeps, and says so in the job;
+/// `--spin-wait 0s` sleeps at once (the engine before 2026-12-07) and the result has no spin
+/// time. Both keep the queue full and give plausible figures (checked by `dir_job`).
+#[test]
+fn the_engine_spins_50us_by_default_and_spin_wait_0s_sleeps_at_once() {
+    let (_d, r) = dir_job(&["--rw", "randread", "--iodepth", "4"]);
+    assert_eq!(r.job.spin_wait_us, 50);
+    let (_d, r0) = dir_job(&["--rw", "randread", "--iodepth", "4", "--spin-wait", "0s"]);
+    assert_eq!(r0.job.spin_wait_us, 0);
+    assert_eq!(r0.cpu.spin_s, None, "spun with --spin-wait 0s");
+    assert!(r0.qd_achieved > 2.0, "qd {}", r0.qd_achieved);
+    let (_d, r2) = dir_job(&[
+        "--rw",
+        "randwrite",
+        "--iodepth",
+        "1",
+        "--spin-wait",
+        "200us",
+    ]);
+    assert_eq!(r2.job.spin_wait_us, 200);
+}
+
 #[test]
 fn randrw_70_mixes_reads_and_writes_in_that_ratio() {
     let (_d, r) = dir_job(&["--rw", "randrw", "--read-pct", "70", "--iodepth", "4"]);

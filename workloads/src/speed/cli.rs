@@ -73,6 +73,10 @@ pub struct BenchArgs {
     /// Percentage of reads for --rw randrw (default 50).
     #[arg(long, value_name = "PCT")]
     pub read_pct: Option<u32>,
+    /// io_uring engine: how long to watch the ring for a completion before sleeping in the
+    /// kernel (default 50us; 0s sleeps at once; at most 1ms).
+    #[arg(long, value_name = "DUR")]
+    pub spin_wait: Option<String>,
     /// io_uring, the thread engine, or io_uring where allowed.
     #[arg(long, value_enum, default_value = "auto")]
     pub engine: EngineChoice,
@@ -172,6 +176,19 @@ impl BenchArgs {
         if let Some(v) = self.direct {
             job.direct = v;
         }
+        if let Some(v) = &self.spin_wait {
+            let d = dur_flag("--spin-wait", v)?;
+            if d > std::time::Duration::from_micros(super::job::MAX_SPIN_WAIT_US.into()) {
+                return Err(Error::BadFlag {
+                    flag: "--spin-wait",
+                    msg: format!(
+                        "{v} is more than {}us: the engine would mostly burn its CPU",
+                        super::job::MAX_SPIN_WAIT_US
+                    ),
+                });
+            }
+            job.spin_wait_us = d.as_micros() as u32;
+        }
         if let Some(v) = self.fsync_every {
             if job.rw == JobKind::FsyncLatency && v == 0 {
                 return Err(Error::BadFlag {
@@ -231,6 +248,7 @@ fn default_job(rw: JobKind, profile: Profile) -> JobParams {
         direct: true,
         read_pct: (rw == JobKind::Randrw).then_some(50),
         fsync_every: 0,
+        spin_wait_us: super::job::DEFAULT_SPIN_WAIT_US,
     }
 }
 

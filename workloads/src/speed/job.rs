@@ -89,7 +89,18 @@ pub struct JobParams {
     /// fdatasync after every N writes (0: never).
     #[serde(default)]
     pub fsync_every: u32,
+    /// io_uring engine: how long it watches the ring for a completion before it sleeps in the
+    /// kernel, in microseconds (0: it sleeps at once, as before 2026-12-07). A wake-up costs
+    /// more than a fast device's I/O on a VM; see docs/agent-speed.md "Waiting for completions".
+    /// Absent from results written before it existed, so `compare` sees the difference.
+    #[serde(default)]
+    pub spin_wait_us: u32,
 }
+
+/// The io_uring engine's default [`JobParams::spin_wait_us`].
+pub const DEFAULT_SPIN_WAIT_US: u32 = 50;
+/// The largest `--spin-wait` accepted: beyond it the engine would mostly burn its CPU.
+pub const MAX_SPIN_WAIT_US: u32 = 1000;
 
 /// Where the job runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

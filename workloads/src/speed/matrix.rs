@@ -96,6 +96,7 @@ pub fn workload(profile: Profile, name: &str) -> Option<Workload> {
         direct: true,
         read_pct: None,
         fsync_every: 0,
+        spin_wait_us: super::job::DEFAULT_SPIN_WAIT_US,
     };
     let job = match name {
         "randread-4k-qd64" => p(JobKind::Randread, 4096, 64),

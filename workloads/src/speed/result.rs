@@ -131,6 +131,10 @@ pub struct CpuResult {
     /// The agent's nice value while it measured (−10 where it may raise its priority).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nice: Option<i32>,
+    /// Of the engine threads' CPU, the seconds spent watching the ring for completions before
+    /// sleeping (the job's `spin_wait_us`); absent when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spin_s: Option<f64>,
 }
 
 impl CpuResult {
@@ -159,7 +163,20 @@ impl CpuResult {
             },
             wait_share: None,
             nice: None,
+            spin_s: None,
         }
+    }
+
+    /// `util_pct` without the time spent watching the ring (`spin_s`): the CPU the job needed.
+    pub fn util_pct_working(&self) -> f64 {
+        let Some(spin) = self.spin_s else {
+            return self.util_pct;
+        };
+        let total = self.user_s + self.sys_s;
+        if total <= 0.0 {
+            return self.util_pct;
+        }
+        self.util_pct * ((total - spin).max(0.0) / total)
     }
 }
 

@@ -144,6 +144,7 @@ pub fn run(spec: &JobSpec) -> Result<BenchResult, Error> {
                 direct: prep.direct,
                 read_pct,
                 fsync_every: j.fsync_every,
+                spin_ns: u64::from(j.spin_wait_us) * 1000,
                 offsets,
                 mix_seed: seeds.next_u64(),
                 cursor: pool.cursor(i * slots + slot, n, seeds.next_u64()),
@@ -497,6 +498,7 @@ fn base_result(
     hist: String,
     busy_ns: u128,
     thread_cpu: CpuTimes,
+    spin_ns: u128,
     mut warnings: Vec<String>,
 ) -> BenchResult {
     let secs = watch.runtime_ns as f64 / 1e9;
@@ -511,12 +513,14 @@ fn base_result(
     let mut cpu = CpuResult::new(watch.cpu, thread_cpu, secs, io_count);
     cpu.wait_share = watch.wait_share;
     cpu.nice = Some(spec_nice());
+    cpu.spin_s = (spin_ns > 0).then(|| spin_ns as f64 / 1e9);
     // No warning: `cpu.wait_share` is weighed by the gate (compare::gate), and a warning that
     // comes and goes with the machine's load would fail `--strict` runs at random.
-    if cpu.util_pct > 60.0 {
+    // Watching the ring (`--spin-wait`) is CPU the engine chose to spend, not queuing: left out.
+    if cpu.util_pct_working() > 60.0 {
         warnings.push(format!(
             "the CPU was {:.0} % busy: latencies may include CPU queuing (kbench asks for at least 40 % idle)",
-            cpu.util_pct
+            cpu.util_pct_working()
         ));
     }
     if let Some(s) = &watch.stall {
@@ -614,6 +618,7 @@ fn build_io_result(
         hist,
         o.busy_ns,
         o.thread_cpu,
+        o.spin_ns,
         warnings,
     );
     if j.rw.reads() {
@@ -750,6 +755,7 @@ fn run_metadata(spec: &JobSpec, pool: Arc<DataPool>) -> Result<BenchResult, Erro
         all.encode(),
         busy,
         o.thread_cpu,
+        0,
         Vec::new(),
     );
     let missing: Vec<&str> = (0..4)

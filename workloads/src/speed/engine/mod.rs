@@ -59,6 +59,8 @@ pub struct WorkerPlan {
     /// Reads in percent: 100 for read jobs, 0 for write jobs.
     pub read_pct: u8,
     pub fsync_every: u32,
+    /// io_uring engine: how long to watch the ring before sleeping for a completion.
+    pub spin_ns: u64,
     pub offsets: Offsets,
     /// Decides read or write in a mix.
     pub mix_seed: u64,
@@ -85,6 +87,9 @@ pub struct WorkerOutput {
     pub inflight_at_exit: u64,
     /// The worker thread's own CPU time in the measured window.
     pub thread_cpu: CpuTimes,
+    /// Of it, about how long the io_uring engine watched its ring for completions instead of
+    /// sleeping (the job's `spin_wait_us`), waits that ended in the window.
+    pub spin_ns: u128,
 }
 
 impl WorkerOutput {
@@ -96,6 +101,7 @@ impl WorkerOutput {
         self.write_sum_ns += o.write_sum_ns;
         self.sync_sum_ns += o.sync_sum_ns;
         self.busy_ns += o.busy_ns;
+        self.spin_ns += o.spin_ns;
         self.inflight_at_exit += o.inflight_at_exit;
         self.thread_cpu = self.thread_cpu.plus(o.thread_cpu);
         if self.error.is_none() {

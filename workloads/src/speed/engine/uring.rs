@@ -220,7 +220,7 @@ fn spin_wait(
             break true;
         }
         i = i.wrapping_add(1);
-        if i % 8 == 0 && now_ns() - start >= spin_ns {
+        if i.is_multiple_of(8) && now_ns() - start >= spin_ns {
             break false;
         }
         // Whatever else is runnable on this CPU goes first: often the very work that completes

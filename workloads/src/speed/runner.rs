@@ -498,7 +498,7 @@ fn base_result(
     hist: String,
     busy_ns: u128,
     thread_cpu: CpuTimes,
-    spin_ns: u128,
+    spun_ns: u128,
     mut warnings: Vec<String>,
 ) -> BenchResult {
     let secs = watch.runtime_ns as f64 / 1e9;
@@ -513,7 +513,7 @@ fn base_result(
     let mut cpu = CpuResult::new(watch.cpu, thread_cpu, secs, io_count);
     cpu.wait_share = watch.wait_share;
     cpu.nice = Some(spec_nice());
-    cpu.spin_s = (spin_ns > 0).then(|| spin_ns as f64 / 1e9);
+    cpu.spin_s = (spun_ns > 0).then(|| spun_ns as f64 / 1e9);
     // No warning: `cpu.wait_share` is weighed by the gate (compare::gate), and a warning that
     // comes and goes with the machine's load would fail `--strict` runs at random.
     // Watching the ring (`--spin-wait`) is CPU the engine chose to spend, not queuing: left out.
@@ -618,7 +618,7 @@ fn build_io_result(
         hist,
         o.busy_ns,
         o.thread_cpu,
-        o.spin_ns,
+        o.spun_ns,
         warnings,
     );
     if j.rw.reads() {

@@ -89,7 +89,7 @@ pub struct WorkerOutput {
     pub thread_cpu: CpuTimes,
     /// Of it, about how long the io_uring engine watched its ring for completions instead of
     /// sleeping (the job's `spin_wait_us`), waits that ended in the window.
-    pub spin_ns: u128,
+    pub spun_ns: u128,
 }
 
 impl WorkerOutput {
@@ -101,7 +101,7 @@ impl WorkerOutput {
         self.write_sum_ns += o.write_sum_ns;
         self.sync_sum_ns += o.sync_sum_ns;
         self.busy_ns += o.busy_ns;
-        self.spin_ns += o.spin_ns;
+        self.spun_ns += o.spun_ns;
         self.inflight_at_exit += o.inflight_at_exit;
         self.thread_cpu = self.thread_cpu.plus(o.thread_cpu);
         if self.error.is_none() {

@@ -190,23 +190,18 @@ impl SpinPolicy {
     }
 }
 
-/// Submits what is queued, then watches the ring for up to `spin_ns` before sleeping: the
-/// kernel raises IORING_SQ_TASKRUN when a completion is queued for this task (DEFER_TASKRUN's
-/// local work, or COOP_TASKRUN's task work), and a non-blocking `io_uring_enter` with GETEVENTS
-/// then runs it and posts the completion. Nothing found within `spin_ns`: the blocking wait.
-/// Between looks it yields the CPU to anything else runnable on it; the clock is read every
-/// eighth look.
-#[allow(clippy::too_many_arguments)]
+/// Submits what is queued, then watches the ring for up to `spin_ns`: the kernel raises
+/// IORING_SQ_TASKRUN when a completion is queued for this task (DEFER_TASKRUN's local work, or
+/// COOP_TASKRUN's task work), and a non-blocking `io_uring_enter` with GETEVENTS then runs it
+/// and posts the completion. Whether one came, and how long it watched; the caller makes the
+/// blocking wait when none did. Between looks it yields the CPU to anything else runnable on
+/// it; the clock is read every eighth look.
 fn spin_wait(
     submitter: &io_uring::Submitter<'_>,
     sq: &io_uring::SubmissionQueue<'_>,
     cq: &mut io_uring::CompletionQueue<'_>,
     spin_ns: u64,
-    ticker: bool,
-    args: &types::SubmitArgs<'_, '_>,
-    spun: &mut u64,
-    found_one: &mut bool,
-) -> io::Result<usize> {
+) -> io::Result<(bool, u64)> {
     submitter.submit()?;
     let start = now_ns();
     let mut i = 0u32;
@@ -229,15 +224,7 @@ fn spin_wait(
         // SAFETY: no arguments, no memory.
         unsafe { libc::sched_yield() };
     };
-    *spun = now_ns() - start;
-    *found_one = found;
-    if found {
-        Ok(0)
-    } else if ticker {
-        submitter.submit_and_wait(1)
-    } else {
-        submitter.submit_with_args(1, args)
-    }
+    Ok((found, now_ns() - start))
 }
 
 #[inline]
@@ -419,19 +406,27 @@ pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
                 (inflight + sync_inflight as usize) as u64,
                 Ordering::Relaxed,
             );
+            let block = || {
+                if ticker {
+                    submitter.submit_and_wait(1)
+                } else {
+                    submitter.submit_with_args(1, &args)
+                }
+            };
             let mut spun = 0;
             let spin = spin_ns > 0 && (inflight > 0 || sync_inflight) && spin_policy.spin();
             let waited = if spin {
-                let mut found = false;
-                let w = spin_wait(
-                    &submitter, &sq, &mut cq, spin_ns, ticker, &args, &mut spun, &mut found,
-                );
-                spin_policy.spun(found);
-                w
-            } else if ticker {
-                submitter.submit_and_wait(1)
+                let watched = spin_wait(&submitter, &sq, &mut cq, spin_ns);
+                spin_policy.spun(matches!(watched, Ok((true, _))));
+                match watched {
+                    Ok((found, took)) => {
+                        spun = took;
+                        if found { Ok(0) } else { block() }
+                    }
+                    Err(e) => Err(e),
+                }
             } else {
-                submitter.submit_with_args(1, &args)
+                block()
             };
             match waited {
                 Ok(_) => {}
@@ -450,7 +445,7 @@ pub fn run(mut plan: WorkerPlan) -> WorkerOutput {
             cpu.tick(now, measure_start, deadline);
             let in_window = now >= measure_start && now <= deadline;
             if in_window {
-                out.spin_ns += u128::from(spun);
+                out.spun_ns += u128::from(spun);
             }
             cq.sync();
             for cqe in &mut cq {

@@ -48,57 +48,43 @@ fn assert_nothing_left(kc: &str, run: &str) {
     assert!(left.is_empty(), "left of run {run}: {left:?}");
 }
 
-/// Evicts the first pod of `role` (`agent` or `holder`) of a check while an agent pod is
-/// running, and returns the evicted pod's name with the run's output. The standard profile's
-/// 1 GiB write keeps the first agent pod running for seconds, long enough to evict it there.
-fn evict_mid_check(kc: &str, env: &Env, role: &str) -> (String, std::process::Output) {
+/// Evicts the first pod of `role` (`agent` or `holder`) of `check` while an agent runs in it,
+/// and returns the evicted pod's name with the run's output. `integrity::other-node` writes in
+/// an agent pod of its own, `integrity::recreate` in its holder, as the holder's first work
+/// (`pod --hold -- write …`). The thorough profile's 4 GiB write keeps that pod running for
+/// seconds (5.4 s on an idle test cluster, 2026-12-08): the standard profile's 1 GiB took 1.3 s,
+/// and the eviction, which follows the pod's `Running` by up to a second and a half (the
+/// kubelet's report, the test's polling), often came after the agent had ended.
+fn evict_mid_check(kc: &str, env: &Env, role: &str, check: &str) -> (String, std::process::Output) {
     let class = format!("evict-{role}-{}", std::process::id());
-    let file = class_file(env, &class, "1536Mi");
-    let exact = format!("{class}::integrity::recreate");
+    let file = class_file(env, &class, "6Gi");
+    let exact = format!("{class}::{check}");
     let args = args_of(
         kc,
         &[
             "--classes",
             &file,
             "--profile",
-            "standard",
+            "thorough",
             "--exact",
             &exact,
         ],
     );
     let child = env.spawn(&strs(&args));
-    let agent = wait_for_pod(
+    let running = wait_for_pod(
         kc,
-        &format!("pvcheck.io/role=agent,pvcheck.io/class={class}"),
+        &format!("pvcheck.io/role={role},pvcheck.io/class={class}"),
         "Running",
         Duration::from_secs(120),
     );
-    let Some((ns, agent)) = agent else {
+    let Some((ns, victim)) = running else {
         let out = child.wait_with_output().unwrap();
         panic!(
-            "no agent pod of class {class} ran within 120 s\nstdout: {}\nstderr: {}",
+            "no {role} pod of class {class} ran within 120 s\nstdout: {}\nstderr: {}",
             stdout(&out),
             stderr(&out)
         );
     };
-    let victim = if role == "agent" {
-        agent
-    } else {
-        kubectl_out(
-            kc,
-            &[
-                "-n",
-                &ns,
-                "get",
-                "pods",
-                "-l",
-                &format!("pvcheck.io/role={role}"),
-                "-o",
-                "jsonpath={.items[0].metadata.name}",
-            ],
-        )
-    };
-    assert!(!victim.is_empty(), "no {role} pod in {ns}");
     evict(kc, &ns, &victim);
     (victim, child.wait_with_output().unwrap())
 }
@@ -114,6 +100,7 @@ fn evict_mid_check(kc: &str, env: &Env, role: &str) -> (String, std::process::Ou
 fn assert_failed_naming_the_eviction(
     kc: &str,
     env: &Env,
+    check: &str,
     victim: &str,
     out: &std::process::Output,
 ) {
@@ -133,7 +120,7 @@ fn assert_failed_naming_the_eviction(
             t["name"]
                 .as_str()
                 .unwrap_or("")
-                .ends_with("::integrity::recreate")
+                .ends_with(&format!("::{check}"))
         })
         .expect("the trial is in the result");
     assert_eq!(t["status"], "failed", "{t}");
@@ -151,19 +138,22 @@ fn assert_failed_naming_the_eviction(
 fn an_agent_pod_evicted_mid_check_fails_the_trial_naming_the_eviction_and_leaves_nothing() {
     let Some(kc) = kubeconfig() else { return };
     let env = Env::new();
-    let (victim, out) = evict_mid_check(&kc, &env, "agent");
-    assert_failed_naming_the_eviction(&kc, &env, &victim, &out);
+    let check = "integrity::other-node";
+    let (victim, out) = evict_mid_check(&kc, &env, "agent", check);
+    assert_failed_naming_the_eviction(&kc, &env, check, &victim, &out);
 }
 
-/// The holder pod keeps the volume attached and mounted between agent runs: evicted while an
-/// agent runs, the agent may well finish, but the check no longer tests what it says (the volume
-/// may have been unmounted under it), so the trial fails naming the holder's eviction.
+/// The holder pod keeps the volume attached and mounted between agent runs, and runs the write
+/// or verify that follows its start itself: evicted while that agent runs, the agent may well
+/// finish within the grace period, but the check no longer tests what it says (the volume may
+/// have been unmounted under it), so the trial fails naming the holder's eviction.
 #[test]
 fn a_holder_pod_evicted_mid_check_fails_the_trial_naming_the_eviction_and_leaves_nothing() {
     let Some(kc) = kubeconfig() else { return };
     let env = Env::new();
-    let (victim, out) = evict_mid_check(&kc, &env, "holder");
-    assert_failed_naming_the_eviction(&kc, &env, &victim, &out);
+    let check = "integrity::recreate";
+    let (victim, out) = evict_mid_check(&kc, &env, "holder", check);
+    assert_failed_naming_the_eviction(&kc, &env, check, &victim, &out);
 }
 
 /// The run's namespaces the cluster has now (any run of this test's class file).

@@ -19,8 +19,10 @@
 //! `terminated` (`{"signal": "SIGTERM", "after_s"}`) says the pod was told to stop while the
 //! agent ran (deleted or evicted): the supervisor notes it and lets the agent go on, so the
 //! harness never takes such a run for an undisturbed one.
-//! `--hold` starts no agent and waits for SIGTERM: the pod that keeps a volume attached and
-//! mounted between agent runs.
+//! `--hold` waits for SIGTERM: the pod that keeps a volume attached and mounted between agent
+//! runs. With agent arguments it runs that agent first, framed and ended by its `x` line as
+//! above, then holds: where the holder's start is a takeover or a recreation, the verify that
+//! follows it costs no pod start of its own.
 //! `--batch JSON` (a JSON array of argument arrays) runs several agents one after the other, each
 //! framed as above and ended by its own `x` line with `index` (0-based): one pod runs a class's
 //! speed matrix, each workload still its own agent process with its own figures. A batch told to
@@ -46,8 +48,8 @@ pub struct PodArgs {
     /// SIGKILL the agent this long after it started (e.g. `2.5s`).
     #[arg(long, value_name = "DURATION")]
     pub kill_after: Option<Dur>,
-    /// Start no agent: wait for SIGTERM or SIGINT, then exit 0.
-    #[arg(long, conflicts_with_all = ["kill_after", "args", "batch"])]
+    /// Wait for SIGTERM or SIGINT, then exit 0; with agent arguments, after running that agent.
+    #[arg(long, conflicts_with_all = ["kill_after", "batch"])]
     pub hold: bool,
     /// Run these agents one after the other (a JSON array of argument arrays), one `x` line each.
     #[arg(long, value_name = "JSON", conflicts_with_all = ["kill_after", "args"])]
@@ -60,7 +62,7 @@ pub struct PodArgs {
 /// Runs the supervisor; its own exit code is 0 when it framed the agent's run completely
 /// (the agent's code is in the `x` line), 2 when it could not start the agent.
 pub fn run(a: PodArgs) -> ExitCode {
-    if a.hold {
+    if a.hold && a.args.is_empty() {
         return hold();
     }
     let out = Arc::new(Mutex::new(std::io::stdout()));
@@ -113,6 +115,15 @@ pub fn run(a: PodArgs) -> ExitCode {
         end_line(&out, end, &a);
         if told_to_stop {
             break;
+        }
+    }
+    if a.hold {
+        // Held until told to stop (a stop during the agent ends the hold at once).
+        let Some(stopped) = stopped else {
+            return hold();
+        };
+        while stopped.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
     ExitCode::from(exit::OK)

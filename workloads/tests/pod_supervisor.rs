@@ -113,6 +113,51 @@ fn hold_waits_for_sigterm_and_exits_0() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// A holder that runs its first agent (the verify after a takeover, one pod start instead of
+/// two): the agent's output and its `x` line come first and whole, then it holds until SIGTERM
+/// and exits 0.
+#[test]
+fn hold_with_an_agent_runs_it_frames_its_end_then_holds_until_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let mut child = Command::new(AGENT)
+        .args(["pod", "--hold", "--statfs", d, "--", "selftest", "--dir", d])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut log = String::new();
+    let x = loop {
+        let l = lines
+            .next()
+            .expect("the log ended before the x line")
+            .unwrap();
+        log.push_str(&l);
+        log.push('\n');
+        if let Some(x) = l.strip_prefix("x ") {
+            break serde_json::from_str::<serde_json::Value>(x).unwrap();
+        }
+    };
+    assert_eq!(x["code"], 0, "{log}");
+    assert!(x["statfs"]["total_bytes"].as_u64().unwrap() > 0, "{log}");
+    assert!(
+        log.lines().any(|l| l.starts_with("o ")),
+        "no agent output: {log}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "--hold with an agent exited after the agent"
+    );
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(lines.next().is_none(), "more after the x line");
+}
+
 /// A pod deleted or evicted while its agent runs: the supervisor, the container's PID 1, gets
 /// SIGTERM, which PID 1 does not die of. It lets the agent finish (or the runtime's SIGKILL end
 /// it) and says in its end line that it was told to stop, and when: an agent that finished

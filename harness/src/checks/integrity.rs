@@ -11,7 +11,7 @@ use rand::RngExt;
 use serde_json::Value;
 
 use super::{CheckCtx, Failure, Verdict, agent_json, recreate_noticed, takeover};
-use crate::platform::{AgentCall, Pod, Volume};
+use crate::platform::{AgentCall, AgentOutput, Pod, Volume};
 use pvcheck_workloads::units::format_size;
 
 /// How much of the verify report's damage list goes into a failure message.
@@ -33,14 +33,7 @@ pub fn write(
     pod: &mut dyn Pod,
     ledger: &Path,
 ) -> Result<Value, Failure> {
-    let target = pod.target().args();
-    let dataset = Dataset {
-        target,
-        seed: ctx.seed(),
-        agent_volume_id: CheckCtx::agent_volume_id(vol),
-        size: ctx.profile.dataset_bytes(),
-        mkdir: false,
-    };
+    let dataset = Dataset::whole(ctx, CheckCtx::agent_volume_id(vol), pod.target().args());
     write_dataset(ctx, pod, &dataset, ledger, "write")
 }
 
@@ -54,6 +47,19 @@ pub struct Dataset {
     pub mkdir: bool,
 }
 
+impl Dataset {
+    /// The profile's dataset over the whole of `target`, with the run's seed.
+    fn whole(ctx: &CheckCtx, agent_volume_id: u64, target: [String; 2]) -> Self {
+        Dataset {
+            target,
+            seed: ctx.seed(),
+            agent_volume_id,
+            size: ctx.profile.dataset_bytes(),
+            mkdir: false,
+        }
+    }
+}
+
 /// `write` of `dataset` → ledger file (generation 1); `when` names it in messages and metrics.
 pub fn write_dataset(
     ctx: &CheckCtx,
@@ -62,6 +68,32 @@ pub fn write_dataset(
     ledger: &Path,
     when: &str,
 ) -> Result<Value, Failure> {
+    let call = write_call(ctx, dataset);
+    let out = agent_json::run(ctx, pod, &call, when)?;
+    write_done(ctx, out, ledger, when)
+}
+
+/// [`write`] as the first work of the volume's pod, started now ([`Volume::start_pod_running`]:
+/// one pod start on Kubernetes, where a start and a call were two).
+pub fn start_and_write(
+    ctx: &CheckCtx,
+    vol: &mut dyn Volume,
+    ledger: &Path,
+) -> Result<Box<dyn Pod>, Failure> {
+    let agent_volume_id = CheckCtx::agent_volume_id(vol);
+    let (pod, out) = agent_json::start_running(
+        ctx,
+        vol,
+        &|t| write_call(ctx, &Dataset::whole(ctx, agent_volume_id, t.args())),
+        None,
+        "write",
+    )?;
+    write_done(ctx, out?, ledger, "write")?;
+    Ok(pod)
+}
+
+/// The agent call that writes `dataset`.
+fn write_call(ctx: &CheckCtx, dataset: &Dataset) -> AgentCall {
     let [target_flag, target] = dataset.target.clone();
     let mut args = vec![
         "write".to_string(),
@@ -79,8 +111,17 @@ pub fn write_dataset(
     if dataset.mkdir {
         args.push("--mkdir".into());
     }
-    let call = AgentCall::new(args, ctx.agent_timeout());
-    let (out, v) = agent_json::run_ok(ctx, pod, &call, when)?;
+    AgentCall::new(args, ctx.agent_timeout())
+}
+
+/// A write's output: exit 0 and its ledger, saved to `ledger`; the time in the metrics.
+fn write_done(
+    ctx: &CheckCtx,
+    out: AgentOutput,
+    ledger: &Path,
+    when: &str,
+) -> Result<Value, Failure> {
+    let v = agent_json::ok(&out, when)?;
     std::fs::write(ledger, out.stdout.as_bytes())
         .map_err(|e| Failure::new(format!("saving the ledger {}: {e}", ledger.display())))?;
     ctx.metric(
@@ -122,6 +163,7 @@ pub fn rewrite(
 }
 
 /// What to verify against.
+#[derive(Clone, Copy)]
 pub enum Expect<'a> {
     Ledger(&'a Path),
     Acks(&'a Path),
@@ -149,7 +191,62 @@ pub fn verify_target(
     expect: Expect<'_>,
     when: &str,
 ) -> Result<Value, Failure> {
+    let call = verify_call(ctx, CheckCtx::agent_volume_id(vol), target, expect);
+    let out = agent_json::run(ctx, pod, &call, when)?;
+    verify_done(ctx, vol, out, when)
+}
+
+/// The pod recreated ([`super::recreate`]) with the verify as its new pod's first work: one
+/// pod start on Kubernetes where a start and a call were two ([`Volume::start_pod_running`]).
+/// What the volume noticed becomes the trial's warnings.
+pub fn recreate_and_verify(
+    ctx: &CheckCtx,
+    vol: &mut dyn Volume,
+    pod: Box<dyn Pod>,
+    expect: Expect<'_>,
+    when: &str,
+) -> Result<Box<dyn Pod>, Failure> {
+    let stopped = vol
+        .stop_pod(pod)
+        .map_err(|e| Failure::from(e).context("stopping the pod"));
+    let r =
+        stopped.and_then(|()| start_and_verify(ctx, vol, expect, "starting the pod again", when));
+    ctx.noticed(vol);
+    let (pod, verified) = r?;
+    verified?;
+    Ok(pod)
+}
+
+/// A pod just started and its verify's judgement ([`start_and_verify`]).
+pub type Verified = (Box<dyn Pod>, Result<Value, Failure>);
+
+/// The volume's pod started with [`verify`] as its first work. `Err` when the pod did not
+/// start (with `starting` as its context); the verify's own result comes with the pod.
+pub fn start_and_verify(
+    ctx: &CheckCtx,
+    vol: &mut dyn Volume,
+    expect: Expect<'_>,
+    starting: &str,
+    when: &str,
+) -> Result<Verified, Failure> {
     let agent_vol = CheckCtx::agent_volume_id(vol);
+    let (pod, out) = agent_json::start_running(
+        ctx,
+        vol,
+        &|t| verify_call(ctx, agent_vol, t.args(), expect),
+        Some(starting),
+        when,
+    )?;
+    Ok((pod, out.and_then(|out| verify_done(ctx, vol, out, when))))
+}
+
+/// The agent call that verifies the dataset at `target` against `expect`.
+fn verify_call(
+    ctx: &CheckCtx,
+    agent_vol: u64,
+    target: [String; 2],
+    expect: Expect<'_>,
+) -> AgentCall {
     let [target_flag, target] = target;
     let mut call = AgentCall::new(
         [
@@ -167,7 +264,17 @@ pub fn verify_target(
         Expect::Ledger(l) => call.input("--ledger", l),
         Expect::Acks(a) => call.input("--acks", a),
     };
-    let out = agent_json::run(ctx, pod, &call, when)?;
+    call
+}
+
+/// A verify's output: Ok(report) when clean; a failure naming the damage otherwise.
+fn verify_done(
+    ctx: &CheckCtx,
+    vol: &dyn Volume,
+    out: AgentOutput,
+    when: &str,
+) -> Result<Value, Failure> {
+    let agent_vol = CheckCtx::agent_volume_id(vol);
     let report = match out.code {
         Some(0) | Some(1) => agent_json::parse(&out, when)?,
         _ => {
@@ -323,24 +430,15 @@ fn path(ctx: &CheckCtx, name: &str) -> PathBuf {
 /// write → recreate → verify → rewrite → recreate → verify.
 pub fn recreate_check(ctx: &CheckCtx) -> Result<Verdict, Failure> {
     ctx.with_volume("", size_for(ctx), |vol| {
-        let mut pod = vol.start_pod()?;
         let l1 = path(ctx, "ledger-1.json");
         let l2 = path(ctx, "ledger-2.json");
-        write(ctx, vol, pod.as_mut(), &l1)?;
-        pod = recreate_noticed(ctx, vol, pod)?;
-        verify(
-            ctx,
-            vol,
-            pod.as_mut(),
-            Expect::Ledger(&l1),
-            "verify after recreate",
-        )?;
+        let mut pod = start_and_write(ctx, vol, &l1)?;
+        pod = recreate_and_verify(ctx, vol, pod, Expect::Ledger(&l1), "verify after recreate")?;
         rewrite(ctx, vol, pod.as_mut(), &l1, &l2)?;
-        pod = recreate_noticed(ctx, vol, pod)?;
-        verify(
+        pod = recreate_and_verify(
             ctx,
             vol,
-            pod.as_mut(),
+            pod,
             Expect::Ledger(&l2),
             "verify after rewrite and recreate",
         )?;
@@ -516,10 +614,9 @@ fn upgrade_steps(
         return Ok(Verdict::Ignored("the class defines no upgrade step".into()));
     };
     let mut record = takeover::Steps::default();
-    let mut pod = vol.start_pod()?;
     let l1 = path(ctx, "ledger-1.json");
     let l2 = path(ctx, "ledger-2.json");
-    write(ctx, vol, pod.as_mut(), &l1)?;
+    let mut pod = start_and_write(ctx, vol, &l1)?;
     let old_snapshot = takeover::snapshot_before(ctx, vol)?;
     let after;
     (pod, after) = record.upgrade(ctx, vol, pod, first)?;
@@ -590,10 +687,27 @@ fn take_over_and_verify(
     record: &mut takeover::Steps,
     when: &str,
 ) -> Result<Box<dyn Pod>, Failure> {
-    let mut pod = record.take_over(ctx, vol, pod, after)?;
-    verify(ctx, vol, pod.as_mut(), Expect::Ledger(ledger), when).map_err(|f| {
-        takeover::verify_failure(after, vol.id(), "verifying, after the takeover,", f)
+    // The new pod's first work is the verify (one pod start on Kubernetes).
+    let mut verified = None;
+    let pod = record.take_over(ctx, vol, pod, after, &mut |vol| {
+        let (pod, v) = start_and_verify(
+            ctx,
+            vol,
+            Expect::Ledger(ledger),
+            "starting the pod again",
+            when,
+        )?;
+        verified = Some(v);
+        Ok(pod)
     })?;
+    if let Some(Err(f)) = verified {
+        return Err(takeover::verify_failure(
+            after,
+            vol.id(),
+            "verifying, after the takeover,",
+            f,
+        ));
+    }
     Ok(pod)
 }
 

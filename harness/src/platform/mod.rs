@@ -37,6 +37,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use agent::{AgentCall, AgentOutput};
+
+/// A pod just started and the result of the call it ran first ([`Volume::start_pod_running`]).
+pub type PodRunning = (Box<dyn Pod>, Result<AgentOutput, PlatformError>);
 pub use error::PlatformError;
 pub use select::{PlatformKind, select};
 
@@ -264,6 +267,20 @@ pub trait Volume: Send {
     fn fingerprint(&self) -> serde_json::Value;
     /// Attaches and mounts the volume and starts a place where the agent runs.
     fn start_pod(&mut self) -> Result<Box<dyn Pod>, PlatformError>;
+    /// [`Volume::start_pod`], then the agent call that `call` makes for the pod's target, run
+    /// in it. Where a pod's start is costly the platform folds the two into one start
+    /// (Kubernetes: the holder pod runs the call, then holds the volume; one pod start where
+    /// there were two). `Err` when the pod did not start; the call's own result comes with
+    /// the started pod, which the caller stops as any other.
+    fn start_pod_running(
+        &mut self,
+        call: &dyn Fn(AgentTarget<'_>) -> AgentCall,
+    ) -> Result<PodRunning, PlatformError> {
+        let mut pod = self.start_pod()?;
+        let c = call(pod.target());
+        let out = pod.run_agent(&c);
+        Ok((pod, out))
+    }
     /// Ends every agent process of the pod, unmounts and detaches.
     fn stop_pod(&mut self, pod: Box<dyn Pod>) -> Result<(), PlatformError>;
     /// The upgrade steps this volume's class defines, in order (empty: no upgrade).

@@ -734,6 +734,60 @@ async fn until_end_line(v: &VolumeCtx, name: &str) -> Option<Framed> {
     None
 }
 
+/// The output of the call a holder pod runs before it holds (`pod --hold -- ARGS`): its log
+/// followed up to the call's end line, within the call's `timeout` and a pod start's. The
+/// holder runs on. A holder told to stop while its agent ran (evicted, deleted by someone
+/// else), or whose log ended without the end line, fails naming why, as an agent pod does
+/// ([`stopped_by_others`]).
+pub async fn first_call(
+    v: &VolumeCtx,
+    name: &str,
+    command: &str,
+    timeout: Duration,
+) -> Result<Framed, PlatformError> {
+    let running = Instant::now();
+    let limit = timeout + v.timeouts.pod_start;
+    let lost = |why: String| {
+        PlatformError::Other(format!(
+            "holder pod {}/{name} {why} while its agent ran: {command}",
+            v.shared.namespace
+        ))
+    };
+    let framed = match tokio::time::timeout(limit, until_end_line(v, name)).await {
+        Ok(Some(framed)) => framed,
+        // The follow ended early (a kubelet that restarted ends it): the whole log, once.
+        Ok(None) => match read_log(v, name).await {
+            Ok(framed) if framed.end.is_some() => framed,
+            read => {
+                let why = holder_lost(v, name).await?;
+                return Err(lost(why.unwrap_or_else(|| match read {
+                    Ok(f) => format!(
+                        "ended its log without its agent's final line (stderr: {})",
+                        f.stderr.lines().last().unwrap_or("")
+                    ),
+                    Err(e) => format!("has a log that could not be read ({e})"),
+                })));
+            }
+        },
+        Err(_) => {
+            return Err(PlatformError::Timeout {
+                command: command.to_string(),
+                limit,
+            });
+        }
+    };
+    timeline::since(Wait::AgentRan, name, running);
+    if let Some((signal, after)) = framed.terminated() {
+        let why = holder_lost(v, name)
+            .await?
+            .unwrap_or_else(|| "was told to stop".into());
+        return Err(lost(format!(
+            "{why} ({signal} {after:.1} s after its agent started)"
+        )));
+    }
+    Ok(framed)
+}
+
 /// The plan of an agent pod of the volume.
 pub fn plan<'a>(
     v: &'a VolumeCtx,

@@ -15,9 +15,12 @@ use super::pod::KubePod;
 use super::{agent_pod, attach, labels, podspec, pvc, topology};
 use crate::config::ClassSpec;
 use crate::platform::{
-    DriverWindow, Elsewhere, MountCount, NodeAgentDisruption, PlatformError, Pod, UpgradeStep,
-    Volume, VolumeRequest,
+    AgentCall, AgentOutput, AgentTarget, DriverWindow, Elsewhere, MountCount, NodeAgentDisruption,
+    PlatformError, Pod, PodRunning, UpgradeStep, Volume, VolumeRequest,
 };
+
+/// A holder pod started, and the output of the call it ran first when it was given one.
+type HolderStarted = (Box<dyn Pod>, Option<Result<AgentOutput, PlatformError>>);
 
 pub struct KubeVolume {
     pub ctx: Arc<VolumeCtx>,
@@ -41,6 +44,9 @@ pub struct KubeVolume {
     pub timings: serde_json::Map<String, serde_json::Value>,
     /// What the volume did differently from what was asked, for `Volume::take_warnings`.
     warnings: Vec<String>,
+    /// The inputs (ConfigMaps) of the holders that ran a call first: mounted while their
+    /// holder runs, deleted once it is gone.
+    holder_inputs: Vec<String>,
     done: bool,
 }
 
@@ -82,6 +88,7 @@ pub fn provision(
         ledger_config_map: None,
         timings: Default::default(),
         warnings: Vec::new(),
+        holder_inputs: Vec::new(),
         done: false,
     };
     let created = shared.conn.block_on(async {
@@ -223,6 +230,7 @@ impl KubeVolume {
             ledger_config_map: None,
             timings,
             warnings: Vec::new(),
+            holder_inputs: Vec::new(),
             done: false,
         };
         let start = Instant::now();
@@ -251,6 +259,9 @@ impl KubeVolume {
                     let n = p.metadata.name.unwrap_or_default();
                     agent_pod::delete(&ctx, &n, 0, true, ctx.timeouts.pod_start).await?;
                 }
+            }
+            for cm in self.holder_inputs.drain(..) {
+                agent_pod::delete_config_map(&ctx, &cm).await;
             }
             let pv = match &self.pv {
                 Some(p) => Some(p.clone()),
@@ -304,6 +315,9 @@ impl KubeVolume {
                 let n = p.metadata.name.unwrap_or_default();
                 agent_pod::delete(&ctx, &n, 5, true, ctx.timeouts.pod_start).await?;
             }
+            for cm in self.holder_inputs.drain(..) {
+                agent_pod::delete_config_map(&ctx, &cm).await;
+            }
             if let Some(pv) = &self.pv {
                 let attachments = attach::until_detached(
                     &ctx.client,
@@ -347,16 +361,46 @@ impl KubeVolume {
         node: Option<String>,
         avoid: Vec<String>,
     ) -> Result<Box<dyn Pod>, PlatformError> {
+        self.start_holder_running(node, avoid, None)
+            .map(|(pod, _)| pod)
+    }
+
+    /// [`KubeVolume::start_holder`]; with `first`, the holder runs that agent call before it
+    /// holds (`pod --hold -- ARGS`) and its output is read from the holder's log up to the
+    /// call's end line: one pod start for a start and a call.
+    fn start_holder_running(
+        &mut self,
+        node: Option<String>,
+        avoid: Vec<String>,
+        first: Option<&AgentCall>,
+    ) -> Result<HolderStarted, PlatformError> {
         let ctx = self.ctx.clone();
         let name = ctx.next_name("holder");
-        let mut plan = agent_pod::plan(
-            &ctx,
-            &name,
-            vec!["pod".into(), "--hold".into()],
-            None,
-            node,
-            "holder",
-        );
+        let conn = &ctx.shared.conn;
+        let mut args = vec!["pod".to_string(), "--hold".into()];
+        let mut inputs = None;
+        let mut agent_args = Vec::new();
+        if let Some(call) = first {
+            let labels = labels::of(
+                &ctx.shared.run_id,
+                Some(&ctx.class),
+                Some(&ctx.pvc),
+                "inputs",
+            );
+            let (cm, input_args) =
+                conn.block_on(agent_pod::inputs(&ctx, &format!("{name}-in"), call, labels))?;
+            if let Some(cm) = &cm {
+                self.holder_inputs.push(cm.clone());
+            }
+            inputs = cm;
+            agent_args = call.args.clone();
+            agent_args.extend(input_args);
+            args.push("--statfs".into());
+            args.push(podspec::target_path(ctx.volume_mode).into());
+            args.push("--".into());
+            args.extend(agent_args.iter().cloned());
+        }
+        let mut plan = agent_pod::plan(&ctx, &name, args, inputs, node, "holder");
         plan.not_nodes = avoid;
         plan.grace_seconds = 10;
         let pod = podspec::build(&plan);
@@ -366,7 +410,6 @@ impl KubeVolume {
             limit += ctx.timeouts.provision;
         }
         let start = Instant::now();
-        let conn = &ctx.shared.conn;
         let started = conn.block_on(agent_pod::create_and_start(&ctx, pod, limit, true));
         let node = match started {
             Ok(super::agent_pod::Started::Running { node }) => node,
@@ -419,13 +462,27 @@ impl KubeVolume {
         }
         self.unbound = false;
         self.node = Some(node.clone());
+        let output = first.map(|call| {
+            let command = format!(
+                "pvcheck-agent {} (in holder pod {}/{name} on node {node})",
+                agent_args.join(" "),
+                ctx.shared.namespace
+            );
+            let running = Instant::now();
+            conn.block_on(agent_pod::first_call(&ctx, &name, &command, call.timeout))
+                .map(|framed| {
+                    let elapsed = framed.elapsed().unwrap_or_else(|| running.elapsed());
+                    KubePod::output(framed, command, elapsed)
+                })
+        });
         let data_dir = podspec::target_path(ctx.volume_mode).into();
-        Ok(Box::new(KubePod {
+        let pod: Box<dyn Pod> = Box::new(KubePod {
             ctx,
             holder: name,
             node,
             data_dir,
-        }))
+        });
+        Ok((pod, output))
     }
 
     /// A claim another run made and kept (`--phase after-upgrade`), bound to `pv`, last
@@ -450,6 +507,7 @@ impl KubeVolume {
             ledger_config_map: Some(ledger_config_map),
             timings: Default::default(),
             warnings: Vec::new(),
+            holder_inputs: Vec::new(),
             done: false,
         }
     }
@@ -562,6 +620,22 @@ impl Volume for KubeVolume {
                 &ctx.placement,
             ))
         })
+    }
+
+    fn start_pod_running(
+        &mut self,
+        call: &dyn Fn(AgentTarget<'_>) -> AgentCall,
+    ) -> Result<PodRunning, PlatformError> {
+        let path = std::path::Path::new(podspec::target_path(self.ctx.volume_mode));
+        let target = match self.ctx.volume_mode {
+            crate::config::kube::VolumeMode::Filesystem => AgentTarget::Dir(path),
+            crate::config::kube::VolumeMode::Block => AgentTarget::Device(path),
+        };
+        let c = call(target);
+        let node = self.node.clone();
+        let (pod, out) = self.start_holder_running(node, Vec::new(), Some(&c))?;
+        let out = out.unwrap_or_else(|| Err(PlatformError::Other("pvcheck bug: no output".into())));
+        Ok((pod, out))
     }
 
     fn start_pod_avoiding(&mut self, avoid: &[String]) -> Result<Box<dyn Pod>, PlatformError> {

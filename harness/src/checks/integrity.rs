@@ -10,7 +10,7 @@ use std::time::Duration;
 use rand::RngExt;
 use serde_json::Value;
 
-use super::{CheckCtx, Failure, Verdict, agent_json, recreate_noticed, takeover};
+use super::{CheckCtx, Failure, Verdict, agent_json, recreate_noticed, recreate_with, takeover};
 use crate::platform::{AgentCall, AgentOutput, Pod, Volume};
 use pvcheck_workloads::units::format_size;
 
@@ -206,15 +206,35 @@ pub fn recreate_and_verify(
     expect: Expect<'_>,
     when: &str,
 ) -> Result<Box<dyn Pod>, Failure> {
-    let stopped = vol
-        .stop_pod(pod)
-        .map_err(|e| Failure::from(e).context("stopping the pod"));
-    let r =
-        stopped.and_then(|()| start_and_verify(ctx, vol, expect, "starting the pod again", when));
+    let mut verified = None;
+    let r = recreate_with(
+        vol,
+        pod,
+        &mut start_verifying(ctx, expect, "starting the pod again", when, &mut verified),
+    );
     ctx.noticed(vol);
-    let (pod, verified) = r?;
-    verified?;
+    let pod = r?;
+    if let Some(Err(f)) = verified {
+        return Err(f);
+    }
     Ok(pod)
+}
+
+/// Starts the volume's pod with [`verify`] as its first work ([`start_and_verify`]) and leaves
+/// the verify's judgement in `verified`: what a recreation ([`super::recreate_with`]) or a
+/// takeover starts its new pod with.
+fn start_verifying<'a>(
+    ctx: &'a CheckCtx,
+    expect: Expect<'a>,
+    starting: &'a str,
+    when: &'a str,
+    verified: &'a mut Option<Result<Value, Failure>>,
+) -> impl FnMut(&mut dyn Volume) -> Result<Box<dyn Pod>, Failure> + 'a {
+    move |vol| {
+        let (pod, v) = start_and_verify(ctx, vol, expect, starting, when)?;
+        *verified = Some(v);
+        Ok(pod)
+    }
 }
 
 /// A pod just started and its verify's judgement ([`start_and_verify`]).
@@ -689,17 +709,19 @@ fn take_over_and_verify(
 ) -> Result<Box<dyn Pod>, Failure> {
     // The new pod's first work is the verify (one pod start on Kubernetes).
     let mut verified = None;
-    let pod = record.take_over(ctx, vol, pod, after, &mut |vol| {
-        let (pod, v) = start_and_verify(
+    let pod = record.take_over(
+        ctx,
+        vol,
+        pod,
+        after,
+        &mut start_verifying(
             ctx,
-            vol,
             Expect::Ledger(ledger),
             "starting the pod again",
             when,
-        )?;
-        verified = Some(v);
-        Ok(pod)
-    })?;
+            &mut verified,
+        ),
+    )?;
     if let Some(Err(f)) = verified {
         return Err(takeover::verify_failure(
             after,

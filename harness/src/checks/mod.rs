@@ -540,10 +540,25 @@ pub fn kept_line(k: &KeptVolume) -> String {
 
 /// Recreates the pod: the agent ends, the volume is unmounted (detached) and mounted again.
 pub fn recreate(vol: &mut dyn Volume, pod: Box<dyn Pod>) -> Result<Box<dyn Pod>, Failure> {
+    recreate_with(vol, pod, &mut |vol| {
+        vol.start_pod()
+            .map_err(|e| Failure::from(e).context("starting the pod again"))
+    })
+}
+
+/// Starts a volume's pod again in a recreation (with its first work, where the caller gives
+/// it one: [`Volume::start_pod_running`]).
+pub type StartPod<'a> = dyn FnMut(&mut dyn Volume) -> Result<Box<dyn Pod>, Failure> + 'a;
+
+/// [`recreate`], the new pod started by `start`.
+pub fn recreate_with(
+    vol: &mut dyn Volume,
+    pod: Box<dyn Pod>,
+    start: &mut StartPod<'_>,
+) -> Result<Box<dyn Pod>, Failure> {
     vol.stop_pod(pod)
         .map_err(|e| Failure::from(e).context("stopping the pod"))?;
-    vol.start_pod()
-        .map_err(|e| Failure::from(e).context("starting the pod again"))
+    start(vol)
 }
 
 /// [`recreate`], then what the volume noticed becomes the trial's warnings.

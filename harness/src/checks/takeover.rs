@@ -20,12 +20,9 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use super::{CheckCtx, Failure};
+use super::{CheckCtx, Failure, StartPod, recreate_with};
 use crate::platform::{PlatformError, Pod, UpgradeStep, Volume};
 use crate::report::results::FailureCategory;
-
-/// Starts the volume's new pod in a takeover (with its first work).
-pub type StartPod<'a> = dyn FnMut(&mut dyn Volume) -> Result<Box<dyn Pod>, Failure> + 'a;
 
 /// Where the check is: the last upgrade step and the driver it left.
 #[derive(Debug, Clone)]
@@ -139,8 +136,8 @@ impl Steps {
     }
 
     /// Recreates the pod so the driver installed now unpublishes, unstages, stages and publishes
-    /// the volume made before the step; records the calls it made. `start` starts the new pod
-    /// (with its first work: [`crate::platform::Volume::start_pod_running`]).
+    /// the volume made before the step; records the calls it made. `start_pod` starts the new
+    /// pod (with its first work: [`crate::platform::Volume::start_pod_running`]).
     pub fn take_over(
         &mut self,
         ctx: &CheckCtx,
@@ -151,10 +148,7 @@ impl Steps {
     ) -> Result<Box<dyn Pod>, Failure> {
         let _ = vol.take_driver_calls(); // those before the takeover are not its evidence
         let start = Instant::now();
-        let r = vol
-            .stop_pod(pod)
-            .map_err(|e| Failure::from(e).context("stopping the pod"))
-            .and_then(|()| start_pod(vol));
+        let r = recreate_with(vol, pod, start_pod);
         ctx.noticed(vol);
         let calls = vol.take_driver_calls();
         let by = vol.driver_version();

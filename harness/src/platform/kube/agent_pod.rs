@@ -540,6 +540,21 @@ pub async fn inputs(
     Ok((Some(name.to_string()), args))
 }
 
+/// The inputs of `call` for pod `pod_name`, in ConfigMap `<pod_name>-in` labelled with the
+/// run, class and volume ([`inputs`]; `None` when it has none), and the agent's arguments
+/// with the inputs' paths in the pod.
+pub async fn call_inputs(
+    v: &VolumeCtx,
+    pod_name: &str,
+    call: &AgentCall,
+) -> Result<(Option<String>, Vec<String>), PlatformError> {
+    let labels = super::labels::of(&v.shared.run_id, Some(&v.class), Some(&v.pvc), "inputs");
+    let (cm, input_args) = inputs(v, &format!("{pod_name}-in"), call, labels).await?;
+    let mut args = call.args.clone();
+    args.extend(input_args);
+    Ok((cm, args))
+}
+
 /// Creates an immutable ConfigMap `name` in the run's namespace.
 pub async fn create_config_map(
     v: &VolumeCtx,
@@ -822,16 +837,12 @@ pub async fn run(
     node: &str,
     statfs_only: bool,
 ) -> Result<(Framed, String), PlatformError> {
-    let labels = super::labels::of(&v.shared.run_id, Some(&v.class), Some(&v.pvc), "inputs");
-    let cm_name = format!("{name}-in");
-    let (cm, input_args) = inputs(v, &cm_name, call, labels).await?;
+    let (cm, agent_args) = call_inputs(v, name, call).await?;
     let mut args = vec![
         "pod".to_string(),
         "--statfs".into(),
         podspec::target_path(v.volume_mode).into(),
     ];
-    let mut agent_args = call.args.clone();
-    agent_args.extend(input_args);
     if !statfs_only {
         args.push("--".into());
         args.extend(agent_args.iter().cloned());

@@ -127,15 +127,8 @@ impl Pod for KubePod {
     ) -> Result<Box<dyn AgentProcess>, PlatformError> {
         let ctx = self.ctx.clone();
         let name = ctx.next_name("agent");
-        let labels = super::labels::of(
-            &ctx.shared.run_id,
-            Some(&ctx.class),
-            Some(&ctx.pvc),
-            "inputs",
-        );
-        let cm_name = format!("{name}-in");
         let conn = &ctx.shared.conn;
-        let (cm, input_args) = conn.block_on(agent_pod::inputs(&ctx, &cm_name, call, labels))?;
+        let (cm, agent_args) = conn.block_on(agent_pod::call_inputs(&ctx, &name, call))?;
         let mut args = vec![
             "pod".to_string(),
             "--statfs".into(),
@@ -145,8 +138,6 @@ impl Pod for KubePod {
             args.push("--kill-after".into());
             args.push(format!("{}ms", k.as_millis()));
         }
-        let mut agent_args = call.args.clone();
-        agent_args.extend(input_args);
         args.push("--".into());
         args.extend(agent_args.iter().cloned());
         let command = format!(

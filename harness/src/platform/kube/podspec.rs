@@ -34,6 +34,14 @@ pub fn target_path(mode: VolumeMode) -> &'static str {
         VolumeMode::Block => DEVICE_PATH,
     }
 }
+/// What the agent is pointed at in a pod of a volume in `mode`: its mount or its device.
+pub fn agent_target(mode: VolumeMode) -> crate::platform::AgentTarget<'static> {
+    let path = std::path::Path::new(target_path(mode));
+    match mode {
+        VolumeMode::Filesystem => crate::platform::AgentTarget::Dir(path),
+        VolumeMode::Block => crate::platform::AgentTarget::Device(path),
+    }
+}
 /// Where the agent's inputs (ledgers, acks) appear, read-only.
 pub const INPUTS_DIR: &str = "/inputs";
 /// The agent binary in the image.

@@ -381,20 +381,12 @@ impl KubeVolume {
         let mut inputs = None;
         let mut agent_args = Vec::new();
         if let Some(call) = first {
-            let labels = labels::of(
-                &ctx.shared.run_id,
-                Some(&ctx.class),
-                Some(&ctx.pvc),
-                "inputs",
-            );
-            let (cm, input_args) =
-                conn.block_on(agent_pod::inputs(&ctx, &format!("{name}-in"), call, labels))?;
+            let (cm, call_args) = conn.block_on(agent_pod::call_inputs(&ctx, &name, call))?;
             if let Some(cm) = &cm {
                 self.holder_inputs.push(cm.clone());
             }
             inputs = cm;
-            agent_args = call.args.clone();
-            agent_args.extend(input_args);
+            agent_args = call_args;
             args.push("--statfs".into());
             args.push(podspec::target_path(ctx.volume_mode).into());
             args.push("--".into());
@@ -626,12 +618,7 @@ impl Volume for KubeVolume {
         &mut self,
         call: &dyn Fn(AgentTarget<'_>) -> AgentCall,
     ) -> Result<PodRunning, PlatformError> {
-        let path = std::path::Path::new(podspec::target_path(self.ctx.volume_mode));
-        let target = match self.ctx.volume_mode {
-            crate::config::kube::VolumeMode::Filesystem => AgentTarget::Dir(path),
-            crate::config::kube::VolumeMode::Block => AgentTarget::Device(path),
-        };
-        let c = call(target);
+        let c = call(podspec::agent_target(self.ctx.volume_mode));
         let node = self.node.clone();
         let (pod, out) = self.start_holder_running(node, Vec::new(), Some(&c))?;
         let out = out.unwrap_or_else(|| Err(PlatformError::Other("pvcheck bug: no output".into())));
